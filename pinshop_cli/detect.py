@@ -1,0 +1,24 @@
+"""Detect -> crop, shared by ingest and match. A pin where the detector finds no product is
+kept as one whole-image region, so every pin stays searchable."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .models.detectors import whole_image
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .models import Detection, Detector
+
+Region = tuple["Detection", "Image.Image"]
+
+
+def detect_and_crop(detector: Detector, images: Sequence[Image.Image]) -> list[list[Region]]:
+    regions: list[list[Region]] = []
+    for image, detections in zip(images, detector.detect_batch(images), strict=True):
+        found = detections or [whole_image(image)]
+        regions.append([(d, image.crop(tuple(round(v) for v in d.box))) for d in found])
+    return regions

@@ -1,0 +1,25 @@
+"""Typed errors. Each message names the fix; the CLI prints it on one line and exits 1."""
+
+
+class PinshopError(Exception):
+    """A user-facing error: bad input, missing model file, locked or stale workspace."""
+
+
+class UnknownModelError(PinshopError):
+    """A model name that is neither registered, an alias, nor an existing file."""
+
+
+class MissingWeightsError(PinshopError):
+    """A registered model whose weights resolve nowhere (cache, mirror package, hub)."""
+
+
+class WorkspaceLockedError(PinshopError):
+    """Another pinshop process is writing to the same workspace."""
+
+
+class StaleIndexError(PinshopError):
+    """An index was built from an older snapshot than the current embeddings."""
+
+
+class ModelMismatchError(PinshopError):
+    """The workspace was built with one embedding model and a command asked for another."""

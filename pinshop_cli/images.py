@@ -1,0 +1,69 @@
+"""Safe image loading: every way an image file can be bad becomes an ImageRejected reason."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+# Larger than any real photo (a 50 MP camera frame) but far below a decompression bomb.
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+class ImageRejected(Exception):
+    """The file is not a usable image; str(exc) is the one-line reason."""
+
+
+def open_checked(path: Path, max_pixels: int) -> Image.Image:
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.exists():
+        raise ImageRejected(f"image not found: {path}")
+    if path.stat().st_size == 0:
+        raise ImageRejected("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected(f"decompression bomb refused: {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageRejected("not an image (unrecognized format)") from None
+    except OSError as exc:
+        raise ImageRejected(f"unreadable image: {exc}") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageRejected(
+            f"decompression bomb refused: {width}x{height} exceeds {max_pixels:,} pixels"
+        )
+    if image.format not in {"JPEG", "PNG", "WEBP", "MPO"}:
+        raise ImageRejected(f"unsupported image format {image.format} (use JPEG, PNG or WebP)")
+    return image
+
+
+def check_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """Decode the whole file cheaply (JPEG at 1/8 scale) to catch truncation; return its size."""
+    image = open_checked(path, max_pixels)
+    size = image.size
+    try:
+        image.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+        image.load()
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError for broken streams
+        raise ImageRejected(f"corrupt or truncated image: {exc}") from None
+    return size
+
+
+def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Fully decode to RGB with EXIF orientation applied."""
+    from PIL import ImageOps
+
+    image = open_checked(path, max_pixels)
+    try:
+        image.load()
+        return ImageOps.exif_transpose(image).convert("RGB")
+    except Exception as exc:
+        raise ImageRejected(f"corrupt or truncated image: {exc}") from None

@@ -1,0 +1,76 @@
+"""One small base class per model kind. Constructing a model is cheap; weights load lazily,
+once, on first use — so listing, resolving and re-running finished work never load them."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels of the input image
+    class_name: str
+    category: str
+    score: float
+
+
+class Detector(ABC):
+    model_id: str
+    #: True when no real detector resolved and every image is one whole-image region.
+    is_fallback: bool = False
+    #: Why the fallback was used, shown to the user.
+    note: str = ""
+
+    @abstractmethod
+    def detect_batch(self, images: Sequence[Image.Image]) -> list[list[Detection]]:
+        """One list of product detections per input image."""
+
+
+class Embedder(ABC):
+    """Embeds images and/or texts into L2-normalized float32 vectors.
+
+    `shared_space` is True for CLIP-like models (a crop can match a text row); the offline
+    pair embeds images and texts into two unrelated spaces."""
+
+    name: str
+    image_model_id: str
+    text_model_id: str
+    shared_space: bool = False
+    #: The name that rebuilds this embedder (recorded in the workspace).
+    source: str = ""
+    #: Why this embedder was chosen, shown to the user (e.g. the CLIP fallback).
+    note: str = ""
+
+    @abstractmethod
+    def preprocess_image(self, image: Image.Image) -> Any:
+        """CPU-side transform (safe to run in reader threads): PIL image -> tensor."""
+
+    @abstractmethod
+    def embed_image_tensors(self, batch: Any) -> np.ndarray:
+        """Forward pass on a stacked batch of preprocessed images."""
+
+    @abstractmethod
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed a batch of texts."""
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        import torch
+
+        return self.embed_image_tensors(torch.stack([self.preprocess_image(i) for i in images]))
+
+
+def l2_normalize(vectors: Any) -> np.ndarray:
+    """torch or numpy (n, d) -> float32 numpy with unit rows."""
+    import numpy as np
+
+    array = vectors.detach().cpu().float().numpy() if hasattr(vectors, "detach") else vectors
+    array = np.asarray(array, dtype=np.float32)
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    return array / np.maximum(norms, 1e-12)

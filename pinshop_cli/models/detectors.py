@@ -1,0 +1,74 @@
+"""Detectors: any ultralytics checkpoint, or the whole image as one region."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .base import Detection, Detector
+from .categories import shopping_category
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+WHOLE_IMAGE_CLASS = "whole_image"
+
+
+def whole_image(image: Image.Image) -> Detection:
+    width, height = image.size
+    return Detection((0.0, 0.0, float(width), float(height)), WHOLE_IMAGE_CLASS, "", 1.0)
+
+
+class WholeImageDetector(Detector):
+    """Used when no detector resolves: every pin is one region, recorded as such."""
+
+    model_id = "whole-image"
+    is_fallback = True
+
+    def __init__(self, note: str = "") -> None:
+        self.note = note
+
+    def detect_batch(self, images: Sequence[Image.Image]) -> list[list[Detection]]:
+        return [[whole_image(image)] for image in images]
+
+
+class UltralyticsDetector(Detector):
+    """Any ultralytics detection checkpoint (.pt). COCO classes map to shopping categories;
+    non-product COCO classes are dropped; a custom model's own classes are kept."""
+
+    def __init__(self, weights: Path, model_id: str | None = None, conf: float = 0.25,
+                 imgsz: int = 640, min_box_px: int = 16) -> None:
+        self.weights = Path(weights)
+        self.model_id = model_id or self.weights.name
+        self.conf = conf
+        self.imgsz = imgsz
+        self.min_box_px = min_box_px
+        self._model: Any = None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            from ultralytics import YOLO
+
+            self._model = YOLO(str(self.weights), task="detect")
+        return self._model
+
+    def detect_batch(self, images: Sequence[Image.Image]) -> list[list[Detection]]:
+        model = self._load()
+        results = model.predict(list(images), conf=self.conf, imgsz=self.imgsz,
+                                verbose=False, device="cpu")
+        batch: list[list[Detection]] = []
+        for result in results:
+            found: list[Detection] = []
+            names = result.names
+            boxes = result.boxes
+            for xyxy, cls, score in zip(boxes.xyxy.tolist(), boxes.cls.tolist(),
+                                        boxes.conf.tolist(), strict=True):
+                class_name = str(names[int(cls)])
+                category = shopping_category(class_name)
+                x1, y1, x2, y2 = (float(v) for v in xyxy)
+                if category is None or min(x2 - x1, y2 - y1) < self.min_box_px:
+                    continue
+                found.append(Detection((x1, y1, x2, y2), class_name, category, float(score)))
+            batch.append(found)
+        return batch

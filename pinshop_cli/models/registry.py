@@ -1,0 +1,191 @@
+"""One registry for every model pinshop can use. Built-ins register through the same
+`register` callback that plugins get (entry-point group `pinshop.models`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from ..errors import MissingWeightsError, UnknownModelError
+from .base import Detector, Embedder
+from .resolve import ModelFile, models_dir
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    task: str  # detect | embed | embed-image | embed-text | chat
+    architecture: str
+    license: str
+    files: tuple[ModelFile, ...]
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    spec: ModelSpec
+    path: Path | None
+    where: str  # cache | mirror package | missing
+
+    @property
+    def present(self) -> bool:
+        return self.path is not None
+
+
+_specs: dict[str, ModelSpec] = {}
+_aliases: dict[str, str] = {}
+_loaded = False
+
+
+def register(spec: ModelSpec) -> None:
+    _specs[spec.name] = spec
+    for alias in (spec.name, *spec.aliases):
+        _aliases[alias.lower()] = spec.name
+
+
+def _ensure_loaded() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    from . import builtin
+
+    builtin.register_models(register)
+    for entry_point in metadata.entry_points(group="pinshop.models"):
+        hook: Callable[[Callable[[ModelSpec], None]], None] = entry_point.load()
+        hook(register)
+
+
+def get_spec(name: str) -> ModelSpec:
+    _ensure_loaded()
+    key = _aliases.get(name.lower())
+    if key is None:
+        known = ", ".join(sorted(_specs))
+        raise UnknownModelError(f"unknown model {name!r}; known models: {known} "
+                                "(see `pinshop models list`)")
+    return _specs[key]
+
+
+def find_spec(name: str) -> ModelSpec | None:
+    _ensure_loaded()
+    key = _aliases.get(name.lower())
+    return _specs[key] if key else None
+
+
+def list_models() -> list[ModelSpec]:
+    _ensure_loaded()
+    return list(_specs.values())
+
+
+def model_status(spec: ModelSpec, directory: str | Path | None = None) -> ModelStatus:
+    path, where = spec.files[0].locate(models_dir(directory))
+    return ModelStatus(spec, path, where)
+
+
+def pull(name: str, directory: str | Path | None = None) -> list[Path]:
+    """Resolve every file of a model, downloading into the cache where needed; verify."""
+    spec = get_spec(name)
+    target = models_dir(directory)
+    paths = [f.resolve(spec.name, target) for f in spec.files]
+    for file, path in zip(spec.files, paths, strict=True):
+        if problem := file.verify(path):
+            raise UnknownModelError(f"{path} is not the expected {file.filename}: {problem}")
+    return paths
+
+
+def verify(name: str, directory: str | Path | None = None) -> list[str]:
+    """Problems with a model's present files (empty list: all good or nothing to check)."""
+    spec = get_spec(name)
+    problems = []
+    for file in spec.files:
+        path, _ = file.locate(models_dir(directory))
+        if path is None:
+            problems.append(f"{file.filename}: missing")
+        elif problem := file.verify(path):
+            problems.append(f"{path}: {problem}")
+    return problems
+
+
+def get_detector(name: str = "auto", directory: str | Path | None = None,
+                 conf: float = 0.25) -> Detector:
+    """'auto' (the default detector, else whole-image fallback), 'none', a registered name,
+    or a path to any ultralytics checkpoint."""
+    from .detectors import UltralyticsDetector, WholeImageDetector
+
+    if name == "none":
+        return WholeImageDetector("detection disabled (--detector none): whole image per pin")
+    spec = find_spec("yolo11n" if name == "auto" else name)
+    if spec is None:
+        path = Path(name).expanduser()
+        if path.is_file():
+            return UltralyticsDetector(path, model_id=path.name, conf=conf)
+        raise UnknownModelError(
+            f"detector {name!r} is neither a registered model nor an existing file "
+            "(pass a path to an ultralytics .pt checkpoint, or see `pinshop models list`)"
+        )
+    if spec.task != "detect":
+        raise UnknownModelError(f"{spec.name} is a {spec.task} model, not a detector")
+    file = spec.files[0]
+    if name == "auto":
+        path = file.locate(models_dir(directory))[0] or file.download(models_dir(directory))
+        if path is None:
+            return WholeImageDetector(
+                f"no detector weights ({file.filename}) in {models_dir(directory)} and no hub: "
+                f"using the whole image as one region. Fix: `pinshop models pull {spec.name}`"
+            )
+    else:
+        path = file.resolve(spec.name, models_dir(directory))
+    return UltralyticsDetector(path, model_id=spec.name, conf=conf)
+
+
+def get_embedder(name: str = "auto", directory: str | Path | None = None) -> Embedder:
+    """Build (without loading weights) the embedder `name`; `.source` is the name that
+    rebuilds it, recorded in the workspace.
+
+    'auto' (CLIP where its weights resolve, else the offline pair), 'clip', 'offline',
+    a registered name, or 'clip:ARCH:PRETRAINED' where ARCH may be an open_clip config
+    JSON file and PRETRAINED a tag or a checkpoint path."""
+    embedder = _build_embedder(name, directory)
+    if name != "auto":
+        embedder.source = name
+    return embedder
+
+
+def _build_embedder(name: str, directory: str | Path | None) -> Embedder:
+    from .embedders import OfflinePairEmbedder, OpenClipEmbedder
+
+    target = models_dir(directory)
+    if name == "auto":
+        try:
+            embedder = get_embedder("clip", directory)
+        except MissingWeightsError as missing:
+            embedder = get_embedder("offline", directory)
+            embedder.note = (f"CLIP weights not found ({missing.args[0].split(',')[0]}); "
+                             "using the offline pair EfficientNet-Lite0 + MiniLM")
+        return embedder
+    if name == "offline":
+        image = get_spec("efficientnet-lite0").files[0].resolve("efficientnet-lite0", target)
+        text = get_spec("all-minilm-l6-v2").files[0].resolve("all-minilm-l6-v2", target)
+        return OfflinePairEmbedder(image, text)
+    if name.startswith("clip:"):
+        arch, _, pretrained = name[len("clip:"):].partition(":")
+        config = Path(arch) if arch.endswith(".json") else None
+        checkpoint = Path(pretrained).expanduser()
+        if config is None or not checkpoint.is_file():
+            raise UnknownModelError(
+                f"custom CLIP {name!r}: use clip:CONFIG.json:CHECKPOINT with existing files, "
+                "or a registered CLIP name (see `pinshop models list`)"
+            )
+        if not config.is_file():
+            raise UnknownModelError(f"open_clip config not found: {config}")
+        return OpenClipEmbedder(config.stem, checkpoint,
+                                f"open_clip:{config.stem}@{checkpoint.name}", config_file=config)
+    spec = get_spec(name)
+    if spec.task != "embed":
+        raise UnknownModelError(f"{spec.name} is a {spec.task} model, not an embedder "
+                                "(use --embedder auto|clip|offline|<clip name>)")
+    checkpoint = spec.files[0].resolve(spec.name, target)
+    return OpenClipEmbedder(spec.architecture, checkpoint, f"open_clip:{spec.name}")

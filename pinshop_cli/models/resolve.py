@@ -1,0 +1,112 @@
+"""Where model files come from, in order: explicit path -> local cache -> offline mirror
+package -> the hub. Resolution never hangs: offline switches skip the hub entirely and a hub
+attempt gives up within seconds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import MissingWeightsError
+from ..storage import atomic_path, sha256_file
+
+HUB_TIMEOUT_S = 10
+OFFLINE_SWITCHES = ("PINSHOP_OFFLINE", "HF_HUB_OFFLINE", "YOLO_OFFLINE")
+
+
+def models_dir(override: str | Path | None = None) -> Path:
+    """--models-dir, else $PINSHOP_MODELS, else ~/.cache/pinshop/models."""
+    chosen = override or os.environ.get("PINSHOP_MODELS")
+    return Path(chosen).expanduser() if chosen else Path.home() / ".cache" / "pinshop" / "models"
+
+
+def offline() -> bool:
+    return any(os.environ.get(k, "").lower() in {"1", "true", "yes"} for k in OFFLINE_SWITCHES)
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One fixed file (or directory) a model needs, and every place it can come from."""
+
+    filename: str  # name inside the models dir
+    url: str | None = None  # plain HTTPS download
+    hf_repo: str | None = None  # (repo, file) on the Hugging Face hub
+    hf_file: str | None = None
+    mirror: Callable[[], Path | None] | None = field(default=None, compare=False)
+    mirror_hint: str = ""  # how to install the mirror package
+    size: int | None = None
+    sha256: str | None = None
+
+    def cached(self, directory: Path) -> Path | None:
+        path = directory / self.filename
+        return path if path.exists() else None
+
+    def from_mirror(self) -> Path | None:
+        if self.mirror is None:
+            return None
+        try:
+            path = self.mirror()
+        except ImportError:
+            return None
+        return path if path is not None and path.exists() else None
+
+    def download(self, directory: Path) -> Path | None:
+        """Fetch from the hub into the cache; None when offline or unreachable."""
+        if offline() or not (self.url or self.hf_repo):
+            return None
+        target = directory / self.filename
+        try:
+            if self.hf_repo:
+                os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(HUB_TIMEOUT_S))
+                os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(HUB_TIMEOUT_S))
+                from huggingface_hub import hf_hub_download
+
+                fetched = Path(hf_hub_download(self.hf_repo, self.hf_file or self.filename))
+                with atomic_path(target) as tmp:
+                    shutil.copyfile(fetched, tmp)
+            elif self.url:
+                with urllib.request.urlopen(self.url, timeout=HUB_TIMEOUT_S) as response:
+                    with atomic_path(target) as tmp, open(tmp, "wb") as out:
+                        shutil.copyfileobj(response, out)
+        except Exception:  # DNS failure, timeout, HTTP error: the caller reports what's missing
+            return None
+        return target
+
+    def verify(self, path: Path) -> str | None:
+        """None if the file matches its recorded size and sha256, else what is wrong."""
+        if path.is_dir() or (self.size is None and self.sha256 is None):
+            return None
+        if self.size is not None and path.stat().st_size != self.size:
+            return f"size {path.stat().st_size:,} != expected {self.size:,}"
+        if self.sha256 and sha256_file(path) != self.sha256:
+            return "sha256 mismatch"
+        return None
+
+    def locate(self, directory: Path) -> tuple[Path | None, str]:
+        """Without downloading: (path, where) from cache or mirror package."""
+        if path := self.cached(directory):
+            return path, "cache"
+        if path := self.from_mirror():
+            return path, "mirror package"
+        return None, "missing"
+
+    def resolve(self, model_name: str, directory: Path, allow_download: bool = True) -> Path:
+        path, _ = self.locate(directory)
+        if path is None and allow_download:
+            path = self.download(directory)
+        if path is None:
+            sources = [f"cache {directory / self.filename}"]
+            if self.mirror_hint:
+                sources.append(f"mirror package ({self.mirror_hint})")
+            if self.url or self.hf_repo:
+                sources.append("hub (offline)" if offline() else "hub (unreachable)")
+            raise MissingWeightsError(
+                f"model {model_name!r} needs {self.filename}, found nowhere ({'; '.join(sources)}). "
+                f"Fix: run `pinshop models pull {model_name}` on a machine with internet, "
+                f"or copy {self.filename} into {directory} (--models-dir / PINSHOP_MODELS)"
+            )
+        return path

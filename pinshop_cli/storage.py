@@ -1,0 +1,90 @@
+"""Atomic Parquet/JSON writes and small read helpers shared by every stage.
+
+A writer never leaves a half-written file behind: it writes a temp file in the same
+directory, fsyncs it, renames it over the target and fsyncs the directory. A run killed at
+any point therefore leaves either the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temp path beside `target`; on success fsync it and rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_parquet(table: pa.Table, target: Path) -> None:
+    import pyarrow.parquet as pq
+
+    with atomic_path(target) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def write_json(data: Any, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_parquet(path: Path) -> pa.Table | None:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path) if path.exists() else None
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_text(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def query_arrow(sql: str, params: dict[str, Any] | None = None,
+                tables: dict[str, Any] | None = None) -> pa.Table:
+    """Run one DuckDB query on a fresh in-memory connection and return an Arrow table."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        for name, table in (tables or {}).items():
+            con.register(name, table)
+        relation = con.sql(sql, params=params or None)
+        # duckdb 2 names it to_arrow_table; 1.x arrow().
+        fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
+        return fetch()
+
+
+def sql_path(path: Any) -> str:
+    """A path as a quoted SQL string literal."""
+    return "'" + str(path).replace("'", "''") + "'"

@@ -1,0 +1,93 @@
+"""The workspace: a directory of open-format files, one writer at a time.
+
+    catalog.parquet, pins.parquet, detections.parquet   tables (rewritten atomically)
+    embeddings/<kind>-<key>.parquet                      one part per batch; a part is "done"
+    parts/detections/<key>.parquet                       per-batch detections (resume ledger)
+    indexes/<name>.hnsw + .ids.parquet + .json           hnswlib index, labels, manifest
+    rejects/<source>.parquet                             refused rows/files with reasons
+    workspace.json                                       which models built this workspace
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import PinshopError, WorkspaceLockedError
+from .storage import write_json
+
+DEFAULT_WORKSPACE = "pinshop-data"
+EMBEDDING_KINDS = ("product_image", "product_text", "crop")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, create: bool = False) -> Workspace:
+        """Resolve `path`, else $PINSHOP_HOME, else ./pinshop-data."""
+        root = Path(path or os.environ.get("PINSHOP_HOME") or DEFAULT_WORKSPACE).expanduser()
+        if create:
+            root.mkdir(parents=True, exist_ok=True)
+        elif not root.is_dir():
+            raise PinshopError(
+                f"no workspace at {root}: run `pinshop ingest CATALOG -w {root}` first"
+            )
+        return cls(root.resolve())
+
+    catalog = property(lambda self: self.root / "catalog.parquet")
+    pins = property(lambda self: self.root / "pins.parquet")
+    detections = property(lambda self: self.root / "detections.parquet")
+    events = property(lambda self: self.root / "events.parquet")
+    recommendations = property(lambda self: self.root / "recommendations.parquet")
+    embeddings_dir = property(lambda self: self.root / "embeddings")
+    detection_parts_dir = property(lambda self: self.root / "parts" / "detections")
+    indexes_dir = property(lambda self: self.root / "indexes")
+    rejects_dir = property(lambda self: self.root / "rejects")
+    settings_path = property(lambda self: self.root / "workspace.json")
+
+    def embedding_parts(self, kind: str) -> list[Path]:
+        return sorted(self.embeddings_dir.glob(f"{kind}-*.parquet"))
+
+    # -- recorded settings -------------------------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        if not self.settings_path.exists():
+            return {}
+        return dict(json.loads(self.settings_path.read_text()))
+
+    def update_settings(self, **values: Any) -> None:
+        write_json({**self.settings(), **values}, self.settings_path)
+
+    # -- one writer at a time ----------------------------------------------------------
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive lock for writers. flock is released by the OS if the process dies,
+        so a killed run never leaves a stale lock behind."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / ".lock"
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise WorkspaceLockedError(
+                    f"workspace {self.root} is being written by {holder}; "
+                    "wait for it to finish (only one writer at a time)"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pinshop pid {os.getpid()}")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.truncate(0)
+                fcntl.flock(handle, fcntl.LOCK_UN)
