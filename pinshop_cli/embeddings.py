@@ -1,5 +1,5 @@
-"""Embedding parts: one Parquet file per batch under embeddings/, named by the content of
-the batch. A part that exists is done; readers keep only rows whose source still matches
+"""Embedding parts: one Parquet file per batch under embeddings/<kind>/ (one folder per kind,
+so each folder is a homogeneous dataset), named by the content of the batch. A part that exists is done; readers keep only rows whose source still matches
 the current catalog / detections, so changed or removed items drop out without rewrites."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def write_part(ws: Workspace, kind: str, model_id: str, ids: list[str],
         "source_hash": pa.array(source_hashes, pa.string()),
         "vector": pa.FixedSizeListArray.from_arrays(flat, dim),
     })
-    write_parquet(table, ws.embeddings_dir / f"{kind}-{key}.parquet")
+    write_parquet(table, ws.embeddings_dir / kind / f"{key}.parquet")
 
 
 def done_keys(ws: Workspace, kind: str, model_id: str) -> set[tuple[str, str]]:

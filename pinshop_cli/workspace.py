@@ -1,7 +1,7 @@
 """The workspace: a directory of open-format files, one writer at a time.
 
     catalog.parquet, pins.parquet, detections.parquet   tables (rewritten atomically)
-    embeddings/<kind>-<key>.parquet                      one part per batch; a part is "done"
+    embeddings/<kind>/<key>.parquet                      one part per batch; a part is "done"
     parts/detections/<key>.parquet                       per-batch detections (resume ledger)
     indexes/<name>.hnsw + .ids.parquet + .json           hnswlib index, labels, manifest
     rejects/<source>.parquet                             refused rows/files with reasons
@@ -54,7 +54,7 @@ class Workspace:
     settings_path = property(lambda self: self.root / "workspace.json")
 
     def embedding_parts(self, kind: str) -> list[Path]:
-        return sorted(self.embeddings_dir.glob(f"{kind}-*.parquet"))
+        return sorted((self.embeddings_dir / kind).glob("*.parquet"))
 
     # -- recorded settings -------------------------------------------------------------
     def settings(self) -> dict[str, Any]:

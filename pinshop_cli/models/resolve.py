@@ -33,9 +33,7 @@ class ModelFile:
     """One fixed file (or directory) a model needs, and every place it can come from."""
 
     filename: str  # name inside the models dir
-    url: str | None = None  # plain HTTPS download
-    hf_repo: str | None = None  # (repo, file) on the Hugging Face hub
-    hf_file: str | None = None
+    url: str | None = None  # the hub: one plain HTTPS download, no retries
     mirror: Callable[[], Path | None] | None = field(default=None, compare=False)
     mirror_hint: str = ""  # how to install the mirror package
     size: int | None = None
@@ -56,23 +54,16 @@ class ModelFile:
 
     def download(self, directory: Path) -> Path | None:
         """Fetch from the hub into the cache; None when offline or unreachable."""
-        if offline() or not (self.url or self.hf_repo):
+        if offline() or not self.url:
             return None
         target = directory / self.filename
         try:
-            if self.hf_repo:
-                os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(HUB_TIMEOUT_S))
-                os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(HUB_TIMEOUT_S))
-                from huggingface_hub import hf_hub_download
-
-                fetched = Path(hf_hub_download(self.hf_repo, self.hf_file or self.filename))
-                with atomic_path(target) as tmp:
-                    shutil.copyfile(fetched, tmp)
-            elif self.url:
-                with urllib.request.urlopen(self.url, timeout=HUB_TIMEOUT_S) as response:
-                    with atomic_path(target) as tmp, open(tmp, "wb") as out:
-                        shutil.copyfileobj(response, out)
-        except Exception:  # DNS failure, timeout, HTTP error: the caller reports what's missing
+            # A plain request with a hard timeout: hub clients' retry loops can stall for
+            # tens of seconds on a machine without internet.
+            with urllib.request.urlopen(self.url, timeout=HUB_TIMEOUT_S) as response:
+                with atomic_path(target) as tmp, open(tmp, "wb") as out:
+                    shutil.copyfileobj(response, out)
+        except OSError:  # DNS failure, timeout, HTTP error: the caller reports what's missing
             return None
         return target
 
@@ -102,7 +93,7 @@ class ModelFile:
             sources = [f"cache {directory / self.filename}"]
             if self.mirror_hint:
                 sources.append(f"mirror package ({self.mirror_hint})")
-            if self.url or self.hf_repo:
+            if self.url:
                 sources.append("hub (offline)" if offline() else "hub (unreachable)")
             raise MissingWeightsError(
                 f"model {model_name!r} needs {self.filename}, found nowhere ({'; '.join(sources)}). "

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._output import RichProgress, err, note, table
+
+
+def demo(
+    workspace: Annotated[Path, typer.Option(
+        "--workspace", "-w", help="Where to build the demo workspace.")] = Path("pinshop-demo"),
+    data: Annotated[Path | None, typer.Option(help="Sample data directory.")] = None,
+    report: Annotated[Path, typer.Option(help="HTML report to write.")] = Path(
+        "pinshop-demo-report.html"),
+) -> None:
+    """Build a workspace from sample_data/ and run ingest -> index -> match on it.
+
+    Example: `pinshop demo`
+    """
+    from pinshop_cli.demo import run_demo
+    from pinshop_cli.report import write_report
+
+    err.rule("1. ingest sample_data/catalog.csv and sample_data/pins")
+    with RichProgress() as progress:
+        result = run_demo(workspace, data, progress=progress)
+    summary = result.ingest
+    typer.echo(f"{summary.rows_ok} products ({summary.rows_rejected} rejected), "
+               f"{summary.pins_ok} pins, {summary.detections} regions; embedder "
+               f"{summary.embedder}; detector {summary.detector}", err=True)
+    err.rule("2. index")
+    for manifest in result.indexes:
+        typer.echo(f"{manifest.name}: {manifest.count} vectors, recall@10 "
+                   f"{manifest.recall_at_10}, built in {manifest.build_seconds}s", err=True)
+    err.rule("3. match every pin (best product per object)")
+    for message in result.match.notes:
+        note(message)
+    rows = [[Path(pin.image).name, obj.category or obj.class_name, m.id, m.title, m.price,
+             f"{m.score:.3f}"]
+            for pin in result.match.pins for obj in pin.objects for m in obj.matches[:1]]
+    table("pin -> best match", ["pin", "object", "id", "title", "price", "score"], rows)
+    table(f"text: {result.match.text}", ["id", "title", "price", "score"],
+          [[m.id, m.title, m.price, f"{m.score:.3f}"] for m in result.match.text_matches])
+    write_report(result.match, report)
+    typer.echo(f"\nHTML report: {report}   workspace: {result.workspace}\n"
+               f"Next: pinshop match YOUR_PHOTO.jpg -w {workspace}", err=True)

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._output import JsonOption, ModelsDirOption, RichProgress, WorkspaceOption, print_json, table
+
+
+def ingest(
+    catalog: Annotated[Path | None, typer.Argument(
+        help="Catalog file: .csv, .jsonl or .parquet (id and title required).")] = None,
+    pins: Annotated[Path | None, typer.Option(
+        "--pins", help="Directory of pin photos (recursive) or a list file of paths.")] = None,
+    embedder: Annotated[str, typer.Option(
+        help="auto | clip | offline | <registered name> | clip:CONFIG.json:CHECKPOINT")] = "auto",
+    detector: Annotated[str, typer.Option(
+        help="auto | none | <registered name> | path to an ultralytics .pt")] = "auto",
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per model batch.")] = 32,
+    engine: Annotated[str, typer.Option(help="Execution engine (local).")] = "local",
+    workspace: WorkspaceOption = None,
+    models_dir: ModelsDirOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Normalize a catalog, embed product images and texts, detect and embed pin crops.
+
+    Resumable and incremental: re-running on unchanged input does no model work.
+
+    Example: `pinshop ingest sample_data/catalog.csv --pins sample_data/pins`
+    """
+    from pinshop_cli import IngestConfig, PinshopError
+    from pinshop_cli import ingest as run_ingest
+
+    if engine != "local":
+        raise PinshopError(f"unknown engine {engine!r}: only 'local' is available")
+    config = IngestConfig(embedder=embedder, detector=detector, batch_size=batch_size,
+                          models_dir=str(models_dir) if models_dir else None)
+    with RichProgress() as progress:
+        summary = run_ingest(workspace, catalog, pins, config, progress)
+    if json:
+        print_json(summary.as_dict())
+        return
+    rows = [["catalog rows", summary.rows_ok, f"{summary.rows_rejected} rejected"],
+            ["pins", summary.pins_ok, f"{summary.pins_rejected} rejected"],
+            ["detections", summary.detections, f"detector {summary.detector or '-'}"]]
+    for kind, count in summary.embedded.items():
+        rows.append([f"{kind} embeddings", count,
+                     f"{summary.already_done.get(kind, 0)} unchanged, skipped"])
+    rows += [[f"seconds: {stage}", seconds, ""] for stage, seconds in summary.seconds.items()]
+    table(f"ingest into {summary.workspace} ({summary.embedder})", ["", "count", ""], rows)
+    if not summary.model_work_done:
+        typer.echo("Nothing changed since the last ingest: no model work done.", err=True)
+    if summary.rows_rejected or summary.pins_rejected:
+        typer.echo("Rejected rows and files with reasons: pinshop sql "
+                   "\"SELECT * FROM rejects_catalog\" (and rejects_pins)", err=True)

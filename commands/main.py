@@ -1,0 +1,58 @@
+"""`pinshop`: the Typer app. One place turns PinshopError into 'Error: ...' and exit 1."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from pinshop_cli.errors import PinshopError
+
+from . import demo, index, ingest, match, models, sql
+
+app = typer.Typer(
+    name="pinshop",
+    help="Batch shopping-catalog processing: find products in pin photos, embed and index a "
+    "catalog, match photos to products.\n\nStart with `pinshop demo`.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+    add_completion=False,
+)
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    if debug:
+        os.environ["PINSHOP_DEBUG"] = "1"
+
+
+app.command("ingest")(ingest.ingest)
+app.command("index")(index.index)
+app.command("match")(match.match)
+app.command("sql")(sql.sql)
+app.command("demo")(demo.demo)
+app.add_typer(models.app, name="models")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except PinshopError as exc:
+        if os.environ.get("PINSHOP_DEBUG"):
+            raise
+        from ._output import err
+
+        err.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    run()

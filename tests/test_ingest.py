@@ -1,0 +1,132 @@
+"""The ingest pipeline with the real offline pair: outputs, rejects, idempotence, resume."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pinshop_cli import (IngestConfig, ModelMismatchError, PinshopError, Workspace,
+                         WorkspaceLockedError, ingest)
+from pinshop_cli.embeddings import load_embeddings
+from pinshop_cli.sql import run_sql
+
+
+def test_demo_workspace_follows_the_data_contracts(demo_workspace):
+    ws = Workspace.open(demo_workspace)
+    catalog = pq.read_table(ws.catalog)
+    assert catalog.num_rows == 44
+    assert str(catalog.schema.field("price").type) == "decimal128(18, 2)"
+    pins = pq.read_table(ws.pins).to_pylist()
+    assert len(pins) == 6 and {p["status"] for p in pins} == {"ok"}
+    detections = pq.read_table(ws.detections).to_pylist()
+    assert len(detections) == 6  # no detector weights here: one whole-image region per pin
+    assert all(d["fallback"] and d["class_name"] == "whole_image" for d in detections)
+    embeddings = pq.read_table(ws.embeddings_dir / "product_image")
+    assert set(embeddings.column_names) >= {"id", "kind", "model_id", "vector"}
+    images = load_embeddings(ws, "product_image", "efficientnet-lite0")
+    texts = load_embeddings(ws, "product_text", "all-MiniLM-L6-v2")
+    assert images.vectors.shape == (34, 1280) and texts.vectors.shape == (44, 384)
+    norms = (images.vectors ** 2).sum(axis=1)
+    assert abs(norms - 1).max() < 1e-4  # L2-normalized
+    assert ws.settings()["embedder"] == "offline"
+    assert str(embeddings.schema.field("vector").type).startswith("fixed_size_list<")
+
+
+def test_reingest_unchanged_input_does_no_model_work(copy_workspace, sample_dir):
+    root = copy_workspace()
+    before = sorted(p.name for p in Path(root, "embeddings").rglob("*.parquet"))
+    summary = ingest(root, sample_dir / "catalog.csv", sample_dir / "pins")
+    assert not summary.model_work_done
+    assert summary.already_done == {"product_image": 34, "product_text": 44, "crop": 6}
+    assert sorted(p.name for p in Path(root, "embeddings").rglob("*.parquet")) == before
+
+
+def test_changed_row_is_the_only_model_work(copy_workspace, sample_dir, tmp_path):
+    root = copy_workspace()
+    shutil.copytree(sample_dir / "products", tmp_path / "products")
+    text = (sample_dir / "catalog.csv").read_text()
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text(text.replace("Oslo Bent Plywood Dining Chair,", "Oslo Chair v2,", 1))
+    summary = ingest(root, catalog)
+    assert summary.embedded == {"product_image": 0, "product_text": 1}
+    titles = run_sql("SELECT title FROM catalog WHERE id = 'P001'", root).rows
+    assert titles == [("Oslo Chair v2",)]
+
+
+def test_bad_rows_and_files_are_recorded_and_the_rest_ingested(tmp_path, write_catalog,
+                                                               bad_images, sample_dir):
+    catalog = write_catalog([
+        {"id": "a", "title": "Chair", "image": "products/P001.jpg", "price": "10"},
+        {"id": "b", "title": "Price?", "price": "ten"},
+        {"id": "a", "title": "Dup"},
+    ])
+    pins = tmp_path / "pins"
+    pins.mkdir()
+    shutil.copy(sample_dir / "pins" / "7303782.jpg", pins)
+    for name in ("zero_byte", "truncated", "text_file"):
+        shutil.copy(bad_images[name], pins)
+    summary = ingest(tmp_path / "ws", catalog, pins)
+    assert (summary.rows_ok, summary.rows_rejected) == (1, 2)
+    assert (summary.pins_ok, summary.pins_rejected) == (1, 3)
+    rejected = dict(run_sql("SELECT path, reason FROM rejects_pins", tmp_path / "ws").rows)
+    assert any("corrupt or truncated" in r for r in rejected.values())  # caught at decode
+    lines = run_sql("SELECT line, reason FROM rejects_catalog ORDER BY line", tmp_path / "ws")
+    assert lines.rows == [(3, "unparsable price 'ten'"),
+                          (4, "duplicate id 'a' (first on line 2)")]
+
+
+def test_second_writer_is_refused_while_the_first_holds_the_lock(tmp_path, write_catalog):
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    catalog = write_catalog([{"id": "a", "title": "A"}])
+    with ws.lock(), pytest.raises(WorkspaceLockedError, match="being written by pinshop pid"):
+        ingest(ws.root, catalog)
+
+
+def test_mixing_embedders_in_one_workspace_is_refused(copy_workspace, sample_dir, tiny_clip):
+    with pytest.raises(ModelMismatchError, match="mixing models is refused"):
+        ingest(copy_workspace(), sample_dir / "catalog.csv",
+               config=IngestConfig(embedder=tiny_clip))
+
+
+def test_nothing_to_ingest_is_a_clear_error(tmp_path):
+    with pytest.raises(PinshopError, match="nothing to ingest"):
+        ingest(tmp_path / "ws")
+
+
+def _ids(root: Path, kind: str) -> list[str]:
+    return [r[0] for r in run_sql(f"SELECT id FROM embeddings WHERE kind = '{kind}'", root).rows]
+
+
+def test_killed_run_resumes_without_duplicates(tmp_path, sample_dir):
+    """SIGKILL a real `pinshop ingest` subprocess mid-run, then run it again."""
+    root = tmp_path / "ws"
+    command = [sys.executable, "-m", "pinshop_cli.commands.main", "ingest",
+               str(sample_dir / "catalog.csv"), "--pins", str(sample_dir / "pins"),
+               "--batch-size", "2", "-w", str(root)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ}, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(root.glob("embeddings/product_image/*.parquet"))) < 3:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    parts_at_kill = len(list(root.glob("embeddings/product_image/*.parquet")))
+    assert 3 <= parts_at_kill < 17, "the kill should land mid-way through product images"
+    assert not list(root.rglob("*.tmp")) or all(p.name.startswith(".") for p in
+                                                 root.rglob("*.tmp"))
+
+    summary = ingest(root, sample_dir / "catalog.csv", sample_dir / "pins",
+                     IngestConfig(batch_size=2))
+    assert summary.already_done["product_image"] == 2 * parts_at_kill
+    for kind, expected in (("product_image", 34), ("product_text", 44), ("crop", 6)):
+        ids = _ids(root, kind)
+        assert len(ids) == len(set(ids)) == expected, kind
+    assert len(pq.read_table(root / "detections.parquet")) == 6
