@@ -24,7 +24,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 ModelsDirOption = Annotated[
     Path | None,
     typer.Option("--models-dir", envvar="PINSHOP_MODELS",
-                 help="Directory of model files (or $PINSHOP_MODELS); default ~/.cache/pinshop/models."),
+                 help="Directory of model files (or $PINSHOP_MODELS); "
+                      "default ~/.cache/pinshop/models."),
 ]
 
 
@@ -53,8 +54,14 @@ class RichProgress:
     """The library's Progress protocol drawn as a rich progress bar (rate, ETA) on stderr."""
 
     def __init__(self) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.bar = Progress(
             TextColumn("{task.description:<15}"), BarColumn(), MofNCompleteColumn(),

@@ -10,7 +10,8 @@ from ._output import JsonOption, ModelsDirOption, WorkspaceOption, note, print_j
 
 def match(
     images: Annotated[list[Path] | None, typer.Argument(help="Pin photos to shop.")] = None,
-    text: Annotated[str | None, typer.Option(help="A text query, e.g. 'green velvet sofa'.")] = None,
+    text: Annotated[str | None, typer.Option(
+        help="A text query, e.g. 'green velvet sofa'.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Matches per object.")] = 5,
     category: Annotated[str | None, typer.Option(help="Only products in this category.")] = None,
     max_price: Annotated[float | None, typer.Option(help="Only products at or below.")] = None,

@@ -8,7 +8,8 @@ from ._output import JsonOption, ModelsDirOption, print_json, table
 
 app = typer.Typer(help="Which models are configured, where each comes from, and whether it "
                        "is present.", no_args_is_help=True)
-NameArgument = Annotated[str, typer.Argument(help="Model name or alias (see `pinshop models list`).")]
+NameArgument = Annotated[str, typer.Argument(
+    help="Model name or alias (see `pinshop models list`).")]
 
 
 @app.command("list")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from .errors import PinshopError
 from .index import IndexManifest, build_indexes
-from .pipeline import IngestConfig, IngestSummary, ingest
 from .matching import MatchResult, match
+from .pipeline import IngestConfig, IngestSummary, ingest
 from .progress import NullProgress, Progress
 
 

@@ -20,5 +20,5 @@ def detect_and_crop(detector: Detector, images: Sequence[Image.Image]) -> list[l
     regions: list[list[Region]] = []
     for image, detections in zip(images, detector.detect_batch(images), strict=True):
         found = detections or [whole_image(image)]
-        regions.append([(d, image.crop(tuple(round(v) for v in d.box))) for d in found])
+        regions.append([(d, image.crop(d.box)) for d in found])
     return regions

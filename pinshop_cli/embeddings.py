@@ -1,6 +1,8 @@
 """Embedding parts: one Parquet file per batch under embeddings/<kind>/ (one folder per kind,
-so each folder is a homogeneous dataset), named by the content of the batch. A part that exists is done; readers keep only rows whose source still matches
-the current catalog / detections, so changed or removed items drop out without rewrites."""
+so each folder is a homogeneous dataset), named by the content of the batch.
+
+A part that exists is done; readers keep only rows whose source still matches the current
+catalog / detections, so changed or removed items drop out without rewrites."""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from .workspace import Workspace
 
 if TYPE_CHECKING:
     import numpy as np
-    import pyarrow as pa
 
 
 @dataclass

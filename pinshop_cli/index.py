@@ -138,12 +138,12 @@ def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = 
             built.append(_build_one(ws, embeddings, index_name(kind), None, snapshot, M,
                                     ef_construction, recall_sample))
             if by_category and kind != "crop":
-                categories = _categories(ws, embeddings.ids)
-                for category in sorted(set(categories.values())):
-                    rows = [i for i, pid in enumerate(embeddings.ids)
-                            if categories.get(pid) == category]
+                categories = _categories(ws)
+                labels = [categories.get(pid, "uncategorized") for pid in embeddings.ids]
+                for category in sorted(set(labels)):
+                    rows = np.flatnonzero(np.array(labels) == category)
                     subset = EmbeddingSet(kind, model_id, [embeddings.ids[i] for i in rows],
-                                          embeddings.vectors[np.array(rows)])
+                                          embeddings.vectors[rows])
                     built.append(_build_one(ws, subset, index_name(kind, category), category,
                                             snapshot, M, ef_construction, recall_sample))
     if not built:
@@ -151,7 +151,7 @@ def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = 
     return built
 
 
-def _categories(ws: Workspace, ids: list[str]) -> dict[str, str]:
+def _categories(ws: Workspace) -> dict[str, str]:
     catalog = read_parquet(ws.catalog)
     if catalog is None:
         return {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,7 +153,7 @@ def workspace_embedder(ws: Workspace, models_dir: str | None = None) -> Embedder
     return get_embedder(recorded, models_dir)
 
 
-def match(images: list[str | Path] | tuple[()] = (), text: str | None = None,
+def match(images: Sequence[str | Path] = (), text: str | None = None,
           workspace: str | Path | None = None, top_k: int = 5, category: str | None = None,
           max_price: float | None = None, rebuild: bool = False, detector: str = "auto",
           models_dir: str | None = None) -> MatchResult:

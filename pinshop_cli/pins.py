@@ -26,7 +26,8 @@ class PinFile:
 def _candidate_paths(source: Path) -> Iterator[Path]:
     if source.is_dir():
         for path in sorted(source.rglob("*")):
-            if path.is_file() and not any(p.startswith(".") for p in path.relative_to(source).parts):
+            hidden = any(p.startswith(".") for p in path.relative_to(source).parts)
+            if path.is_file() and not hidden:
                 yield path
     elif source.is_file():  # a list file: one image path per line, relative to the list
         for line in source.read_text().splitlines():

@@ -4,6 +4,7 @@ its matched product thumbnails. Images are inlined as data URIs, so it opens wit
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 from pathlib import Path
@@ -40,10 +41,8 @@ def data_uri(image: Image.Image, side: int) -> str:
 def _product_card(match: Match) -> str:
     thumb = "<div style='width:140px;height:140px;background:#eee'></div>"
     if match.image:
-        try:
+        with contextlib.suppress(ImageRejected):
             thumb = f"<img src='{data_uri(load_image(Path(match.image)), 200)}' alt=''>"
-        except ImageRejected:
-            pass
     price = f"{match.price:.2f} {match.currency or ''}" if match.price is not None else "n/a"
     return (f"<div class='match'>{thumb}<div>{html.escape(match.title)}</div>"
             f"<div class='price'>{html.escape(price)}</div>"

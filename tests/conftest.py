@@ -18,7 +18,8 @@ SAMPLE = REPO / "sample_data"
 
 
 @pytest.fixture(autouse=True)
-def offline_models(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def offline_models(tmp_path_factory: pytest.TempPathFactory,
+                   monkeypatch: pytest.MonkeyPatch) -> Path:
     """No hub, and an empty private models cache: only mirror packages resolve."""
     cache = tmp_path_factory.getbasetemp() / "models-cache"
     cache.mkdir(exist_ok=True)

@@ -13,8 +13,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pinshop_cli import (IngestConfig, ModelMismatchError, PinshopError, Workspace,
-                         WorkspaceLockedError, ingest)
+from pinshop_cli import (
+    IngestConfig,
+    ModelMismatchError,
+    PinshopError,
+    Workspace,
+    WorkspaceLockedError,
+    ingest,
+)
 from pinshop_cli.embeddings import load_embeddings
 from pinshop_cli.sql import run_sql
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
@@ -109,8 +110,19 @@ def verify(name: str, directory: str | Path | None = None) -> list[str]:
     return problems
 
 
+@lru_cache(maxsize=8)
+def _cached_detector(name: str, directory: Path, conf: float) -> Detector:
+    return _build_detector(name, directory, conf)
+
+
 def get_detector(name: str = "auto", directory: str | Path | None = None,
                  conf: float = 0.25) -> Detector:
+    """A detector by name; the same arguments return the same instance, so weights load
+    once per process however many times a notebook calls match()."""
+    return _cached_detector(name, models_dir(directory), conf)
+
+
+def _build_detector(name: str, directory: Path, conf: float) -> Detector:
     """'auto' (the default detector, else whole-image fallback), 'none', a registered name,
     or a path to any ultralytics checkpoint."""
     from .detectors import UltralyticsDetector, WholeImageDetector
@@ -130,39 +142,43 @@ def get_detector(name: str = "auto", directory: str | Path | None = None,
         raise UnknownModelError(f"{spec.name} is a {spec.task} model, not a detector")
     file = spec.files[0]
     if name == "auto":
-        path = file.locate(models_dir(directory))[0] or file.download(models_dir(directory))
-        if path is None:
+        found = file.locate(directory)[0] or file.download(directory)
+        if found is None:
             return WholeImageDetector(
-                f"no detector weights ({file.filename}) in {models_dir(directory)} and no hub: "
+                f"no detector weights ({file.filename}) in {directory} and no hub: "
                 f"using the whole image as one region. Fix: `pinshop models pull {spec.name}`"
             )
-    else:
-        path = file.resolve(spec.name, models_dir(directory))
-    return UltralyticsDetector(path, model_id=spec.name, conf=conf)
+        return UltralyticsDetector(found, model_id=spec.name, conf=conf)
+    return UltralyticsDetector(file.resolve(spec.name, directory), model_id=spec.name, conf=conf)
 
 
 def get_embedder(name: str = "auto", directory: str | Path | None = None) -> Embedder:
     """Build (without loading weights) the embedder `name`; `.source` is the name that
-    rebuilds it, recorded in the workspace.
+    rebuilds it, recorded in the workspace. Cached like get_detector.
 
     'auto' (CLIP where its weights resolve, else the offline pair), 'clip', 'offline',
     a registered name, or 'clip:ARCH:PRETRAINED' where ARCH may be an open_clip config
     JSON file and PRETRAINED a tag or a checkpoint path."""
+    return _cached_embedder(name, models_dir(directory))
+
+
+@lru_cache(maxsize=8)
+def _cached_embedder(name: str, directory: Path) -> Embedder:
     embedder = _build_embedder(name, directory)
     if name != "auto":
         embedder.source = name
     return embedder
 
 
-def _build_embedder(name: str, directory: str | Path | None) -> Embedder:
+def _build_embedder(name: str, directory: Path) -> Embedder:
     from .embedders import OfflinePairEmbedder, OpenClipEmbedder
 
     target = models_dir(directory)
     if name == "auto":
         try:
-            embedder = get_embedder("clip", directory)
+            embedder = _cached_embedder("clip", directory)
         except MissingWeightsError as missing:
-            embedder = get_embedder("offline", directory)
+            embedder = _cached_embedder("offline", directory)
             embedder.note = (f"CLIP weights not found ({missing.args[0].split(',')[0]}); "
                              "using the offline pair EfficientNet-Lite0 + MiniLM")
         return embedder

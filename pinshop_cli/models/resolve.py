@@ -60,9 +60,9 @@ class ModelFile:
         try:
             # A plain request with a hard timeout: hub clients' retry loops can stall for
             # tens of seconds on a machine without internet.
-            with urllib.request.urlopen(self.url, timeout=HUB_TIMEOUT_S) as response:
-                with atomic_path(target) as tmp, open(tmp, "wb") as out:
-                    shutil.copyfileobj(response, out)
+            with (urllib.request.urlopen(self.url, timeout=HUB_TIMEOUT_S) as response,
+                  atomic_path(target) as tmp, open(tmp, "wb") as out):
+                shutil.copyfileobj(response, out)
         except OSError:  # DNS failure, timeout, HTTP error: the caller reports what's missing
             return None
         return target
@@ -96,7 +96,8 @@ class ModelFile:
             if self.url:
                 sources.append("hub (offline)" if offline() else "hub (unreachable)")
             raise MissingWeightsError(
-                f"model {model_name!r} needs {self.filename}, found nowhere ({'; '.join(sources)}). "
+                f"model {model_name!r} needs {self.filename}, found nowhere "
+                f"({'; '.join(sources)}). "
                 f"Fix: run `pinshop models pull {model_name}` on a machine with internet, "
                 f"or copy {self.filename} into {directory} (--models-dir / PINSHOP_MODELS)"
             )

@@ -1,0 +1,92 @@
+"""The command line: exit codes, one-line errors, --json on stdout, lazy imports.
+Library state is checked through the library, as sqlite-utils' tests do."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from pinshop_cli.commands.main import app
+from typer.testing import CliRunner
+
+from pinshop_cli.sql import run_sql
+
+
+def pinshop(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pinshop_cli.commands.main", *args],
+                          capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          timeout=300)
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys\nfrom pinshop_cli.commands.main import app\n"
+            "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'ultralytics', 'open_clip', 'numpy', 'pyarrow') "
+            "if m in sys.modules]\nprint('HEAVY', heavy)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "HEAVY []" in done.stdout
+    assert "ingest" in done.stdout and "match" in done.stdout
+
+
+@pytest.mark.parametrize("command", ["ingest", "index", "match", "sql", "demo", "models"])
+def test_every_command_has_help_with_an_example(command):
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Example" in result.output or "list" in result.output
+
+
+def test_usage_error_exits_2():
+    assert CliRunner().invoke(app, ["match", "--top-k", "zero"]).exit_code == 2
+
+
+def test_user_error_is_one_line_and_exit_1(tmp_path):
+    done = pinshop("match", "x.jpg", "-w", str(tmp_path / "nowhere"))
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith("Error: no workspace at")
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_match_json_on_stdout_and_report(demo_workspace, sample_dir, tmp_path):
+    report = tmp_path / "out.html"
+    done = pinshop("match", str(sample_dir / "pins" / "7303994.jpg"), "--top-k", "2",
+                   "--max-price", "800", "--json", "--report", str(report),
+                   "-w", str(demo_workspace))
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)  # stdout is pure JSON: logs went to stderr
+    matches = data["pins"][0]["objects"][0]["matches"]
+    assert matches[0]["id"] == "P004" and all(m["price"] <= 800 for m in matches)
+    assert report.read_text().startswith("<!doctype html>")
+
+
+def test_ingest_json_then_state_through_the_library(tmp_path, write_catalog):
+    catalog = write_catalog([{"id": "a", "title": "Lamp", "price": "12"},
+                             {"id": "b", "title": "Bad", "price": "x"}])
+    done = pinshop("ingest", str(catalog), "-w", str(tmp_path / "ws"), "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["rows_ok"], summary["rows_rejected"]) == (1, 1)
+    assert run_sql("SELECT id, title FROM catalog", tmp_path / "ws").rows == [("a", "Lamp")]
+    again = json.loads(pinshop("ingest", str(catalog), "-w", str(tmp_path / "ws"),
+                               "--json").stdout)
+    assert again["model_work_done"] is False
+
+
+def test_sql_and_models_json(demo_workspace):
+    result = CliRunner().invoke(app, ["sql", "SELECT count(*) AS n FROM catalog", "--json",
+                                      "-w", str(demo_workspace)])
+    assert json.loads(result.stdout) == [{"n": 44}]
+    bad = CliRunner().invoke(app, ["sql", "SELECT nope FROM catalog", "-w",
+                                   str(demo_workspace)])
+    assert bad.exit_code != 0
+    models = json.loads(CliRunner().invoke(app, ["models", "list", "--json"]).stdout)
+    assert {m["name"]: m["present"] for m in models}["efficientnet-lite0"] is True
+
+
+def test_index_status_reports_current_indexes(demo_workspace):
+    result = CliRunner().invoke(app, ["index", "--status", "--json", "-w", str(demo_workspace)])
+    assert result.exit_code == 0
+    assert {i["name"]: i["stale"] for i in json.loads(result.stdout)} == {
+        "product_image": False, "product_text": False, "crop": False}

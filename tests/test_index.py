@@ -1,0 +1,69 @@
+"""Index manifests, measured recall, by-category indexes and stale-index detection."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from pinshop_cli import StaleIndexError, Workspace, build_indexes, index_status, ingest, match
+from pinshop_cli.index import exact_top_k, measure_recall
+
+
+def test_manifest_records_what_the_index_was_built_from(demo_workspace):
+    manifest = json.loads((demo_workspace / "indexes" / "product_image.json").read_text())
+    assert manifest["model_id"] == "efficientnet-lite0"
+    assert (manifest["kind"], manifest["dim"], manifest["count"]) == ("product_image", 1280, 34)
+    assert manifest["space"] == "ip" and manifest["M"] == 16
+    assert manifest["recall_at_10"] == 1.0  # 34 vectors: HNSW is exact at this size
+    assert len(manifest["snapshot"]) == 64 and manifest["built_at"]
+    assert [s.stale for s in index_status(demo_workspace)] == [False, False, False]
+
+
+def test_by_category_builds_one_index_per_category(copy_workspace):
+    manifests = build_indexes(copy_workspace(), by_category=True, recall_sample=0)
+    names = {m.name for m in manifests}
+    assert {"product_image@chair", "product_text@sofa", "crop"} <= names
+    chairs = next(m for m in manifests if m.name == "product_text@chair")
+    assert chairs.count == 3 and chairs.category == "chair"
+
+
+def test_changed_embeddings_make_the_index_stale(copy_workspace, sample_dir, tmp_path):
+    root = copy_workspace()
+    shutil.copytree(sample_dir / "products", tmp_path / "products")
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text((sample_dir / "catalog.csv").read_text().replace(
+        "Green Velvet Three-Seat Sofa", "Emerald Velvet Sofa"))
+    ingest(root, catalog)
+    stale = {s.manifest.name: s.stale for s in index_status(root)}
+    assert stale == {"product_text": True, "product_image": False, "crop": False}
+    with pytest.raises(StaleIndexError, match="run `pinshop index`, or pass --rebuild"):
+        match(text="velvet sofa", workspace=root)
+    result = match(text="velvet sofa", workspace=root, rebuild=True)
+    assert result.text_matches[0].title == "Emerald Velvet Sofa"
+    assert not any(s.stale for s in index_status(root))
+
+
+def test_recall_is_measured_against_exact_search():
+    import hnswlib
+
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(3000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = hnswlib.Index(space="ip", dim=32)
+    index.init_index(max_elements=3000, M=4, ef_construction=10)
+    index.add_items(vectors)
+    weak = measure_recall(index, vectors, sample=100)
+    assert 0.0 < weak < 1.0  # a deliberately weak graph: recall is measured, not assumed
+    truth = exact_top_k(vectors, vectors[:5], 10)
+    assert (truth[:, 0] == np.arange(5)).all()  # each vector is its own nearest neighbour
+
+
+def test_index_without_embeddings_is_a_clear_error(tmp_path, write_catalog):
+    from pinshop_cli import PinshopError
+
+    Workspace.open(tmp_path / "empty", create=True)
+    with pytest.raises(PinshopError, match="run `pinshop ingest`"):
+        build_indexes(tmp_path / "empty")

@@ -1,0 +1,126 @@
+"""Matching: real retrieval quality with the offline pair, filters inside the search, the
+JSON shape and the HTML report."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pinshop_cli import match
+from pinshop_cli.index import IndexManifest, LoadedIndex
+from pinshop_cli.matching import EXACT_FILTER_LIMIT, search
+from pinshop_cli.report import render_report
+
+
+def crop_of(sample_dir, tmp_path, pin, box):  # noqa: ANN001, ANN201
+    image = Image.open(sample_dir / "pins" / pin)
+    w, h = image.size
+    path = tmp_path / f"crop-{pin}"
+    image.crop((int(box[0] * w), int(box[1] * h), int(box[2] * w), int(box[3] * h))).save(path)
+    return path
+
+
+@pytest.mark.parametrize(("pin", "box", "expected"), [
+    ("7303782.jpg", (0.40, 0.42, 1.0, 0.95), "P001"),  # the Oslo chair, another shot
+    ("7303994.jpg", (0.0, 0.55, 1.0, 1.0), "P004"),  # the round table, another angle
+    ("cup-of-couple-6963787.jpg", (0.0, 0.55, 0.65, 0.97), "P002"),  # the sideboard
+])
+def test_offline_pair_crop_of_a_pin_retrieves_the_right_product(demo_workspace, sample_dir,
+                                                                 tmp_path, pin, box, expected):
+    result = match([crop_of(sample_dir, tmp_path, pin, box)], workspace=demo_workspace,
+                   top_k=3, detector="none")
+    assert result.pins[0].objects[0].matches[0].id == expected
+
+
+def test_whole_pins_match_the_products_they_show(demo_workspace, sample_dir):
+    pins = [sample_dir / "pins" / name for name in ("7303782.jpg", "7303842.jpg")]
+    result = match(pins, workspace=demo_workspace, top_k=1)
+    assert [p.objects[0].matches[0].id for p in result.pins] == ["P001", "P001"]
+    assert "whole image" in result.notes[0]
+
+
+def test_filters_apply_inside_the_search_not_after_it(demo_workspace, sample_dir):
+    pin = [sample_dir / "pins" / "7303994.jpg"]
+    unfiltered = match(pin, workspace=demo_workspace, top_k=3).pins[0].objects[0].matches
+    cheap = match(pin, workspace=demo_workspace, top_k=3, max_price=60).pins[0].objects[0].matches
+    assert len(cheap) == 3 and all(m.price is not None and m.price <= 60 for m in cheap)
+    assert not {m.id for m in cheap} & {m.id for m in unfiltered if m.price > 60}
+    lamps = match(pin, workspace=demo_workspace, top_k=10, category="LAMP").pins[0].objects[0]
+    # Every lamp with a photo (P042 is text-only, so it has no image embedding).
+    assert {m.id for m in lamps.matches} == {"P009", "P017", "P018"}
+
+
+def test_text_query_uses_product_texts_with_the_offline_pair(demo_workspace):
+    result = match(text="green velvet sofa", workspace=demo_workspace, top_k=2)
+    assert result.text_matches[0].id == "P036"
+    assert any("needs a CLIP embedder" in n for n in result.notes)
+
+
+def test_large_filtered_search_uses_the_hnsw_label_filter():
+    import hnswlib
+
+    n, dim = EXACT_FILTER_LIMIT + 1000, 16
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = hnswlib.Index(space="ip", dim=dim)
+    index.init_index(max_elements=n, M=16, ef_construction=100)
+    index.add_items(vectors)
+    ids = [f"id{i}" for i in range(n)]
+    manifest = IndexManifest("t", "product_image", None, "m", dim, "ip", 16, 100, n, "", "", 0,
+                             0, None)
+    allowed = {f"id{i}" for i in range(0, n, 2)}  # more than the exact-search limit
+    hits = search(LoadedIndex(manifest, index, ids), vectors[1:2], 5, allowed)[0]
+    assert len(hits) == 5 and all(pid in allowed for pid, _ in hits)
+    even = vectors[::2] @ vectors[1]
+    assert abs(hits[0][1] - float(even.max())) < 1e-4
+
+
+def test_json_shape_matches_the_documented_contract(demo_workspace, sample_dir):
+    data = match([sample_dir / "pins" / "7303782.jpg"], workspace=demo_workspace,
+                 top_k=2).to_dict()
+    assert set(data) >= {"model", "pins"}
+    obj = data["pins"][0]["objects"][0]
+    assert set(obj) >= {"box", "category", "score", "matches"} and len(obj["box"]) == 4
+    assert [set(m) >= {"id", "title", "price", "category", "score"} for m in obj["matches"]] \
+        == [True, True]
+    assert obj["matches"][0]["score"] >= obj["matches"][1]["score"]
+
+
+def test_unreadable_image_is_reported_and_the_rest_matched(demo_workspace, sample_dir,
+                                                           bad_images):
+    result = match([bad_images["zero_byte"], sample_dir / "pins" / "7303782.jpg"],
+                   workspace=demo_workspace, top_k=1)
+    assert result.pins[0].error == "empty file (0 bytes)"
+    assert result.pins[1].objects[0].matches[0].id == "P001"
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):  # noqa: ANN001
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):  # noqa: ANN001
+        self.text.append(data)
+
+
+def test_html_report_is_self_contained_and_shows_boxes_and_products(demo_workspace,
+                                                                    sample_dir):
+    result = match([sample_dir / "pins" / "7303782.jpg"], text="oak stool",
+                   workspace=demo_workspace, top_k=2)
+    parser = _Collector()
+    parser.feed(render_report(result))
+    images = [a["src"] for t, a in parser.tags if t == "img"]
+    assert images and all(src and src.startswith("data:image/jpeg;base64,") for src in images)
+    assert len(images) == 1 + 1 + 2 + 2  # pin, crop, two matches, two text matches
+    assert sum(t == "rect" for t, _ in parser.tags) == 1
+    text = " ".join(parser.text)
+    assert "Oslo Bent Plywood Dining Chair" in text and "149.00 EUR" in text
+    assert not any(a.get("href") for _, a in parser.tags)  # nothing to fetch
