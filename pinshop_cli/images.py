@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,17 @@ class ImageRejected(Exception):
     """The file is not a usable image; str(exc) is the one-line reason."""
 
 
+def _pil_open(path: Path) -> Image.Image:
+    """PIL's own Image.open. Importing ultralytics replaces Image.open with a wrapper that
+    tries to pip-install a HEIF plugin when a file is not an image; here a non-image file
+    must become a reject, never an install attempt."""
+    from PIL import Image
+
+    patches = sys.modules.get("ultralytics.utils.patches")
+    opener = getattr(patches, "_image_open", None) or Image.open
+    return opener(path)
+
+
 def open_checked(path: Path, max_pixels: int) -> Image.Image:
     from PIL import Image, UnidentifiedImageError
 
@@ -28,7 +40,7 @@ def open_checked(path: Path, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = _pil_open(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected(f"decompression bomb refused: {exc}") from None
     except UnidentifiedImageError:

@@ -8,6 +8,10 @@ from pinshop_cli.pins import scan_pins
 
 
 def test_scan_rejects_bad_files_and_duplicates(tmp_path, bad_images, sample_dir):
+    # ultralytics patches PIL.Image.open to pip-install a HEIF plugin on unknown files;
+    # scanning must still just reject them.
+    import ultralytics.utils.patches  # noqa: F401
+
     pins = tmp_path / "pins"
     (pins / "nested").mkdir(parents=True)
     shutil.copy(sample_dir / "pins" / "7303782.jpg", pins / "a.jpg")

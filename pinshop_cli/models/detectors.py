@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,9 @@ class UltralyticsDetector(Detector):
 
     def _load(self) -> Any:
         if self._model is None:
+            # Never pip-install at run time, never print on stdout (it carries --json).
+            os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+            os.environ.setdefault("YOLO_VERBOSE", "false")
             from ultralytics import YOLO
 
             self._model = YOLO(str(self.weights), task="detect")
