@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from .models import Detection, Detector
 
 Region = tuple["Detection", "Image.Image"]
+# Pins decode at >= this many pixels a side: plenty for YOLO's 640 input and for crops.
+# Boxes are reported in the original photo's pixels (see images.decode_scale).
+PIN_DECODE_SIDE = 1280
 
 
 def detect_and_crop(detector: Detector, images: Sequence[Image.Image]) -> list[list[Region]]:

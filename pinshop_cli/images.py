@@ -69,13 +69,26 @@ def check_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, 
     return size
 
 
-def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Fully decode to RGB with EXIF orientation applied."""
+def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS,
+               min_side: int | None = None) -> Image.Image:
+    """Fully decode to RGB with EXIF orientation applied. With `min_side`, a JPEG decodes at
+    the smallest DCT scale keeping both sides >= min_side: a 2880 px photo bound for a
+    224 px model input decodes 4-8x faster than at full size."""
     from PIL import ImageOps
 
     image = open_checked(path, max_pixels)
+    full_size = image.size
     try:
+        if min_side is not None and image.format in {"JPEG", "MPO"}:
+            image.draft("RGB", (min_side, min_side))
         image.load()
-        return ImageOps.exif_transpose(image).convert("RGB")
+        decoded = ImageOps.exif_transpose(image).convert("RGB")
     except Exception as exc:
         raise ImageRejected(f"corrupt or truncated image: {exc}") from None
+    decoded.info["decode_scale"] = max(full_size) / max(decoded.size)
+    return decoded
+
+
+def decode_scale(image: Image.Image) -> float:
+    """Factor from a load_image() result's pixels back to the original photo's pixels."""
+    return float(image.info.get("decode_scale", 1.0))

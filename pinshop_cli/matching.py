@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import PinshopError, StaleIndexError
-from .images import ImageRejected, load_image
+from .images import ImageRejected, decode_scale, load_image
 from .index import LoadedIndex, build_indexes, load_index
 from .storage import read_parquet
 from .workspace import Workspace
@@ -158,7 +158,7 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
           max_price: float | None = None, rebuild: bool = False, detector: str = "auto",
           models_dir: str | None = None) -> MatchResult:
     """Top catalog matches for every detected object in `images`, and/or for `text`."""
-    from .detect import detect_and_crop
+    from .detect import PIN_DECODE_SIDE, detect_and_crop
     from .models import get_detector
 
     if not images and not text:
@@ -179,7 +179,7 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
             pin = PinMatches(str(path))
             result.pins.append(pin)
             try:
-                image = load_image(Path(path))
+                image = load_image(Path(path), min_side=PIN_DECODE_SIDE)
             except ImageRejected as exc:
                 pin.error = str(exc)
                 continue
@@ -188,7 +188,8 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
             for (detection, crop), hits in zip(regions, search(index, vectors, top_k, allowed),
                                                strict=True):
                 pin.objects.append(MatchedObject(
-                    list(detection.box), detection.category or None, detection.class_name,
+                    [v * decode_scale(image) for v in detection.box],
+                    detection.category or None, detection.class_name,
                     detection.score, [catalog.match(pid, s) for pid, s in hits], crop))
     if text:
         result.text = text

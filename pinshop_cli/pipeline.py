@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .catalog import Reject, load_catalog, rejects_table
+from .detect import PIN_DECODE_SIDE, detect_and_crop
 from .embeddings import done_keys, part_key, write_part
 from .errors import ModelMismatchError, PinshopError
-from .images import DEFAULT_MAX_PIXELS, ImageRejected, load_image
+from .images import DEFAULT_MAX_PIXELS, ImageRejected, decode_scale, load_image
 from .pins import PinFile, scan_pins
 from .progress import NullProgress, Progress
 from .storage import query_arrow, read_parquet, sql_path, write_parquet
@@ -149,10 +150,12 @@ class _Run:
         self.summary.already_done["product_image"] = len(rows) - len(pending)
         self.progress.start("product images", len(pending))
 
+        min_side = 2 * self.embedder.input_size  # headroom for a good-quality resize
+
         def load(row: dict[str, Any]) -> Any:
             try:
-                return self.embedder.preprocess_image(load_image(Path(row["image"]),
-                                                                 self.config.max_pixels))
+                image = load_image(Path(row["image"]), self.config.max_pixels, min_side)
+                return self.embedder.preprocess_image(image)
             except ImageRejected as exc:
                 return exc
 
@@ -197,8 +200,6 @@ class _Run:
 
     # -- pins --------------------------------------------------------------------------------
     def pins(self, source: Path, detector: Detector) -> None:
-        from .detect import detect_and_crop
-
         started = time.perf_counter()
         self.progress.note(f"scanning pins in {source}")
         pins = scan_pins(source, self.config.max_pixels)
@@ -212,7 +213,7 @@ class _Run:
 
         def load(pin: PinFile) -> Any:
             try:
-                return load_image(Path(pin.path), self.config.max_pixels)
+                return load_image(Path(pin.path), self.config.max_pixels, PIN_DECODE_SIDE)
             except ImageRejected as exc:
                 return exc
 
@@ -225,7 +226,7 @@ class _Run:
                 else:
                     good.append((pin, image))
             if good:
-                crops += self._detect_batch(good, detector, detect_and_crop)
+                crops += self._detect_batch(good, detector)
             self.progress.advance(len(batch))
         self.summary.embedded["crop"] = crops
         pins_table = _pins_table(pins)
@@ -236,18 +237,18 @@ class _Run:
         self.summary.pins_rejected = len(pins) - self.summary.pins_ok
         self.timed("pins", started)
 
-    def _detect_batch(self, good: list[tuple[PinFile, Any]], detector: Detector,
-                      detect_and_crop: Any) -> int:
+    def _detect_batch(self, good: list[tuple[PinFile, Any]], detector: Detector) -> int:
         import torch
 
         images = [image for _, image in good]
         regions = detect_and_crop(detector, images)
         rows: list[dict[str, Any]] = []
         tensors, ids, hashes = [], [], []
-        for (pin, _), pin_regions in zip(good, regions, strict=True):
+        for (pin, image), pin_regions in zip(good, regions, strict=True):
+            scale = decode_scale(image)
             for number, (detection, crop) in enumerate(pin_regions):
                 det_id = f"{pin.pin_id}-{detector.model_id}-{number}"
-                x1, y1, x2, y2 = detection.box
+                x1, y1, x2, y2 = (v * scale for v in detection.box)
                 rows.append({"det_id": det_id, "pin_id": pin.pin_id, "path": pin.path,
                              "x1": x1, "y1": y1, "x2": x2, "y2": y2,
                              "class_name": detection.class_name,

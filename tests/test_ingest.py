@@ -136,3 +136,20 @@ def test_killed_run_resumes_without_duplicates(tmp_path, sample_dir):
         ids = _ids(root, kind)
         assert len(ids) == len(set(ids)) == expected, kind
     assert len(pq.read_table(root / "detections.parquet")) == 6
+
+
+def test_large_photos_decode_reduced_but_boxes_are_in_original_pixels(tmp_path,
+                                                                      write_catalog):
+    from interior_photos import get_all_photos
+
+    from pinshop_cli.images import decode_scale, load_image
+
+    photo = Path(next(p for p in get_all_photos() if p.endswith("7303782.jpg")))
+    fast = load_image(photo, min_side=1280)
+    assert min(fast.size) >= 1280 and decode_scale(fast) * max(fast.size) == 2880
+    pins = tmp_path / "pins"
+    pins.mkdir()
+    shutil.copy(photo, pins)
+    ingest(tmp_path / "ws", write_catalog([{"id": "a", "title": "A"}]), pins)
+    box = run_sql("SELECT x1, y1, x2, y2 FROM detections", tmp_path / "ws").rows[0]
+    assert box == (0.0, 0.0, 1920.0, 2880.0)  # the whole photo, in its own pixels

@@ -47,6 +47,8 @@ class Embedder(ABC):
     source: str = ""
     #: Why this embedder was chosen, shown to the user (e.g. the CLIP fallback).
     note: str = ""
+    #: Side of the square model input; readers decode JPEGs no larger than needed for it.
+    input_size: int = 224
 
     @abstractmethod
     def preprocess_image(self, image: Image.Image) -> Any:
