@@ -10,7 +10,7 @@ import typer
 
 from pinshop_cli.errors import PinshopError
 
-from . import demo, index, ingest, match, models, sql
+from . import demo, events, index, ingest, match, models, recommend, sql
 
 app = typer.Typer(
     name="pinshop",
@@ -34,6 +34,9 @@ def main(
 app.command("ingest")(ingest.ingest)
 app.command("index")(index.index)
 app.command("match")(match.match)
+app.command("ingest-events")(events.ingest_events)
+app.command("recommend")(recommend.recommend)
+app.command("generate-events")(events.generate_events)
 app.command("sql")(sql.sql)
 app.command("demo")(demo.demo)
 app.add_typer(models.app, name="models")

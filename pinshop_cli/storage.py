@@ -77,6 +77,7 @@ def query_arrow(sql: str, params: dict[str, Any] | None = None,
     import duckdb
 
     with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")  # timestamps are stored as naive UTC
         for name, table in (tables or {}).items():
             con.register(name, table)
         relation = con.sql(sql, params=params or None)

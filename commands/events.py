@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._output import JsonOption, WorkspaceOption, print_json, table
+
+
+def ingest_events(
+    events: Annotated[Path, typer.Argument(
+        help="CSV or Parquet with user_id, item_id, event (view|click|save|cart|purchase), "
+             "ts, optional weight.")],
+    workspace: WorkspaceOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Validate user interactions and add them to events.parquet (idempotent).
+
+    Rows with unknown item ids, bad timestamps or unknown event types go to
+    rejects/events.parquet with their line number and reason.
+
+    Example: `pinshop ingest-events events.csv`
+    """
+    from pinshop_cli.events import ingest_events as run
+
+    summary = run(events, workspace)
+    if json:
+        print_json(summary)
+        return
+    table(f"events from {events}", ["ok", "rejected", "new", "total in workspace"],
+          [[summary.rows_ok, summary.rows_rejected, summary.added, summary.total]])
+    if summary.rows_rejected:
+        typer.echo('Reasons: pinshop sql "SELECT * FROM rejects_events"', err=True)
+
+
+def generate_events(
+    out: Annotated[Path, typer.Argument(help="Where to write the events (.parquet or .csv).")],
+    users: Annotated[int, typer.Option(min=1, help="Number of shoppers.")] = 500,
+    events: Annotated[int, typer.Option(min=1, help="Approximate number of events.")] = 50_000,
+    days: Annotated[int, typer.Option(min=1, help="Days of history.")] = 180,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    workspace: WorkspaceOption = None,
+) -> None:
+    """Generate realistic synthetic shoppers' events for the workspace catalog.
+
+    Users with latent category and style preferences, sessions, a view -> click -> save ->
+    cart -> purchase funnel and seasonality; styles come from the product embeddings.
+
+    Example: `pinshop generate-events events.parquet --users 300 && pinshop ingest-events events.parquet`
+    """
+    from pinshop_cli.synth import SynthConfig, generate_for_workspace
+
+    count = generate_for_workspace(out, SynthConfig(users=users, events=events, days=days,
+                                                    seed=seed), workspace)
+    typer.echo(f"{count} events written to {out}", err=True)

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ._output import JsonOption, WorkspaceOption, print_json, table
+
+
+def recommend(
+    user: Annotated[str | None, typer.Option(help="Recommend for this user id.")] = None,
+    all_users: Annotated[bool, typer.Option(
+        "--all", help="Every user with events, into recommendations.parquet.")] = False,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, help="Recommendations per user.")] = 10,
+    evaluate: Annotated[bool, typer.Option(
+        "--evaluate", help="Time-split evaluation: hit-rate, recall, NDCG, coverage.")] = False,
+    cut: Annotated[str | None, typer.Option(
+        help="Evaluation cut date (default: the 80th percentile of event times).")] = None,
+    per_category: Annotated[int | None, typer.Option(
+        help="At most this many items of one category in a top k (default 3).")] = None,
+    workspace: WorkspaceOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Offline recommendations from events, computed in DuckDB.
+
+    Blends item-item collaborative filtering, a visual taste profile and category
+    popularity; never recommends purchased items; every item carries its reason.
+
+    Example: `pinshop recommend --user u000042 --k 5`
+    """
+    from pinshop_cli import PinshopError
+    from pinshop_cli.recommend import RecommendConfig, recommend_all, with_overrides
+    from pinshop_cli.recommend import evaluate as run_evaluate
+    from pinshop_cli.recommend import recommend as run_recommend
+
+    config = with_overrides(RecommendConfig(), k=k, per_category=per_category)
+    if evaluate:
+        result = run_evaluate(workspace, cut, config)
+        if json:
+            print_json(result.to_dict())
+            return
+        table(f"evaluation @{result.k}: train before {result.cut} ({result.train_events} "
+              f"events), {result.test_users} test users",
+              ["method", "hit rate", "recall", "NDCG", "coverage"],
+              [[name, m.hit_rate, m.recall, m.ndcg, m.coverage]
+               for name, m in result.methods.items()])
+    elif all_users:
+        rows = recommend_all(workspace, config)
+        if json:
+            print_json({"rows": rows})
+        else:
+            typer.echo(f"{rows} recommendations written to recommendations.parquet", err=True)
+    elif user is not None:
+        recs = run_recommend(workspace, user, config)
+        if json:
+            print_json([r.__dict__ for r in recs])
+            return
+        table(f"recommendations for {user}", ["rank", "product", "price", "category", "reason"],
+              [[r.rank, f"{r.title} ({r.item_id})", r.price, r.category, r.reason]
+               for r in recs])
+    else:
+        raise PinshopError("say who for: --user ID, --all, or --evaluate")

@@ -1,0 +1,422 @@
+"""Offline recommendations computed in DuckDB over the workspace's Parquet files.
+
+Every step is SQL over whole tables; Python only orchestrates (and hands one matrix product
+to BLAS/hnswlib for the taste profiles). The scoring, for a user u and a candidate item j:
+
+    decay(e)     = 0.5 ** (age_days(e) / half_life_days)              age at the scoring date
+    r(u, i)      = sum over u's events on i of weight(e) * decay(e)    interaction strength
+    H(u)         = u's `history` most recent items                     bounds the work per user
+    sim(i, j)    = sum_u r(u,i) r(u,j) / (||r(., i)|| ||r(., j)||)    cosine over users in H:
+                   co-occurrence normalized by both items' total strength, so a blockbuster
+                   that co-occurs with everything does not dominate; top `neighbors` kept
+    cf(u, j)     = sum over i in H(u) of r(u, i) * sim(i, j)           "because you saved X"
+    taste(u, j)  = cos(mean of the vectors of u's saved/carted/bought items, vector(j))
+                   top `taste_pool` items per user, from an HNSW index ("visually similar")
+    pop(j)       = sum of weight(e) * 0.5 ** (age_days / popularity_half_life_days)
+    share(u, c)  = the fraction of r(u, .) that falls in category c
+    popular(u,j) = share(u, category(j)) * pop(j) for the `popular_pool` most popular items
+                   of each category u shops ("popular in sofas"); a cold user, with no
+                   history, gets the globally most popular items
+    score(u, j)  = w_cf * cf / max_u(cf) + w_taste * taste / max_u(taste)
+                   + w_pop * popular / max_u(popular)
+
+Purchased items are never recommended; at most `per_category` items of one category enter
+a user's top k; each recommendation carries the reason of its largest weighted term.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import PinshopError
+from .events import EVENT_WEIGHTS
+from .storage import sql_path, write_parquet
+from .workspace import Workspace
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+VERBS = {"view": "viewed", "click": "clicked", "save": "saved", "cart": "added to cart",
+         "purchase": "bought"}
+LIKED_EVENTS = ("save", "cart", "purchase")  # the items a taste profile is made of
+RELEVANT_EVENTS = ("save", "cart", "purchase")  # what counts as a hit in --evaluate
+
+
+@dataclass(frozen=True)
+class BlendWeights:
+    """Chosen on the synthetic generator (README, 'recommend'): personalized popularity
+    carries most of the accuracy; CF and taste add the long tail (coverage 3% -> 50%)
+    without losing hit rate."""
+
+    cf: float = 0.1
+    taste: float = 0.2
+    popularity: float = 1.0
+
+
+@dataclass(frozen=True)
+class RecommendConfig:
+    k: int = 10
+    half_life_days: float = 30.0
+    popularity_half_life_days: float = 7.0
+    history: int = 20
+    neighbors: int = 50
+    taste_pool: int = 50
+    popular_pool: int = 50
+    per_category: int = 3
+    weights: BlendWeights = field(default_factory=BlendWeights)
+    memory_limit: str = "4GB"  # DuckDB spills to disk beyond this instead of failing
+
+
+@dataclass
+class Recommendation:
+    user_id: str
+    rank: int
+    item_id: str
+    title: str
+    price: float | None
+    category: str | None
+    score: float
+    reason: str
+
+
+@dataclass
+class Metrics:
+    hit_rate: float
+    recall: float
+    ndcg: float
+    coverage: float
+
+
+@dataclass
+class Evaluation:
+    k: int
+    cut: str
+    train_events: int
+    test_users: int
+    methods: dict[str, Metrics]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Scorer:
+    """One DuckDB connection holding the component tables for one scoring date."""
+
+    def __init__(self, ws: Workspace, config: RecommendConfig) -> None:
+        import duckdb
+
+        if not ws.events.exists():
+            raise PinshopError(f"no events in {ws.root}: run `pinshop ingest-events FILE`")
+        self.ws, self.config = ws, config
+        self.con: duckdb.DuckDBPyConnection = duckdb.connect()
+        tmp = ws.root / ".duckdb-tmp"
+        self.con.execute(f"SET memory_limit = '{config.memory_limit}'")
+        self.con.execute(f"SET temp_directory = {sql_path(tmp)}")
+        self.con.execute("SET preserve_insertion_order = false")
+        self.con.execute(f"CREATE VIEW catalog AS SELECT * FROM read_parquet("
+                         f"{sql_path(ws.catalog)})")
+        self.con.execute(f"CREATE VIEW all_events AS SELECT * FROM read_parquet("
+                         f"{sql_path(ws.events)})")
+
+    def close(self) -> None:
+        self.con.close()
+
+    def sql(self, query: str, **params: Any) -> None:
+        self.con.execute(query, params or None)
+
+    def prepare(self, as_of: datetime, users: pa.Table | None = None) -> None:
+        """Build the component tables from events before `as_of` for `users` (a one-column
+        table of user ids; all users with events when None)."""
+        c = self.config
+        self.sql("CREATE OR REPLACE TEMP TABLE train AS "
+                 "SELECT * FROM all_events WHERE ts < $as_of", as_of=as_of)
+        if users is None:
+            self.sql("CREATE OR REPLACE TEMP TABLE users AS SELECT DISTINCT user_id FROM train")
+        else:
+            self.con.register("users_in", users)
+            self.sql("CREATE OR REPLACE TEMP TABLE users AS SELECT DISTINCT user_id FROM users_in")
+        # r(u, i): decayed strength, the strongest event, whether it was bought / liked.
+        self.sql(f"""
+            CREATE OR REPLACE TEMP TABLE interactions AS
+            SELECT user_id, item_id,
+                   sum(weight * pow(0.5, (epoch($as_of) - epoch(ts)) / 86400.0 / $half_life))
+                       AS strength,
+                   max(ts) AS last_ts,
+                   arg_max(event, weight) AS top_event,
+                   bool_or(event = 'purchase') AS purchased,
+                   bool_or(event IN {LIKED_EVENTS}) AS liked
+            FROM train GROUP BY user_id, item_id
+        """, as_of=as_of, half_life=c.half_life_days)
+        self.sql("""
+            CREATE OR REPLACE TEMP TABLE recent AS
+            SELECT user_id, item_id, strength FROM interactions
+            QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY last_ts DESC, item_id)
+                    <= $history
+        """, history=c.history)
+        self.sql("""
+            CREATE OR REPLACE TEMP TABLE similar_items AS
+            WITH norms AS (
+                SELECT item_id, sqrt(sum(strength * strength)) AS norm
+                FROM recent GROUP BY item_id
+            ), pairs AS (
+                SELECT a.item_id AS item, b.item_id AS neighbor,
+                       sum(a.strength * b.strength) AS dot
+                FROM recent a JOIN recent b ON a.user_id = b.user_id AND a.item_id <> b.item_id
+                GROUP BY a.item_id, b.item_id
+            )
+            SELECT item, neighbor, dot / (ni.norm * nj.norm) AS sim
+            FROM pairs JOIN norms ni ON ni.item_id = item JOIN norms nj ON nj.item_id = neighbor
+            QUALIFY row_number() OVER (PARTITION BY item ORDER BY sim DESC, neighbor)
+                    <= $neighbors
+        """, neighbors=c.neighbors)
+        self.sql("""
+            CREATE OR REPLACE TEMP TABLE cf AS
+            SELECT r.user_id, s.neighbor AS item_id, sum(r.strength * s.sim) AS score,
+                   arg_max(r.item_id, r.strength * s.sim) AS because
+            FROM recent r JOIN users USING (user_id) JOIN similar_items s ON s.item = r.item_id
+            GROUP BY r.user_id, s.neighbor
+        """)
+        self.sql("""
+            CREATE OR REPLACE TEMP TABLE item_popularity AS
+            SELECT t.item_id, k.category,
+                   sum(t.weight * pow(0.5, (epoch($as_of) - epoch(t.ts)) / 86400.0 / $half_life))
+                       AS score
+            FROM train t JOIN catalog k ON k.id = t.item_id GROUP BY t.item_id, k.category
+        """, as_of=as_of, half_life=c.popularity_half_life_days)
+        self.sql("""
+            CREATE OR REPLACE TEMP TABLE popularity AS
+            WITH shares AS (
+                SELECT i.user_id, k.category,
+                       sum(i.strength) / sum(sum(i.strength)) OVER (PARTITION BY i.user_id)
+                           AS share
+                FROM interactions i JOIN users USING (user_id) JOIN catalog k ON k.id = i.item_id
+                GROUP BY i.user_id, k.category
+            ), top_in_category AS (
+                SELECT * FROM item_popularity
+                QUALIFY row_number() OVER (PARTITION BY category ORDER BY score DESC, item_id)
+                        <= $pool
+            ), top_overall AS (
+                SELECT * FROM item_popularity ORDER BY score DESC, item_id LIMIT $pool
+            )
+            SELECT s.user_id, p.item_id, s.share * p.score AS score
+            FROM shares s JOIN top_in_category p ON p.category IS NOT DISTINCT FROM s.category
+            UNION ALL
+            SELECT u.user_id, p.item_id, p.score
+            FROM users u ANTI JOIN shares USING (user_id) CROSS JOIN top_overall p
+        """, pool=c.popular_pool)
+        self.con.register("taste_scores", self._taste())
+        self.sql("CREATE OR REPLACE TEMP TABLE taste AS SELECT * FROM taste_scores")
+
+    def _taste(self) -> pa.Table:
+        """Cosine between each user's mean liked-item vector and the products, top
+        `taste_pool` per user through an HNSW index (one batched query, no per-user loop)."""
+        import numpy as np
+        import pyarrow as pa
+
+        from .taste import nearest_to_profiles, product_vectors
+
+        empty = pa.table({"user_id": pa.array([], pa.string()),
+                          "item_id": pa.array([], pa.string()),
+                          "score": pa.array([], pa.float32())})
+        vectors = product_vectors(self.ws)
+        if vectors is None:
+            return empty
+        liked = self.con.sql(
+            "SELECT i.user_id, i.item_id, i.strength FROM interactions i "
+            "JOIN users USING (user_id) WHERE i.liked").to_arrow_table()
+        if liked.num_rows == 0:
+            return empty
+        users, labels, scores = nearest_to_profiles(
+            vectors, liked.column("user_id").to_numpy(zero_copy_only=False),
+            liked.column("item_id").to_numpy(zero_copy_only=False),
+            liked.column("strength").to_numpy(), self.config.taste_pool)
+        return pa.table({"user_id": users, "item_id": np.asarray(vectors.ids, dtype=object)[labels],
+                         "score": scores})
+
+    def blend(self, weights: BlendWeights, popularity: str = "popularity") -> None:
+        """Top-k per user into table `recs` (user_id, rank, item_id, score, reason)."""
+        verbs = " ".join(f"WHEN '{e}' THEN '{v}'" for e, v in VERBS.items())
+        self.sql(f"""
+            CREATE OR REPLACE TEMP TABLE recs AS
+            WITH candidates AS (
+                SELECT user_id, item_id, max(cf) AS cf, max(taste) AS taste, max(pop) AS pop,
+                       any_value(because) AS because
+                FROM (
+                    SELECT user_id, item_id, score AS cf, NULL AS taste, NULL AS pop, because
+                    FROM cf
+                    UNION ALL
+                    SELECT user_id, item_id, NULL, score, NULL, NULL FROM taste
+                    UNION ALL
+                    SELECT user_id, item_id, NULL, NULL, score, NULL FROM {popularity}
+                ) GROUP BY user_id, item_id
+            ), normalized AS (
+                SELECT c.*,
+                       $w_cf * coalesce(cf / nullif(max(cf) OVER (PARTITION BY user_id), 0), 0)
+                           AS cf_part,
+                       $w_taste * coalesce(greatest(taste, 0)
+                           / nullif(max(taste) OVER (PARTITION BY user_id), 0), 0) AS taste_part,
+                       $w_pop * coalesce(pop / nullif(max(pop) OVER (PARTITION BY user_id), 0),
+                                         0) AS pop_part
+                FROM candidates c
+                ANTI JOIN (SELECT user_id, item_id FROM interactions WHERE purchased) b
+                    USING (user_id, item_id)
+            ), scored AS (
+                SELECT n.*, cf_part + taste_part + pop_part AS score, k.category
+                FROM normalized n JOIN catalog k ON k.id = n.item_id
+                WHERE cf_part + taste_part + pop_part > 0
+                QUALIFY row_number() OVER (PARTITION BY user_id, k.category
+                                           ORDER BY score DESC, item_id) <= $per_category
+            )
+            SELECT s.user_id,
+                   row_number() OVER (PARTITION BY s.user_id ORDER BY s.score DESC, s.item_id)
+                       AS rank,
+                   s.item_id, s.score,
+                   CASE greatest(s.cf_part, s.taste_part, s.pop_part)
+                       WHEN s.cf_part THEN 'because you '
+                           || (CASE i.top_event {verbs} END) || ' ' || b.title
+                       WHEN s.taste_part THEN 'visually similar to your saves'
+                       ELSE 'popular in ' || coalesce(s.category, 'the catalog')
+                   END AS reason
+            FROM scored s
+            LEFT JOIN catalog b ON b.id = s.because
+            LEFT JOIN interactions i ON i.user_id = s.user_id AND i.item_id = s.because
+            QUALIFY rank <= $k
+        """, w_cf=weights.cf, w_taste=weights.taste, w_pop=weights.popularity,
+                 per_category=self.config.per_category, k=self.config.k)
+
+    def recommendations(self) -> pa.Table:
+        return self.con.sql("""
+            SELECT r.user_id, r.rank::INTEGER AS rank, r.item_id, c.title,
+                   c.price::DOUBLE AS price, c.category, round(r.score, 4) AS score, r.reason
+            FROM recs r JOIN catalog c ON c.id = r.item_id ORDER BY r.user_id, r.rank
+        """).to_arrow_table()
+
+
+def _scoring_date(scorer: Scorer) -> datetime:
+    """Just after the newest event: every event counts, the newest with full weight."""
+    newest = scorer.con.execute("SELECT max(ts) FROM all_events").fetchone()
+    if newest is None or newest[0] is None:
+        raise PinshopError("events.parquet is empty: ingest some events first")
+    return newest[0] + timedelta(seconds=1)
+
+
+def recommend(workspace: str | Path | None = None, user: str | None = None,
+              config: RecommendConfig | None = None) -> list[Recommendation]:
+    """Top-k recommendations for one user (a cold user gets popular items)."""
+    import pyarrow as pa
+
+    ws = Workspace.open(workspace)
+    scorer = Scorer(ws, config or RecommendConfig())
+    try:
+        scorer.prepare(_scoring_date(scorer), None if user is None else pa.table({"user_id": [user]}))
+        scorer.blend(scorer.config.weights)
+        rows = scorer.recommendations().to_pylist()
+    finally:
+        scorer.close()
+    return [Recommendation(**row) for row in rows]
+
+
+def recommend_all(workspace: str | Path | None = None,
+                  config: RecommendConfig | None = None) -> int:
+    """Recommendations for every user with events, into recommendations.parquet."""
+    ws = Workspace.open(workspace)
+    scorer = Scorer(ws, config or RecommendConfig())
+    try:
+        scorer.prepare(_scoring_date(scorer))
+        scorer.blend(scorer.config.weights)
+        table = scorer.recommendations()
+    finally:
+        scorer.close()
+    with ws.lock():
+        write_parquet(table, ws.recommendations)
+    return int(table.num_rows)
+
+
+def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = None,
+             config: RecommendConfig | None = None) -> Evaluation:
+    """Time split: train on events before `cut` (default: the 80th percentile of event
+    times), score the users active after it, and measure hit-rate@k, recall@k, NDCG@k and
+    catalog coverage for the blend, each component alone and a most-popular baseline.
+    Relevant items: those a user saved, carted or bought after the cut."""
+    config = config or RecommendConfig()
+    ws = Workspace.open(workspace)
+    scorer = Scorer(ws, config)
+    con = scorer.con
+    try:
+        if cut is None:
+            row = con.execute("SELECT quantile_disc(ts, 0.8) FROM all_events").fetchone()
+            cut_at = row[0] if row else None
+        else:
+            cut_at = datetime.fromisoformat(str(cut))
+        if cut_at is None:
+            raise PinshopError("events.parquet is empty: ingest some events first")
+        con.execute(f"""
+            CREATE TEMP TABLE relevant AS
+            SELECT DISTINCT user_id, item_id FROM all_events
+            WHERE ts >= $cut AND event IN {RELEVANT_EVENTS}
+        """, {"cut": cut_at})
+        test_users = con.sql("SELECT DISTINCT user_id FROM relevant").to_arrow_table()
+        if test_users.num_rows == 0:
+            raise PinshopError(f"no saves, carts or purchases after the cut {cut_at}: "
+                               "choose an earlier --cut")
+        scorer.prepare(cut_at, test_users)
+        train_events = con.execute("SELECT count(*) FROM train").fetchone()
+        # The baseline: the same most-popular items for everyone, by plain event counts.
+        con.execute("""
+            CREATE TEMP TABLE most_popular AS
+            WITH top AS (
+                SELECT item_id, count(*)::DOUBLE AS score FROM train
+                GROUP BY item_id ORDER BY score DESC, item_id LIMIT $pool
+            )
+            SELECT u.user_id, top.item_id, top.score FROM users u CROSS JOIN top
+        """, {"pool": config.popular_pool})
+        methods = {
+            "blend": (config.weights, "popularity"),
+            "cf": (BlendWeights(1, 0, 0), "popularity"),
+            "taste": (BlendWeights(0, 1, 0), "popularity"),
+            "popularity": (BlendWeights(0, 0, 1), "popularity"),
+            "most_popular_baseline": (BlendWeights(0, 0, 1), "most_popular"),
+        }
+        results = {}
+        for name, (weights, popularity) in methods.items():
+            scorer.blend(weights, popularity)
+            results[name] = _metrics(con, config.k)
+    finally:
+        scorer.close()
+    return Evaluation(config.k, cut_at.isoformat(sep=" "), int(train_events[0]) if
+                      train_events else 0, test_users.num_rows, results)
+
+
+def _metrics(con: duckdb.DuckDBPyConnection, k: int) -> Metrics:
+    row = con.execute("""
+        WITH hits AS (
+            SELECT r.user_id, r.rank FROM recs r JOIN relevant v USING (user_id, item_id)
+        ), per_user AS (
+            SELECT u.user_id, u.n_relevant, count(h.rank) AS hits,
+                   coalesce(sum(1.0 / log2(h.rank + 1)), 0) AS dcg,
+                   (SELECT sum(1.0 / log2(i + 1)) FROM range(1, least(u.n_relevant, $k) + 1)
+                        t(i)) AS idcg
+            FROM (SELECT user_id, count(*) AS n_relevant FROM relevant GROUP BY user_id) u
+            LEFT JOIN hits h USING (user_id)
+            GROUP BY u.user_id, u.n_relevant
+        )
+        SELECT avg((hits > 0)::DOUBLE), avg(hits / n_relevant), avg(dcg / idcg),
+               (SELECT count(DISTINCT item_id) FROM recs)
+                   / (SELECT count(*) FROM catalog)::DOUBLE
+        FROM per_user
+    """, {"k": k}).fetchone()
+    assert row is not None
+    return Metrics(*(round(float(v or 0), 4) for v in row))
+
+
+def with_overrides(config: RecommendConfig, **overrides: Any) -> RecommendConfig:
+    """dataclasses.replace, skipping None values (CLI options left unset)."""
+    return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+
+
+__all__ = ["BlendWeights", "Evaluation", "Metrics", "Recommendation", "RecommendConfig",
+           "evaluate", "recommend", "recommend_all", "EVENT_WEIGHTS"]
