@@ -47,7 +47,8 @@ def generate_events(
     Users with latent category and style preferences, sessions, a view -> click -> save ->
     cart -> purchase funnel and seasonality; styles come from the product embeddings.
 
-    Example: `pinshop generate-events events.parquet --users 300 && pinshop ingest-events events.parquet`
+    Example: `pinshop generate-events events.parquet --users 300`, then
+    `pinshop ingest-events events.parquet`
     """
     from pinshop_cli.synth import SynthConfig, generate_for_workspace
 

@@ -312,7 +312,8 @@ def recommend(workspace: str | Path | None = None, user: str | None = None,
     ws = Workspace.open(workspace)
     scorer = Scorer(ws, config or RecommendConfig())
     try:
-        scorer.prepare(_scoring_date(scorer), None if user is None else pa.table({"user_id": [user]}))
+        users = None if user is None else pa.table({"user_id": [user]})
+        scorer.prepare(_scoring_date(scorer), users)
         scorer.blend(scorer.config.weights)
         rows = scorer.recommendations().to_pylist()
     finally:

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}
 h1{font-size:20px} h2{font-size:16px;margin-top:32px} .note{color:#8a5a00}
-.pin{position:relative;display:inline-block} .pin img{max-width:640px;max-height:520px;display:block}
+.pin{position:relative;display:inline-block}
+.pin img{max-width:640px;max-height:520px;display:block}
 .pin svg{position:absolute;left:0;top:0;width:100%;height:100%}
 .object{display:flex;gap:12px;align-items:flex-start;margin:12px 0;padding:8px;background:#fff;
 border:1px solid #ddd;border-radius:6px} .crop img{width:140px;height:140px;object-fit:contain}

@@ -159,3 +159,17 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
     checkpoint = root / "tiny-clip.pt"
     torch.save(model.state_dict(), checkpoint)
     return f"clip:{config}:{checkpoint}"
+
+
+@pytest.fixture
+def events_workspace(tmp_path: Path, write_catalog: Callable[..., Path]) -> Path:
+    """A workspace holding only a catalog (A, B: chairs; C, D: lamps; E: sofa)."""
+    from pinshop_cli.catalog import load_catalog
+    from pinshop_cli.storage import write_parquet
+    from pinshop_cli.workspace import Workspace
+
+    rows = [{"id": i, "title": f"Item {i}", "category": c}
+            for i, c in zip("ABCDE", ["chair", "chair", "lamp", "lamp", "sofa"], strict=True)]
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    write_parquet(load_catalog(write_catalog(rows)).table, ws.catalog)
+    return ws.root

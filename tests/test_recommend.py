@@ -1,0 +1,132 @@
+"""The scoring SQL on tiny hand-checked examples, exclusions, the diversity cap, cold users,
+evaluation metrics on a hand-computed case, the JSON shape, and the synthetic generator."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import duckdb
+import pytest
+from pinshop_cli.commands.main import app
+from typer.testing import CliRunner
+
+from pinshop_cli.events import ingest_events
+from pinshop_cli.recommend import (
+    BlendWeights,
+    RecommendConfig,
+    _metrics,
+    evaluate,
+    recommend,
+    recommend_all,
+)
+from pinshop_cli.sql import run_sql
+
+# Decay is switched off (a huge half-life) so strengths are plain sums of event weights.
+NO_DECAY = dict(half_life_days=1e9, popularity_half_life_days=1e9)
+CF_ONLY = RecommendConfig(weights=BlendWeights(1, 0, 0), **NO_DECAY)
+POPULAR_ONLY = RecommendConfig(weights=BlendWeights(0, 0, 1), **NO_DECAY)
+
+
+@pytest.fixture
+def shop(events_workspace, tmp_path):
+    """Events worked through by hand below.
+
+        r(u1,A)=1 r(u1,B)=1 r(u1,C)=1         ||A|| = sqrt(1+4+1+16) = sqrt(22)
+        r(u2,A)=2 r(u2,C)=1                   ||B|| = sqrt(2), ||C|| = sqrt(2), ||D|| = 6
+        r(u3,A)=1 r(u3,B)=1 r(u3,D)=6 (cart)
+        r(t, A)=4 (save)
+    sim(A,C) = (1*1 + 2*1) / (sqrt22 sqrt2) = 0.452;  sim(A,B) = (1 + 1) / sqrt44 = 0.302
+    sim(A,D) = 1*6 / (sqrt22 * 6) = 0.213             -> cf(t): C 1.81 > B 1.21 > D 0.85
+    popularity (sum of weights): A 8, D 6, B 2, C 2 (tie broken by id), E none
+    """
+    rows = [("u1", "A", "view"), ("u1", "B", "view"), ("u1", "C", "view"),
+            ("u2", "A", "view"), ("u2", "A", "view"), ("u2", "C", "view"),
+            ("u3", "A", "view"), ("u3", "B", "view"), ("u3", "D", "cart"),
+            ("t", "A", "save")]
+    source = tmp_path / "events.csv"
+    source.write_text("user_id,item_id,event,ts\n" + "".join(
+        f"{u},{i},{e},2025-01-01 10:00:{n:02d}\n" for n, (u, i, e) in enumerate(rows)))
+    ingest_events(source, events_workspace)
+    return events_workspace
+
+
+def ids(recs):  # noqa: ANN001, ANN201
+    return [r.item_id for r in recs]
+
+
+def test_item_item_cf_ranking_matches_the_hand_computation(shop):
+    recs = recommend(shop, "t", CF_ONLY)
+    assert ids(recs) == ["C", "B", "D"]
+    assert recs[0].score == pytest.approx(1.0)  # normalized by the user's best
+    assert recs[1].score == pytest.approx((2 / math.sqrt(44)) / (3 / math.sqrt(44)), abs=1e-4)
+    assert recs[0].reason == "because you saved Item A"
+
+
+def test_purchased_items_are_never_recommended(shop, tmp_path):
+    extra = tmp_path / "more.csv"
+    extra.write_text("user_id,item_id,event,ts\nt,C,purchase,2025-01-01 11:00:00\n")
+    ingest_events(extra, shop)
+    assert "C" not in ids(recommend(shop, "t", CF_ONLY))
+    assert "C" not in ids(recommend(shop, "t"))
+
+
+def test_cold_user_gets_popular_items_in_popularity_order(shop):
+    recs = recommend(shop, "nobody", POPULAR_ONLY)
+    assert ids(recs) == ["A", "D", "B", "C"]
+    assert recs[0].reason == "popular in chair"
+
+
+def test_diversity_caps_items_per_category(shop):
+    capped = RecommendConfig(weights=BlendWeights(0, 0, 1), per_category=1, **NO_DECAY)
+    assert ids(recommend(shop, "nobody", capped)) == ["A", "D"]  # one chair, one lamp
+
+
+def test_popularity_follows_the_users_categories(shop):
+    # u2 shops chairs (A: 2) and lamps (C: 1): shares 2/3 and 1/3 of u2's strength.
+    recs = recommend(shop, "u2", POPULAR_ONLY)
+    assert ids(recs)[:2] == ["A", "D"]
+    assert {r.category for r in recs} == {"chair", "lamp"}
+
+
+def test_recommend_all_writes_every_user(shop):
+    assert recommend_all(shop, RecommendConfig(k=2, **NO_DECAY)) == 8
+    users = run_sql("SELECT user_id, count(*) FROM recommendations GROUP BY 1 ORDER BY 1", shop)
+    assert users.rows == [("t", 2), ("u1", 2), ("u2", 2), ("u3", 2)]
+
+
+def test_metrics_on_a_hand_computed_case():
+    con = duckdb.connect()
+    con.execute("CREATE TABLE catalog AS SELECT unnest(['A', 'B', 'C', 'X', 'Y', 'Z', 'P', "
+                "'Q', 'R', 'S']) AS id")
+    con.execute("CREATE TABLE relevant AS SELECT * FROM (VALUES "
+                "('u1', 'A'), ('u1', 'B'), ('u2', 'C')) t(user_id, item_id)")
+    con.execute("CREATE TABLE recs AS SELECT * FROM (VALUES "
+                "('u1', 1, 'A'), ('u1', 2, 'X'), ('u1', 3, 'B'), "
+                "('u2', 1, 'X'), ('u2', 2, 'Y'), ('u2', 3, 'Z')) t(user_id, rank, item_id)")
+    metrics = _metrics(con, 3)
+    ndcg_u1 = (1 + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
+    assert metrics.hit_rate == 0.5 and metrics.recall == 0.5
+    assert metrics.ndcg == pytest.approx(ndcg_u1 / 2, abs=1e-4)
+    assert metrics.coverage == pytest.approx(5 / 10)  # A, B, X, Y, Z of 10 products
+
+
+def test_evaluation_json_shape_and_blend_beats_the_popularity_baseline(copy_workspace,
+                                                                       tmp_path):
+    root = copy_workspace()
+    result = CliRunner().invoke(app, ["generate-events", str(tmp_path / "ev.parquet"),
+                                      "--users", "150", "--events", "15000", "-w", str(root)])
+    assert result.exit_code == 0, result.output
+    ingest_events(tmp_path / "ev.parquet", root)
+    out = CliRunner().invoke(app, ["recommend", "--evaluate", "--json", "-w", str(root)])
+    data = json.loads(out.stdout)
+    assert data["k"] == 10 and data["cut"]
+    assert set(data["methods"]) == {"blend", "cf", "taste", "popularity",
+                                    "most_popular_baseline"}
+    assert set(data["methods"]["blend"]) == {"hit_rate", "recall", "ndcg", "coverage"}
+    blend, baseline = data["methods"]["blend"], data["methods"]["most_popular_baseline"]
+    assert blend["ndcg"] > baseline["ndcg"] and blend["hit_rate"] > baseline["hit_rate"]
+    one = json.loads(CliRunner().invoke(app, ["recommend", "--user", "u000003", "--json",
+                                              "-w", str(root)]).stdout)
+    assert len(one) == 10 and set(one[0]) >= {"rank", "item_id", "title", "price", "reason"}
+    assert evaluate(root).test_users > 0
