@@ -19,6 +19,8 @@ to BLAS/hnswlib for the taste profiles). The scoring, for a user u and a candida
                    history, gets the globally most popular items
     score(u, j)  = w_cf * cf / max_u(cf) + w_taste * taste / max_u(taste)
                    + w_pop * popular / max_u(popular)
+                   over each component's top `candidates` items per user (candidate
+                   generation: a blend only reorders what some component ranks highly)
 
 Purchased items are never recommended; at most `per_category` items of one category enter
 a user's top k; each recommendation carries the reason of its largest weighted term.
@@ -63,9 +65,10 @@ class RecommendConfig:
     half_life_days: float = 30.0
     popularity_half_life_days: float = 7.0
     history: int = 20
-    neighbors: int = 50
+    neighbors: int = 20
     taste_pool: int = 50
     popular_pool: int = 50
+    candidates: int = 100
     per_category: int = 3
     weights: BlendWeights = field(default_factory=BlendWeights)
     memory_limit: str = "4GB"  # DuckDB spills to disk beyond this instead of failing
@@ -175,8 +178,7 @@ class Scorer:
         """, neighbors=c.neighbors)
         self.sql("""
             CREATE OR REPLACE TEMP TABLE cf AS
-            SELECT r.user_id, s.neighbor AS item_id, sum(r.strength * s.sim) AS score,
-                   arg_max(r.item_id, r.strength * s.sim) AS because
+            SELECT r.user_id, s.neighbor AS item_id, sum(r.strength * s.sim) AS score
             FROM recent r JOIN users USING (user_id) JOIN similar_items s ON s.item = r.item_id
             GROUP BY r.user_id, s.neighbor
         """)
@@ -209,7 +211,21 @@ class Scorer:
             FROM users u ANTI JOIN shares USING (user_id) CROSS JOIN top_overall p
         """, pool=c.popular_pool)
         self.con.register("taste_scores", self._taste())
-        self.sql("CREATE OR REPLACE TEMP TABLE taste AS SELECT * FROM taste_scores")
+        self.sql("CREATE OR REPLACE TEMP TABLE taste AS "
+                 "SELECT user_id, item_id, greatest(score, 0) AS score FROM taste_scores")
+        for component in ("cf", "taste", "popularity"):
+            self.normalize(component)
+
+    def normalize(self, component: str) -> None:
+        """<component>_part: each user's top `candidates` items of one component, scored
+        relative to that user's best (one window sort per component)."""
+        self.sql(f"""
+            CREATE OR REPLACE TEMP TABLE {component}_part AS
+            SELECT user_id, item_id, score / nullif(first_value(score) OVER best, 0) AS part
+            FROM {component}
+            WINDOW best AS (PARTITION BY user_id ORDER BY score DESC, item_id)
+            QUALIFY row_number() OVER best <= $candidates
+        """, candidates=self.config.candidates)
 
     def _taste(self) -> pa.Table:
         """Cosine between each user's mean liked-item vector and the products, top
@@ -243,48 +259,47 @@ class Scorer:
         self.sql(f"""
             CREATE OR REPLACE TEMP TABLE recs AS
             WITH candidates AS (
-                SELECT user_id, item_id, max(cf) AS cf, max(taste) AS taste, max(pop) AS pop,
-                       any_value(because) AS because
+                SELECT user_id, item_id, sum(cf) AS cf, sum(taste) AS taste, sum(pop) AS pop
                 FROM (
-                    SELECT user_id, item_id, score AS cf, NULL AS taste, NULL AS pop, because
-                    FROM cf
+                    SELECT user_id, item_id, $w_cf * part AS cf, 0 AS taste, 0 AS pop
+                    FROM cf_part
                     UNION ALL
-                    SELECT user_id, item_id, NULL, score, NULL, NULL FROM taste
+                    SELECT user_id, item_id, 0, $w_taste * part, 0 FROM taste_part
                     UNION ALL
-                    SELECT user_id, item_id, NULL, NULL, score, NULL FROM {popularity}
+                    SELECT user_id, item_id, 0, 0, $w_pop * part FROM {popularity}_part
                 ) GROUP BY user_id, item_id
-            ), normalized AS (
-                SELECT c.*,
-                       $w_cf * coalesce(cf / nullif(max(cf) OVER (PARTITION BY user_id), 0), 0)
-                           AS cf_part,
-                       $w_taste * coalesce(greatest(taste, 0)
-                           / nullif(max(taste) OVER (PARTITION BY user_id), 0), 0) AS taste_part,
-                       $w_pop * coalesce(pop / nullif(max(pop) OVER (PARTITION BY user_id), 0),
-                                         0) AS pop_part
+            ), scored AS (
+                SELECT c.*, c.cf + c.taste + c.pop AS score, k.category
                 FROM candidates c
                 ANTI JOIN (SELECT user_id, item_id FROM interactions WHERE purchased) b
                     USING (user_id, item_id)
-            ), scored AS (
-                SELECT n.*, cf_part + taste_part + pop_part AS score, k.category
-                FROM normalized n JOIN catalog k ON k.id = n.item_id
-                WHERE cf_part + taste_part + pop_part > 0
-                QUALIFY row_number() OVER (PARTITION BY user_id, k.category
-                                           ORDER BY score DESC, item_id) <= $per_category
+                JOIN catalog k ON k.id = c.item_id
+                WHERE c.cf + c.taste + c.pop > 0
+                QUALIFY row_number() OVER (PARTITION BY c.user_id, k.category
+                                           ORDER BY score DESC, c.item_id) <= $per_category
+            ), top AS (
+                SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY score DESC, item_id)
+                    AS rank
+                FROM scored QUALIFY rank <= $k
+            ), explained AS (
+                -- "because you saved X": the history item contributing most to cf(u, j),
+                -- worked out for the final top k only.
+                SELECT t.user_id, t.item_id, arg_max(r.item_id, r.strength * s.sim) AS because
+                FROM top t JOIN recent r USING (user_id)
+                JOIN similar_items s ON s.item = r.item_id AND s.neighbor = t.item_id
+                WHERE t.cf > 0 GROUP BY t.user_id, t.item_id
             )
-            SELECT s.user_id,
-                   row_number() OVER (PARTITION BY s.user_id ORDER BY s.score DESC, s.item_id)
-                       AS rank,
-                   s.item_id, s.score,
-                   CASE greatest(s.cf_part, s.taste_part, s.pop_part)
-                       WHEN s.cf_part THEN 'because you '
+            SELECT t.user_id, t.rank, t.item_id, t.score,
+                   CASE greatest(t.cf, t.taste, t.pop)
+                       WHEN t.cf THEN 'because you '
                            || (CASE i.top_event {verbs} END) || ' ' || b.title
-                       WHEN s.taste_part THEN 'visually similar to your saves'
-                       ELSE 'popular in ' || coalesce(s.category, 'the catalog')
+                       WHEN t.taste THEN 'visually similar to your saves'
+                       ELSE 'popular in ' || coalesce(t.category, 'the catalog')
                    END AS reason
-            FROM scored s
-            LEFT JOIN catalog b ON b.id = s.because
-            LEFT JOIN interactions i ON i.user_id = s.user_id AND i.item_id = s.because
-            QUALIFY rank <= $k
+            FROM top t
+            LEFT JOIN explained x USING (user_id, item_id)
+            LEFT JOIN catalog b ON b.id = x.because
+            LEFT JOIN interactions i ON i.user_id = t.user_id AND i.item_id = x.because
         """, w_cf=weights.cf, w_taste=weights.taste, w_pop=weights.popularity,
                  per_category=self.config.per_category, k=self.config.k)
 
@@ -375,6 +390,7 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
             )
             SELECT u.user_id, top.item_id, top.score FROM users u CROSS JOIN top
         """, {"pool": config.popular_pool})
+        scorer.normalize("most_popular")
         methods = {
             "blend": (config.weights, "popularity"),
             "cf": (BlendWeights(1, 0, 0), "popularity"),

@@ -1,0 +1,131 @@
+"""`recommend --all` (DuckDB SQL) vs a straightforward pandas implementation of the same
+scoring, on generated events, each in its own process for a clean peak-memory reading.
+
+    python bench/bench_recommend.py --events 1000000 10000000
+
+Writes its section of BENCHMARKS.md. Also checks that both produce the same top-1 for
+(almost) every user, so the comparison is like for like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PANDAS_TIMEOUT_S = 1800
+PANDAS_MEMORY_BYTES = 16 << 30  # fail with MemoryError rather than swap the machine
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (PANDAS_MEMORY_BYTES, PANDAS_MEMORY_BYTES))
+
+
+def child(kind: str, root: str) -> None:
+    """Run one implementation in this (fresh) process and print its timing as JSON."""
+    sys.path.insert(0, str(HERE))
+    from pinshop_cli.recommend import RecommendConfig, recommend_all
+    from pinshop_cli.workspace import Workspace
+
+    ws = Workspace.open(root)
+    started = time.perf_counter()
+    if kind == "duckdb":
+        rows = recommend_all(root, RecommendConfig())
+        top1 = str(ws.recommendations)
+    else:
+        from pandas_recommend import recommend_all_pandas
+
+        from pinshop_cli.taste import product_vectors
+
+        result = recommend_all_pandas(str(ws.events), str(ws.catalog), product_vectors(ws),
+                                      RecommendConfig())
+        rows = len(result)
+        top1 = str(ws.root / "pandas-top.parquet")
+        result.to_parquet(top1)
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "rows": rows, "top": top1}))
+
+
+def run_child(kind: str, root: Path) -> dict | None:
+    try:
+        done = subprocess.run([sys.executable, __file__, "--child", kind, str(root)],
+                              capture_output=True, text=True, timeout=PANDAS_TIMEOUT_S,
+                              preexec_fn=_limit_memory if kind == "pandas" else None)
+    except subprocess.TimeoutExpired:
+        return None
+    if done.returncode != 0:
+        print(done.stderr[-2000:], file=sys.stderr)
+        return {"failed": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def top1_agreement(duck: str, pandas_path: str) -> float:
+    import duckdb
+
+    row = duckdb.connect().execute(f"""
+        SELECT avg((d.item_id = p.item_id)::DOUBLE)
+        FROM (SELECT user_id, item_id FROM read_parquet('{duck}') WHERE rank = 1) d
+        JOIN (SELECT user_id, item_id FROM read_parquet('{pandas_path}') WHERE rank = 1) p
+        USING (user_id)""").fetchone()
+    return float(row[0]) if row and row[0] is not None else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--out", type=Path, default=HERE.parent / "BENCHMARKS.md")
+    args = parser.parse_args()
+
+    import pyarrow.parquet as pq
+    from bench_ingest import write_section  # noqa: E402  (same folder)
+
+    from pinshop_cli.events import ingest_events
+    from pinshop_cli.synth import write_synthetic_workspace
+
+    lines = ["| events | users | items | DuckDB s | DuckDB peak MB | pandas s | pandas peak MB "
+             "| speed-up | top-1 agreement |", "|---|---|---|---|---|---|---|---|---|"]
+    for n in args.events:
+        users, items = max(1000, n // 50), max(2000, n // 200)
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp) / "ws"
+            started = time.perf_counter()
+            events = write_synthetic_workspace(str(root), items=items, users=users, events=n)
+            pq.write_table(events, Path(tmp) / "events.parquet")
+            ingest_events(Path(tmp) / "events.parquet", root)
+            print(f"{events.num_rows:,} events generated and ingested in "
+                  f"{time.perf_counter() - started:.0f}s", file=sys.stderr)
+            duck = run_child("duckdb", root)
+            pandas = run_child("pandas", root)
+            print(n, duck, pandas, file=sys.stderr)
+            if pandas is None or "failed" in pandas:
+                why = "timed out" if pandas is None else pandas["failed"][:60]
+                lines.append(f"| {events.num_rows:,} | {users:,} | {items:,} | "
+                             f"{duck['seconds']:.1f} | {duck['peak_mb']:.0f} | {why} | | | |")
+                continue
+            agreement = top1_agreement(duck["top"], pandas["top"])
+            lines.append(
+                f"| {events.num_rows:,} | {users:,} | {items:,} | {duck['seconds']:.1f} | "
+                f"{duck['peak_mb']:.0f} | {pandas['seconds']:.1f} | {pandas['peak_mb']:.0f} | "
+                f"**{pandas['seconds'] / duck['seconds']:.1f}x** | {agreement:.1%} |")
+    section = ("## Recommendations: `recommend --all`, DuckDB vs pandas\n\n"
+               "`python bench/bench_recommend.py` — generated shoppers (pinshop_cli.synth), "
+               "same scoring in both (bench/pandas_recommend.py), each in a fresh process; "
+               "peak = max RSS; DuckDB memory_limit 4GB (spills beyond). Goal: >= 5x faster "
+               "with bounded memory.\n\n" + "\n".join(lines) + "\n")
+    write_section(args.out, "## Recommendations: `recommend --all`, DuckDB vs pandas", section)
+    print(section)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3])
+    else:
+        sys.path.insert(0, str(HERE))
+        main()
