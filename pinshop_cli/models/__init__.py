@@ -1,8 +1,9 @@
 """Model layer: base classes, the registry, and the built-in detectors and embedders."""
 
-from .base import Detection, Detector, Embedder
+from .base import ChatModel, Detection, Detector, Embedder
 from .registry import (
     ModelSpec,
+    get_chat_model,
     get_detector,
     get_embedder,
     get_spec,
@@ -14,6 +15,7 @@ from .registry import (
 )
 
 __all__ = [
-    "Detection", "Detector", "Embedder", "ModelSpec", "get_detector", "get_embedder",
+    "ChatModel", "Detection", "Detector", "Embedder", "ModelSpec", "get_chat_model",
+    "get_detector", "get_embedder",
     "get_spec", "list_models", "model_status", "pull", "register", "verify",
 ]  # fmt: skip

