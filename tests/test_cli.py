@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
-from pinshop_cli.commands.main import app
 from typer.testing import CliRunner
 
+from pinshop_cli.commands.main import app
 from pinshop_cli.sql import run_sql
 
 

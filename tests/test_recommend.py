@@ -8,9 +8,9 @@ import math
 
 import duckdb
 import pytest
-from pinshop_cli.commands.main import app
 from typer.testing import CliRunner
 
+from pinshop_cli.commands.main import app
 from pinshop_cli.events import ingest_events
 from pinshop_cli.recommend import (
     BlendWeights,
