@@ -30,7 +30,7 @@ def _limit_memory() -> None:
 def child(kind: str, root: str) -> None:
     """Run one implementation in this (fresh) process and print its timing as JSON."""
     sys.path.insert(0, str(HERE))
-    from pinshop_cli.recommend import RecommendConfig, recommend_all
+    from pinshop_cli.recommender import RecommendConfig, recommend_all
     from pinshop_cli.workspace import Workspace
 
     ws = Workspace.open(root)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pinshop_cli.recommend import LIKED_EVENTS, RecommendConfig
+from pinshop_cli.recommender import LIKED_EVENTS, RecommendConfig
 from pinshop_cli.taste import nearest_to_profiles
 
 

@@ -15,7 +15,7 @@ def demo(
     report: Annotated[Path, typer.Option(help="HTML report to write.")] = Path(
         "pinshop-demo-report.html"),
 ) -> None:
-    """Build a workspace from sample_data/ and run ingest -> index -> match on it.
+    """Build a workspace from sample_data/ and run ingest -> index -> match -> recommend.
 
     Example: `pinshop demo`
     """
@@ -42,6 +42,14 @@ def demo(
     table("pin -> best match", ["pin", "object", "id", "title", "price", "score"], rows)
     table(f"text: {result.match.text}", ["id", "title", "price", "score"],
           [[m.id, m.title, m.price, f"{m.score:.3f}"] for m in result.match.text_matches])
+    err.rule("4. recommend (200 synthetic shoppers, 20k events)")
+    table("recommendations for u000001", ["rank", "product", "price", "reason"],
+          [[r.rank, r.title, r.price, r.reason] for r in result.recommendations[:5]])
+    evaluation = result.evaluation
+    table(f"evaluation @{evaluation.k} (train before {evaluation.cut[:10]})",
+          ["method", "hit rate", "NDCG", "coverage"],
+          [[name, m.hit_rate, m.ndcg, m.coverage] for name, m in evaluation.methods.items()])
     write_report(result.match, report)
     typer.echo(f"\nHTML report: {report}   workspace: {result.workspace}\n"
-               f"Next: pinshop match YOUR_PHOTO.jpg -w {workspace}", err=True)
+               f"Next: pinshop match YOUR_PHOTO.jpg -w {workspace}\n"
+               f"      pinshop chat -w {workspace}", err=True)

@@ -1,9 +1,13 @@
 """pinshop: batch shopping-catalog processing as a library.
 
-    from pinshop_cli import ingest, build_indexes, match
+    from pinshop_cli import (ShoppingAssistant, build_indexes, get_chat_model, ingest,
+                             ingest_events, match, recommend)
     ingest("ws", "catalog.csv", pins="photos/")
     build_indexes("ws")
     result = match(["photo.jpg"], workspace="ws", top_k=5)
+    ingest_events("events.csv", "ws")
+    recs = recommend("ws", user="u1")
+    reply = ShoppingAssistant("ws", get_chat_model()).ask("a green sofa under 1500")
 
 Names resolve lazily so that importing the package (and `pinshop --help`) stays light:
 torch, ultralytics and open_clip load only when a model is actually used.
@@ -31,6 +35,9 @@ _LAZY = {
     "Workspace": "workspace", "load_catalog": "catalog", "write_report": "report",
     "get_detector": "models", "get_embedder": "models", "register": "models",
     "get_chat_model": "models",
+    "recommend": "recommender", "recommend_all": "recommender", "evaluate": "recommender",
+    "RecommendConfig": "recommender", "ingest_events": "events",
+    "ShoppingAssistant": "assistant", "generate_events": "synth",
 }  # fmt: skip
 
 __all__ = [*_LAZY, "PinshopError", "UnknownModelError", "MissingWeightsError",

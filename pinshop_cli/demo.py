@@ -1,4 +1,5 @@
-"""`demo`: ingest -> index -> match on sample_data/, the first thing a new user runs."""
+"""`demo`: ingest -> index -> match -> recommend on sample_data/, the first thing a new user
+runs. The sample has no real shoppers, so the demo generates synthetic ones (see synth.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PinshopError
+from .events import ingest_events
 from .index import IndexManifest, build_indexes
 from .matching import MatchResult, match
 from .pipeline import IngestConfig, IngestSummary, ingest
 from .progress import NullProgress, Progress
+from .recommender import Evaluation, Recommendation, evaluate, recommend
+from .synth import SynthConfig, generate_for_workspace
 
 
 @dataclass
@@ -18,6 +22,8 @@ class DemoResult:
     ingest: IngestSummary
     indexes: list[IndexManifest]
     match: MatchResult
+    recommendations: list[Recommendation]
+    evaluation: Evaluation
 
 
 def find_sample_data(explicit: str | Path | None = None) -> Path:
@@ -38,4 +44,10 @@ def run_demo(workspace: str | Path = "pinshop-demo", data: str | Path | None = N
     pins = sorted((sample / "pins").glob("*.jpg"))
     result = match(pins, text="green velvet sofa", workspace=workspace, top_k=3,
                    detector=(config or IngestConfig()).detector)
-    return DemoResult(Path(workspace).resolve(), summary, manifests, result)
+    progress.note("generating 200 synthetic shoppers' events for the recommender")
+    events = Path(workspace) / "synthetic-events.parquet"
+    generate_for_workspace(events, SynthConfig(users=200, events=20_000), workspace)
+    ingest_events(events, workspace)
+    recs = recommend(workspace, "u000001")
+    return DemoResult(Path(workspace).resolve(), summary, manifests, result, recs,
+                      evaluate(workspace))

@@ -90,3 +90,13 @@ def test_index_status_reports_current_indexes(demo_workspace):
     assert result.exit_code == 0
     assert {i["name"]: i["stale"] for i in json.loads(result.stdout)} == {
         "product_image": False, "product_text": False, "crop": False}
+
+
+def test_demo_runs_ingest_index_match_recommend(tmp_path, sample_dir):
+    result = CliRunner().invoke(app, ["demo", "-w", str(tmp_path / "demo"), "--report",
+                                      str(tmp_path / "demo.html")])
+    assert result.exit_code == 0, result.output
+    assert run_sql("SELECT count(*) FROM events", tmp_path / "demo").rows[0][0] > 10_000
+    assert "P001" in result.stdout  # the chair pins' best match
+    assert "most_popular_baseline" in result.stdout
+    assert (tmp_path / "demo.html").read_text().startswith("<!doctype html>")

@@ -113,3 +113,36 @@ def test_plumbing_tiny_openclip_random_weights_shares_one_space(tmp_path, write_
     # Cross-modal: with a shared space, a text query searches product photos.
     result = match(text="oak chair", workspace=tmp_path / "ws", top_k=2)
     assert {m.id for m in result.text_matches} == {"a", "b"} and not result.notes
+
+
+def test_chunked_mirror_joins_parts_in_numeric_order_and_verifies(tmp_path, monkeypatch):
+    """Eleven tiny self-built chunk packages: part10 and part11 must come after part9."""
+    import hashlib
+    import sys
+
+    from pinshop_cli.models.chunks import ChunkedMirror
+    from pinshop_cli.models.resolve import ModelFile
+
+    chunks = [f"chunk-{n:02d}|".encode() * 100 for n in range(1, 12)]
+    for n, data in enumerate(chunks, start=1):
+        package = tmp_path / f"tinyparts_part{n}"
+        package.mkdir()
+        (package / "data.bin").write_bytes(data)
+        (package / "__init__.py").write_text(
+            "import os\ndef get_part_path():\n"
+            "    return os.path.join(os.path.dirname(__file__), 'data.bin')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    whole = b"".join(chunks)
+    model = ModelFile("tiny.gguf", chunks=ChunkedMirror("tinyparts", 11, "1.0"),
+                      size=len(whole), sha256=hashlib.sha256(whole).hexdigest())
+    path = model.resolve("tiny", tmp_path / "models", allow_download=False)
+    assert path.read_bytes() == whole
+    assert model.resolve("tiny", tmp_path / "models", allow_download=False) == path  # reused
+
+    bad = ModelFile("bad.gguf", chunks=ChunkedMirror("tinyparts", 11, "1.0"),
+                    size=len(whole), sha256="0" * 64)
+    with pytest.raises(MissingWeightsError, match="corrupt"):
+        bad.resolve("bad", tmp_path / "models", allow_download=False)
+    assert not (tmp_path / "models" / "bad.gguf").exists()
+    for n in range(1, 12):
+        sys.modules.pop(f"tinyparts_part{n}", None)

