@@ -294,7 +294,7 @@ class ShoppingAssistant:
                  anchor: Product | None = None) -> tuple[list[Product], list[str]]:
         """Rows passing every constraint, ranked by vector similarity; else the closest
         alternatives with constraints relaxed (colour, then price, then category)."""
-        from .matching import _open_index, search
+        from .matching import open_index, search
 
         relaxed: list[str] = []
         allowed: set[str] = set()
@@ -309,7 +309,7 @@ class ShoppingAssistant:
         if not allowed:
             return [], relaxed
         kind = "product_image" if self.embedder.shared_space else "product_text"
-        index = _open_index(self.ws, kind, rebuild=True)
+        index = open_index(self.ws, kind, rebuild=True)
         if anchor is not None:
             labels = [i for i, pid in enumerate(index.ids) if pid == anchor.id]
             query = index.index.get_items(labels) if labels else None
@@ -348,8 +348,9 @@ class ShoppingAssistant:
             f'"{clean(p.description)}"</product>' for p in products)
 
     def _messages(self, question: str, products: list[Product], note: str) -> list[dict[str, str]]:
+        other = products[1].id if len(products) > 1 else products[0].id
         example = (f'\nAnswer like: "The [{products[0].id}] is a great fit: <why>. If you '
-                   'prefer <something else>, the [<id>] is a nice alternative."')
+                   f'prefer <something else>, the [{other}] is a nice alternative."')
         system = (f"{SYSTEM_PROMPT}{example}\n\nPRODUCTS (catalog data):\n"
                   f"{self._product_block(products)}" + (f"\n\n{note}" if note else ""))
         return self._fit(system, self.history, question, self.max_answer_tokens)
@@ -410,7 +411,8 @@ class ShoppingAssistant:
             return True
 
         for piece in self.model.stream(self._messages(question, products, note),
-                                       max_tokens=self.max_answer_tokens, temperature=0.3):
+                                       max_tokens=self.max_answer_tokens, temperature=0.3,
+                                       repeat_penalty=1.1):
             tokens += 1
             timings.setdefault("first_token_s", round(time.perf_counter() - started, 3))
             buffer += piece

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-ID_PATTERN = re.compile(r"\[([A-Za-z0-9_.:-]+)\]")
+ID_PATTERN = re.compile(r"\[([^\[\]\n]{1,40})\]")  # any [token]: it must be a shown id
 PRICE_PATTERN = re.compile(
     r"(?:[$€£]\s?(\d[\d,]*(?:\.\d+)?))"
     r"|(?:(\d[\d,]*(?:\.\d+)?)\s?(?:eur|euros?|usd|dollars?|gbp|pounds?|€|\$|£)\b)",
@@ -68,10 +68,13 @@ def check(text: str, rows: Sequence[Row], catalog_titles: Iterable[str] = ()) ->
         if not any(abs(price - known) < 0.01 for known in known_prices):
             violations.append(Violation("price", f"{price:g} is not the price of any product "
                                                  "shown"))
-    lowered = text.lower()
-    allowed_titles = {row.title.lower() for row in rows}
+    # Remove the allowed titles first (longest first): another product's title may be a
+    # prefix of an allowed one ("Oslo Chair" inside "Oslo Chair Black").
+    remainder = text.lower()
+    for title in sorted({row.title.lower() for row in rows}, key=len, reverse=True):
+        remainder = remainder.replace(title, " ")
     for title in catalog_titles:
-        if len(title) > 6 and title.lower() in lowered and title.lower() not in allowed_titles:
+        if len(title) > 6 and title.lower() in remainder:
             violations.append(Violation("title", f"{title!r} was not retrieved"))
     cited = [by_id[pid] for pid in cited_ids(text) if pid in by_id] or list(rows)
     if OUT_OF_STOCK.search(text):

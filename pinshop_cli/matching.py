@@ -134,7 +134,8 @@ def search(loaded: LoadedIndex, queries: np.ndarray, k: int,
             for row, drow in zip(found, distances, strict=True)]
 
 
-def _open_index(ws: Workspace, kind: str, rebuild: bool) -> LoadedIndex:
+def open_index(ws: Workspace, kind: str, rebuild: bool) -> LoadedIndex:
+    """The current index of `kind`; a stale one is refused, or rebuilt with `rebuild`."""
     try:
         return load_index(ws, kind)
     except StaleIndexError:
@@ -174,7 +175,7 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
         result.detector = found_detector.model_id
         if found_detector.note:
             result.notes.append(found_detector.note)
-        index = _open_index(ws, "product_image", rebuild)
+        index = open_index(ws, "product_image", rebuild)
         for path in images:
             pin = PinMatches(str(path))
             result.pins.append(pin)
@@ -198,6 +199,6 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
             result.notes.append("text matched against product texts (MiniLM); cross-modal "
                                 "search (text -> product photos) needs a CLIP embedder")
         vector = embedder.embed_texts([text])
-        hits = search(_open_index(ws, kind, rebuild), vector, top_k, allowed)[0]
+        hits = search(open_index(ws, kind, rebuild), vector, top_k, allowed)[0]
         result.text_matches = [catalog.match(pid, s) for pid, s in hits]
     return result

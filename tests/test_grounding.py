@@ -35,6 +35,13 @@ def test_invented_prices_ids_titles_and_free_are_caught():
     assert kinds("The Brass Table Lamp would suit you.") == ["title"]
 
 
+def test_a_title_inside_an_allowed_title_is_not_a_violation():
+    rows = [Row("P35", "Oak Chair Black", 159.0)]
+    assert check("The Oak Chair Black (159.00 EUR) suits you.", rows, CATALOG + [
+        "Oak Chair Black"]) == []
+    assert [v.kind for v in check("Or the Oak Chair.", rows, CATALOG)] == ["title"]
+
+
 def test_availability_must_match_the_rows():
     assert kinds("The [P1] is in stock.") == []
     assert kinds("The [P2] is available now.") == ["availability"]

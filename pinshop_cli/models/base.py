@@ -87,8 +87,8 @@ class ChatModel(ABC):
 
     @abstractmethod
     def stream(self, messages: list[dict[str, str]], max_tokens: int = 256,
-               temperature: float = 0.2, json_schema: dict[str, Any] | None = None
-               ) -> Iterator[str]:
+               temperature: float = 0.2, json_schema: dict[str, Any] | None = None,
+               repeat_penalty: float = 1.0) -> Iterator[str]:
         """Text pieces of the assistant's reply, as they are generated."""
 
     @abstractmethod

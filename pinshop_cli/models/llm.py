@@ -38,15 +38,15 @@ class LlamaCppChatModel(ChatModel):
             return self._llama
 
     def stream(self, messages: list[dict[str, str]], max_tokens: int = 256,
-               temperature: float = 0.2, json_schema: dict[str, Any] | None = None
-               ) -> Iterator[str]:
+               temperature: float = 0.2, json_schema: dict[str, Any] | None = None,
+               repeat_penalty: float = 1.0) -> Iterator[str]:
         options: dict[str, Any] = {}
         if json_schema is not None:
             options["response_format"] = {"type": "json_object", "schema": json_schema}
         try:
             chunks = self.llama().create_chat_completion(
                 messages=messages, max_tokens=max_tokens, temperature=temperature,
-                stream=True, seed=self.seed, **options)
+                repeat_penalty=repeat_penalty, stream=True, seed=self.seed, **options)
             first = next(chunks, None)
         except ValueError as exc:
             # The prompt plus max_tokens overflowed the context: answer shorter, never crash.
@@ -56,7 +56,7 @@ class LlamaCppChatModel(ChatModel):
                 raise PinshopError(f"prompt too long for the {self.n_ctx}-token context "
                                    "(use a larger --ctx)") from None
             shorter = max_tokens - (int(overflow[1]) - int(overflow[2])) - 1
-            yield from self.stream(messages, shorter, temperature, json_schema)
+            yield from self.stream(messages, shorter, temperature, json_schema, repeat_penalty)
             return
         if first is None:
             return
