@@ -158,12 +158,12 @@ def main() -> None:
             started = time.perf_counter()
             for number, question in enumerate(turns):
                 reply = assistant.ask(question)
-                if number == 0 and reply.products:
-                    first_price = reply.products[0].price
+                if number == 0 and reply.candidates:
+                    first_price = reply.candidates[0].price
             seconds = time.perf_counter() - started
             final_violations = check(reply.answer, reply.products, titles)
             rows.append({"turns": turns, "kind": kind, "exact": reply.exact,
-                         "ok": satisfied(reply.products, expect, first_price) and reply.exact,
+                         "ok": satisfied(reply.candidates, expect, first_price) and reply.exact,
                          "final_violations": [str(v) for v in final_violations],
                          "guard": not reply.grounded, "answer": reply.answer,
                          "seconds": seconds})

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import PinshopError
-from .grounding import Violation, check, cited_ids
+from .grounding import Violation, check
 from .storage import read_parquet
 from .workspace import Workspace
 
@@ -102,6 +102,7 @@ class Reply:
     answer: str
     intent: Intent
     products: list[Product]  # the catalog rows the answer cites
+    candidates: list[Product] = field(default_factory=list)  # rows retrieved for this turn
     exact: bool = True  # False: nothing met every constraint; closest alternatives shown
     relaxed: list[str] = field(default_factory=list)  # constraints dropped to find them
     grounded: bool = True  # False: the model's text failed a check and a template replaced it
@@ -244,6 +245,8 @@ class ShoppingAssistant:
             reference=intent.reference if self.last_products else "none",
         )
         explicit = explicit_constraints(question, self.categories, self.colors)
+        if self.last_products and is_follow_up(question) and "category" not in explicit:
+            intent.category = None  # "in cream" refines the last request; it names no category
         if "max_price" in explicit and "min_price" not in explicit:
             intent.min_price = None  # "under 600" never means "from 600"
         if "min_price" in explicit and "max_price" not in explicit:
@@ -308,23 +311,29 @@ class ShoppingAssistant:
                 break
         if not allowed:
             return [], relaxed
+        import numpy as np
+
         kind = "product_image" if self.embedder.shared_space else "product_text"
         index = open_index(self.ws, kind, rebuild=True)
+        query: Any = None
         if anchor is not None:
             labels = [i for i, pid in enumerate(index.ids) if pid == anchor.id]
             query = index.index.get_items(labels) if labels else None
-        else:
-            query = None
         if query is None:
             words = " ".join(filter(None, [intent.color, " ".join(intent.style), intent.query,
                                            intent.category])) or question
             query = self.embedder.embed_texts([words])
-        import numpy as np
 
-        hits = search(index, np.asarray(query, dtype=np.float32), SHOWN, allowed)[0]
+        query = np.asarray(query, dtype=np.float32)
+        hits = search(index, query, SHOWN, allowed)[0]
         floor = RELEVANCE_FLOOR.get(self.embedder.text_model_id)
-        if anchor is None and floor and hits and hits[0][1] < floor and not intent.category:
-            relaxed.append("query")
+        if anchor is None and floor:
+            # Judge the request's own words against the whole catalog: a category the model
+            # picked for "a gold piano" must not make it look answerable.
+            request = self.embedder.embed_texts([intent.query or question])
+            best = search(index, np.asarray(request, dtype=np.float32), 1)[0]
+            if not best or best[0][1] < floor:
+                relaxed.append("query")
         found = {pid for pid, _ in hits}
         # Rows without a vector of this kind (text-only rows in an image index) still count.
         extra = [pid for pid in sorted(allowed) if pid not in found and pid not in index.ids]
@@ -425,8 +434,8 @@ class ShoppingAssistant:
                 accept(buffer.strip())
         timings["generate_s"] = round(time.perf_counter() - started, 3)
         timings["tokens"] = tokens
-        cited = [p for p in known if any(p.id in cited_ids(s) or p.render() in s
-                                          for s in shown)]
+        said = " ".join(shown).lower()
+        cited = [p for p in known if p.render().lower() in said or p.title.lower() in said]
         if violations or not cited:
             shown.append(self._template(products))
             emit(shown[-1])
@@ -470,7 +479,7 @@ class ShoppingAssistant:
         if not products:
             answer = "I couldn't find anything in the catalog for that."
             emit(answer)
-            return self._remember(question, Reply(answer, intent, [], False, relaxed,
+            return self._remember(question, Reply(answer, intent, [], [], False, relaxed,
                                                   timings=timings))
         note, prefix = "", ""
         if relaxed:
@@ -480,8 +489,9 @@ class ShoppingAssistant:
                     "closest alternatives.")
             emit(prefix)
         text, cited, violations, answer_timings = self.answer(question, products, note, emit)
-        reply = Reply(prefix + text, intent, cited, not relaxed, relaxed, not violations,
-                      [str(v) for v in violations], {**timings, **answer_timings})
+        reply = Reply(prefix + text, intent, cited, products, not relaxed, relaxed,
+                      not violations, [str(v) for v in violations],
+                      {**timings, **answer_timings})
         return self._remember(question, reply)
 
     def _remember(self, question: str, reply: Reply) -> Reply:
