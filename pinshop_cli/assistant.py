@@ -445,8 +445,16 @@ class ShoppingAssistant:
                 accept(buffer.strip())
         timings["generate_s"] = round(time.perf_counter() - started, 3)
         timings["tokens"] = tokens
+        # The rows the answer names, in the order it names them: the first is the one the
+        # shopper reads as the recommendation ("something cheaper" means cheaper than it).
         said = " ".join(shown).lower()
-        cited = [p for p in known if p.render().lower() in said or p.title.lower() in said]
+        position: dict[str, int] = {}
+        for p in sorted(known, key=lambda p: len(p.title), reverse=True):
+            at = said.find(p.title.lower())
+            if at >= 0:  # mask it: a shorter title inside it is not a mention
+                position[p.id] = at
+                said = said.replace(p.title.lower(), " " * len(p.title))
+        cited = sorted((p for p in known if p.id in position), key=lambda p: position[p.id])
         if violations or not cited:
             shown.append(self._template(products))
             emit(shown[-1])
