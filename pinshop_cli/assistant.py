@@ -277,13 +277,15 @@ class ShoppingAssistant:
                              color=intent.color or previous.color,
                              min_price=intent.min_price or previous.min_price,
                              max_price=intent.max_price or previous.max_price)
-        # "Cheaper" means cheaper than the product recommended first.
+        # "Cheaper" means cheaper than the product recommended first (and within any bound
+        # still in force); "more expensive" lifts the old ceiling.
         price = shown[0].price if shown else None
-        if intent.reference == "cheaper" and price is not None and intent.max_price is None:
-            intent = replace(intent, max_price=round(price - 0.01, 2))
-        elif intent.reference == "more_expensive" and price is not None \
-                and intent.min_price is None:
-            intent = replace(intent, min_price=round(price + 0.01, 2))
+        if intent.reference == "cheaper" and price is not None:
+            ceiling = min(price - 0.01, intent.max_price or price)
+            intent = replace(intent, max_price=round(ceiling, 2), min_price=None)
+        elif intent.reference == "more_expensive" and price is not None:
+            floor = max(price + 0.01, intent.min_price or price)
+            intent = replace(intent, min_price=round(floor, 2), max_price=None)
         return intent
 
     # -- 2. retrieval ------------------------------------------------------------------------
@@ -338,7 +340,8 @@ class ShoppingAssistant:
         query = np.asarray(query, dtype=np.float32)
         hits = search(index, query, SHOWN, allowed)[0]
         floor = RELEVANCE_FLOOR.get(self.embedder.text_model_id)
-        if anchor is None and floor and not (self.last_products and is_follow_up(question)):
+        follow_up = intent.reference != "none" or (self.last_products and is_follow_up(question))
+        if anchor is None and floor and not follow_up:
             # Judge the request's own words against the whole catalog: a category the model
             # picked for "a gold piano" must not make it look answerable.
             request = self.embedder.embed_texts([request_words(question)])
