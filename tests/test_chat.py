@@ -93,3 +93,17 @@ def test_once_and_json_shapes(demo_workspace, smollm2):
     plain = CliRunner().invoke(app, ["chat", "--model", "smollm2", "--threads", "1", "--once",
                                      "a black lamp", "-w", str(demo_workspace)])
     assert plain.exit_code == 0 and "EUR" in plain.stdout
+
+
+def test_follow_ups_adjust_inherited_price_bounds(demo_workspace, smollm2):
+    assistant = ShoppingAssistant(demo_workspace, smollm2)
+    first = assistant.ask("an armchair under 900")
+    cheaper = assistant.ask("cheaper please")
+    assert cheaper.intent.max_price < min(first.products[0].price, 900)
+    assert cheaper.exact and all(p.price <= cheaper.intent.max_price for p in cheaper.candidates)
+    assistant.reset()
+    vase = assistant.ask("a vase under 40")
+    pricier = assistant.ask("something more expensive")
+    assert pricier.intent.max_price is None  # the old ceiling is lifted
+    assert pricier.intent.min_price > vase.products[0].price
+    assert pricier.exact and pricier.intent.category == "vase"
