@@ -192,6 +192,7 @@ class ShoppingAssistant:
         self.history: list[str] = []
         self.last_intent: Intent | None = None
         self.last_products: list[Product] = []
+        self._index: Any = None  # loaded (and rebuilt if stale) once per session
 
     # -- state -------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -326,8 +327,10 @@ class ShoppingAssistant:
             return [], relaxed
         import numpy as np
 
-        kind = "product_image" if self.embedder.shared_space else "product_text"
-        index = open_index(self.ws, kind, rebuild=True)
+        if self._index is None:
+            kind = "product_image" if self.embedder.shared_space else "product_text"
+            self._index = open_index(self.ws, kind, rebuild=True)
+        index = self._index
         query: Any = None
         if anchor is not None:
             labels = [i for i, pid in enumerate(index.ids) if pid == anchor.id]
