@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import PinshopError
 from .grounding import Violation, check
-from .storage import read_parquet
+from .storage import query_arrow, read_parquet, sql_path
 from .workspace import Workspace
 
 if TYPE_CHECKING:
@@ -290,22 +290,27 @@ class ShoppingAssistant:
         return intent
 
     # -- 2. retrieval ------------------------------------------------------------------------
-    def _passes(self, row: dict[str, Any], intent: Intent, drop: set[str]) -> bool:
-        price = float(row["price"]) if row["price"] is not None else None
-        if "category" not in drop and intent.category and row["category"] != intent.category:
-            return False
-        if "price" not in drop and (intent.min_price or intent.max_price):
-            if price is None:
-                return False
-            if intent.min_price and price < intent.min_price:
-                return False
-            if intent.max_price and price > intent.max_price:
-                return False
-        if "color" not in drop and intent.color:
-            haystack = " ".join(str(row.get(c) or "") for c in ("color", "title")).lower()
-            if intent.color not in haystack:
-                return False
-        return True
+    def allowed_ids(self, intent: Intent, drop: set[str]) -> set[str]:
+        """Catalog ids meeting the intent's constraints (minus `drop`), filtered by DuckDB."""
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
+        if intent.category and "category" not in drop:
+            clauses.append("category = $category")
+            params["category"] = intent.category
+        if "price" not in drop:
+            if intent.min_price:
+                clauses.append("price >= $min_price")
+                params["min_price"] = intent.min_price
+            if intent.max_price:
+                clauses.append("price <= $max_price")
+                params["max_price"] = intent.max_price
+        if intent.color and "color" not in drop:
+            clauses.append("contains(lower(coalesce(color, '') || ' ' || title), $color)")
+            params["color"] = intent.color
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        ids = query_arrow(f"SELECT id FROM read_parquet({sql_path(self.ws.catalog)}){where}",
+                          params)
+        return set(ids.column("id").to_pylist())
 
     def retrieve(self, intent: Intent, question: str,
                  anchor: Product | None = None) -> tuple[list[Product], list[str]]:
@@ -316,8 +321,7 @@ class ShoppingAssistant:
         relaxed: list[str] = []
         allowed: set[str] = set()
         for drop in ([], ["color"], ["color", "price"], ["color", "price", "category"]):
-            allowed = {pid for pid, row in self.rows.items()
-                       if self._passes(row, intent, set(drop))}
+            allowed = self.allowed_ids(intent, set(drop))
             if anchor is not None:
                 allowed.discard(anchor.id)
             if allowed:
