@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import PinshopError
-from .grounding import Violation, check
-from .storage import query_arrow, read_parquet, sql_path
+from .grounding import ID_PATTERN, Violation, check
+from .storage import read_parquet
 from .workspace import Workspace
 
 if TYPE_CHECKING:
@@ -291,26 +291,16 @@ class ShoppingAssistant:
 
     # -- 2. retrieval ------------------------------------------------------------------------
     def allowed_ids(self, intent: Intent, drop: set[str]) -> set[str]:
-        """Catalog ids meeting the intent's constraints (minus `drop`), filtered by DuckDB."""
-        clauses: list[str] = []
-        params: dict[str, Any] = {}
-        if intent.category and "category" not in drop:
-            clauses.append("category = $category")
-            params["category"] = intent.category
-        if "price" not in drop:
-            if intent.min_price:
-                clauses.append("price >= $min_price")
-                params["min_price"] = intent.min_price
-            if intent.max_price:
-                clauses.append("price <= $max_price")
-                params["max_price"] = intent.max_price
-        if intent.color and "color" not in drop:
-            clauses.append("contains(lower(coalesce(color, '') || ' ' || title), $color)")
-            params["color"] = intent.color
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        ids = query_arrow(f"SELECT id FROM read_parquet({sql_path(self.ws.catalog)}){where}",
-                          params)
-        return set(ids.column("id").to_pylist())
+        """Catalog ids meeting the intent's constraints, minus those in `drop`."""
+        from .matching import catalog_ids
+
+        keep_price = "price" not in drop
+        ids = catalog_ids(self.ws,
+                          category=intent.category if "category" not in drop else None,
+                          min_price=intent.min_price if keep_price else None,
+                          max_price=(intent.max_price or None) if keep_price else None,
+                          color=intent.color if "color" not in drop else None)
+        return set(self.rows) if ids is None else ids
 
     def retrieve(self, intent: Intent, question: str,
                  anchor: Product | None = None) -> tuple[list[Product], list[str]]:
@@ -405,8 +395,8 @@ class ShoppingAssistant:
 
     def _render(self, text: str, products: list[Product]) -> str:
         by_id = {p.id: p for p in products}
-        return ID_RENDER.sub(lambda m: by_id[m.group(1)].render() if m.group(1) in by_id
-                             else m.group(0), text)
+        return ID_PATTERN.sub(lambda m: by_id[m.group(1)].render() if m.group(1) in by_id
+                              else m.group(0), text)
 
     def _template(self, products: list[Product]) -> str:
         def line(p: Product) -> str:
@@ -531,7 +521,6 @@ class ShoppingAssistant:
         return reply
 
 
-ID_RENDER = re.compile(r"\[([A-Za-z0-9_.:-]+)\]")
 _FIELD = {"color": "color", "category": "category", "price": "max_price"}
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import PinshopError, StaleIndexError
 from .images import ImageRejected, decode_scale, load_image
 from .index import LoadedIndex, build_indexes, load_index
-from .storage import read_parquet
+from .storage import query_arrow, read_parquet, sql_path
 from .workspace import Workspace
 
 if TYPE_CHECKING:
@@ -82,22 +82,39 @@ class MatchResult:
         return data
 
 
+def catalog_ids(ws: Workspace, category: str | None = None, min_price: float | None = None,
+                max_price: float | None = None, color: str | None = None) -> set[str] | None:
+    """Ids of the catalog rows meeting every given constraint, filtered by DuckDB; None when
+    no constraint is given (everything passes). A colour matches the colour or the title."""
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    if category:
+        clauses.append("category = $category")
+        params["category"] = category.lower()
+    if min_price:
+        clauses.append("price >= $min_price")
+        params["min_price"] = min_price
+    if max_price is not None:
+        clauses.append("price <= $max_price")
+        params["max_price"] = max_price
+    if color:
+        clauses.append("contains(lower(coalesce(color, '') || ' ' || title), $color)")
+        params["color"] = color.lower()
+    if not clauses:
+        return None
+    ids = query_arrow(f"SELECT id FROM read_parquet({sql_path(ws.catalog)}) "
+                      f"WHERE {' AND '.join(clauses)}", params)
+    return set(ids.column("id").to_pylist())
+
+
 class _Catalog:
-    """Product rows by id, and the ids passing the user's filters."""
+    """Product rows by id, to turn search hits into Matches."""
 
     def __init__(self, ws: Workspace) -> None:
         table = read_parquet(ws.catalog)
         if table is None:
             raise PinshopError(f"no catalog in {ws.root}: run `pinshop ingest CATALOG` first")
         self.rows = {r["id"]: r for r in table.to_pylist()}
-
-    def allowed(self, category: str | None, max_price: float | None) -> set[str] | None:
-        if category is None and max_price is None:
-            return None
-        wanted = category.lower() if category else None
-        return {pid for pid, r in self.rows.items()
-                if (wanted is None or r["category"] == wanted)
-                and (max_price is None or (r["price"] is not None and r["price"] <= max_price))}
 
     def match(self, pid: str, score: float) -> Match:
         r = self.rows[pid]
@@ -167,7 +184,7 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
     ws = Workspace.open(workspace)
     catalog = _Catalog(ws)
     embedder = workspace_embedder(ws, models_dir)
-    allowed = catalog.allowed(category, max_price)
+    allowed = catalog_ids(ws, category=category, max_price=max_price)
     result = MatchResult(model=f"{embedder.image_model_id} / {embedder.text_model_id}",
                          detector="")
     if images:

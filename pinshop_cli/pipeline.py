@@ -120,9 +120,9 @@ class _Run:
             self._embedder = _choose_embedder(self.ws, self.config)
             self.summary.embedder = f"{self._embedder.image_model_id} / " \
                                     f"{self._embedder.text_model_id}"
-            if note := getattr(self._embedder, "note", ""):
-                self.summary.notes.append(note)
-                self.progress.note(note)
+            if self._embedder.note:
+                self.summary.notes.append(self._embedder.note)
+                self.progress.note(self._embedder.note)
         return self._embedder
 
     def timed(self, stage: str, started: float) -> None:

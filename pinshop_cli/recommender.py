@@ -319,20 +319,24 @@ def _scoring_date(scorer: Scorer) -> datetime:
     return newest[0] + timedelta(seconds=1)
 
 
+def _score(ws: Workspace, config: RecommendConfig | None, users: pa.Table | None) -> pa.Table:
+    """Blended top-k for `users` (everyone with events when None), as of the newest event."""
+    scorer = Scorer(ws, config or RecommendConfig())
+    try:
+        scorer.prepare(_scoring_date(scorer), users)
+        scorer.blend(scorer.config.weights)
+        return scorer.recommendations()
+    finally:
+        scorer.close()
+
+
 def recommend(workspace: str | Path | None = None, user: str | None = None,
               config: RecommendConfig | None = None) -> list[Recommendation]:
     """Top-k recommendations for one user (a cold user gets popular items)."""
     import pyarrow as pa
 
-    ws = Workspace.open(workspace)
-    scorer = Scorer(ws, config or RecommendConfig())
-    try:
-        users = None if user is None else pa.table({"user_id": [user]})
-        scorer.prepare(_scoring_date(scorer), users)
-        scorer.blend(scorer.config.weights)
-        rows = scorer.recommendations().to_pylist()
-    finally:
-        scorer.close()
+    users = None if user is None else pa.table({"user_id": [user]})
+    rows = _score(Workspace.open(workspace), config, users).to_pylist()
     return [Recommendation(**row) for row in rows]
 
 
@@ -340,13 +344,7 @@ def recommend_all(workspace: str | Path | None = None,
                   config: RecommendConfig | None = None) -> int:
     """Recommendations for every user with events, into recommendations.parquet."""
     ws = Workspace.open(workspace)
-    scorer = Scorer(ws, config or RecommendConfig())
-    try:
-        scorer.prepare(_scoring_date(scorer))
-        scorer.blend(scorer.config.weights)
-        table = scorer.recommendations()
-    finally:
-        scorer.close()
+    table = _score(ws, config, None)
     with ws.lock():
         write_parquet(table, ws.recommendations)
     return int(table.num_rows)
