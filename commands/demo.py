@@ -43,7 +43,8 @@ def demo(
     table(f"text: {result.match.text}", ["id", "title", "price", "score"],
           [[m.id, m.title, m.price, f"{m.score:.3f}"] for m in result.match.text_matches])
     err.rule("4. recommend (200 synthetic shoppers, 20k events)")
-    table("recommendations for u000001", ["rank", "product", "price", "reason"],
+    table(f"recommendations for {result.user}, the most active shopper",
+          ["rank", "product", "price", "reason"],
           [[r.rank, r.title, r.price, r.reason] for r in result.recommendations[:5]])
     evaluation = result.evaluation
     table(f"evaluation @{evaluation.k} (train before {evaluation.cut[:10]})",

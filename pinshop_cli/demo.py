@@ -13,6 +13,7 @@ from .matching import MatchResult, match
 from .pipeline import IngestConfig, IngestSummary, ingest
 from .progress import NullProgress, Progress
 from .recommender import Evaluation, Recommendation, evaluate, recommend
+from .storage import query_arrow, sql_path
 from .synth import SynthConfig, generate_for_workspace
 
 
@@ -22,6 +23,7 @@ class DemoResult:
     ingest: IngestSummary
     indexes: list[IndexManifest]
     match: MatchResult
+    user: str  # the most active synthetic shopper, whose recommendations are shown
     recommendations: list[Recommendation]
     evaluation: Evaluation
 
@@ -48,6 +50,8 @@ def run_demo(workspace: str | Path = "pinshop-demo", data: str | Path | None = N
     events = Path(workspace) / "synthetic-events.parquet"
     generate_for_workspace(events, SynthConfig(users=200, events=20_000), workspace)
     ingest_events(events, workspace)
-    recs = recommend(workspace, "u000001")
-    return DemoResult(Path(workspace).resolve(), summary, manifests, result, recs,
-                      evaluate(workspace))
+    user = query_arrow(f"SELECT user_id FROM read_parquet({sql_path(events)}) "
+                       "GROUP BY user_id ORDER BY count(*) DESC, user_id LIMIT 1"
+                       ).column("user_id")[0].as_py()
+    return DemoResult(Path(workspace).resolve(), summary, manifests, result, user,
+                      recommend(workspace, user), evaluate(workspace))
