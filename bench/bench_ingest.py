@@ -29,7 +29,7 @@ from interior_photos import get_all_photos
 from PIL import Image, ImageOps
 
 from pinshop_cli import IngestConfig, get_embedder, ingest
-from pinshop_cli.images import load_image
+from pinshop_cli.io.images import load_image
 
 BATCH = 32
 RESULTS: dict[str, str] = {}

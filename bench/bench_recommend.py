@@ -30,8 +30,8 @@ def _limit_memory() -> None:
 def child(kind: str, root: str) -> None:
     """Run one implementation in this (fresh) process and print its timing as JSON."""
     sys.path.insert(0, str(HERE))
-    from pinshop_cli.recommender import RecommendConfig, recommend_all
-    from pinshop_cli.workspace import Workspace
+    from pinshop_cli.recommendation.scorer import RecommendConfig, recommend_all
+    from pinshop_cli.workspace.layout import Workspace
 
     ws = Workspace.open(root)
     started = time.perf_counter()
@@ -41,7 +41,7 @@ def child(kind: str, root: str) -> None:
     else:
         from pandas_recommend import recommend_all_pandas
 
-        from pinshop_cli.taste import product_vectors
+        from pinshop_cli.recommendation.taste import product_vectors
 
         result = recommend_all_pandas(str(ws.events), str(ws.catalog), product_vectors(ws),
                                       RecommendConfig())
@@ -86,8 +86,8 @@ def main() -> None:
     import pyarrow.parquet as pq
     from bench_ingest import write_section  # noqa: E402  (same folder)
 
-    from pinshop_cli.events import ingest_events
-    from pinshop_cli.synth import write_synthetic_workspace
+    from pinshop_cli.io.events import ingest_events
+    from pinshop_cli.synth.events import write_synthetic_workspace
 
     lines = ["| events | users | items | DuckDB s | DuckDB peak MB | pandas s | pandas peak MB "
              "| speed-up | top-1 agreement |", "|---|---|---|---|---|---|---|---|---|"]
@@ -116,7 +116,7 @@ def main() -> None:
                 f"{duck['peak_mb']:.0f} | {pandas['seconds']:.1f} | {pandas['peak_mb']:.0f} | "
                 f"**{pandas['seconds'] / duck['seconds']:.1f}x** | {agreement:.1%} |")
     section = ("## Recommendations: `recommend --all`, DuckDB vs pandas\n\n"
-               "`python bench/bench_recommend.py` — generated shoppers (pinshop_cli.synth), "
+               "`python bench/bench_recommend.py` — generated shoppers (pinshop_cli.synth.events), "
                "same scoring in both (bench/pandas_recommend.py), each in a fresh process; "
                "peak = max RSS; DuckDB memory_limit 4GB (spills beyond). Goal: >= 5x faster "
                "with bounded memory.\n\n" + "\n".join(lines) + "\n")

@@ -141,8 +141,8 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     from bench_ingest import write_section
 
-    from pinshop_cli.assistant import ShoppingAssistant
-    from pinshop_cli.grounding import check
+    from pinshop_cli.assistant.grounding import check
+    from pinshop_cli.assistant.session import ShoppingAssistant
     from pinshop_cli.models import get_chat_model
 
     model = get_chat_model(args.model, n_threads=args.threads)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pinshop_cli.recommender import LIKED_EVENTS, RecommendConfig
-from pinshop_cli.taste import nearest_to_profiles
+from pinshop_cli.recommendation.scorer import LIKED_EVENTS, RecommendConfig
+from pinshop_cli.recommendation.taste import nearest_to_profiles
 
 
 def recommend_all_pandas(events_path: str, catalog_path: str, vectors,  # noqa: ANN001

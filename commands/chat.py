@@ -38,7 +38,7 @@ def chat(
     Example: `pinshop chat --once "a cream armchair under 600"`
     """
     from pinshop_cli import PinshopError
-    from pinshop_cli.assistant import ShoppingAssistant
+    from pinshop_cli.assistant.session import ShoppingAssistant
     from pinshop_cli.models import get_chat_model
 
     with RichProgress() as progress:

@@ -20,7 +20,7 @@ def demo(
     Example: `pinshop demo`
     """
     from pinshop_cli.demo import run_demo
-    from pinshop_cli.report import write_report
+    from pinshop_cli.report.html import write_report
 
     err.rule("1. ingest sample_data/catalog.csv and sample_data/pins")
     with RichProgress() as progress:

@@ -22,7 +22,7 @@ def ingest_events(
 
     Example: `pinshop ingest-events events.csv`
     """
-    from pinshop_cli.events import ingest_events as run
+    from pinshop_cli.io.events import ingest_events as run
 
     summary = run(events, workspace)
     if json:
@@ -50,7 +50,7 @@ def generate_events(
     Example: `pinshop generate-events events.parquet --users 300`, then
     `pinshop ingest-events events.parquet`
     """
-    from pinshop_cli.synth import SynthConfig, generate_for_workspace
+    from pinshop_cli.synth.events import SynthConfig, generate_for_workspace
 
     count = generate_for_workspace(out, SynthConfig(users=users, events=events, days=days,
                                                     seed=seed), workspace)

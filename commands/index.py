@@ -9,7 +9,11 @@ from ._output import JsonOption, WorkspaceOption, print_json, table
 
 def index(
     by_category: Annotated[bool, typer.Option(
-        "--by-category", help="Also build one index per product category.")] = False,
+        "--by-category/--no-by-category",
+        help="Also keep one index per product category (detected objects search their "
+             "category's own index).")] = True,
+    rebuild: Annotated[bool, typer.Option(
+        "--rebuild", help="Rebuild from scratch instead of updating in place.")] = False,
     m: Annotated[int, typer.Option("--m", help="HNSW M (graph degree).")] = 16,
     ef_construction: Annotated[int, typer.Option(help="HNSW ef_construction.")] = 200,
     recall_sample: Annotated[int, typer.Option(
@@ -19,11 +23,12 @@ def index(
     workspace: WorkspaceOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Build HNSW indexes from the workspace embeddings, one per kind.
+    """Build or update HNSW indexes from the workspace embeddings, one per kind and category.
 
-    Prints build time, size and measured recall@10 vs exact search.
+    Added, changed and removed products update an index in place; a model change or
+    --rebuild builds it anew. Prints build time, size and measured recall@10 vs exact search.
 
-    Example: `pinshop index --by-category`
+    Example: `pinshop index`
     """
     from dataclasses import asdict
 
@@ -39,7 +44,8 @@ def index(
                 "STALE: run pinshop index" if s.stale else "current"] for s in statuses])
         return
     manifests = build_indexes(workspace, by_category=by_category, M=m,
-                              ef_construction=ef_construction, recall_sample=recall_sample)
+                              ef_construction=ef_construction, recall_sample=recall_sample,
+                              rebuild=rebuild)
     if json:
         print_json([asdict(x) for x in manifests])
         return

@@ -29,7 +29,7 @@ def match(
     Example: `pinshop match sample_data/pins/7303782.jpg --top-k 3 --report out.html`
     """
     from pinshop_cli import match as run_match
-    from pinshop_cli.report import write_report
+    from pinshop_cli.report.html import write_report
 
     result = run_match(images or [], text=text, workspace=workspace, top_k=top_k,
                        category=category, max_price=max_price, rebuild=rebuild,

@@ -29,9 +29,9 @@ def recommend(
     Example: `pinshop recommend --user u000042 --k 5`
     """
     from pinshop_cli import PinshopError
-    from pinshop_cli.recommender import RecommendConfig, recommend_all, with_overrides
-    from pinshop_cli.recommender import evaluate as run_evaluate
-    from pinshop_cli.recommender import recommend as run_recommend
+    from pinshop_cli.recommendation.scorer import RecommendConfig, recommend_all, with_overrides
+    from pinshop_cli.recommendation.scorer import evaluate as run_evaluate
+    from pinshop_cli.recommendation.scorer import recommend as run_recommend
 
     config = with_overrides(RecommendConfig(), k=k, per_category=per_category)
     if evaluate:

@@ -28,16 +28,19 @@ from .errors import (
 )
 
 _LAZY = {
-    "ingest": "pipeline", "IngestConfig": "pipeline", "IngestSummary": "pipeline",
-    "build_indexes": "index", "index_status": "index", "load_index": "index",
-    "match": "matching", "MatchResult": "matching", "Match": "matching",
+    "ingest": "ingestion.pipeline", "IngestConfig": "ingestion.pipeline",
+    "IngestSummary": "ingestion.pipeline",
+    "build_indexes": "index.hnsw", "index_status": "index.hnsw", "load_index": "index.hnsw",
+    "match": "retrieval.match", "MatchResult": "retrieval.match", "Match": "retrieval.match",
     "run_sql": "sql", "connect": "sql", "run_demo": "demo",
-    "Workspace": "workspace", "load_catalog": "catalog", "write_report": "report",
+    "Workspace": "workspace.layout", "load_catalog": "io.catalog",
+    "write_report": "report.html",
     "get_detector": "models", "get_embedder": "models", "register": "models",
     "get_chat_model": "models",
-    "recommend": "recommender", "recommend_all": "recommender", "evaluate": "recommender",
-    "RecommendConfig": "recommender", "ingest_events": "events",
-    "ShoppingAssistant": "assistant", "generate_events": "synth",
+    "recommend": "recommendation.scorer", "recommend_all": "recommendation.scorer",
+    "evaluate": "recommendation.scorer", "RecommendConfig": "recommendation.scorer",
+    "ingest_events": "io.events",
+    "ShoppingAssistant": "assistant.session", "generate_events": "synth.events",
 }  # fmt: skip
 
 __all__ = [*_LAZY, "PinshopError", "UnknownModelError", "MissingWeightsError",

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PinshopError
-from .events import ingest_events
-from .index import IndexManifest, build_indexes
-from .matching import MatchResult, match
-from .pipeline import IngestConfig, IngestSummary, ingest
+from .index.hnsw import IndexManifest, build_indexes
+from .ingestion.pipeline import IngestConfig, IngestSummary, ingest
+from .io.events import ingest_events
 from .progress import NullProgress, Progress
-from .recommender import Evaluation, Recommendation, evaluate, recommend
-from .storage import query_arrow, sql_path
-from .synth import SynthConfig, generate_for_workspace
+from .recommendation.scorer import Evaluation, Recommendation, evaluate, recommend
+from .retrieval.match import MatchResult, match
+from .synth.events import SynthConfig, generate_for_workspace
+from .workspace.storage import query_arrow, sql_path
 
 
 @dataclass

@@ -164,9 +164,9 @@ def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def events_workspace(tmp_path: Path, write_catalog: Callable[..., Path]) -> Path:
     """A workspace holding only a catalog (A, B: chairs; C, D: lamps; E: sofa)."""
-    from pinshop_cli.catalog import load_catalog
-    from pinshop_cli.storage import write_parquet
-    from pinshop_cli.workspace import Workspace
+    from pinshop_cli.io.catalog import load_catalog
+    from pinshop_cli.workspace.layout import Workspace
+    from pinshop_cli.workspace.storage import write_parquet
 
     rows = [{"id": i, "title": f"Item {i}", "category": c}
             for i, c in zip("ABCDE", ["chair", "chair", "lamp", "lamp", "sofa"], strict=True)]

@@ -8,11 +8,15 @@ from decimal import Decimal
 import pytest
 
 from pinshop_cli import PinshopError
-from pinshop_cli.catalog import load_catalog, parse_price, product_text
+from pinshop_cli.io.catalog import load_catalog, normalize_catalog, output_names, product_text
 
 
 def rows_by_id(load):  # noqa: ANN001, ANN201
     return {r["id"]: r for r in load.table.to_pylist()}
+
+
+def reasons_by_line(load):  # noqa: ANN001, ANN201
+    return {r["line"]: r["reason"] for r in load.rejects.to_pylist()}
 
 
 @pytest.mark.parametrize("name", ["catalog.csv", "catalog.jsonl", "catalog.parquet"])
@@ -23,7 +27,7 @@ def test_formats_normalize_the_same(write_catalog, name):
         {"id": "A2", "title": "Text Only Lamp", "price": "", "color": "black"},
     ]
     load = load_catalog(write_catalog(rows, name))
-    assert load.rejects == []
+    assert load.rejects.num_rows == 0
     got = rows_by_id(load)
     assert got["A1"]["price"] == Decimal("149.90")
     assert got["A1"]["category"] == "chair"  # normalized to lower case
@@ -31,7 +35,7 @@ def test_formats_normalize_the_same(write_catalog, name):
     assert got["A1"]["image_sha256"] and len(got["A1"]["image_sha256"]) == 64
     assert got["A1"]["material"] == "oak"  # unknown columns are kept
     assert got["A2"]["price"] is None and got["A2"]["image"] is None
-    assert got["A2"]["text"] == "Text Only Lamp. black."
+    assert got["A2"]["product_text"] == "Text Only Lamp. black."
 
 
 def test_bad_rows_are_rejected_with_line_and_reason(write_catalog, bad_images, tmp_path):
@@ -54,18 +58,18 @@ def test_bad_rows_are_rejected_with_line_and_reason(write_catalog, bad_images, t
     load = load_catalog(write_catalog(rows))
     assert sorted(rows_by_id(load)) == ["ok1", "ok2"]
     assert rows_by_id(load)["ok2"]["price"] == Decimal("1299.50")
-    reasons = {r.line: r.reason for r in load.rejects}
+    reasons = reasons_by_line(load)
     assert reasons[3] == "missing id"
     assert reasons[4].startswith("duplicate id 'ok1' (first on line 2)")
     assert reasons[5] == "unparsable price 'twelve'"
-    assert reasons[6] == "invalid price '-3'"
+    assert reasons[6] == "invalid price '-3' (negative)"
     assert "image not found" in reasons[7]
     assert "corrupt or truncated" in reasons[8]
     assert "empty file" in reasons[9]
     assert "not an image" in reasons[10]
     assert "decompression bomb" in reasons[11]
     assert reasons[12] == "missing title"
-    assert all(r.source == "catalog.csv" for r in load.rejects)
+    assert set(load.rejects.column("source").to_pylist()) == {"catalog.csv"}
 
 
 def test_invalid_jsonl_lines_are_rejected_not_fatal(tmp_path):
@@ -73,8 +77,8 @@ def test_invalid_jsonl_lines_are_rejected_not_fatal(tmp_path):
     path.write_text('{"id": "a", "title": "A"}\n{not json}\n[1, 2]\n{"id": "b", "title": "B"}\n')
     load = load_catalog(path)
     assert load.rows_ok == 2
-    assert [(r.line, r.reason.split(":")[0]) for r in load.rejects] == [
-        (2, "invalid JSON"), (3, "not a JSON object")]
+    assert sorted(reasons_by_line(load).items()) == [(2, "invalid JSON"),
+                                                     (3, "not a JSON object")]
 
 
 def test_unsupported_or_missing_catalog_is_a_clear_error(tmp_path):
@@ -85,11 +89,104 @@ def test_unsupported_or_missing_catalog_is_a_clear_error(tmp_path):
         load_catalog(tmp_path / "missing.csv")
 
 
-def test_price_parsing_and_product_text():
-    assert parse_price(" 12.5 ") == Decimal("12.50")
-    assert parse_price("€3") == Decimal("3.00")
-    assert parse_price(None) is None
-    with pytest.raises(ValueError):
-        parse_price("NaN")
+def test_product_text():
     row = {"title": "Sofa", "category": "sofa", "color": "green", "brand": "Forma"}
     assert product_text(row) == "Sofa. sofa. green. Forma."
+
+
+@pytest.mark.parametrize(("price", "expected"), [
+    ("12.5", Decimal("12.50")), ("$1,299.50", Decimal("1299.50")), ("€12,50", Decimal("12.50")),
+    ("1.234,56 EUR", Decimal("1234.56")), ("1,234", Decimal("1234.00")), ("1e3", Decimal("1000")),
+    ("0", Decimal("0")),
+])
+def test_price_formats(tmp_path, price, expected):
+    path = tmp_path / "c.csv"
+    path.write_text(f'id,title,price\nA,Chair,"{price}"\n')
+    assert rows_by_id(load_catalog(path))["A"]["price"] == expected
+
+
+@pytest.mark.parametrize(("price", "reason"), [
+    ("1e309", "price out of range"), ("1e30", "price out of range"),
+    ("99999999999999999", "price out of range"), ("1,2,3", "unparsable price"),
+    ("NaN", "unparsable price"), ("twelve", "unparsable price"), ("-1", "invalid price"),
+])
+def test_bad_prices_are_rejects_not_crashes(tmp_path, price, reason):
+    path = tmp_path / "c.csv"
+    path.write_text(f'id,title,price\nA,Chair,"{price}"\nB,Lamp,3\n')
+    load = load_catalog(path)
+    assert list(rows_by_id(load)) == ["B"]
+    assert reasons_by_line(load)[2].startswith(reason)
+
+
+def test_latin1_and_mixed_encodings(tmp_path):
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"id,title\nP1,Caf\xe9\n")
+    load = load_catalog(latin)
+    assert rows_by_id(load)["P1"]["title"] == "Café" and "Latin-1" in load.notes[0]
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_bytes(b'{"id": "A", "title": "Caf\xc3\xa9"}\n{"id": "B", "title": "Caf\xe9"}\n')
+    load = load_catalog(mixed)
+    assert rows_by_id(load)["A"]["title"] == "Café"
+    assert reasons_by_line(load) == {2: "not valid UTF-8"}
+
+
+def test_csv_structure_errors_keep_exact_line_numbers(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text('id,title,price\nP1,"Two\nlines",1\nP2,Bad,"x"y\nP3,Extra,1,2\n\n'
+                    'P4,Short\nP5,Fine,2\nP6,"Unclosed,3\nP7,Swallowed,4\n')
+    load = load_catalog(path)
+    assert {r["id"]: r["source_line"] for r in load.table.to_pylist()} == {"P1": 2, "P5": 8}
+    reasons = reasons_by_line(load)
+    assert reasons[4].startswith("malformed quoting") and reasons[5] == "too many fields"
+    assert reasons[7] == "too few fields" and reasons[9].startswith("malformed quoting")
+    assert 10 not in reasons  # P7 sits inside the unclosed quote: part of line 9's reject
+
+
+def test_long_fields_bom_and_column_collisions(tmp_path):
+    path = tmp_path / "c.csv"
+    big = "x" * 200_000
+    path.write_bytes(("\ufeffID,id ,Title,Color,color,text,line\n"
+                      f"A,a2,Chair,Red,red,{big},7\n").encode())
+    row = load_catalog(path).table.to_pylist()[0]
+    assert row["id"] == "a2" and row["ID_2"] == "A"  # nothing collapses, nothing is lost
+    assert row["color"] == "red" and row["Color_2"] == "Red"
+    assert row["text"] == big and row["line"] == "7"  # user columns named like ours survive
+    jsonl = tmp_path / "c.jsonl"
+    jsonl.write_bytes(b'\xef\xbb\xbf{"id": "J1", "title": "BOM first line"}\n')
+    assert list(rows_by_id(load_catalog(jsonl))) == ["J1"]
+
+
+def test_output_names_never_drop_a_column():
+    assert output_names(["ID", "id ", "Title", "x", "X"]) == ["ID_2", "id", "title", "x", "X_2"]
+    assert output_names(["id", "source_line"]) == ["id", "source_line_2"]
+
+
+def test_long_image_path_is_a_reject(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text(f"id,title,image\nA,Chair,{'d/' * 200}x.jpg\nB,Lamp,\n")
+    load = load_catalog(path)
+    assert list(rows_by_id(load)) == ["B"] and "image" in reasons_by_line(load)[2]
+
+
+def test_corrupt_parquet_and_unusable_catalogs_are_one_line_errors(tmp_path):
+    bad = tmp_path / "c.parquet"
+    bad.write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(PinshopError, match="not a readable Parquet file"):
+        load_catalog(bad)
+    for name, text in [("empty.csv", ""), ("noid.csv", "title\nx\n")]:
+        (tmp_path / name).write_text(text)
+        with pytest.raises(PinshopError):
+            load_catalog(tmp_path / name)
+
+
+def test_a_catalog_with_no_usable_rows_keeps_the_existing_one(tmp_path):
+    good, header_only = tmp_path / "good.csv", tmp_path / "header.csv"
+    good.write_text("id,title\nA,Chair\n")
+    header_only.write_text("id,title\n")
+    target, rejects = tmp_path / "catalog.parquet", tmp_path / "rejects.parquet"
+    normalize_catalog(good, target, rejects)
+    with pytest.raises(PinshopError, match="existing catalog was kept"):
+        normalize_catalog(header_only, target, rejects)
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(target).column("id").to_pylist() == ["A"]

@@ -9,9 +9,9 @@ import shutil
 from typer.testing import CliRunner
 
 from pinshop_cli import ingest
-from pinshop_cli.assistant import ShoppingAssistant
+from pinshop_cli.assistant.grounding import FREE_PATTERN, check
+from pinshop_cli.assistant.session import ShoppingAssistant
 from pinshop_cli.commands.main import app
-from pinshop_cli.grounding import FREE_PATTERN, check
 
 
 def test_intent_extraction_returns_schema_valid_json(demo_workspace, smollm2):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pinshop_cli import PinshopError
-from pinshop_cli.events import ingest_events
+from pinshop_cli.io import events
+from pinshop_cli.io.events import ingest_events
 from pinshop_cli.sql import run_sql
 
 
@@ -54,3 +55,165 @@ def test_parquet_events_and_missing_columns(events_workspace, tmp_path):
     (tmp_path / "bad.csv").write_text("user,item\nu1,A\n")
     with pytest.raises(PinshopError, match="lacks column"):
         ingest_events(tmp_path / "bad.csv", events_workspace)
+
+
+# -- bad real-world input: per-row rejects, or one clear error; never a crash ----------------
+
+def ingest_csv(workspace, tmp_path, body: str | bytes, newline: bytes = b"\n"):
+    """Ingest a CSV (header + body) and return (summary, {line: reason}, stored rows)."""
+    source = tmp_path / "events.csv"
+    text = b"user_id,item_id,event,ts,weight\n" + (
+        body.encode() if isinstance(body, str) else body)
+    source.write_bytes(text.replace(b"\n", newline))
+    summary = ingest_events(source, workspace)
+    reasons = dict(run_sql("SELECT line, reason FROM rejects_events", workspace).rows)
+    stored = run_sql("SELECT user_id, item_id, event, ts::VARCHAR, weight FROM events "
+                     "ORDER BY ts, user_id", workspace).rows
+    return summary, reasons, stored
+
+
+def test_timestamps_outside_the_window_are_rejected_per_row(events_workspace, tmp_path):
+    summary, reasons, stored = ingest_csv(events_workspace, tmp_path, (
+        "u1,A,view,NaN,\n"                       # 2 not a number
+        "u1,A,view,1e20,\n"                      # 3 raised ConversionException before
+        "u1,A,view,9e15,\n"                      # 4 as milliseconds still year 287k
+        "u1,A,view,infinity,\n"                  # 5 accepted before, broke recommend
+        "u1,A,view,-infinity,\n"                 # 6
+        "u1,A,view,-99999999999,\n"              # 7 year -1199
+        "u1,A,view,1700000000000,\n"             # 8 ok: epoch milliseconds
+        "u2,B,view, 2025-01-01 10:00:00 ,\n"     # 9 ok: trimmed like the other fields
+        "u2,B,view,2100-01-01,\n"                # 10 first instant outside
+        "u2,B,view,1969-12-31 23:59:59,\n"       # 11 before 1970
+        "u2,B,view,99999-01-01,\n"               # 12
+        "u2,C,view,2099-12-31 23:59:59,\n"       # 13 ok: last second inside
+        "u2,C,view,,\n"                          # 14 no ts
+        "u2,D,view,2025-06-01T12:00:00+02:00,\n"  # 15 ok: offset converted to UTC
+    ))
+    assert (summary.rows_ok, summary.rows_rejected) == (4, 10)
+    assert reasons[2] == "bad timestamp 'NaN'"
+    assert reasons[3].startswith("bad timestamp '1e20': not between 1970-01-01 and 2100")
+    assert reasons[4].endswith("(read as epoch milliseconds)")
+    assert all(reasons[line].startswith("bad timestamp") for line in (5, 6, 7, 10, 11, 12))
+    assert reasons[14] == "missing ts"
+    assert [row[3] for row in stored] == ["2023-11-14 22:13:20", "2025-01-01 10:00:00",
+                                          "2025-06-01 10:00:00", "2099-12-31 23:59:59"]
+
+
+def test_bad_weights_are_rejected_and_never_stored(events_workspace, tmp_path):
+    summary, reasons, stored = ingest_csv(events_workspace, tmp_path, (
+        "u1,A,view,2025-01-01,inf\n"       # 2
+        "u1,A,view,2025-01-01,nan\n"       # 3
+        "u1,A,view,2025-01-01,1e309\n"     # 4 overflows to inf
+        "u1,A,view,2025-01-01,-1\n"        # 5
+        "u1,A,view,2025-01-01,1e12\n"      # 6 above 1e9
+        "u1,B,save,2025-01-01, 3.5 \n"     # 7 ok, trimmed
+        "u1,C,save,2025-01-01,\n"          # 8 ok, default weight of save
+    ))
+    assert (summary.rows_ok, summary.rows_rejected) == (2, 5)
+    assert reasons[2] == "bad weight 'inf': not a finite number"
+    assert reasons[3] == "bad weight 'nan': not a finite number"
+    assert reasons[4] == "bad weight '1e309': not a finite number"
+    assert reasons[5] == "bad weight '-1': must be from 0 to 1e9"
+    assert reasons[6] == "bad weight '1e12': must be from 0 to 1e9"
+    assert [row[4] for row in stored] == [3.5, 4.0]
+    assert run_sql("SELECT count(*) FROM events WHERE isnan(weight) OR isinf(weight)",
+                   events_workspace).rows == [(0,)]
+
+
+def test_parquet_with_nan_and_millisecond_values(events_workspace, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "events.parquet"
+    pq.write_table(pa.table({
+        "user_id": ["u1", "u1", "u2", "u3"], "item_id": ["A", "B", "C", "D"],
+        "event": ["view"] * 4,
+        "ts": pa.array([1_735_725_600_000, float("nan"), 1e20, 1_735_725_600], pa.float64()),
+        "weight": [1.0, 1.0, 1.0, float("nan")]}), path)
+    summary = ingest_events(path, events_workspace)
+    assert (summary.rows_ok, summary.rows_rejected, summary.encoding) == (1, 3, None)
+    reasons = run_sql("SELECT line, reason FROM rejects_events ORDER BY line",
+                      events_workspace).rows
+    assert [line for line, _ in reasons] == [2, 3, 4]
+    assert all(type(line) is int for line, _ in reasons)
+    assert reasons[2][1] == "bad weight 'nan': not a finite number"
+
+
+def test_a_latin1_file_is_read_as_latin1(events_workspace, tmp_path):
+    summary, reasons, stored = ingest_csv(
+        events_workspace, tmp_path, "Zoë,A,view,2025-01-01,\nJosé,B,view,2025-01-02,\n"
+        .encode("latin-1"))
+    assert (summary.rows_ok, summary.rows_rejected, summary.encoding) == (2, 0, "latin-1")
+    assert [row[0] for row in stored] == ["Zoë", "José"]
+
+
+@pytest.mark.parametrize("chunk, newline", [(None, b"\n"), (1, b"\n"), (2, b"\r\n"),
+                                            (7, b"\r\n")])
+def test_undecodable_and_malformed_lines_are_rejected_with_exact_line_numbers(
+        events_workspace, tmp_path, monkeypatch, chunk, newline):
+    if chunk:  # the file is scanned in chunks: lines and characters straddle them
+        monkeypatch.setattr(events, "CHUNK", chunk)
+    body = ("Zoë,A,view,2025-01-01,\n"          # 2 ok (UTF-8)
+            "\n"                                # 3 blank: not a row
+            "u2,B,view,2025-01-02,\n".encode()  # 4 ok
+            + b"Jos\xe9,B,view,2025-01-02,\n"    # 5 not UTF-8
+            + (b"u3,C,view,2025-01-03,1,extra\n"  # 6 too many fields
+               b"u3,C\n"                         # 7 too few fields
+               b"u4,ZZZ,view,2025-01-04,\n"      # 8 unknown item: numbered after the skips
+               b"u4,D,view,2025-01-04,\n"))  # 9 ok
+    summary, reasons, stored = ingest_csv(events_workspace, tmp_path, body, newline)
+    assert summary.encoding == "utf-8"
+    assert reasons == {5: "not valid UTF-8 text", 6: "malformed CSV line: too many fields",
+                       7: "malformed CSV line: too few fields", 8: "unknown item id 'ZZZ'"}
+    assert [row[0] for row in stored] == ["Zoë", "u2", "u4"]
+    raw = run_sql("SELECT raw FROM rejects_events WHERE line = 6", events_workspace).rows
+    assert raw == [("u3,C,view,2025-01-03,1,extra",)]
+
+
+def test_every_row_lands_in_exactly_one_place(events_workspace, tmp_path):
+    lines = ["u1,A,view,2025-01-01,", "u1,A,view,2025-01-01,",  # exact duplicate
+             "u2,B,click,1e20,", "u2,B,click,2025-01-01,nan", "u3,ZZZ,view,2025-01-01,",
+             "u3,C,cart,2025-03-01,2", "u3,C,like,2025-03-01,", ",C,view,2025-01-01,",
+             "u4,D,purchase,1735725600000,", "u4,D,purchase,1735725600,"]  # same instant
+    summary, reasons, stored = ingest_csv(events_workspace, tmp_path, "\n".join(lines) + "\n")
+    assert summary.rows_ok + summary.rows_rejected == len(lines)
+    assert summary.duplicates == 2 and summary.added == len(stored) == summary.rows_ok - 2
+    assert sorted(reasons) == [4, 5, 6, 8, 9]
+
+
+def test_exact_duplicates_are_merged_and_counted(events_workspace, tmp_path):
+    source = tmp_path / "events.csv"
+    source.write_text("user_id,item_id,event,ts\nu1,A,view,2025-01-01\nu1,A,view,2025-01-01\n"
+                      "u1,A,save,2025-01-01\n")
+    first = ingest_events(source, events_workspace)
+    assert (first.rows_ok, first.added, first.duplicates, first.total) == (3, 2, 1, 2)
+    again = ingest_events(source, events_workspace)
+    assert (again.rows_ok, again.added, again.duplicates, again.total) == (3, 0, 3, 2)
+
+
+def test_file_names_with_quotes(events_workspace, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    csv_path = tmp_path / "o'brien events.csv"
+    csv_path.write_text("user_id,item_id,event,ts\nu1,A,view,2025-01-01\n")
+    assert ingest_events(csv_path, events_workspace).rows_ok == 1
+    parquet_path = tmp_path / "it's \"quoted\".parquet"
+    pq.write_table(pa.table({"user_id": ["u2"], "item_id": ["B"], "event": ["view"],
+                             "ts": ["2025-01-02"]}), parquet_path)
+    assert ingest_events(parquet_path, events_workspace).rows_ok == 1
+    assert run_sql("SELECT DISTINCT source FROM rejects_events", events_workspace).rows == []
+
+
+@pytest.mark.parametrize("name, content", [
+    ("binary.csv", bytes(range(256)) * 64),
+    ("empty.csv", b""),
+    ("corrupt.parquet", b"PAR1 this is not parquet PAR1"),
+    ("text.parquet", b"user_id,item_id,event,ts\n"),
+])
+def test_unreadable_files_are_one_line_errors(events_workspace, tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(PinshopError, match=r"^cannot read .*" + name) as caught:
+        ingest_events(path, events_workspace)
+    assert "\n" not in str(caught.value)

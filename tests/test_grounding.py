@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pinshop_cli.assistant import explicit_constraints
-from pinshop_cli.grounding import check
+from pinshop_cli.assistant.grounding import check
+from pinshop_cli.assistant.session import explicit_constraints
 
 
 @dataclass
@@ -57,3 +57,42 @@ def test_explicit_constraints_from_the_users_words():
     assert explicit_constraints("something cheaper", cats, colors) == {"reference": "cheaper"}
     assert explicit_constraints("more like #2", cats, colors) == {
         "reference": "item_number", "item_number": 2}
+
+
+def test_ids_that_were_not_shown_are_caught_even_when_they_exist_in_the_catalog():
+    # P3 is a real catalog row (the Brass Table Lamp) that retrieval did not return.
+    assert kinds("The [P3] would suit you.") == ["id"]
+    assert kinds("The [P3] Brass Table Lamp would suit you.") == ["id", "title"]
+    assert kinds("Try [P1] or [p2].") == ["id"]  # ids are exact: [p2] is not [P2]
+    assert kinds("See [ P1 ] for details.") == ["id"]
+    assert kinds("The [Brass Table Lamp] is nice.") == ["id", "title"]
+
+
+def test_a_title_attached_to_the_wrong_id_is_caught():
+    assert kinds("[P2] Oak Chair is a lovely pick.") == ["title"]
+    assert kinds("The Oak Chair ([P2]) is a lovely pick.") == ["title"]
+    assert kinds("**Oak Chair** - [P2] suits a small room.") == ["title"]
+    assert kinds('The [P2]: "Oak Chair" suits a small room.') == ["title"]
+    violation = check("[P2] Oak Chair is great.", ROWS, CATALOG)[0]
+    assert "'Green Sofa', not 'oak chair'" in violation.detail
+
+
+def test_a_title_next_to_its_own_id_or_in_a_comparison_is_fine():
+    assert kinds("[P1] Oak Chair is a lovely pick.") == []
+    assert kinds("The Oak Chair ([P1]) is a lovely pick.") == []
+    assert kinds("Cheaper than the Green Sofa, the [P1] is a good pick.") == []
+    assert kinds("The [P1] pairs well with the [P2].") == []
+
+
+def test_a_longer_title_of_another_product_is_not_its_prefix():
+    rows = ROWS + [Row("P35", "Oak Chair Black", 159.0)]
+    assert check("[P35] Oak Chair Black is nice.", rows, CATALOG) == []
+    assert [v.kind for v in check("[P1] Oak Chair Black is nice.", rows, CATALOG)] == ["title"]
+
+
+def test_echoes_of_the_prompt_markup_are_caught():
+    echoed = kinds('<product id="P2">title: "Oak Chair"; category: chair')
+    assert "title" in echoed and "markup" in echoed
+    assert kinds('<product id="P1">title: "Oak Chair"</product>') == ["markup"]
+    assert kinds('<product id="P9">') == ["id", "markup"]
+    assert kinds("See </product> above.") == ["markup"]

@@ -21,8 +21,8 @@ from pinshop_cli import (
     WorkspaceLockedError,
     ingest,
 )
-from pinshop_cli.embeddings import load_embeddings
 from pinshop_cli.sql import run_sql
+from pinshop_cli.workspace.embeddings import load_embeddings
 
 
 def test_demo_workspace_follows_the_data_contracts(demo_workspace):
@@ -142,7 +142,7 @@ def test_large_photos_decode_reduced_but_boxes_are_in_original_pixels(tmp_path,
                                                                       write_catalog):
     from interior_photos import get_all_photos
 
-    from pinshop_cli.images import decode_scale, load_image
+    from pinshop_cli.io.images import decode_scale, load_image
 
     photo = Path(next(p for p in get_all_photos() if p.endswith("7303782.jpg")))
     fast = load_image(photo, min_side=1280)

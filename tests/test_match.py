@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from pinshop_cli import match
-from pinshop_cli.index import IndexManifest, LoadedIndex
-from pinshop_cli.matching import EXACT_FILTER_LIMIT, search
-from pinshop_cli.report import render_report
+from pinshop_cli.index.hnsw import IndexManifest, LoadedIndex
+from pinshop_cli.report.html import render_report
+from pinshop_cli.retrieval.retriever import EXACT_LIMIT, search_index, top_k_exact
 
 
 def crop_of(sample_dir, tmp_path, pin, box):  # noqa: ANN001, ANN201
@@ -59,24 +59,30 @@ def test_text_query_uses_product_texts_with_the_offline_pair(demo_workspace):
     assert any("needs a CLIP embedder" in n for n in result.notes)
 
 
-def test_large_filtered_search_uses_the_hnsw_label_filter():
+@pytest.mark.parametrize("step", [2, 50])  # half allowed (HNSW + mask), 1/50 (exact)
+def test_filtered_search_equals_exact_search_on_the_allowed_set(step):
     import hnswlib
+    import pyarrow as pa
 
-    n, dim = EXACT_FILTER_LIMIT + 1000, 16
+    n, dim = EXACT_LIMIT + 20_000, 16
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(n, dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     index = hnswlib.Index(space="ip", dim=dim)
     index.init_index(max_elements=n, M=16, ef_construction=100)
     index.add_items(vectors)
-    ids = [f"id{i}" for i in range(n)]
+    labels = pa.table({"label": np.arange(n), "id": [f"id{i}" for i in range(n)]})
     manifest = IndexManifest("t", "product_image", None, "m", dim, "ip", 16, 100, n, "", "", 0,
                              0, None)
-    allowed = {f"id{i}" for i in range(0, n, 2)}  # more than the exact-search limit
-    hits = search(LoadedIndex(manifest, index, ids), vectors[1:2], 5, allowed)[0]
-    assert len(hits) == 5 and all(pid in allowed for pid, _ in hits)
-    even = vectors[::2] @ vectors[1]
-    assert abs(hits[0][1] - float(even.max())) < 1e-4
+    allowed = np.arange(0, n, step)
+    queries = vectors[1:21]
+    found, scores = search_index(LoadedIndex(manifest, index, labels), queries, 5, allowed)
+    assert np.isin(found, allowed).all()
+    truth, truth_scores = top_k_exact(vectors[allowed], queries, 5)
+    recall = np.mean([len(set(a) & set(allowed[b])) / 5 for a, b in zip(found, truth,
+                                                                         strict=True)])
+    assert recall >= 0.95
+    assert np.allclose(scores[:, 0], truth_scores[:, 0], atol=1e-4)
 
 
 def test_json_shape_matches_the_documented_contract(demo_workspace, sample_dir):

@@ -16,9 +16,9 @@ from pinshop_cli import (
     ingest,
     match,
 )
+from pinshop_cli.ingestion.pipeline import IngestConfig
 from pinshop_cli.models import list_models, model_status, pull, verify
 from pinshop_cli.models.detectors import UltralyticsDetector, WholeImageDetector
-from pinshop_cli.pipeline import IngestConfig
 
 
 def test_registry_lists_builtins_with_sources_and_presence(offline_models):

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pinshop_cli.commands.main import app
-from pinshop_cli.events import ingest_events
-from pinshop_cli.recommender import (
+from pinshop_cli.io.events import ingest_events
+from pinshop_cli.recommendation.scorer import (
     BlendWeights,
     RecommendConfig,
     _metrics,

@@ -6,7 +6,7 @@ import os
 
 import pyarrow as pa
 
-from pinshop_cli.storage import FILE_MODE, write_parquet
+from pinshop_cli.workspace.storage import FILE_MODE, write_parquet
 
 
 def test_atomic_write_leaves_no_temp_file_and_a_normal_mode(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from ..progress import NullProgress, Progress
-from ..storage import atomic_path
+from ..workspace.storage import atomic_path
 
 CHUNK = 8 << 20
 

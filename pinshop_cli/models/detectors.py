@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import PinshopError
 from .base import Detection, Detector
 from .categories import shopping_category
 
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
 WHOLE_IMAGE_CLASS = "whole_image"
+# ultralytics tasks whose results carry boxes (segment/pose models detect too).
+BOX_TASKS = ("detect", "segment", "pose")
 
 
 def whole_image(image: Image.Image) -> Detection:
@@ -54,7 +57,18 @@ class UltralyticsDetector(Detector):
             os.environ.setdefault("YOLO_VERBOSE", "false")
             from ultralytics import YOLO
 
-            self._model = YOLO(str(self.weights), task="detect")
+            if not self.weights.is_file():
+                raise PinshopError(f"detector file not found: {self.weights}")
+            try:
+                model = YOLO(str(self.weights), task="detect")
+            except Exception as exc:  # torch/pickle/ultralytics each raise their own types
+                raise PinshopError(f"cannot load detector {self.weights}: not an ultralytics "
+                                   f"checkpoint ({_reason(exc)})") from None
+            # A classification checkpoint loads fine but has no boxes to give.
+            if getattr(model, "task", "detect") not in BOX_TASKS:
+                raise PinshopError(f"cannot use {self.weights} as a detector: it is an "
+                                   f"ultralytics {model.task!r} model, not a detection model")
+            self._model = model
         return self._model
 
     def detect_batch(self, images: Sequence[Image.Image]) -> list[list[Detection]]:
@@ -76,3 +90,10 @@ class UltralyticsDetector(Detector):
                 found.append(Detection((x1, y1, x2, y2), class_name, category, float(score)))
             batch.append(found)
         return batch
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of a loader's error, without ultralytics' "ERROR ❌" decoration."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line.removeprefix("ERROR").lstrip(" ❌\ufe0f") or type(exc).__name__

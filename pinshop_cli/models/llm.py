@@ -18,6 +18,25 @@ from .base import ChatModel
 DEFAULT_THREADS = int(os.environ.get("PINSHOP_THREADS", "0")) or max(1, (os.cpu_count() or 2) // 2)
 
 
+GGUF_MAGIC = b"GGUF"
+
+
+def check_gguf(path: Path) -> None:
+    """Refuse, with a one-line reason, a file that cannot be a GGUF model: missing, empty,
+    or not starting with the GGUF magic bytes (an HTML error page saved as .gguf, a
+    safetensors file, a text file)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(GGUF_MAGIC))
+    except OSError as exc:
+        raise PinshopError(f"cannot read chat model {path}: {exc.strerror or exc}") from None
+    if not head:
+        raise PinshopError(f"cannot load chat model {path}: the file is empty")
+    if head != GGUF_MAGIC:
+        raise PinshopError(f"cannot load chat model {path}: not a GGUF file "
+                           f"(it starts with {head!r}, a GGUF file with {GGUF_MAGIC!r})")
+
+
 class LlamaCppChatModel(ChatModel):
     def __init__(self, path: Path, model_id: str, n_ctx: int = 4096,
                  n_threads: int | None = None, seed: int = 0) -> None:
@@ -32,9 +51,19 @@ class LlamaCppChatModel(ChatModel):
             if self._llama is None:
                 from llama_cpp import Llama
 
-                self._llama = Llama(model_path=str(self.path), n_ctx=self.n_ctx,
-                                    n_threads=self.n_threads, n_batch=512, seed=self.seed,
-                                    verbose=False)
+                check_gguf(self.path)
+                try:
+                    self._llama = Llama(model_path=str(self.path), n_ctx=self.n_ctx,
+                                        n_threads=self.n_threads, n_batch=512, seed=self.seed,
+                                        verbose=False)
+                except (ValueError, RuntimeError, OSError) as exc:
+                    # llama.cpp says only "Failed to load model from file": a truncated
+                    # download or a model architecture this llama.cpp build does not know.
+                    raise PinshopError(
+                        f"cannot load chat model {self.path}: {exc} (a truncated or corrupt "
+                        "GGUF file, or an architecture this llama-cpp-python does not "
+                        "support; `pinshop models verify` checks the registered files)"
+                    ) from None
             return self._llama
 
     def stream(self, messages: list[dict[str, str]], max_tokens: int = 256,

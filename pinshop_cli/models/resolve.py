@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import MissingWeightsError
 from ..progress import Progress
-from ..storage import atomic_path, sha256_file
+from ..workspace.storage import atomic_path, sha256_file
 from .chunks import ChunkedMirror
 
 HUB_TIMEOUT_S = 10

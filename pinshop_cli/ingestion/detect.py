@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .models.detectors import whole_image
+from ..models.detectors import whole_image
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from .models import Detection, Detector
+    from ..models import Detection, Detector
 
 Region = tuple["Detection", "Image.Image"]
 # Pins decode at >= this many pixels a side: plenty for YOLO's 640 input and for crops.

@@ -100,3 +100,28 @@ def query_arrow(sql: str, params: dict[str, Any] | None = None,
 def sql_path(path: Any) -> str:
     """A path as a quoted SQL string literal."""
     return "'" + str(path).replace("'", "''") + "'"
+
+
+def copy_to_parquet(con: Any, query: str, target: Path,
+                    versions: dict[str, str] | None = None,
+                    params: dict[str, Any] | None = None) -> None:
+    """COPY a DuckDB query to Parquet atomically. `versions` maps a name to SQL over the
+    query's rows (aliased `t`) returning one string: the file carries each as a content
+    version in its footer (see workspace.embeddings.table_version)."""
+    options = "FORMAT parquet, COMPRESSION zstd"
+    if versions:
+        selects = ", ".join(f"({sql})" for sql in versions.values())
+        values = con.execute(f"SELECT {selects} FROM ({query}) t", params or None).fetchall()[0]
+        pairs = ", ".join(f"'pinshop_version_{name}': '{str(value).replace(chr(39), '')}'"
+                          for name, value in zip(versions, values, strict=True))
+        options += f", KV_METADATA {{{pairs}}}"
+    with atomic_path(target) as tmp:
+        con.execute(f"COPY ({query}) TO {sql_path(tmp)} ({options})", params or None)
+
+
+def rows_version_sql(*columns: str, where: str = "true") -> str:
+    """SQL for a content version of a table's rows (those meeting `where`): order-independent
+    and vectorized (a sum of row hashes), for `copy_to_parquet`."""
+    only = f"FILTER (WHERE {where})"
+    return (f"coalesce(sum(hash({', '.join(columns)})) {only}::VARCHAR, '0') || '-' || "
+            f"count(*) {only}")

@@ -15,20 +15,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .catalog import Reject, load_catalog, rejects_table
+from ..errors import ModelMismatchError, PinshopError
+from ..io.catalog import normalize_catalog, rejects_schema
+from ..io.images import DEFAULT_MAX_PIXELS, ImageRejected, decode_scale, load_image
+from ..io.pins import PinFile, scan_pins
+from ..progress import NullProgress, Progress
+from ..workspace.embeddings import SOURCE_HASH, part_key, parts_sql, write_part
+from ..workspace.layout import Workspace
+from ..workspace.parts import PartStore
+from ..workspace.storage import (
+    copy_to_parquet,
+    query_arrow,
+    rows_version_sql,
+    sql_path,
+    write_parquet,
+)
 from .detect import PIN_DECODE_SIDE, detect_and_crop
-from .embeddings import done_keys, part_key, write_part
-from .errors import ModelMismatchError, PinshopError
-from .images import DEFAULT_MAX_PIXELS, ImageRejected, decode_scale, load_image
-from .pins import PinFile, scan_pins
-from .progress import NullProgress, Progress
-from .storage import query_arrow, read_parquet, sql_path, write_parquet
-from .workspace import Workspace
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from .models import Detector, Embedder
+    from ..models import Detector, Embedder
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,6 +53,8 @@ class IngestConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_score: float = 0.25
     models_dir: str | None = None
+    #: Pins of earlier runs are kept and new ones added; True makes this run's set the only one.
+    replace_pins: bool = False
 
 
 @dataclass
@@ -76,6 +85,12 @@ def batched(items: list[T], size: int) -> Iterator[list[T]]:
         yield items[start:start + size]
 
 
+def row_batches(table: pa.Table, size: int) -> Iterator[list[dict[str, Any]]]:
+    """A table as lists of row dicts, one batch at a time (never the whole table)."""
+    for start in range(0, table.num_rows, size):
+        yield table.slice(start, size).to_pylist()
+
+
 def prefetch(batches: Iterable[list[T]], load: Callable[[T], R],
              pool: ThreadPoolExecutor) -> Iterator[tuple[list[T], list[R]]]:
     """Yield (batch, loaded) while the next batch is already loading in `pool`."""
@@ -90,7 +105,7 @@ def prefetch(batches: Iterable[list[T]], load: Callable[[T], R],
 
 
 def _choose_embedder(ws: Workspace, config: IngestConfig) -> Embedder:
-    from .models import get_embedder
+    from ..models import get_embedder
 
     recorded = ws.settings().get("embedder")
     if recorded and config.embedder not in ("auto", recorded):
@@ -111,7 +126,7 @@ class _Run:
         self.ws, self.config, self.progress = ws, config, progress
         self.summary = IngestSummary(str(ws.root))
         self.pool = ThreadPoolExecutor(max_workers=config.reader_threads)
-        self.image_rejects: list[Reject] = []
+        self.image_rejects: list[dict[str, Any]] = []
         self._embedder: Embedder | None = None
 
     @property
@@ -130,25 +145,39 @@ class _Run:
                                             + time.perf_counter() - started, 3)
 
     # -- catalog ---------------------------------------------------------------------------
-    def catalog(self, path: Path) -> pa.Table:
+    def catalog(self, path: Path) -> None:
         started = time.perf_counter()
         self.progress.note(f"reading catalog {path}")
-        loaded = load_catalog(path, self.config.max_pixels)
-        write_parquet(loaded.table, self.ws.catalog)
-        write_parquet(rejects_table(loaded.rejects), self.ws.rejects_dir / "catalog.parquet")
-        self.summary.rows_ok, self.summary.rows_rejected = loaded.rows_ok, len(loaded.rejects)
+        loaded = normalize_catalog(path, self.ws.catalog, self.ws.rejects_dir / "catalog.parquet",
+                                   self.config.max_pixels)
+        self.summary.rows_ok, self.summary.rows_rejected = loaded.rows_ok, loaded.rows_rejected
+        for message in loaded.notes:
+            self.summary.notes.append(message)
+            self.progress.note(message)
         self.timed("catalog", started)
-        return loaded.table
 
-    def product_images(self, catalog: pa.Table) -> None:
+    def pending(self, kind: str, model_id: str, columns: str) -> tuple[pa.Table, int]:
+        """Catalog rows of `kind` not yet embedded by `model_id` (an anti-join in DuckDB),
+        and how many are already done."""
+        hash_column = SOURCE_HASH[kind]
+        rows = (f"SELECT id, {columns}, {hash_column} AS h FROM read_parquet("
+                f"{sql_path(self.ws.catalog)}) WHERE {hash_column} IS NOT NULL")
+        parts = parts_sql(self.ws, kind)
+        done = (f"(SELECT id, source_hash AS h FROM {parts} WHERE model_id = $model)"
+                if parts else "(SELECT NULL AS id, NULL AS h WHERE false)")
+        table = query_arrow(f"SELECT c.*, (SELECT count(*) FROM ({rows})) AS total "
+                            f"FROM ({rows}) c ANTI JOIN {done} d ON c.id = d.id AND c.h = d.h "
+                            "ORDER BY c.id", {"model": model_id} if parts else None)
+        total = int(table.column("total")[0].as_py()) if table.num_rows else int(query_arrow(
+            f"SELECT count(*) AS n FROM ({rows})").column("n")[0].as_py())
+        return table.drop_columns(["total"]), total
+
+    def product_images(self) -> None:
         started = time.perf_counter()
-        rows = [r for r in catalog.select(["id", "image", "image_sha256"]).to_pylist()
-                if r["image"]]
         model_id = self.embedder.image_model_id
-        done = done_keys(self.ws, "product_image", model_id)
-        pending = [r for r in rows if (r["id"], r["image_sha256"]) not in done]
-        self.summary.already_done["product_image"] = len(rows) - len(pending)
-        self.progress.start("product images", len(pending))
+        pending, total = self.pending("product_image", model_id, "image")
+        self.summary.already_done["product_image"] = total - pending.num_rows
+        self.progress.start("product images", pending.num_rows)
 
         min_side = 2 * self.embedder.input_size  # headroom for a good-quality resize
 
@@ -156,23 +185,25 @@ class _Run:
             try:
                 image = load_image(Path(row["image"]), self.config.max_pixels, min_side)
                 return self.embedder.preprocess_image(image)
-            except ImageRejected as exc:
+            except ImageRejected as exc:  # e.g. the file changed since the catalog check
                 return exc
 
         count = 0
-        for batch, tensors in prefetch(batched(pending, self.config.batch_size), load,
+        for batch, tensors in prefetch(row_batches(pending, self.config.batch_size), load,
                                        self.pool):
             good = [(row, t) for row, t in zip(batch, tensors, strict=True)
                     if not isinstance(t, ImageRejected)]
             for row, t in zip(batch, tensors, strict=True):
                 if isinstance(t, ImageRejected):
-                    self.image_rejects.append(Reject("product images", 0, str(t), row["id"]))
+                    self.image_rejects.append({"source": "product images", "line": None,
+                                               "id": row["id"], "reason": str(t),
+                                               "raw": row["image"]})
             if good:
                 import torch
 
                 vectors = self.embedder.embed_image_tensors(torch.stack([t for _, t in good]))
                 ids = [r["id"] for r, _ in good]
-                hashes = [r["image_sha256"] for r, _ in good]
+                hashes = [r["h"] for r, _ in good]
                 write_part(self.ws, "product_image", model_id, ids, hashes, vectors,
                            part_key(model_id, *(i + h for i, h in zip(ids, hashes,
                                                                       strict=True))))
@@ -181,21 +212,22 @@ class _Run:
         self.summary.embedded["product_image"] = count
         self.timed("product images", started)
 
-    def product_texts(self, catalog: pa.Table) -> None:
+    def product_texts(self) -> None:
         started = time.perf_counter()
-        rows = catalog.select(["id", "text", "text_hash"]).to_pylist()
         model_id = self.embedder.text_model_id
-        done = done_keys(self.ws, "product_text", model_id)
-        pending = [r for r in rows if (r["id"], r["text_hash"]) not in done]
-        self.summary.already_done["product_text"] = len(rows) - len(pending)
-        self.progress.start("product texts", len(pending))
-        for batch in batched(pending, TEXT_BATCH):
-            vectors = self.embedder.embed_texts([r["text"] for r in batch])
-            ids, hashes = [r["id"] for r in batch], [r["text_hash"] for r in batch]
-            write_part(self.ws, "product_text", model_id, ids, hashes, vectors,
-                       part_key(model_id, *(i + h for i, h in zip(ids, hashes, strict=True))))
-            self.progress.advance(len(batch))
-        self.summary.embedded["product_text"] = len(pending)
+        pending, total = self.pending("product_text", model_id, "product_text")
+        self.summary.already_done["product_text"] = total - pending.num_rows
+        self.progress.start("product texts", pending.num_rows)
+        for start in range(0, pending.num_rows, TEXT_BATCH):
+            batch = pending.slice(start, TEXT_BATCH)
+            vectors = self.embedder.embed_texts(batch.column("product_text").to_pylist())
+            # The batch's key: its first and last (id, hash) and its size identify it.
+            ids, hashes = batch.column("id"), batch.column("h")
+            key = part_key(model_id, str(batch.num_rows), *(str(c[i]) for c in (ids, hashes)
+                                                            for i in (0, -1)))
+            write_part(self.ws, "product_text", model_id, ids, hashes, vectors, key)
+            self.progress.advance(batch.num_rows)
+        self.summary.embedded["product_text"] = pending.num_rows
         self.timed("product texts", started)
 
     # -- pins --------------------------------------------------------------------------------
@@ -204,7 +236,7 @@ class _Run:
         self.progress.note(f"scanning pins in {source}")
         pins = scan_pins(source, self.config.max_pixels)
         ok = [p for p in pins if p.status == "ok"]
-        done = _detected_pin_ids(self.ws, detector.model_id)
+        done = _detected_pin_ids(self.ws, detector.model_id, [p.pin_id for p in ok])
         pending = [p for p in ok if p.pin_id not in done]
         self.summary.already_done["crop"] = len(ok) - len(pending)
         self.timed("scan pins", started)
@@ -230,6 +262,12 @@ class _Run:
             self.progress.advance(len(batch))
         self.summary.embedded["crop"] = crops
         pins_table = _pins_table(pins)
+        if not self.config.replace_pins and self.ws.pins.exists():
+            # Earlier runs' pins stay; a path scanned again takes this run's row.
+            pins_table = query_arrow(
+                f"SELECT * FROM read_parquet({sql_path(self.ws.pins)}) ANTI JOIN new USING "
+                "(path) UNION ALL BY NAME SELECT * FROM new ORDER BY path",
+                tables={"new": pins_table}).cast(pins_table.schema)
         write_parquet(pins_table, self.ws.pins)
         write_parquet(pins_table.filter(_eq(pins_table, "status", "rejected")),
                       self.ws.rejects_dir / "pins.parquet")
@@ -263,12 +301,14 @@ class _Run:
         vectors = self.embedder.embed_image_tensors(torch.stack(tensors))
         write_part(self.ws, "crop", model_id, ids, hashes, vectors, key)
         # The detections part lands last: it is the marker that this batch is done.
-        write_parquet(_detections_table(rows), self.ws.detection_parts_dir / f"{key}.parquet")
+        PartStore(self.ws.detection_parts_dir).append(_detections_table(rows), key)
         return len(rows)
 
     def finish(self, detector_id: str | None) -> None:
         if self.image_rejects:
-            write_parquet(rejects_table(self.image_rejects),
+            import pyarrow as pa
+
+            write_parquet(pa.Table.from_pylist(self.image_rejects, rejects_schema()),
                           self.ws.rejects_dir / "product_images.parquet")
             self.summary.rows_rejected += len(self.image_rejects)
         if detector_id is not None:
@@ -303,41 +343,43 @@ def _detections_table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema)
 
 
-def _detected_pin_ids(ws: Workspace, detector_id: str) -> set[str]:
-    import pyarrow.parquet as pq
+def _detected_pin_ids(ws: Workspace, detector_id: str, pin_ids: list[str]) -> set[str]:
+    """Which of `pin_ids` the detector already finished (a semi-join in DuckDB)."""
+    import pyarrow as pa
 
-    done: set[str] = set()
-    for part in sorted(ws.detection_parts_dir.glob("*.parquet")):
-        table = pq.read_table(part, columns=["pin_id", "detector"])
-        done.update(p for p, d in zip(table.column("pin_id").to_pylist(),
-                                      table.column("detector").to_pylist(), strict=True)
-                    if d == detector_id)
-    return done
+    files = PartStore(ws.detection_parts_dir).files()
+    if not files or not pin_ids:
+        return set()
+    done = query_arrow(
+        f"SELECT DISTINCT pin_id FROM read_parquet([{', '.join(sql_path(f) for f in files)}]) "
+        "SEMI JOIN wanted USING (pin_id) WHERE detector = $detector",
+        {"detector": detector_id}, tables={"wanted": pa.table({"pin_id": pin_ids})})
+    return set(done.column("pin_id").to_pylist())
 
 
 def consolidate_detections(ws: Workspace, detector_id: str) -> int:
     """detections.parquet = the committed per-batch parts for the current pins and detector."""
-    parts = sorted(ws.detection_parts_dir.glob("*.parquet"))
-    pins = read_parquet(ws.pins)
-    if not parts or pins is None:
+    import duckdb
+
+    files = PartStore(ws.detection_parts_dir).files()
+    if not files or not ws.pins.exists():
         return 0
-    files = ", ".join(sql_path(p) for p in parts)
-    table = query_arrow(
-        f"SELECT d.* FROM read_parquet([{files}]) d "
-        "JOIN pins p ON p.pin_id = d.pin_id AND p.status = 'ok' "
-        "WHERE d.detector = $detector "
-        "QUALIFY row_number() OVER (PARTITION BY d.det_id) = 1 ORDER BY d.pin_id, d.det_id",
-        {"detector": detector_id}, tables={"pins": pins},
-    )
-    write_parquet(table, ws.detections)
-    return int(table.num_rows)
+    query = (f"SELECT d.* FROM read_parquet([{', '.join(sql_path(f) for f in files)}]) d "
+             f"JOIN read_parquet({sql_path(ws.pins)}) p ON p.pin_id = d.pin_id "
+             "AND p.status = 'ok' WHERE d.detector = $detector "
+             "QUALIFY row_number() OVER (PARTITION BY d.det_id) = 1 "
+             "ORDER BY d.pin_id, d.det_id")
+    params = {"detector": detector_id}
+    with duckdb.connect() as con:
+        copy_to_parquet(con, query, ws.detections, {"crop": rows_version_sql("det_id")}, params)
+        return int(con.execute(f"SELECT count(*) FROM ({query})", params).fetchall()[0][0])
 
 
 def ingest(workspace: str | Path | None = None, catalog: str | Path | None = None,
            pins: str | Path | None = None, config: IngestConfig | None = None,
            progress: Progress | None = None) -> IngestSummary:
     """Ingest a catalog and/or a folder of pins into a workspace (created if needed)."""
-    from .models import get_detector
+    from ..models import get_detector
 
     if catalog is None and pins is None:
         raise PinshopError("nothing to ingest: pass a CATALOG file and/or --pins DIR")
@@ -349,13 +391,11 @@ def ingest(workspace: str | Path | None = None, catalog: str | Path | None = Non
         detector_id = None
         try:
             if catalog is not None:
-                table = run.catalog(Path(catalog))
-            elif (existing := read_parquet(ws.catalog)) is not None:
-                table = existing
-            else:
+                run.catalog(Path(catalog))
+            elif not ws.catalog.exists():
                 raise PinshopError("no catalog yet: pass a CATALOG file with the first ingest")
-            run.product_images(table)
-            run.product_texts(table)
+            run.product_images()
+            run.product_texts()
             if pins is not None:
                 detector = get_detector(config.detector, config.models_dir, config.min_score)
                 detector_id = run.summary.detector = detector.model_id

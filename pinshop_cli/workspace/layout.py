@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import PinshopError, WorkspaceLockedError
+from ..errors import PinshopError, WorkspaceLockedError
 from .storage import write_json
 
 DEFAULT_WORKSPACE = "pinshop-data"
@@ -34,8 +34,11 @@ class Workspace:
     def open(cls, path: str | Path | None = None, create: bool = False) -> Workspace:
         """Resolve `path`, else $PINSHOP_HOME, else ./pinshop-data."""
         root = Path(path or os.environ.get("PINSHOP_HOME") or DEFAULT_WORKSPACE).expanduser()
+        if root.exists() and not root.is_dir():
+            raise PinshopError(f"workspace {root} is a file, not a directory: "
+                               "pass a directory with -w/--workspace (or PINSHOP_HOME)")
         if create:
-            root.mkdir(parents=True, exist_ok=True)
+            _make_dir(root)
         elif not root.is_dir():
             raise PinshopError(
                 f"no workspace at {root}: run `pinshop ingest CATALOG -w {root}` first"
@@ -70,9 +73,14 @@ class Workspace:
     def lock(self) -> Iterator[None]:
         """Exclusive lock for writers. flock is released by the OS if the process dies,
         so a killed run never leaves a stale lock behind."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        _make_dir(self.root)
         path = self.root / ".lock"
-        with open(path, "a+") as handle:
+        try:
+            handle = open(path, "a+")  # noqa: SIM115 - closed by the with below
+        except OSError as exc:
+            raise PinshopError(f"cannot write to workspace {self.root}: "
+                               f"{exc.strerror or exc} (need a writable directory)") from None
+        with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -82,6 +90,9 @@ class Workspace:
                     f"workspace {self.root} is being written by {holder}; "
                     "wait for it to finish (only one writer at a time)"
                 ) from None
+            except OSError as exc:  # e.g. a network file system without locks
+                raise PinshopError(f"cannot lock workspace {self.root}: "
+                                   f"{exc.strerror or exc}") from None
             handle.seek(0)
             handle.truncate()
             handle.write(f"pinshop pid {os.getpid()}")
@@ -91,3 +102,16 @@ class Workspace:
             finally:
                 handle.truncate(0)
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _make_dir(root: Path) -> None:
+    """mkdir -p, with the OS refusal (a file in the way, no permission, read-only disk)
+    as a one-line PinshopError instead of a traceback."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((p for p in (root, *root.parents) if p.exists() and not p.is_dir()),
+                       None)
+        why = (f"{blocker} is a file, not a directory" if blocker is not None
+               else exc.strerror or str(exc))
+        raise PinshopError(f"cannot create workspace {root}: {why}") from None

@@ -10,13 +10,13 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .images import ImageRejected, load_image
-from .storage import atomic_path
+from ..io.images import ImageRejected, load_image
+from ..workspace.storage import atomic_path
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from .matching import Match, MatchResult
+    from ..retrieval.match import Match, MatchResult
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}

@@ -156,10 +156,10 @@ def write_synthetic_workspace(root: str, items: int = 2000, users: int = 2000,
     generated events to ingest."""
     import pyarrow.csv as pcsv
 
-    from .catalog import load_catalog
-    from .embeddings import part_key, write_part
-    from .storage import write_parquet
-    from .workspace import Workspace
+    from ..io.catalog import load_catalog
+    from ..workspace.embeddings import part_key, write_part
+    from ..workspace.layout import Workspace
+    from ..workspace.storage import write_parquet
 
     ws = Workspace.open(root, create=True)
     catalog, styles = synthetic_catalog(items, seed=seed)
@@ -184,10 +184,10 @@ def generate_for_workspace(out: str | Path, config: SynthConfig,
     has one), written to `out` (.parquet or .csv)."""
     import pyarrow.csv as pcsv
 
-    from .errors import PinshopError
-    from .storage import read_parquet, write_parquet
-    from .taste import product_vectors
-    from .workspace import Workspace
+    from ..errors import PinshopError
+    from ..recommendation.taste import product_vectors
+    from ..workspace.layout import Workspace
+    from ..workspace.storage import read_parquet, write_parquet
 
     ws = Workspace.open(workspace)
     catalog = read_parquet(ws.catalog)

@@ -23,13 +23,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import PinshopError
+from ..errors import PinshopError
+from ..retrieval.retriever import Retriever
+from ..retrieval.store import Filters
 from .grounding import ID_PATTERN, Violation, check
-from .storage import read_parquet
-from .workspace import Workspace
 
 if TYPE_CHECKING:
-    from .models import ChatModel
+    from ..models import ChatModel
 
 REFERENCES = ("none", "cheaper", "more_expensive", "similar", "item_number")
 COLOR_WORDS = ("black", "white", "grey", "gray", "beige", "cream", "brown", "green", "blue",
@@ -102,6 +102,13 @@ class Product:
     description: str | None
     score: float = 0.0
 
+    @classmethod
+    def from_row(cls, row: dict[str, Any], score: float) -> Product:
+        price = float(row["price"]) if row.get("price") is not None else None
+        return cls(row["id"], row["title"], price, row.get("currency"), row.get("category"),
+                   row.get("color"), row.get("brand"), row.get("availability"),
+                   row.get("description"), round(score, 4))
+
     def render(self) -> str:
         price = f"{self.price:.2f} {self.currency or ''}".strip() if self.price is not None \
             else "price on request"
@@ -172,27 +179,24 @@ class ShoppingAssistant:
     """Multi-turn shopping assistant over a workspace; see the module docstring."""
 
     def __init__(self, workspace: str | Path | None, chat_model: ChatModel,
-                 max_answer_tokens: int = 160, models_dir: str | None = None) -> None:
-        from .matching import workspace_embedder
-
-        self.ws = Workspace.open(workspace)
-        catalog = read_parquet(self.ws.catalog)
-        if catalog is None:
-            raise PinshopError(f"no catalog in {self.ws.root}: run `pinshop ingest` first")
-        self.rows = {r["id"]: r for r in catalog.to_pylist()}
-        self.categories = sorted({r["category"] for r in self.rows.values() if r["category"]})
-        self.colors = sorted({r["color"].lower() for r in self.rows.values() if r["color"]})
+                 max_answer_tokens: int = 160, models_dir: str | None = None,
+                 retriever: Retriever | None = None) -> None:
+        # One retriever for the session: typed requests and /image share its loaded
+        # catalog store, embedder and indexes (a stale index is brought up to date).
+        self.retriever = retriever or Retriever(workspace, models_dir, rebuild=True)
+        self.ws, self.store = self.retriever.ws, self.retriever.store
+        self.categories = self.store.distinct("category")
+        self.colors = self.store.distinct("color")
         self.model = chat_model
         self.max_answer_tokens = max_answer_tokens
         self.models_dir = models_dir
-        self.embedder = workspace_embedder(self.ws, models_dir)
+        self.embedder = self.retriever.embedder
         # The shopper's earlier questions. Multi-turn state proper (the resolved intent and
         # the products shown) lives in code; replaying the model's own answers only made
         # small models repeat themselves.
         self.history: list[str] = []
         self.last_intent: Intent | None = None
         self.last_products: list[Product] = []
-        self._index: Any = None  # loaded (and rebuilt if stale) once per session
 
     # -- state -------------------------------------------------------------------------------
     def reset(self) -> None:
@@ -290,72 +294,64 @@ class ShoppingAssistant:
         return intent
 
     # -- 2. retrieval ------------------------------------------------------------------------
-    def allowed_ids(self, intent: Intent, drop: set[str]) -> set[str]:
-        """Catalog ids meeting the intent's constraints, minus those in `drop`."""
-        from .matching import catalog_ids
-
+    def filters(self, intent: Intent, drop: set[str]) -> Filters:
+        """The intent's constraints as catalog filters, minus those in `drop`."""
         keep_price = "price" not in drop
-        ids = catalog_ids(self.ws,
-                          category=intent.category if "category" not in drop else None,
-                          min_price=intent.min_price if keep_price else None,
-                          max_price=(intent.max_price or None) if keep_price else None,
-                          color=intent.color if "color" not in drop else None)
-        return set(self.rows) if ids is None else ids
+        return Filters(category=intent.category if "category" not in drop else None,
+                       min_price=intent.min_price if keep_price else None,
+                       max_price=(intent.max_price or None) if keep_price else None,
+                       color=intent.color if "color" not in drop else None)
 
     def retrieve(self, intent: Intent, question: str,
                  anchor: Product | None = None) -> tuple[list[Product], list[str]]:
         """Rows passing every constraint, ranked by vector similarity; else the closest
         alternatives with constraints relaxed (colour, then price, then category)."""
-        from .matching import open_index, search
+        import numpy as np
+        import pyarrow.compute as pc
 
         relaxed: list[str] = []
-        allowed: set[str] = set()
+        filters = Filters()
         for drop in ([], ["color"], ["color", "price"], ["color", "price", "category"]):
-            allowed = self.allowed_ids(intent, set(drop))
-            if anchor is not None:
-                allowed.discard(anchor.id)
-            if allowed:
+            filters = self.filters(intent, set(drop))
+            if self.store.count(filters) > (anchor is not None):
                 relaxed = [d for d in drop if getattr(intent, _FIELD[d])]
                 break
-        if not allowed:
+        else:
             return [], relaxed
-        import numpy as np
-
-        if self._index is None:
-            kind = "product_image" if self.embedder.shared_space else "product_text"
-            self._index = open_index(self.ws, kind, rebuild=True)
-        index = self._index
+        kind = "product_image" if self.embedder.shared_space else "product_text"
+        index = self.retriever.route(kind, None, SHOWN)
         query: Any = None
-        if anchor is not None:
-            labels = [i for i, pid in enumerate(index.ids) if pid == anchor.id]
-            query = index.index.get_items(labels) if labels else None
+        if anchor is not None:  # "more like #2": the anchor's own vector, found by label
+            position = pc.index(index.label_table.column("id"), anchor.id).as_py()
+            if position >= 0:
+                label = index.label_table.column("label")[position].as_py()
+                query = index.index.get_items([label], return_type="numpy")
         if query is None:
             words = " ".join(filter(None, [intent.color, " ".join(intent.style), intent.query,
                                            intent.category])) or question
             query = self.embedder.embed_texts([words])
-
-        query = np.asarray(query, dtype=np.float32)
-        hits = search(index, query, SHOWN, allowed)[0]
+        found = self.retriever.search(np.asarray(query, np.float32), SHOWN + 1, kind, filters)
+        hits = [h for h in found.hits[0] if anchor is None or h.id != anchor.id][:SHOWN]
         floor = RELEVANCE_FLOOR.get(self.embedder.text_model_id)
         follow_up = intent.reference != "none" or (self.last_products and is_follow_up(question))
         if anchor is None and floor and not follow_up:
             # Judge the request's own words against the whole catalog: a category the model
             # picked for "a gold piano" must not make it look answerable.
             request = self.embedder.embed_texts([request_words(question)])
-            best = search(index, np.asarray(request, dtype=np.float32), 1)[0]
-            if not best or best[0][1] < floor:
+            best = self.retriever.search(request, 1, kind).hits[0]
+            if not best or best[0].score < floor:
                 relaxed.append("query")
-        found = {pid for pid, _ in hits}
-        # Rows without a vector of this kind (text-only rows in an image index) still count.
-        extra = [pid for pid in sorted(allowed) if pid not in found and pid not in index.ids]
-        ranked = [(pid, score) for pid, score in hits] + [(pid, 0.0) for pid in extra]
-        return [self._product(pid, score) for pid, score in ranked[:SHOWN]], relaxed
+        ranked = [(h.id, h.score) for h in hits]
+        if len(ranked) < SHOWN:  # rows without a vector of this kind still count
+            extra = self.store.without_vectors(index.label_table, filters, SHOWN + 1)
+            ranked += [(pid, 0.0) for pid in extra
+                       if anchor is None or pid != anchor.id][:SHOWN - len(ranked)]
+        return self.products(ranked), relaxed
 
-    def _product(self, pid: str, score: float) -> Product:
-        r = self.rows[pid]
-        return Product(pid, r["title"], float(r["price"]) if r["price"] is not None else None,
-                       r["currency"], r["category"], r["color"], r["brand"],
-                       r.get("availability"), r.get("description"), round(score, 4))
+    def products(self, ranked: list[tuple[str, float]]) -> list[Product]:
+        """Catalog rows for (id, score) pairs, in that order: one lookup for all."""
+        rows = {r["id"]: r for r in self.store.rows([pid for pid, _ in ranked])}
+        return [Product.from_row(rows[pid], score) for pid, score in ranked if pid in rows]
 
     # -- 3. answer ---------------------------------------------------------------------------
     def _product_block(self, products: list[Product]) -> str:
@@ -408,7 +404,6 @@ class ShoppingAssistant:
     def answer(self, question: str, products: list[Product], note: str,
                emit: Callable[[str], None]) -> tuple[str, list[Product], list[Violation],
                                                      dict[str, float]]:
-        titles = [r["title"] for r in self.rows.values()]
         # Products shown earlier in the conversation are catalog rows too: the model may
         # refer back to them ("cheaper than the armchair"), rendered from the catalog.
         known = products + [p for p in self.last_products if p not in products]
@@ -421,7 +416,7 @@ class ShoppingAssistant:
 
         def accept(sentence: str) -> bool:
             nonlocal violations
-            problems = check(sentence, known, titles)
+            problems = check(sentence, known, self.store.titles_in(sentence))
             if problems:
                 violations = problems
                 return False
@@ -479,16 +474,16 @@ class ShoppingAssistant:
     def shop_image(self, image: str | Path, question: str = "",
                    emit: Callable[[str], None] | None = None) -> Reply:
         """/image: detect the objects in a photo, match them, and talk about the matches."""
-        from .matching import match
+        from ..retrieval.match import match
 
         emit = emit or (lambda text: None)
-        result = match([image], workspace=self.ws.root, top_k=SHOWN,
-                       models_dir=self.models_dir)
+        result = match([image], top_k=SHOWN, models_dir=self.models_dir,
+                       retriever=self.retriever)
         pin = result.pins[0]
         if pin.error:
             raise PinshopError(f"cannot read {image}: {pin.error}")
         biggest = max(pin.objects, key=lambda o: (o.box[2] - o.box[0]) * (o.box[3] - o.box[1]))
-        products = [self._product(m.id, m.score) for m in biggest.matches]
+        products = self.products([(m.id, m.score) for m in biggest.matches])
         intent = Intent(query="products in the photo", category=biggest.category)
         ask = question or "Which of these products match the photo?"
         return self._finish(ask, intent, products, [], emit, {})

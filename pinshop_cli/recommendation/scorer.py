@@ -33,10 +33,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import PinshopError
-from .events import EVENT_WEIGHTS
-from .storage import sql_path, write_parquet
-from .workspace import Workspace
+from ..errors import PinshopError
+from ..io.events import EVENT_WEIGHTS
+from ..workspace.layout import Workspace
+from ..workspace.storage import sql_path, write_parquet
 
 if TYPE_CHECKING:
     import duckdb

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .embeddings import EmbeddingSet, load_embeddings
-from .workspace import Workspace
+from ..workspace.embeddings import EmbeddingSet, load_embeddings
+from ..workspace.layout import Workspace
 
 if TYPE_CHECKING:
     import numpy as np

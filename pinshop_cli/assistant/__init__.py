@@ -1,0 +1,1 @@
+"""The shopping assistant behind `pinshop chat`, and its grounding checks."""

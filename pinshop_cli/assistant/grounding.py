@@ -1,0 +1,160 @@
+"""Guardrails, checked in code: what the chat model writes may only state products, prices
+and availability that are in the rows it was given.
+
+The model refers to products by id ("[P001]"); code renders ids into titles and catalog
+prices, so names and prices in the final answer come from the catalog. The checks below
+catch what the model writes on its own: a price, a "free", an id or catalog title it was
+not given, or an availability claim the rows contradict.
+
+Ids: every "[token]" must be the id of a row shown to the model, so an id of a real catalog
+row that was not retrieved is a violation too (it would reach the shopper unrendered and
+unchecked). Titles: a catalog title written right next to an id ("[P002] Oslo Chair",
+"Oslo Chair ([P002])", an echoed `<product id="P002">title: "Oslo Chair"`) must be that
+id's own title: otherwise the rendered answer would put one product's name on another's
+price. Titles separated from an id by words or a comma ("than the Oslo Chair, [P002] is")
+are comparisons and allowed. Markup: the prompt's `<product>` blocks are data for the
+model; an answer that echoes them is a violation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+ID_PATTERN = re.compile(r"\[([^\[\]\n]{1,40})\]")  # any [token]: it must be a shown id
+PRICE_PATTERN = re.compile(
+    r"(?:[$€£]\s?(\d[\d,]*(?:\.\d+)?))"
+    r"|(?:(\d[\d,]*(?:\.\d+)?)\s?(?:eur|euros?|usd|dollars?|gbp|pounds?|€|\$|£)\b)",
+    re.IGNORECASE)
+# "free" as a price ("it's free", "for free"), not "feel free to ask" or "BPA-free".
+FREE_PATTERN = re.compile(r"(?<!feel )(?<!-)\b(free of charge|for free|free|no cost|"
+                          r"costs nothing|for nothing|zero cost|100% off)\b(?! to\b)(?!-)",
+                          re.IGNORECASE)
+# An echo of the prompt's <product ...> data blocks, and the id attribute inside one.
+MARKUP_PATTERN = re.compile(r"<\s*/?\s*product\b", re.IGNORECASE)
+MARKUP_ID = re.compile(r"""<\s*product\b[^<>]*?\bid\s*=\s*["']?([^"'\s<>]{1,40})["']?[^<>]*>?""",
+                       re.IGNORECASE)
+# What may stand between an id and the title it labels: spaces, quotes, brackets, a colon or
+# dash, emphasis, an echoed `title:` field. Commas and words are not: "than the Oslo Chair,
+# [P2] is cheaper" compares two products and must stay allowed.
+LABEL_AFTER = re.compile(r"""(?:[\s"'`*_:=()>\-\u2013\u2014]|\btitle\b)*""", re.IGNORECASE)
+LABEL_BEFORE = re.compile(r"""[\s"'`*_:=(\-\u2013\u2014]*$""")
+MIN_TITLE = 7  # shorter catalog titles ("Rug") are ordinary words, not names
+IN_STOCK = re.compile(r"\b(in stock|available now|available|ships today)\b", re.IGNORECASE)
+OUT_OF_STOCK = re.compile(r"\b(out of stock|sold out|unavailable|not available)\b",
+                          re.IGNORECASE)
+
+
+class Row(Protocol):
+    id: str
+    title: str
+    price: float | None
+    availability: str | None
+
+
+@dataclass(frozen=True)
+class Violation:
+    kind: str  # price | id | title | markup | availability
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
+def cited_ids(text: str) -> list[str]:
+    return list(dict.fromkeys(ID_PATTERN.findall(text)))
+
+
+def _prices(text: str) -> list[float]:
+    found = []
+    for match in PRICE_PATTERN.finditer(ID_PATTERN.sub(" ", text)):
+        number = (match.group(1) or match.group(2)).replace(",", "")
+        found.append(float(number))
+    if FREE_PATTERN.search(text):
+        found.append(0.0)
+    return found
+
+
+def _citations(text: str) -> list[tuple[str, int, int]]:
+    """(id, start, end) of every id the text cites: [P001] and echoed <product id="P001">."""
+    found = [(m.group(1), m.start(), m.end()) for m in ID_PATTERN.finditer(text)]
+    found += [(m.group(1), m.start(), m.end()) for m in MARKUP_ID.finditer(text)]
+    return sorted(found, key=lambda c: c[1])
+
+
+def _title_after(lower: str, pos: int, titles: set[str], lengths: list[int]) -> str | None:
+    """The longest known title that starts at `pos` and ends at a word boundary."""
+    for length in lengths:
+        end = pos + length
+        if lower[pos:end] in titles and (end == len(lower) or not lower[end].isalnum()):
+            return lower[pos:end]
+    return None
+
+
+def _title_before(lower: str, end: int, titles: set[str], lengths: list[int]) -> str | None:
+    """The longest known title that ends at `end` and starts at a word boundary."""
+    for length in lengths:
+        start = end - length
+        if (start >= 0 and lower[start:end] in titles
+                and (start == 0 or not lower[start - 1].isalnum())):
+            return lower[start:end]
+    return None
+
+
+def _mislabelled(text: str, by_id: dict[str, Row],
+                 catalog_titles: Iterable[str]) -> list[Violation]:
+    """Ids written right next to a catalog title that is not theirs."""
+    citations = [c for c in _citations(text) if c[0] in by_id]
+    if not citations:
+        return []
+    titles = {row.title.lower() for row in by_id.values() if row.title}
+    titles |= {t.lower() for t in catalog_titles if t and len(t) >= MIN_TITLE}
+    lengths = sorted({len(t) for t in titles}, reverse=True)
+    lower = text.lower()
+    violations = []
+    for pid, start, end in citations:
+        own = (by_id[pid].title or "").lower()
+        after = LABEL_AFTER.match(lower, end)
+        before = LABEL_BEFORE.search(lower[:start])
+        named = {_title_after(lower, after.end() if after else end, titles, lengths),
+                 _title_before(lower, before.start() if before else start, titles, lengths)}
+        for title in sorted(t for t in named if t and t != own):
+            violations.append(Violation("title", f"[{pid}] is {by_id[pid].title!r}, not "
+                                                 f"{title!r}"))
+    return violations
+
+
+def check(text: str, rows: Sequence[Row], catalog_titles: Iterable[str] = ()) -> list[Violation]:
+    """Everything in `text` (model output, before rendering) that the rows do not support."""
+    by_id = {row.id: row for row in rows}
+    catalog_titles = list(catalog_titles)  # read twice below; may be a generator
+    violations = [Violation("id", f"[{pid}] is not one of the retrieved products")
+                  for pid in dict.fromkeys(c[0] for c in _citations(text)) if pid not in by_id]
+    violations += _mislabelled(text, by_id, catalog_titles)
+    if MARKUP_PATTERN.search(text):
+        violations.append(Violation("markup", "echoes the prompt's <product> data block"))
+    known_prices = [row.price for row in rows if row.price is not None]
+    for price in _prices(text):
+        if not any(abs(price - known) < 0.01 for known in known_prices):
+            violations.append(Violation("price", f"{price:g} is not the price of any product "
+                                                 "shown"))
+    # Remove the allowed titles first (longest first): another product's title may be a
+    # prefix of an allowed one ("Oslo Chair" inside "Oslo Chair Black").
+    remainder = text.lower()
+    for title in sorted({row.title.lower() for row in rows}, key=len, reverse=True):
+        remainder = remainder.replace(title, " ")
+    for title in catalog_titles:
+        if len(title) > 6 and title.lower() in remainder:
+            violations.append(Violation("title", f"{title!r} was not retrieved"))
+    cited = [by_id[pid] for pid in cited_ids(text) if pid in by_id] or list(rows)
+    if OUT_OF_STOCK.search(text):
+        if any((row.availability or "in_stock") == "in_stock" for row in cited):
+            violations.append(Violation("availability", "says out of stock; the catalog "
+                                                        "says in stock"))
+    elif IN_STOCK.search(text) and any(
+            (row.availability or "in_stock") != "in_stock" for row in cited):
+        violations.append(Violation("availability", "says available; the catalog says "
+                                                    "otherwise"))
+    return violations

@@ -1,0 +1,1 @@
+"""HNSW indexes over the workspace embeddings, with manifests and staleness checks."""

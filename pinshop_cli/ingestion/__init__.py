@@ -1,0 +1,1 @@
+"""Ingest: catalog -> product embeddings; pins -> detections -> crops -> crop embeddings."""

@@ -1,0 +1,1 @@
+"""Inputs: catalog normalization, pin discovery, safe image decoding, events."""

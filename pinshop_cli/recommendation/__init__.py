@@ -1,0 +1,1 @@
+"""Offline recommendations computed in DuckDB: scoring, taste profiles, evaluation."""

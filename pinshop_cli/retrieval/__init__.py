@@ -1,0 +1,1 @@
+"""Retrieval: catalog filters -> index search -> product rows; `match` on top of it."""

@@ -1,0 +1,142 @@
+"""`match`: photos (detect -> crop -> embed -> search) or a text query against the catalog,
+on top of the Retriever (which also serves chat, /image and the look features)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PinshopError
+from ..io.images import ImageRejected, decode_scale, load_image
+from .retriever import Retriever, SearchResult
+from .store import Filters
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+
+@dataclass
+class Match:
+    id: str
+    title: str
+    price: float | None
+    category: str | None
+    score: float
+    currency: str | None = None
+    brand: str | None = None
+    color: str | None = None
+    image: str | None = None
+    url: str | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], score: float) -> Match:
+        """A catalog row (as CatalogStore.rows returns it) as a match."""
+        price = float(row["price"]) if row.get("price") is not None else None
+        return cls(row["id"], row["title"], price, row.get("category"), round(score, 4),
+                   row.get("currency"), row.get("brand"), row.get("color"), row.get("image"),
+                   row.get("url"))
+
+
+@dataclass
+class MatchedObject:
+    box: list[float]
+    category: str | None
+    class_name: str
+    score: float
+    matches: list[Match]
+    crop: Image.Image | None = field(default=None, repr=False)
+    index: str = ""  # which index answered (a category's own, or the global one)
+
+
+@dataclass
+class PinMatches:
+    image: str
+    objects: list[MatchedObject] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class MatchResult:
+    model: str
+    detector: str
+    pins: list[PinMatches] = field(default_factory=list)
+    text: str | None = None
+    text_matches: list[Match] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented --json shape (crops are left out)."""
+        def obj(o: MatchedObject) -> dict[str, Any]:
+            return {"box": [round(v, 1) for v in o.box], "category": o.category,
+                    "class_name": o.class_name, "score": round(o.score, 4), "index": o.index,
+                    "matches": [m.__dict__ for m in o.matches]}
+
+        data: dict[str, Any] = {
+            "model": self.model, "detector": self.detector,
+            "pins": [{"image": p.image, "error": p.error, "objects": [obj(o) for o in p.objects]}
+                     for p in self.pins],
+            "notes": self.notes,
+        }
+        if self.text is not None:
+            data["text"] = {"query": self.text, "matches": [m.__dict__ for m in self.text_matches]}
+        return data
+
+
+def matches(retriever: Retriever, result: SearchResult) -> list[list[Match]]:
+    """Search hits turned into Matches: one catalog lookup for all the hits' rows."""
+    rows = {r["id"]: r for r in retriever.rows(
+        list(dict.fromkeys(h.id for hits in result.hits for h in hits)))}
+    return [[Match.from_row(rows[h.id], h.score) for h in hits if h.id in rows]
+            for hits in result.hits]
+
+
+def match(images: Sequence[str | Path] = (), text: str | None = None,
+          workspace: str | Path | None = None, top_k: int = 5, category: str | None = None,
+          max_price: float | None = None, rebuild: bool = False, detector: str = "auto",
+          models_dir: str | None = None, retriever: Retriever | None = None) -> MatchResult:
+    """Top catalog matches for every detected object in `images`, and/or for `text`. Each
+    object is searched in its category's own index when there is one (`index` says which
+    answered). Pass a `retriever` to reuse loaded indexes and models across calls."""
+    from ..ingestion.detect import PIN_DECODE_SIDE, detect_and_crop
+    from ..models import get_detector
+
+    if not images and not text:
+        raise PinshopError("nothing to match: pass IMAGE paths and/or --text QUERY")
+    retriever = retriever or Retriever(workspace, models_dir, rebuild)
+    filters = Filters(category=category, max_price=max_price)
+    embedder = retriever.embedder
+    result = MatchResult(model=f"{embedder.image_model_id} / {embedder.text_model_id}",
+                         detector="")
+    if images:
+        found_detector = get_detector(detector, models_dir)
+        result.detector = found_detector.model_id
+        if found_detector.note:
+            result.notes.append(found_detector.note)
+        for path in images:
+            pin = PinMatches(str(path))
+            result.pins.append(pin)
+            try:
+                image = load_image(Path(path), min_side=PIN_DECODE_SIDE)
+            except ImageRejected as exc:
+                pin.error = str(exc)
+                continue
+            regions = detect_and_crop(found_detector, [image])[0]
+            vectors = embedder.embed_images([crop for _, crop in regions])
+            for (detection, crop), vector in zip(regions, vectors, strict=True):
+                found = retriever.search(vector[None, :], top_k, "product_image", filters,
+                                         category=detection.category or None)
+                pin.objects.append(MatchedObject(
+                    [v * decode_scale(image) for v in detection.box],
+                    detection.category or None, detection.class_name, detection.score,
+                    matches(retriever, found)[0], crop, found.index))
+    if text:
+        result.text = text
+        kind = "product_image" if embedder.shared_space else "product_text"
+        if not embedder.shared_space:
+            result.notes.append("text matched against product texts (MiniLM); cross-modal "
+                                "search (text -> product photos) needs a CLIP embedder")
+        found = retriever.search(embedder.embed_texts([text]), top_k, kind, filters)
+        result.text_matches = matches(retriever, found)[0]
+    return result

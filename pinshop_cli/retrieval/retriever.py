@@ -1,0 +1,168 @@
+"""One Retriever for every query path (match, chat, /image, taste, the look features):
+filters -> index routing -> top-k -> the rows of the hits.
+
+Filters become arrays of allowed labels through one DuckDB join. A small allowed set is
+searched exactly (its vectors gathered from the index, one matrix product); a large one is
+searched in the HNSW graph with over-fetching and a boolean mask over labels, so no Python
+callback runs per label. Per-category indexes answer when a query names a category that
+has one with enough products; the result says which index answered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PinshopError, StaleIndexError
+from ..index.hnsw import LoadedIndex, build_indexes, index_name, load_index
+from ..workspace import Workspace
+from .store import CatalogStore, Filters
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..models import Embedder
+
+# At or below this many allowed vectors a filtered query is answered exactly: gathering
+# them and one matrix product costs about what an HNSW query with a wide beam costs.
+EXACT_LIMIT = 20_000
+OVERFETCH = 2.0  # candidates fetched per expected survivor of the mask
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+
+
+@dataclass
+class SearchResult:
+    hits: list[list[Hit]]  # per query, best first
+    index: str  # the index that answered, e.g. "product_image@sofa"
+    notes: list[str] = field(default_factory=list)
+
+
+def top_k_exact(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray,
+                                                                             np.ndarray]:
+    """(positions, scores) of the k best inner products per query, best first."""
+    import numpy as np
+
+    scores = queries @ vectors.T
+    k = min(k, vectors.shape[0])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
+
+
+def search_index(loaded: LoadedIndex, queries: np.ndarray, k: int,
+                 allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, scores) of the top-k per query among `allowed` labels (all when None).
+    Rows hold -1 / -inf where fewer than k labels are allowed."""
+    import numpy as np
+
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    total = loaded.live_count
+    if allowed is not None and len(allowed) <= EXACT_LIMIT:
+        if len(allowed) == 0:
+            return (np.full((len(queries), 0), -1, np.int64),
+                    np.zeros((len(queries), 0), np.float32))
+        vectors = np.asarray(loaded.index.get_items(allowed, return_type="numpy"), np.float32)
+        positions, scores = top_k_exact(vectors, queries, k)
+        return allowed[positions], scores
+    k = min(k, total if allowed is None else len(allowed))
+    if allowed is None:
+        loaded.index.set_ef(max(64, 2 * k))
+        labels, distances = loaded.index.knn_query(queries, k=k)
+        return labels.astype(np.int64), (1.0 - distances).astype(np.float32)
+    mask = np.zeros(loaded.index.get_max_elements(), dtype=bool)
+    mask[allowed] = True
+    fetch = int(min(total, k * OVERFETCH * total / len(allowed) + k))
+    while True:
+        loaded.index.set_ef(max(64, fetch))
+        labels, distances = loaded.index.knn_query(queries, k=fetch)
+        keep = mask[labels]
+        if keep.sum(axis=1).min() >= k or fetch >= total:
+            break
+        fetch = min(total, fetch * 4)
+    # Stable per-row selection of the first k kept candidates (already best first).
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    chosen = np.take_along_axis(labels, order, axis=1).astype(np.int64)
+    scores = (1.0 - np.take_along_axis(distances, order, axis=1)).astype(np.float32)
+    valid = np.take_along_axis(keep, order, axis=1)
+    return np.where(valid, chosen, -1), np.where(valid, scores, -np.inf)
+
+
+class Retriever:
+    """Search one workspace's indexes with catalog filters; loaded objects are kept for
+    the life of the retriever (a chat session, a notebook), and never mutated."""
+
+    def __init__(self, workspace: str | Path | Workspace | None = None,
+                 models_dir: str | None = None, rebuild: bool = False) -> None:
+        self.ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+        self.store = CatalogStore(self.ws)
+        self.models_dir, self.rebuild = models_dir, rebuild
+        self._indexes: dict[str, LoadedIndex | None] = {}
+        self._embedder: Embedder | None = None
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder the workspace was built with (weights load on first use)."""
+        if self._embedder is None:
+            from ..models import get_embedder
+
+            recorded = self.ws.settings().get("embedder")
+            if not recorded:
+                raise PinshopError(f"workspace {self.ws.root} has no embeddings yet: "
+                                   "run `pinshop ingest`")
+            self._embedder = get_embedder(recorded, self.models_dir)
+        return self._embedder
+
+    def index(self, kind: str, category: str | None = None) -> LoadedIndex | None:
+        """The current index of `kind` (per category when given); None if not built. A
+        stale index is refused, or brought up to date with `rebuild`."""
+        name = index_name(kind, category)
+        if name not in self._indexes:
+            try:
+                self._indexes[name] = load_index(self.ws, kind, category)
+            except StaleIndexError:
+                if not self.rebuild:
+                    raise
+                build_indexes(self.ws.root, kinds=(kind,))  # an update in place: cheap
+                self._indexes[name] = load_index(self.ws, kind, category)
+            except FileNotFoundError:
+                self._indexes[name] = None
+        return self._indexes[name]
+
+    def route(self, kind: str, category: str | None, k: int) -> LoadedIndex:
+        """The category's own index when it exists and holds at least k products, else the
+        global index of `kind`."""
+        if category:
+            routed = self.index(kind, category)
+            if routed is not None and routed.live_count >= k:
+                return routed
+        loaded = self.index(kind)
+        if loaded is None:
+            raise PinshopError(f"no {kind} index in {self.ws.root}: run `pinshop index` first")
+        return loaded
+
+    def search(self, queries: np.ndarray, k: int, kind: str, filters: Filters | None = None,
+               category: str | None = None) -> SearchResult:
+        """Top-k catalog hits per query vector, within `filters`, routed by `category`."""
+        loaded = self.route(kind, category, k)
+        allowed = None
+        if filters is not None and not filters.empty:
+            allowed = self.store.labels(loaded.label_table, filters)
+        labels, scores = search_index(loaded, queries, k, allowed)
+        ids = loaded.ids_by_label
+        hits = [[Hit(str(ids[label]), round(float(score), 4))
+                 for label, score in zip(row_labels, row_scores, strict=True) if label >= 0]
+                for row_labels, row_scores in zip(labels, scores, strict=True)]
+        return SearchResult(hits, loaded.manifest.name)
+
+    def rows(self, ids: list[str]) -> list[dict[str, Any]]:
+        return self.store.rows(ids)
+
+    def close(self) -> None:
+        self.store.close()

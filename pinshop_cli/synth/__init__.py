@@ -1,0 +1,1 @@
+"""Synthetic data generators: shoppers' events, and catalogs for scale benchmarks."""

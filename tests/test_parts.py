@@ -1,0 +1,52 @@
+"""Part stores: the manifest is the truth, compaction bounds the file count, kills leave
+only orphans that the next compaction sweeps."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pinshop_cli.workspace.parts import FANOUT, PartStore
+
+
+def batch(start: int, n: int = 3) -> pa.Table:
+    return pa.table({"id": [f"p{i}" for i in range(start, start + n)],
+                     "v": pa.FixedSizeListArray.from_arrays(
+                         pa.array([float(i) for i in range(start * 2, (start + n) * 2)],
+                                  pa.float32()), 2)})
+
+
+def read_all(store: PartStore) -> pa.Table:
+    return pa.concat_tables(pq.read_table(p) for p in store.files())
+
+
+def test_appends_compact_into_levels_and_keep_every_row(tmp_path):
+    store = PartStore(tmp_path / "parts")
+    for n in range(FANOUT ** 2 + 3):
+        store.append(batch(n * 3), key=f"k{n}")
+    rows = read_all(store)
+    assert rows.num_rows == (FANOUT ** 2 + 3) * 3 == store.manifest().rows
+    assert sorted(rows.column("id").to_pylist()) == sorted(f"p{i}" for i in range(rows.num_rows))
+    assert pa.types.is_fixed_size_list(rows.schema.field("v").type)
+    # FANOUT**2 parts became one level-2 file; 3 parts are still waiting at level 0.
+    assert sorted(p.name[:2] for p in store.files()) == ["L0", "L0", "L0", "L2"]
+    assert {p.name for p in store.directory.glob("*.parquet")} == {p.name for p in store.files()}
+
+
+def test_unlisted_parts_are_orphans_swept_at_the_next_compaction(tmp_path):
+    store = PartStore(tmp_path / "parts")
+    store.append(batch(0), key="a")
+    pq.write_table(batch(100), store.directory / "L0-killed.parquet")  # written, never listed
+    assert [p.name for p in store.files()] == ["L0-a.parquet"]
+    store.compact()
+    assert not (store.directory / "L0-killed.parquet").exists()
+
+
+def test_version_changes_with_the_live_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("PINSHOP_COMPACT_FANOUT", "2")
+    store = PartStore(tmp_path / "parts")
+    store.append(batch(0), key="a")
+    first = store.manifest().version
+    store.append(batch(3), key="b")  # fanout 2: merged into one level-1 file at once
+    assert store.manifest().version != first
+    assert [p.name[:2] for p in store.files()] == ["L1"]

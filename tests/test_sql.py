@@ -1,0 +1,108 @@
+"""`pinshop sql`: read-only by default (enforced by DuckDB settings), writes only inside the
+workspace when asked, and junk files in the workspace never break every query."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pinshop_cli import PinshopError
+from pinshop_cli.sql import connect, run_sql
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    """A workspace with a catalog, one rejects table and one embeddings part."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "ws"
+    (root / "rejects").mkdir(parents=True)
+    (root / "embeddings" / "product_text").mkdir(parents=True)
+    pq.write_table(pa.table({"id": ["a", "b"], "title": ["Lamp", "Sofa"]}),
+                   root / "catalog.parquet")
+    pq.write_table(pa.table({"source": ["c.csv"], "line": [3], "reason": ["missing id"]}),
+                   root / "rejects" / "catalog.parquet")
+    vectors = pa.array([[1.0, 0.0], [0.0, 1.0]], pa.list_(pa.float32(), 2))
+    pq.write_table(pa.table({"id": ["a", "b"], "kind": ["product_text"] * 2,
+                             "model_id": ["m"] * 2, "source_hash": ["h"] * 2,
+                             "vector": vectors}),
+                   root / "embeddings" / "product_text" / "part-0.parquet")
+    return root
+
+
+def test_views_answer_queries(ws: Path) -> None:
+    assert run_sql("SELECT id, title FROM catalog ORDER BY id", ws).rows == [
+        ("a", "Lamp"), ("b", "Sofa")]
+    assert run_sql("SELECT reason FROM rejects_catalog", ws).rows == [("missing id",)]
+    assert run_sql("SELECT count(*), max(len(vector)) FROM embeddings", ws).rows == [(2, 2)]
+
+
+@pytest.mark.parametrize("statement", [
+    "COPY (SELECT 1) TO '{ws}/catalog.parquet'",
+    "COPY catalog TO '{ws}/../stolen.csv'",
+    "ATTACH '{ws}/side.duckdb'",
+    "CREATE TABLE t AS SELECT 1",
+    "CREATE VIEW v AS SELECT 1",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "SELECT * FROM read_text('/etc/shadow')",
+    "SELECT * FROM read_text('/etc/passwd')",
+    "SELECT * FROM read_parquet('{ws}/catalog.parquet')",
+    "SELECT * FROM glob('/etc/*')",
+    "SET enable_external_access = true",
+    "SET lock_configuration = false",
+])
+def test_read_only_by_default(ws: Path, statement: str) -> None:
+    before = (ws / "catalog.parquet").read_bytes()
+    with pytest.raises(PinshopError, match=r"^SQL error: ") as caught:
+        run_sql(statement.format(ws=ws), ws)
+    assert "\n" not in str(caught.value)
+    assert (ws / "catalog.parquet").read_bytes() == before
+    assert not (ws / "side.duckdb").exists() and not (ws.parent / "stolen.csv").exists()
+
+
+def test_settings_stay_locked_within_one_connection(ws: Path) -> None:
+    import duckdb
+
+    con = connect(ws)
+    try:
+        with pytest.raises(duckdb.Error):
+            con.execute("SET enable_external_access = true")
+        with pytest.raises(duckdb.PermissionException):
+            con.execute("SELECT * FROM read_text('/etc/passwd')").fetchall()
+        # Temporary tables live in memory only; they are allowed and vanish.
+        con.execute("CREATE TEMP TABLE t AS SELECT 1 AS x").fetchall()
+    finally:
+        con.close()
+
+
+def test_allow_writes_writes_inside_the_workspace_only(ws: Path) -> None:
+    out = ws / "export.parquet"
+    run_sql(f"COPY (SELECT id FROM catalog) TO '{out}'", ws, allow_writes=True)
+    assert run_sql(f"SELECT count(*) FROM read_parquet('{out}')", ws,
+                   allow_writes=True).rows == [(2,)]
+    for outside in (ws.parent / "outside.parquet", Path(f"{ws}-sibling") / "x.parquet"):
+        with pytest.raises(PinshopError, match="SQL error"):
+            run_sql(f"COPY (SELECT 1) TO '{outside}'", ws, allow_writes=True)
+        assert not outside.exists()
+    with pytest.raises(PinshopError, match="SQL error"):
+        run_sql("SELECT * FROM read_text('/etc/passwd')", ws, allow_writes=True)
+
+
+def test_junk_files_are_skipped_with_a_note(ws: Path) -> None:
+    (ws / "rejects" / "junk.parquet").write_text("not parquet at all")
+    (ws / "rejects" / "empty.parquet").write_bytes(b"")
+    (ws / "embeddings" / "product_text" / "torn.parquet").write_bytes(b"PAR1\x00\x01")
+    result = run_sql("SELECT count(*) FROM catalog", ws)
+    assert result.rows == [(2,)]
+    assert len(result.notes) == 3 and all("not a readable Parquet" in n for n in result.notes)
+    assert run_sql("SELECT count(*) FROM embeddings", ws).rows == [(2,)]
+    with pytest.raises(PinshopError, match="rejects_junk"):
+        run_sql("SELECT * FROM rejects_junk", ws)
+
+
+def test_quoted_workspace_path(tmp_path: Path, ws: Path) -> None:
+    quoted = ws.rename(tmp_path / "o'brien ws")
+    assert run_sql("SELECT count(*) FROM catalog", quoted).rows == [(2,)]
