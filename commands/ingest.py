@@ -12,7 +12,10 @@ def ingest(
     catalog: Annotated[Path | None, typer.Argument(
         help="Catalog file: .csv, .jsonl or .parquet (id and title required).")] = None,
     pins: Annotated[Path | None, typer.Option(
-        "--pins", help="Directory of pin photos (recursive) or a list file of paths.")] = None,
+        "--pins", help="Directory of pin photos (recursive), one photo, or a list file of "
+                       "paths. Pins add to those of earlier runs.")] = None,
+    replace_pins: Annotated[bool, typer.Option(
+        "--replace", help="Make this run's --pins the workspace's only pins.")] = False,
     embedder: Annotated[str, typer.Option(
         help="auto | clip | offline | <registered name> | clip:CONFIG.json:CHECKPOINT")] = "auto",
     detector: Annotated[str, typer.Option(
@@ -35,6 +38,7 @@ def ingest(
     if engine != "local":
         raise PinshopError(f"unknown engine {engine!r}: only 'local' is available")
     config = IngestConfig(embedder=embedder, detector=detector, batch_size=batch_size,
+                          replace_pins=replace_pins,
                           models_dir=str(models_dir) if models_dir else None)
     with RichProgress() as progress:
         summary = run_ingest(workspace, catalog, pins, config, progress)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PinshopError
+from .workspace.embeddings import SOURCE_HASH, store
 from .workspace.layout import EMBEDDING_KINDS, Workspace
 
 # Settings applied after the views exist; the last one locks them all.
@@ -74,8 +75,8 @@ def workspace_datasets(ws: Workspace, notes: list[str] | None = None) -> dict[st
     files: dict[str, list[Path]] = {}
     for name in ("catalog", "pins", "detections", "events", "recommendations"):
         files[name] = [ws.root / f"{name}.parquet"]
-    for kind in EMBEDDING_KINDS:
-        files[f"embeddings_{kind}"] = ws.embedding_parts(kind)
+    for kind in EMBEDDING_KINDS:  # the live parts; views keep the current row per id
+        files[f"parts_{kind}"] = store(ws, kind).files()
     for path in sorted(ws.rejects_dir.glob("*.parquet")):
         files[f"rejects_{path.stem}"] = [path]
     datasets = {}
@@ -83,6 +84,20 @@ def workspace_datasets(ws: Workspace, notes: list[str] | None = None) -> dict[st
         if good := _readable_parquet([p for p in paths if p.is_file()], notes):
             datasets[name] = ds.dataset([str(p) for p in good], format="parquet")
     return datasets
+
+
+def _current_view(kind: str, names: set[str]) -> str | None:
+    """embeddings_<kind>: exactly one current vector per id. A product row is current when
+    its hash still matches the catalog's; a crop when its detection is still listed."""
+    source = "detections" if kind == "crop" else "catalog"
+    if f"parts_{kind}" not in names or source not in names:
+        return None
+    if kind == "crop":
+        join = "JOIN detections s ON s.det_id = e.id"
+    else:
+        join = f"JOIN catalog s ON s.id = e.id AND s.{SOURCE_HASH[kind]} = e.source_hash"
+    return (f"SELECT e.* FROM parts_{kind} e {join} "
+            "QUALIFY row_number() OVER (PARTITION BY e.id, e.model_id ORDER BY e.source_hash) = 1")
 
 
 def _embeddings_view(names: set[str]) -> str | None:
@@ -120,7 +135,12 @@ def connect(workspace: str | Path | None = None, allow_writes: bool = False,
         datasets = workspace_datasets(ws, notes)
         for name, dataset in datasets.items():
             con.register(name, dataset)  # a temporary view scanning the Arrow dataset
-        if union := _embeddings_view(set(datasets)):
+        views = set(datasets)
+        for kind in EMBEDDING_KINDS:
+            if current := _current_view(kind, views):
+                con.execute(f"CREATE TEMP VIEW embeddings_{kind} AS {current}")
+                views.add(f"embeddings_{kind}")
+        if union := _embeddings_view(views):
             con.execute(f"CREATE TEMP VIEW embeddings AS {union}")
         if allow_writes:
             con.execute("SET allowed_directories = $dirs", {"dirs": [f"{ws.root}{os.sep}"]})

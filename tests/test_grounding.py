@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
+
 from pinshop_cli.assistant.grounding import check
 from pinshop_cli.assistant.session import explicit_constraints
 
@@ -96,3 +98,18 @@ def test_echoes_of_the_prompt_markup_are_caught():
     assert kinds('<product id="P1">title: "Oak Chair"</product>') == ["markup"]
     assert kinds('<product id="P9">') == ["id", "markup"]
     assert kinds("See </product> above.") == ["markup"]
+
+
+def test_an_overlong_question_is_refused_before_any_model_work(demo_workspace):
+    from pinshop_cli import PinshopError
+    from pinshop_cli.assistant.session import MAX_QUESTION_CHARS, ShoppingAssistant
+
+    class NoModel:  # plumbing only: the length check must fire before the model is asked
+        model_id, n_ctx = "none", 2048
+
+        def stream(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+            raise AssertionError("the model must not be called")
+
+    assistant = ShoppingAssistant(demo_workspace, NoModel())  # type: ignore[arg-type]
+    with pytest.raises(PinshopError, match="characters long"):
+        assistant.ask("sofa " * MAX_QUESTION_CHARS)

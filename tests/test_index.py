@@ -77,7 +77,8 @@ def test_index_updates_in_place_for_added_changed_and_removed_products(copy_work
 
     root = copy_workspace()
     shutil.copytree(sample_dir / "products", tmp_path / "products")
-    rows = list(csv.DictReader(open(sample_dir / "catalog.csv", newline="")))
+    with open(sample_dir / "catalog.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
     removed = rows.pop()["id"]
     rows[0]["title"] = "Renamed Oak Armchair"
     rows.append({**rows[1], "id": "NEW1", "title": "Brand New Walnut Bench", "image": ""})

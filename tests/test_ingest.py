@@ -153,3 +153,20 @@ def test_large_photos_decode_reduced_but_boxes_are_in_original_pixels(tmp_path,
     ingest(tmp_path / "ws", write_catalog([{"id": "a", "title": "A"}]), pins)
     box = run_sql("SELECT x1, y1, x2, y2 FROM detections", tmp_path / "ws").rows[0]
     assert box == (0.0, 0.0, 1920.0, 2880.0)  # the whole photo, in its own pixels
+
+
+def test_pins_of_later_runs_add_unless_replace(copy_workspace, sample_dir, tmp_path):
+    from dataclasses import replace
+
+    root = copy_workspace()
+    extra = tmp_path / "more-pins"
+    extra.mkdir()
+    shutil.copy(sample_dir / "products" / "P001.jpg", extra / "P001.jpg")
+    ingest(root, pins=extra)
+    paths = pq.read_table(Path(root) / "pins.parquet").column("path").to_pylist()
+    assert len(paths) == 7  # the 6 sample pins stay, the new one is added
+    ingest(root, pins=extra, config=replace(IngestConfig(), replace_pins=True))
+    pins = pq.read_table(Path(root) / "pins.parquet").column("path").to_pylist()
+    assert [Path(p).name for p in pins] == ["P001.jpg"]
+    detections = pq.read_table(Path(root) / "detections.parquet")
+    assert set(detections.column("path").to_pylist()) == set(pins)  # old crops are gone

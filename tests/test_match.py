@@ -130,3 +130,21 @@ def test_html_report_is_self_contained_and_shows_boxes_and_products(demo_workspa
     text = " ".join(parser.text)
     assert "Oslo Bent Plywood Dining Chair" in text and "149.00 EUR" in text
     assert not any(a.get("href") for _, a in parser.tags)  # nothing to fetch
+
+
+def test_nan_price_bound_is_a_clear_error_not_ignored(demo_workspace):
+    from pinshop_cli import PinshopError
+
+    with pytest.raises(PinshopError, match="max-price must be a number"):
+        match(text="sofa", workspace=demo_workspace, max_price=float("nan"))
+
+
+def test_detected_objects_search_their_category_index(demo_workspace):
+    from pinshop_cli.retrieval.retriever import Retriever
+
+    retriever = Retriever(demo_workspace)
+    vector = retriever.embedder.embed_texts(["green velvet sofa"])
+    routed = retriever.search(vector, 1, "product_text", category="sofa")
+    assert routed.index == "product_text@sofa"
+    assert retriever.search(vector, 1, "product_text", category="nonexistent").index == \
+        "product_text"  # no such category index: the global one answers

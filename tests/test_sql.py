@@ -9,6 +9,7 @@ import pytest
 
 from pinshop_cli import PinshopError
 from pinshop_cli.sql import connect, run_sql
+from pinshop_cli.workspace.parts import PartStore
 
 
 @pytest.fixture
@@ -20,15 +21,15 @@ def ws(tmp_path: Path) -> Path:
     root = tmp_path / "ws"
     (root / "rejects").mkdir(parents=True)
     (root / "embeddings" / "product_text").mkdir(parents=True)
-    pq.write_table(pa.table({"id": ["a", "b"], "title": ["Lamp", "Sofa"]}),
+    pq.write_table(pa.table({"id": ["a", "b"], "title": ["Lamp", "Sofa"],
+                             "product_text_hash": ["h", "h"]}),
                    root / "catalog.parquet")
     pq.write_table(pa.table({"source": ["c.csv"], "line": [3], "reason": ["missing id"]}),
                    root / "rejects" / "catalog.parquet")
     vectors = pa.array([[1.0, 0.0], [0.0, 1.0]], pa.list_(pa.float32(), 2))
-    pq.write_table(pa.table({"id": ["a", "b"], "kind": ["product_text"] * 2,
-                             "model_id": ["m"] * 2, "source_hash": ["h"] * 2,
-                             "vector": vectors}),
-                   root / "embeddings" / "product_text" / "part-0.parquet")
+    PartStore(root / "embeddings" / "product_text").append(
+        pa.table({"id": ["a", "b"], "kind": ["product_text"] * 2, "model_id": ["m"] * 2,
+                  "source_hash": ["h"] * 2, "vector": vectors}), key="0")
     return root
 
 
@@ -94,10 +95,11 @@ def test_allow_writes_writes_inside_the_workspace_only(ws: Path) -> None:
 def test_junk_files_are_skipped_with_a_note(ws: Path) -> None:
     (ws / "rejects" / "junk.parquet").write_text("not parquet at all")
     (ws / "rejects" / "empty.parquet").write_bytes(b"")
-    (ws / "embeddings" / "product_text" / "torn.parquet").write_bytes(b"PAR1\x00\x01")
+    # A part no manifest lists is an orphan of a killed run: never read, so no note.
+    (ws / "embeddings" / "product_text" / "L0-torn.parquet").write_bytes(b"PAR1\x00\x01")
     result = run_sql("SELECT count(*) FROM catalog", ws)
     assert result.rows == [(2,)]
-    assert len(result.notes) == 3 and all("not a readable Parquet" in n for n in result.notes)
+    assert len(result.notes) == 2 and all("not a readable Parquet" in n for n in result.notes)
     assert run_sql("SELECT count(*) FROM embeddings", ws).rows == [(2,)]
     with pytest.raises(PinshopError, match="rejects_junk"):
         run_sql("SELECT * FROM rejects_junk", ws)
@@ -106,3 +108,22 @@ def test_junk_files_are_skipped_with_a_note(ws: Path) -> None:
 def test_quoted_workspace_path(tmp_path: Path, ws: Path) -> None:
     quoted = ws.rename(tmp_path / "o'brien ws")
     assert run_sql("SELECT count(*) FROM catalog", quoted).rows == [(2,)]
+
+
+def test_views_show_one_current_vector_per_id_after_a_change(copy_workspace, sample_dir,
+                                                             tmp_path):
+    import shutil
+
+    from pinshop_cli import ingest
+
+    root = copy_workspace()
+    shutil.copytree(sample_dir / "products", tmp_path / "products")
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text((sample_dir / "catalog.csv").read_text().replace(
+        "Green Velvet Three-Seat Sofa", "Emerald Velvet Sofa"))
+    ingest(root, catalog)
+    dupes = run_sql("SELECT id FROM embeddings_product_text GROUP BY id HAVING count(*) > 1",
+                    root)
+    assert dupes.rows == []
+    total = run_sql("SELECT count(*) FROM embeddings WHERE kind = 'product_text'", root)
+    assert total.rows == [(44,)]

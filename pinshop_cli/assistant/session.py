@@ -39,6 +39,9 @@ SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 STOP_WORDS = {"under", "below", "above", "over", "between", "than", "with", "something",
               "show", "want", "need", "looking", "please", "cheaper", "that", "this"}
 SHOWN = 4
+# A shopping request fits in a few sentences; a 50,000-character paste would keep a small
+# CPU model busy for a minute before it could answer anything useful.
+MAX_QUESTION_CHARS = 2000
 # Below this cosine the request's own words match nothing real (measured on sample_data
 # with MiniLM, price phrases and filler removed: the 18 catalog requests of the chat eval
 # score >= 0.43, "gold piano", "television", "laptop", "winter jacket" <= 0.35).
@@ -458,6 +461,9 @@ class ShoppingAssistant:
 
     # -- a whole turn --------------------------------------------------------------------
     def ask(self, question: str, emit: Callable[[str], None] | None = None) -> Reply:
+        if len(question) > MAX_QUESTION_CHARS:
+            raise PinshopError(f"that question is {len(question):,} characters long; ask in at "
+                               f"most {MAX_QUESTION_CHARS:,} (a few sentences)")
         emit = emit or (lambda text: None)
         started = time.perf_counter()
         intent = self.resolve(self.extract_intent(question), question)

@@ -424,8 +424,8 @@ def _finish(con: duckdb.DuckDBPyConnection, source: str, extras: list[tuple[str,
         SELECT id, title, description, category, brand, color,
                CASE WHEN price_text ~ 'e' THEN CAST(price_value AS {PRICE_TYPE})
                     ELSE CAST(price_text AS {PRICE_TYPE}) END AS price, currency,
-               image_path AS image, url, availability, image_sha256, product_text, sha256(product_text) AS
-               product_text_hash, line AS source_line{extra_sql}
+               image_path AS image, url, availability, image_sha256, product_text,
+               sha256(product_text) AS product_text_hash, line AS source_line{extra_sql}
         FROM (SELECT *, concat_ws('. ', title, category, color, brand) || '.' AS product_text
               FROM final WHERE why IS NULL)
         ORDER BY line""")

@@ -56,9 +56,6 @@ class Workspace:
     rejects_dir = property(lambda self: self.root / "rejects")
     settings_path = property(lambda self: self.root / "workspace.json")
 
-    def embedding_parts(self, kind: str) -> list[Path]:
-        return sorted((self.embeddings_dir / kind).glob("*.parquet"))
-
     # -- recorded settings -------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
         if not self.settings_path.exists():
