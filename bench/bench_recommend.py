@@ -41,9 +41,10 @@ def child(kind: str, root: str) -> None:
     else:
         from pandas_recommend import recommend_all_pandas
 
-        from pinshop_cli.recommendation.taste import product_vectors
+        from pinshop_cli.workspace.embeddings import load_embeddings
 
-        result = recommend_all_pandas(str(ws.events), str(ws.catalog), product_vectors(ws),
+        vectors = load_embeddings(ws, "product_image", ws.settings()["image_model_id"])
+        result = recommend_all_pandas(str(ws.events), str(ws.catalog), vectors,
                                       RecommendConfig())
         rows = len(result)
         top1 = str(ws.root / "pandas-top.parquet")

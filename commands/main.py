@@ -43,8 +43,17 @@ app.command("demo")(demo.demo)
 app.add_typer(models.app, name="models")
 
 
+# Settings of the libraries pinshop drives, decided once by the program (a library never
+# writes the process environment): no pip installs at run time, no banners on stdout
+# (it carries --json), and a local model directory never asks a hub.
+LIBRARY_ENVIRONMENT = {"YOLO_AUTOINSTALL": "false", "YOLO_VERBOSE": "false",
+                       "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
 def run() -> None:
     """Console-script entry point."""
+    for name, value in LIBRARY_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
     try:
         app()
     except PinshopError as exc:

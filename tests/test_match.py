@@ -12,7 +12,7 @@ from PIL import Image
 from pinshop_cli import match
 from pinshop_cli.index.hnsw import IndexManifest, LoadedIndex
 from pinshop_cli.report.html import render_report
-from pinshop_cli.retrieval.retriever import EXACT_LIMIT, search_index, top_k_exact
+from pinshop_cli.retrieval.retriever import search_index, top_k_exact, use_exact
 
 
 def crop_of(sample_dir, tmp_path, pin, box):  # noqa: ANN001, ANN201
@@ -64,7 +64,7 @@ def test_filtered_search_equals_exact_search_on_the_allowed_set(step):
     import hnswlib
     import pyarrow as pa
 
-    n, dim = EXACT_LIMIT + 20_000, 16
+    n, dim = 40_000, 16
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(n, dim)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -75,6 +75,7 @@ def test_filtered_search_equals_exact_search_on_the_allowed_set(step):
     manifest = IndexManifest("t", "product_image", None, "m", dim, "ip", 16, 100, n, "", "", 0,
                              0, None)
     allowed = np.arange(0, n, step)
+    assert use_exact(len(allowed), 5, n) == (step == 50)  # both paths are exercised
     queries = vectors[1:21]
     found, scores = search_index(LoadedIndex(manifest, index, labels), queries, 5, allowed)
     assert np.isin(found, allowed).all()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError
 from ..retrieval.retriever import Retriever
-from ..retrieval.store import Filters
+from ..retrieval.store import Filters, Product
 from .grounding import ID_PATTERN, Violation, check
 
 if TYPE_CHECKING:
@@ -90,32 +90,6 @@ class Intent:
     max_price: float | None = None
     reference: str = "none"
     item_number: int | None = None
-
-
-@dataclass
-class Product:
-    id: str
-    title: str
-    price: float | None
-    currency: str | None
-    category: str | None
-    color: str | None
-    brand: str | None
-    availability: str | None
-    description: str | None
-    score: float = 0.0
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any], score: float) -> Product:
-        price = float(row["price"]) if row.get("price") is not None else None
-        return cls(row["id"], row["title"], price, row.get("currency"), row.get("category"),
-                   row.get("color"), row.get("brand"), row.get("availability"),
-                   row.get("description"), round(score, 4))
-
-    def render(self) -> str:
-        price = f"{self.price:.2f} {self.currency or ''}".strip() if self.price is not None \
-            else "price on request"
-        return f"{self.title} ({price})"
 
 
 @dataclass

@@ -118,12 +118,18 @@ def _current(ws: Workspace, kind: str, model_id: str, category: str | None) -> p
     return query_arrow(f"SELECT id, source_hash, vector FROM ({sql}){where} ORDER BY id", params)
 
 
-def _save(ws: Workspace, name: str, index: Any, labels: pa.Table, kind: str,
-          category: str | None, model_id: str, snapshot: str, M: int, ef_construction: int,
-          build_seconds: float, recall: float | None) -> IndexManifest:
+def _save(ws: Workspace, name: str, index: Any, vectors: np.ndarray, labels: pa.Table,
+          kind: str, category: str | None, model_id: str, snapshot: str, M: int,
+          ef_construction: int, build_seconds: float, recall: float | None) -> IndexManifest:
+    """Write the graph, its vectors by label (for exact search over small filtered sets,
+    memory-mapped at query time), the labels and, last, the manifest."""
+    import numpy as np
+
     target = ws.indexes_dir / f"{name}.hnsw"
     with atomic_path(target) as tmp:
         index.save_index(str(tmp))
+    with atomic_path(ws.indexes_dir / f"{name}.vectors.npy") as tmp, open(tmp, "wb") as out:
+        np.save(out, vectors)
     write_parquet(labels, ws.indexes_dir / f"{name}.ids.parquet")
     manifest = IndexManifest(
         name=name, kind=kind, category=category, model_id=model_id, dim=index.dim,
@@ -152,7 +158,7 @@ def _build_one(ws: Workspace, rows: pa.Table, name: str, kind: str, category: st
     recall = measure_recall(index, vectors, recall_sample) if recall_sample else None
     labels = pa.table({"label": pa.array(np.arange(len(vectors)), pa.int64()),
                        "id": rows.column("id"), "source_hash": rows.column("source_hash")})
-    return _save(ws, name, index, labels, kind, category, model_id, snapshot, M,
+    return _save(ws, name, index, vectors, labels, kind, category, model_id, snapshot, M,
                  ef_construction, build_seconds, recall)
 
 
@@ -181,9 +187,14 @@ def _update_one(ws: Workspace, rows: pa.Table, manifest: IndexManifest, snapshot
     for label in gone.column("label").to_pylist():  # deletions are few; hnswlib takes one
         index.mark_deleted(label)
     fresh = np.arange(top + 1, top + 1 + new.num_rows, dtype=np.int64)
+    old_vectors = np.load(ws.indexes_dir / f"{name}.vectors.npy", mmap_mode="r")
+    vectors = np.zeros((top + 1 + new.num_rows, manifest.dim), np.float32)
+    vectors[:len(old_vectors)] = old_vectors
     if new.num_rows:
+        added = to_matrix(new.column("vector"))
         index.resize_index(top + 1 + new.num_rows)
-        index.add_items(to_matrix(new.column("vector")), fresh)
+        index.add_items(added, fresh)
+        vectors[fresh] = added
     labels = pa.concat_tables([
         query_arrow("SELECT * FROM indexed ANTI JOIN gone USING (label) ORDER BY label",
                     tables={"indexed": indexed, "gone": gone}),
@@ -194,8 +205,9 @@ def _update_one(ws: Workspace, rows: pa.Table, manifest: IndexManifest, snapshot
     recall = (measure_recall(index, to_matrix(rows.column("vector")), recall_sample,
                              labels=_labels_in_order(labels, rows))
               if recall_sample and labels.num_rows else None)
-    return _save(ws, name, index, labels, manifest.kind, manifest.category, manifest.model_id,
-                 snapshot, manifest.M, manifest.ef_construction, build_seconds, recall)
+    return _save(ws, name, index, vectors, labels, manifest.kind, manifest.category,
+                 manifest.model_id, snapshot, manifest.M, manifest.ef_construction,
+                 build_seconds, recall)
 
 
 def _labels_in_order(labels: pa.Table, rows: pa.Table) -> np.ndarray:
@@ -236,7 +248,8 @@ def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = 
                 if old is not None and old.snapshot == snapshot and not rebuild:
                     built.append(old)
                 elif (old is not None and not rebuild and old.model_id == model_id
-                      and old.dim == len(rows.column("vector")[0])):
+                      and old.dim == len(rows.column("vector")[0])
+                      and (ws.indexes_dir / f"{name}.vectors.npy").exists()):
                     built.append(_update_one(ws, rows, old, snapshot, recall_sample))
                 else:
                     built.append(_build_one(ws, rows, name, kind, category, model_id,
@@ -277,9 +290,20 @@ class LoadedIndex:
     index: Any  # hnswlib.Index
     label_table: pa.Table  # label (int64) -> id, for the live labels only
 
+    vectors_path: Path | None = None
+
     @property
     def live_count(self) -> int:
         return self.label_table.num_rows
+
+    @cached_property
+    def vectors(self) -> np.ndarray | None:
+        """Vectors by label, memory-mapped (None for indexes built before they were kept)."""
+        import numpy as np
+
+        if self.vectors_path is None or not self.vectors_path.exists():
+            return None
+        return np.load(self.vectors_path, mmap_mode="r")
 
     @cached_property
     def ids_by_label(self) -> np.ndarray:
@@ -316,4 +340,5 @@ def load_index(ws: Workspace, kind: str, category: str | None = None,
 
         labels = pa.table({"label": pa.array(range(labels.num_rows), pa.int64()),
                            "id": labels.column("id")})
-    return LoadedIndex(manifest, index, labels.select(["label", "id"]))
+    return LoadedIndex(manifest, index, labels.select(["label", "id"]),
+                       ws.indexes_dir / f"{name}.vectors.npy")

@@ -15,13 +15,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import ModelMismatchError, PinshopError
+from ..errors import PinshopError
 from ..io.catalog import normalize_catalog, rejects_schema
 from ..io.images import DEFAULT_MAX_PIXELS, ImageRejected, decode_scale, load_image
 from ..io.pins import PinFile, scan_pins
 from ..progress import NullProgress, Progress
 from ..workspace.embeddings import SOURCE_HASH, part_key, parts_sql, write_part
 from ..workspace.layout import Workspace
+from ..workspace.models import record_embedder, workspace_embedder
 from ..workspace.parts import PartStore
 from ..workspace.storage import (
     copy_to_parquet,
@@ -104,21 +105,6 @@ def prefetch(batches: Iterable[list[T]], load: Callable[[T], R],
         yield pending[0], [f.result() for f in pending[1]]
 
 
-def _choose_embedder(ws: Workspace, config: IngestConfig) -> Embedder:
-    from ..models import get_embedder
-
-    recorded = ws.settings().get("embedder")
-    if recorded and config.embedder not in ("auto", recorded):
-        raise ModelMismatchError(
-            f"workspace {ws.root} was built with embedder {recorded!r}; mixing models is "
-            f"refused. Use a new workspace (-w) for {config.embedder!r}, or drop --embedder"
-        )
-    embedder = get_embedder(recorded or config.embedder, config.models_dir)
-    ws.update_settings(embedder=embedder.source, image_model_id=embedder.image_model_id,
-                       text_model_id=embedder.text_model_id, shared_space=embedder.shared_space)
-    return embedder
-
-
 class _Run:
     """One ingest run's state: the workspace, the config, the counters."""
 
@@ -132,7 +118,9 @@ class _Run:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = _choose_embedder(self.ws, self.config)
+            self._embedder = workspace_embedder(self.ws, self.config.embedder,
+                                                self.config.models_dir)
+            record_embedder(self.ws, self._embedder)
             self.summary.embedder = f"{self._embedder.image_model_id} / " \
                                     f"{self._embedder.text_model_id}"
             if self._embedder.note:

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .chunks import ChunkedMirror
-from .registry import ModelSpec
 from .resolve import ModelFile
+from .spec import ModelSpec
 
 HUB = "https://huggingface.co"
 

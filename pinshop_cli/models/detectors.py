@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,9 +51,8 @@ class UltralyticsDetector(Detector):
 
     def _load(self) -> Any:
         if self._model is None:
-            # Never pip-install at run time, never print on stdout (it carries --json).
-            os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-            os.environ.setdefault("YOLO_VERBOSE", "false")
+            # Predictions run with verbose=False; the CLI entry point also turns off
+            # ultralytics' run-time pip installs and banners (YOLO_AUTOINSTALL/VERBOSE).
             from ultralytics import YOLO
 
             if not self.weights.is_file():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -33,14 +32,26 @@ class _LazyModel:
             return self._loaded
 
 
+_WEIGHTS: dict[tuple[str, ...], _LazyModel] = {}
+_WEIGHTS_LOCK = threading.Lock()
+
+
+def shared_weights(*key: str) -> _LazyModel:
+    """The one holder of the weights loaded from `key` (a loader name and its files): two
+    embedders built from the same files share one copy of the weights."""
+    with _WEIGHTS_LOCK:
+        return _WEIGHTS.setdefault(key, _LazyModel())
+
+
 class OpenClipEmbedder(Embedder):
     shared_space = True
 
     def __init__(self, arch: str, checkpoint: Path, model_id: str,
-                 config_file: Path | None = None) -> None:
+                 config_file: Path | None = None, source: str = "", note: str = "") -> None:
         self.arch, self.checkpoint, self.config_file = arch, checkpoint, config_file
         self.name = self.image_model_id = self.text_model_id = model_id
-        self._state = _LazyModel()
+        self.source, self.note = source or model_id, note
+        self._state = shared_weights("open_clip", arch, str(checkpoint), str(config_file))
 
     def _load(self) -> tuple[Any, Any, Any]:
         def load() -> tuple[Any, Any, Any]:
@@ -83,10 +94,12 @@ class OfflinePairEmbedder(Embedder):
     shared_space = False
     input_size = 224
 
-    def __init__(self, image_weights: Path, text_model_dir: Path) -> None:
+    def __init__(self, image_weights: Path, text_model_dir: Path, source: str = "offline",
+                 note: str = "") -> None:
         self.image_weights, self.text_model_dir = image_weights, text_model_dir
-        self._image_model = _LazyModel()
-        self._text_model = _LazyModel()
+        self.source, self.note = source, note
+        self._image_model = shared_weights("efficientnet-lite0", str(image_weights))
+        self._text_model = shared_weights("sentence-transformers", str(text_model_dir))
 
     def _cnn(self) -> Any:
         def load() -> Any:
@@ -122,14 +135,14 @@ class OfflinePairEmbedder(Embedder):
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         def load() -> Any:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local directory: never ask a hub
-            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as transformers_logging
 
             transformers_logging.disable_progress_bar()
             with contextlib.redirect_stdout(sys.stderr):
-                return SentenceTransformer(str(self.text_model_dir), device="cpu")
+                # A local directory: never ask a hub (local_files_only, not the environment).
+                return SentenceTransformer(str(self.text_model_dir), device="cpu",
+                                           local_files_only=True)
 
         model = self._text_model.get(load)
         vectors = model.encode(list(texts), batch_size=64, convert_to_numpy=True,

@@ -12,18 +12,8 @@ from pathlib import Path
 from ..errors import MissingWeightsError, UnknownModelError
 from ..progress import Progress
 from .base import ChatModel, Detector, Embedder
-from .resolve import ModelFile, models_dir
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    task: str  # detect | embed | embed-image | embed-text | chat
-    architecture: str
-    license: str
-    files: tuple[ModelFile, ...]
-    aliases: tuple[str, ...] = ()
-    description: str = ""
+from .resolve import models_dir
+from .spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -39,26 +29,44 @@ class ModelStatus:
 
 _specs: dict[str, ModelSpec] = {}
 _aliases: dict[str, str] = {}
-_loaded = False
 
 
 def register(spec: ModelSpec) -> None:
-    _specs[spec.name] = spec
+    """Add a model (a plugin may call this at any time; built-ins come the same way)."""
+    _ensure_loaded()
+    _add(spec, _specs, _aliases)
+
+
+def _add(spec: ModelSpec, specs: dict[str, ModelSpec], aliases: dict[str, str]) -> None:
+    specs[spec.name] = spec
     for alias in (spec.name, *spec.aliases):
-        _aliases[alias.lower()] = spec.name
+        aliases[alias.lower()] = spec.name
 
 
 def _ensure_loaded() -> None:
-    global _loaded
-    if _loaded:
+    """Fill the registry from the built-ins and every `pinshop.models` plugin, into fresh
+    tables swapped in only when all succeeded: a failing plugin raises (naming itself) and
+    leaves the registry empty, to be tried again, never half-filled."""
+    if _specs:
         return
-    _loaded = True
     from . import builtin
 
-    builtin.register_models(register)
+    specs: dict[str, ModelSpec] = {}
+    aliases: dict[str, str] = {}
+
+    def add(spec: ModelSpec) -> None:
+        _add(spec, specs, aliases)
+
+    builtin.register_models(add)
     for entry_point in metadata.entry_points(group="pinshop.models"):
-        hook: Callable[[Callable[[ModelSpec], None]], None] = entry_point.load()
-        hook(register)
+        try:
+            hook: Callable[[Callable[[ModelSpec], None]], None] = entry_point.load()
+            hook(add)
+        except Exception as exc:
+            raise UnknownModelError(f"model plugin {entry_point.name!r} "
+                                    f"({entry_point.value}) failed to register: {exc}") from exc
+    _aliases.update(aliases)
+    _specs.update(specs)
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -166,10 +174,10 @@ def get_embedder(name: str = "auto", directory: str | Path | None = None) -> Emb
 
 @lru_cache(maxsize=8)
 def _cached_embedder(name: str, directory: Path) -> Embedder:
-    embedder = _build_embedder(name, directory)
-    if name != "auto":
-        embedder.source = name
-    return embedder
+    """Embedders are complete when built (source and note are constructor arguments) and
+    never changed afterwards, so a cached one can be handed to anyone. Two embedders built
+    from the same files share their loaded weights (embedders.shared_weights)."""
+    return _build_embedder(name, directory)
 
 
 def _build_embedder(name: str, directory: Path) -> Embedder:
@@ -178,16 +186,14 @@ def _build_embedder(name: str, directory: Path) -> Embedder:
     target = models_dir(directory)
     if name == "auto":
         try:
-            embedder = _cached_embedder("clip", directory)
+            return _build_embedder("clip", directory)
         except MissingWeightsError as missing:
-            embedder = _cached_embedder("offline", directory)
-            embedder.note = (f"CLIP weights not found ({missing.args[0].split(',')[0]}); "
-                             "using the offline pair EfficientNet-Lite0 + MiniLM")
-        return embedder
+            note = (f"CLIP weights not found ({missing.args[0].split(',')[0]}); "
+                    "using the offline pair EfficientNet-Lite0 + MiniLM")
+            image, text = _offline_pair_files(target)
+            return OfflinePairEmbedder(image, text, source="offline", note=note)
     if name == "offline":
-        image = get_spec("efficientnet-lite0").files[0].resolve("efficientnet-lite0", target)
-        text = get_spec("all-minilm-l6-v2").files[0].resolve("all-minilm-l6-v2", target)
-        return OfflinePairEmbedder(image, text)
+        return OfflinePairEmbedder(*_offline_pair_files(target), source="offline")
     if name.startswith("clip:"):
         arch, _, pretrained = name[len("clip:"):].partition(":")
         config = Path(arch) if arch.endswith(".json") else None
@@ -200,13 +206,21 @@ def _build_embedder(name: str, directory: Path) -> Embedder:
         if not config.is_file():
             raise UnknownModelError(f"open_clip config not found: {config}")
         return OpenClipEmbedder(config.stem, checkpoint,
-                                f"open_clip:{config.stem}@{checkpoint.name}", config_file=config)
+                                f"open_clip:{config.stem}@{checkpoint.name}", config_file=config,
+                                source=name)
     spec = get_spec(name)
     if spec.task != "embed":
         raise UnknownModelError(f"{spec.name} is a {spec.task} model, not an embedder "
                                 "(use --embedder auto|clip|offline|<clip name>)")
     checkpoint = spec.files[0].resolve(spec.name, target)
-    return OpenClipEmbedder(spec.architecture, checkpoint, f"open_clip:{spec.name}")
+    return OpenClipEmbedder(spec.architecture, checkpoint, f"open_clip:{spec.name}",
+                            source=name)
+
+
+def _offline_pair_files(target: Path) -> tuple[Path, Path]:
+    image = get_spec("efficientnet-lite0").files[0].resolve("efficientnet-lite0", target)
+    text = get_spec("all-minilm-l6-v2").files[0].resolve("all-minilm-l6-v2", target)
+    return image, text
 
 
 def get_chat_model(name: str = "qwen2.5-coder-1.5b", directory: str | Path | None = None,

@@ -124,6 +124,8 @@ class Scorer:
                          f"{sql_path(ws.catalog)})")
         self.con.execute(f"CREATE VIEW all_events AS SELECT * FROM read_parquet("
                          f"{sql_path(ws.events)})")
+        # The saved product index, loaded on first use (False: the workspace has none).
+        self._product_index: Any = None
 
     def close(self) -> None:
         self.con.close()
@@ -229,29 +231,26 @@ class Scorer:
 
     def _taste(self) -> pa.Table:
         """Cosine between each user's mean liked-item vector and the products, top
-        `taste_pool` per user through an HNSW index (one batched query, no per-user loop)."""
-        import numpy as np
+        `taste_pool` per user through the saved product index (see taste.py)."""
         import pyarrow as pa
 
-        from .taste import nearest_to_profiles, product_vectors
+        from .taste import nearest_to_profiles, product_index
 
         empty = pa.table({"user_id": pa.array([], pa.string()),
                           "item_id": pa.array([], pa.string()),
                           "score": pa.array([], pa.float32())})
-        vectors = product_vectors(self.ws)
-        if vectors is None:
-            return empty
+        if self._product_index is None:
+            self._product_index = product_index(self.ws) or False
         liked = self.con.sql(
             "SELECT i.user_id, i.item_id, i.strength FROM interactions i "
             "JOIN users USING (user_id) WHERE i.liked").to_arrow_table()
-        if liked.num_rows == 0:
+        if self._product_index is False or liked.num_rows == 0:
             return empty
-        users, labels, scores = nearest_to_profiles(
-            vectors, liked.column("user_id").to_numpy(zero_copy_only=False),
-            liked.column("item_id").to_numpy(zero_copy_only=False),
-            liked.column("strength").to_numpy(), self.config.taste_pool)
-        return pa.table({"user_id": users, "item_id": np.asarray(vectors.ids, dtype=object)[labels],
-                         "score": scores})
+        users, items, scores = nearest_to_profiles(self._product_index, liked,
+                                                   self.config.taste_pool)
+        return pa.table({"user_id": pa.array(users, pa.string()),
+                         "item_id": pa.array(items, pa.string()),
+                         "score": pa.array(scores, pa.float32())})
 
     def blend(self, weights: BlendWeights, popularity: str = "popularity") -> None:
         """Top-k per user into table `recs` (user_id, rank, item_id, score, reason)."""

@@ -1,56 +1,63 @@
-"""Taste profiles: each user's mean liked-item vector, matched to products by HNSW.
+"""Taste profiles: each user's strength-weighted mean liked-item vector, matched to products
+through the workspace's saved product index (product images, else product texts).
 
-The profiles are one sparse (users x items) by dense (items x dim) product and the search
-is one batched hnswlib query, so the cost is BLAS and C++ work, never a Python loop per user.
+Liked items become index labels through one join, their vectors come out of the index, the
+profiles are one sparse (users x liked items) by dense (liked items x dim) product, and the
+search is one batched hnswlib query: BLAS and C++ work, never a Python loop per user, and no
+index built per call. A workspace without a product index has no taste component until
+`pinshop index` builds one.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..workspace.embeddings import EmbeddingSet, load_embeddings
-from ..workspace.layout import Workspace
+from ..index.hnsw import LoadedIndex, load_index
+from ..workspace import Workspace
+from ..workspace.storage import query_arrow
 
 if TYPE_CHECKING:
     import numpy as np
+    import pyarrow as pa
+
+TASTE_KINDS = ("product_image", "product_text")  # visual taste first
 
 
-def product_vectors(ws: Workspace, prefer: str = "product_image") -> EmbeddingSet | None:
-    """Product image vectors (the visual taste), else product text vectors, else None."""
-    settings = ws.settings()
-    kinds = [("product_image", "image_model_id"), ("product_text", "text_model_id")]
-    kinds.sort(key=lambda pair: pair[0] != prefer)
-    for kind, key in kinds:
-        if key in settings:
-            vectors = load_embeddings(ws, kind, settings[key])
-            if vectors.ids:
-                return vectors
+def product_index(ws: Workspace) -> LoadedIndex | None:
+    """The saved global product index the taste profiles search (stale is acceptable here:
+    deleted products are marked deleted, so they are never returned)."""
+    for kind in TASTE_KINDS:
+        try:
+            return load_index(ws, kind, allow_stale=True)
+        except FileNotFoundError:
+            continue
     return None
 
 
-def nearest_to_profiles(vectors: EmbeddingSet, users: np.ndarray, items: np.ndarray,
-                        strengths: np.ndarray, k: int
+def nearest_to_profiles(index: LoadedIndex, likes: pa.Table, k: int
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For (user, item, strength) likes: (user per row, product label, cosine) of the k
+    """For likes (user_id, item_id, strength): (user per row, product id, cosine) of the k
     products nearest to each user's strength-weighted mean liked vector."""
-    import hnswlib
     import numpy as np
     from scipy.sparse import csr_matrix
 
-    label_of = {pid: n for n, pid in enumerate(vectors.ids)}
-    known = np.array([pid in label_of for pid in items], dtype=bool)
-    users, items, strengths = users[known], items[known], strengths[known]
-    user_ids, user_index = np.unique(users, return_inverse=True)
-    item_index = np.array([label_of[pid] for pid in items], dtype=np.int64)
-    likes = csr_matrix((strengths.astype(np.float32), (user_index, item_index)),
-                       shape=(len(user_ids), len(vectors.ids)))
-    profiles = np.asarray(likes @ vectors.vectors, dtype=np.float32)
+    labelled = query_arrow("SELECT k.user_id, l.label, k.strength FROM likes k "
+                           "JOIN labels l ON l.id = k.item_id",
+                           tables={"likes": likes, "labels": index.label_table})
+    if labelled.num_rows == 0:
+        return (np.array([], dtype=object), np.array([], dtype=object),
+                np.array([], dtype=np.float32))
+    user_ids, user_index = np.unique(labelled.column("user_id").to_numpy(zero_copy_only=False),
+                                     return_inverse=True)
+    liked_labels, item_index = np.unique(labelled.column("label").to_numpy(),
+                                         return_inverse=True)
+    vectors = np.asarray(index.index.get_items(liked_labels, return_type="numpy"), np.float32)
+    weights = csr_matrix((labelled.column("strength").to_numpy().astype(np.float32),
+                          (user_index, item_index)), shape=(len(user_ids), len(liked_labels)))
+    profiles = np.asarray(weights @ vectors, dtype=np.float32)
     profiles /= np.maximum(np.linalg.norm(profiles, axis=1, keepdims=True), 1e-12)
-    index = hnswlib.Index(space="ip", dim=vectors.dim)
-    index.init_index(max_elements=len(vectors.ids), M=16, ef_construction=100)
-    index.add_items(vectors.vectors, np.arange(len(vectors.ids)))
-    k = min(k, len(vectors.ids))
-    index.set_ef(max(k * 2, 64))
-    labels, distances = index.knn_query(profiles, k=k)
-    return (np.repeat(user_ids, k), labels.ravel().astype(np.int64),
+    k = min(k, index.live_count)
+    index.index.set_ef(max(k * 2, 64))
+    labels, distances = index.index.knn_query(profiles, k=k)
+    return (np.repeat(user_ids, k), index.ids_by_label[labels.ravel()],
             (1.0 - distances.ravel()).astype(np.float32))

@@ -11,32 +11,13 @@ from typing import TYPE_CHECKING, Any
 from ..errors import PinshopError
 from ..io.images import ImageRejected, decode_scale, load_image
 from .retriever import Retriever, SearchResult
-from .store import Filters
+from .store import Filters, Product
 
 if TYPE_CHECKING:
     from PIL import Image
 
 
-@dataclass
-class Match:
-    id: str
-    title: str
-    price: float | None
-    category: str | None
-    score: float
-    currency: str | None = None
-    brand: str | None = None
-    color: str | None = None
-    image: str | None = None
-    url: str | None = None
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any], score: float) -> Match:
-        """A catalog row (as CatalogStore.rows returns it) as a match."""
-        price = float(row["price"]) if row.get("price") is not None else None
-        return cls(row["id"], row["title"], price, row.get("category"), round(score, 4),
-                   row.get("currency"), row.get("brand"), row.get("color"), row.get("image"),
-                   row.get("url"))
+Match = Product  # a match is a catalog product with its similarity score
 
 
 @dataclass

@@ -17,17 +17,24 @@ from typing import TYPE_CHECKING, Any
 from ..errors import PinshopError, StaleIndexError
 from ..index.hnsw import LoadedIndex, build_indexes, index_name, load_index
 from ..workspace import Workspace
-from .store import CatalogStore, Filters
+from ..workspace.models import workspace_embedder
+from .store import CatalogStore, Filters, LabelColumns
 
 if TYPE_CHECKING:
     import numpy as np
 
     from ..models import Embedder
 
-# At or below this many allowed vectors a filtered query is answered exactly: gathering
-# them and one matrix product costs about what an HNSW query with a wide beam costs.
-EXACT_LIMIT = 20_000
 OVERFETCH = 2.0  # candidates fetched per expected survivor of the mask
+# Exact search touches every allowed vector; masked HNSW visits about EXACT_FACTOR vectors
+# per candidate it must fetch (k * OVERFETCH * total / allowed of them). Exact wins while
+# allowed**2 <= EXACT_FACTOR * OVERFETCH * k * total: up to ~2.8k of 20k products, ~20k
+# of a million (measured in bench/bench_scale.py).
+EXACT_FACTOR = 20
+
+
+def use_exact(allowed: int, k: int, total: int) -> bool:
+    return allowed ** 2 <= EXACT_FACTOR * OVERFETCH * k * total
 
 
 @dataclass(frozen=True)
@@ -64,11 +71,16 @@ def search_index(loaded: LoadedIndex, queries: np.ndarray, k: int,
 
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     total = loaded.live_count
-    if allowed is not None and len(allowed) <= EXACT_LIMIT:
+    if allowed is not None and use_exact(len(allowed), k, total):
         if len(allowed) == 0:
             return (np.full((len(queries), 0), -1, np.int64),
                     np.zeros((len(queries), 0), np.float32))
-        vectors = np.asarray(loaded.index.get_items(allowed, return_type="numpy"), np.float32)
+        if loaded.vectors is not None:  # gathered from the memory-mapped copy: fast
+            vectors = np.asarray(loaded.vectors[np.sort(allowed)], np.float32)
+            allowed = np.sort(allowed)
+        else:
+            vectors = np.asarray(loaded.index.get_items(allowed, return_type="numpy"),
+                                 np.float32)
         positions, scores = top_k_exact(vectors, queries, k)
         return allowed[positions], scores
     k = min(k, total if allowed is None else len(allowed))
@@ -104,19 +116,14 @@ class Retriever:
         self.store = CatalogStore(self.ws)
         self.models_dir, self.rebuild = models_dir, rebuild
         self._indexes: dict[str, LoadedIndex | None] = {}
+        self._columns: dict[str, LabelColumns] = {}
         self._embedder: Embedder | None = None
 
     @property
     def embedder(self) -> Embedder:
         """The embedder the workspace was built with (weights load on first use)."""
         if self._embedder is None:
-            from ..models import get_embedder
-
-            recorded = self.ws.settings().get("embedder")
-            if not recorded:
-                raise PinshopError(f"workspace {self.ws.root} has no embeddings yet: "
-                                   "run `pinshop ingest`")
-            self._embedder = get_embedder(recorded, self.models_dir)
+            self._embedder = workspace_embedder(self.ws, models_dir=self.models_dir)
         return self._embedder
 
     def index(self, kind: str, category: str | None = None) -> LoadedIndex | None:
@@ -153,13 +160,20 @@ class Retriever:
         loaded = self.route(kind, category, k)
         allowed = None
         if filters is not None and not filters.empty:
-            allowed = self.store.labels(loaded.label_table, filters)
+            allowed = self.label_columns(loaded).allowed(filters)
         labels, scores = search_index(loaded, queries, k, allowed)
         ids = loaded.ids_by_label
         hits = [[Hit(str(ids[label]), round(float(score), 4))
                  for label, score in zip(row_labels, row_scores, strict=True) if label >= 0]
                 for row_labels, row_scores in zip(labels, scores, strict=True)]
         return SearchResult(hits, loaded.manifest.name)
+
+    def label_columns(self, loaded: LoadedIndex) -> LabelColumns:
+        """Filter columns aligned with an index's labels, computed once per index."""
+        name = loaded.manifest.name
+        if name not in self._columns:
+            self._columns[name] = self.store.label_columns(loaded.label_table)
+        return self._columns[name]
 
     def rows(self, ids: list[str]) -> list[dict[str, Any]]:
         return self.store.rows(ids)

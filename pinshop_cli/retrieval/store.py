@@ -20,6 +20,38 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
+@dataclass
+class Product:
+    """A catalog row as shown to people: match results, chat answers, look-alikes."""
+
+    id: str
+    title: str
+    price: float | None
+    category: str | None
+    score: float = 0.0
+    currency: str | None = None
+    brand: str | None = None
+    color: str | None = None
+    image: str | None = None
+    url: str | None = None
+    availability: str | None = None
+    description: str | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], score: float = 0.0) -> Product:
+        """A row as CatalogStore.rows returns it."""
+        price = float(row["price"]) if row.get("price") is not None else None
+        return cls(row["id"], row["title"], price, row.get("category"), round(score, 4),
+                   row.get("currency"), row.get("brand"), row.get("color"), row.get("image"),
+                   row.get("url"), row.get("availability"), row.get("description"))
+
+    def render(self) -> str:
+        """'Title (129.00 EUR)': how an answer names it, from the catalog only."""
+        price = f"{self.price:.2f} {self.currency or ''}".strip() if self.price is not None \
+            else "price on request"
+        return f"{self.title} ({price})"
+
+
 @dataclass(frozen=True)
 class Filters:
     """Constraints on catalog rows; None means 'any'. A colour matches the colour column or
@@ -59,6 +91,36 @@ class Filters:
         return " AND ".join(clauses), params
 
 
+@dataclass
+class LabelColumns:
+    """The catalog columns filters look at, aligned with an index's labels: computed once
+    per loaded index (one join), then every filter is a vectorized mask over them."""
+
+    labels: np.ndarray  # int64, the index's live labels
+    category_codes: np.ndarray  # int32 code per label (-1: no category)
+    categories: dict[str, int]  # category -> code
+    price: np.ndarray  # float64 per label (NaN: no price, never passes a price filter)
+    color_text: pa.Array  # lower(color || ' ' || title), for colour filters
+
+    def allowed(self, filters: Filters) -> np.ndarray:
+        """Labels passing `filters` (a boolean mask per label, no Python per row)."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        mask = np.ones(len(self.labels), dtype=bool)
+        if filters.category:
+            mask &= self.category_codes == self.categories.get(filters.category.lower(), -2)
+        with np.errstate(invalid="ignore"):
+            if filters.min_price:
+                mask &= self.price >= filters.min_price
+            if filters.max_price is not None:
+                mask &= self.price <= filters.max_price
+        if filters.color:
+            found = pc.match_substring(self.color_text, filters.color.lower())
+            mask &= np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+        return self.labels[mask]
+
+
 class CatalogStore:
     def __init__(self, ws: Workspace) -> None:
         import duckdb
@@ -67,8 +129,11 @@ class CatalogStore:
             raise PinshopError(f"no catalog in {ws.root}: run `pinshop ingest CATALOG` first")
         self.ws = ws
         self.con: duckdb.DuckDBPyConnection = duckdb.connect()
-        self.con.execute(f"CREATE VIEW catalog AS SELECT * FROM read_parquet("
+        # Loaded once into DuckDB's columnar memory with an ART index on id: fetching the
+        # rows of 10 hits costs ~2 ms at a million products (a Parquet scan costs ~160 ms).
+        self.con.execute(f"CREATE TABLE catalog AS SELECT * FROM read_parquet("
                          f"{sql_path(ws.catalog)})")
+        self.con.execute("CREATE INDEX catalog_id ON catalog (id)")
 
     def close(self) -> None:
         self.con.close()
@@ -86,26 +151,34 @@ class CatalogStore:
         return int(self.con.execute(f"SELECT count(*) FROM catalog c WHERE {condition}",
                                     params or None).fetchall()[0][0])
 
-    def labels(self, label_table: pa.Table, filters: Filters) -> np.ndarray:
-        """The labels (of an index whose `label_table` maps label -> id) of rows passing
-        `filters`, as an int64 array: one join, no per-row Python."""
+    def label_columns(self, label_table: pa.Table) -> LabelColumns:
+        """The filter columns of the catalog aligned with an index's labels."""
         import numpy as np
+        import pyarrow.compute as pc
 
-        condition, params = filters.where()
         self.con.register("index_labels", label_table)
         try:
-            table = self._arrow(f"SELECT l.label FROM index_labels l JOIN catalog c "
-                                f"ON c.id = l.id WHERE {condition}", params)
+            table = self._arrow(
+                "SELECT l.label, c.category, c.price::DOUBLE AS price, "
+                "lower(coalesce(c.color, '') || ' ' || c.title) AS color_text "
+                "FROM index_labels l JOIN catalog c ON c.id = l.id ORDER BY l.label")
         finally:
             self.con.unregister("index_labels")
-        return table.column("label").to_numpy().astype(np.int64)
+        encoded = pc.dictionary_encode(table.column("category")).combine_chunks()
+        codes = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int32)
+        return LabelColumns(
+            table.column("label").to_numpy().astype(np.int64), codes,
+            {str(v): n for n, v in enumerate(encoded.dictionary.to_pylist())},
+            table.column("price").to_numpy(zero_copy_only=False).astype(np.float64),
+            table.column("color_text").combine_chunks())
 
     def rows(self, ids: list[str]) -> list[dict[str, Any]]:
         """Catalog rows for `ids`, in that order (ids not in the catalog are left out)."""
         if not ids:
             return []
-        table = self._arrow("SELECT * FROM catalog WHERE id IN (SELECT unnest($ids))",
-                            {"ids": list(ids)})
+        # A literal IN list is what lets DuckDB use the ART index (a subquery scans).
+        literals = ", ".join("'" + str(i).replace("'", "''") + "'" for i in ids)
+        table = self._arrow(f"SELECT * FROM catalog WHERE id IN ({literals})")
         by_id = {row["id"]: row for row in table.to_pylist()}
         return [by_id[i] for i in ids if i in by_id]
 

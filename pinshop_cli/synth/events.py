@@ -185,14 +185,15 @@ def generate_for_workspace(out: str | Path, config: SynthConfig,
     import pyarrow.csv as pcsv
 
     from ..errors import PinshopError
-    from ..recommendation.taste import product_vectors
+    from ..workspace.embeddings import load_embeddings
     from ..workspace.layout import Workspace
     from ..workspace.storage import read_parquet, write_parquet
 
     ws = Workspace.open(workspace)
     catalog = read_parquet(ws.catalog)
-    vectors = product_vectors(ws, prefer="product_text")
-    if catalog is None or vectors is None:
+    model = ws.settings().get("text_model_id")
+    vectors = load_embeddings(ws, "product_text", model) if model else None
+    if catalog is None or vectors is None or not vectors.ids:
         raise PinshopError(f"no embedded catalog in {ws.root}: run `pinshop ingest` first")
     category = dict(zip(catalog.column("id").to_pylist(),
                         catalog.column("category").to_pylist(), strict=True))

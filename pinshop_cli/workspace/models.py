@@ -1,0 +1,36 @@
+"""Which models a workspace was built with: chosen once at ingest, recorded in
+workspace.json, and used by every later command (mixing models in one workspace is refused).
+Choosing has no side effects; recording is a separate, explicit step."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import ModelMismatchError, PinshopError
+from .layout import Workspace
+
+if TYPE_CHECKING:
+    from ..models import Embedder
+
+
+def workspace_embedder(ws: Workspace, requested: str | None = None,
+                       models_dir: str | None = None) -> Embedder:
+    """The workspace's recorded embedder. `requested` (an ingest's --embedder) is used for
+    a new workspace; naming another model than the recorded one is refused. Without a
+    request, a workspace with no recorded embedder is an error (nothing ingested yet)."""
+    from ..models import get_embedder
+
+    recorded = ws.settings().get("embedder")
+    if recorded and requested not in (None, "auto", recorded):
+        raise ModelMismatchError(
+            f"workspace {ws.root} was built with embedder {recorded!r}; mixing models is "
+            f"refused. Use a new workspace (-w) for {requested!r}, or drop --embedder")
+    if not recorded and requested is None:
+        raise PinshopError(f"workspace {ws.root} has no embeddings yet: run `pinshop ingest`")
+    return get_embedder(recorded or requested or "auto", models_dir)
+
+
+def record_embedder(ws: Workspace, embedder: Embedder) -> None:
+    """Write down which embedder built the workspace (the name that rebuilds it)."""
+    ws.update_settings(embedder=embedder.source, image_model_id=embedder.image_model_id,
+                       text_model_id=embedder.text_model_id, shared_space=embedder.shared_space)
