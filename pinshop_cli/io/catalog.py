@@ -163,13 +163,13 @@ def _record_lines(path: Path) -> tuple[Any, Any]:
         np.zeros(0, np.uint8)
     ends, line_of_end = [], []
     quotes_before, lines_before = 0, 0
-    for start in range(0, len(data), CHUNK_BYTES):
-        block = np.asarray(data[start:start + CHUNK_BYTES])
+    for offset in range(0, len(data), CHUNK_BYTES):
+        block = np.asarray(data[offset:offset + CHUNK_BYTES])
         newlines = np.flatnonzero(block == 10)
         parity = (np.cumsum(block == 34)[newlines] + quotes_before) % 2 if len(newlines) \
             else np.zeros(0, np.int64)
         outside = newlines[parity == 0]
-        ends.append(outside + start)
+        ends.append(outside + offset)
         line_of_end.append(np.searchsorted(newlines, outside) + 1 + lines_before)
         quotes_before += int(np.count_nonzero(block == 34))
         lines_before += len(newlines)

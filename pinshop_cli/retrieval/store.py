@@ -75,7 +75,8 @@ class Filters:
 
     def where(self) -> tuple[str, dict[str, Any]]:
         """A SQL condition over `catalog` (alias c) and its parameters."""
-        clauses, params = ["true"], {}
+        clauses: list[str] = ["true"]
+        params: dict[str, Any] = {}
         if self.category:
             clauses.append("c.category = $category")
             params["category"] = self.category.lower()
