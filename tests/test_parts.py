@@ -50,3 +50,15 @@ def test_version_changes_with_the_live_files(tmp_path, monkeypatch):
     store.append(batch(3), key="b")  # fanout 2: merged into one level-1 file at once
     assert store.manifest().version != first
     assert [p.name[:2] for p in store.files()] == ["L1"]
+
+
+def test_the_next_writer_sweeps_temp_files_a_killed_one_left(tmp_path):
+    from pinshop_cli.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    (ws.root / "embeddings" / "crop").mkdir(parents=True)
+    left = [ws.root / ".catalog.parquet.k2j3.tmp", ws.root / "embeddings" / "crop" / ".L0-x.tmp"]
+    for path in left:
+        path.write_bytes(b"half a file")
+    with ws.lock():
+        assert not any(path.exists() for path in left)

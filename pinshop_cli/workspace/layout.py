@@ -66,6 +66,15 @@ class Workspace:
         write_json({**self.settings(), **values}, self.settings_path)
 
     # -- one writer at a time ----------------------------------------------------------
+    def sweep_temp_files(self) -> int:
+        """Remove temp files of atomic writes that a killed writer left (holding the lock,
+        no other writer can own one). Returns how many were removed."""
+        removed = 0
+        for path in self.root.rglob(".*.tmp"):
+            path.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Exclusive lock for writers. flock is released by the OS if the process dies,
@@ -94,6 +103,7 @@ class Workspace:
             handle.truncate()
             handle.write(f"pinshop pid {os.getpid()}")
             handle.flush()
+            self.sweep_temp_files()
             try:
                 yield
             finally:
