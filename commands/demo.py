@@ -30,9 +30,12 @@ def demo(
                f"{summary.pins_ok} pins, {summary.detections} regions; embedder "
                f"{summary.embedder}; detector {summary.detector}", err=True)
     err.rule("2. index")
-    for manifest in result.indexes:
+    for manifest in (m for m in result.indexes if m.category is None):
         typer.echo(f"{manifest.name}: {manifest.count} vectors, recall@10 "
                    f"{manifest.recall_at_10}, built in {manifest.build_seconds}s", err=True)
+    per_category = [m for m in result.indexes if m.category is not None]
+    typer.echo(f"+ {len(per_category)} per-category indexes (a detected sofa searches the "
+               "sofas)", err=True)
     err.rule("3. match every pin (best product per object)")
     for message in result.match.notes:
         note(message)

@@ -60,6 +60,21 @@ def copy_workspace(demo_workspace: Path, tmp_path: Path) -> Callable[[], Path]:
 
 
 @pytest.fixture
+def renamed_sofa_workspace(copy_workspace: Callable[[], Path], tmp_path: Path) -> Path:
+    """The demo workspace after re-ingesting the sample catalog with one product renamed
+    (the green velvet sofa's title, hence its text embedding, changed)."""
+    from pinshop_cli import ingest
+
+    root = copy_workspace()
+    shutil.copytree(SAMPLE / "products", tmp_path / "products")
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text((SAMPLE / "catalog.csv").read_text().replace(
+        "Green Velvet Three-Seat Sofa", "Emerald Velvet Sofa"))
+    ingest(root, catalog)
+    return root
+
+
+@pytest.fixture
 def write_catalog(tmp_path: Path) -> Callable[..., Path]:
     """Write rows to a catalog file (csv/jsonl/parquet) beside copies of sample images."""
     (tmp_path / "products").mkdir(exist_ok=True)

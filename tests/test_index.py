@@ -32,13 +32,8 @@ def test_by_category_builds_one_index_per_category(copy_workspace):
     assert chairs.count == 3 and chairs.category == "chair"
 
 
-def test_changed_embeddings_make_the_index_stale(copy_workspace, sample_dir, tmp_path):
-    root = copy_workspace()
-    shutil.copytree(sample_dir / "products", tmp_path / "products")
-    catalog = tmp_path / "catalog.csv"
-    catalog.write_text((sample_dir / "catalog.csv").read_text().replace(
-        "Green Velvet Three-Seat Sofa", "Emerald Velvet Sofa"))
-    ingest(root, catalog)
+def test_changed_embeddings_make_the_index_stale(renamed_sofa_workspace):
+    root = renamed_sofa_workspace
     stale = {s.manifest.name: s.stale for s in index_status(root) if s.manifest.category is None}
     assert stale == {"product_text": True, "product_image": False, "crop": False}
     with pytest.raises(StaleIndexError, match="run `pinshop index`, or pass --rebuild"):

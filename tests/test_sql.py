@@ -110,18 +110,8 @@ def test_quoted_workspace_path(tmp_path: Path, ws: Path) -> None:
     assert run_sql("SELECT count(*) FROM catalog", quoted).rows == [(2,)]
 
 
-def test_views_show_one_current_vector_per_id_after_a_change(copy_workspace, sample_dir,
-                                                             tmp_path):
-    import shutil
-
-    from pinshop_cli import ingest
-
-    root = copy_workspace()
-    shutil.copytree(sample_dir / "products", tmp_path / "products")
-    catalog = tmp_path / "catalog.csv"
-    catalog.write_text((sample_dir / "catalog.csv").read_text().replace(
-        "Green Velvet Three-Seat Sofa", "Emerald Velvet Sofa"))
-    ingest(root, catalog)
+def test_views_show_one_current_vector_per_id_after_a_change(renamed_sofa_workspace):
+    root = renamed_sofa_workspace
     dupes = run_sql("SELECT id FROM embeddings_product_text GROUP BY id HAVING count(*) > 1",
                     root)
     assert dupes.rows == []
