@@ -40,13 +40,16 @@ def note(message: str) -> None:
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+    """Rows as a table on stdout. Values are data, never markup: a title holding "[/]" or
+    "[bold]" prints as written."""
+    from rich.markup import escape
     from rich.table import Table
 
-    grid = Table(title=title, title_justify="left")
+    grid = Table(title=escape(title) if title else None, title_justify="left")
     for column in columns:
-        grid.add_column(column)
+        grid.add_column(escape(str(column)))
     for row in rows:
-        grid.add_row(*("" if v is None else str(v) for v in row))
+        grid.add_row(*("" if v is None else escape(str(v)) for v in row))
     out.print(grid)
 
 

@@ -8,6 +8,7 @@ indexes/<name>.json        manifest: model_id, kind, dim, space, M, ef_construct
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -185,7 +186,9 @@ def _update_one(ws: Workspace, rows: pa.Table, manifest: IndexManifest, snapshot
     index.load_index(str(ws.indexes_dir / f"{name}.hnsw"),
                      max_elements=max(top + 1, 1) + new.num_rows)
     for label in gone.column("label").to_pylist():  # deletions are few; hnswlib takes one
-        index.mark_deleted(label)
+        # Already deleted when an earlier update was killed after saving the graph.
+        with contextlib.suppress(RuntimeError):
+            index.mark_deleted(label)
     fresh = np.arange(top + 1, top + 1 + new.num_rows, dtype=np.int64)
     old_vectors = np.load(ws.indexes_dir / f"{name}.vectors.npy", mmap_mode="r")
     vectors = np.zeros((top + 1 + new.num_rows, manifest.dim), np.float32)

@@ -138,6 +138,49 @@ def detect_encoding(path: Path) -> str:
     return "latin-1"
 
 
+def _line_end_fix(path: Path) -> bytes | None:
+    """How to rewrite lone carriage returns, or None when the file has no CR: a file with
+    no LF uses CR as its line end (Excel's "CSV (Macintosh)"), so CR becomes LF; in an LF
+    or CRLF file a lone CR is stray text (pasted from elsewhere) and becomes a space. CRLF
+    always becomes LF: DuckDB loses its way when a quoted cell of a CRLF file holds an LF."""
+    import numpy as np
+
+    data = np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else \
+        np.zeros(0, np.uint8)
+    if not np.count_nonzero(data == 13):
+        return None
+    return b" " if np.count_nonzero(data == 10) else b"\n"
+
+
+def _normalize_line_ends(path: Path, lone_cr: bytes, directory: str) -> Path:
+    import re as regex
+
+    target = Path(directory) / f"lines{path.suffix}"
+    target.write_bytes(regex.sub(rb"\r(?!\n)", lone_cr, path.read_bytes().replace(b"\r\n",
+                                                                                  b"\n")))
+    return target
+
+
+def _quotes_look_clean(path: Path, delimiter: str) -> bool:
+    """True when every quote sits where a well-formed field puts one (opening at a field
+    start, closing before a delimiter or line end, or doubled) and they pair up: then the
+    fast quote-parity scan finds the same records as DuckDB."""
+    import numpy as np
+
+    data = np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else \
+        np.zeros(0, np.uint8)
+    quotes = np.flatnonzero(data == 34)
+    if not len(quotes):
+        return True
+    if len(quotes) % 2:
+        return False
+    edges = np.array([ord(delimiter), 10, 13, 34])
+    before = np.where(quotes > 0, np.asarray(data[np.maximum(quotes - 1, 0)]), 10)
+    after = np.where(quotes + 1 < len(data),
+                     np.asarray(data[np.minimum(quotes + 1, len(data) - 1)]), 10)
+    return bool((np.isin(before, edges) | np.isin(after, edges)).all())
+
+
 def _utf8_copy(path: Path, encoding: str, directory: str) -> Path:
     """A UTF-8 copy of `path` (in `directory`); 'mixed' lines that are not UTF-8 become
     U+FFFD-marked so that they are rejected, never half-read."""
@@ -161,8 +204,8 @@ def _record_lines(path: Path) -> tuple[Any, Any]:
 
     data = np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else \
         np.zeros(0, np.uint8)
-    ends, line_of_end = [], []
-    quotes_before, lines_before = 0, 0
+    ends = []
+    quotes_before = 0
     for offset in range(0, len(data), CHUNK_BYTES):
         block = np.asarray(data[offset:offset + CHUNK_BYTES])
         newlines = np.flatnonzero(block == 10)
@@ -170,20 +213,65 @@ def _record_lines(path: Path) -> tuple[Any, Any]:
             else np.zeros(0, np.int64)
         outside = newlines[parity == 0]
         ends.append(outside + offset)
-        line_of_end.append(np.searchsorted(newlines, outside) + 1 + lines_before)
         quotes_before += int(np.count_nonzero(block == 34))
-        lines_before += len(newlines)
     end = np.concatenate([*ends, np.array([len(data)])]).astype(np.int64)
-    end_line = np.concatenate([*line_of_end, np.array([lines_before + 1])]).astype(np.int64)
-    start = np.concatenate([[0], end[:-1] + 1])
-    start_line = np.concatenate([[1], end_line[:-1] + 1])
+    return _non_blank(data, end)
+
+
+def _non_blank(data: Any, end: Any) -> tuple[Any, Any]:
+    """(start byte, line) of the records ending at the newlines `end` (plus end of file),
+    without the empty ones, which DuckDB skips (blank lines, a lone \r)."""
+    import numpy as np
+
+    start = np.concatenate([[0], end[:-1] + 1]).astype(np.int64)
+    newlines = np.flatnonzero(np.asarray(data) == 10)
+    line = np.searchsorted(newlines, start) + 1
     length = end - start
-    # DuckDB skips empty records (blank lines, a lone \r); so does the numbering.
     blank = length == 0
     if len(data):
         last = np.minimum(np.maximum(end - 1, 0), len(data) - 1)
         blank |= (length == 1) & (np.asarray(data[last]) == 13)
-    return start[~blank], start_line[~blank]
+    return start[~blank], line[~blank]
+
+
+def _record_lines_exact(path: Path, delimiter: str) -> tuple[Any, Any]:
+    """Record starts by DuckDB's quoting rules, for files where the quote-parity scan
+    disagrees with DuckDB (a literal quote inside an unquoted field, text after a closing
+    quote). A quote opens a quoted field only where a field starts; inside one, a doubled
+    quote is a quote and a single one closes it; text after a closing quote spoils the rest
+    of the line (DuckDB rejects the record and picks up after the line end). The loop runs
+    over quotes, delimiters and newlines only, and only for such damaged files."""
+    import numpy as np
+
+    data = np.asarray(np.memmap(path, dtype=np.uint8, mode="r")) if path.stat().st_size \
+        else np.zeros(0, np.uint8)
+    sep = ord(delimiter)
+    special = np.flatnonzero((data == 34) | (data == 10) | (data == sep)).tolist()
+    ends: list[int] = []
+    field_start, in_quotes, spoiled, skip = 3 if data[:3].tobytes() == b"\xef\xbb\xbf" else 0, \
+        False, False, -1
+    for position in special:
+        if position == skip:
+            continue
+        byte = data[position]
+        if in_quotes:
+            if byte == 34:
+                if position + 1 < len(data) and data[position + 1] == 34:
+                    skip = position + 1  # an escaped quote
+                else:
+                    in_quotes = False
+                    after = data[position + 1] if position + 1 < len(data) else 10
+                    spoiled = after not in (sep, 10, 13)
+        elif byte == 10:
+            ends.append(position)
+            field_start, spoiled = position + 1, False
+        elif spoiled:
+            continue
+        elif byte == 34:
+            in_quotes = position == field_start
+        else:
+            field_start = position + 1
+    return _non_blank(data, np.array([*ends, len(data)], dtype=np.int64))
 
 
 def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, delimiter: str) -> list[str]:
@@ -197,14 +285,14 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, delimiter: str) -> lis
                            "columns (id and title are required)")
     columns = ", ".join(f"'c{n}': 'VARCHAR'" for n in range(len(header)))
     delim = delimiter.replace("'", "''")
+    # The header is read as record 1 like any other (DuckDB's own header handling loses
+    # files whose header cells hold line breaks or a BOM before a quote), then dropped.
     con.execute(f"""
         CREATE TEMP TABLE parsed AS
         SELECT row_number() OVER () AS record, * FROM read_csv({sql_path(path)},
-            header = true, auto_detect = false, columns = {{{columns}}}, delim = '{delim}',
+            header = false, auto_detect = false, columns = {{{columns}}}, delim = '{delim}',
             quote = '"', escape = '"', store_rejects = true,
             max_line_size = {MAX_LINE_BYTES})""")
-    # Lines: records from our own scan of the file; DuckDB's rejects name their byte.
-    starts, lines = _record_lines(path)
     # One reject per record (DuckDB reports each bad field); its first error is the reason.
     # line_byte_position is where the record starts, or the blank lines before it.
     rejected = con.sql("""
@@ -213,21 +301,33 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, delimiter: str) -> lis
                any_value(csv_line) AS csv_line
         FROM reject_errors GROUP BY line_byte_position ORDER BY position""").to_arrow_table()
     positions = rejected.column("position").to_numpy(zero_copy_only=False).astype(np.int64)
+    parsed_count = con.execute("SELECT count(*) FROM parsed").fetchall()[0][0]
+    # Lines: records from our own scan of the file (a fast quote-parity scan, else the exact
+    # one), matched to DuckDB's records; DuckDB's rejects name their first byte.
+    exact = lambda p: _record_lines_exact(p, delimiter)  # noqa: E731
+    scans = (_record_lines, exact) if _quotes_look_clean(path, delimiter) else (exact,)
+    for scan in scans:
+        starts, lines = scan(path)
+        if len(starts) == parsed_count + len(positions):
+            break
+    else:
+        raise PinshopError(f"cannot read {path.name} reliably: its quoting splits records "
+                           "in ways no CSV reader agrees on; fix the quotes or export again")
     # DuckDB's position is the record's first byte or the one after it (seen both); the
     # first record starting at or after position - 1 is the record either way.
     record_of = np.minimum(np.searchsorted(starts, positions - 1, side="left"),
                            len(starts) - 1)
+    # A header DuckDB refused (e.g. not UTF-8) is no data row: its names came from Python's
+    # reader, and the first parsed row is then already data.
+    header_parsed = not (len(record_of) and record_of.min() == 0)
     good = np.ones(len(starts), bool)
-    good[0] = False  # the header
-    good[record_of[record_of > 0]] = False
-    parsed_count = con.execute("SELECT count(*) FROM parsed").fetchall()[0][0]
-    good_lines = lines[good]
-    if len(good_lines) != parsed_count:  # should not happen; DuckDB's count is the truth
-        good_lines = np.arange(2, parsed_count + 2)
+    good[record_of] = False
     con.register("good_lines", pa.table({"record": np.arange(1, parsed_count + 1),
-                                         "line": good_lines}))
+                                         "line": lines[good]}))
+    data_rejects = record_of > 0
+    record_of, rejected = record_of[data_rejects], rejected.filter(pa.array(data_rejects))
     con.register("csv_rejects", pa.table({
-        "line": lines[np.maximum(record_of, 0)] if len(lines) else positions,
+        "line": lines[record_of],
         "reason": pa.array([_csv_reason(t, m) for t, m in zip(
             rejected.column("error_type").to_pylist(),
             rejected.column("error_message").to_pylist(), strict=True)], pa.string()),
@@ -238,7 +338,7 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, delimiter: str) -> lis
         CREATE TEMP TABLE raw AS
         SELECT g.line, NULL::VARCHAR AS problem,
                left(concat_ws('{delim}', {raw_fields}), {RAW_CHARS}) AS raw, {fields}
-        FROM parsed p JOIN good_lines g USING (record)
+        FROM parsed p JOIN good_lines g USING (record) WHERE p.record > {int(header_parsed)}
         UNION ALL
         SELECT line, reason, left(ltrim(raw, chr(10) || chr(13)), {RAW_CHARS}),
                {", ".join("NULL" for _ in header)}
@@ -284,9 +384,11 @@ def _read_jsonl(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     if not keys:
         raise PinshopError(f"{path.name} holds no JSON object with fields: each line must "
                            'be an object like {"id": "P1", "title": "Oak chair"}')
+    # JSON Pointer paths (RFC 6901): any key works, quotes, backslashes, '' and '*' included.
+    pointers = ["/" + k.replace("~", "~0").replace("/", "~1") for k in keys]
     fields = ", ".join(f"CASE WHEN problem IS NULL THEN json_extract_string(raw, "
-                       f"'$.\"{k.replace(chr(39), chr(39) * 2)}\"') END AS c{n}"
-                       for n, k in enumerate(keys))
+                       f"'{p.replace(chr(39), chr(39) * 2)}') END AS c{n}"
+                       for n, p in enumerate(pointers))
     con.execute(f"CREATE TEMP TABLE raw AS SELECT line, problem, left(raw, {RAW_CHARS}) AS raw,"
                 f" {fields} FROM json_lines")
     return keys
@@ -466,6 +568,10 @@ def _run(path: Path, max_pixels: int, threads: int) -> tuple[duckdb.DuckDBPyConn
                 notes.append(f"{path.name} mixes UTF-8 with another encoding: lines that are "
                              "not UTF-8 are rejected")
         if kind == "csv":
+            if (lone_cr := _line_end_fix(source)) is not None:
+                source = _normalize_line_ends(source, lone_cr, scratch.name)
+                if lone_cr == b"\n":
+                    notes.append(f"{path.name}: carriage returns read as line ends")
             delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
             names = _read_csv(con, source, delimiter)
         elif kind == "jsonl":

@@ -20,13 +20,17 @@ What is accepted:
 
 Reading the file:
 
-- CSV text is UTF-8 (a BOM is fine) or UTF-16 with a BOM. A file with bytes that are not
+- CSV text is comma-separated, quoted with `"` (a quote inside a quoted field doubled),
+  never sniffed: one odd line must not change how the others are read. It is UTF-8 (a BOM
+  is fine) or UTF-16 with a BOM (read through a UTF-8 copy). A file with bytes that are not
   UTF-8 and no UTF-8 multi-byte sequence anywhere is a legacy 8-bit export (e.g. Excel on
   Windows) and is read as Latin-1 as a whole, so `Café` stays `Café`. A UTF-8 file with a
   few undecodable lines gets those lines rejected ("not valid UTF-8 text"). Malformed lines
-  (too many or too few fields, stray quotes) are rejected with the reason. Blank lines are
-  not rows. A file that cannot be read at all (binary, empty, corrupt Parquet, no
-  permission) is refused with a one-line error.
+  (too many or too few fields, a stray or unclosed quote) are rejected with the reason, each
+  on its own: lines whose quotes do not pair up are blanked in a copy of the file before
+  DuckDB reads it, so an open quote never swallows the lines after it. Blank lines are not
+  rows. A file that cannot be read at all (binary, empty, corrupt Parquet, no permission,
+  a header with broken quoting) is refused with a one-line error.
 - Line numbers: for CSV the physical line in the file, the header being line 1 (exact as
   long as no quoted field spans lines, which events never need); for Parquet the row
   number, from 1.
@@ -37,7 +41,10 @@ Paths are passed to DuckDB as bound parameters, never pasted into SQL.
 from __future__ import annotations
 
 import codecs
+import csv
 import re
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +76,13 @@ UTF8_MULTIBYTE = re.compile(
     rb"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
     rb"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}"
     rb"|\xf4[\x80-\x8f][\x80-\xbf]{2}")
+# A line whose quoting is broken: some quote neither opens a field, nor closes one (before a
+# comma or the line end), nor is doubled inside one. Group 2 keeps a CRLF line's CR.
+_FIELD = rb'(?:"[^"\n]*(?:""[^"\n]*)*"|[^",\r\n]*)'
+_RECORD = _FIELD + rb"(?:," + _FIELD + rb")*"
+BAD_QUOTES = re.compile(
+    rb"^(?!(?:\A\xef\xbb\xbf)?" + _RECORD + rb"(?:\r" + _RECORD + rb")*$)(.*?)(\r?)$",
+    re.MULTILINE)
 # DuckDB's CSV reader error types, as a user reads them.
 CSV_ERRORS = {"INVALID ENCODING": "not valid UTF-8 text",
               "MISSING COLUMNS": "malformed CSV line: too few fields",
@@ -139,25 +153,45 @@ def _read_csv(con: Any, path: Path) -> _Source:
     import duckdb
     import pyarrow as pa
 
-    encoding, blank_lines = _sniff_text(path)
-    # store_rejects: a bad line (undecodable, wrong number of fields) is recorded in
-    # reject_errors with its line number instead of failing the whole file.
-    reader = ("read_csv($path, header = true, all_varchar = true, store_rejects = true, "
-              "encoding = $encoding)")
-    try:
-        table = _arrow(con, f"SELECT * FROM {reader}", {"path": str(path), "encoding": encoding})
-        unreadable = _arrow(con, f"""
-            SELECT CAST(line AS BIGINT) AS line, {_csv_reason()} AS reason,
-                   trim(any_value(csv_line), chr(10) || chr(13)) AS raw
-            FROM reject_errors WHERE scan_id = (SELECT max(scan_id) FROM reject_scans)
-            GROUP BY line""")
-    except duckdb.Error as exc:
-        raise PinshopError(f"cannot read {path}: {_first_line(exc)}") from None
-    columns = _columns(path, table.column_names)
-    skipped = _numpy_lines(unreadable.column("line"), blank_lines)
-    lines = _record_lines(table.num_rows, skipped, first=_first_data_line(blank_lines))
+    with tempfile.TemporaryDirectory(prefix="pinshop-events-") as tmp:
+        utf16 = _utf8_copy(path, Path(tmp) / "utf8.csv")
+        source = utf16 or path
+        scan = _sniff_text(source, path)
+        first = _first_data_line(scan.blank_lines)
+        if first - 1 in scan.bad_quotes:
+            raise PinshopError(f"cannot read {path}: its header (line {first - 1}) has a stray "
+                               "or unclosed quote")
+        header = _header(source, scan.encoding, path)
+        columns = _columns(path, header)
+        if scan.bad_quotes:
+            source = _blank_bad_quotes(source, Path(tmp) / "quoted.csv")
+        # Dialect and columns are given, not sniffed (one bad line could change how the whole
+        # file is read); a bad line (undecodable, wrong number of fields) is recorded in
+        # reject_errors with its line number instead of failing the whole file.
+        names = ", ".join(f"'c{n}': 'VARCHAR'" for n in range(len(header)))
+        reader = (f"read_csv($path, auto_detect = false, header = true, skip = {first - 2}, "
+                  f"columns = {{{names}}}, delim = ',', quote = '\"', escape = '\"', "
+                  "store_rejects = true, encoding = $encoding)")
+        try:
+            table = _arrow(con, f"SELECT * FROM {reader}",
+                           {"path": str(source), "encoding": scan.encoding})
+            unreadable = _arrow(con, f"""
+                SELECT CAST(line AS BIGINT) AS line, {_csv_reason()} AS reason,
+                       trim(any_value(csv_line), chr(10) || chr(13)) AS raw
+                FROM reject_errors WHERE scan_id = (SELECT max(scan_id) FROM reject_scans)
+                GROUP BY line""")
+        except duckdb.Error as exc:
+            raise PinshopError(f"cannot read {path}: {_first_line(exc)}") from None
+    quoted = pa.table({
+        "line": list(scan.bad_quotes),
+        "reason": [CSV_ERRORS["UNQUOTED VALUE"]] * len(scan.bad_quotes),
+        "raw": [raw.decode(scan.encoding, "replace") for raw in scan.bad_quotes.values()]},
+        schema=unreadable.schema)
+    unreadable = pa.concat_tables([unreadable, quoted])
+    skipped = _numpy_lines(unreadable.column("line"), scan.blank_lines)
+    lines = _record_lines(table.num_rows, skipped, first=first)
     rows = pa.table({"line": lines, **{f: _text(table, columns.get(f)) for f in FIELDS}})
-    return _Source(rows, unreadable, encoding)
+    return _Source(rows, unreadable, "utf-16" if utf16 else scan.encoding)
 
 
 def _read_parquet(con: Any, path: Path) -> _Source:
@@ -171,7 +205,8 @@ def _read_parquet(con: Any, path: Path) -> _Source:
                            f"({_first_line(exc)})") from None
     columns = _columns(path, names)
     select = ", ".join(
-        f"CAST({_quote(columns[f])} AS VARCHAR) AS {f}" if f in columns else f"NULL AS {f}"
+        f"CAST({_quote(names[columns[f]])} AS VARCHAR) AS {f}" if f in columns
+        else f"NULL AS {f}"
         for f in FIELDS)
     try:
         rows = _arrow(con, f"SELECT file_row_number + 1 AS line, {select} "
@@ -182,53 +217,120 @@ def _read_parquet(con: Any, path: Path) -> _Source:
     return _Source(rows)
 
 
-def _columns(path: Path, names: list[str]) -> dict[str, str]:
-    """Our field -> the file's column name; headers match case-insensitively, trimmed."""
-    found: dict[str, str] = {}
-    for name in names:
-        found.setdefault(name.strip().lower(), name)
+def _columns(path: Path, names: list[str]) -> dict[str, int]:
+    """Our field -> the index of the file's column; names match case-insensitively, trimmed
+    (the first of two that match wins)."""
+    found: dict[str, int] = {}
+    for index, name in enumerate(names):
+        found.setdefault(name.strip().lower(), index)
     if missing := [c for c in REQUIRED if c not in found]:
         raise PinshopError(f"{path.name} lacks column(s) {', '.join(missing)}; "
                            f"events need {', '.join(REQUIRED)} (weight optional)")
     return {f: found[f] for f in FIELDS if f in found}
 
 
-def _sniff_text(path: Path) -> tuple[str, np.ndarray]:
-    """(encoding for DuckDB, blank line numbers) from one streaming pass over the bytes."""
+@dataclass
+class _Text:
+    """What one pass over a CSV's bytes found."""
+
+    encoding: str  # of the bytes, for DuckDB
+    blank_lines: np.ndarray
+    bad_quotes: dict[int, bytes]  # line -> its bytes, for lines BAD_QUOTES matches
+
+
+def _utf8_copy(path: Path, target: Path) -> Path | None:
+    """`target`, a UTF-8 copy of `path` when it is UTF-16 with a BOM (DuckDB's own UTF-16
+    reader refuses the surrogate pairs of characters beyond the BMP, such as emoji); else
+    None."""
+    decoder = codecs.getincrementaldecoder("utf-16")()
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(2) not in (b"\xff\xfe", b"\xfe\xff"):
+                return None
+            handle.seek(0)
+            with open(target, "wb") as out:
+                while chunk := handle.read(CHUNK):
+                    out.write(decoder.decode(chunk).encode())
+                out.write(decoder.decode(b"", final=True).encode())
+    except OSError as exc:
+        raise PinshopError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise PinshopError(f"cannot read {path}: not valid UTF-16 text ({exc.reason})") from None
+    return target
+
+
+def _line_blocks(handle: Any) -> Iterator[bytes]:
+    """The file in blocks of whole lines of about CHUNK bytes (the last may lack its \\n)."""
+    parts: list[bytes] = []
+    while chunk := handle.read(CHUNK):
+        cut = chunk.rfind(b"\n") + 1
+        if cut:
+            yield b"".join([*parts, chunk[:cut]])
+            parts = []
+        if cut < len(chunk):
+            parts.append(chunk[cut:])
+    if parts:
+        yield b"".join(parts)
+
+
+def _sniff_text(path: Path, shown: Path) -> _Text:
+    """Encoding, blank lines and lines with broken quoting of `path` (named `shown` in
+    errors), from one streaming pass over its bytes."""
     blank = _BlankLines()
     decoder = codecs.getincrementaldecoder("utf-8")()
     utf8, multibyte = True, False
+    bad_quotes: dict[int, bytes] = {}
+    empty = True
     try:
         with open(path, "rb") as handle:
-            head = handle.read(CHUNK)
-            if not head:
-                raise PinshopError(f"cannot read {path}: the file is empty")
-            if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-                return "utf-16", blank.found()
-            if b"\x00" in head:
-                raise PinshopError(f"cannot read {path}: it is a binary file, not CSV text")
-            chunk, carry = head, b""
-            while chunk:
+            for block in _line_blocks(handle):
+                if empty and b"\x00" in block[:CHUNK]:
+                    raise PinshopError(f"cannot read {shown}: it is a binary file, not CSV text")
                 if utf8:
                     try:
-                        decoder.decode(chunk)
+                        decoder.decode(block)
                     except UnicodeDecodeError:
                         utf8 = False
-                # `carry`: a multi-byte sequence may straddle two chunks.
-                if not multibyte and not chunk.isascii():
-                    multibyte = UTF8_MULTIBYTE.search(carry + chunk) is not None
-                carry = chunk[-3:]
-                blank.scan(chunk)
-                chunk = handle.read(CHUNK)
+                # Blocks end at a newline, so no multi-byte sequence straddles two.
+                if not multibyte and not block.isascii():
+                    multibyte = UTF8_MULTIBYTE.search(block) is not None
+                line, counted = blank.lines + 1, 0
+                for match in BAD_QUOTES.finditer(block) if b'"' in block else ():
+                    line += block.count(b"\n", counted, match.start())
+                    counted = match.start()
+                    bad_quotes[line] = match.group(1)
+                blank.scan(block)
+                empty = False
     except OSError as exc:
-        raise PinshopError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise PinshopError(f"cannot read {shown}: {exc.strerror or exc}") from None
+    if empty:
+        raise PinshopError(f"cannot read {shown}: the file is empty")
     if utf8:
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             utf8 = False
     # Mostly UTF-8 with a few bad lines: reject those lines. No UTF-8 at all: Latin-1.
-    return ("utf-8" if utf8 or multibyte else "latin-1"), blank.found()
+    return _Text("utf-8" if utf8 or multibyte else "latin-1", blank.found(), bad_quotes)
+
+
+def _header(path: Path, encoding: str, shown: Path) -> list[str]:
+    """The column names: the first record that is not a blank line."""
+    try:
+        with open(path, encoding="utf-8-sig" if encoding == "utf-8" else encoding,
+                  errors="replace", newline="") as handle:
+            return next((row for row in csv.reader(handle) if row), [])
+    except (OSError, csv.Error) as exc:
+        raise PinshopError(f"cannot read {shown}: {_first_line(exc)}") from None
+
+
+def _blank_bad_quotes(path: Path, target: Path) -> Path:
+    """`target`, a copy of `path` with the lines BAD_QUOTES matches emptied (their line end
+    kept, so every other line keeps its number)."""
+    with open(path, "rb") as handle, open(target, "wb") as out:
+        for block in _line_blocks(handle):
+            out.write(BAD_QUOTES.sub(rb"\2", block))
+    return target
 
 
 class _BlankLines:
@@ -293,10 +395,11 @@ def _record_lines(count: int, skipped: np.ndarray, first: int) -> np.ndarray:
     return candidates[~np.isin(candidates, skipped)][:count]
 
 
-def _text(table: pa.Table, column: str | None) -> pa.Array | pa.ChunkedArray:
+def _text(table: pa.Table, column: int | None) -> pa.Array | pa.ChunkedArray:
     import pyarrow as pa
 
-    return table.column(column) if column else pa.nulls(table.num_rows, pa.string())
+    return table.column(column) if column is not None else pa.nulls(table.num_rows,
+                                                                     pa.string())
 
 
 def _csv_reason() -> str:

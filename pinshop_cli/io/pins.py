@@ -122,6 +122,12 @@ def _inspect(path: Path, max_pixels: int) -> tuple[str, int, int, str, int]:
         raise ImageRejected(f"unreadable file: {os_reason(exc)}") from None
 
 
+def _storable(path: str) -> str:
+    """A path as Parquet can store it: a name that is not UTF-8 (a Latin-1 zip, an old
+    share) keeps its readable parts, with U+FFFD where its bytes are not UTF-8."""
+    return os.fsencode(path).decode("utf-8", errors="replace")
+
+
 def scan_pins(source: Path, max_pixels: int) -> list[PinFile]:
     """Every file under `source` (a directory, a list file or one image), with its content
     hash and a header check. A PinshopError only when `source` itself is unusable."""
@@ -130,11 +136,13 @@ def scan_pins(source: Path, max_pixels: int) -> list[PinFile]:
     for path, reason in _candidates(Path(source)):
         # A refused row names the entry as found: resolving a dangling symlink or a link to
         # /dev/zero would name its target instead, and a symlink loop cannot be resolved.
-        pin = PinFile(os.path.abspath(path))
+        pin = PinFile(_storable(os.path.abspath(path)))
         pins.append(pin)
         try:
             if reason:
                 raise ImageRejected(reason)
+            if pin.path != os.path.abspath(path):
+                raise ImageRejected("file name is not valid UTF-8 (rename the file)")
             pin.path, pin.width, pin.height, pin.sha256, pin.bytes = _inspect(path, max_pixels)
         except ImageRejected as exc:
             pin.status, pin.reason = "rejected", str(exc)
