@@ -217,3 +217,60 @@ def test_unreadable_files_are_one_line_errors(events_workspace, tmp_path, name, 
     with pytest.raises(PinshopError, match=r"^cannot read .*" + name) as caught:
         ingest_events(path, events_workspace)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 7])
+def test_quotes_are_judged_line_by_line(events_workspace, tmp_path, monkeypatch, chunk):
+    """A fixed dialect, never sniffed: one unclosed or stray quote rejects its own line, and
+    an open quote never swallows the lines after it (regressions from the property suite)."""
+    if chunk:  # the file is scanned in chunks: lines straddle them
+        monkeypatch.setattr(events, "CHUNK", chunk)
+    source = tmp_path / "events.csv"
+    source.write_bytes(
+        b"\r\n"                                        # 1 blank, before the header
+        b'"user_id","item_id","event","ts"\r\n'        # 2 quoted header
+        b'"u1","A","view","2025-01-01"\r\n'            # 3 ok
+        b'u2,B,view,"2025-01-02\r\n'                   # 4 unclosed quote
+        b"\r\n"                                        # 5 blank
+        b'u3,C"x,view,2025-01-03\r\n'                  # 6 stray quote
+        b'"u4","D","view","2025-01-04","x"\r\n'        # 7 too many fields
+        b'"u""5",D,view,2025-01-05\r\n'                # 8 ok: a doubled quote in a field
+        b"u6,ZZZ,view,2025-01-06\r\n")                 # 9 unknown item
+    summary = ingest_events(source, events_workspace)
+    reasons = dict(run_sql("SELECT line, reason FROM rejects_events", events_workspace).rows)
+    assert reasons == {4: "malformed CSV line: stray quote",
+                       6: "malformed CSV line: stray quote",
+                       7: "malformed CSV line: too many fields", 9: "unknown item id 'ZZZ'"}
+    raw = run_sql("SELECT raw FROM rejects_events WHERE line = 4", events_workspace).rows
+    assert raw == [('u2,B,view,"2025-01-02',)]
+    stored = run_sql("SELECT user_id FROM events ORDER BY ts", events_workspace).rows
+    assert stored == [("u1",), ('u"5',)]
+    assert (summary.rows_ok, summary.rows_rejected) == (2, 4)
+
+
+def test_utf16_with_emoji_blank_lines_and_a_bad_quote(events_workspace, tmp_path):
+    """UTF-16 is read through a UTF-8 copy: characters beyond the BMP load, and line numbers
+    are physical lines as in any other encoding."""
+    source = tmp_path / "events.csv"
+    source.write_bytes(("user_id,item_id,event,ts\r\n\r\n"  # 1 header, 2 blank
+                        "ann😀,A,view,2025-01-01\r\n"  # 3 ok
+                        'u2,"B",view,"2025-01-02\r\n'  # 4 unclosed quote
+                        "u3,ZZZ,view,2025-01-03\r\n").encode("utf-16"))  # 5 unknown item
+    summary = ingest_events(source, events_workspace)
+    assert (summary.rows_ok, summary.rows_rejected, summary.encoding) == (1, 2, "utf-16")
+    assert run_sql("SELECT line, reason FROM rejects_events ORDER BY line",
+                   events_workspace).rows == [(4, "malformed CSV line: stray quote"),
+                                              (5, "unknown item id 'ZZZ'")]
+    assert run_sql("SELECT user_id FROM events", events_workspace).rows == [("ann😀",)]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\xff\xfe" + "user_id,item_id,event,ts\n".encode("utf-16-le") + b"\x00\xd8",
+     "not valid UTF-16 text"),
+    (b'user_id,item_id,"event,ts\nu1,A,view,2025-01-01\n', r"its header \(line 1\) has a stray"),
+])
+def test_unreadable_text_is_a_one_line_error(events_workspace, tmp_path, content, message):
+    path = tmp_path / "events.csv"
+    path.write_bytes(content)
+    with pytest.raises(PinshopError, match=r"^cannot read .*events\.csv: " + message):
+        ingest_events(path, events_workspace)
