@@ -286,9 +286,13 @@ def main() -> None:
     print(json.dumps(results, indent=1, default=str))
     heading = ("## Scale: 100k and 1M products" if args.sizes else
                "## Scale: a real ingested workspace")
+    intro = ("`python bench/bench_scale.py --sizes --real WORKSPACE CATALOG` — a workspace "
+             "built by `pinshop ingest` (real MiniLM text vectors) and `pinshop index`; "
+             "queries k=10 at ef=64 are product vectors with a little noise.")
     lines = [
         heading,
         "",
+        intro if not args.sizes else
         "`python bench/bench_scale.py` — synthetic catalogs (`pinshop_cli/synth/catalog.py`: "
         "titles, categories, brands, colours, log-normal prices) and **synthetic 384-d "
         "vectors** (clustered; real MiniLM embedding of 1M titles takes about half an hour "
