@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pinshop_cli import StaleIndexError, Workspace, build_indexes, index_status, ingest, match
-from pinshop_cli.index.hnsw import exact_top_k, measure_recall
+from pinshop_cli.index.hnsw import measure_recall, top_k_exact
 
 
 def test_manifest_records_what_the_index_was_built_from(demo_workspace):
@@ -54,7 +54,7 @@ def test_recall_is_measured_against_exact_search():
     index.add_items(vectors)
     weak = measure_recall(index, vectors, sample=100)
     assert 0.0 < weak < 1.0  # a deliberately weak graph: recall is measured, not assumed
-    truth = exact_top_k(vectors, vectors[:5], 10)
+    truth = top_k_exact(vectors, vectors[:5], 10)[0]
     assert (truth[:, 0] == np.arange(5)).all()  # each vector is its own nearest neighbour
 
 

@@ -302,7 +302,7 @@ class ShoppingAssistant:
             position = pc.index(index.label_table.column("id"), anchor.id).as_py()
             if position >= 0:
                 label = index.label_table.column("label")[position].as_py()
-                query = index.index.get_items([label], return_type="numpy")
+                query = index.vectors_of(np.array([label]))
         if query is None:
             words = " ".join(filter(None, [intent.color, " ".join(intent.style), intent.query,
                                            intent.category])) or question

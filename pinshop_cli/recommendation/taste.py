@@ -51,7 +51,7 @@ def nearest_to_profiles(index: LoadedIndex, likes: pa.Table, k: int
                                      return_inverse=True)
     liked_labels, item_index = np.unique(labelled.column("label").to_numpy(),
                                          return_inverse=True)
-    vectors = np.asarray(index.index.get_items(liked_labels, return_type="numpy"), np.float32)
+    vectors = index.vectors_of(liked_labels)
     weights = csr_matrix((labelled.column("strength").to_numpy().astype(np.float32),
                           (user_index, item_index)), shape=(len(user_ids), len(liked_labels)))
     profiles = np.asarray(weights @ vectors, dtype=np.float32)

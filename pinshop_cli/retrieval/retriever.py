@@ -1,21 +1,22 @@
-"""One Retriever for every query path (match, chat, /image, taste, the look features):
+"""One Retriever for every query path (match, chat, /image, the look features):
 filters -> index routing -> top-k -> the rows of the hits.
 
-Filters become arrays of allowed labels through one DuckDB join. A small allowed set is
-searched exactly (its vectors gathered from the index, one matrix product); a large one is
-searched in the HNSW graph with over-fetching and a boolean mask over labels, so no Python
-callback runs per label. Per-category indexes answer when a query names a category that
-has one with enough products; the result says which index answered.
+Filters become arrays of allowed labels: masks over catalog columns aligned with the
+index's labels (one join per index, then numpy per query). A small allowed set is searched
+exactly (its vectors gathered from the memory-mapped copy beside the index, one matrix
+product); a large one in the HNSW graph with over-fetching and a boolean mask over labels,
+so no Python callback runs per label. Per-category indexes answer when a query names a
+category that has one with enough products; the result says which index answered.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError, StaleIndexError
-from ..index.hnsw import LoadedIndex, build_indexes, index_name, load_index
+from ..index.hnsw import LoadedIndex, build_indexes, index_name, load_index, top_k_exact
 from ..workspace import Workspace
 from ..workspace.models import workspace_embedder
 from .store import CatalogStore, Filters, LabelColumns
@@ -47,20 +48,6 @@ class Hit:
 class SearchResult:
     hits: list[list[Hit]]  # per query, best first
     index: str  # the index that answered, e.g. "product_image@sofa"
-    notes: list[str] = field(default_factory=list)
-
-
-def top_k_exact(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray,
-                                                                             np.ndarray]:
-    """(positions, scores) of the k best inner products per query, best first."""
-    import numpy as np
-
-    scores = queries @ vectors.T
-    k = min(k, vectors.shape[0])
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    top_scores = np.take_along_axis(scores, top, axis=1)
-    order = np.argsort(-top_scores, axis=1, kind="stable")
-    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
 
 
 def search_index(loaded: LoadedIndex, queries: np.ndarray, k: int,
@@ -75,13 +62,8 @@ def search_index(loaded: LoadedIndex, queries: np.ndarray, k: int,
         if len(allowed) == 0:
             return (np.full((len(queries), 0), -1, np.int64),
                     np.zeros((len(queries), 0), np.float32))
-        if loaded.vectors is not None:  # gathered from the memory-mapped copy: fast
-            vectors = np.asarray(loaded.vectors[np.sort(allowed)], np.float32)
-            allowed = np.sort(allowed)
-        else:
-            vectors = np.asarray(loaded.index.get_items(allowed, return_type="numpy"),
-                                 np.float32)
-        positions, scores = top_k_exact(vectors, queries, k)
+        allowed = np.sort(allowed)  # in file order: the gather reads the copy forwards
+        positions, scores = top_k_exact(loaded.vectors_of(allowed), queries, k)
         return allowed[positions], scores
     k = min(k, total if allowed is None else len(allowed))
     if allowed is None:

@@ -1,7 +1,8 @@
 """The catalog as a store: ids by filters (as arrays), rows by ids (only the hits).
 
-One DuckDB connection per store reads catalog.parquet in place; nothing turns the whole
-catalog into Python objects, so a call costs the same at 44 rows and at a million.
+One DuckDB connection per store holds the catalog in DuckDB's columnar memory with an ART
+index on id; nothing turns the whole catalog into Python objects, so a lookup costs about
+the same at 44 rows and at a million.
 """
 
 from __future__ import annotations

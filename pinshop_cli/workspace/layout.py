@@ -1,9 +1,11 @@
 """The workspace: a directory of open-format files, one writer at a time.
 
     catalog.parquet, pins.parquet, detections.parquet   tables (rewritten atomically)
-    embeddings/<kind>/<key>.parquet                      one part per batch; a part is "done"
-    parts/detections/<key>.parquet                       per-batch detections (resume ledger)
-    indexes/<name>.hnsw + .ids.parquet + .json           hnswlib index, labels, manifest
+    embeddings/<kind>/L*.parquet + _manifest.json        batch parts, compacted; the
+                                                         manifest lists the live ones
+    parts/detections/L*.parquet + _manifest.json         per-batch detections (resume ledger)
+    indexes/<name>.hnsw, .ids.parquet, .vectors.npy, .json  hnswlib graph, labels, vectors
+                                                         by label, manifest
     rejects/<source>.parquet                             refused rows/files with reasons
     workspace.json                                       which models built this workspace
 """
