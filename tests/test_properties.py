@@ -48,6 +48,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from pinshop_cli.errors import PinshopError
+from pinshop_cli.io.catalog import CatalogLoad
 
 MAX_EXAMPLES = {
     "catalog_csv": 200,
@@ -330,16 +331,25 @@ def test_catalog_csv_every_record_accounted_for(catalog_dir: Path, spec: dict,
     check_catalog_csv(catalog_dir, spec, suffix)
 
 
-def check_catalog_csv(catalog_dir: Path, spec: dict, suffix: str = ".csv") -> None:
+def load_or_refusal(catalog_dir: Path, data: bytes, suffix: str, refusal_allowed: bool
+                    ) -> CatalogLoad | None:
+    """load_catalog on `data`; None when it refused the whole file, which only a file
+    without id and title (or an unreadable one) may be."""
     from pinshop_cli.io.catalog import load_catalog
 
     path = fresh(catalog_dir, f"catalog{suffix}")
-    path.write_bytes(spec["data"])
-    note(f"file: {show(spec['data'])}")
+    path.write_bytes(data)
+    note(f"file: {show(data)}")
     try:
-        load = load_catalog(path)
+        return load_catalog(path)
     except PinshopError as exc:
-        assert not spec["has_required"], f"whole-file error for a file with id and title: {exc}"
+        assert refusal_allowed, f"whole-file error for a file with id and title: {exc}"
+        return None
+
+
+def check_catalog_csv(catalog_dir: Path, spec: dict, suffix: str = ".csv") -> None:
+    load = load_or_refusal(catalog_dir, spec["data"], suffix, not spec["has_required"])
+    if load is None:
         return
     assert spec["has_required"], "a catalog without id/title columns was accepted"
     table_invariants(load)
@@ -516,15 +526,8 @@ def test_catalog_jsonl_every_line_accounted_for(catalog_dir: Path, spec: dict,
 
 
 def check_jsonl(catalog_dir: Path, spec: dict, suffix: str = ".jsonl") -> None:
-    from pinshop_cli.io.catalog import load_catalog
-
-    path = fresh(catalog_dir, f"catalog{suffix}")
-    path.write_bytes(spec["data"])
-    note(f"file: {show(spec['data'])}")
-    try:
-        load = load_catalog(path)
-    except PinshopError as exc:
-        assert spec["error_allowed"], f"whole-file error for a file with id and title: {exc}"
+    load = load_or_refusal(catalog_dir, spec["data"], suffix, spec["error_allowed"])
+    if load is None:
         return
     table_invariants(load)
     accounting(load, spec["expected"])
