@@ -33,13 +33,21 @@ def test_appends_compact_into_levels_and_keep_every_row(tmp_path):
     assert {p.name for p in store.directory.glob("*.parquet")} == {p.name for p in store.files()}
 
 
-def test_unlisted_parts_are_orphans_swept_at_the_next_compaction(tmp_path):
-    store = PartStore(tmp_path / "parts")
+def test_unlisted_parts_survive_the_run_and_are_swept_by_the_next_writer(tmp_path,
+                                                                           monkeypatch):
+    from pinshop_cli.workspace import Workspace
+
+    monkeypatch.setenv("PINSHOP_COMPACT_FANOUT", "2")
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    store = PartStore(ws.root / "embeddings" / "crop")
+    written = store.write(batch(100), key="in-flight")  # a worker's part, not listed yet
     store.append(batch(0), key="a")
-    pq.write_table(batch(100), store.directory / "L0-killed.parquet")  # written, never listed
-    assert [p.name for p in store.files()] == ["L0-a.parquet"]
-    store.compact()
-    assert not (store.directory / "L0-killed.parquet").exists()
+    store.append(batch(3), key="b")  # a compaction: it must not take the worker's part
+    assert (store.directory / written).exists()
+    assert written not in store.manifest().files
+    with ws.lock():  # the next run starts: nothing is in flight, so unlisted means orphaned
+        assert not (store.directory / written).exists()
+    assert len(store.files()) == 1
 
 
 def test_version_changes_with_the_live_files(tmp_path, monkeypatch):

@@ -69,12 +69,17 @@ class Workspace:
 
     # -- one writer at a time ----------------------------------------------------------
     def sweep_temp_files(self) -> int:
-        """Remove temp files of atomic writes that a killed writer left (holding the lock,
-        no other writer can own one). Returns how many were removed."""
+        """Remove what a killed writer left: temp files of atomic writes and parts it wrote
+        but never listed (holding the lock, no other writer can own one). Returns how many
+        temp files were removed."""
+        from .parts import MANIFEST, PartStore
+
         removed = 0
         for path in self.root.rglob(".*.tmp"):
             path.unlink(missing_ok=True)
             removed += 1
+        for manifest in self.root.rglob(MANIFEST):
+            PartStore(manifest.parent).sweep()
         return removed
 
     @contextmanager

@@ -1,10 +1,14 @@
 """A folder of Parquet parts listed by a manifest, compacted as it grows.
 
 Every batch of work lands as its own part (`L0-<key>.parquet`, written atomically), and then
-the manifest (`_manifest.json`, also atomic) lists it. The manifest is the truth: a part a
-killed run wrote but never listed is an orphan, redone on resume and swept away at the next
-compaction. Compaction is size-tiered: when `FANOUT` files of one level exist they are merged
-into one file of the next level, so a folder holds at most FANOUT files per level
+the manifest (`_manifest.json`, also atomic) lists it. Writing a part and listing it are
+separate steps so that workers (threads, processes, Ray actors on other machines) can write
+parts while one driver lists them. The manifest is the truth: a part a killed run wrote but
+never listed is an orphan, redone on resume and swept by the next writer to take the
+workspace lock (never during a run, when unlisted parts may be in flight).
+
+Compaction is size-tiered: when `FANOUT` files of one level exist they are merged into one
+file of the next level, so a folder holds at most FANOUT files per level
 (log_FANOUT(rows) levels) and every read costs a bounded number of files however many
 batches came before. Merging streams row groups, so memory stays at one row group.
 """
@@ -69,20 +73,27 @@ class PartStore:
         write_json({"files": sorted(files), "rows": rows, "sequence": sequence},
                    self.manifest_path)
 
-    def append(self, table: pa.Table, key: str) -> None:
-        """Write one part and list it; compact when a level fills up."""
+    def write(self, table: pa.Table, key: str) -> str:
+        """Write one unlisted part (atomically; safe from any worker); returns its name."""
         from .storage import write_parquet
 
         name = f"L0-{key}.parquet"
         write_parquet(table, self.directory / name)
+        return name
+
+    def commit(self, name: str, rows: int) -> None:
+        """List a written part (the driver's step); compact when a level fills up."""
         current = self.manifest()
         if name not in current.files:
-            self._save([*current.files, name], current.rows + table.num_rows,
-                       current.sequence + 1)
+            self._save([*current.files, name], current.rows + rows, current.sequence + 1)
         self.compact()
 
+    def append(self, table: pa.Table, key: str) -> None:
+        """Write one part and list it."""
+        self.commit(self.write(table, key), table.num_rows)
+
     def compact(self, per_level: int | None = None) -> None:
-        """Merge every full level into the next one; sweep orphans."""
+        """Merge every full level into the next one."""
         per_level = per_level or fanout()
         while True:
             current = self.manifest()
@@ -99,10 +110,10 @@ class PartStore:
             self._save([*keep, merged], current.rows, current.sequence + 1)
             for name in levels[full]:  # listed nowhere now; a kill here leaves orphans only
                 (self.directory / name).unlink(missing_ok=True)
-        self.sweep()
 
     def sweep(self) -> None:
-        """Remove parts no manifest lists (left by a run killed mid-batch or mid-merge)."""
+        """Remove parts the manifest does not list (left by a run killed mid-batch or
+        mid-merge). Only for a writer holding the workspace lock before its run starts."""
         live = set(self.manifest().files)
         for path in self.directory.glob("L*.parquet"):
             if path.name not in live:

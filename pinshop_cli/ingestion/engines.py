@@ -1,0 +1,156 @@
+"""Engines: run a list of stages over a plan table and yield one receipt per batch.
+
+`local` runs in this process: reader threads prefetch the light leading stages (decoding)
+of the next batch while the models run on the current one. `ray` is Ray Data batch
+inference: light stages run as tasks, model stages as pools of actors that load their model
+once, and batches stream from the plan to the receipts. Either way the driver (pipeline.py)
+commits each receipt as it arrives, so what a killed run finished stays finished.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PinshopError
+from .stages import Stage
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: Logical CPUs held by one light (decode, write) Ray task; model actors share the rest.
+LIGHT_TASK_CPUS = 0.25
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    batch_size: int
+    reader_threads: int = 2
+    #: Ray: the cluster to join (else RAY_ADDRESS, else a local Ray is started).
+    ray_address: str | None = None
+    #: Ray: actors per model stage (default: as many as the cluster's CPUs allow).
+    workers: int | None = None
+
+
+def run_stages(engine: str, plan: pa.Table, stages: list[Stage],
+               options: EngineOptions) -> Iterator[pa.Table]:
+    if plan.num_rows == 0:
+        return iter(())
+    if engine == "local":
+        return run_local(plan, stages, options)
+    if engine == "ray":
+        return run_ray(plan, stages, options)
+    raise PinshopError(f"unknown engine {engine!r} (use local or ray)")
+
+
+def _split(batch: pa.Table, pieces: int) -> list[pa.Table]:
+    size = max(1, -(-batch.num_rows // pieces))
+    return [batch.slice(start, size) for start in range(0, batch.num_rows, size)]
+
+
+def run_local(plan: pa.Table, stages: list[Stage], options: EngineOptions
+              ) -> Iterator[pa.Table]:
+    import pyarrow as pa
+
+    built = [stage.build() for stage in stages]
+    light = next((i for i, stage in enumerate(stages) if stage.model), len(stages))
+    head, tail = built[:light], built[light:]
+
+    def run_head(batch: pa.Table) -> pa.Table:
+        for stage in head:
+            batch = stage(batch)
+        return batch
+
+    def finish(futures: list[Future[pa.Table]]) -> pa.Table:
+        batch = pa.concat_tables([future.result() for future in futures])
+        for stage in tail:
+            batch = stage(batch)
+        return batch
+
+    with ThreadPoolExecutor(max_workers=options.reader_threads) as pool:
+        pending: list[Future[pa.Table]] | None = None
+        for start in range(0, plan.num_rows, options.batch_size):
+            batch = plan.slice(start, options.batch_size)
+            futures = [pool.submit(run_head, piece)
+                       for piece in _split(batch, options.reader_threads)]
+            if pending is not None:
+                yield finish(pending)
+            pending = futures
+        if pending is not None:
+            yield finish(pending)
+
+
+def connect_ray(address: str | None) -> bool:
+    """Join the cluster at `address` (else RAY_ADDRESS), or start a local Ray. True when
+    this call connected (and so the caller disconnects)."""
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        return False
+    try:
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None,
+                 include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING, configure_logging=True)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise PinshopError(f"cannot join Ray at {address or os.environ.get('RAY_ADDRESS')}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                           ) from None
+    return True
+
+
+def ray_resources(stages: list[Stage], workers: int | None) -> tuple[int, float]:
+    """(actors per model stage, CPUs per actor) so the model actors leave room for one
+    light task at a time: Ray Data would otherwise wait forever for a CPU to decode on."""
+    import ray
+
+    total = float(ray.cluster_resources().get("CPU", 1.0))
+    models = max(1, sum(stage.model for stage in stages))
+    room = max(total - LIGHT_TASK_CPUS, LIGHT_TASK_CPUS)
+    count = workers or max(1, int(room // models))
+    return count, min(1.0, room / (count * models))
+
+
+def run_ray(plan: pa.Table, stages: list[Stage], options: EngineOptions
+            ) -> Iterator[pa.Table]:
+    import ray
+    import ray.data
+
+    connected = connect_ray(options.ray_address)
+    try:
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # pinshop shows its own progress
+        workers, cpus = ray_resources(stages, options.workers)
+        # One block per batch: Ray hands blocks to workers, so this is the parallelism.
+        dataset = ray.data.from_arrow(
+            [plan.slice(s, options.batch_size)
+             for s in range(0, plan.num_rows, options.batch_size)])
+        for stage in stages:
+            common: dict[str, Any] = {"batch_size": options.batch_size,
+                                      "batch_format": "pyarrow"}
+            if stage.model:
+                dataset = dataset.map_batches(
+                    stage.factory,
+                    fn_constructor_kwargs={**stage.args, "threads": max(1, round(cpus))},
+                    concurrency=workers, num_cpus=cpus, **common)
+            else:  # an instance, not a class: Ray runs it as stateless tasks
+                dataset = dataset.map_batches(stage.build(), num_cpus=LIGHT_TASK_CPUS, **common)
+        yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")
+    except ray.exceptions.RayError as exc:
+        raise PinshopError(f"the Ray engine failed: {_cause(exc)}") from None
+    finally:
+        if connected:
+            ray.shutdown()
+
+
+def _cause(exc: BaseException) -> str:
+    """The user's error inside Ray's wrapping (a PinshopError from a worker, say)."""
+    cause = getattr(exc, "cause", None) or exc.__cause__
+    if isinstance(cause, BaseException) and cause is not exc:
+        return _cause(cause)
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__

@@ -1,0 +1,297 @@
+"""Ingest stages: plain picklable callables over Arrow tables, one set for both engines.
+
+    plan.py         which rows are not done yet (DuckDB anti-joins) -> a plan table
+    DecodeImages    path -> RGB pixels                      light: reader threads / Ray tasks
+    DetectAndCrop   a pin's pixels -> one row per region    a model
+    EmbedImages     pixels -> vector                        a model
+    EmbedTexts      text -> vector                          a model
+    WriteParts      vectors (+ detections) -> unlisted Parquet parts, and a receipt
+
+A model stage builds its model once, in __init__, from names (the workspace's recorded
+embedder, the detector's name), never from loaded objects, so an engine may construct it in
+another process or on another machine; it checks that the name resolved there to the model
+the driver chose. Images travel between stages as raw RGB bytes. A row that fails (a file
+that changed since the scan) keeps flowing with `reject` set, so the receipt carries it
+back to the driver, which records rejects and lists the parts in the manifests.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PinshopError
+from ..io.images import ImageRejected, load_image
+from ..workspace.embeddings import part_key, store, vectors_table
+from ..workspace.layout import Workspace
+from ..workspace.parts import PartStore
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    from PIL import Image
+
+    from ..models import Embedder
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage as an engine needs it: the class, its constructor arguments, and whether it
+    holds a model (one instance per worker, Ray actors) or is light per-batch work."""
+
+    factory: type
+    args: dict[str, Any]
+    model: bool = False
+
+    def build(self) -> Any:
+        return self.factory(**self.args)
+
+
+def node_name() -> str:
+    """Where this batch ran: the Ray node inside a Ray worker, else the host."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return str(ray.get_runtime_context().get_node_id())[:12]
+    return socket.gethostname()
+
+
+def _valid(batch: pa.Table) -> Any:
+    import pyarrow.compute as pc
+
+    return pc.is_null(batch.column("reject"))
+
+
+def _image(pixels: bytes, width: int, height: int) -> Image.Image:
+    from PIL import Image
+
+    return Image.frombytes("RGB", (width, height), pixels)
+
+
+def _with_columns(batch: pa.Table, columns: dict[str, Any]) -> pa.Table:
+    for name, values in columns.items():
+        if name in batch.column_names:
+            batch = batch.drop_columns([name])
+        batch = batch.append_column(name, values)
+    return batch
+
+
+class DecodeImages:
+    """`path` -> `pixels`, `width`, `height`, `scale` (back to the photo's pixels), or a
+    `reject` reason. JPEGs decode at the smallest scale keeping `min_side` pixels."""
+
+    def __init__(self, max_pixels: int, min_side: int) -> None:
+        self.max_pixels, self.min_side = max_pixels, min_side
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import pyarrow as pa
+
+        from ..io.images import decode_scale
+
+        pixels: list[bytes | None] = []
+        sizes: list[tuple[int, int]] = []
+        scales: list[float] = []
+        rejects: list[str | None] = []
+        for path in batch.column("path").to_pylist():  # one decode per file, by nature
+            try:
+                image = load_image(Path(path), self.max_pixels, self.min_side)
+            except ImageRejected as exc:
+                pixels.append(None)
+                sizes.append((0, 0))
+                scales.append(1.0)
+                rejects.append(str(exc))
+                continue
+            pixels.append(image.tobytes())
+            sizes.append(image.size)
+            scales.append(decode_scale(image))
+            rejects.append(None)
+        return _with_columns(batch, {
+            "pixels": pa.array(pixels, pa.large_binary()),
+            "width": pa.array([w for w, _ in sizes], pa.int32()),
+            "height": pa.array([h for _, h in sizes], pa.int32()),
+            "scale": pa.array(scales, pa.float64()),
+            "reject": pa.array(rejects, pa.string()),
+        })
+
+
+def _load_embedder(name: str, models_dir: str | None, expect: str, threads: int | None,
+                   image: bool) -> Embedder:
+    from ..models import get_embedder
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    embedder = get_embedder(name, models_dir)
+    got = embedder.image_model_id if image else embedder.text_model_id
+    if got != expect:
+        raise PinshopError(f"embedder {name!r} resolved to {got} on {node_name()}, not "
+                           f"{expect} as on the driver: install the same models on every node")
+    return embedder
+
+
+class DetectAndCrop:
+    """A pin's `pixels` -> one row per detected region (the whole photo when nothing is
+    found), with the crop's pixels and its box in the original photo's pixels."""
+
+    def __init__(self, detector: str, models_dir: str | None, min_score: float, expect: str,
+                 threads: int | None = None) -> None:
+        from ..models import get_detector
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.detector = get_detector(detector, models_dir, min_score)
+        if self.detector.model_id != expect:
+            raise PinshopError(f"detector {detector!r} resolved to {self.detector.model_id} "
+                               f"on {node_name()}, not {expect} as on the driver")
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import pyarrow as pa
+
+        from .detect import detect_and_crop
+
+        pins = batch.to_pylist()  # one pin per row: a few dozen per batch, images included
+        good = [pin for pin in pins if pin["reject"] is None]
+        regions = iter(detect_and_crop(
+            self.detector, [_image(p["pixels"], p["width"], p["height"]) for p in good]))
+        rows: list[dict[str, Any]] = []
+        for pin in pins:
+            base = {"pin_id": pin["pin_id"], "path": pin["path"], "h": pin["h"],
+                    "detector": self.detector.model_id, "fallback": self.detector.is_fallback}
+            if pin["reject"] is not None:
+                rows.append({**base, "id": pin["pin_id"], "reject": pin["reject"]})
+                continue
+            found = next(regions)
+            for number, (detection, crop) in enumerate(found):
+                x1, y1, x2, y2 = (v * pin["scale"] for v in detection.box)
+                rows.append({**base, "id": f"{pin['pin_id']}-{self.detector.model_id}-{number}",
+                             "x1": x1, "y1": y1, "x2": x2, "y2": y2,
+                             "class_name": detection.class_name,
+                             "category": detection.category or None,
+                             "score": detection.score, "region": number, "regions": len(found),
+                             "pixels": crop.tobytes(), "width": crop.width,
+                             "height": crop.height, "reject": None})
+        return pa.Table.from_pylist(rows, region_schema())
+
+
+def region_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([
+        ("id", pa.string()), ("pin_id", pa.string()), ("path", pa.string()),
+        ("h", pa.string()), ("x1", pa.float32()), ("y1", pa.float32()), ("x2", pa.float32()),
+        ("y2", pa.float32()), ("class_name", pa.string()), ("category", pa.string()),
+        ("score", pa.float32()), ("detector", pa.string()), ("fallback", pa.bool_()),
+        ("region", pa.int32()), ("regions", pa.int32()), ("pixels", pa.large_binary()),
+        ("width", pa.int32()), ("height", pa.int32()), ("reject", pa.string()),
+    ])
+
+
+def _vector_column(vectors: np.ndarray, valid: np.ndarray, dim: int) -> pa.Array:
+    """(good rows, dim) vectors spread over the batch's rows; rejected rows get zeros and
+    are never written."""
+    import numpy as np
+    import pyarrow as pa
+
+    full = np.zeros((len(valid), dim), np.float32)
+    full[valid] = vectors
+    return pa.FixedSizeListArray.from_arrays(pa.array(full.ravel()), dim)
+
+
+class EmbedImages:
+    """`pixels` -> `vector` (the embedder's own preprocessing, then one forward per batch)."""
+
+    def __init__(self, embedder: str, models_dir: str | None, expect: str,
+                 threads: int | None = None) -> None:
+        self.embedder = _load_embedder(embedder, models_dir, expect, threads, image=True)
+        self.node = node_name()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import numpy as np
+        import pyarrow as pa
+        import torch
+
+        valid = _valid(batch).to_numpy(zero_copy_only=False)
+        good = batch.filter(valid)
+        tensors = [self.embedder.preprocess_image(_image(p, w, h)) for p, w, h in zip(
+            good.column("pixels").to_pylist(), good.column("width").to_pylist(),
+            good.column("height").to_pylist(), strict=True)]
+        vectors = (self.embedder.embed_image_tensors(torch.stack(tensors)) if tensors
+                   else np.zeros((0, 0), np.float32))
+        dim = vectors.shape[1] if tensors else 1
+        batch = batch.drop_columns([c for c in ("pixels", "width", "height")
+                                    if c in batch.column_names])
+        return _with_columns(batch, {"vector": _vector_column(vectors, valid, dim),
+                                     "node": pa.array([self.node] * batch.num_rows)})
+
+
+class EmbedTexts:
+    """`product_text` -> `vector`."""
+
+    def __init__(self, embedder: str, models_dir: str | None, expect: str,
+                 threads: int | None = None) -> None:
+        self.embedder = _load_embedder(embedder, models_dir, expect, threads, image=False)
+        self.node = node_name()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import numpy as np
+        import pyarrow as pa
+
+        vectors = self.embedder.embed_texts(batch.column("product_text").to_pylist())
+        valid = np.ones(batch.num_rows, bool)
+        return _with_columns(batch, {
+            "reject": pa.nulls(batch.num_rows, pa.string()),
+            "vector": _vector_column(vectors, valid, vectors.shape[1]),
+            "node": pa.array([self.node] * batch.num_rows)})
+
+
+DETECTION_COLUMNS = ("det_id", "pin_id", "path", "x1", "y1", "x2", "y2", "class_name",
+                     "category", "score", "detector", "fallback", "regions")
+
+
+class WriteParts:
+    """Write a batch's vectors (and, for crops, its detections: the marker that its pins are
+    done) as unlisted parts, and return a one-row receipt for the driver to commit."""
+
+    def __init__(self, workspace: str, kind: str, model_id: str) -> None:
+        self.workspace, self.kind, self.model_id = workspace, kind, model_id
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from ..workspace.embeddings import to_matrix
+
+        ws = Workspace(Path(self.workspace))
+        valid = _valid(batch)
+        good, bad = batch.filter(valid), batch.filter(pc.invert(valid))
+        part = detections_part = None
+        if good.num_rows:
+            ids, hashes = good.column("id"), good.column("h")
+            key = part_key(self.model_id, self.kind, *pc.binary_join_element_wise(
+                ids, hashes, "/").to_pylist())
+            part = store(ws, self.kind).write(vectors_table(
+                self.kind, self.model_id, ids, hashes, to_matrix(good.column("vector"))), key)
+            if self.kind == "crop":
+                detections = good.rename_columns(
+                    ["det_id" if c == "id" else c for c in good.column_names])
+                detections_part = PartStore(ws.detection_parts_dir).write(
+                    detections.select(list(DETECTION_COLUMNS)), key)
+        # Items finished: products one per row; pins once, at their first region.
+        items = (good.num_rows if self.kind != "crop"
+                 else pc.sum(pc.equal(good.column("region"), 0)).as_py() or 0)
+        return pa.table({
+            "kind": [self.kind], "part": [part], "detections_part": [detections_part],
+            "rows": pa.array([good.num_rows], pa.int64()),
+            "items": pa.array([items + bad.num_rows], pa.int64()),
+            "nodes": [sorted(set(good.column("node").to_pylist())) if good.num_rows else []],
+            "reject_ids": [bad.column("id").to_pylist()],
+            "reject_reasons": [bad.column("reject").to_pylist()],
+            "reject_paths": [bad.column("path").to_pylist() if "path" in bad.column_names
+                             else [None] * bad.num_rows],
+        })
