@@ -18,6 +18,14 @@ def index(
     ef_construction: Annotated[int, typer.Option(help="HNSW ef_construction.")] = 200,
     recall_sample: Annotated[int, typer.Option(
         help="Queries used to measure recall@10 against exact search (0: skip).")] = 200,
+    shards: Annotated[int | None, typer.Option(
+        min=1, help="Split each kind's global index into N graphs built in parallel and "
+                    "searched together (default: keep the current count, else 1).")] = None,
+    engine: Annotated[str, typer.Option(
+        help="Where shards build: local (processes) or ray (Ray tasks).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        envvar="RAY_ADDRESS", help="--engine ray: the cluster to join (default: start a "
+                                   "local Ray).")] = None,
     status: Annotated[bool, typer.Option(
         "--status", help="Only report existing indexes and whether they are stale.")] = False,
     workspace: WorkspaceOption = None,
@@ -28,7 +36,7 @@ def index(
     Added, changed and removed products update an index in place; a model change or
     --rebuild builds it anew. Prints build time, size and measured recall@10 vs exact search.
 
-    Example: `pinshop index`
+    Examples: `pinshop index`, `pinshop index --shards 4 --engine ray`
     """
     from dataclasses import asdict
 
@@ -45,10 +53,12 @@ def index(
         return
     manifests = build_indexes(workspace, by_category=by_category, M=m,
                               ef_construction=ef_construction, recall_sample=recall_sample,
-                              rebuild=rebuild)
+                              rebuild=rebuild, shards=shards, engine=engine,
+                              ray_address=ray_address)
     if json:
         print_json([asdict(x) for x in manifests])
         return
-    table("indexes built", ["name", "model", "count", "dim", "build s", "size KiB", "recall@10"],
-          [[x.name, x.model_id, x.count, x.dim, x.build_seconds, round(x.size_bytes / 1024, 1),
-            x.recall_at_10] for x in manifests])
+    table("indexes built", ["name", "model", "count", "dim", "shards", "build s", "size KiB",
+                            "recall@10"],
+          [[x.name, x.model_id, x.count, x.dim, len(x.shards) or 1, x.build_seconds,
+            round(x.size_bytes / 1024, 1), x.recall_at_10] for x in manifests])

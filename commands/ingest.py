@@ -21,7 +21,14 @@ def ingest(
     detector: Annotated[str, typer.Option(
         help="auto | none | <registered name> | path to an ultralytics .pt")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per model batch.")] = 32,
-    engine: Annotated[str, typer.Option(help="Execution engine (local).")] = "local",
+    engine: Annotated[str, typer.Option(
+        help="local (threads here) or ray (Ray Data: this machine or a cluster).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        envvar="RAY_ADDRESS", help="--engine ray: the cluster to join (default: start a "
+                                   "local Ray).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="--engine ray: actors per model stage (default: from the cluster's "
+                    "CPUs).")] = None,
     workspace: WorkspaceOption = None,
     models_dir: ModelsDirOption = None,
     json: JsonOption = False,
@@ -32,13 +39,12 @@ def ingest(
 
     Example: `pinshop ingest sample_data/catalog.csv --pins sample_data/pins`
     """
-    from pinshop_cli import IngestConfig, PinshopError
+    from pinshop_cli import IngestConfig
     from pinshop_cli import ingest as run_ingest
 
-    if engine != "local":
-        raise PinshopError(f"unknown engine {engine!r}: only 'local' is available")
     config = IngestConfig(embedder=embedder, detector=detector, batch_size=batch_size,
-                          replace_pins=replace_pins,
+                          replace_pins=replace_pins, engine=engine, ray_address=ray_address,
+                          workers=workers,
                           models_dir=str(models_dir) if models_dir else None)
     with RichProgress() as progress:
         summary = run_ingest(workspace, catalog, pins, config, progress)
@@ -52,6 +58,8 @@ def ingest(
         rows.append([f"{kind} embeddings", count,
                      f"{summary.already_done.get(kind, 0)} unchanged, skipped"])
     rows += [[f"seconds: {stage}", seconds, ""] for stage, seconds in summary.seconds.items()]
+    if summary.engine == "ray":
+        rows += [[f"batches on node {node}", count, ""] for node, count in summary.nodes.items()]
     table(f"ingest into {summary.workspace} ({summary.embedder})", ["", "count", ""], rows)
     if not summary.model_work_done:
         typer.echo("Nothing changed since the last ingest: no model work done.", err=True)

@@ -94,3 +94,70 @@ def test_index_updates_in_place_for_added_changed_and_removed_products(copy_work
     assert hit.id == "NEW1"
     renamed = match(text="renamed oak armchair", workspace=root).text_matches[0]
     assert renamed.title == "Renamed Oak Armchair"
+
+
+def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_sharded_search_is_the_exact_merge_of_the_shards(tmp_path):
+    from pinshop_cli.index.shards import ShardedIndex, build_shards
+
+    vectors = unit_vectors(240, 16, seed=2)
+    files = build_shards(vectors, tmp_path, "t", 3, "ip", 16, 200)
+    sharded = ShardedIndex.load(tmp_path, files, "ip", 16, np.arange(240))
+    sharded.set_ef(240)  # >= every shard's size: each shard answers exactly
+    labels, distances = sharded.knn_query(vectors[:20], k=10)
+    truth, scores = top_k_exact(vectors, vectors[:20], 10)
+    assert (labels == truth).all()
+    assert np.allclose(1 - distances, scores, atol=1e-5)
+    assert sorted(np.unique(labels % 3)) == [0, 1, 2]  # answers came from every shard
+
+
+def test_sharded_recall_is_within_a_hundredth_of_one_index(tmp_path):
+    import hnswlib
+
+    from pinshop_cli.index.shards import ShardedIndex, build_shards
+
+    vectors = unit_vectors(6000, 32, seed=3)
+    single = hnswlib.Index(space="ip", dim=32)
+    single.init_index(max_elements=6000, M=16, ef_construction=200)
+    single.add_items(vectors, np.arange(6000))
+    files = build_shards(vectors, tmp_path, "t", 4, "ip", 16, 200)
+    sharded = ShardedIndex.load(tmp_path, files, "ip", 32, np.arange(6000))
+    one, four = measure_recall(single, vectors, 300), measure_recall(sharded, vectors, 300)
+    assert four >= one - 0.01, (one, four)
+
+
+def test_index_shards_are_listed_updated_in_place_and_undone(copy_workspace, tmp_path,
+                                                             sample_dir):
+    import csv
+
+    root = copy_workspace()
+    plain = match(text="green velvet sofa", workspace=root, top_k=5).text_matches
+    manifests = {m.name: m for m in build_indexes(root, shards=3)}
+    text = manifests["product_text"]
+    assert text.shards == [f"product_text.shard{i}.hnsw" for i in range(3)]
+    assert not (Path(root) / "indexes" / "product_text.hnsw").exists()
+    assert all((Path(root) / "indexes" / f).exists() for f in text.shards)
+    assert manifests["product_text@sofa"].shards == []  # category indexes stay whole
+    sharded = match(text="green velvet sofa", workspace=root, top_k=5).text_matches
+    assert [h.id for h in sharded] == [h.id for h in plain]
+
+    shutil.copytree(sample_dir / "products", tmp_path / "products")  # images are relative
+    with open(sample_dir / "catalog.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    rows.append({**rows[1], "id": "NEW1", "title": "Brand New Walnut Bench", "image": ""})
+    catalog = tmp_path / "catalog.csv"
+    with open(catalog, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    ingest(root, catalog)
+    updated = {m.name: m for m in build_indexes(root)}["product_text"]  # keeps 3 shards
+    assert len(updated.shards) == 3 and updated.count == len(rows)
+    assert match(text="brand new walnut bench", workspace=root).text_matches[0].id == "NEW1"
+
+    whole = {m.name: m for m in build_indexes(root, shards=1)}["product_text"]
+    assert whole.shards == [] and not list((Path(root) / "indexes").glob("*.shard*.hnsw"))

@@ -1,9 +1,11 @@
 """HNSW indexes over the workspace embeddings, with manifests and staleness checks.
 
 indexes/<name>.hnsw        the hnswlib graph (labels 0..n-1)
+indexes/<name>.shard<i>.hnsw  or, for a sharded index, one graph per shard (shards.py)
+indexes/<name>.vectors.npy the vectors by label (exact search over small filtered sets)
 indexes/<name>.ids.parquet label -> embedding id
 indexes/<name>.json        manifest: model_id, kind, dim, space, M, ef_construction, count,
-                           snapshot (hash of the embeddings it was built from), built_at, ...
+                           snapshot (hash of the embeddings it was built from), shards, ...
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import contextlib
 import json
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..cluster import engine_session
 from ..errors import PinshopError, StaleIndexError
 from ..workspace.embeddings import current_rows_sql, snapshot_hash, to_matrix
 from ..workspace.layout import EMBEDDING_KINDS, Workspace
@@ -29,6 +32,7 @@ from ..workspace.storage import (
     write_json,
     write_parquet,
 )
+from .shards import ShardedIndex, build_shards
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,6 +57,8 @@ class IndexManifest:
     build_seconds: float
     size_bytes: int
     recall_at_10: float | None
+    #: The shard graphs of a sharded index, in shard order; empty for one graph.
+    shards: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -122,28 +128,54 @@ def _current(ws: Workspace, kind: str, model_id: str) -> pa.Table:
     return query_arrow(f"{sql} ORDER BY e.id", {"model": model_id})
 
 
-def _save(ws: Workspace, name: str, index: Any, vectors: np.ndarray, labels: pa.Table,
-          kind: str, category: str | None, model_id: str, snapshot: str, M: int,
-          ef_construction: int, build_seconds: float, recall: float | None) -> IndexManifest:
-    """Write the graph, its vectors by label (for exact search over small filtered sets,
-    memory-mapped at query time), the labels and, last, the manifest."""
+def _save_graph(ws: Workspace, name: str, index: Any) -> list[str]:
+    """Save an index's graph(s); returns the shard files ([] for one graph)."""
+    if isinstance(index, ShardedIndex):
+        return index.save_shards(ws.indexes_dir, name)
+    with atomic_path(ws.indexes_dir / f"{name}.hnsw") as tmp:
+        index.save_index(str(tmp))
+    return []
+
+
+def _save(ws: Workspace, name: str, shards: list[str], dim: int, vectors: np.ndarray,
+          labels: pa.Table, kind: str, category: str | None, model_id: str, snapshot: str,
+          M: int, ef_construction: int, build_seconds: float, recall: float | None
+          ) -> IndexManifest:
+    """With the graph(s) saved: write its vectors by label (for exact search over small
+    filtered sets, memory-mapped at query time), the labels and, last, the manifest; then
+    drop graph files of an earlier layout (one graph <-> N shards)."""
     import numpy as np
 
-    target = ws.indexes_dir / f"{name}.hnsw"
-    with atomic_path(target) as tmp:
-        index.save_index(str(tmp))
     with atomic_path(ws.indexes_dir / f"{name}.vectors.npy") as tmp, open(tmp, "wb") as out:
         np.save(out, vectors)
     write_parquet(labels, ws.indexes_dir / f"{name}.ids.parquet")
+    graphs = [ws.indexes_dir / file for file in shards or [f"{name}.hnsw"]]
     manifest = IndexManifest(
-        name=name, kind=kind, category=category, model_id=model_id, dim=index.dim,
+        name=name, kind=kind, category=category, model_id=model_id, dim=dim,
         space=SPACE, M=M, ef_construction=ef_construction, count=labels.num_rows,
         snapshot=snapshot, built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        build_seconds=build_seconds, size_bytes=target.stat().st_size, recall_at_10=recall,
+        build_seconds=build_seconds, size_bytes=sum(g.stat().st_size for g in graphs),
+        recall_at_10=recall, shards=shards,
     )
     # The manifest lands last: an index without one is ignored.
     write_json(asdict(manifest), ws.indexes_dir / f"{name}.json")
+    for old in [ws.indexes_dir / f"{name}.hnsw", *ws.indexes_dir.glob(f"{name}.shard*.hnsw")]:
+        if old not in graphs:
+            old.unlink(missing_ok=True)
     return manifest
+
+
+def _load_graph(ws: Workspace, manifest: IndexManifest, live_labels: np.ndarray,
+                max_elements: int) -> Any:
+    """The graph(s) of an index: an hnswlib.Index, or a ShardedIndex over its shards."""
+    import hnswlib
+
+    if manifest.shards:
+        return ShardedIndex.load(ws.indexes_dir, manifest.shards, manifest.space,
+                                 manifest.dim, live_labels)
+    index = hnswlib.Index(space=manifest.space, dim=manifest.dim)
+    index.load_index(str(ws.indexes_dir / f"{manifest.name}.hnsw"), max_elements=max_elements)
+    return index
 
 
 def _build_one(ws: Workspace, rows: pa.Table, name: str, kind: str, category: str | None,
@@ -151,7 +183,6 @@ def _build_one(ws: Workspace, rows: pa.Table, name: str, kind: str, category: st
                recall_sample: int) -> IndexManifest:
     import hnswlib
     import numpy as np
-    import pyarrow as pa
 
     vectors = to_matrix(rows.column("vector"))
     started = time.perf_counter()
@@ -160,17 +191,40 @@ def _build_one(ws: Workspace, rows: pa.Table, name: str, kind: str, category: st
     index.add_items(vectors, np.arange(len(vectors)))
     build_seconds = round(time.perf_counter() - started, 4)
     recall = measure_recall(index, vectors, recall_sample) if recall_sample else None
-    labels = pa.table({"label": pa.array(np.arange(len(vectors)), pa.int64()),
-                       "id": rows.column("id"), "source_hash": rows.column("source_hash")})
-    return _save(ws, name, index, vectors, labels, kind, category, model_id, snapshot, M,
-                 ef_construction, build_seconds, recall)
+    return _save(ws, name, _save_graph(ws, name, index), index.dim, vectors,
+                 _fresh_labels(rows), kind, category, model_id, snapshot, M, ef_construction,
+                 build_seconds, recall)
+
+
+def _build_sharded(ws: Workspace, rows: pa.Table, name: str, kind: str, model_id: str,
+                   snapshot: str, M: int, ef_construction: int, recall_sample: int,
+                   shards: int, engine: str) -> IndexManifest:
+    import numpy as np
+
+    vectors = to_matrix(rows.column("vector"))
+    started = time.perf_counter()
+    files = build_shards(vectors, ws.indexes_dir, name, shards, SPACE, M, ef_construction,
+                         engine)
+    build_seconds = round(time.perf_counter() - started, 4)
+    index = ShardedIndex.load(ws.indexes_dir, files, SPACE, vectors.shape[1],
+                              np.arange(len(vectors)))
+    recall = measure_recall(index, vectors, recall_sample) if recall_sample else None
+    return _save(ws, name, files, vectors.shape[1], vectors, _fresh_labels(rows), kind, None,
+                 model_id, snapshot, M, ef_construction, build_seconds, recall)
+
+
+def _fresh_labels(rows: pa.Table) -> pa.Table:
+    import numpy as np
+    import pyarrow as pa
+
+    return pa.table({"label": pa.array(np.arange(rows.num_rows), pa.int64()),
+                     "id": rows.column("id"), "source_hash": rows.column("source_hash")})
 
 
 def _update_one(ws: Workspace, rows: pa.Table, manifest: IndexManifest, snapshot: str,
                 recall_sample: int) -> IndexManifest:
     """Bring an index up to date in place: labels of changed or removed rows are marked
     deleted, new and changed rows are added under fresh labels."""
-    import hnswlib
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -184,10 +238,9 @@ def _update_one(ws: Workspace, rows: pa.Table, manifest: IndexManifest, snapshot
     new = query_arrow("SELECT r.* FROM rows_ r ANTI JOIN indexed USING (id, source_hash) "
                       "ORDER BY id", tables={"rows_": rows, "indexed": indexed})
     started = time.perf_counter()
-    index = hnswlib.Index(space=manifest.space, dim=manifest.dim)
     top = int(pc.max(indexed.column("label")).as_py()) if indexed.num_rows else -1
-    index.load_index(str(ws.indexes_dir / f"{name}.hnsw"),
-                     max_elements=max(top + 1, 1) + new.num_rows)
+    index = _load_graph(ws, manifest, indexed.column("label").to_numpy(),
+                        max_elements=max(top + 1, 1) + new.num_rows)
     for label in gone.column("label").to_pylist():  # deletions are few; hnswlib takes one
         # Already deleted when an earlier update was killed after saving the graph.
         with contextlib.suppress(RuntimeError):
@@ -198,8 +251,7 @@ def _update_one(ws: Workspace, rows: pa.Table, manifest: IndexManifest, snapshot
     vectors[:len(old_vectors)] = old_vectors
     if new.num_rows:
         added = to_matrix(new.column("vector"))
-        index.resize_index(top + 1 + new.num_rows)
-        index.add_items(added, fresh)
+        index.add_items(added, fresh)  # room was made when loading (shards grow as they add)
         vectors[fresh] = added
     labels = pa.concat_tables([
         query_arrow("SELECT * FROM indexed ANTI JOIN gone USING (label) ORDER BY label",
@@ -211,9 +263,9 @@ def _update_one(ws: Workspace, rows: pa.Table, manifest: IndexManifest, snapshot
     recall = (measure_recall(index, to_matrix(rows.column("vector")), recall_sample,
                              labels=_labels_in_order(labels, rows))
               if recall_sample and labels.num_rows else None)
-    return _save(ws, name, index, vectors, labels, manifest.kind, manifest.category,
-                 manifest.model_id, snapshot, manifest.M, manifest.ef_construction,
-                 build_seconds, recall)
+    return _save(ws, name, _save_graph(ws, name, index), manifest.dim, vectors, labels,
+                 manifest.kind, manifest.category, manifest.model_id, snapshot, manifest.M,
+                 manifest.ef_construction, build_seconds, recall)
 
 
 def _labels_in_order(labels: pa.Table, rows: pa.Table) -> np.ndarray:
@@ -231,16 +283,22 @@ def _categories(ws: Workspace) -> list[str]:
 
 def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = EMBEDDING_KINDS,
                   by_category: bool = True, M: int = 16, ef_construction: int = 200,
-                  recall_sample: int = 200, rebuild: bool = False) -> list[IndexManifest]:
+                  recall_sample: int = 200, rebuild: bool = False, shards: int | None = None,
+                  engine: str = "local", ray_address: str | None = None
+                  ) -> list[IndexManifest]:
     """One index per embedding kind, and per product category with `by_category` (Shop The
     Look searches a detected sofa among sofas). An existing index is updated in place when
-    products were added, changed or removed; it is rebuilt only on a model change or with
-    `rebuild`. Recall@10 against exact search is measured after every build or update."""
+    products were added, changed or removed; it is rebuilt only on a model change, a new
+    shard count or with `rebuild`. Recall@10 against exact search is measured after every
+    build or update.
+
+    `shards` > 1 splits each kind's global index into that many graphs, built in parallel
+    (processes, or Ray tasks with engine="ray"); None keeps what an existing index has."""
     import pyarrow.compute as pc
 
     ws = Workspace.open(workspace)
     built: list[IndexManifest] = []
-    with ws.lock():
+    with ws.lock(), engine_session(engine, ray_address):
         for kind in kinds:
             model_id = model_for_kind(ws, kind)
             snapshot = snapshot_hash(ws, kind, model_id)
@@ -251,6 +309,10 @@ def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = 
             for category in groups:
                 name = index_name(kind, category)
                 old = _read_manifest(ws, name)
+                split = 1 if category is not None else (
+                    shards or (len(old.shards) or 1 if old is not None else 1))
+                if old is not None and (len(old.shards) or 1) != split:
+                    old = None  # a new shard count: build anew
                 if old is not None and old.snapshot == snapshot and not rebuild:
                     built.append(old)
                     continue
@@ -264,6 +326,9 @@ def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = 
                       and old.dim == len(rows.column("vector")[0])
                       and (ws.indexes_dir / f"{name}.vectors.npy").exists()):
                     built.append(_update_one(ws, rows, old, snapshot, recall_sample))
+                elif split > 1:
+                    built.append(_build_sharded(ws, rows, name, kind, model_id, snapshot, M,
+                                                ef_construction, recall_sample, split, engine))
                 else:
                     built.append(_build_one(ws, rows, name, kind, category, model_id,
                                             snapshot, M, ef_construction, recall_sample))
@@ -340,8 +405,6 @@ class LoadedIndex:
 
 def load_index(ws: Workspace, kind: str, category: str | None = None,
                allow_stale: bool = False) -> LoadedIndex:
-    import hnswlib
-
     name = index_name(kind, category)
     manifest_path = ws.indexes_dir / f"{name}.json"
     if not manifest_path.exists():
@@ -352,8 +415,6 @@ def load_index(ws: Workspace, kind: str, category: str | None = None,
             f"index {name} was built before the latest ingest (it would serve outdated "
             "results): run `pinshop index`, or pass --rebuild to rebuild it now"
         )
-    index = hnswlib.Index(space=manifest.space, dim=manifest.dim)
-    index.load_index(str(ws.indexes_dir / f"{name}.hnsw"), max_elements=manifest.count)
     labels = read_parquet(ws.indexes_dir / f"{name}.ids.parquet")
     if labels is None:
         raise PinshopError(f"index {name} lacks its label file: run `pinshop index --rebuild`")
@@ -362,5 +423,6 @@ def load_index(ws: Workspace, kind: str, category: str | None = None,
 
         labels = pa.table({"label": pa.array(range(labels.num_rows), pa.int64()),
                            "id": labels.column("id")})
+    index = _load_graph(ws, manifest, labels.column("label").to_numpy(), manifest.count)
     return LoadedIndex(manifest, index, labels.select(["label", "id"]),
                        ws.indexes_dir / f"{name}.vectors.npy")

@@ -9,7 +9,6 @@ commits each receipt as it arrives, so what a killed run finished stays finished
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from .stages import Stage
 if TYPE_CHECKING:
     import pyarrow as pa
 
-#: Logical CPUs held by one light (decode, write) Ray task; model actors share the rest.
+#: Logical CPUs held by one light (decode, write) Ray task.
 LIGHT_TASK_CPUS = 0.25
 
 
@@ -29,8 +28,6 @@ LIGHT_TASK_CPUS = 0.25
 class EngineOptions:
     batch_size: int
     reader_threads: int = 2
-    #: Ray: the cluster to join (else RAY_ADDRESS, else a local Ray is started).
-    ray_address: str | None = None
     #: Ray: actors per model stage (default: as many as the cluster's CPUs allow).
     workers: int | None = None
 
@@ -39,11 +36,7 @@ def run_stages(engine: str, plan: pa.Table, stages: list[Stage],
                options: EngineOptions) -> Iterator[pa.Table]:
     if plan.num_rows == 0:
         return iter(())
-    if engine == "local":
-        return run_local(plan, stages, options)
-    if engine == "ray":
-        return run_ray(plan, stages, options)
-    raise PinshopError(f"unknown engine {engine!r} (use local or ray)")
+    return run_ray(plan, stages, options) if engine == "ray" else run_local(plan, stages, options)
 
 
 def _split(batch: pa.Table, pieces: int) -> list[pa.Table]:
@@ -83,47 +76,24 @@ def run_local(plan: pa.Table, stages: list[Stage], options: EngineOptions
             yield finish(pending)
 
 
-def connect_ray(address: str | None) -> bool:
-    """Join the cluster at `address` (else RAY_ADDRESS), or start a local Ray. True when
-    this call connected (and so the caller disconnects)."""
-    import logging
-
-    import ray
-
-    if ray.is_initialized():
-        return False
-    try:
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None,
-                 include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING, configure_logging=True)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise PinshopError(f"cannot join Ray at {address or os.environ.get('RAY_ADDRESS')}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                           ) from None
-    return True
-
-
 def ray_resources(stages: list[Stage], workers: int | None) -> tuple[int, float]:
-    """(actors per model stage, CPUs per actor) so the model actors leave room for one
-    light task at a time: Ray Data would otherwise wait forever for a CPU to decode on."""
+    """(actors per model stage, CPUs per actor). An actor holds a CPU less the share of one
+    light task, so every node keeps room to decode and write: Ray Data would otherwise wait
+    forever for a CPU that the model actors hold."""
     import ray
 
     total = float(ray.cluster_resources().get("CPU", 1.0))
     models = max(1, sum(stage.model for stage in stages))
-    room = max(total - LIGHT_TASK_CPUS, LIGHT_TASK_CPUS)
-    count = workers or max(1, int(room // models))
-    return count, min(1.0, room / (count * models))
+    return workers or max(1, int(total // models)), 1.0 - LIGHT_TASK_CPUS
 
 
 def run_ray(plan: pa.Table, stages: list[Stage], options: EngineOptions
             ) -> Iterator[pa.Table]:
+    """Ray Data over the cluster joined by cluster.engine_session()."""
     import ray
     import ray.data
 
-    connected = connect_ray(options.ray_address)
     try:
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False  # pinshop shows its own progress
         workers, cpus = ray_resources(stages, options.workers)
         # One block per batch: Ray hands blocks to workers, so this is the parallelism.
         dataset = ray.data.from_arrow(
@@ -135,16 +105,14 @@ def run_ray(plan: pa.Table, stages: list[Stage], options: EngineOptions
             if stage.model:
                 dataset = dataset.map_batches(
                     stage.factory,
-                    fn_constructor_kwargs={**stage.args, "threads": max(1, round(cpus))},
-                    concurrency=workers, num_cpus=cpus, **common)
+                    fn_constructor_kwargs={**stage.args, "threads": 1},
+                    compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus,
+                    **common)
             else:  # an instance, not a class: Ray runs it as stateless tasks
                 dataset = dataset.map_batches(stage.build(), num_cpus=LIGHT_TASK_CPUS, **common)
         yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")
     except ray.exceptions.RayError as exc:
         raise PinshopError(f"the Ray engine failed: {_cause(exc)}") from None
-    finally:
-        if connected:
-            ray.shutdown()
 
 
 def _cause(exc: BaseException) -> str:

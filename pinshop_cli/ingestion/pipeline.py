@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..cluster import engine_session
 from ..errors import PinshopError
 from ..io.catalog import normalize_catalog, rejects_schema
 from ..io.images import DEFAULT_MAX_PIXELS
@@ -62,7 +63,7 @@ class IngestConfig:
     workers: int | None = None
 
     def engine_options(self, batch_size: int) -> EngineOptions:
-        return EngineOptions(batch_size, self.reader_threads, self.ray_address, self.workers)
+        return EngineOptions(batch_size, self.reader_threads, self.workers)
 
 
 @dataclass
@@ -297,7 +298,7 @@ def ingest(workspace: str | Path | None = None, catalog: str | Path | None = Non
     config = config or IngestConfig()
     progress = progress or NullProgress()
     ws = Workspace.open(workspace, create=True)
-    with ws.lock():
+    with ws.lock(), engine_session(config.engine, config.ray_address):
         run = _Run(ws, config, progress)
         detector_id = None
         try:

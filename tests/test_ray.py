@@ -1,0 +1,127 @@
+"""The Ray engine on a real two-node Ray cluster started on this machine
+(ray.cluster_utils.Cluster): the same rows, rejects and vectors as the local engine,
+batches on both nodes, resume after the driver dies, and sharded index builds as Ray tasks.
+One cluster serves the module: starting Ray costs seconds."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+ray = pytest.importorskip("ray", reason="the Ray engine's tests need ray (pip install -e '.[test]')")
+
+from pinshop_cli import IngestConfig, ingest  # noqa: E402
+from pinshop_cli.workspace import Workspace  # noqa: E402
+from pinshop_cli.workspace.embeddings import load_embeddings  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def two_nodes(offline_env: None) -> Iterator[object]:
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def offline_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Ray's workers inherit the environment of the processes that start the cluster."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PINSHOP_OFFLINE", "1")
+    mp.setenv("PINSHOP_MODELS", str(tmp_path_factory.getbasetemp() / "models-cache"))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def pins_with_a_bad_file(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pins = tmp_path_factory.mktemp("pins")
+    for photo in sorted((sample_dir / "pins").iterdir()):
+        shutil.copy(photo, pins / photo.name)
+    first = sorted((sample_dir / "pins").iterdir())[0]
+    (pins / "truncated.jpg").write_bytes(first.read_bytes()[:2000])
+    return pins
+
+
+def run(root: Path, sample_dir: Path, pins: Path, detector: Path, **engine: object):
+    config = IngestConfig(detector=str(detector), batch_size=4, text_batch_size=16, **engine)
+    return ingest(root, sample_dir / "catalog.csv", pins, config)
+
+
+def rejects(root: Path) -> dict[str, list[tuple[str, ...]]]:
+    return {path.name: sorted(tuple(map(str, row.values()))
+                              for row in pq.read_table(path).to_pylist())
+            for path in sorted((root / "rejects").glob("*.parquet"))}
+
+
+def test_ray_and_local_engines_agree_and_batches_run_on_both_nodes(
+        two_nodes: object, tmp_path: Path, sample_dir: Path, pins_with_a_bad_file: Path,
+        person_detector: Path) -> None:
+    local = run(tmp_path / "local", sample_dir, pins_with_a_bad_file, person_detector)
+    on_ray = run(tmp_path / "ray", sample_dir, pins_with_a_bad_file, person_detector,
+                 engine="ray", workers=2)
+
+    assert on_ray.engine == "ray" and len(on_ray.nodes) == 2, on_ray.nodes
+    for field in ("rows_ok", "rows_rejected", "pins_ok", "pins_rejected", "detections",
+                  "embedded"):
+        assert getattr(on_ray, field) == getattr(local, field), field
+    assert on_ray.pins_rejected == 1
+    assert rejects(tmp_path / "ray") == rejects(tmp_path / "local")
+    for name in ("catalog.parquet", "pins.parquet", "detections.parquet"):
+        assert pq.read_table(tmp_path / "ray" / name).equals(
+            pq.read_table(tmp_path / "local" / name)), name
+    for kind, model in (("product_image", "efficientnet-lite0"),
+                        ("product_text", "all-MiniLM-L6-v2"), ("crop", "efficientnet-lite0")):
+        a = load_embeddings(Workspace.open(tmp_path / "local"), kind, model)
+        b = load_embeddings(Workspace.open(tmp_path / "ray"), kind, model)
+        assert a.ids == b.ids and a.ids, kind
+        assert np.min(np.sum(a.vectors * b.vectors, axis=1)) >= 0.9999, kind
+
+
+class DriverDies(Exception):
+    """Raised by the driver's progress after some batches: the run stops mid-way."""
+
+
+class DieAfter:
+    def __init__(self, batches: int) -> None:
+        self.left = batches
+
+    def start(self, stage: str, total: int) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+    def advance(self, count: int = 1) -> None:
+        self.left -= 1
+        if self.left == 0:
+            raise DriverDies
+
+
+def test_a_ray_run_stopped_midway_resumes_without_redoing_committed_batches(
+        two_nodes: object, tmp_path: Path, sample_dir: Path) -> None:
+    config = IngestConfig(detector="none", batch_size=4, engine="ray", workers=2)
+    with pytest.raises(DriverDies):
+        ingest(tmp_path / "ws", sample_dir / "catalog.csv", None, config, DieAfter(3))
+    resumed = ingest(tmp_path / "ws", sample_dir / "catalog.csv", None, config)
+
+    images = resumed.embedded["product_image"] + resumed.already_done["product_image"]
+    assert resumed.already_done["product_image"] >= 3 * 4  # the 3 committed batches kept
+    assert resumed.embedded["product_image"] > 0
+    stored = load_embeddings(Workspace.open(tmp_path / "ws"), "product_image",
+                             "efficientnet-lite0")
+    assert len(stored.ids) == len(set(stored.ids)) == images
+    again = ingest(tmp_path / "ws", sample_dir / "catalog.csv", None, config)
+    assert not again.model_work_done
