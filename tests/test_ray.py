@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-ray = pytest.importorskip("ray", reason="the Ray engine's tests need ray (pip install -e '.[test]')")
+ray = pytest.importorskip("ray", reason="needs ray: pip install -e '.[test]'")
 
 from pinshop_cli import IngestConfig, ingest  # noqa: E402
 from pinshop_cli.workspace import Workspace  # noqa: E402
@@ -125,3 +125,23 @@ def test_a_ray_run_stopped_midway_resumes_without_redoing_committed_batches(
     assert len(stored.ids) == len(set(stored.ids)) == images
     again = ingest(tmp_path / "ws", sample_dir / "catalog.csv", None, config)
     assert not again.model_work_done
+
+
+def test_shards_build_as_ray_tasks_and_search_equals_the_exact_ranking(
+        two_nodes: object, copy_workspace) -> None:  # noqa: ANN001
+    from pinshop_cli import build_indexes
+    from pinshop_cli.index.hnsw import load_index, top_k_exact
+
+    root = copy_workspace()
+    manifests = {m.name: m for m in build_indexes(root, shards=2, engine="ray",
+                                                  by_category=False)}
+    assert len(manifests["product_text"].shards) == 2
+    ws = Workspace.open(root)
+    loaded = load_index(ws, "product_text")
+    stored = load_embeddings(ws, "product_text", "all-MiniLM-L6-v2")
+    loaded.index.set_ef(64)  # more than each shard holds: every shard answers exactly
+    labels, _ = loaded.index.knn_query(stored.vectors[:10], k=10)
+    by_label = loaded.ids_by_label
+    exact = top_k_exact(stored.vectors, stored.vectors[:10], 10)[0]
+    assert [[by_label[x] for x in row] for row in labels] == \
+        [[stored.ids[x] for x in row] for row in exact]

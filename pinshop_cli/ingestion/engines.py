@@ -76,15 +76,27 @@ def run_local(plan: pa.Table, stages: list[Stage], options: EngineOptions
             yield finish(pending)
 
 
-def ray_resources(stages: list[Stage], workers: int | None) -> tuple[int, float]:
-    """(actors per model stage, CPUs per actor). An actor holds a CPU less the share of one
-    light task, so every node keeps room to decode and write: Ray Data would otherwise wait
-    forever for a CPU that the model actors hold."""
+@dataclass(frozen=True)
+class ActorPlacement:
+    """How model stages occupy the cluster."""
+
+    actors: int  # per model stage
+    cpus: float  # logical CPUs each actor reserves
+    threads: int  # torch threads inside each actor
+
+
+def actor_placement(stages: list[Stage], workers: int | None) -> ActorPlacement:
+    """By default one actor per node and model stage, whose torch threads share the node's
+    cores (as the local engine uses this machine). An actor reserves a CPU less the share
+    of one light task, so every node keeps room to decode and write: Ray Data would
+    otherwise wait forever for a CPU that the model actors hold."""
     import ray
 
     total = float(ray.cluster_resources().get("CPU", 1.0))
+    nodes = max(1, sum(1 for node in ray.nodes() if node.get("Alive")))
     models = max(1, sum(stage.model for stage in stages))
-    return workers or max(1, int(total // models)), 1.0 - LIGHT_TASK_CPUS
+    actors = workers or nodes
+    return ActorPlacement(actors, 1.0 - LIGHT_TASK_CPUS, max(1, int(total // (actors * models))))
 
 
 def run_ray(plan: pa.Table, stages: list[Stage], options: EngineOptions
@@ -94,9 +106,9 @@ def run_ray(plan: pa.Table, stages: list[Stage], options: EngineOptions
     import ray.data
 
     try:
-        workers, cpus = ray_resources(stages, options.workers)
+        placement = actor_placement(stages, options.workers)
         # One block per batch: Ray hands blocks to workers, so this is the parallelism.
-        dataset = ray.data.from_arrow(
+        dataset: ray.data.Dataset = ray.data.from_arrow(
             [plan.slice(s, options.batch_size)
              for s in range(0, plan.num_rows, options.batch_size)])
         for stage in stages:
@@ -105,9 +117,9 @@ def run_ray(plan: pa.Table, stages: list[Stage], options: EngineOptions
             if stage.model:
                 dataset = dataset.map_batches(
                     stage.factory,
-                    fn_constructor_kwargs={**stage.args, "threads": 1},
-                    compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus,
-                    **common)
+                    fn_constructor_kwargs={**stage.args, "threads": placement.threads},
+                    compute=ray.data.ActorPoolStrategy(size=placement.actors),
+                    num_cpus=placement.cpus, **common)
             else:  # an instance, not a class: Ray runs it as stateless tasks
                 dataset = dataset.map_batches(stage.build(), num_cpus=LIGHT_TASK_CPUS, **common)
         yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")

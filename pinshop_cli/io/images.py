@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 # Larger than any real photo (a 50 MP camera frame) but far below a decompression bomb.
 DEFAULT_MAX_PIXELS = 64_000_000
+# load_image(min_side=...) shrinks what is larger than this many times min_side.
+SHRINK_ABOVE = 1.25
 # EXIF orientations that turn the stored pixels by 90 degrees: width and height swap.
 _SIDEWAYS = {5, 6, 7, 8}
 _NOT_REGULAR = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe"),
@@ -160,8 +162,11 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS,
                min_side: int | None = None) -> Image.Image:
     """Fully decode to RGB with EXIF orientation applied. With `min_side`, a JPEG decodes at
-    the smallest DCT scale keeping both sides >= min_side: a 2880 px photo bound for a
-    224 px model input decodes 4-8x faster than at full size."""
+    the smallest DCT scale keeping both sides >= min_side (a 2880 px photo bound for a
+    224 px model input decodes 4-8x faster than at full size), and any image well above
+    that is then shrunk to a shorter side of `min_side`: less to carry between stages and
+    processes, and the same pixels a model input would be resampled from anyway."""
+    from PIL import Image
     from PIL.Image import Transpose
 
     turn = {2: Transpose.FLIP_LEFT_RIGHT, 3: Transpose.ROTATE_180, 4: Transpose.FLIP_TOP_BOTTOM,
@@ -177,6 +182,11 @@ def load_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS,
             decoded = _to_rgb(image.transpose(turn[orientation]) if orientation in turn else image)
         except Exception as exc:
             raise ImageRejected(f"corrupt or truncated image: {exc}") from None
+    if min_side is not None and min(decoded.size) > SHRINK_ABOVE * min_side:
+        factor = min_side / min(decoded.size)
+        decoded = decoded.resize((max(min_side, round(decoded.width * factor)),
+                                  max(min_side, round(decoded.height * factor))),
+                                 Image.Resampling.BILINEAR, reducing_gap=2.0)
     # The orientation is applied: drop the metadata that would make anyone apply it again.
     decoded.info = {"decode_scale": max(full_size) / max(decoded.size)}
     return decoded
