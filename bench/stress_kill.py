@@ -3,6 +3,7 @@ the same command again, and check that the workspace is exactly what an uninterr
 makes.
 
     python bench/stress_kill.py --trials 20 [--seed 1] [--batch-size 4] [--keep]
+                                [--engine ray] [--shards 3]
 
 Setup: sample_data/ (catalog + product images + pins, plus a mirrored copy of every pin so
 there are more detection batches) copied into a temp dir. PINSHOP_OFFLINE=1, and
@@ -51,6 +52,8 @@ SAMPLE = REPO / "sample_data"
 OUT = REPO / "bench" / "out" / "stress_kill.json"
 KINDS = ("product_image", "product_text", "crop")
 RUN_TIMEOUT = 600
+#: Extra flags for every ingest / index run (--engine ray, --shards N), set by main().
+EXTRA: dict[str, list[str]] = {"ingest": [], "index": []}
 
 
 # -- running pinshop ------------------------------------------------------------------------
@@ -144,14 +147,15 @@ def prepare_inputs(root: Path) -> dict[str, Path]:
 
 
 def ingest_args(catalog: Path, pins: Path | None, ws: Path, batch: int) -> list[str]:
-    args = ["ingest", str(catalog), "-w", str(ws), "--batch-size", str(batch), "--json"]
+    args = ["ingest", str(catalog), "-w", str(ws), "--batch-size", str(batch), "--json",
+            *EXTRA["ingest"]]
     if pins is not None:
         args += ["--pins", str(pins)]
     return command(*args)
 
 
 def index_args(ws: Path) -> list[str]:
-    return command("index", "-w", str(ws), "--json")
+    return command("index", "-w", str(ws), "--json", *EXTRA["index"])
 
 
 # -- inspecting a workspace -----------------------------------------------------------------
@@ -511,7 +515,12 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=4,
                         help="images per batch: small, so there are many parts to compact")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
+    parser.add_argument("--engine", default="local", help="ingest and index engine")
+    parser.add_argument("--shards", type=int, default=None, help="index --shards N")
     options = parser.parse_args()
+    EXTRA["ingest"] = ["--engine", options.engine]
+    EXTRA["index"] = ["--engine", options.engine] + (
+        ["--shards", str(options.shards)] if options.shards else [])
     seed = options.seed if options.seed is not None else random.randrange(1 << 30)
     rng = random.Random(seed)
     sys.path.insert(0, str(REPO))

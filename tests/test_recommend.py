@@ -121,8 +121,13 @@ def test_evaluation_json_shape_and_blend_beats_the_popularity_baseline(copy_work
     out = CliRunner().invoke(app, ["recommend", "--evaluate", "--json", "-w", str(root)])
     data = json.loads(out.stdout)
     assert data["k"] == 10 and data["cut"]
-    assert set(data["methods"]) == {"blend", "cf", "taste", "popularity",
-                                    "most_popular_baseline"}
+    assert set(data["methods"]) == {"blend", "default_blend", "cf", "taste", "popularity",
+                                    "global_popularity", "again", "most_popular_baseline",
+                                    "ease"}
+    tuning = data["tuning"]
+    assert tuning["validation_end"] <= data["cut"]  # fitted before the cut only
+    validation = tuning["validation"]
+    assert all(validation["blend"]["ndcg"] >= m["ndcg"] for m in validation.values())
     assert set(data["methods"]["blend"]) == {"hit_rate", "recall", "ndcg", "coverage"}
     blend, baseline = data["methods"]["blend"], data["methods"]["most_popular_baseline"]
     assert blend["ndcg"] > baseline["ndcg"] and blend["hit_rate"] > baseline["hit_rate"]
@@ -130,3 +135,53 @@ def test_evaluation_json_shape_and_blend_beats_the_popularity_baseline(copy_work
                                               "-w", str(root)]).stdout)
     assert len(one) == 10 and set(one[0]) >= {"rank", "item_id", "title", "price", "reason"}
     assert evaluate(root).test_users > 0
+
+
+def purchases(tmp_path, rows):  # noqa: ANN001, ANN201
+    source = tmp_path / "purchases.csv"
+    source.write_text("user_id,item_id,event,ts\n" + "".join(
+        f"{u},{i},purchase,{day} 10:00:00\n" for u, i, day in rows))
+    return source
+
+
+def test_items_the_history_shows_rebought_may_be_recommended_again(events_workspace, tmp_path):
+    # B is bought again on another day by all three of its buyers: a consumable. A was
+    # bought once by each of its buyers; it stays excluded for them.
+    rows = [(u, "B", day) for u in ("u1", "u2", "u3") for day in ("2025-01-01", "2025-01-08")]
+    rows += [(u, "A", "2025-01-02") for u in ("u1", "u2", "u3")]
+    ingest_events(purchases(tmp_path, rows), events_workspace)
+    recs = ids(recommend(events_workspace, "u1", POPULAR_ONLY))
+    assert "B" in recs and "A" not in recs
+
+
+def test_ease_ranks_what_the_same_buyers_bought_together(events_workspace, tmp_path):
+    from pinshop_cli.recommendation.ease import ease_table
+
+    rows = [(u, i, "2025-01-01") for u in ("u1", "u2", "u3") for i in ("A", "C")]
+    rows += [("u4", "B", "2025-01-01"), ("u4", "D", "2025-01-01"), ("t", "A", "2025-01-01")]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE interactions AS SELECT * FROM read_csv($path)",
+                {"path": str(purchases(tmp_path, rows))})
+    con.execute("CREATE TABLE users AS SELECT 't' AS user_id")
+    note = ease_table(con, candidates=2, lam=1.0)
+    top = con.execute("SELECT item_id FROM ease ORDER BY score DESC").fetchall()
+    assert note == "EASE on all 4 items" and top[0][0] == "C"
+
+
+def test_tune_stores_a_deterministic_fit_that_recommend_then_uses(copy_workspace, tmp_path):
+    from pinshop_cli.recommendation.scorer import COMPONENTS, tune
+    from pinshop_cli.recommendation.tuning import TUNING_FILE
+
+    root = copy_workspace()
+    result = CliRunner().invoke(app, ["generate-events", str(tmp_path / "ev.parquet"),
+                                      "--users", "120", "--events", "8000", "-w", str(root)])
+    assert result.exit_code == 0, result.output
+    ingest_events(tmp_path / "ev.parquet", root)
+    first = tune(root).to_dict()
+    assert tune(root).to_dict() == first
+    stored = json.loads((root / TUNING_FILE).read_text())
+    assert stored == first and first["chosen"] in {"blend", *COMPONENTS}
+    # recommend uses the fit: the same as passing the fitted weights explicitly.
+    fitted = RecommendConfig(weights=BlendWeights(**first["weights"]),
+                             popularity_half_life_days=first["popularity_half_life_days"])
+    assert ids(recommend(root, "u000003")) == ids(recommend(root, "u000003", fitted))

@@ -24,7 +24,7 @@ def shard_file(name: str, shard: int) -> str:
 
 
 def build_shard(vectors: np.ndarray, labels: np.ndarray, space: str, M: int,
-                ef_construction: int, target: str) -> int:
+                ef_construction: int, target: str, threads: int = 1) -> int:
     """Build one shard's graph and save it atomically; returns its size in bytes. A plain
     function of arrays and a path: it runs in a worker process or as a Ray task."""
     import hnswlib
@@ -34,7 +34,7 @@ def build_shard(vectors: np.ndarray, labels: np.ndarray, space: str, M: int,
     index = hnswlib.Index(space=space, dim=vectors.shape[1])
     index.init_index(max_elements=max(1, len(labels)), M=M, ef_construction=ef_construction)
     if len(labels):
-        index.add_items(vectors, labels)
+        index.add_items(vectors, labels, num_threads=threads)
     with atomic_path(Path(target)) as tmp:
         index.save_index(str(tmp))
     return Path(target).stat().st_size
@@ -45,11 +45,13 @@ def build_shards(vectors: np.ndarray, directory: Path, name: str, shards: int, s
     """Build `shards` graphs over vectors (label = row) in parallel; returns their files."""
     import numpy as np
 
+    # Locally the shards share this machine's cores; a Ray task holds one CPU.
+    threads = 1 if engine == "ray" else max(1, _cpus() // shards)
     jobs = []
     for shard in range(shards):
         labels = np.arange(shard, len(vectors), shards, dtype=np.int64)
         jobs.append((vectors[labels], labels, space, M, ef_construction,
-                     str(directory / shard_file(name, shard))))
+                     str(directory / shard_file(name, shard)), threads))
     if engine == "ray":
         import ray
 

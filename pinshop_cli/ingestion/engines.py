@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 #: Logical CPUs held by one light (decode, write) Ray task.
-LIGHT_TASK_CPUS = 0.25
+LIGHT_TASK_CPUS = 0.5
 
 
 @dataclass(frozen=True)
@@ -87,16 +87,20 @@ class ActorPlacement:
 
 def actor_placement(stages: list[Stage], workers: int | None) -> ActorPlacement:
     """By default one actor per node and model stage, whose torch threads share the node's
-    cores (as the local engine uses this machine). An actor reserves a CPU less the share
-    of one light task, so every node keeps room to decode and write: Ray Data would
-    otherwise wait forever for a CPU that the model actors hold."""
+    cores (as the local engine uses this machine). Actors reserve at most a CPU each and
+    leave every node room for a light task: Ray Data would otherwise wait forever for a CPU
+    to decode on. Light tasks hold half a CPU, so a 2-core node decodes two batches at a
+    time, like the local engine's two reader threads."""
     import ray
 
-    total = float(ray.cluster_resources().get("CPU", 1.0))
-    nodes = max(1, sum(1 for node in ray.nodes() if node.get("Alive")))
+    alive = [node for node in ray.nodes() if node.get("Alive")]
+    node_cpus = [float(node.get("Resources", {}).get("CPU", 0)) for node in alive]
+    smallest, total = min(node_cpus, default=1.0), sum(node_cpus) or 1.0
     models = max(1, sum(stage.model for stage in stages))
-    actors = workers or nodes
-    return ActorPlacement(actors, 1.0 - LIGHT_TASK_CPUS, max(1, int(total // (actors * models))))
+    actors = workers or max(1, len(alive))
+    per_node = -(-actors * models // max(1, len(alive)))
+    cpus = max(0.1, min(1.0, (smallest - LIGHT_TASK_CPUS) / per_node))
+    return ActorPlacement(actors, cpus, max(1, int(total // (actors * models))))
 
 
 def run_ray(plan: pa.Table, stages: list[Stage], options: EngineOptions

@@ -192,15 +192,17 @@ def region_schema() -> pa.Schema:
     ])
 
 
-def _vector_column(vectors: np.ndarray, valid: np.ndarray, dim: int) -> pa.Array:
-    """(good rows, dim) vectors spread over the batch's rows; rejected rows get zeros and
-    are never written."""
+def _vector_column(vectors: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """The good rows' vectors spread over the batch as list<float32>; rejected rows hold
+    empty lists and are never written. Variable-size lists, so a batch with no good row
+    (no vector, no dimension) has the same schema as every other batch."""
     import numpy as np
     import pyarrow as pa
 
-    full = np.zeros((len(valid), dim), np.float32)
-    full[valid] = vectors
-    return pa.FixedSizeListArray.from_arrays(pa.array(full.ravel()), dim)
+    lengths = np.where(valid, vectors.shape[1] if len(vectors) else 0, 0)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets),
+                                    pa.array(vectors.ravel(), pa.float32()))
 
 
 class EmbedImages:
@@ -223,10 +225,9 @@ class EmbedImages:
             good.column("height").to_pylist(), strict=True)]
         vectors = (self.embedder.embed_image_tensors(torch.stack(tensors)) if tensors
                    else np.zeros((0, 0), np.float32))
-        dim = vectors.shape[1] if tensors else 1
         batch = batch.drop_columns([c for c in ("pixels", "width", "height")
                                     if c in batch.column_names])
-        return _with_columns(batch, {"vector": _vector_column(vectors, valid, dim),
+        return _with_columns(batch, {"vector": _vector_column(vectors, valid),
                                      "node": pa.array([self.node] * batch.num_rows)})
 
 
@@ -246,7 +247,7 @@ class EmbedTexts:
         valid = np.ones(batch.num_rows, bool)
         return _with_columns(batch, {
             "reject": pa.nulls(batch.num_rows, pa.string()),
-            "vector": _vector_column(vectors, valid, vectors.shape[1]),
+            "vector": _vector_column(vectors, valid),
             "node": pa.array([self.node] * batch.num_rows)})
 
 

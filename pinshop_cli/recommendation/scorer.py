@@ -17,13 +17,21 @@ to BLAS/hnswlib for the taste profiles). The scoring, for a user u and a candida
     popular(u,j) = share(u, category(j)) * pop(j) for the `popular_pool` most popular items
                    of each category u shops ("popular in sofas"); a cold user, with no
                    history, gets the globally most popular items
+    global(u, j) = pop(j) for the `popular_pool` most popular items of the whole shop
+    again(u, j)  = r(u, j) for the items u bought that the shop's history shows re-bought
+                   (consumables: see `rebuy_rate`) — "buy it again"
     score(u, j)  = w_cf * cf / max_u(cf) + w_taste * taste / max_u(taste)
-                   + w_pop * popular / max_u(popular)
+                   + w_pop * popular / max_u(popular) + w_global * global / max_u(global)
+                   + w_again * again / max_u(again)
                    over each component's top `candidates` items per user (candidate
                    generation: a blend only reorders what some component ranks highly)
 
-Purchased items are never recommended; at most `per_category` items of one category enter
-a user's top k; each recommendation carries the reason of its largest weighted term.
+The weights and the popularity half-life are fitted to the shop's own history
+(tuning.py, `recommend --tune`) and stored in the workspace; without a fit, BlendWeights'
+defaults apply. Purchased items are not recommended again unless the history shows them
+re-bought (consumables: `rebuy_rate` of their buyers bought them on two or more days); at
+most `per_category` items of one category enter a user's top k; each recommendation
+carries the reason of its largest weighted term.
 """
 
 from __future__ import annotations
@@ -42,21 +50,29 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
+    from .tuning import Tuning
+
 VERBS = {"view": "viewed", "click": "clicked", "save": "saved", "cart": "added to cart",
          "purchase": "bought"}
 LIKED_EVENTS = ("save", "cart", "purchase")  # the items a taste profile is made of
+COMPONENTS = ("cf", "taste", "popularity", "global_popularity", "again")
+REBUY_MIN_BUYERS = 3
 RELEVANT_EVENTS = ("save", "cart", "purchase")  # what counts as a hit in --evaluate
 
 
 @dataclass(frozen=True)
 class BlendWeights:
-    """Chosen on the synthetic generator (README, 'recommend'): personalized popularity
-    carries most of the accuracy; CF and taste add the long tail (coverage 3% -> 50%)
-    without losing hit rate."""
+    """The unfitted defaults were chosen on the synthetic generator; on real purchase data
+    they lose to plain popularity, which is why `recommend --tune` fits them per shop."""
 
     cf: float = 0.1
     taste: float = 0.2
-    popularity: float = 1.0
+    popularity: float = 1.0  # popularity within the categories the user shops
+    global_popularity: float = 0.0  # the shop's best sellers, for everyone
+    again: float = 0.0  # the user's own re-buyable purchases
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -70,8 +86,16 @@ class RecommendConfig:
     popular_pool: int = 50
     candidates: int = 100
     per_category: int = 3
-    weights: BlendWeights = field(default_factory=BlendWeights)
+    #: An item re-bought (on two or more days) by this share of its buyers, with at least
+    #: REBUY_MIN_BUYERS buyers, may be recommended again to those who bought it.
+    rebuy_rate: float = 0.3
+    #: None: the weights fitted to this workspace (`recommend --tune`), else the defaults.
+    weights: BlendWeights | None = None
     memory_limit: str = "4GB"  # DuckDB spills to disk beyond this instead of failing
+
+    @property
+    def blend_weights(self) -> BlendWeights:
+        return self.weights or BlendWeights()
 
 
 @dataclass
@@ -101,6 +125,9 @@ class Evaluation:
     train_events: int
     test_users: int
     methods: dict[str, Metrics]
+    #: The blend fitted inside the training period (None when the weights were given).
+    tuning: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -185,12 +212,40 @@ class Scorer:
             GROUP BY r.user_id, s.neighbor
         """)
         self.sql("""
+            CREATE OR REPLACE TEMP TABLE rebuyable AS
+            SELECT item_id FROM (
+                SELECT user_id, item_id, count(DISTINCT ts::DATE) AS days FROM train
+                WHERE event = 'purchase' GROUP BY user_id, item_id
+            ) GROUP BY item_id
+            HAVING count(*) >= $min_buyers AND avg((days >= 2)::DOUBLE) >= $rate
+        """, min_buyers=REBUY_MIN_BUYERS, rate=c.rebuy_rate)
+        self.sql("""
+            CREATE OR REPLACE TEMP TABLE again AS
+            SELECT i.user_id, i.item_id, i.strength AS score
+            FROM interactions i JOIN users USING (user_id) SEMI JOIN rebuyable USING (item_id)
+            WHERE i.purchased
+        """)
+        self.popularity_tables(as_of, c.popularity_half_life_days)
+        self.con.register("taste_scores", self._taste())
+        self.sql("CREATE OR REPLACE TEMP TABLE taste AS "
+                 "SELECT user_id, item_id, greatest(score, 0) AS score FROM taste_scores")
+        for component in ("cf", "taste", "again"):
+            self.normalize(component)
+
+    def popularity_tables(self, as_of: datetime, half_life_days: float) -> None:
+        """The two popularity components (and their parts) for one half-life: tuning tries
+        several without recomputing the rest."""
+        self.sql("""
             CREATE OR REPLACE TEMP TABLE item_popularity AS
             SELECT t.item_id, k.category,
                    sum(t.weight * pow(0.5, (epoch($as_of) - epoch(t.ts)) / 86400.0 / $half_life))
                        AS score
             FROM train t JOIN catalog k ON k.id = t.item_id GROUP BY t.item_id, k.category
-        """, as_of=as_of, half_life=c.popularity_half_life_days)
+        """, as_of=as_of, half_life=half_life_days)
+        self.sql("""
+            CREATE OR REPLACE TEMP TABLE top_overall AS
+            SELECT * FROM item_popularity ORDER BY score DESC, item_id LIMIT $pool
+        """, pool=self.config.popular_pool)
         self.sql("""
             CREATE OR REPLACE TEMP TABLE popularity AS
             WITH shares AS (
@@ -203,19 +258,16 @@ class Scorer:
                 SELECT * FROM item_popularity
                 QUALIFY row_number() OVER (PARTITION BY category ORDER BY score DESC, item_id)
                         <= $pool
-            ), top_overall AS (
-                SELECT * FROM item_popularity ORDER BY score DESC, item_id LIMIT $pool
             )
             SELECT s.user_id, p.item_id, s.share * p.score AS score
             FROM shares s JOIN top_in_category p ON p.category IS NOT DISTINCT FROM s.category
             UNION ALL
             SELECT u.user_id, p.item_id, p.score
             FROM users u ANTI JOIN shares USING (user_id) CROSS JOIN top_overall p
-        """, pool=c.popular_pool)
-        self.con.register("taste_scores", self._taste())
-        self.sql("CREATE OR REPLACE TEMP TABLE taste AS "
-                 "SELECT user_id, item_id, greatest(score, 0) AS score FROM taste_scores")
-        for component in ("cf", "taste", "popularity"):
+        """, pool=self.config.popular_pool)
+        self.sql("CREATE OR REPLACE TEMP TABLE global_popularity AS SELECT u.user_id, "
+                 "p.item_id, p.score FROM users u CROSS JOIN top_overall p")
+        for component in ("popularity", "global_popularity"):
             self.normalize(component)
 
     def normalize(self, component: str) -> None:
@@ -253,27 +305,41 @@ class Scorer:
                          "score": pa.array(scores, pa.float32())})
 
     def blend(self, weights: BlendWeights, popularity: str = "popularity") -> None:
-        """Top-k per user into table `recs` (user_id, rank, item_id, score, reason)."""
+        """Top-k per user into table `recs` (user_id, rank, item_id, score, reason).
+        `popularity` names the table in the category-popularity slot: the evaluation puts
+        its baselines there (most_popular, ease) to rank them under the same rules."""
         verbs = " ".join(f"WHEN '{e}' THEN '{v}'" for e, v in VERBS.items())
         self.sql(f"""
             CREATE OR REPLACE TEMP TABLE recs AS
             WITH candidates AS (
-                SELECT user_id, item_id, sum(cf) AS cf, sum(taste) AS taste, sum(pop) AS pop
+                SELECT user_id, item_id, sum(cf) AS cf, sum(taste) AS taste, sum(pop) AS pop,
+                       sum(bestseller) AS bestseller, sum(again) AS again
                 FROM (
-                    SELECT user_id, item_id, $w_cf * part AS cf, 0 AS taste, 0 AS pop
-                    FROM cf_part
+                    SELECT user_id, item_id, $w_cf * part AS cf, 0 AS taste, 0 AS pop,
+                           0 AS bestseller, 0 AS again
+                    FROM cf_part WHERE $w_cf > 0
                     UNION ALL
-                    SELECT user_id, item_id, 0, $w_taste * part, 0 FROM taste_part
+                    SELECT user_id, item_id, 0, $w_taste * part, 0, 0, 0 FROM taste_part
+                    WHERE $w_taste > 0
                     UNION ALL
-                    SELECT user_id, item_id, 0, 0, $w_pop * part FROM {popularity}_part
+                    SELECT user_id, item_id, 0, 0, $w_pop * part, 0, 0 FROM {popularity}_part
+                    WHERE $w_pop > 0
+                    UNION ALL
+                    SELECT user_id, item_id, 0, 0, 0, $w_global * part, 0
+                    FROM global_popularity_part WHERE $w_global > 0
+                    UNION ALL
+                    SELECT user_id, item_id, 0, 0, 0, 0, $w_again * part FROM again_part
+                    WHERE $w_again > 0
                 ) GROUP BY user_id, item_id
             ), scored AS (
-                SELECT c.*, c.cf + c.taste + c.pop AS score, k.category
+                SELECT c.*, c.cf + c.taste + c.pop + c.bestseller + c.again AS score,
+                       k.category
                 FROM candidates c
-                ANTI JOIN (SELECT user_id, item_id FROM interactions WHERE purchased) b
+                ANTI JOIN (SELECT user_id, item_id FROM interactions WHERE purchased
+                           AND item_id NOT IN (SELECT item_id FROM rebuyable)) b
                     USING (user_id, item_id)
                 JOIN catalog k ON k.id = c.item_id
-                WHERE c.cf + c.taste + c.pop > 0
+                WHERE c.cf + c.taste + c.pop + c.bestseller + c.again > 0
                 QUALIFY row_number() OVER (PARTITION BY c.user_id, k.category
                                            ORDER BY score DESC, c.item_id) <= $per_category
             ), top AS (
@@ -289,18 +355,22 @@ class Scorer:
                 WHERE t.cf > 0 GROUP BY t.user_id, t.item_id
             )
             SELECT t.user_id, t.rank, t.item_id, t.score,
-                   CASE greatest(t.cf, t.taste, t.pop)
+                   CASE greatest(t.cf, t.taste, t.pop, t.bestseller, t.again)
                        WHEN t.cf THEN 'because you '
                            || (CASE i.top_event {verbs} END) || ' ' || b.title
                        WHEN t.taste THEN 'visually similar to your saves'
-                       ELSE 'popular in ' || coalesce(t.category, 'the catalog')
+                       WHEN t.pop THEN 'popular in ' || coalesce(t.category, 'the catalog')
+                       WHEN t.bestseller THEN 'a best seller in the shop'
+                       ELSE 'buy it again'
                    END AS reason
             FROM top t
             LEFT JOIN explained x USING (user_id, item_id)
             LEFT JOIN catalog b ON b.id = x.because
             LEFT JOIN interactions i ON i.user_id = t.user_id AND i.item_id = x.because
         """, w_cf=weights.cf, w_taste=weights.taste, w_pop=weights.popularity,
-                 per_category=self.config.per_category, k=self.config.k)
+                 w_global=weights.global_popularity, w_again=weights.again,
+                 per_category=self.config.per_category,
+                 k=self.config.k)
 
     def recommendations(self) -> pa.Table:
         return self.con.sql("""
@@ -319,14 +389,34 @@ def _scoring_date(scorer: Scorer) -> datetime:
 
 
 def _score(ws: Workspace, config: RecommendConfig | None, users: pa.Table | None) -> pa.Table:
-    """Blended top-k for `users` (everyone with events when None), as of the newest event."""
-    scorer = Scorer(ws, config or RecommendConfig())
+    """Blended top-k for `users` (everyone with events when None), as of the newest event,
+    with the workspace's fitted weights when there are some."""
+    from .tuning import apply, load
+
+    scorer = Scorer(ws, apply(config or RecommendConfig(), load(ws)))
     try:
         scorer.prepare(_scoring_date(scorer), users)
-        scorer.blend(scorer.config.weights)
+        scorer.blend(scorer.config.blend_weights)
         return scorer.recommendations()
     finally:
         scorer.close()
+
+
+def tune(workspace: str | Path | None = None, config: RecommendConfig | None = None
+         ) -> Tuning:
+    """Fit the blend on the whole history (its newest events as validation) and store the
+    fit in the workspace, where `recommend` picks it up."""
+    from .tuning import fit, save
+
+    ws = Workspace.open(workspace)
+    scorer = Scorer(ws, config or RecommendConfig())
+    try:
+        tuning = fit(scorer, _scoring_date(scorer))
+    finally:
+        scorer.close()
+    with ws.lock():
+        save(ws, tuning)
+    return tuning
 
 
 def recommend(workspace: str | Path | None = None, user: str | None = None,
@@ -352,9 +442,14 @@ def recommend_all(workspace: str | Path | None = None,
 def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = None,
              config: RecommendConfig | None = None) -> Evaluation:
     """Time split: train on events before `cut` (default: the 80th percentile of event
-    times), score the users active after it, and measure hit-rate@k, recall@k, NDCG@k and
-    catalog coverage for the blend, each component alone and a most-popular baseline.
-    Relevant items: those a user saved, carted or bought after the cut."""
+    times), fit the blend inside that training period (tuning.py; unless `config` fixes
+    the weights), score the users active after the cut, and measure hit-rate@k, recall@k,
+    NDCG@k and catalog coverage for the fitted blend, the unfitted default blend, each
+    component alone, global most-popular and EASE. Relevant items: those a user saved,
+    carted or bought after the cut."""
+    from .ease import ease_table
+    from .tuning import apply, fit, relevant_between
+
     config = config or RecommendConfig()
     ws = Workspace.open(workspace)
     scorer = Scorer(ws, config)
@@ -367,11 +462,9 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
             cut_at = datetime.fromisoformat(str(cut))
         if cut_at is None:
             raise PinshopError("events.parquet is empty: ingest some events first")
-        con.execute(f"""
-            CREATE TEMP TABLE relevant AS
-            SELECT DISTINCT user_id, item_id FROM all_events
-            WHERE ts >= $cut AND event IN {RELEVANT_EVENTS}
-        """, {"cut": cut_at})
+        tuning = fit(scorer, cut_at) if config.weights is None else None
+        scorer.config = apply(config, tuning)
+        relevant_between(scorer, cut_at, _scoring_date(scorer))
         test_users = con.sql("SELECT DISTINCT user_id FROM relevant").to_arrow_table()
         if test_users.num_rows == 0:
             raise PinshopError(f"no saves, carts or purchases after the cut {cut_at}: "
@@ -380,7 +473,7 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
         train_events = con.execute("SELECT count(*) FROM train").fetchone()
         # The baseline: the same most-popular items for everyone, by plain event counts.
         con.execute("""
-            CREATE TEMP TABLE most_popular AS
+            CREATE OR REPLACE TEMP TABLE most_popular AS
             WITH top AS (
                 SELECT item_id, count(*)::DOUBLE AS score FROM train
                 GROUP BY item_id ORDER BY score DESC, item_id LIMIT $pool
@@ -388,12 +481,19 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
             SELECT u.user_id, top.item_id, top.score FROM users u CROSS JOIN top
         """, {"pool": config.popular_pool})
         scorer.normalize("most_popular")
+        notes = [ease_table(con, config.candidates)]
+        scorer.normalize("ease")
+        alone = BlendWeights(0, 0, 1, 0)
         methods = {
-            "blend": (config.weights, "popularity"),
-            "cf": (BlendWeights(1, 0, 0), "popularity"),
-            "taste": (BlendWeights(0, 1, 0), "popularity"),
-            "popularity": (BlendWeights(0, 0, 1), "popularity"),
-            "most_popular_baseline": (BlendWeights(0, 0, 1), "most_popular"),
+            "blend": (scorer.config.blend_weights, "popularity"),
+            "default_blend": (BlendWeights(), "popularity"),
+            "cf": (BlendWeights(1, 0, 0, 0), "popularity"),
+            "taste": (BlendWeights(0, 1, 0, 0), "popularity"),
+            "popularity": (alone, "popularity"),
+            "global_popularity": (BlendWeights(0, 0, 0, 1), "popularity"),
+            "again": (BlendWeights(0, 0, 0, 0, 1), "popularity"),
+            "most_popular_baseline": (alone, "most_popular"),
+            "ease": (alone, "ease"),
         }
         results = {}
         for name, (weights, popularity) in methods.items():
@@ -401,8 +501,11 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
             results[name] = _metrics(con, config.k)
     finally:
         scorer.close()
+    if tuning is not None:
+        notes.append(tuning.note)
     return Evaluation(config.k, cut_at.isoformat(sep=" "), int(train_events[0]) if
-                      train_events else 0, test_users.num_rows, results)
+                      train_events else 0, test_users.num_rows, results,
+                      tuning.to_dict() if tuning else None, notes)
 
 
 def _metrics(con: duckdb.DuckDBPyConnection, k: int) -> Metrics:
@@ -433,4 +536,4 @@ def with_overrides(config: RecommendConfig, **overrides: Any) -> RecommendConfig
 
 
 __all__ = ["BlendWeights", "Evaluation", "Metrics", "Recommendation", "RecommendConfig",
-           "evaluate", "recommend", "recommend_all", "EVENT_WEIGHTS"]
+           "evaluate", "recommend", "recommend_all", "tune", "EVENT_WEIGHTS"]

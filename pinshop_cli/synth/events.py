@@ -168,7 +168,7 @@ def write_synthetic_workspace(root: str, items: int = 2000, users: int = 2000,
     normalized = load_catalog(source).table
     write_parquet(normalized, ws.catalog)
     ids = catalog.column("id").to_pylist()
-    hashes = normalized.column("text_hash").to_pylist()
+    hashes = normalized.column("product_text_hash").to_pylist()
     for start in range(0, items, 10_000):
         chunk = slice(start, start + 10_000)
         write_part(ws, "product_text", "synthetic-style", ids[chunk], hashes[chunk],
