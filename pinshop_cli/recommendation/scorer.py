@@ -160,9 +160,11 @@ class Scorer:
     def sql(self, query: str, **params: Any) -> None:
         self.con.execute(query, params or None)
 
-    def prepare(self, as_of: datetime, users: pa.Table | None = None) -> None:
+    def prepare(self, as_of: datetime, users: pa.Table | None = None,
+                popularity: bool = True) -> None:
         """Build the component tables from events before `as_of` for `users` (a one-column
-        table of user ids; all users with events when None)."""
+        table of user ids; all users with events when None). `popularity` False leaves the
+        popularity tables to the caller (tuning builds them per half-life)."""
         c = self.config
         self.sql("CREATE OR REPLACE TEMP TABLE train AS "
                  "SELECT * FROM all_events WHERE ts < $as_of", as_of=as_of)
@@ -225,16 +227,19 @@ class Scorer:
             FROM interactions i JOIN users USING (user_id) SEMI JOIN rebuyable USING (item_id)
             WHERE i.purchased
         """)
-        self.popularity_tables(as_of, c.popularity_half_life_days)
+        if popularity:
+            self.popularity_tables(as_of, c.popularity_half_life_days)
         self.con.register("taste_scores", self._taste())
         self.sql("CREATE OR REPLACE TEMP TABLE taste AS "
                  "SELECT user_id, item_id, greatest(score, 0) AS score FROM taste_scores")
         for component in ("cf", "taste", "again"):
             self.normalize(component)
 
-    def popularity_tables(self, as_of: datetime, half_life_days: float) -> None:
-        """The two popularity components (and their parts) for one half-life: tuning tries
-        several without recomputing the rest."""
+    def popularity_tables(self, as_of: datetime, half_life_days: float,
+                          by_category: bool = True) -> None:
+        """The two popularity components (and their parts) for one half-life; tuning tries
+        half-lives on the global one alone (`by_category` False keeps the category table:
+        it is the costly one, a join of every user's categories with their top items)."""
         self.sql("""
             CREATE OR REPLACE TEMP TABLE item_popularity AS
             SELECT t.item_id, k.category,
@@ -246,6 +251,11 @@ class Scorer:
             CREATE OR REPLACE TEMP TABLE top_overall AS
             SELECT * FROM item_popularity ORDER BY score DESC, item_id LIMIT $pool
         """, pool=self.config.popular_pool)
+        self.sql("CREATE OR REPLACE TEMP TABLE global_popularity AS SELECT u.user_id, "
+                 "p.item_id, p.score FROM users u CROSS JOIN top_overall p")
+        self.normalize("global_popularity")
+        if not by_category:
+            return
         self.sql("""
             CREATE OR REPLACE TEMP TABLE popularity AS
             WITH shares AS (
@@ -265,10 +275,7 @@ class Scorer:
             SELECT u.user_id, p.item_id, p.score
             FROM users u ANTI JOIN shares USING (user_id) CROSS JOIN top_overall p
         """, pool=self.config.popular_pool)
-        self.sql("CREATE OR REPLACE TEMP TABLE global_popularity AS SELECT u.user_id, "
-                 "p.item_id, p.score FROM users u CROSS JOIN top_overall p")
-        for component in ("popularity", "global_popularity"):
-            self.normalize(component)
+        self.normalize("popularity")
 
     def normalize(self, component: str) -> None:
         """<component>_part: each user's top `candidates` items of one component, scored
@@ -304,53 +311,68 @@ class Scorer:
                          "item_id": pa.array(items, pa.string()),
                          "score": pa.array(scores, pa.float32())})
 
-    def blend(self, weights: BlendWeights, popularity: str = "popularity") -> None:
-        """Top-k per user into table `recs` (user_id, rank, item_id, score, reason).
+    def gather(self, popularity: str = "popularity") -> None:
+        """Table `candidates`: every (user, item) some component proposes, with each
+        component's part unweighted, minus what the user may not be offered again. Weights
+        only reorder these, so tuning gathers once and ranks many times.
         `popularity` names the table in the category-popularity slot: the evaluation puts
         its baselines there (most_popular, ease) to rank them under the same rules."""
-        verbs = " ".join(f"WHEN '{e}' THEN '{v}'" for e, v in VERBS.items())
         self.sql(f"""
-            CREATE OR REPLACE TEMP TABLE recs AS
-            WITH candidates AS (
+            CREATE OR REPLACE TEMP TABLE candidates AS
+            SELECT c.*, k.category FROM (
                 SELECT user_id, item_id, sum(cf) AS cf, sum(taste) AS taste, sum(pop) AS pop,
                        sum(bestseller) AS bestseller, sum(again) AS again
                 FROM (
-                    SELECT user_id, item_id, $w_cf * part AS cf, 0 AS taste, 0 AS pop,
-                           0 AS bestseller, 0 AS again
-                    FROM cf_part WHERE $w_cf > 0
+                    SELECT user_id, item_id, part AS cf, 0 AS taste, 0 AS pop,
+                           0 AS bestseller, 0 AS again FROM cf_part
+                    UNION ALL SELECT user_id, item_id, 0, part, 0, 0, 0 FROM taste_part
+                    UNION ALL SELECT user_id, item_id, 0, 0, part, 0, 0 FROM {popularity}_part
                     UNION ALL
-                    SELECT user_id, item_id, 0, $w_taste * part, 0, 0, 0 FROM taste_part
-                    WHERE $w_taste > 0
-                    UNION ALL
-                    SELECT user_id, item_id, 0, 0, $w_pop * part, 0, 0 FROM {popularity}_part
-                    WHERE $w_pop > 0
-                    UNION ALL
-                    SELECT user_id, item_id, 0, 0, 0, $w_global * part, 0
-                    FROM global_popularity_part WHERE $w_global > 0
-                    UNION ALL
-                    SELECT user_id, item_id, 0, 0, 0, 0, $w_again * part FROM again_part
-                    WHERE $w_again > 0
+                    SELECT user_id, item_id, 0, 0, 0, part, 0 FROM global_popularity_part
+                    UNION ALL SELECT user_id, item_id, 0, 0, 0, 0, part FROM again_part
                 ) GROUP BY user_id, item_id
-            ), scored AS (
-                SELECT c.*, c.cf + c.taste + c.pop + c.bestseller + c.again AS score,
-                       k.category
-                FROM candidates c
-                ANTI JOIN (SELECT user_id, item_id FROM interactions WHERE purchased
-                           AND item_id NOT IN (SELECT item_id FROM rebuyable)) b
-                    USING (user_id, item_id)
-                JOIN catalog k ON k.id = c.item_id
-                WHERE c.cf + c.taste + c.pop + c.bestseller + c.again > 0
-                QUALIFY row_number() OVER (PARTITION BY c.user_id, k.category
-                                           ORDER BY score DESC, c.item_id) <= $per_category
-            ), top AS (
-                SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY score DESC, item_id)
-                    AS rank
-                FROM scored QUALIFY rank <= $k
-            ), explained AS (
+            ) c
+            ANTI JOIN (SELECT user_id, item_id FROM interactions WHERE purchased
+                       AND item_id NOT IN (SELECT item_id FROM rebuyable)) b
+                USING (user_id, item_id)
+            JOIN catalog k ON k.id = c.item_id
+        """)
+
+    def rank(self, weights: BlendWeights, table: str = "ranked") -> None:
+        """Table `table` (user_id, rank, item_id, score and the weighted parts): each
+        user's top k of `candidates` under `weights`, at most `per_category` per category."""
+        self.sql(f"""
+            CREATE OR REPLACE TEMP TABLE {table} AS
+            WITH scored AS (
+                SELECT user_id, item_id, category, $w_cf * cf AS cf, $w_taste * taste AS taste,
+                       $w_pop * pop AS pop, $w_global * bestseller AS bestseller,
+                       $w_again * again AS again
+                FROM candidates
+            ), capped AS (
+                SELECT *, cf + taste + pop + bestseller + again AS score FROM scored
+                WHERE cf + taste + pop + bestseller + again > 0
+                QUALIFY row_number() OVER (PARTITION BY user_id, category
+                                           ORDER BY score DESC, item_id) <= $per_category
+            )
+            SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY score DESC, item_id)
+                AS rank
+            FROM capped QUALIFY rank <= $k
+        """, w_cf=weights.cf, w_taste=weights.taste, w_pop=weights.popularity,
+                 w_global=weights.global_popularity, w_again=weights.again,
+                 per_category=self.config.per_category, k=self.config.k)
+
+    def blend(self, weights: BlendWeights, popularity: str = "popularity") -> None:
+        """Top-k per user into table `recs` (user_id, rank, item_id, score, reason)."""
+        self.gather(popularity)
+        self.rank(weights, "recs_ranked")
+        verbs = " ".join(f"WHEN '{e}' THEN '{v}'" for e, v in VERBS.items())
+        self.sql(f"""
+            CREATE OR REPLACE TEMP TABLE recs AS
+            WITH explained AS (
                 -- "because you saved X": the history item contributing most to cf(u, j),
                 -- worked out for the final top k only.
                 SELECT t.user_id, t.item_id, arg_max(r.item_id, r.strength * s.sim) AS because
-                FROM top t JOIN recent r USING (user_id)
+                FROM recs_ranked t JOIN recent r USING (user_id)
                 JOIN similar_items s ON s.item = r.item_id AND s.neighbor = t.item_id
                 WHERE t.cf > 0 GROUP BY t.user_id, t.item_id
             )
@@ -363,14 +385,11 @@ class Scorer:
                        WHEN t.bestseller THEN 'a best seller in the shop'
                        ELSE 'buy it again'
                    END AS reason
-            FROM top t
+            FROM recs_ranked t
             LEFT JOIN explained x USING (user_id, item_id)
             LEFT JOIN catalog b ON b.id = x.because
             LEFT JOIN interactions i ON i.user_id = t.user_id AND i.item_id = x.because
-        """, w_cf=weights.cf, w_taste=weights.taste, w_pop=weights.popularity,
-                 w_global=weights.global_popularity, w_again=weights.again,
-                 per_category=self.config.per_category,
-                 k=self.config.k)
+        """)
 
     def recommendations(self) -> pa.Table:
         return self.con.sql("""
@@ -508,10 +527,11 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
                       tuning.to_dict() if tuning else None, notes)
 
 
-def _metrics(con: duckdb.DuckDBPyConnection, k: int) -> Metrics:
-    row = con.execute("""
+def _metrics(con: duckdb.DuckDBPyConnection, k: int, recs: str = "recs") -> Metrics:
+    """Hit rate, recall, NDCG at k and coverage of table `recs` against `relevant`."""
+    row = con.execute(f"""
         WITH hits AS (
-            SELECT r.user_id, r.rank FROM recs r JOIN relevant v USING (user_id, item_id)
+            SELECT r.user_id, r.rank FROM {recs} r JOIN relevant v USING (user_id, item_id)
         ), per_user AS (
             SELECT u.user_id, u.n_relevant, count(h.rank) AS hits,
                    coalesce(sum(1.0 / log2(h.rank + 1)), 0) AS dcg,
@@ -522,7 +542,7 @@ def _metrics(con: duckdb.DuckDBPyConnection, k: int) -> Metrics:
             GROUP BY u.user_id, u.n_relevant
         )
         SELECT avg((hits > 0)::DOUBLE), avg(hits / n_relevant), avg(dcg / idcg),
-               (SELECT count(DISTINCT item_id) FROM recs)
+               (SELECT count(DISTINCT item_id) FROM {recs})
                    / (SELECT count(*) FROM catalog)::DOUBLE
         FROM per_user
     """, {"k": k}).fetchone()

@@ -7,8 +7,8 @@ once: a validation window is carved from the end of the training period (the las
 the users active in it, and the best by NDCG@k is kept.
 
 The search is small and deterministic:
-1. the popularity half-life, from HALF_LIVES, by the better of the two popularity
-   components alone (recomputing only the popularity tables);
+1. the popularity half-life, from HALF_LIVES, by global popularity alone (how fast a
+   shop's demand moves; recomputing only that component);
 2. coordinate ascent over the four weights on GRID, starting from the best single
    component, so the result is never below it on validation. When no blend beats that
    component, the component alone is used and the fit says so.
@@ -71,27 +71,33 @@ def fit(scorer: Scorer, train_end: datetime) -> Tuning:
     if users.num_rows == 0:
         raise PinshopError(f"no saves, carts or purchases between {cut} and {train_end} to "
                            "fit the blend on")
-    scorer.prepare(cut, users)
+    scorer.prepare(cut, users, popularity=False)
 
     def score(weights: BlendWeights) -> Metrics:
-        scorer.blend(weights)
-        return _metrics(con, config.k)
+        scorer.rank(weights)
+        return _metrics(con, config.k, "ranked")
 
     alone = {name: BlendWeights(**{c: float(c == name) for c in COMPONENTS})
              for name in COMPONENTS}
     best_half_life, best_pop = config.popularity_half_life_days, -1.0
+    # Category popularity is built once, for the chosen half-life; empty until then.
+    scorer.sql("CREATE OR REPLACE TEMP TABLE popularity_part AS SELECT NULL::VARCHAR AS "
+               "user_id, NULL::VARCHAR AS item_id, 0.0 AS part WHERE false")
     for half_life in HALF_LIVES:
-        scorer.popularity_tables(cut, half_life)
-        ndcg = max(score(alone["popularity"]).ndcg, score(alone["global_popularity"]).ndcg)
+        scorer.popularity_tables(cut, half_life, by_category=False)
+        scorer.gather()
+        ndcg = score(alone["global_popularity"]).ndcg
         if ndcg > best_pop:
             best_half_life, best_pop = half_life, ndcg
     scorer.popularity_tables(cut, best_half_life)
+    scorer.gather()
     singles = {name: score(weights) for name, weights in alone.items()}
     start = max(COMPONENTS, key=lambda name: (singles[name].ndcg, singles[name].hit_rate))
     current, current_ndcg = alone[start], singles[start].ndcg
+    useful = [name for name in COMPONENTS if singles[name].ndcg > 0]  # e.g. no taste vectors
     for _ in range(PASSES):
         improved = False
-        for component in COMPONENTS:
+        for component in useful:
             for value in GRID:
                 trial = replace(current, **{component: value})
                 if trial == current or not any(asdict(trial).values()):
