@@ -27,8 +27,7 @@ def ingest(
         envvar="RAY_ADDRESS", help="--engine ray: the cluster to join (default: start a "
                                    "local Ray).")] = None,
     workers: Annotated[int | None, typer.Option(
-        min=1, help="--engine ray: actors per model stage (default: from the cluster's "
-                    "CPUs).")] = None,
+        min=1, help="--engine ray: actors per model stage (default: one per node).")] = None,
     workspace: WorkspaceOption = None,
     models_dir: ModelsDirOption = None,
     json: JsonOption = False,

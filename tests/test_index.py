@@ -138,7 +138,7 @@ def test_index_shards_are_listed_updated_in_place_and_undone(copy_workspace, tmp
     plain = match(text="green velvet sofa", workspace=root, top_k=5).text_matches
     manifests = {m.name: m for m in build_indexes(root, shards=3)}
     text = manifests["product_text"]
-    assert text.shards == [f"product_text.shard{i}.hnsw" for i in range(3)]
+    assert [f.split("-")[0] for f in text.shards] == [f"product_text.shard{i}" for i in range(3)]
     assert not (Path(root) / "indexes" / "product_text.hnsw").exists()
     assert all((Path(root) / "indexes" / f).exists() for f in text.shards)
     assert manifests["product_text@sofa"].shards == []  # category indexes stay whole
@@ -157,6 +157,9 @@ def test_index_shards_are_listed_updated_in_place_and_undone(copy_workspace, tmp
     ingest(root, catalog)
     updated = {m.name: m for m in build_indexes(root)}["product_text"]  # keeps 3 shards
     assert len(updated.shards) == 3 and updated.count == len(rows)
+    assert not set(updated.shards) & set(text.shards)  # new files: the old stay whole
+    assert sorted(p.name for p in (Path(root) / "indexes").glob("product_text.shard*")) == \
+        sorted(updated.shards)
     assert match(text="brand new walnut bench", workspace=root).text_matches[0].id == "NEW1"
 
     whole = {m.name: m for m in build_indexes(root, shards=1)}["product_text"]

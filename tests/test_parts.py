@@ -70,3 +70,15 @@ def test_the_next_writer_sweeps_temp_files_a_killed_one_left(tmp_path):
         path.write_bytes(b"half a file")
     with ws.lock():
         assert not any(path.exists() for path in left)
+
+
+def test_compaction_unifies_parts_written_before_a_column_was_added(tmp_path, monkeypatch):
+    monkeypatch.setenv("PINSHOP_COMPACT_FANOUT", "2")
+    store = PartStore(tmp_path / "parts")
+    store.append(pa.table({"id": ["a"], "v": [1]}), key="old")  # an older pinshop's part
+    store.append(pa.table({"id": ["b"], "v": [2], "regions": pa.array([3], pa.int32())}),
+                 key="new")
+    merged = read_all(store)
+    assert [p.name[:2] for p in store.files()] == ["L1"]
+    assert merged.sort_by("id").to_pylist() == [{"id": "a", "v": 1, "regions": None},
+                                                {"id": "b", "v": 2, "regions": 3}]

@@ -19,8 +19,17 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-def shard_file(name: str, shard: int) -> str:
-    return f"{name}.shard{shard}.hnsw"
+def shard_file(name: str, shard: int, build: str) -> str:
+    """Shard files are named per build, so a new build or update never overwrites the files
+    the current manifest lists: a kill before the new manifest lands leaves the old index
+    whole (index/hnsw.py removes unlisted graphs after the manifest is written)."""
+    return f"{name}.shard{shard}-{build}.hnsw"
+
+
+def build_tag() -> str:
+    import secrets
+
+    return secrets.token_hex(4)
 
 
 def build_shard(vectors: np.ndarray, labels: np.ndarray, space: str, M: int,
@@ -47,11 +56,13 @@ def build_shards(vectors: np.ndarray, directory: Path, name: str, shards: int, s
 
     # Locally the shards share this machine's cores; a Ray task holds one CPU.
     threads = 1 if engine == "ray" else max(1, _cpus() // shards)
+    build = build_tag()
+    files = [shard_file(name, shard, build) for shard in range(shards)]
     jobs = []
     for shard in range(shards):
         labels = np.arange(shard, len(vectors), shards, dtype=np.int64)
         jobs.append((vectors[labels], labels, space, M, ef_construction,
-                     str(directory / shard_file(name, shard)), threads))
+                     str(directory / files[shard]), threads))
     if engine == "ray":
         import ray
 
@@ -60,7 +71,7 @@ def build_shards(vectors: np.ndarray, directory: Path, name: str, shards: int, s
     else:
         with ProcessPoolExecutor(max_workers=min(shards, _cpus())) as pool:
             list(pool.map(build_shard, *zip(*jobs, strict=True)))
-    return [shard_file(name, shard) for shard in range(shards)]
+    return files
 
 
 def _cpus() -> int:
@@ -136,9 +147,9 @@ class ShardedIndex:
     def save_shards(self, directory: Path, name: str) -> list[str]:
         from ..workspace.storage import atomic_path
 
-        files = []
+        files, build = [], build_tag()
         for number, shard in enumerate(self.shards):
-            files.append(shard_file(name, number))
+            files.append(shard_file(name, number, build))
             with atomic_path(directory / files[-1]) as tmp:
                 shard.save_index(str(tmp))
         return files

@@ -28,7 +28,7 @@ LIGHT_TASK_CPUS = 0.5
 class EngineOptions:
     batch_size: int
     reader_threads: int = 2
-    #: Ray: actors per model stage (default: as many as the cluster's CPUs allow).
+    #: Ray: actors per model stage (default: one per node).
     workers: int | None = None
 
 
@@ -86,21 +86,25 @@ class ActorPlacement:
 
 
 def actor_placement(stages: list[Stage], workers: int | None) -> ActorPlacement:
-    """By default one actor per node and model stage, whose torch threads share the node's
-    cores (as the local engine uses this machine). Actors reserve at most a CPU each and
-    leave every node room for a light task: Ray Data would otherwise wait forever for a CPU
-    to decode on. Light tasks hold half a CPU, so a 2-core node decodes two batches at a
-    time, like the local engine's two reader threads."""
+    """By default one actor per node (with CPUs) and model stage, whose torch threads share
+    the node's cores, as the local engine uses this machine. Actors reserve at most a CPU
+    each and leave every node room for one light task (Ray Data would otherwise wait
+    forever for a CPU to decode on); `workers` that cannot fit so are refused."""
     import ray
 
-    alive = [node for node in ray.nodes() if node.get("Alive")]
-    node_cpus = [float(node.get("Resources", {}).get("CPU", 0)) for node in alive]
-    smallest, total = min(node_cpus, default=1.0), sum(node_cpus) or 1.0
+    node_cpus = [cpus for node in ray.nodes() if node.get("Alive")
+                 if (cpus := float(node.get("Resources", {}).get("CPU", 0))) > 0]
+    if not node_cpus:
+        raise PinshopError("the Ray cluster has no CPUs to run on")
     models = max(1, sum(stage.model for stage in stages))
-    actors = workers or max(1, len(alive))
-    per_node = -(-actors * models // max(1, len(alive)))
-    cpus = max(0.1, min(1.0, (smallest - LIGHT_TASK_CPUS) / per_node))
-    return ActorPlacement(actors, cpus, max(1, int(total // (actors * models))))
+    actors = workers or len(node_cpus)
+    per_node = -(-actors * models // len(node_cpus))
+    cpus = min(1.0, (min(node_cpus) - LIGHT_TASK_CPUS) / per_node)
+    if cpus < 0.1:
+        raise PinshopError(f"--workers {actors} does not fit: {len(node_cpus)} node(s) with "
+                           f"{min(node_cpus):g} CPUs each cannot hold {actors * models} model "
+                           "actors and still decode; use fewer workers")
+    return ActorPlacement(actors, cpus, max(1, int(sum(node_cpus) // (actors * models))))
 
 
 def run_ray(plan: pa.Table, stages: list[Stage], options: EngineOptions

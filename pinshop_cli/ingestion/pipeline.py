@@ -59,7 +59,7 @@ class IngestConfig:
     #: local (threads in this process) or ray (Ray Data, on one machine or a cluster).
     engine: str = "local"
     ray_address: str | None = None
-    #: Ray actors per model stage; None sizes the pools from the cluster's CPUs.
+    #: Ray actors per model stage; None: one per node.
     workers: int | None = None
 
     def engine_options(self, batch_size: int) -> EngineOptions:
@@ -276,7 +276,8 @@ def consolidate_detections(ws: Workspace, detector_id: str) -> int:
     files = PartStore(ws.detection_parts_dir).files()
     if not files or not ws.pins.exists():
         return 0
-    query = (f"SELECT d.* FROM read_parquet([{', '.join(sql_path(f) for f in files)}]) d "
+    query = (f"SELECT d.* FROM read_parquet([{', '.join(sql_path(f) for f in files)}], "
+             "union_by_name = true) d "
              f"JOIN read_parquet({sql_path(ws.pins)}) p ON p.pin_id = d.pin_id "
              "AND p.status = 'ok' WHERE d.detector = $detector "
              "QUALIFY row_number() OVER (PARTITION BY d.det_id) = 1 "

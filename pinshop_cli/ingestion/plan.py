@@ -47,8 +47,9 @@ def pending_pins(ws: Workspace, detector_id: str, pins: pa.Table) -> pa.Table:
     files = PartStore(ws.detection_parts_dir).files()
     if not files:
         return query_arrow(ok + " ORDER BY path", tables={"pins": pins})
-    done = (f"SELECT pin_id FROM read_parquet([{', '.join(sql_path(f) for f in files)}]) "
-            "WHERE detector = $detector GROUP BY pin_id "
-            "HAVING count(DISTINCT det_id) >= max(regions)")
+    # Parts written before `regions` existed always held whole pins (NULL regions).
+    done = (f"SELECT pin_id FROM read_parquet([{', '.join(sql_path(f) for f in files)}], "
+            "union_by_name = true) WHERE detector = $detector GROUP BY pin_id "
+            "HAVING max(regions) IS NULL OR count(DISTINCT det_id) >= max(regions)")
     return query_arrow(f"SELECT * FROM ({ok}) ANTI JOIN ({done}) d USING (pin_id) "
                        "ORDER BY path", {"detector": detector_id}, tables={"pins": pins})

@@ -117,14 +117,19 @@ class DecodeImages:
         })
 
 
-def _load_embedder(name: str, models_dir: str | None, expect: str, threads: int | None,
-                   image: bool) -> Embedder:
-    from ..models import get_embedder
-
+def _torch_threads(threads: int | None) -> None:
+    """A worker's share of its node's cores (the engine knows how many workers share it)."""
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def _load_embedder(name: str, models_dir: str | None, expect: str, threads: int | None,
+                   image: bool) -> Embedder:
+    from ..models import get_embedder
+
+    _torch_threads(threads)
     embedder = get_embedder(name, models_dir)
     got = embedder.image_model_id if image else embedder.text_model_id
     if got != expect:
@@ -141,10 +146,7 @@ class DetectAndCrop:
                  threads: int | None = None) -> None:
         from ..models import get_detector
 
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
+        _torch_threads(threads)
         self.detector = get_detector(detector, models_dir, min_score)
         if self.detector.model_id != expect:
             raise PinshopError(f"detector {detector!r} resolved to {self.detector.model_id} "
@@ -286,13 +288,23 @@ class WriteParts:
         # Items finished: products one per row; pins once, at their first region.
         items = (good.num_rows if self.kind != "crop"
                  else pc.sum(pc.equal(good.column("region"), 0)).as_py() or 0)
-        return pa.table({
-            "kind": [self.kind], "part": [part], "detections_part": [detections_part],
-            "rows": pa.array([good.num_rows], pa.int64()),
-            "items": pa.array([items + bad.num_rows], pa.int64()),
-            "nodes": [sorted(set(good.column("node").to_pylist())) if good.num_rows else []],
-            "reject_ids": [bad.column("id").to_pylist()],
-            "reject_reasons": [bad.column("reject").to_pylist()],
-            "reject_paths": [bad.column("path").to_pylist() if "path" in bad.column_names
-                             else [None] * bad.num_rows],
-        })
+        return pa.Table.from_pylist([{
+            "kind": self.kind, "part": part, "detections_part": detections_part,
+            "rows": good.num_rows, "items": items + bad.num_rows,
+            "nodes": sorted(set(good.column("node").to_pylist())) if good.num_rows else [],
+            "reject_ids": bad.column("id").to_pylist(),
+            "reject_reasons": bad.column("reject").to_pylist(),
+            "reject_paths": (bad.column("path").to_pylist() if "path" in bad.column_names
+                             else [None] * bad.num_rows),
+        }], receipt_schema())
+
+
+def receipt_schema() -> pa.Schema:
+    """One row per written batch, the same for every batch and engine."""
+    import pyarrow as pa
+
+    names = pa.list_(pa.string())
+    return pa.schema([("kind", pa.string()), ("part", pa.string()),
+                      ("detections_part", pa.string()), ("rows", pa.int64()),
+                      ("items", pa.int64()), ("nodes", names), ("reject_ids", names),
+                      ("reject_reasons", names), ("reject_paths", names)])

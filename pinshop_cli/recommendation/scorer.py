@@ -332,8 +332,8 @@ class Scorer:
                     UNION ALL SELECT user_id, item_id, 0, 0, 0, 0, part FROM again_part
                 ) GROUP BY user_id, item_id
             ) c
-            ANTI JOIN (SELECT user_id, item_id FROM interactions WHERE purchased
-                       AND item_id NOT IN (SELECT item_id FROM rebuyable)) b
+            ANTI JOIN (SELECT user_id, item_id FROM interactions
+                       ANTI JOIN rebuyable USING (item_id) WHERE purchased) b
                 USING (user_id, item_id)
             JOIN catalog k ON k.id = c.item_id
         """)

@@ -9,7 +9,7 @@ the users active in it, and the best by NDCG@k is kept.
 The search is small and deterministic:
 1. the popularity half-life, from HALF_LIVES, by global popularity alone (how fast a
    shop's demand moves; recomputing only that component);
-2. coordinate ascent over the four weights on GRID, starting from the best single
+2. coordinate ascent over the five weights on GRID, starting from the best single
    component, so the result is never below it on validation. When no blend beats that
    component, the component alone is used and the fit says so.
 """
@@ -139,12 +139,17 @@ def load(ws: Workspace) -> Tuning | None:
 
 
 def apply(config: RecommendConfig, tuning: Tuning | None) -> RecommendConfig:
-    """The config with the fitted weights and half-life, unless weights were given."""
+    """The config with the fitted weights, unless weights were given, and the fitted
+    half-life, unless one was given (left at its default)."""
     from dataclasses import replace
 
-    from .scorer import BlendWeights
+    from .scorer import BlendWeights, RecommendConfig
 
     if config.weights is not None or tuning is None:
         return config
+    default = RecommendConfig().popularity_half_life_days
+    half_life = (tuning.popularity_half_life_days
+                 if config.popularity_half_life_days == default
+                 else config.popularity_half_life_days)
     return replace(config, weights=BlendWeights(**tuning.weights),
-                   popularity_half_life_days=tuning.popularity_half_life_days)
+                   popularity_half_life_days=half_life)

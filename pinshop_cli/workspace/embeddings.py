@@ -98,7 +98,8 @@ def current_rows_sql(ws: Workspace, kind: str, columns: str = "e.id, e.model_id,
 
 
 def to_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A fixed_size_list<float32> column as a contiguous (n, dim) float32 array."""
+    """A column of equal-length float32 lists (fixed-size, or variable-size as the ingest
+    stages carry them) as a contiguous (n, dim) float32 array."""
     import numpy as np
     import pyarrow as pa
 

@@ -68,7 +68,7 @@ class Workspace:
         write_json({**self.settings(), **values}, self.settings_path)
 
     # -- one writer at a time ----------------------------------------------------------
-    def sweep_temp_files(self) -> int:
+    def sweep_leftovers(self) -> int:
         """Remove what a killed writer left: temp files of atomic writes and parts it wrote
         but never listed (holding the lock, no other writer can own one). Returns how many
         temp files were removed."""
@@ -110,7 +110,7 @@ class Workspace:
             handle.truncate()
             handle.write(f"pinshop pid {os.getpid()}")
             handle.flush()
-            self.sweep_temp_files()
+            self.sweep_leftovers()
             try:
                 yield
             finally:

@@ -121,14 +121,25 @@ class PartStore:
 
 
 def _merge(sources: list[Path], target: Path) -> None:
-    """Concatenate Parquet files into one, streaming row groups (schema kept exactly)."""
+    """Concatenate Parquet files into one, streaming row groups. Schemas are unified (a
+    column added by a newer pinshop is null in older parts)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from .storage import atomic_path
 
-    schema = pq.read_schema(sources[0])
+    schema = pa.unify_schemas([pq.read_schema(source) for source in sources])
     with atomic_path(target) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as out:
         for source in sources:
             reader = pq.ParquetFile(source)
             for group in range(reader.num_row_groups):
-                out.write_table(reader.read_row_group(group).cast(schema))
+                out.write_table(_conform(reader.read_row_group(group), schema))
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with `schema`'s columns in its order, missing ones as nulls."""
+    import pyarrow as pa
+
+    columns = [table.column(f.name) if f.name in table.column_names
+               else pa.nulls(table.num_rows, f.type) for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
