@@ -117,13 +117,15 @@ def main() -> None:
         "model loads); each Ray run starts its own local Ray (starting and stopping it "
         f"alone takes {start:.1f} s here) with one model actor using both cores. Goal: "
         "Ray <= 1.3x local.\n\n" + "\n".join(lines) + "\n\n"
-        "Ray's extra time is mostly fixed (starting Ray, then a worker process per model "
-        "stage that imports torch and loads its model), so the ratio falls as runs grow. "
-        f"Sizing a CPU cluster from the Ray image stage above, {per_core:.1f} img/s per core "
+        "Where Ray's extra time goes here: a fixed part (starting Ray; then, per model stage, "
+        "a worker process that imports torch and loads its model, about 3 s), and a slower "
+        "image stage: the decode tasks, the model actor and Ray's own processes share the "
+        "same 2 cores. Repeated runs of this benchmark gave 1.27x to 1.46x. Sizing a CPU "
+        f"cluster from the Ray image stage above, {per_core:.1f} img/s per core "
         "(EfficientNet-Lite0; CLIP ViT-B/32 is several times slower per image):\n\n"
         + "\n".join(sizing) + "\n\n"
         "GPU workers are not measured (this machine has none) and the model stages run on "
-        "CPU today; see the README's \"Scaling out\".\n")
+        "CPU today; see the README's \"Scaling out\".\n\n")
     write_section(args.out, "## Ray engine", section)
     print(section)
 

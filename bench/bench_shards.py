@@ -85,7 +85,7 @@ def main() -> None:
         f"{rows[-1][0]} built {base[1] / rows[-1][1]:.1f}x faster than one index on the same "
         "cores, and a cluster builds the shards at once (`--engine ray`). Every query asks "
         f"every shard, so a query costs more: p50 {base[3]:.2f} ms with one index, "
-        f"{rows[-1][3]:.2f} ms with {rows[-1][0]}.\n")
+        f"{rows[-1][3]:.2f} ms with {rows[-1][0]}.\n\n")
     write_section(args.out, "## Sharded indexes", section)
     print(section)
 

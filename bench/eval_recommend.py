@@ -146,7 +146,8 @@ def main() -> None:
                "(the 60th, 70th and 80th percentiles of event time). `blend` is fitted inside "
                "each cut's training period (validation: its newest 20% of events); "
                "`default_blend` is the unfitted 0.1/0.2/1.0 blend; EASE is lambda 200 on up "
-               "to 20,000 items.\n\n" + "\n".join(parts))
+               "to 20,000 items. The completejourney catalog is not embedded here, so its "
+               "taste component has no vectors and scores 0.\n\n" + "\n".join(parts) + "\n")
     write_section(args.out, "## Recommendation quality", section)
     print(section)
 
