@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -66,23 +67,31 @@ def test_index_without_embeddings_is_a_clear_error(tmp_path, write_catalog):
         build_indexes(tmp_path / "empty")
 
 
-def test_index_updates_in_place_for_added_changed_and_removed_products(copy_workspace,
-                                                                       sample_dir, tmp_path):
-    import csv
-
-    root = copy_workspace()
-    shutil.copytree(sample_dir / "products", tmp_path / "products")
+def sample_rows(sample_dir: Path) -> list[dict[str, str]]:
     with open(sample_dir / "catalog.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    removed = rows.pop()["id"]
-    rows[0]["title"] = "Renamed Oak Armchair"
-    rows.append({**rows[1], "id": "NEW1", "title": "Brand New Walnut Bench", "image": ""})
+        return list(csv.DictReader(handle))
+
+
+def write_beside_sample_images(rows: list[dict[str, str]], sample_dir: Path,
+                               tmp_path: Path) -> Path:
+    """A catalog of `rows` whose relative image paths still resolve."""
+    shutil.copytree(sample_dir / "products", tmp_path / "products")
     catalog = tmp_path / "catalog.csv"
     with open(catalog, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    ingest(root, catalog)
+    return catalog
+
+
+def test_index_updates_in_place_for_added_changed_and_removed_products(copy_workspace,
+                                                                       sample_dir, tmp_path):
+    root = copy_workspace()
+    rows = sample_rows(sample_dir)
+    removed = rows.pop()["id"]
+    rows[0]["title"] = "Renamed Oak Armchair"
+    rows.append({**rows[1], "id": "NEW1", "title": "Brand New Walnut Bench", "image": ""})
+    ingest(root, write_beside_sample_images(rows, sample_dir, tmp_path))
     before = {m.name: m for m in build_indexes(root, rebuild=False)}
     text = before["product_text"]
     assert text.count == len(rows) and text.recall_at_10 is not None
@@ -132,8 +141,6 @@ def test_sharded_recall_is_within_a_hundredth_of_one_index(tmp_path):
 
 def test_index_shards_are_listed_updated_in_place_and_undone(copy_workspace, tmp_path,
                                                              sample_dir):
-    import csv
-
     root = copy_workspace()
     plain = match(text="green velvet sofa", workspace=root, top_k=5).text_matches
     manifests = {m.name: m for m in build_indexes(root, shards=3)}
@@ -145,16 +152,9 @@ def test_index_shards_are_listed_updated_in_place_and_undone(copy_workspace, tmp
     sharded = match(text="green velvet sofa", workspace=root, top_k=5).text_matches
     assert [h.id for h in sharded] == [h.id for h in plain]
 
-    shutil.copytree(sample_dir / "products", tmp_path / "products")  # images are relative
-    with open(sample_dir / "catalog.csv", newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = sample_rows(sample_dir)
     rows.append({**rows[1], "id": "NEW1", "title": "Brand New Walnut Bench", "image": ""})
-    catalog = tmp_path / "catalog.csv"
-    with open(catalog, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    ingest(root, catalog)
+    ingest(root, write_beside_sample_images(rows, sample_dir, tmp_path))
     updated = {m.name: m for m in build_indexes(root)}["product_text"]  # keeps 3 shards
     assert len(updated.shards) == 3 and updated.count == len(rows)
     assert not set(updated.shards) & set(text.shards)  # new files: the old stay whole

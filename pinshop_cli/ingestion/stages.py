@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from PIL import Image
 
-    from ..models import Embedder
 
 
 @dataclass(frozen=True)
@@ -125,19 +124,6 @@ def _torch_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _load_embedder(name: str, models_dir: str | None, expect: str, threads: int | None,
-                   image: bool) -> Embedder:
-    from ..models import get_embedder
-
-    _torch_threads(threads)
-    embedder = get_embedder(name, models_dir)
-    got = embedder.image_model_id if image else embedder.text_model_id
-    if got != expect:
-        raise PinshopError(f"embedder {name!r} resolved to {got} on {node_name()}, not "
-                           f"{expect} as on the driver: install the same models on every node")
-    return embedder
-
-
 class DetectAndCrop:
     """A pin's `pixels` -> one row per detected region (the whole photo when nothing is
     found), with the crop's pixels and its box in the original photo's pixels."""
@@ -207,13 +193,30 @@ def _vector_column(vectors: np.ndarray, valid: np.ndarray) -> pa.Array:
                                     pa.array(vectors.ravel(), pa.float32()))
 
 
-class EmbedImages:
-    """`pixels` -> `vector` (the embedder's own preprocessing, then one forward per batch)."""
+class _Embed:
+    """A model stage holding the workspace's embedder, built by name on the worker; it
+    refuses to run when the name resolves to another model than the driver's."""
+
+    image: bool  # which of the embedder's two models this stage runs
 
     def __init__(self, embedder: str, models_dir: str | None, expect: str,
                  threads: int | None = None) -> None:
-        self.embedder = _load_embedder(embedder, models_dir, expect, threads, image=True)
+        from ..models import get_embedder
+
+        _torch_threads(threads)
+        self.embedder = get_embedder(embedder, models_dir)
+        got = self.embedder.image_model_id if self.image else self.embedder.text_model_id
         self.node = node_name()
+        if got != expect:
+            raise PinshopError(f"embedder {embedder!r} resolved to {got} on {self.node}, not "
+                               f"{expect} as on the driver: install the same models on every "
+                               "node")
+
+
+class EmbedImages(_Embed):
+    """`pixels` -> `vector` (the embedder's own preprocessing, then one forward per batch)."""
+
+    image = True
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         import numpy as np
@@ -233,13 +236,10 @@ class EmbedImages:
                                      "node": pa.array([self.node] * batch.num_rows)})
 
 
-class EmbedTexts:
+class EmbedTexts(_Embed):
     """`product_text` -> `vector`."""
 
-    def __init__(self, embedder: str, models_dir: str | None, expect: str,
-                 threads: int | None = None) -> None:
-        self.embedder = _load_embedder(embedder, models_dir, expect, threads, image=False)
-        self.node = node_name()
+    image = False
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         import numpy as np
