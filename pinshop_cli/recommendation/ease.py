@@ -47,7 +47,8 @@ def ease_table(con: duckdb.DuckDBPyConnection, candidates: int, lam: float = LAM
     n_items = min(n_total, max_items)
     note = (f"EASE on all {n_total:,} items" if n_total <= max_items else
             f"EASE on the {max_items:,} most interacted-with of {n_total:,} items")
-    empty = pa.table({"user_id": pa.array([], pa.string()), "item_id": pa.array([], pa.string()),
+    user_type, item_type = (pairs.schema.field(name).type for name in ("user_id", "item_id"))
+    empty = pa.table({"user_id": pa.array([], user_type), "item_id": pa.array([], item_type),
                       "score": pa.array([], pa.float32())})
     if pairs.num_rows == 0:
         con.register("ease_scores", empty)
@@ -76,8 +77,8 @@ def ease_table(con: duckdb.DuckDBPyConnection, candidates: int, lam: float = LAM
         items_out.append(item_ids[top.ravel()])
         scores_out.append(np.take_along_axis(scores, top, axis=1).ravel())
     con.register("ease_scores", pa.table({
-        "user_id": pa.array(np.concatenate(users_out), pa.string()),
-        "item_id": pa.array(np.concatenate(items_out), pa.string()),
+        "user_id": pa.array(np.concatenate(users_out).tolist(), user_type),
+        "item_id": pa.array(np.concatenate(items_out).tolist(), item_type),
         "score": pa.array(np.concatenate(scores_out), pa.float32())}))
     # Users with no training item get nothing here; the blend then shows them nothing,
     # as EASE would (it has no cold-start answer).

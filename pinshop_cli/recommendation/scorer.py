@@ -147,10 +147,27 @@ class Scorer:
         self.con.execute(f"SET memory_limit = '{config.memory_limit}'")
         self.con.execute(f"SET temp_directory = {sql_path(tmp)}")
         self.con.execute("SET preserve_insertion_order = false")
-        self.con.execute(f"CREATE VIEW catalog AS SELECT * FROM read_parquet("
-                         f"{sql_path(ws.catalog)})")
         self.con.execute(f"CREATE VIEW all_events AS SELECT * FROM read_parquet("
                          f"{sql_path(ws.events)})")
+        # Integer surrogate keys: every join, group and sort below runs on integers (ids
+        # are strings of any length), and ids come back as strings only for the rows shown.
+        self.con.execute(f"""
+            CREATE TEMP TABLE item_keys AS
+            SELECT item_id, (row_number() OVER (ORDER BY item_id))::INTEGER AS key FROM (
+                SELECT id AS item_id FROM read_parquet({sql_path(ws.catalog)})
+                UNION SELECT item_id FROM all_events)""")
+        self.con.execute("""
+            CREATE TEMP TABLE user_keys AS
+            SELECT user_id, (row_number() OVER (ORDER BY user_id))::INTEGER AS key
+            FROM (SELECT DISTINCT user_id FROM all_events)""")
+        self.con.execute(f"""
+            CREATE TEMP TABLE catalog AS
+            SELECT k.key AS id, c.title, c.category, c.price
+            FROM read_parquet({sql_path(ws.catalog)}) c JOIN item_keys k ON k.item_id = c.id""")
+        self.con.execute("""
+            CREATE TEMP TABLE events AS
+            SELECT u.key AS user_id, i.key AS item_id, e.event, e.weight, e.ts
+            FROM all_events e JOIN user_keys u USING (user_id) JOIN item_keys i USING (item_id)""")
         # The saved product index, loaded on first use (False: the workspace has none).
         self._product_index: Any = None
 
@@ -163,16 +180,29 @@ class Scorer:
     def prepare(self, as_of: datetime, users: pa.Table | None = None,
                 popularity: bool = True) -> None:
         """Build the component tables from events before `as_of` for `users` (a one-column
-        table of user ids; all users with events when None). `popularity` False leaves the
-        popularity tables to the caller (tuning builds them per half-life)."""
+        table `user_id` of user ids, or of this scorer's integer keys; all users with
+        events when None). `popularity` False leaves the popularity tables to the caller
+        (tuning builds them per half-life)."""
+        import pyarrow as pa
+
         c = self.config
         self.sql("CREATE OR REPLACE TEMP TABLE train AS "
-                 "SELECT * FROM all_events WHERE ts < $as_of", as_of=as_of)
+                 "SELECT * FROM events WHERE ts < $as_of", as_of=as_of)
         if users is None:
             self.sql("CREATE OR REPLACE TEMP TABLE users AS SELECT DISTINCT user_id FROM train")
-        else:
+        elif pa.types.is_integer(users.schema.field("user_id").type):  # keys already
             self.con.register("users_in", users)
             self.sql("CREATE OR REPLACE TEMP TABLE users AS SELECT DISTINCT user_id FROM users_in")
+        else:  # user ids; one with no events yet (a cold user) gets a new key
+            self.con.register("users_in", users)
+            self.sql("""
+                INSERT INTO user_keys
+                SELECT user_id, (SELECT coalesce(max(key), 0) FROM user_keys)
+                                + (row_number() OVER (ORDER BY user_id))::INTEGER
+                FROM (SELECT DISTINCT user_id FROM users_in ANTI JOIN user_keys USING (user_id))
+            """)
+            self.sql("CREATE OR REPLACE TEMP TABLE users AS SELECT DISTINCT k.key AS user_id "
+                     "FROM users_in JOIN user_keys k USING (user_id)")
         # r(u, i): decayed strength, the strongest event, whether it was bought / liked.
         self.sql(f"""
             CREATE OR REPLACE TEMP TABLE interactions AS
@@ -231,7 +261,8 @@ class Scorer:
             self.popularity_tables(as_of, c.popularity_half_life_days)
         self.con.register("taste_scores", self._taste())
         self.sql("CREATE OR REPLACE TEMP TABLE taste AS "
-                 "SELECT user_id, item_id, greatest(score, 0) AS score FROM taste_scores")
+                 "SELECT t.user_id, k.key AS item_id, greatest(t.score, 0) AS score "
+                 "FROM taste_scores t JOIN item_keys k USING (item_id)")
         for component in ("cf", "taste", "again"):
             self.normalize(component)
 
@@ -295,19 +326,20 @@ class Scorer:
 
         from .taste import nearest_to_profiles, product_index
 
-        empty = pa.table({"user_id": pa.array([], pa.string()),
+        empty = pa.table({"user_id": pa.array([], pa.int32()),
                           "item_id": pa.array([], pa.string()),
                           "score": pa.array([], pa.float32())})
         if self._product_index is None:
             self._product_index = product_index(self.ws) or False
         liked = self.con.sql(
-            "SELECT i.user_id, i.item_id, i.strength FROM interactions i "
-            "JOIN users USING (user_id) WHERE i.liked").to_arrow_table()
+            "SELECT i.user_id, k.item_id, i.strength FROM interactions i "
+            "JOIN users USING (user_id) JOIN item_keys k ON k.key = i.item_id "
+            "WHERE i.liked").to_arrow_table()
         if self._product_index is False or liked.num_rows == 0:
             return empty
         users, items, scores = nearest_to_profiles(self._product_index, liked,
                                                    self.config.taste_pool)
-        return pa.table({"user_id": pa.array(users, pa.string()),
+        return pa.table({"user_id": pa.array(users.astype("int32"), pa.int32()),
                          "item_id": pa.array(items, pa.string()),
                          "score": pa.array(scores, pa.float32())})
 
@@ -393,9 +425,11 @@ class Scorer:
 
     def recommendations(self) -> pa.Table:
         return self.con.sql("""
-            SELECT r.user_id, r.rank::INTEGER AS rank, r.item_id, c.title,
+            SELECT u.user_id, r.rank::INTEGER AS rank, k.item_id, c.title,
                    c.price::DOUBLE AS price, c.category, round(r.score, 4) AS score, r.reason
-            FROM recs r JOIN catalog c ON c.id = r.item_id ORDER BY r.user_id, r.rank
+            FROM recs r JOIN catalog c ON c.id = r.item_id
+            JOIN user_keys u ON u.key = r.user_id JOIN item_keys k ON k.key = r.item_id
+            ORDER BY u.user_id, r.rank
         """).to_arrow_table()
 
 

@@ -119,12 +119,12 @@ def fit(scorer: Scorer, train_end: datetime) -> Tuning:
 
 
 def relevant_between(scorer: Scorer, start: datetime, end: datetime) -> None:
-    """Table `relevant`: (user, item) saved, carted or bought in [start, end)."""
+    """Table `relevant`: (user, item) keys saved, carted or bought in [start, end)."""
     from .scorer import RELEVANT_EVENTS
 
     scorer.sql(f"""
         CREATE OR REPLACE TEMP TABLE relevant AS
-        SELECT DISTINCT user_id, item_id FROM all_events
+        SELECT DISTINCT user_id, item_id FROM events
         WHERE ts >= $start AND ts < $end AND event IN {RELEVANT_EVENTS}
     """, start=start, end=end)
 
