@@ -30,22 +30,21 @@ def _limit_memory() -> None:
 def child(kind: str, root: str) -> None:
     """Run one implementation in this (fresh) process and print its timing as JSON."""
     sys.path.insert(0, str(HERE))
-    from pinshop_cli.recommendation.scorer import RecommendConfig, recommend_all
+    from pinshop_cli.recommendation.scorer import BlendWeights, RecommendConfig, recommend_all
     from pinshop_cli.workspace.layout import Workspace
 
     ws = Workspace.open(root)
     started = time.perf_counter()
     if kind == "duckdb":
-        rows = recommend_all(root, RecommendConfig())
+        rows = recommend_all(root, RecommendConfig(weights=BlendWeights()))
         top1 = str(ws.recommendations)
     else:
         from pandas_recommend import recommend_all_pandas
 
-        from pinshop_cli.workspace.embeddings import load_embeddings
+        from pinshop_cli.recommendation.taste import product_index
 
-        vectors = load_embeddings(ws, "product_image", ws.settings()["image_model_id"])
-        result = recommend_all_pandas(str(ws.events), str(ws.catalog), vectors,
-                                      RecommendConfig())
+        result = recommend_all_pandas(str(ws.events), str(ws.catalog), product_index(ws),
+                                      RecommendConfig(weights=BlendWeights()))
         rows = len(result)
         top1 = str(ws.root / "pandas-top.parquet")
         result.to_parquet(top1)
@@ -87,6 +86,7 @@ def main() -> None:
     import pyarrow.parquet as pq
     from bench_ingest import write_section  # noqa: E402  (same folder)
 
+    from pinshop_cli.index.hnsw import build_indexes
     from pinshop_cli.io.events import ingest_events
     from pinshop_cli.synth.events import write_synthetic_workspace
 
@@ -100,6 +100,7 @@ def main() -> None:
             events = write_synthetic_workspace(str(root), items=items, users=users, events=n)
             pq.write_table(events, Path(tmp) / "events.parquet")
             ingest_events(Path(tmp) / "events.parquet", root)
+            build_indexes(root, kinds=("product_text",), by_category=False)  # taste step
             print(f"{events.num_rows:,} events generated and ingested in "
                   f"{time.perf_counter() - started:.0f}s", file=sys.stderr)
             duck = run_child("duckdb", root)
@@ -121,7 +122,8 @@ def main() -> None:
                "same scoring in both (bench/pandas_recommend.py), each in a fresh process; "
                "peak = max RSS; DuckDB memory_limit 4GB (spills beyond). Goal: >= 5x faster "
                "with bounded memory.\n\n" + "\n".join(lines) + "\n")
-    write_section(args.out, "## Recommendations: `recommend --all`, DuckDB vs pandas", section)
+    write_section(args.out, "## Recommendations: `recommend --all`, DuckDB vs pandas",
+                  section + "\n")
     print(section)
 
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pinshop_cli.recommendation.scorer import LIKED_EVENTS, RecommendConfig
 from pinshop_cli.recommendation.taste import nearest_to_profiles
 
 
-def recommend_all_pandas(events_path: str, catalog_path: str, vectors,  # noqa: ANN001
+def recommend_all_pandas(events_path: str, catalog_path: str, index,  # noqa: ANN001
                          config: RecommendConfig) -> pd.DataFrame:
-    c, w = config, config.weights
+    """`index`: the workspace's saved product index (taste.product_index), as DuckDB's
+    scorer uses it."""
+    c, w = config, config.blend_weights
     ev = pd.read_parquet(events_path)
     catalog = pd.read_parquet(catalog_path, columns=["id", "category"])
     as_of = ev["ts"].max() + pd.Timedelta(seconds=1)
@@ -50,11 +53,10 @@ def recommend_all_pandas(events_path: str, catalog_path: str, vectors,  # noqa: 
 
     # taste: identical work to pinshop (shared function)
     liked = inter[inter["liked"]]
-    users, labels, scores = nearest_to_profiles(
-        vectors, liked["user_id"].astype(str).to_numpy(), liked["item_id"].astype(str).to_numpy(),
-        liked["strength"].to_numpy(), c.taste_pool)
-    taste = pd.DataFrame({"user_id": users, "item_id": np.asarray(vectors.ids)[labels],
-                          "taste": scores})
+    users, items, scores = nearest_to_profiles(
+        index, pa.Table.from_pandas(liked[["user_id", "item_id", "strength"]],
+                                    preserve_index=False), c.taste_pool)
+    taste = pd.DataFrame({"user_id": users, "item_id": items, "taste": scores})
 
     # category popularity
     item_pop = ev.groupby("item_id", observed=True)["pop"].sum().reset_index()
