@@ -37,6 +37,8 @@ def ray_session(address: str | None) -> Iterator[None]:
         yield
         return
     target = address or os.environ.get("RAY_ADDRESS") or None
+    if target:
+        _check_reachable(target)
     try:
         ray.init(address=target, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING)
@@ -55,3 +57,18 @@ def ray_session(address: str | None) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds on a HOST:PORT nothing listens on: Ray itself retries for minutes."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return  # "auto", "ray://...": Ray's own resolution
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise PinshopError(f"cannot reach the Ray cluster at {address}: "
+                           f"{exc.strerror or exc} (is `ray start --head` running there?)"
+                           ) from None

@@ -157,3 +157,16 @@ def test_chat_model_flag_with_a_corrupt_file(tmp_path: Path) -> None:
     model = get_chat_model(str(path), n_ctx=512, n_threads=1)
     with pytest.raises(PinshopError, match=r"page\.gguf: not a GGUF file"):
         "".join(model.stream([{"role": "user", "content": "hi"}], max_tokens=4))
+
+
+# -- engines ------------------------------------------------------------------------------
+
+def test_an_unknown_engine_and_an_unreachable_ray_cluster_are_one_line_errors(
+        tmp_path: Path, sample_dir: Path) -> None:
+    catalog = str(sample_dir / "catalog.csv")
+    assert_one_line_error(pinshop("ingest", catalog, "-w", str(tmp_path / "a"),
+                                  "--engine", "spark"), "unknown engine 'spark'")
+    pytest.importorskip("ray")
+    done = pinshop("ingest", catalog, "-w", str(tmp_path / "b"), "--engine", "ray",
+                   "--ray-address", "127.0.0.1:1")  # nothing listens on port 1
+    assert_one_line_error(done, "cannot reach the Ray cluster at 127.0.0.1:1")
