@@ -424,6 +424,18 @@ def ingest_state(ws: Path, summary: dict[str, Any]) -> str:
     return done + (", detections.parquet" if (ws / "detections.parquet").exists() else "")
 
 
+def rerun(args: list[str], cwd: Path, killed_rc: int | None
+          ) -> tuple[list[str], subprocess.CompletedProcess]:
+    """Run the killed command again; the problems so far (either run failing)."""
+    problems: list[str] = []
+    if killed_rc:
+        problems.append(f"the killed run failed on its own (exit {killed_rc})")
+    again = run(args, cwd)
+    if again.returncode != 0:
+        problems.append(f"re-run exit {again.returncode}: {again.stderr.strip()[-400:]}")
+    return problems, again
+
+
 def ingest_trial(number: int, delay: float, inputs: dict[str, Path], work: Path,
                  reference: dict[str, Any], timeline: list[tuple[float, str]], batch: int,
                  summary: dict[str, Any]) -> dict[str, Any]:
@@ -433,13 +445,8 @@ def ingest_trial(number: int, delay: float, inputs: dict[str, Path], work: Path,
         args, work, ws, delay, timeline[-1][0], lambda: shutil.rmtree(ws, ignore_errors=True))
     left = leftovers(ws) if ws.exists() else {"tmp_files": 0, "orphan_parts": 0}
     state = ingest_state(ws, summary)
-    problems: list[str] = []
-    if rc:
-        problems.append(f"the killed run failed on its own (exit {rc})")
-    again = run(args, work)
-    if again.returncode != 0:
-        problems.append(f"re-run exit {again.returncode}: {again.stderr.strip()[-400:]}")
-    else:
+    problems, again = rerun(args, work, rc)
+    if again.returncode == 0:
         check_parquet_readable(ws, problems)
         check_part_stores(ws, problems)
         check_duplicates(ws, work, problems)
@@ -467,13 +474,8 @@ def index_trial(number: int, delay: float, mode: str, base: Path, work: Path,
     written = sorted(p.stem for p in ws.glob("indexes/*.json")
                      if p.name not in before or p.stat().st_mtime > time.time() - at - 1)
     state = f"{len(written)} index manifests written"
-    problems: list[str] = []
-    if rc:
-        problems.append(f"the killed run failed on its own (exit {rc})")
-    again = run(args, work)
-    if again.returncode != 0:
-        problems.append(f"re-run exit {again.returncode}: {again.stderr.strip()[-400:]}")
-    else:
+    problems, again = rerun(args, work, rc)
+    if again.returncode == 0:
         built = json.loads(again.stdout)
         if missing := [m["name"] for m in built if m.get("recall_at_10") is None]:
             problems.append(f"no recall reported for {missing[:5]}")

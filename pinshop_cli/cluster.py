@@ -16,10 +16,14 @@ from .errors import PinshopError
 ENGINES = ("local", "ray")
 
 
-def engine_session(engine: str, ray_address: str | None = None) -> Any:
-    """What an engine holds for a whole command: a Ray connection, or nothing."""
+def check_engine(engine: str) -> None:
     if engine not in ENGINES:
         raise PinshopError(f"unknown engine {engine!r}: use local or ray")
+
+
+def engine_session(engine: str, ray_address: str | None = None) -> Any:
+    """What an engine holds for a whole command: a Ray connection, or nothing."""
+    check_engine(engine)
     return ray_session(ray_address) if engine == "ray" else nullcontext()
 
 

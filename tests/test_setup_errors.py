@@ -166,6 +166,7 @@ def test_an_unknown_engine_and_an_unreachable_ray_cluster_are_one_line_errors(
     catalog = str(sample_dir / "catalog.csv")
     assert_one_line_error(pinshop("ingest", catalog, "-w", str(tmp_path / "a"),
                                   "--engine", "spark"), "unknown engine 'spark'")
+    assert not (tmp_path / "a").exists()  # refused before the workspace is made
     pytest.importorskip("ray")
     done = pinshop("ingest", catalog, "-w", str(tmp_path / "b"), "--engine", "ray",
                    "--ray-address", "127.0.0.1:1")  # nothing listens on port 1

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..cluster import engine_session
+from ..cluster import check_engine, engine_session
 from ..errors import PinshopError
 from ..io.catalog import normalize_catalog, rejects_schema
 from ..io.images import DEFAULT_MAX_PIXELS
@@ -297,6 +297,7 @@ def ingest(workspace: str | Path | None = None, catalog: str | Path | None = Non
     if catalog is None and pins is None:
         raise PinshopError("nothing to ingest: pass a CATALOG file and/or --pins DIR")
     config = config or IngestConfig()
+    check_engine(config.engine)  # before the workspace is created
     progress = progress or NullProgress()
     ws = Workspace.open(workspace, create=True)
     with ws.lock(), engine_session(config.engine, config.ray_address):

@@ -30,12 +30,11 @@ def pending_products(ws: Workspace, kind: str, model_id: str) -> tuple[pa.Table,
     parts = parts_sql(ws, kind)
     done = (f"(SELECT id, source_hash AS h FROM {parts} WHERE model_id = $model)"
             if parts else "(SELECT NULL AS id, NULL AS h WHERE false)")
-    table = query_arrow(f"SELECT c.*, (SELECT count(*) FROM ({rows})) AS total "
-                        f"FROM ({rows}) c ANTI JOIN {done} d ON c.id = d.id AND c.h = d.h "
-                        "ORDER BY c.id", {"model": model_id} if parts else None)
-    total = int(table.column("total")[0].as_py()) if table.num_rows else int(query_arrow(
-        f"SELECT count(*) AS n FROM ({rows})").column("n")[0].as_py())
-    return table.drop_columns(["total"]), total
+    table = query_arrow(f"SELECT c.* FROM ({rows}) c ANTI JOIN {done} d "
+                        "ON c.id = d.id AND c.h = d.h ORDER BY c.id",
+                        {"model": model_id} if parts else None)
+    total = query_arrow(f"SELECT count(*) AS n FROM ({rows})").column("n")[0].as_py()
+    return table, int(total)
 
 
 def pending_pins(ws: Workspace, detector_id: str, pins: pa.Table) -> pa.Table:

@@ -64,10 +64,13 @@ def _valid(batch: pa.Table) -> Any:
     return pc.is_null(batch.column("reject"))
 
 
-def _image(pixels: bytes, width: int, height: int) -> Image.Image:
+def _images(batch: pa.Table) -> list[Image.Image]:
+    """The RGB images a batch carries as `pixels`, `width`, `height`."""
     from PIL import Image
 
-    return Image.frombytes("RGB", (width, height), pixels)
+    return [Image.frombytes("RGB", (w, h), p) for p, w, h in zip(
+        batch.column("pixels").to_pylist(), batch.column("width").to_pylist(),
+        batch.column("height").to_pylist(), strict=True)]
 
 
 def _with_columns(batch: pa.Table, columns: dict[str, Any]) -> pa.Table:
@@ -140,31 +143,41 @@ class DetectAndCrop:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         from .detect import detect_and_crop
 
-        pins = batch.to_pylist()  # one pin per row: a few dozen per batch, images included
-        good = [pin for pin in pins if pin["reject"] is None]
-        regions = iter(detect_and_crop(
-            self.detector, [_image(p["pixels"], p["width"], p["height"]) for p in good]))
+        valid = _valid(batch)
+        good = batch.filter(valid)
+        found = detect_and_crop(self.detector, _images(good))
+        pins = good.select(["pin_id", "path", "h", "scale"]).to_pylist()  # no pixels
         rows: list[dict[str, Any]] = []
-        for pin in pins:
-            base = {"pin_id": pin["pin_id"], "path": pin["path"], "h": pin["h"],
-                    "detector": self.detector.model_id, "fallback": self.detector.is_fallback}
-            if pin["reject"] is not None:
-                rows.append({**base, "id": pin["pin_id"], "reject": pin["reject"]})
-                continue
-            found = next(regions)
-            for number, (detection, crop) in enumerate(found):
+        for pin, regions in zip(pins, found, strict=True):  # one row per region found
+            for number, (detection, crop) in enumerate(regions):
                 x1, y1, x2, y2 = (v * pin["scale"] for v in detection.box)
-                rows.append({**base, "id": f"{pin['pin_id']}-{self.detector.model_id}-{number}",
+                rows.append({"id": f"{pin['pin_id']}-{self.detector.model_id}-{number}",
+                             "pin_id": pin["pin_id"], "path": pin["path"], "h": pin["h"],
                              "x1": x1, "y1": y1, "x2": x2, "y2": y2,
                              "class_name": detection.class_name,
                              "category": detection.category or None,
-                             "score": detection.score, "region": number, "regions": len(found),
-                             "pixels": crop.tobytes(), "width": crop.width,
-                             "height": crop.height, "reject": None})
-        return pa.Table.from_pylist(rows, region_schema())
+                             "score": detection.score, "detector": self.detector.model_id,
+                             "fallback": self.detector.is_fallback, "region": number,
+                             "regions": len(regions), "pixels": crop.tobytes(),
+                             "width": crop.width, "height": crop.height, "reject": None})
+        # Rejected pins flow on as one row each, so the receipt carries their reasons.
+        rejected = batch.filter(pc.invert(valid)).select(["pin_id", "path", "h", "reject"])
+        rejected = rejected.append_column("id", rejected.column("pin_id"))
+        return pa.concat_tables([pa.Table.from_pylist(rows, region_schema()),
+                                 _as_regions(rejected)])
+
+
+def _as_regions(rejected: pa.Table) -> pa.Table:
+    """Rejected pins in the region schema (their region columns null)."""
+    import pyarrow as pa
+
+    schema = region_schema()
+    return pa.table([rejected.column(f.name).cast(f.type) if f.name in rejected.column_names
+                     else pa.nulls(rejected.num_rows, f.type) for f in schema], schema=schema)
 
 
 def region_schema() -> pa.Schema:
@@ -224,10 +237,8 @@ class EmbedImages(_Embed):
         import torch
 
         valid = _valid(batch).to_numpy(zero_copy_only=False)
-        good = batch.filter(valid)
-        tensors = [self.embedder.preprocess_image(_image(p, w, h)) for p, w, h in zip(
-            good.column("pixels").to_pylist(), good.column("width").to_pylist(),
-            good.column("height").to_pylist(), strict=True)]
+        tensors = [self.embedder.preprocess_image(image)
+                   for image in _images(batch.filter(valid))]
         vectors = (self.embedder.embed_image_tensors(torch.stack(tensors)) if tensors
                    else np.zeros((0, 0), np.float32))
         batch = batch.drop_columns([c for c in ("pixels", "width", "height")
