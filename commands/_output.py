@@ -28,6 +28,22 @@ ModelsDirOption = Annotated[
                       "default ~/.cache/pinshop/models."),
 ]
 
+RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")  # pinshop_cli.models.onnx.RUNTIMES
+
+
+def _runtime(value: str) -> str:
+    if value not in RUNTIMES:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(RUNTIMES)}")
+    return value
+
+
+RuntimeOption = Annotated[
+    str,
+    typer.Option("--runtime", envvar="PINSHOP_RUNTIME", callback=_runtime,
+                 help="Where the embedder runs: auto (ONNX Runtime, exported from torch once "
+                      "and cached; torch if that fails), torch, onnx, onnx-int8."),
+]
+
 
 def print_json(data: Any) -> None:
     if is_dataclass(data) and not isinstance(data, type):

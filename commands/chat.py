@@ -9,6 +9,7 @@ from ._output import (
     JsonOption,
     ModelsDirOption,
     RichProgress,
+    RuntimeOption,
     WorkspaceOption,
     err,
     out,
@@ -31,6 +32,7 @@ def chat(
     ctx: Annotated[int, typer.Option(help="Context window in tokens.")] = 4096,
     workspace: WorkspaceOption = None,
     models_dir: ModelsDirOption = None,
+    runtime: RuntimeOption = "auto",
     json: JsonOption = False,
 ) -> None:
     """A local shopping assistant grounded in the catalog (llama.cpp, runs offline).
@@ -45,7 +47,8 @@ def chat(
         chat_model = get_chat_model(model, str(models_dir) if models_dir else None, n_ctx=ctx,
                                     n_threads=threads, progress=progress)
     assistant = ShoppingAssistant(workspace, chat_model,
-                                  models_dir=str(models_dir) if models_dir else None)
+                                  models_dir=str(models_dir) if models_dir else None,
+                                  runtime=runtime)
     if once is not None:
         emit = None if json else (lambda text: out.print(text, end="", highlight=False))
         reply = assistant.ask(once, emit)

@@ -5,7 +5,15 @@ from typing import Annotated
 
 import typer
 
-from ._output import JsonOption, ModelsDirOption, RichProgress, WorkspaceOption, print_json, table
+from ._output import (
+    JsonOption,
+    ModelsDirOption,
+    RichProgress,
+    RuntimeOption,
+    WorkspaceOption,
+    print_json,
+    table,
+)
 
 
 def ingest(
@@ -30,6 +38,7 @@ def ingest(
         min=1, help="--engine ray: actors per model stage (default: one per node).")] = None,
     workspace: WorkspaceOption = None,
     models_dir: ModelsDirOption = None,
+    runtime: RuntimeOption = "auto",
     json: JsonOption = False,
 ) -> None:
     """Normalize a catalog, embed product images and texts, detect and embed pin crops.
@@ -43,7 +52,7 @@ def ingest(
 
     config = IngestConfig(embedder=embedder, detector=detector, batch_size=batch_size,
                           replace_pins=replace_pins, engine=engine, ray_address=ray_address,
-                          workers=workers,
+                          workers=workers, runtime=runtime,
                           models_dir=str(models_dir) if models_dir else None)
     with RichProgress() as progress:
         summary = run_ingest(workspace, catalog, pins, config, progress)

@@ -5,7 +5,15 @@ from typing import Annotated
 
 import typer
 
-from ._output import JsonOption, ModelsDirOption, WorkspaceOption, note, print_json, table
+from ._output import (
+    JsonOption,
+    ModelsDirOption,
+    RuntimeOption,
+    WorkspaceOption,
+    note,
+    print_json,
+    table,
+)
 
 
 def match(
@@ -22,6 +30,7 @@ def match(
     detector: Annotated[str, typer.Option(help="auto | none | name | path to .pt")] = "auto",
     workspace: WorkspaceOption = None,
     models_dir: ModelsDirOption = None,
+    runtime: RuntimeOption = "auto",
     json: JsonOption = False,
 ) -> None:
     """Find the catalog products that match each object in the photos (or a text query).
@@ -33,7 +42,8 @@ def match(
 
     result = run_match(images or [], text=text, workspace=workspace, top_k=top_k,
                        category=category, max_price=max_price, rebuild=rebuild,
-                       detector=detector, models_dir=str(models_dir) if models_dir else None)
+                       detector=detector, models_dir=str(models_dir) if models_dir else None,
+                       runtime=runtime)
     if report:
         write_report(result, report)
         typer.echo(f"report written to {report}", err=True)

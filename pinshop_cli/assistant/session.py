@@ -157,10 +157,11 @@ class ShoppingAssistant:
 
     def __init__(self, workspace: str | Path | None, chat_model: ChatModel,
                  max_answer_tokens: int = 160, models_dir: str | None = None,
-                 retriever: Retriever | None = None) -> None:
+                 retriever: Retriever | None = None, runtime: str = "auto") -> None:
         # One retriever for the session: typed requests and /image share its loaded
         # catalog store, embedder and indexes (a stale index is brought up to date).
-        self.retriever = retriever or Retriever(workspace, models_dir, rebuild=True)
+        self.retriever = retriever or Retriever(workspace, models_dir, rebuild=True,
+                                                runtime=runtime)
         self.ws, self.store = self.retriever.ws, self.retriever.store
         self.categories = self.store.distinct("category")
         self.colors = self.store.distinct("color")

@@ -47,6 +47,9 @@ class IngestConfig:
     """Everything a run needs; travels whole (use dataclasses.replace for overrides)."""
 
     embedder: str = "auto"
+    #: Where the embedder's forwards run: auto (ONNX Runtime when an export exists or can
+    #: be made), torch, onnx, onnx-int8.
+    runtime: str = "auto"
     detector: str = "auto"
     batch_size: int = 32
     text_batch_size: int = 128
@@ -105,7 +108,7 @@ class _Run:
     def embedder(self) -> Embedder:
         if self._embedder is None:
             self._embedder = workspace_embedder(self.ws, self.config.embedder,
-                                                self.config.models_dir)
+                                                self.config.models_dir, self.config.runtime)
             record_embedder(self.ws, self._embedder)
             self.summary.embedder = f"{self._embedder.image_model_id} / " \
                                     f"{self._embedder.text_model_id}"
@@ -120,7 +123,8 @@ class _Run:
 
     def embed_stage(self, model_id: str, factory: type) -> Stage:
         return Stage(factory, {"embedder": self.embedder.source,
-                               "models_dir": self.config.models_dir, "expect": model_id},
+                               "models_dir": self.config.models_dir, "expect": model_id,
+                               "runtime": self.config.runtime},
                      model=True)
 
     def execute(self, plan: pa.Table, stages: list[Stage], batch_size: int) -> dict[str, list]:

@@ -213,11 +213,14 @@ class _Embed:
     image: bool  # which of the embedder's two models this stage runs
 
     def __init__(self, embedder: str, models_dir: str | None, expect: str,
-                 threads: int | None = None) -> None:
+                 runtime: str = "auto", threads: int | None = None) -> None:
         from ..models import get_embedder
+        from ..models.onnx import set_threads
 
-        _torch_threads(threads)
-        self.embedder = get_embedder(embedder, models_dir)
+        set_threads(threads)
+        if runtime == "torch":
+            _torch_threads(threads)
+        self.embedder = get_embedder(embedder, models_dir, runtime)
         got = self.embedder.image_model_id if self.image else self.embedder.text_model_id
         self.node = node_name()
         if got != expect:
@@ -234,12 +237,11 @@ class EmbedImages(_Embed):
     def __call__(self, batch: pa.Table) -> pa.Table:
         import numpy as np
         import pyarrow as pa
-        import torch
 
         valid = _valid(batch).to_numpy(zero_copy_only=False)
         tensors = [self.embedder.preprocess_image(image)
                    for image in _images(batch.filter(valid))]
-        vectors = (self.embedder.embed_image_tensors(torch.stack(tensors)) if tensors
+        vectors = (self.embedder.embed_image_tensors(np.stack(tensors)) if tensors
                    else np.zeros((0, 0), np.float32))
         batch = batch.drop_columns([c for c in ("pixels", "width", "height")
                                     if c in batch.column_names])

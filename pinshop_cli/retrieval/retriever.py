@@ -93,10 +93,11 @@ class Retriever:
     the life of the retriever (a chat session, a notebook), and never mutated."""
 
     def __init__(self, workspace: str | Path | Workspace | None = None,
-                 models_dir: str | None = None, rebuild: bool = False) -> None:
+                 models_dir: str | None = None, rebuild: bool = False,
+                 runtime: str = "auto") -> None:
         self.ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
         self.store = CatalogStore(self.ws)
-        self.models_dir, self.rebuild = models_dir, rebuild
+        self.models_dir, self.rebuild, self.runtime = models_dir, rebuild, runtime
         self._indexes: dict[str, LoadedIndex | None] = {}
         self._columns: dict[str, LabelColumns] = {}
         self._embedder: Embedder | None = None
@@ -105,7 +106,8 @@ class Retriever:
     def embedder(self) -> Embedder:
         """The embedder the workspace was built with (weights load on first use)."""
         if self._embedder is None:
-            self._embedder = workspace_embedder(self.ws, models_dir=self.models_dir)
+            self._embedder = workspace_embedder(self.ws, models_dir=self.models_dir,
+                                                runtime=self.runtime)
         return self._embedder
 
     def index(self, kind: str, category: str | None = None) -> LoadedIndex | None:

@@ -14,10 +14,11 @@ if TYPE_CHECKING:
 
 
 def workspace_embedder(ws: Workspace, requested: str | None = None,
-                       models_dir: str | None = None) -> Embedder:
+                       models_dir: str | None = None, runtime: str = "auto") -> Embedder:
     """The workspace's recorded embedder. `requested` (an ingest's --embedder) is used for
     a new workspace; naming another model than the recorded one is refused. Without a
-    request, a workspace with no recorded embedder is an error (nothing ingested yet)."""
+    request, a workspace with no recorded embedder is an error (nothing ingested yet).
+    The runtime is not recorded: torch and fp32 ONNX vectors agree to cosine 0.9999."""
     from ..models import get_embedder
 
     recorded = ws.settings().get("embedder")
@@ -27,7 +28,7 @@ def workspace_embedder(ws: Workspace, requested: str | None = None,
             f"refused. Use a new workspace (-w) for {requested!r}, or drop --embedder")
     if not recorded and requested is None:
         raise PinshopError(f"workspace {ws.root} has no embeddings yet: run `pinshop ingest`")
-    return get_embedder(recorded or requested or "auto", models_dir)
+    return get_embedder(recorded or requested or "auto", models_dir, runtime)
 
 
 def record_embedder(ws: Workspace, embedder: Embedder) -> None:
