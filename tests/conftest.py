@@ -214,9 +214,11 @@ class RecordingModel:
 
     def __init__(self, model: Any) -> None:
         self.model, self.raw = model, []
+        self.constrained: list[bool] = []  # per call: was it a JSON-schema (intent) call?
         self.model_id, self.n_ctx = model.model_id, model.n_ctx
 
     def stream(self, *args: Any, **kwargs: Any) -> Any:
+        self.constrained.append(kwargs.get("json_schema") is not None)
         text = ""
         for piece in self.model.stream(*args, **kwargs):
             text += piece

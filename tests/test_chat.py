@@ -108,3 +108,19 @@ def test_follow_ups_adjust_inherited_price_bounds(demo_workspace, smollm2):
     assert pricier.intent.max_price is None  # the old ceiling is lifted
     assert pricier.intent.min_price > vase.products[0].price
     assert pricier.exact and pricier.intent.category == "vase"
+
+
+def test_unambiguous_requests_skip_the_model_for_intent(demo_workspace, recording_smollm2):
+    """Rules read "a black lamp under 150" alone (no model call for the intent); a negation
+    goes to the model. --json says which path each turn took."""
+    assistant = ShoppingAssistant(demo_workspace, recording_smollm2)
+    reply = assistant.ask("a black lamp under 150")
+    assert reply.intent_source == "rules" and recording_smollm2.constrained == [False]
+    assert (reply.intent.category, reply.intent.color, reply.intent.max_price) == (
+        "lamp", "black", 150.0)
+    refined = assistant.ask("now in white")  # a follow-up that only changes the colour
+    assert refined.intent_source == "rules"
+    assert (refined.intent.category, refined.intent.color) == ("lamp", "white")
+    assert assistant.rule_intent("a lamp that is not black") is None
+    assert assistant.rule_intent("something cosy for reading") is None  # no category named
+    assert reply.to_dict()["intent_source"] == "rules"

@@ -39,6 +39,10 @@ SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 STOP_WORDS = {"under", "below", "above", "over", "between", "than", "with", "something",
               "show", "want", "need", "looking", "please", "cheaper", "that", "this"}
 SHOWN = 4
+# Words that turn a request around ("not leather", "anything but a sofa"): rules cannot
+# read them, the model must.
+NEGATION = re.compile(r"\b(not|no|without|except|but|instead of|rather than|avoid|"
+                      r"don'?t|isn'?t|never)\b", re.IGNORECASE)
 # A shopping request fits in a few sentences; a 50,000-character paste would keep a small
 # CPU model busy for a minute before it could answer anything useful.
 MAX_QUESTION_CHARS = 2000
@@ -103,10 +107,12 @@ class Reply:
     grounded: bool = True  # False: the model's text failed a check and a template replaced it
     violations: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    intent_source: str = ""  # "rules" (the words were unambiguous) or "model"
 
     def to_dict(self) -> dict[str, Any]:
         """The documented --json shape plus a few extras."""
         return {"answer": self.answer, "intent": asdict(self.intent),
+                "intent_source": self.intent_source,
                 "products": [{"id": p.id, "title": p.title, "price": p.price}
                              for p in self.products],
                 "exact": self.exact, "relaxed": self.relaxed, "grounded": self.grounded,
@@ -198,6 +204,22 @@ class ShoppingAssistant:
             "required": ["category", "query", "color", "style", "min_price", "max_price",
                          "reference", "item_number"],
         }
+
+    def rule_intent(self, question: str) -> Intent | None:
+        """The intent from the shopper's words alone when they leave nothing to guess: a
+        catalog category named, or a follow-up that only changes colour or price or points
+        at a shown item; no negation. None: the model must read it."""
+        if NEGATION.search(question):
+            return None
+        explicit = explicit_constraints(question, self.categories, self.colors)
+        refines = bool(self.last_products) and is_follow_up(question) and bool(
+            explicit.keys() & {"color", "min_price", "max_price", "reference"})
+        if "category" not in explicit and not refines:
+            return None
+        named = {explicit.get("category"), explicit.get("color")} - {None}
+        leftover = [w for w in re.findall(r"[\w'-]+", request_words(question).lower())
+                    if w not in STOP_WORDS and w.rstrip("s") not in named and w not in named]
+        return self._validated(Intent(query=" ".join(leftover)[:60]), question)
 
     def extract_intent(self, question: str) -> Intent:
         context = ""
@@ -441,7 +463,8 @@ class ShoppingAssistant:
                                f"most {MAX_QUESTION_CHARS:,} (a few sentences)")
         emit = emit or (lambda text: None)
         started = time.perf_counter()
-        intent = self.resolve(self.extract_intent(question), question)
+        ruled = self.rule_intent(question)
+        intent = self.resolve(ruled or self.extract_intent(question), question)
         timings = {"intent_s": round(time.perf_counter() - started, 3)}
         anchor = None
         if intent.reference == "item_number" and intent.item_number and \
@@ -450,7 +473,9 @@ class ShoppingAssistant:
         elif intent.reference == "similar" and self.last_products:
             anchor = self.last_products[0]
         products, relaxed = self.retrieve(intent, question, anchor)
-        return self._finish(question, intent, products, relaxed, emit, timings)
+        reply = self._finish(question, intent, products, relaxed, emit, timings)
+        reply.intent_source = "rules" if ruled else "model"
+        return reply
 
     def shop_image(self, image: str | Path, question: str = "",
                    emit: Callable[[str], None] | None = None) -> Reply:

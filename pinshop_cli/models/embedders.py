@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import sys
 import threading
 from collections.abc import Sequence
@@ -115,7 +114,8 @@ class OpenClipEmbedder(_TwoForwards):
         weights = (checkpoint,) if config_file is None else (checkpoint, config_file)
         self._parts = (
             ModelPart(f"{model_id}:image", weights, ("pixels",), build=self._image_module,
-                      sample=self._image_sample, dynamic_axes=IMAGE_AXES),
+                      sample=self._image_sample, dynamic_axes=IMAGE_AXES,
+                      describe=lambda: {"preprocess": self._preprocess_config()}),
             ModelPart(f"{model_id}:text", weights, ("tokens",), build=self._text_module,
                       sample=lambda: {"tokens": self._tokenize(SAMPLE_TEXTS)},
                       dynamic_axes={"tokens": {0: "batch"}, "output": {0: "batch"}}))
@@ -173,25 +173,20 @@ class OpenClipEmbedder(_TwoForwards):
         return image_sample(self._preprocess_config()["size"])
 
     def _preprocess_config(self) -> dict[str, Any]:
-        """open_clip's eval transform settings, kept in a JSON beside the image export so
-        the ONNX path preprocesses without loading the torch model."""
-        image_part = self._parts[0]
-        export = find_export(image_part, "fp32", self.models_dir)
-        config_path = export.path.with_suffix(".preprocess.json") if export else None
-        if config_path is not None and config_path.is_file():
-            config: dict[str, Any] = json.loads(config_path.read_text())
+        """open_clip's eval transform settings; kept in the image export's manifest so the
+        ONNX path preprocesses without loading the torch model."""
+        export = find_export(self._parts[0], "fp32", self.models_dir)
+        if export is not None and "preprocess" in export.manifest:
+            config: dict[str, Any] = export.manifest["preprocess"]
             return config
         visual = self._load()[0].visual
         cfg = getattr(visual, "preprocess_cfg", {})
         size = visual.image_size
-        config = {"size": int(size[0] if isinstance(size, (tuple, list)) else size),
-                  "mean": list(cfg.get("mean", (0.48145466, 0.4578275, 0.40821073))),
-                  "std": list(cfg.get("std", (0.26862954, 0.26130258, 0.27577711))),
-                  "interpolation": cfg.get("interpolation") or "bicubic",
-                  "resize_mode": cfg.get("resize_mode") or "shortest"}
-        if config_path is not None:
-            config_path.write_text(json.dumps(config))
-        return config
+        return {"size": int(size[0] if isinstance(size, (tuple, list)) else size),
+                "mean": list(cfg.get("mean", (0.48145466, 0.4578275, 0.40821073))),
+                "std": list(cfg.get("std", (0.26862954, 0.26130258, 0.27577711))),
+                "interpolation": cfg.get("interpolation") or "bicubic",
+                "resize_mode": cfg.get("resize_mode") or "shortest"}
 
     def preprocess_image(self, image: Image.Image) -> np.ndarray:
         import numpy as np

@@ -57,6 +57,8 @@ class ModelPart:
     pool: Callable[[np.ndarray, dict[str, np.ndarray]], np.ndarray] | None = field(
         default=None, compare=False)
     fuse_bert: tuple[int, int] | None = None  # (heads, hidden): ORT transformer fusion
+    #: Extra manifest entries the ONNX path needs later without torch (CLIP's preprocessing).
+    describe: Callable[[], dict[str, Any]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,7 @@ def make_export(part: ModelPart, models_dir: Path, precision: str = "fp32") -> E
         cosine = float(cosines(_vectors(part, reference, sample),
                                _vectors(part, candidate(sample), sample)).min())
         accepted, why = cosine >= FP32_MIN_COSINE, f"min cosine to torch {cosine:.6f}"
-        timing: dict[str, float] = {}
+        timing: dict[str, Any] = part.describe() if part.describe else {}
     elif precision == "int8":
         fp32 = make_export(part, models_dir, "fp32")
         with atomic_path(path) as tmp:
