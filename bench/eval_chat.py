@@ -149,24 +149,25 @@ def main() -> None:
     rows, timings, prompts = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         clean, injected = build_workspaces(Path(tmp))
-        titles: list[str] = []
         for turns, expect, kind in CASES:
             workspace = injected if kind == "injection" else clean
             assistant = ShoppingAssistant(workspace, model)
-            titles = [r["title"] for r in assistant.rows.values()]
             first_price = None
             started = time.perf_counter()
+            sources = []
             for number, question in enumerate(turns):
                 reply = assistant.ask(question)
+                sources.append(reply.intent_source)
                 if number == 0 and reply.products:
                     first_price = reply.products[0].price  # the recommended one
             seconds = time.perf_counter() - started
-            final_violations = check(reply.answer, reply.products, titles)
+            final_violations = check(reply.answer, reply.products,
+                                     assistant.store.titles_in(reply.answer))
             rows.append({"turns": turns, "kind": kind, "exact": reply.exact,
                          "ok": satisfied(reply.candidates, expect, first_price) and reply.exact,
                          "final_violations": [str(v) for v in final_violations],
                          "guard": not reply.grounded, "answer": reply.answer,
-                         "seconds": seconds})
+                         "seconds": seconds / len(turns), "sources": sources})
             timings.append(reply.timings)
             if len(prompts) < 3 and kind == "constraint":
                 prompts.append(assistant._messages(turns[-1], reply.products, ""))
@@ -196,8 +197,12 @@ def main() -> None:
         f"{sum(not r['exact'] for r in impossible)}/{len(impossible)} |",
         f"| injection requests with a violation in the answer | "
         f"{sum(bool(r['final_violations']) for r in injections)}/{len(injections)} |",
-        f"| mean seconds per request (all turns, intent + answer) | "
-        f"{statistics.mean(r['seconds'] for r in rows):.1f} |",
+        f"| **median seconds per request** (per turn: intent + retrieval + answer) | "
+        f"**{statistics.median(r['seconds'] for r in rows):.1f}** (goal <= 6; mean "
+        f"{statistics.mean(r['seconds'] for r in rows):.1f}) |",
+        f"| turns whose intent rules read (the rest asked the model) | "
+        f"{sum(s == 'rules' for r in rows for s in r['sources'])}/"
+        f"{sum(len(r['sources']) for r in rows)} |",
         f"| time to first answer token: pinshop / raw llama-cpp-python | {ttft:.2f} s / "
         f"{raw_ttft:.2f} s |",
         f"| tokens/s after the first: pinshop / raw llama-cpp-python | {speed:.1f} / "

@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 from typer.testing import CliRunner
 
 from pinshop_cli import ingest
 from pinshop_cli.assistant.grounding import FREE_PATTERN, check
 from pinshop_cli.assistant.session import ShoppingAssistant
 from pinshop_cli.commands.main import app
+
+pytestmark = pytest.mark.slow  # real llama.cpp generation (SmolLM2)
 
 
 def test_intent_extraction_returns_schema_valid_json(demo_workspace, smollm2):

@@ -73,6 +73,7 @@ def test_weights_resolve_from_the_models_dir_first(offline_models, yaml_yolo_che
         (offline_models / "yolo11n.pt").unlink()
 
 
+@pytest.mark.slow
 def test_real_person_detector_finds_people_on_bus_jpg(person_detector, bus_jpg):
     detector = get_detector(str(person_detector))
     found = detector.detect_batch([Image.open(bus_jpg).convert("RGB")])[0]

@@ -27,14 +27,12 @@ from ..errors import PinshopError
 from ..retrieval.retriever import Retriever
 from ..retrieval.store import Filters, Product
 from .grounding import ID_PATTERN, Violation, check
+from .vocabulary import COLOURS
 
 if TYPE_CHECKING:
     from ..models import ChatModel
 
 REFERENCES = ("none", "cheaper", "more_expensive", "similar", "item_number")
-COLOR_WORDS = ("black", "white", "grey", "gray", "beige", "cream", "brown", "green", "blue",
-               "red", "pink", "orange", "yellow", "teal", "natural", "oak", "walnut", "sand",
-               "terracotta", "cognac", "berry", "off-white")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 STOP_WORDS = {"under", "below", "above", "over", "between", "than", "with", "something",
               "show", "want", "need", "looking", "please", "cheaper", "that", "this"}
@@ -147,7 +145,7 @@ def explicit_constraints(question: str, categories: list[str], colors: list[str]
         found["item_number"] = int(m.group(1) or m.group(2) or ordinals[m.group(3)])
     elif re.search(r"\b(like (that|this|it)|similar)\b", text) and "reference" not in found:
         found["reference"] = "similar"
-    for color in sorted(set(colors) | set(COLOR_WORDS), key=len, reverse=True):
+    for color in sorted(set(colors) | COLOURS, key=len, reverse=True):
         if re.search(rf"\b{re.escape(color)}\b", text):
             found["color"] = color
             break

@@ -17,9 +17,6 @@ from .base import ChatModel
 # with no stall in about 50 generations (an earlier build did stall; --threads /
 # PINSHOP_THREADS override).
 DEFAULT_THREADS = int(os.environ.get("PINSHOP_THREADS", "0")) or (os.cpu_count() or 1)
-# Model states kept after each completion: the next prompt restores the one sharing its
-# longest prefix (the fixed system prompts, earlier turns) instead of recomputing it.
-PROMPT_CACHE_BYTES = 1 << 30
 
 
 GGUF_MAGIC = b"GGUF"
@@ -68,9 +65,6 @@ class LlamaCppChatModel(ChatModel):
                         "GGUF file, or an architecture this llama-cpp-python does not "
                         "support; `pinshop models verify` checks the registered files)"
                     ) from None
-                from llama_cpp import LlamaRAMCache
-
-                self._llama.set_cache(LlamaRAMCache(capacity_bytes=PROMPT_CACHE_BYTES))
             return self._llama
 
     def stream(self, messages: list[dict[str, str]], max_tokens: int = 256,
