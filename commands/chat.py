@@ -28,11 +28,14 @@ def chat(
     once: Annotated[str | None, typer.Option(
         "--once", help="Answer one question and exit (for scripts).")] = None,
     threads: Annotated[int | None, typer.Option(
-        help="llama.cpp threads (default: half the cores; 1 was steadier on 2 cores).")] = None,
+        help="llama.cpp threads (default: every core, or $PINSHOP_THREADS).")] = None,
     ctx: Annotated[int, typer.Option(help="Context window in tokens.")] = 4096,
     workspace: WorkspaceOption = None,
     models_dir: ModelsDirOption = None,
     runtime: RuntimeOption = "auto",
+    user: Annotated[str | None, typer.Option(
+        help="Shop as this user: their saved, carted and bought items (events) shape the "
+             "ranking.")] = None,
     json: JsonOption = False,
 ) -> None:
     """A local shopping assistant grounded in the catalog (llama.cpp, runs offline).
@@ -48,7 +51,7 @@ def chat(
                                     n_threads=threads, progress=progress)
     assistant = ShoppingAssistant(workspace, chat_model,
                                   models_dir=str(models_dir) if models_dir else None,
-                                  runtime=runtime)
+                                  runtime=runtime, user=user)
     if once is not None:
         emit = None if json else (lambda text: out.print(text, end="", highlight=False))
         reply = assistant.ask(once, emit)

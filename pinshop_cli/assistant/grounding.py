@@ -23,6 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from .vocabulary import AVAILABILITY, COLOURS, DIMENSION, MATERIALS, QUALITY, words
+
 ID_PATTERN = re.compile(r"\[([^\[\]\n]{1,40})\]")  # any [token]: it must be a shown id
 PRICE_PATTERN = re.compile(
     r"(?:[$€£]\s?(\d[\d,]*(?:\.\d+)?))"
@@ -52,6 +54,15 @@ class Row(Protocol):
     title: str
     price: float | None
     availability: str | None
+
+
+class DescribedRow(Row, Protocol):
+    """A row with the columns descriptive claims are checked against."""
+
+    category: str | None
+    brand: str | None
+    color: str | None
+    description: str | None
 
 
 @dataclass(frozen=True)
@@ -149,12 +160,48 @@ def check(text: str, rows: Sequence[Row], catalog_titles: Iterable[str] = ()) ->
         if len(title) > 6 and title.lower() in remainder:
             violations.append(Violation("title", f"{title!r} was not retrieved"))
     cited = [by_id[pid] for pid in cited_ids(text) if pid in by_id] or list(rows)
+    # A stock claim needs the row to state it: no availability value is no support.
     if OUT_OF_STOCK.search(text):
-        if any((row.availability or "in_stock") == "in_stock" for row in cited):
+        if any(row.availability != "out_of_stock" for row in cited):
             violations.append(Violation("availability", "says out of stock; the catalog "
-                                                        "says in stock"))
-    elif IN_STOCK.search(text) and any(
-            (row.availability or "in_stock") != "in_stock" for row in cited):
-        violations.append(Violation("availability", "says available; the catalog says "
-                                                    "otherwise"))
+                                                        "does not"))
+    elif IN_STOCK.search(text) and any(row.availability != "in_stock" for row in cited):
+        violations.append(Violation("availability", "says available; the catalog does not "
+                                                    "say so"))
+    return violations
+
+
+def row_text(row: DescribedRow) -> str:
+    """Everything the catalog says about a product, as one lower-case text."""
+    return " ".join(str(v) for v in (row.title, row.category, row.brand, row.color,
+                                     row.description, row.availability) if v).lower()
+
+
+def unsupported_claims(sentence: str, subjects: Sequence[DescribedRow],
+                       catalog_words: frozenset[str] = frozenset()) -> list[Violation]:
+    """Descriptive claims in `sentence` that none of its subject rows supports: colour,
+    material, brand and quality or condition words (the general vocabulary plus the
+    catalog's own colour and brand values, `catalog_words`), sizes and stock or delivery
+    phrases. A word is supported when the row's own text has it."""
+    if not subjects:
+        return []
+    supported = set().union(*(words(row_text(row)) for row in subjects))
+    texts = " ".join(row_text(row) for row in subjects)
+    plain = ID_PATTERN.sub(" ", sentence)
+    vocabulary = COLOURS | MATERIALS | QUALITY | catalog_words
+    claims = sorted(w for w in words(plain) if w in vocabulary and w not in supported
+                    and not (w.rstrip("s") in supported or w + "s" in supported))
+    violations = [Violation("claim", f"{w!r} is not in the catalog row") for w in claims]
+    for match in DIMENSION.finditer(plain):
+        if " ".join(match.group(0).lower().split()) not in texts:
+            violations.append(Violation("claim", f"size {match.group(0)!r} is not in the row"))
+    for match in AVAILABILITY.finditer(plain):
+        phrase = match.group(0).lower()
+        states = {"in stock": "in_stock", "available now": "in_stock",
+                  "out of stock": "out_of_stock", "sold out": "out_of_stock"}
+        if phrase in states:
+            if any(row.availability != states[phrase] for row in subjects):
+                violations.append(Violation("claim", f"{phrase!r}: the catalog does not say"))
+        elif phrase not in texts:
+            violations.append(Violation("claim", f"{phrase!r} is not in the row"))
     return violations

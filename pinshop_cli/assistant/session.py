@@ -26,8 +26,10 @@ from typing import TYPE_CHECKING, Any
 from ..errors import PinshopError
 from ..retrieval.retriever import Retriever
 from ..retrieval.store import Filters, Product
-from .grounding import ID_PATTERN, Violation, check
-from .vocabulary import COLOURS
+from . import journey
+from .grounding import ID_PATTERN, Violation, check, cited_ids, unsupported_claims
+from .personal import ShopperTaste
+from .vocabulary import COLOURS, words
 
 if TYPE_CHECKING:
     from ..models import ChatModel
@@ -37,6 +39,8 @@ SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 STOP_WORDS = {"under", "below", "above", "over", "between", "than", "with", "something",
               "show", "want", "need", "looking", "please", "cheaper", "that", "this"}
 SHOWN = 4
+COMPARE_NOTE = ("The shopper sees a table of these products. In two sentences, say how they "
+                "differ and which suits what kind of shopper, citing each by its [id].")
 # Words that turn a request around ("not leather", "anything but a sofa"): rules cannot
 # read them, the model must.
 NEGATION = re.compile(r"\b(not|no|without|except|but|instead of|rather than|avoid|"
@@ -79,7 +83,9 @@ style: style words the shopper used (e.g. modern, cosy), possibly empty.
 min_price / max_price: numbers the shopper gave, else 0.
 reference: "cheaper" / "more_expensive" if they want a cheaper or pricier version of what
 was shown, "similar" for something like it, "item_number" if they point at a shown item
-(then item_number is its position, 1-based), else "none"."""
+(then item_number is its position, 1-based), else "none".
+action: "compare" to compare products, "decide" to have one picked for them, "buy" to buy
+one, "out_of_scope" if the message is not about shopping for home products, else "search"."""
 
 
 @dataclass
@@ -92,6 +98,18 @@ class Intent:
     max_price: float | None = None
     reference: str = "none"
     item_number: int | None = None
+    action: str = "search"  # search | compare | decide | buy | out_of_scope
+
+
+@dataclass
+class Answer:
+    """What the model's answer became after the guard."""
+
+    text: str
+    cited: list[Product]
+    violations: list[Violation]  # a hard violation: the templated answer took over
+    timings: dict[str, float]
+    removed: list[str]  # sentences cut for descriptive claims their rows do not support
 
 
 @dataclass
@@ -106,11 +124,16 @@ class Reply:
     violations: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     intent_source: str = ""  # "rules" (the words were unambiguous) or "model"
+    table: list[dict[str, str]] = field(default_factory=list)  # compare: rendered by code
+    removed: list[str] = field(default_factory=list)  # sentences cut for unsupported claims
+    because: str = ""  # "because you saved ..." (only when the shopper's events show it)
 
     def to_dict(self) -> dict[str, Any]:
         """The documented --json shape plus a few extras."""
         return {"answer": self.answer, "intent": asdict(self.intent),
-                "intent_source": self.intent_source,
+                "intent_source": self.intent_source, "action": self.intent.action,
+                "table": self.table, "removed_claims": self.removed,
+                "because": self.because,
                 "products": [{"id": p.id, "title": p.title, "price": p.price}
                              for p in self.products],
                 "exact": self.exact, "relaxed": self.relaxed, "grounded": self.grounded,
@@ -161,7 +184,8 @@ class ShoppingAssistant:
 
     def __init__(self, workspace: str | Path | None, chat_model: ChatModel,
                  max_answer_tokens: int = 160, models_dir: str | None = None,
-                 retriever: Retriever | None = None, runtime: str = "auto") -> None:
+                 retriever: Retriever | None = None, runtime: str = "auto",
+                 user: str | None = None) -> None:
         # One retriever for the session: typed requests and /image share its loaded
         # catalog store, embedder and indexes (a stale index is brought up to date).
         self.retriever = retriever or Retriever(workspace, models_dir, rebuild=True,
@@ -169,6 +193,13 @@ class ShoppingAssistant:
         self.ws, self.store = self.retriever.ws, self.retriever.store
         self.categories = self.store.distinct("category")
         self.colors = self.store.distinct("color")
+        # The catalog's own descriptive values, checked like the general vocabulary.
+        self.catalog_words = frozenset(set().union(
+            *(words(v) for v in self.colors + self.store.distinct("brand"))))
+        self.ignore_words = STOP_WORDS | journey.QUESTION_WORDS | set(self.categories)
+        self.user = user
+        self._taste: ShopperTaste | None = None
+        self._taste_looked = False
         self.model = chat_model
         self.max_answer_tokens = max_answer_tokens
         self.models_dir = models_dir
@@ -198,9 +229,10 @@ class ShoppingAssistant:
                 "max_price": {"type": "number"},
                 "reference": {"enum": list(REFERENCES)},
                 "item_number": {"type": "integer"},
+                "action": {"enum": list(journey.ACTIONS)},
             },
             "required": ["category", "query", "color", "style", "min_price", "max_price",
-                         "reference", "item_number"],
+                         "reference", "item_number", "action"],
         }
 
     def rule_intent(self, question: str) -> Intent | None:
@@ -210,14 +242,16 @@ class ShoppingAssistant:
         if NEGATION.search(question):
             return None
         explicit = explicit_constraints(question, self.categories, self.colors)
-        refines = bool(self.last_products) and is_follow_up(question) and bool(
-            explicit.keys() & {"color", "min_price", "max_price", "reference"})
+        action = journey.action_in_words(question)
+        refines = bool(self.last_products) and (action != "search" or (
+            is_follow_up(question) and bool(
+                explicit.keys() & {"color", "min_price", "max_price", "reference"})))
         if "category" not in explicit and not refines:
             return None
         named = {explicit.get("category"), explicit.get("color")} - {None}
         leftover = [w for w in re.findall(r"[\w'-]+", request_words(question).lower())
                     if w not in STOP_WORDS and w.rstrip("s") not in named and w not in named]
-        return self._validated(Intent(query=" ".join(leftover)[:60]), question)
+        return self._validated(Intent(query=" ".join(leftover)[:60], action=action), question)
 
     def extract_intent(self, question: str) -> Intent:
         context = ""
@@ -240,6 +274,7 @@ class ShoppingAssistant:
             max_price=float(data["max_price"]) if _positive(data.get("max_price")) else None,
             reference=data.get("reference") if data.get("reference") in REFERENCES else "none",
             item_number=int(data["item_number"]) if _positive(data.get("item_number")) else None,
+            action=data.get("action") if data.get("action") in journey.ACTIONS else "search",
         )
         return self._validated(intent, question)
 
@@ -259,6 +294,12 @@ class ShoppingAssistant:
             reference=intent.reference if self.last_products else "none",
         )
         explicit = explicit_constraints(question, self.categories, self.colors)
+        # A journey step the words do not name is the model's guess: small models pick
+        # "buy" for the weather. Out of scope needs no category in the words.
+        named = journey.action_in_words(question)
+        if intent.action not in ("search", "out_of_scope", named) or (
+                intent.action == "out_of_scope" and "category" in explicit):
+            intent.action = named
         if self.last_products and is_follow_up(question) and "category" not in explicit:
             intent.category = None  # "in cream" refines the last request; it names no category
         if "max_price" in explicit and "min_price" not in explicit:
@@ -328,8 +369,11 @@ class ShoppingAssistant:
             words = " ".join(filter(None, [intent.color, " ".join(intent.style), intent.query,
                                            intent.category])) or question
             query = self.embedder.embed_texts([words])
-        found = self.retriever.search(np.asarray(query, np.float32), SHOWN + 1, kind, filters)
-        hits = [h for h in found.hits[0] if anchor is None or h.id != anchor.id][:SHOWN]
+        taste = self.taste()
+        pool = SHOWN * 4 if taste else SHOWN + 1  # taste re-ranks a wider pool
+        found = self.retriever.search(np.asarray(query, np.float32), pool, kind, filters)
+        hits = [h for h in found.hits[0] if anchor is None or h.id != anchor.id]
+        hits = (taste.rerank(hits) if taste else hits)[:SHOWN]
         floor = RELEVANCE_FLOOR.get(self.embedder.text_model_id)
         follow_up = intent.reference != "none" or (self.last_products and is_follow_up(question))
         if anchor is None and floor and not follow_up:
@@ -345,6 +389,23 @@ class ShoppingAssistant:
             ranked += [(pid, 0.0) for pid in extra
                        if anchor is None or pid != anchor.id][:SHOWN - len(ranked)]
         return self.products(ranked), relaxed
+
+    def taste(self) -> ShopperTaste | None:
+        """The --user shopper's taste (loaded once per session)."""
+        if self.user and not self._taste_looked:
+            self._taste = ShopperTaste.load(self.ws, self.user)
+            self._taste_looked = True
+        return self._taste
+
+    def _because(self, shown: list[Product]) -> str:
+        """'Because you saved the Oslo Chair.' for the first product, from the shopper's
+        own events only."""
+        taste = self.taste()
+        if taste is None or not shown:
+            return ""
+        found = taste.because(shown[0].id)
+        rows = self.products([(found[0], 0.0)]) if found else []
+        return f"Because you {found[1]} the {rows[0].title}." if found and rows else ""
 
     def products(self, ranked: list[tuple[str, float]]) -> list[Product]:
         """Catalog rows for (id, score) pairs, in that order: one lookup for all."""
@@ -400,24 +461,31 @@ class ShoppingAssistant:
         return "Here is what the catalog has: " + "; ".join(line(p) for p in products) + "."
 
     def answer(self, question: str, products: list[Product], note: str,
-               emit: Callable[[str], None]) -> tuple[str, list[Product], list[Violation],
-                                                     dict[str, float]]:
+               emit: Callable[[str], None]) -> Answer:
         # Products shown earlier in the conversation are catalog rows too: the model may
         # refer back to them ("cheaper than the armchair"), rendered from the catalog.
         known = products + [p for p in self.last_products if p not in products]
         shown: list[str] = []
+        removed: list[str] = []
         violations: list[Violation] = []
         buffer = ""
         started = time.perf_counter()
         timings: dict[str, float] = {}
         tokens = 0
+        subjects = products  # what a sentence citing no product talks about: the last cited
 
         def accept(sentence: str) -> bool:
-            nonlocal violations
+            nonlocal violations, subjects
             problems = check(sentence, known, self.store.titles_in(sentence))
             if problems:
                 violations = problems
                 return False
+            ids = cited_ids(sentence)
+            subjects = [p for p in known if p.id in ids] or subjects
+            claims = unsupported_claims(sentence, subjects, self.catalog_words)
+            if claims:  # cut the sentence, never show it; the rest of the answer goes on
+                removed.append(f"{sentence} ({'; '.join(str(c) for c in claims)})")
+                return True
             rendered = self._render(sentence, known)
             shown.append(rendered)
             emit(rendered + " ")
@@ -452,7 +520,7 @@ class ShoppingAssistant:
             shown.append(self._template(products))
             emit(shown[-1])
             cited = products
-        return " ".join(shown).strip(), cited, violations, timings
+        return Answer(" ".join(shown).strip(), cited, violations, timings, removed)
 
     # -- a whole turn --------------------------------------------------------------------
     def ask(self, question: str, emit: Callable[[str], None] | None = None) -> Reply:
@@ -464,16 +532,65 @@ class ShoppingAssistant:
         ruled = self.rule_intent(question)
         intent = self.resolve(ruled or self.extract_intent(question), question)
         timings = {"intent_s": round(time.perf_counter() - started, 3)}
-        anchor = None
-        if intent.reference == "item_number" and intent.item_number and \
-                0 < intent.item_number <= len(self.last_products):
-            anchor = self.last_products[intent.item_number - 1]
-        elif intent.reference == "similar" and self.last_products:
-            anchor = self.last_products[0]
-        products, relaxed = self.retrieve(intent, question, anchor)
-        reply = self._finish(question, intent, products, relaxed, emit, timings)
+        if intent.action != "search":
+            reply = self._journey(question, intent, emit, timings)
+        else:
+            anchor = None
+            if intent.reference == "item_number" and intent.item_number and \
+                    0 < intent.item_number <= len(self.last_products):
+                anchor = self.last_products[intent.item_number - 1]
+            elif intent.reference == "similar" and self.last_products:
+                anchor = self.last_products[0]
+            products, relaxed = self.retrieve(intent, question, anchor)
+            reply = self._finish(question, intent, products, relaxed, emit, timings)
         reply.intent_source = "rules" if ruled else "model"
         return reply
+
+    # -- the journey: compare, decide, buy, out of scope (see journey.py) ----------------------
+    def subjects(self, question: str) -> list[Product]:
+        """The products a compare/decide/buy request is about: the shown items it points at
+        ("#1 and #3", "the second one"), catalog titles it names, else all shown items."""
+        text = question.lower()
+        ordinals = {"first": 1, "second": 2, "third": 3, "fourth": 4}
+        numbers = [int(n) for n in re.findall(r"#\s?(\d)|number (\d)", text) for n in n if n]
+        numbers += [ordinals[w] for w in re.findall(r"\b(first|second|third|fourth)\b", text)]
+        chosen = [self.last_products[n - 1] for n in dict.fromkeys(numbers)
+                  if 0 < n <= len(self.last_products)]
+        chosen += [p for p in self.products([(pid, 0.0) for pid in self.store.named_in(text)])
+                   if p not in chosen]
+        return chosen or list(self.last_products)
+
+    def _journey(self, question: str, intent: Intent, emit: Callable[[str], None],
+                 timings: dict[str, float]) -> Reply:
+        if intent.action == "out_of_scope":
+            emit(journey.REFUSAL)
+            return self._remember(question, Reply(journey.REFUSAL, intent, [], timings=timings))
+        rows = self.subjects(question)
+        if not rows:  # nothing shown or named yet: find candidates first
+            rows, _ = self.retrieve(intent, question)
+        if not rows:
+            return self._finish(question, intent, [], [], emit, timings)
+        if intent.action == "compare":
+            rows = rows[:SHOWN]
+            table = journey.comparison_table(rows)
+            text = journey.render_table(table) + "\n"
+            emit(text)
+            said = self.answer(question, rows, COMPARE_NOTE, emit)
+            return self._remember(question, Reply(
+                text + said.text, intent, rows, rows, grounded=not said.violations,
+                violations=[str(v) for v in said.violations], timings={**timings, **said.timings},
+                table=table, removed=said.removed))
+        if intent.action == "decide":
+            best, reasons = journey.pick(rows, question, self.ignore_words, intent.max_price)
+            because = self._because([best])
+            text = " ".join(filter(None, [journey.decision_text(best, reasons), because]))
+            emit(text)
+            return self._remember(question, Reply(text, intent, [best], rows, timings=timings,
+                                                  because=because))
+        row = rows[0]  # buy: the one pointed at, else the one recommended first
+        text = journey.buy_text(row)
+        emit(text)
+        return self._remember(question, Reply(text, intent, [row], rows, timings=timings))
 
     def shop_image(self, image: str | Path, question: str = "",
                    emit: Callable[[str], None] | None = None) -> Reply:
@@ -506,10 +623,14 @@ class ShoppingAssistant:
             note = ("None of the products meets every request; present them honestly as the "
                     "closest alternatives.")
             emit(prefix)
-        text, cited, violations, answer_timings = self.answer(question, products, note, emit)
-        reply = Reply(prefix + text, intent, cited, products, not relaxed, relaxed,
-                      not violations, [str(v) for v in violations],
-                      {**timings, **answer_timings})
+        said = self.answer(question, products, note, emit)
+        because = self._because(said.cited)
+        if because:
+            emit(" " + because)
+        reply = Reply(" ".join(filter(None, [prefix + said.text, because])), intent, said.cited,
+                      products, not relaxed, relaxed, not said.violations,
+                      [str(v) for v in said.violations], {**timings, **said.timings},
+                      removed=said.removed, because=because)
         return self._remember(question, reply)
 
     def _remember(self, question: str, reply: Reply) -> Reply:

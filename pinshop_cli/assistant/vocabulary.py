@@ -39,7 +39,9 @@ handmade handcrafted hand-made artisan bespoke waterproof water-resistant weathe
 stain-resistant scratch-resistant eco-friendly sustainable organic recycled vegan certified
 award-winning bestselling best-selling best-seller new brand-new used refurbished vintage
 antique damaged defective second-hand pre-owned imported genuine authentic original
-warranty guaranteed
+warranty guaranteed high-end top-quality well-made well-built heavy-duty lightweight
+hypoallergenic washable machine-washable ergonomic adjustable foldable stackable extendable
+removable reversible
 """)
 
 # Stock and delivery claims: only a row's own `availability` (or text) can support them.

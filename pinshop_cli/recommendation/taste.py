@@ -34,10 +34,9 @@ def product_index(ws: Workspace) -> LoadedIndex | None:
     return None
 
 
-def nearest_to_profiles(index: LoadedIndex, likes: pa.Table, k: int
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For likes (user_id, item_id, strength): (user per row, product id, cosine) of the k
-    products nearest to each user's strength-weighted mean liked vector."""
+def taste_profiles(index: LoadedIndex, likes: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """For likes (user_id, item_id, strength): the users and their unit-length
+    strength-weighted mean liked-item vectors (one row per user with a liked indexed item)."""
     import numpy as np
     from scipy.sparse import csr_matrix
 
@@ -45,8 +44,7 @@ def nearest_to_profiles(index: LoadedIndex, likes: pa.Table, k: int
                            "JOIN labels l ON l.id = k.item_id",
                            tables={"likes": likes, "labels": index.label_table})
     if labelled.num_rows == 0:
-        return (np.array([], dtype=object), np.array([], dtype=object),
-                np.array([], dtype=np.float32))
+        return np.array([], dtype=object), np.zeros((0, index.manifest.dim), np.float32)
     user_ids, user_index = np.unique(labelled.column("user_id").to_numpy(zero_copy_only=False),
                                      return_inverse=True)
     liked_labels, item_index = np.unique(labelled.column("label").to_numpy(),
@@ -56,6 +54,19 @@ def nearest_to_profiles(index: LoadedIndex, likes: pa.Table, k: int
                           (user_index, item_index)), shape=(len(user_ids), len(liked_labels)))
     profiles = np.asarray(weights @ vectors, dtype=np.float32)
     profiles /= np.maximum(np.linalg.norm(profiles, axis=1, keepdims=True), 1e-12)
+    return user_ids, profiles
+
+
+def nearest_to_profiles(index: LoadedIndex, likes: pa.Table, k: int
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For likes (user_id, item_id, strength): (user per row, product id, cosine) of the k
+    products nearest to each user's strength-weighted mean liked vector."""
+    import numpy as np
+
+    user_ids, profiles = taste_profiles(index, likes)
+    if len(user_ids) == 0:
+        return (np.array([], dtype=object), np.array([], dtype=object),
+                np.array([], dtype=np.float32))
     k = min(k, index.live_count)
     index.index.set_ef(max(k * 2, 64))
     labels, distances = index.index.knn_query(profiles, k=k)

@@ -46,11 +46,15 @@ class Product:
                    row.get("currency"), row.get("brand"), row.get("color"), row.get("image"),
                    row.get("url"), row.get("availability"), row.get("description"))
 
+    def price_text(self) -> str:
+        """'129.00 EUR', from the catalog only."""
+        if self.price is None:
+            return "price on request"
+        return f"{self.price:.2f} {self.currency or ''}".strip()
+
     def render(self) -> str:
         """'Title (129.00 EUR)': how an answer names it, from the catalog only."""
-        price = f"{self.price:.2f} {self.currency or ''}".strip() if self.price is not None \
-            else "price on request"
-        return f"{self.title} ({price})"
+        return f"{self.title} ({self.price_text()})"
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,13 @@ class CatalogStore:
         return [r[0] for r in self.con.execute(
             "SELECT DISTINCT title FROM catalog WHERE length(title) >= $n "
             "AND contains($text, lower(title))", {"n": min_length, "text": text.lower()}
+        ).fetchall()]
+
+    def named_in(self, text: str, min_length: int = 7) -> list[str]:
+        """Ids of the products whose title occurs in `text` (longest titles first)."""
+        return [r[0] for r in self.con.execute(
+            "SELECT id FROM catalog WHERE length(title) >= $n AND contains($text, lower(title)) "
+            "ORDER BY length(title) DESC, id LIMIT 8", {"n": min_length, "text": text.lower()}
         ).fetchall()]
 
     def distinct(self, column: str) -> list[str]:
