@@ -29,7 +29,7 @@ from ..retrieval.store import Filters, Product
 from . import journey
 from .grounding import ID_PATTERN, Violation, check, cited_ids, unsupported_claims
 from .personal import ShopperTaste
-from .vocabulary import COLOURS, words
+from .vocabulary import COLOURS, MATERIALS, QUALITY, SHOPPING_WORDS, words
 
 if TYPE_CHECKING:
     from ..models import ChatModel
@@ -85,7 +85,8 @@ reference: "cheaper" / "more_expensive" if they want a cheaper or pricier versio
 was shown, "similar" for something like it, "item_number" if they point at a shown item
 (then item_number is its position, 1-based), else "none".
 action: "compare" to compare products, "decide" to have one picked for them, "buy" to buy
-one, "out_of_scope" if the message is not about shopping for home products, else "search"."""
+one, "out_of_scope" if the message is not a request about products (the weather, a poem,
+news, code, maths), else "search"."""
 
 
 @dataclass
@@ -542,9 +543,22 @@ class ShoppingAssistant:
             elif intent.reference == "similar" and self.last_products:
                 anchor = self.last_products[0]
             products, relaxed = self.retrieve(intent, question, anchor)
-            reply = self._finish(question, intent, products, relaxed, emit, timings)
+            if "query" in relaxed and not self.shopping_words(question):
+                # Matches nothing and names nothing a shop sells: not a shopping request.
+                intent.action = "out_of_scope"
+                reply = self._journey(question, intent, emit, timings)
+            else:
+                reply = self._finish(question, intent, products, relaxed, emit, timings)
         reply.intent_source = "rules" if ruled else "model"
         return reply
+
+    def shopping_words(self, question: str) -> set[str]:
+        """Words that make a message a shopping request: a catalog category, a colour,
+        material or quality word, a room, or a shopping verb."""
+        said = words(question)
+        categories = {c.lower() for c in self.categories}
+        return said & (categories | {c + "s" for c in categories} | COLOURS | MATERIALS
+                       | QUALITY | self.catalog_words | SHOPPING_WORDS)
 
     # -- the journey: compare, decide, buy, out of scope (see journey.py) ----------------------
     def subjects(self, question: str) -> list[Product]:

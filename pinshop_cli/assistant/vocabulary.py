@@ -41,7 +41,14 @@ award-winning bestselling best-selling best-seller new brand-new used refurbishe
 antique damaged defective second-hand pre-owned imported genuine authentic original
 warranty guaranteed high-end top-quality well-made well-built heavy-duty lightweight
 hypoallergenic washable machine-washable ergonomic adjustable foldable stackable extendable
-removable reversible
+removable reversible comfortable supportive
+""")
+
+# Words that make a message about shopping for a home even when nothing matches it.
+SHOPPING_WORDS = _vocabulary("""
+buy purchase order shop shopping find need want looking recommend suggest price cheap
+cheaper expensive budget gift furniture decor home house flat apartment room bedroom
+bathroom kitchen hallway office garden balcony living dining nursery
 """)
 
 # Stock and delivery claims: only a row's own `availability` (or text) can support them.
