@@ -219,8 +219,8 @@ def main() -> None:
             body = re.sub(r"^Nothing in the catalog matches .*?; the closest alternatives: ",
                           "", reply.answer)
             leaked = [str(c) for sentence in re.split(r"(?<=[.!?])\s+", body)
-                      for c in unsupported_claims(sentence, turn_rows,
-                                                  assistant.catalog_words)]
+                      for c in unsupported_claims(sentence, turn_rows, assistant.catalog_words,
+                                                  assistant.store.titles_in(sentence))]
             cut_true = [r for r in reply.removed if all(
                 supported_somewhere(word, turn_rows)
                 for word in re.findall(r"claim: '([^']+)'", r))

@@ -113,3 +113,29 @@ def test_an_overlong_question_is_refused_before_any_model_work(demo_workspace):
     assistant = ShoppingAssistant(demo_workspace, NoModel())  # type: ignore[arg-type]
     with pytest.raises(PinshopError, match="characters long"):
         assistant.ask("sofa " * MAX_QUESTION_CHARS)
+
+
+def test_descriptive_claims_must_be_in_the_row():
+    """Colour, material, quality, size and delivery words about a product need its row;
+    a catalog title the sentence names is a comparison, and 'wood' is supported by oak."""
+    from pinshop_cli.assistant.grounding import unsupported_claims
+    from pinshop_cli.retrieval.store import Product
+
+    chair = Product("P5", "Nimbus Boucle Armchair", 549.0, "armchair", color="cream",
+                    brand="Forma", description="Rounded armchair in textured boucle.",
+                    availability="in_stock")
+    stool = Product("P7", "Pilar Oak Bar Stool", 99.0, "stool", color="oak",
+                    description="Three-legged oak stool, 65 cm.")
+    assert unsupported_claims("[P5] is a cream boucle armchair by Forma.", [chair]) == []
+    flagged = {str(v) for v in unsupported_claims("It is beige, durable and handmade.", [chair])}
+    assert flagged == {"claim: 'beige' is not in the catalog row",
+                       "claim: 'durable' is not in the catalog row",
+                       "claim: 'handmade' is not in the catalog row"}
+    assert unsupported_claims("It ships free within days.", [chair])  # delivery: not stated
+    assert unsupported_claims("[P7] is 65 cm tall and made of oak wood.", [stool]) == []
+    assert unsupported_claims("[P7] is 80 cm tall.", [stool])
+    assert unsupported_claims("[P7] is cheaper than the Nimbus Boucle Armchair.", [stool],
+                              named_titles=["Nimbus Boucle Armchair"]) == []
+    no_stock = Product("P9", "Luna Table", 690.0, "table")  # no availability column value
+    assert unsupported_claims("The table is in stock.", [no_stock])
+    assert unsupported_claims("The chair is in stock.", [chair]) == []

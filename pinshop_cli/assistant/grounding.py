@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .vocabulary import AVAILABILITY, COLOURS, DIMENSION, MATERIALS, QUALITY, words
+from .vocabulary import AVAILABILITY, COLOURS, DIMENSION, FAMILIES, MATERIALS, QUALITY, words
 
 ID_PATTERN = re.compile(r"\[([^\[\]\n]{1,40})\]")  # any [token]: it must be a shown id
 PRICE_PATTERN = re.compile(
@@ -178,14 +178,19 @@ def row_text(row: DescribedRow) -> str:
 
 
 def unsupported_claims(sentence: str, subjects: Sequence[DescribedRow],
-                       catalog_words: frozenset[str] = frozenset()) -> list[Violation]:
+                       catalog_words: frozenset[str] = frozenset(),
+                       named_titles: Iterable[str] = ()) -> list[Violation]:
     """Descriptive claims in `sentence` that none of its subject rows supports: colour,
     material, brand and quality or condition words (the general vocabulary plus the
     catalog's own colour and brand values, `catalog_words`), sizes and stock or delivery
-    phrases. A word is supported when the row's own text has it."""
+    phrases. A word is supported when the row's own text has it (or, for "wood" and
+    "metal", one of its kinds), or when it is part of a catalog title the sentence names:
+    "cheaper than the Green Velvet Sofa" compares, it does not describe the subject."""
     if not subjects:
         return []
-    supported = set().union(*(words(row_text(row)) for row in subjects))
+    supported = set().union(*(words(row_text(row)) for row in subjects),
+                            *(words(title) for title in named_titles))
+    supported |= {family for family, kinds in FAMILIES.items() if kinds & supported}
     texts = " ".join(row_text(row) for row in subjects)
     plain = ID_PATTERN.sub(" ", sentence)
     vocabulary = COLOURS | MATERIALS | QUALITY | catalog_words

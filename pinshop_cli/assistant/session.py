@@ -477,13 +477,14 @@ class ShoppingAssistant:
 
         def accept(sentence: str) -> bool:
             nonlocal violations, subjects
-            problems = check(sentence, known, self.store.titles_in(sentence))
+            titles = self.store.titles_in(sentence)
+            problems = check(sentence, known, titles)
             if problems:
                 violations = problems
                 return False
             ids = cited_ids(sentence)
             subjects = [p for p in known if p.id in ids] or subjects
-            claims = unsupported_claims(sentence, subjects, self.catalog_words)
+            claims = unsupported_claims(sentence, subjects, self.catalog_words, titles)
             if claims:  # cut the sentence, never show it; the rest of the answer goes on
                 removed.append(f"{sentence} ({'; '.join(str(c) for c in claims)})")
                 return True

@@ -32,6 +32,15 @@ polyester nylon acrylic silk satin chenille corduroy tweed felt fleece jersey de
 plastic resin rubber foam latex down feather cashmere mohair hemp
 """)
 
+# A family word is supported by any of its members: "wood" by an oak row.
+FAMILIES = {
+    "wood": _vocabulary("oak walnut pine beech birch ash teak mango acacia bamboo plywood "
+                        "veneer"),
+    "metal": _vocabulary("steel iron aluminium aluminum brass copper chrome bronze"),
+}
+FAMILIES["wooden"] = FAMILIES["wood"]
+FAMILIES["metallic"] = FAMILIES["metal"]
+
 # Claims about quality or condition that only the row itself can make.
 QUALITY = _vocabulary("""
 durable sturdy robust solid long-lasting hard-wearing premium luxury luxurious high-quality
