@@ -113,10 +113,12 @@ class OpenClipEmbedder(_TwoForwards):
         self._state = shared_weights("open_clip", arch, str(checkpoint), str(config_file))
         weights = (checkpoint,) if config_file is None else (checkpoint, config_file)
         self._parts = (
-            ModelPart(f"{model_id}:image", weights, ("pixels",), build=self._image_module,
+            ModelPart(f"{model_id}:image", weights, ("pixels",),
+                      build=lambda export: _tower(self._load()[0], "encode_image"),
                       sample=self._image_sample, dynamic_axes=IMAGE_AXES,
                       describe=lambda: {"preprocess": self._preprocess_config()}),
-            ModelPart(f"{model_id}:text", weights, ("tokens",), build=self._text_module,
+            ModelPart(f"{model_id}:text", weights, ("tokens",),
+                      build=lambda export: _tower(self._load()[0], "encode_text"),
                       sample=lambda: {"tokens": self._tokenize(SAMPLE_TEXTS)},
                       dynamic_axes={"tokens": {0: "batch"}, "output": {0: "batch"}}))
 
@@ -138,36 +140,6 @@ class OpenClipEmbedder(_TwoForwards):
 
         loaded: tuple[Any, Any, Any] = self._state.get(load)
         return loaded
-
-    def _image_module(self, export: bool) -> Any:
-        import torch
-
-        model = self._load()[0]
-
-        class EncodeImage(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
-
-            def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-                return self.model.encode_image(pixels)
-
-        return EncodeImage().eval()
-
-    def _text_module(self, export: bool) -> Any:
-        import torch
-
-        model = self._load()[0]
-
-        class EncodeText(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.model = model
-
-            def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-                return self.model.encode_text(tokens)
-
-        return EncodeText().eval()
 
     def _image_sample(self) -> dict[str, np.ndarray]:
         return image_sample(self._preprocess_config()["size"])
@@ -206,6 +178,22 @@ class OpenClipEmbedder(_TwoForwards):
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         return l2_normalize(self._forwards()[1]({"tokens": self._tokenize(texts)}))
+
+
+def _tower(model: Any, method: str) -> Any:
+    """A torch module whose forward is one of an open_clip model's encoders."""
+    import torch
+
+    class Tower(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+            result: torch.Tensor = getattr(self.model, method)(inputs)
+            return result
+
+    return Tower().eval()
 
 
 def clip_pixels(image: Image.Image, config: dict[str, Any]) -> np.ndarray:
