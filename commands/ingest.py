@@ -68,7 +68,9 @@ def ingest(
     rows += [[f"seconds: {stage}", seconds, ""] for stage, seconds in summary.seconds.items()]
     if summary.engine == "ray":
         rows += [[f"batches on node {node}", count, ""] for node, count in summary.nodes.items()]
-    table(f"ingest into {summary.workspace} ({summary.embedder})", ["", "count", ""], rows)
+    runtime = f", {summary.runtime}" if summary.runtime else ""
+    table(f"ingest into {summary.workspace} ({summary.embedder}{runtime})", ["", "count", ""],
+          rows)
     if not summary.model_work_done:
         typer.echo("Nothing changed since the last ingest: no model work done.", err=True)
     if summary.rows_rejected or summary.pins_rejected:

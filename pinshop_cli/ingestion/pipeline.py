@@ -74,6 +74,9 @@ class IngestSummary:
     workspace: str
     engine: str = "local"
     embedder: str = ""
+    #: Where the embedder ran in this process, e.g. "image: onnx, text: onnx" (the local
+    #: engine; Ray actors choose alike, by the same --runtime).
+    runtime: str = ""
     detector: str = ""
     notes: list[str] = field(default_factory=list)
     rows_ok: int = 0
@@ -233,6 +236,11 @@ class _Run:
         self.timed("pins", started)
 
     def finish(self, detector_id: str | None) -> None:
+        if self._embedder is not None:
+            self.summary.runtime = self._embedder.runtime_used
+            for message in self._embedder.runtime_notes:
+                self.summary.notes.append(message)
+                self.progress.note(message)
         if self.image_rejects:
             import pyarrow as pa
 
