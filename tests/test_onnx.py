@@ -135,3 +135,30 @@ def test_unknown_runtime_is_an_argument_error(sample_dir: Path) -> None:
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 2
     assert "'tensorrt' is not one of auto, torch, onnx, onnx-int8" in result.output
+
+
+def test_a_refused_fp32_export_is_remembered(tiny_clip: str, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export that fails its cosine check is recorded as refused: auto runs torch, and
+    the next process does not export again."""
+    from pinshop_cli.models import embedders, onnx
+    from pinshop_cli.models.registry import _cached_embedder
+
+    monkeypatch.setattr(onnx, "FP32_MIN_COSINE", 2.0)  # no export can pass
+    models = tmp_path / "models"
+    first = get_embedder(tiny_clip, models, "auto")
+    first.embed_texts(["sofa"])
+    assert first.runtime_used == "image: unused, text: torch"
+    refused = [e for e in list_exports(models) if e.manifest["model"].endswith(":text")]
+    assert len(refused) == 1 and not refused[0].accepted and not refused[0].path.exists()
+
+    def exporting(*args: object) -> None:
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(onnx, "_export_torch", exporting)
+    embedders._WEIGHTS.clear()  # as a new process would start
+    _cached_embedder.cache_clear()
+    again = get_embedder(tiny_clip, models, "auto")
+    again.embed_texts(["sofa"])
+    assert again.runtime_used == "image: unused, text: torch"
+    assert "differs from torch" in again.runtime_notes[0]

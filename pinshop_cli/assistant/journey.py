@@ -98,7 +98,8 @@ def pick(rows: Sequence[Product], question: str, ignore: set[str],
     if best.description:
         reasons.append(f"the catalog describes it as \u201c{best.description.strip()}\u201d")
     if max_price is not None and best.price is not None:
-        reasons.append(f"it is within your {max_price:g} budget")
+        reasons.append(f"it is within your {max_price:g} budget" if best.price <= max_price
+                       else f"none of these is within your {max_price:g} budget")
     if not matched:
         reasons.append("it is the closest match to your request among these")
     return best, reasons

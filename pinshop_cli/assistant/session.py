@@ -41,6 +41,10 @@ STOP_WORDS = {"under", "below", "above", "over", "between", "than", "with", "som
 SHOWN = 4
 COMPARE_NOTE = ("The shopper sees a table of these products. In two sentences, say how they "
                 "differ and which suits what kind of shopper, citing each by its [id].")
+# Words that point back or join ("now in blue", "that one in oak"): never what is wanted.
+REFERRING_WORDS = frozenset({"now", "in", "that", "it", "this", "those", "them", "one", "ones",
+                             "instead", "also", "too", "same", "again", "another", "other",
+                             "of", "with", "to", "on", "at", "by", "from", "please"})
 # Words that turn a request around ("not leather", "anything but a sofa"): rules cannot
 # read them, the model must.
 NEGATION = re.compile(r"\b(not|no|without|except|but|instead of|rather than|avoid|"
@@ -251,7 +255,8 @@ class ShoppingAssistant:
             return None
         named = {explicit.get("category"), explicit.get("color")} - {None}
         leftover = [w for w in re.findall(r"[\w'-]+", request_words(question).lower())
-                    if w not in STOP_WORDS and w.rstrip("s") not in named and w not in named]
+                    if w not in STOP_WORDS and w not in REFERRING_WORDS
+                    and w.rstrip("s") not in named and w not in named]
         return self._validated(Intent(query=" ".join(leftover)[:60], action=action), question)
 
     def extract_intent(self, question: str) -> Intent:
@@ -564,27 +569,34 @@ class ShoppingAssistant:
     # -- the journey: compare, decide, buy, out of scope (see journey.py) ----------------------
     def subjects(self, question: str) -> list[Product]:
         """The products a compare/decide/buy request is about: the shown items it points at
-        ("#1 and #3", "the second one"), catalog titles it names, else all shown items."""
+        ("#1 and #3", "the second one"), catalog titles it names, else the shown items (of
+        the category it names, if it names one). Empty: find candidates first."""
         text = question.lower()
         ordinals = {"first": 1, "second": 2, "third": 3, "fourth": 4}
-        numbers = [int(n) for n in re.findall(r"#\s?(\d)|number (\d)", text) for n in n if n]
-        numbers += [ordinals[w] for w in re.findall(r"\b(first|second|third|fourth)\b", text)]
+        numbers = [int(a or b) for a, b in re.findall(r"#\s?(\d+)|\bnumber (\d+)\b", text)]
+        numbers += [ordinals[w] for w in re.findall(r"\bthe (first|second|third|fourth)\b", text)]
         chosen = [self.last_products[n - 1] for n in dict.fromkeys(numbers)
                   if 0 < n <= len(self.last_products)]
         chosen += [p for p in self.products([(pid, 0.0) for pid in self.store.named_in(text)])
                    if p not in chosen]
-        return chosen or list(self.last_products)
+        if chosen or numbers:  # an item number past the shown ones points at nothing shown
+            return chosen
+        category = explicit_constraints(question, self.categories, self.colors).get("category")
+        return [p for p in self.last_products if category in (None, p.category)]
 
     def _journey(self, question: str, intent: Intent, emit: Callable[[str], None],
                  timings: dict[str, float]) -> Reply:
         if intent.action == "out_of_scope":
             emit(journey.REFUSAL)
             return self._remember(question, Reply(journey.REFUSAL, intent, [], timings=timings))
-        rows = self.subjects(question)
+        rows: list[Product] = self.subjects(question)
+        relaxed: list[str] = []
         if not rows:  # nothing shown or named yet: find candidates first
-            rows, _ = self.retrieve(intent, question)
+            rows, relaxed = self.retrieve(intent, question)
         if not rows:
-            return self._finish(question, intent, [], [], emit, timings)
+            return self._finish(question, intent, [], relaxed, emit, timings)
+        if relaxed:  # say so before any table, pick or link
+            emit(self._relaxed_prefix(intent, relaxed))
         if intent.action == "compare":
             rows = rows[:SHOWN]
             table = journey.comparison_table(rows)
@@ -592,7 +604,8 @@ class ShoppingAssistant:
             emit(text)
             said = self.answer(question, rows, COMPARE_NOTE, emit)
             return self._remember(question, Reply(
-                text + said.text, intent, rows, rows, grounded=not said.violations,
+                self._relaxed_prefix(intent, relaxed) + text + said.text, intent, rows, rows,
+                exact=not relaxed, relaxed=relaxed, grounded=not said.violations,
                 violations=[str(v) for v in said.violations], timings={**timings, **said.timings},
                 table=table, removed=said.removed))
         if intent.action == "decide":
@@ -600,12 +613,15 @@ class ShoppingAssistant:
             because = self._because([best])
             text = " ".join(filter(None, [journey.decision_text(best, reasons), because]))
             emit(text)
-            return self._remember(question, Reply(text, intent, [best], rows, timings=timings,
-                                                  because=because))
+            return self._remember(question, Reply(
+                self._relaxed_prefix(intent, relaxed) + text, intent, [best], rows,
+                exact=not relaxed, relaxed=relaxed, timings=timings, because=because))
         row = rows[0]  # buy: the one pointed at, else the one recommended first
         text = journey.buy_text(row)
         emit(text)
-        return self._remember(question, Reply(text, intent, [row], rows, timings=timings))
+        return self._remember(question, Reply(
+            self._relaxed_prefix(intent, relaxed) + text, intent, [row], rows,
+            exact=not relaxed, relaxed=relaxed, timings=timings))
 
     def shop_image(self, image: str | Path, question: str = "",
                    emit: Callable[[str], None] | None = None) -> Reply:
@@ -631,10 +647,8 @@ class ShoppingAssistant:
             emit(answer)
             return self._remember(question, Reply(answer, intent, [], [], False, relaxed,
                                                   timings=timings))
-        note, prefix = "", ""
+        note, prefix = "", self._relaxed_prefix(intent, relaxed)
         if relaxed:
-            wanted = ", ".join(_describe(intent, r) for r in relaxed)
-            prefix = f"Nothing in the catalog matches {wanted}; the closest alternatives: "
             note = ("None of the products meets every request; present them honestly as the "
                     "closest alternatives.")
             emit(prefix)
@@ -647,6 +661,14 @@ class ShoppingAssistant:
                       [str(v) for v in said.violations], {**timings, **said.timings},
                       removed=said.removed, because=because)
         return self._remember(question, reply)
+
+    @staticmethod
+    def _relaxed_prefix(intent: Intent, relaxed: list[str]) -> str:
+        """'Nothing in the catalog matches the colour purple; the closest alternatives: '."""
+        if not relaxed:
+            return ""
+        wanted = ", ".join(_describe(intent, r) for r in relaxed)
+        return f"Nothing in the catalog matches {wanted}; the closest alternatives: "
 
     def _remember(self, question: str, reply: Reply) -> Reply:
         self.history.append(question[:300])

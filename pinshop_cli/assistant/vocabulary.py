@@ -68,8 +68,8 @@ AVAILABILITY = re.compile(
     re.IGNORECASE)
 
 # Sizes and dimensions: a number with a unit ("180 cm", "2 m", "6-seater", "queen size").
-DIMENSION = re.compile(r"\b\d+(?:[.,]\d+)?\s?(?:cm|mm|m|in|inch|inches|ft|\"|-seater|"
-                       r"seater|l|litres?|liters?)\b|\b(?:king|queen|double|single)[- ]size\b",
+DIMENSION = re.compile(r"\b\d+(?:[.,]\d+)?\s?(?:\"|(?:cm|mm|m|in|inch|inches|ft|-seater|"
+                       r"seater|l|litres?|liters?)\b)|\b(?:king|queen|double|single)[- ]size\b",
                        re.IGNORECASE)
 
 

@@ -111,6 +111,7 @@ class OpenClipEmbedder(_TwoForwards):
         self.source, self.note, self.runtime = source or model_id, note, runtime
         self.models_dir = models_dir or checkpoint.parent
         self._state = shared_weights("open_clip", arch, str(checkpoint), str(config_file))
+        self._pixels_config: dict[str, Any] | None = None
         weights = (checkpoint,) if config_file is None else (checkpoint, config_file)
         self._parts = (
             ModelPart(f"{model_id}:image", weights, ("pixels",),
@@ -146,11 +147,13 @@ class OpenClipEmbedder(_TwoForwards):
 
     def _preprocess_config(self) -> dict[str, Any]:
         """open_clip's eval transform settings; kept in the image export's manifest so the
-        ONNX path preprocesses without loading the torch model."""
+        ONNX path preprocesses without loading the torch model (read once per embedder)."""
+        if self._pixels_config is not None:
+            return self._pixels_config
         export = find_export(self._parts[0], "fp32", self.models_dir)
         if export is not None and "preprocess" in export.manifest:
-            config: dict[str, Any] = export.manifest["preprocess"]
-            return config
+            self._pixels_config = dict(export.manifest["preprocess"])
+            return self._pixels_config
         visual = self._load()[0].visual
         cfg = getattr(visual, "preprocess_cfg", {})
         size = visual.image_size

@@ -116,7 +116,11 @@ def _weights_sha256(paths: tuple[Path, ...], models_dir: Path) -> str:
 
 
 def _settings(precision: str) -> dict[str, Any]:
-    return {"opset": OPSET, "precision": precision, "recipe": EXPORT_VERSION}
+    settings: dict[str, Any] = {"opset": OPSET, "precision": precision,
+                                "recipe": EXPORT_VERSION}
+    if precision == "int8":  # the acceptance rule decides what is cached
+        settings |= {"min_cosine": INT8_MIN_COSINE, "min_speedup": INT8_MIN_SPEEDUP}
+    return settings
 
 
 def _export_path(part: ModelPart, precision: str, models_dir: Path) -> tuple[Path, str]:
@@ -127,12 +131,16 @@ def _export_path(part: ModelPart, precision: str, models_dir: Path) -> tuple[Pat
 
 
 def find_export(part: ModelPart, precision: str, models_dir: Path) -> Export | None:
-    """The cached export of `part` (torch-free), or None."""
+    """The cached export of `part` (torch-free), or None. A refused one is returned too
+    (`accepted` False), so its check is not repeated."""
     path, _ = _export_path(part, precision, models_dir)
     manifest = path.with_suffix(".json")
     if not manifest.is_file() or not (path.is_file() or _rejected(manifest)):
         return None
-    return Export(path, json.loads(manifest.read_text()))
+    try:
+        return Export(path, json.loads(manifest.read_text()))
+    except ValueError:  # a damaged manifest: make the export again
+        return None
 
 
 def _rejected(manifest: Path) -> bool:
@@ -184,11 +192,7 @@ def make_export(part: ModelPart, models_dir: Path, precision: str = "fp32") -> E
                "fp32 speed")
     else:
         raise PinshopError(f"unknown export precision {precision!r} (fp32 or int8)")
-    if precision == "fp32" and not accepted:
-        path.unlink(missing_ok=True)
-        raise PinshopError(f"ONNX export of {part.model_id} differs from torch ({why}); "
-                           "use --runtime torch")
-    if not accepted:
+    if not accepted:  # recorded below, so the check is not repeated on every run
         path.unlink(missing_ok=True)
     manifest = {"model": part.model_id, "weights_sha256": sha, **_settings(precision),
                 "min_cosine": round(cosine, 6), "checked_on": len(next(iter(sample.values()))),
@@ -234,9 +238,15 @@ def _quantize(source: Path, target: Path) -> None:
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    logging.getLogger().setLevel(logging.ERROR)  # "consider pre-processing" on every call
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=["MatMul"], extra_options={"DefaultTensorType": 1})
+    root = logging.getLogger()  # the quantizer warns "consider pre-processing" on root
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8,
+                         per_channel=True, op_types_to_quantize=["MatMul"],
+                         extra_options={"DefaultTensorType": 1})
+    finally:
+        root.setLevel(level)
 
 
 def _time(forward: Forward, sample: dict[str, np.ndarray]) -> float:
@@ -316,21 +326,26 @@ class LazyForward:
     def _choose(self) -> Forward | TorchForward:
         if self.runtime == "torch":
             return TorchForward(self.part)
-        try:
-            if self.runtime == "onnx-int8":
-                int8 = make_export(self.part, self.models_dir, "int8")
-                if int8.accepted:
-                    return Forward.from_file(int8.path, self.part, "onnx-int8")
-                self.note = (f"{self.part.model_id}: int8 export not used "
-                             f"({int8.manifest['check']}); running the fp32 export")
-            fp32 = make_export(self.part, self.models_dir, "fp32")
-            return Forward.from_file(fp32.path, self.part, "onnx")
-        except (ImportError, OSError, RuntimeError, PinshopError) as exc:
+        try:  # ORT's own errors subclass plain Exception: any failure here is a fallback
+            return self._onnx()
+        except Exception as exc:
             if self.runtime != "auto":
                 raise PinshopError(f"--runtime {self.runtime}: {self.part.model_id} could not "
                                    f"run on ONNX Runtime ({exc})") from exc
             self.note = f"{self.part.model_id}: ONNX export failed ({exc}); using torch"
             return TorchForward(self.part)
+
+    def _onnx(self) -> Forward:
+        if self.runtime == "onnx-int8":
+            int8 = make_export(self.part, self.models_dir, "int8")
+            if int8.accepted:
+                return Forward.from_file(int8.path, self.part, "onnx-int8")
+            self.note = (f"{self.part.model_id}: int8 export not used "
+                         f"({int8.manifest['check']}); running the fp32 export")
+        fp32 = make_export(self.part, self.models_dir, "fp32")
+        if not fp32.accepted:
+            raise PinshopError(f"the export differs from torch ({fp32.manifest['check']})")
+        return Forward.from_file(fp32.path, self.part, "onnx")
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return self.load()(inputs)
