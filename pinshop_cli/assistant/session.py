@@ -423,10 +423,15 @@ class ShoppingAssistant:
         def clean(value: Any, limit: int = 160) -> str:
             return re.sub(r"[<>\[\]]", " ", str(value or ""))[:limit]
 
-        return "\n".join(
-            f'<product id="{p.id}">title: "{clean(p.title)}"; category: {clean(p.category)}; '
-            f'color: {clean(p.color)}; brand: {clean(p.brand)}; description: '
-            f'"{clean(p.description)}"</product>' for p in products)
+        def fields(p: Product) -> str:
+            # Empty fields are left out: every prompt token delays the first answer token.
+            named = [("category", p.category), ("color", p.color), ("brand", p.brand)]
+            parts = [f'title: "{clean(p.title)}"'] + [f"{k}: {clean(v)}" for k, v in named if v]
+            if p.description:
+                parts.append(f'description: "{clean(p.description)}"')
+            return "; ".join(parts)
+
+        return "\n".join(f'<product id="{p.id}">{fields(p)}</product>' for p in products)
 
     def _messages(self, question: str, products: list[Product], note: str) -> list[dict[str, str]]:
         other = products[1].id if len(products) > 1 else products[0].id
