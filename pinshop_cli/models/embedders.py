@@ -80,12 +80,17 @@ IMAGE_AXES = {"pixels": {0: "batch"}, "output": {0: "batch"}}
 
 
 class _TwoForwards(Embedder):
-    """An embedder whose image and text forwards are model parts."""
+    """An embedder whose image and text forwards are model parts (`_parts`: image, text),
+    run where `runtime` says, exports cached in `models_dir`."""
 
     runtime = "auto"
+    models_dir: Path
+    _parts: tuple[ModelPart, ModelPart]
 
     def _forwards(self) -> tuple[LazyForward, LazyForward]:
-        raise NotImplementedError
+        image, text = self._parts
+        return (_shared_forward(image, self.runtime, self.models_dir),
+                _shared_forward(text, self.runtime, self.models_dir))
 
     @property
     def runtime_used(self) -> str:
@@ -122,11 +127,6 @@ class OpenClipEmbedder(_TwoForwards):
                       build=lambda export: _tower(self._load()[0], "encode_text"),
                       sample=lambda: {"tokens": self._tokenize(SAMPLE_TEXTS)},
                       dynamic_axes={"tokens": {0: "batch"}, "output": {0: "batch"}}))
-
-    def _forwards(self) -> tuple[LazyForward, LazyForward]:
-        image, text = self._parts
-        return (_shared_forward(image, self.runtime, self.models_dir),
-                _shared_forward(text, self.runtime, self.models_dir))
 
     def _load(self) -> tuple[Any, Any, Any]:
         def load() -> tuple[Any, Any, Any]:
@@ -248,11 +248,6 @@ class OfflinePairEmbedder(_TwoForwards):
                           "input_ids", "attention_mask", "token_type_ids", "output")},
                       pool=lambda output, inputs: mean_pool(output, inputs["attention_mask"]),
                       fuse_bert=(12, 384)))
-
-    def _forwards(self) -> tuple[LazyForward, LazyForward]:
-        image, text = self._parts
-        return (_shared_forward(image, self.runtime, self.models_dir),
-                _shared_forward(text, self.runtime, self.models_dir))
 
     def _cnn(self, export: bool) -> Any:
         import torch
