@@ -48,7 +48,7 @@ KNOWN_COLUMNS = (
     "price", "currency", "image", "url", "availability",
 )  # fmt: skip
 #: Columns pinshop derives; a user column of the same name is kept with a suffix.
-DERIVED_COLUMNS = ("image_sha256", "product_text", "product_text_hash", "source_line")
+DERIVED_COLUMNS = ("image_sha256", "image_width", "image_height", "product_text", "product_text_hash", "source_line")
 PRICE_TYPE = "DECIMAL(18, 2)"
 MAX_PRICE = 1e16  # DECIMAL(18, 2) holds up to 9,999,999,999,999,999.99
 MAX_LINE_BYTES = 8 << 20
@@ -473,22 +473,23 @@ def _validate(con: duckdb.DuckDBPyConnection, names: list[str]) -> list[tuple[st
 
 def _check_images(con: duckdb.DuckDBPyConnection, base: Path, max_pixels: int,
                   threads: int) -> None:
-    """Table `images`: image reference -> resolved path, sha256, or why it is refused."""
+    """Table `images`: image reference -> resolved path, sha256 and displayed size, or why
+    it is refused."""
     import pyarrow as pa
 
     refs = con.sql("SELECT DISTINCT image FROM checked WHERE reason IS NULL "
                    "AND image IS NOT NULL").to_arrow_table().column("image").to_pylist()
 
-    def check(ref: str) -> tuple[str | None, str | None, str | None]:
+    def check(ref: str) -> tuple[str | None, str | None, str | None, tuple[int, int] | None]:
         try:
             candidate = Path(ref).expanduser()
             candidate = candidate if candidate.is_absolute() else base / candidate
-            check_image(candidate, max_pixels)
-            return str(candidate.resolve()), sha256_file(candidate), None
+            size = check_image(candidate, max_pixels)
+            return str(candidate.resolve()), sha256_file(candidate), None, size
         except ImageRejected as exc:
-            return None, None, f"image {ref[:200]}: {exc}"
+            return None, None, f"image {ref[:200]}: {exc}", None
         except (OSError, ValueError) as exc:  # name too long, NUL byte, permission, ...
-            return None, None, f"image {ref[:200]}: unreadable path ({_os_reason(exc)})"
+            return None, None, f"image {ref[:200]}: unreadable path ({_os_reason(exc)})", None
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         results = list(pool.map(check, refs))
@@ -497,6 +498,8 @@ def _check_images(con: duckdb.DuckDBPyConnection, base: Path, max_pixels: int,
         "path": pa.array([r[0] for r in results], pa.string()),
         "sha256": pa.array([r[1] for r in results], pa.string()),
         "problem": pa.array([r[2] for r in results], pa.string()),
+        "width": pa.array([r[3][0] if r[3] else None for r in results], pa.int32()),
+        "height": pa.array([r[3][1] if r[3] else None for r in results], pa.int32()),
     }))
 
 
@@ -510,7 +513,7 @@ def _finish(con: duckdb.DuckDBPyConnection, source: str, extras: list[tuple[str,
     con.execute("""
         CREATE TEMP TABLE resolved AS
         SELECT c.*, i.path AS image_path, i.sha256 AS image_sha256,
-               coalesce(c.reason, i.problem) AS refusal
+               i.width AS image_width, i.height AS image_height, coalesce(c.reason, i.problem) AS refusal
         FROM checked c LEFT JOIN images i ON i.ref = c.image""")
     con.execute("""
         CREATE TEMP TABLE final AS
@@ -526,7 +529,8 @@ def _finish(con: duckdb.DuckDBPyConnection, source: str, extras: list[tuple[str,
         SELECT id, title, description, category, brand, color,
                CASE WHEN price_text ~ 'e' THEN CAST(price_value AS {PRICE_TYPE})
                     ELSE CAST(price_text AS {PRICE_TYPE}) END AS price, currency,
-               image_path AS image, url, availability, image_sha256, product_text,
+               image_path AS image, url, availability, image_sha256, image_width,
+               image_height, product_text,
                sha256(product_text) AS product_text_hash, line AS source_line{extra_sql}
         FROM (SELECT *, concat_ws('. ', title, category, color, brand) || '.' AS product_text
               FROM final WHERE why IS NULL)

@@ -19,6 +19,7 @@ from ..errors import PinshopError, StaleIndexError
 from ..index.hnsw import LoadedIndex, build_indexes, index_name, load_index, top_k_exact
 from ..workspace import Workspace
 from ..workspace.models import workspace_embedder
+from .calibration import SimilarityScale, similarity_scale
 from .store import CatalogStore, Filters, LabelColumns
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ class Retriever:
         self.models_dir, self.rebuild, self.runtime = models_dir, rebuild, runtime
         self._indexes: dict[str, LoadedIndex | None] = {}
         self._columns: dict[str, LabelColumns] = {}
+        self._scales: dict[str, SimilarityScale] = {}
         self._embedder: Embedder | None = None
 
     @property
@@ -158,6 +160,13 @@ class Retriever:
         if name not in self._columns:
             self._columns[name] = self.store.label_columns(loaded.label_table)
         return self._columns[name]
+
+    def similarity_scale(self, kind: str) -> SimilarityScale:
+        """How cosines in the global `kind` index rank among its product pairs (once)."""
+        if kind not in self._scales:
+            loaded = self.route(kind, None, 1)
+            self._scales[kind] = similarity_scale(loaded, self.label_columns(loaded))
+        return self._scales[kind]
 
     def rows(self, ids: list[str]) -> list[dict[str, Any]]:
         return self.store.rows(ids)

@@ -1,0 +1,91 @@
+"""What a look feature starts from: a catalog product (by id) or a photo (by path), as one
+vector in product-image space with the category and price it implies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import PinshopError
+from ..io.images import ImageRejected, load_image
+from ..retrieval.store import Product
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..retrieval.retriever import Retriever
+
+VOTE_NEIGHBOURS = 10  # a photo's category: the vote of its nearest catalog products,
+VOTE_TEMPERATURE = 0.05  # each weighted by exp(-(best - score) / T): the nearest count most
+
+
+@dataclass
+class Reference:
+    label: str  # the id or the photo path, as the user gave it
+    vector: np.ndarray  # (dim,) float32, L2-normalized
+    kind: str  # the index kind the vector lives in
+    category: str | None
+    product: Product | None = None  # when the reference is a catalog product
+    category_source: str = "catalog"  # "catalog", "--category" or "nearest products"
+
+
+def vector_of(retriever: Retriever, product_id: str, kind: str) -> np.ndarray | None:
+    """The indexed vector of one product (None when that index does not hold it)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    loaded = retriever.index(kind)
+    if loaded is None:
+        return None
+    position = pc.index(loaded.label_table.column("id"), product_id).as_py()
+    if position < 0:
+        return None
+    label = loaded.label_table.column("label")[position].as_py()
+    return loaded.vectors_of(np.asarray([label]))[0]
+
+
+def voted_category(retriever: Retriever, vector: np.ndarray, kind: str) -> str | None:
+    """The category with the most weight among the nearest catalog products, each weighted
+    by how close it is next to the nearest (so three far sideboards do not outvote a near
+    chair in a small catalog)."""
+    import math
+
+    hits = retriever.search(vector[None, :], VOTE_NEIGHBOURS, kind).hits[0]
+    rows = {r["id"]: r.get("category") for r in retriever.rows([h.id for h in hits])}
+    votes: dict[str, float] = {}
+    for hit in hits:
+        if rows.get(hit.id):
+            weight = math.exp(-(hits[0].score - hit.score) / VOTE_TEMPERATURE)
+            votes[rows[hit.id]] = votes.get(rows[hit.id], 0.0) + weight
+    return max(votes, key=votes.__getitem__) if votes else None
+
+
+def resolve_reference(retriever: Retriever, reference: str, category: str | None = None
+                      ) -> Reference:
+    """A product id from the catalog, else a path to a photo (embedded whole). A photo's
+    category is `category` when given, else the vote of its nearest products."""
+    rows = retriever.rows([reference])
+    if rows:
+        product = Product.from_row(rows[0])
+        for kind in ("product_image", "product_text"):
+            vector = vector_of(retriever, reference, kind)
+            if vector is not None:
+                return Reference(reference, vector, kind, category or product.category,
+                                 product, "--category" if category else "catalog")
+        raise PinshopError(f"product {reference} has no indexed vector: run `pinshop index`")
+    path = Path(reference)
+    if not path.is_file():
+        raise PinshopError(f"{reference} is neither a product id in the catalog nor an image "
+                           "file")
+    try:
+        image = load_image(path)
+    except ImageRejected as exc:
+        raise PinshopError(f"{reference}: {exc}") from exc
+    vector = retriever.embedder.embed_images([image])[0]
+    if category:
+        return Reference(reference, vector, "product_image", category.lower(), None,
+                         "--category")
+    return Reference(reference, vector, "product_image",
+                     voted_category(retriever, vector, "product_image"), None,
+                     "nearest products")

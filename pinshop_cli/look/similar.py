@@ -1,0 +1,96 @@
+"""`similar`: look-alikes of a product or a photo in the same category, optionally only
+strictly cheaper ones ("92% similar, 38% cheaper")."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import PinshopError
+from ..retrieval.match import matches
+from ..retrieval.retriever import Retriever
+from ..retrieval.store import Filters, Product
+from .reference import resolve_reference
+
+
+@dataclass
+class LookAlike:
+    product: Product
+    similarity: int  # percent of same-category pairs less alike (see calibration)
+    saving: int | None = None  # percent cheaper than the reference, when both have prices
+
+    def caption(self) -> str:
+        """'92% similar, 38% cheaper'."""
+        text = f"{self.similarity}% similar"
+        if self.saving is None:
+            return text
+        if self.saving == 0:
+            return f"{text}, about the same price"
+        return f"{text}, {abs(self.saving)}% {'cheaper' if self.saving > 0 else 'dearer'}"
+
+
+@dataclass
+class LookAlikes:
+    reference: str
+    reference_product: Product | None
+    category: str | None
+    category_source: str
+    index: str  # the index that answered
+    scale: str  # what the similarity percent ranks against
+    items: list[LookAlike] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reference": self.reference,
+                "reference_product": asdict(self.reference_product)
+                if self.reference_product else None,
+                "category": self.category, "category_source": self.category_source,
+                "index": self.index, "similarity_scale": self.scale, "notes": self.notes,
+                "items": [{**asdict(i.product), "similarity": i.similarity,
+                           "saving": i.saving, "caption": i.caption()} for i in self.items]}
+
+
+def saving_percent(price: float | None, reference_price: float | None) -> int | None:
+    if price is None or not reference_price:
+        return None
+    return round(100 * (reference_price - price) / reference_price)
+
+
+def similar(reference: str, workspace: str | Path | None = None, cheaper: bool = False,
+            max_price: float | None = None, top_k: int = 5, category: str | None = None,
+            retriever: Retriever | None = None, models_dir: str | None = None,
+            runtime: str = "auto") -> LookAlikes:
+    """Products that look like `reference` (a product id or a photo path) in its category,
+    best first. `cheaper` keeps only products strictly cheaper than the reference."""
+    import numpy as np
+
+    retriever = retriever or Retriever(workspace, models_dir, runtime=runtime)
+    ref = resolve_reference(retriever, reference, category)
+    reference_price = ref.product.price if ref.product else None
+    limit = max_price
+    if cheaper:
+        if reference_price is None:
+            raise PinshopError(f"{reference} has no catalog price to be cheaper than: "
+                               "pass a product id with a price, or --max-price")
+        below = float(np.nextafter(reference_price, -np.inf))  # strictly cheaper
+        limit = below if limit is None else min(limit, below)
+    notes = []
+    if ref.kind != "product_image":
+        notes.append(f"{reference} has no product image: look-alikes by product text")
+    if ref.category is None:
+        notes.append("no category known for the reference: searching the whole catalog")
+    found = retriever.search(ref.vector[None, :], top_k + 1, ref.kind,
+                             Filters(category=ref.category, max_price=limit),
+                             category=ref.category)
+    products = [p for p in matches(retriever, found)[0] if p.id != reference][:top_k]
+    scale = retriever.similarity_scale(ref.kind)
+    percents = scale.percent(np.asarray([p.score for p in products], dtype=np.float64))
+    result = LookAlikes(reference, ref.product, ref.category, ref.category_source,
+                        found.index, scale.population, notes=notes)
+    result.items = [LookAlike(p, int(pct), saving_percent(p.price, reference_price))
+                    for p, pct in zip(products, percents, strict=True)]
+    if not result.items:
+        result.notes.append("nothing in the catalog passes these filters" +
+                            (": nothing cheaper in this category" if cheaper else ""))
+    return result
