@@ -1,0 +1,215 @@
+"""`duplicates`: clusters of near-duplicate products across ids, brands and merchants.
+
+Candidate pairs come from the indexes' neighbour graphs (each product's nearest products by
+image and by text), so the work grows with n * k, not n^2. Each pair is scored on both
+image and text cosine; pairs at or above the threshold are edges, and connected components
+of those edges (union-find) are the clusters.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PinshopError
+from ..index.hnsw import LoadedIndex
+from ..retrieval.retriever import Retriever
+from ..workspace.storage import write_parquet
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+NEIGHBOURS = 10  # nearest products per product that are considered as duplicates of it
+BATCH = 8192  # neighbour queries per hnswlib call
+# The default threshold and image weight (pair score = w * image cosine + (1 - w) * text
+# cosine) are the best F1 on planted duplicates of the real sample photos, measured by
+# bench/eval_look.py for the default embedders and kept with their curve in this file.
+# Another embedder has other cosines: pass --threshold, guided by the curve in the report.
+CURVE_FILE = Path(__file__).with_name("duplicate_curve.json")
+
+
+def measured_curve() -> dict[str, Any]:
+    """The planted-duplicates curve: embedder, image_weight, threshold, curve points."""
+    return dict(json.loads(CURVE_FILE.read_text()))
+
+
+def neighbour_graph(loaded: LoadedIndex, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(source, neighbour, cosine) label arrays: each live label's k nearest other labels."""
+    import numpy as np
+
+    labels = loaded.label_table.column("label").to_numpy()
+    k = min(k, len(labels) - 1)
+    if k < 1:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0, np.float32)
+    loaded.index.set_ef(max(64, 2 * k))
+    sources, neighbours, cosines = [], [], []
+    for start in range(0, len(labels), BATCH):
+        chunk = labels[start:start + BATCH]
+        found, distances = loaded.index.knn_query(loaded.vectors_of(chunk), k=k + 1)
+        keep = found != chunk[:, None]  # drop the product itself
+        sources.append(np.repeat(chunk, k + 1)[keep.ravel()])
+        neighbours.append(found[keep].astype(np.int64))
+        cosines.append(1.0 - distances[keep])
+    return np.concatenate(sources), np.concatenate(neighbours), \
+        np.concatenate(cosines).astype(np.float32)
+
+
+def _ids(loaded: LoadedIndex, labels: np.ndarray) -> np.ndarray:
+    return loaded.ids_by_label[labels]
+
+
+def pair_cosines(loaded: LoadedIndex | None, left: np.ndarray, right: np.ndarray
+                 ) -> np.ndarray:
+    """Cosine of each (left id, right id) pair in `loaded` (NaN where one is missing)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    result = np.full(len(left), np.nan, dtype=np.float32)
+    if loaded is None or len(left) == 0:
+        return result
+    ids = loaded.label_table.column("id")
+    labels = loaded.label_table.column("label").to_numpy()
+    left_pos = pc.index_in(pa.array(left, pa.string()), value_set=ids).to_numpy(
+        zero_copy_only=False)
+    right_pos = pc.index_in(pa.array(right, pa.string()), value_set=ids).to_numpy(
+        zero_copy_only=False)
+    both = ~(np.isnan(left_pos.astype(np.float64)) | np.isnan(right_pos.astype(np.float64)))
+    if both.any():
+        a = loaded.vectors_of(labels[left_pos[both].astype(np.int64)])
+        b = loaded.vectors_of(labels[right_pos[both].astype(np.int64)])
+        result[both] = np.einsum("ij,ij->i", a, b)
+    return result
+
+
+@dataclass
+class CandidatePairs:
+    """Each unordered pair of products that some neighbour graph links, with both cosines."""
+
+    left: np.ndarray  # ids (object arrays), left < right
+    right: np.ndarray
+    image: np.ndarray  # float32, NaN where a product has no image vector
+    text: np.ndarray
+
+    def scores(self, image_weight: float) -> np.ndarray:
+        """w * image + (1 - w) * text; the one that exists where the other is missing."""
+        import numpy as np
+
+        mixed = image_weight * self.image + (1 - image_weight) * self.text
+        return np.where(np.isnan(self.image), self.text,
+                        np.where(np.isnan(self.text), self.image, mixed))
+
+
+def candidate_pairs(retriever: Retriever, k: int = NEIGHBOURS) -> CandidatePairs:
+    import numpy as np
+
+    image, text = retriever.index("product_image"), retriever.index("product_text")
+    if image is None and text is None:
+        raise PinshopError(f"no product index in {retriever.ws.root}: run `pinshop index`")
+    lefts, rights = [], []
+    for loaded in (image, text):
+        if loaded is not None:
+            source, neighbour, _ = neighbour_graph(loaded, k)
+            a, b = _ids(loaded, source), _ids(loaded, neighbour)
+            lefts.append(np.where(a < b, a, b))
+            rights.append(np.where(a < b, b, a))
+    left, right = np.concatenate(lefts).astype(str), np.concatenate(rights).astype(str)
+    pairs = np.unique(np.stack([left, right], axis=1), axis=0) if len(left) else \
+        np.zeros((0, 2), dtype=str)
+    left, right = pairs[:, 0], pairs[:, 1]
+    return CandidatePairs(left, right, pair_cosines(image, left, right),
+                          pair_cosines(text, left, right))
+
+
+def clusters_of(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, cluster number) of the connected components of the edges left-right."""
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    ids, inverse = np.unique(np.concatenate([left, right]), return_inverse=True)
+    n = len(ids)
+    a, b = inverse[:len(left)], inverse[len(left):]
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    return ids, component
+
+
+@dataclass
+class DuplicateClusters:
+    threshold: float
+    pairs_checked: int
+    table: pa.Table  # one row per member: cluster, size, id, catalog columns, evidence
+
+    @property
+    def clusters(self) -> int:
+        import pyarrow.compute as pc
+
+        return pc.count_distinct(self.table.column("cluster")).as_py()
+
+    def to_dict(self, limit: int = 50) -> dict[str, Any]:
+        """Summary and the first `limit` clusters, largest first."""
+        import pyarrow.compute as pc
+
+        shown = self.table.filter(pc.less_equal(self.table.column("cluster"), limit))
+        grouped: dict[int, list[dict[str, Any]]] = {}
+        for row in shown.to_pylist():  # the shown clusters only
+            grouped.setdefault(row["cluster"], []).append(row)
+        return {"threshold": self.threshold, "pairs_checked": self.pairs_checked,
+                "clusters": self.clusters, "products": self.table.num_rows,
+                "shown": [{"cluster": c, "members": m} for c, m in grouped.items()]}
+
+
+def find_duplicates(workspace: str | Path | None = None, threshold: float | None = None,
+                    image_weight: float | None = None, retriever: Retriever | None = None,
+                    write: bool = True) -> DuplicateClusters:
+    """Cluster near-duplicate products; writes duplicates.parquet in the workspace.
+    Threshold and image weight default to the measured ones (see `measured_curve`)."""
+    import numpy as np
+    import pyarrow as pa
+
+    measured = measured_curve()
+    threshold = measured["threshold"] if threshold is None else threshold
+    image_weight = measured["image_weight"] if image_weight is None else image_weight
+    retriever = retriever or Retriever(workspace)
+    pairs = candidate_pairs(retriever)
+    scores = pairs.scores(image_weight)
+    edge = scores >= threshold
+    ids, component = clusters_of(pairs.left[edge], pairs.right[edge])
+    # Evidence per member: its best edge (the pair that put it in the cluster).
+    edges = pa.table({"a": pairs.left[edge], "b": pairs.right[edge], "score": scores[edge],
+                      "image": pairs.image[edge], "text": pairs.text[edge]})
+    members = pa.table({"id": ids, "cluster": component.astype(np.int64)})
+    con = retriever.store.con
+    con.register("members", members)
+    con.register("edges", edges)
+    try:
+        table = con.sql("""
+            WITH both_ways AS (SELECT a AS id, b AS nearest, score, image, text FROM edges
+                               UNION ALL SELECT b, a, score, image, text FROM edges),
+            best AS (SELECT id, arg_max(nearest, score) AS nearest, max(score) AS score,
+                            arg_max(image, score) AS image_similarity,
+                            arg_max(text, score) AS text_similarity
+                     FROM both_ways GROUP BY id),
+            sized AS (SELECT *, count(*) OVER (PARTITION BY cluster) AS size,
+                             min(id) OVER (PARTITION BY cluster) AS first_id FROM members),
+            numbered AS (SELECT *, dense_rank() OVER (ORDER BY size DESC, first_id)
+                                   AS number FROM sized)
+            SELECT s.number AS cluster, s.size, s.id, c.title, c.brand, c.category, c.price,
+                   c.image,
+                   b.nearest, round(b.score, 4) AS score,
+                   round(nullif(b.image_similarity, 'NaN'::FLOAT), 4) AS image_similarity,
+                   round(nullif(b.text_similarity, 'NaN'::FLOAT), 4) AS text_similarity
+            FROM numbered s JOIN best b USING (id) JOIN catalog c USING (id)
+            ORDER BY cluster, s.id""").to_arrow_table()
+    finally:
+        con.unregister("members")
+        con.unregister("edges")
+    result = DuplicateClusters(threshold, len(scores), table)
+    if write:
+        write_parquet(table, retriever.ws.root / "duplicates.parquet")
+    return result
