@@ -48,7 +48,8 @@ KNOWN_COLUMNS = (
     "price", "currency", "image", "url", "availability",
 )  # fmt: skip
 #: Columns pinshop derives; a user column of the same name is kept with a suffix.
-DERIVED_COLUMNS = ("image_sha256", "image_width", "image_height", "product_text", "product_text_hash", "source_line")
+DERIVED_COLUMNS = ("image_sha256", "image_width", "image_height", "product_text",
+                   "product_text_hash", "source_line")
 PRICE_TYPE = "DECIMAL(18, 2)"
 MAX_PRICE = 1e16  # DECIMAL(18, 2) holds up to 9,999,999,999,999,999.99
 MAX_LINE_BYTES = 8 << 20
@@ -513,7 +514,8 @@ def _finish(con: duckdb.DuckDBPyConnection, source: str, extras: list[tuple[str,
     con.execute("""
         CREATE TEMP TABLE resolved AS
         SELECT c.*, i.path AS image_path, i.sha256 AS image_sha256,
-               i.width AS image_width, i.height AS image_height, coalesce(c.reason, i.problem) AS refusal
+               i.width AS image_width, i.height AS image_height,
+               coalesce(c.reason, i.problem) AS refusal
         FROM checked c LEFT JOIN images i ON i.ref = c.image""")
     con.execute("""
         CREATE TEMP TABLE final AS
