@@ -10,7 +10,7 @@ import typer
 
 from pinshop_cli.errors import PinshopError
 
-from . import chat, demo, events, index, ingest, match, models, recommend, sql
+from . import chat, demo, events, index, ingest, look, match, models, recommend, sql
 
 app = typer.Typer(
     name="pinshop",
@@ -34,6 +34,10 @@ def main(
 app.command("ingest")(ingest.ingest)
 app.command("index")(index.index)
 app.command("match")(match.match)
+app.command("similar")(look.similar)
+app.command("complete")(look.complete)
+app.command("duplicates")(look.duplicates)
+app.command("audit")(look.audit)
 app.command("ingest-events")(events.ingest_events)
 app.command("recommend")(recommend.recommend)
 app.command("generate-events")(events.generate_events)

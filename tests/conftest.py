@@ -235,3 +235,56 @@ class RecordingModel:
 @pytest.fixture
 def recording_smollm2(smollm2: Any) -> RecordingModel:
     return RecordingModel(smollm2)
+
+
+@pytest.fixture(scope="module")
+def look_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample catalog with planted faults, ingested and indexed (real photos, real
+    offline embedders): X001 is P006's photo re-shot (cropped, mirrored, re-compressed) under
+    a rewritten title and another merchant; X002 a 60 px photo; X003 reuses P001's file;
+    X004 repeats P005's row under a new id; X005 has an unparsable price; P009, a floor
+    lamp, is declared a bed. Events: shoppers save an armchair and a table on one day."""
+    from PIL import Image, ImageOps
+
+    from pinshop_cli import build_indexes, ingest, ingest_events
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PINSHOP_OFFLINE", "1")
+    mp.setenv("PINSHOP_MODELS", str(tmp_path_factory.getbasetemp() / "models-cache"))
+    root = tmp_path_factory.mktemp("look")
+    with open(SAMPLE / "catalog.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["image"] = str(SAMPLE / row["image"]) if row["image"] else ""
+    by_id = {row["id"]: row for row in rows}
+    photo = Image.open(SAMPLE / "products" / "P006.jpg").convert("RGB")
+    width, height = photo.size
+    ImageOps.mirror(photo.crop((width // 20, height // 20, width * 19 // 20,
+                                height * 19 // 20))).save(root / "X001.jpg", quality=60)
+    photo.resize((60, 60)).save(root / "tiny.jpg")
+    rows += [
+        {**by_id["P006"], "id": "X001", "brand": "HomeMart", "image": str(root / "X001.jpg"),
+         "title": "Lounge Chair Hugo in cognac leather | HomeMart"},
+        {**by_id["P013"], "id": "X002", "title": "Small Snake Plant",
+         "image": str(root / "tiny.jpg")},
+        {**by_id["P001"], "id": "X003", "title": "Plywood Chair", "price": "139.00"},
+        {**by_id["P005"], "id": "X004"},
+        {**by_id["P009"], "id": "X005", "price": "x"},
+    ]
+    by_id["P009"]["category"] = "bed"
+    with open(root / "catalog.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    days = [f"2025-03-{day:02d}" for day in range(1, 21)]
+    events = ["user_id,item_id,event,ts"] + [
+        f"u{n},{item},save,{day} 1{hour}:00:00" for n, day in enumerate(days)
+        for hour, item in enumerate(("P005", "P012" if n % 2 else "P010"))]
+    events += [f"u{n},P013,save,{day} 15:00:00" for n, day in enumerate(days[:3])]
+    (root / "events.csv").write_text("\n".join(events) + "\n")
+    ws = root / "ws"
+    ingest(ws, root / "catalog.csv", config=None)
+    ingest_events(root / "events.csv", ws)
+    build_indexes(ws)
+    mp.undo()
+    return ws

@@ -5,7 +5,7 @@ the summary to JSON and HTML.
 Checks:
 - category: the product photo is closer to another category's centre (mean image vector,
   leaving the product itself out) than to its own declared category's;
-- image: missing, tiny, or the same image file under several ids;
+- image: missing, tiny (longer side under 128 px), or the same file under several ids;
 - price: outliers within a category by robust z-score (median and MAD) of the log price:
   prices are roughly log-normal, so a slipped decimal point reads the same either way;
 - title: the same title under several ids;
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-TINY_SIDE = 128  # px: below this a product photo is too small to show or to embed well
+TINY_SIDE = 128  # px: a photo whose longer side is shorter is too small to show or embed
 ROBUST_Z = 3.5  # |0.6745 (price - median) / MAD| above this is an outlier (Iglewicz-Hoaglin)
 MIN_PRICED = 5  # products with a price a category needs before outliers mean anything
 # A product is flagged when another category's centre is closer than its own by this much
@@ -97,8 +97,8 @@ def _cosine(vectors: np.ndarray, others: np.ndarray) -> np.ndarray:
 # Each check's findings as (id, check, detail, value) rows, over the in-memory catalog.
 _TINY_SQL = f"""
 SELECT id, 'image' AS check, 'tiny image ' || image_width || 'x' || image_height AS detail,
-       least(image_width, image_height)::DOUBLE AS value
-FROM catalog WHERE least(image_width, image_height) < {TINY_SIDE}
+       greatest(image_width, image_height)::DOUBLE AS value
+FROM catalog WHERE greatest(image_width, image_height) < {TINY_SIDE}
 UNION ALL
 """  # catalogs ingested before image sizes were kept lack the columns
 _FINDINGS_SQL = f"""

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 BASKET_EVENTS = ("save", "cart", "purchase")  # the events that say "I want these together"
 SMOOTHING = 1.0  # added to a category's scene count: one co-occurrence in one scene is weak
 CANDIDATES = 20  # products fetched per compatible category before ranking
-SOURCE_WORDS = {"pins": "pinned", "events": "saved or bought"}
+SOURCE_WORDS = {"pins": ("pinned", "pins"), "events": ("saved or bought", "baskets")}
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,9 @@ class Compatibility:
         for row in rows.to_pylist():  # at most scene x categories rows
             confidence = row["together"] / (row["scenes"] + SMOOTHING)
             if confidence > best.get(row["other"], (0.0, ""))[0]:
-                reason = (f"often {SOURCE_WORDS[row['source']]} with {row['category']} "
-                          f"({row['together']} of {row['scenes']})")
+                verb, unit = SOURCE_WORDS[row["source"]]
+                reason = (f"often {verb} with {row['category']} ({row['together']} of "
+                          f"{row['scenes']} {unit})")
                 best[row["other"]] = (confidence, reason)
         ranked = sorted(best.items(), key=lambda item: (-item[1][0], item[0]))
         return [(category, conf, reason) for category, (conf, reason) in ranked[:top]]
@@ -159,12 +160,16 @@ class Pick:
 @dataclass
 class CompleteTheLook:
     reference: str
+    reference_product: Product | None
     scene_categories: list[str]
     picks: list[Pick] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"reference": self.reference, "scene_categories": self.scene_categories,
+        return {"reference": self.reference,
+                "reference_product": asdict(self.reference_product)
+                if self.reference_product else None,
+                "scene_categories": self.scene_categories,
                 "notes": self.notes,
                 "picks": [{**asdict(p.product), "reason": p.reason, "style": p.style}
                           for p in self.picks]}
@@ -192,7 +197,7 @@ def rank_picks(retriever: Retriever, compatibility: Compatibility, scene: list[s
         products.sort(key=lambda p: -bought.get(p.id, 0))  # stable: style order within
         percents = scale.percent(np.asarray([p.score for p in products], np.float64))
         queues.append([
-            Pick(p, f"{reason}; bought together {bought[p.id]} times" if p.id in bought
+            Pick(p, f"{reason}; bought together {_times(bought[p.id])}" if p.id in bought
                  else f"{reason}; {pct}% similar in style", int(pct))
             for p, pct in zip(products, percents, strict=True)])
     picks: list[Pick] = []
@@ -203,6 +208,10 @@ def rank_picks(retriever: Retriever, compatibility: Compatibility, scene: list[s
     return picks
 
 
+def _times(count: int) -> str:
+    return {1: "once", 2: "twice"}.get(count, f"{count} times")
+
+
 def complete(reference: str, workspace: str | Path | None = None, top_k: int = 5,
              retriever: Retriever | None = None, detector: str = "auto",
              models_dir: str | None = None, runtime: str = "auto") -> CompleteTheLook:
@@ -210,7 +219,7 @@ def complete(reference: str, workspace: str | Path | None = None, top_k: int = 5
     of a scene (its categories: the detected objects', else the nearest products' vote)."""
     retriever = retriever or Retriever(workspace, models_dir, runtime=runtime)
     ref = resolve_reference(retriever, reference)
-    result = CompleteTheLook(reference, [])
+    result = CompleteTheLook(reference, ref.product, [])
     if ref.product is not None:
         result.scene_categories = [ref.category] if ref.category else []
     else:

@@ -55,9 +55,10 @@ def voted_category(retriever: Retriever, vector: np.ndarray, kind: str) -> str |
     rows = {r["id"]: r.get("category") for r in retriever.rows([h.id for h in hits])}
     votes: dict[str, float] = {}
     for hit in hits:
-        if rows.get(hit.id):
+        category = rows.get(hit.id)
+        if category:
             weight = math.exp(-(hits[0].score - hit.score) / VOTE_TEMPERATURE)
-            votes[rows[hit.id]] = votes.get(rows[hit.id], 0.0) + weight
+            votes[category] = votes.get(category, 0.0) + weight
     return max(votes, key=votes.__getitem__) if votes else None
 
 

@@ -16,7 +16,8 @@ from ..workspace.storage import atomic_path
 if TYPE_CHECKING:
     from PIL import Image
 
-    from ..retrieval.match import Match, MatchResult
+    from ..retrieval.match import MatchResult
+    from ..retrieval.store import Product
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}
@@ -39,21 +40,34 @@ def data_uri(image: Image.Image, side: int) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def _product_card(match: Match) -> str:
+def product_card(product: Product, caption: str | None = None) -> str:
+    """A product thumbnail with title, price and a caption (default: id and score)."""
     thumb = "<div style='width:140px;height:140px;background:#eee'></div>"
-    if match.image:
+    if product.image:
         with contextlib.suppress(ImageRejected):
-            thumb = f"<img src='{data_uri(load_image(Path(match.image)), 200)}' alt=''>"
-    price = f"{match.price:.2f} {match.currency or ''}" if match.price is not None else "n/a"
-    return (f"<div class='match'>{thumb}<div>{html.escape(match.title)}</div>"
-            f"<div class='price'>{html.escape(price)}</div>"
-            f"<div class='score'>{html.escape(match.id)} · score {match.score:.3f}</div></div>")
+            thumb = f"<img src='{data_uri(load_image(Path(product.image)), 200)}' alt=''>"
+    caption = caption or f"{product.id} · score {product.score:.3f}"
+    return (f"<div class='match'>{thumb}<div>{html.escape(product.title)}</div>"
+            f"<div class='price'>{html.escape(product.price_text())}</div>"
+            f"<div class='score'>{html.escape(caption)}</div></div>")
+
+
+def page(title: str, body: list[str]) -> str:
+    """A self-contained HTML page in the reports' style."""
+    return "\n".join([f"<!doctype html><html><head><meta charset='utf-8'><title>"
+                      f"{html.escape(title)}</title><style>{STYLE}</style></head><body>"
+                      f"<h1>{html.escape(title)}</h1>", *body, "</body></html>"])
+
+
+def write_page(text: str, target: str | Path) -> Path:
+    target = Path(target)
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return target
 
 
 def render_report(result: MatchResult) -> str:
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>pinshop match</title>",
-             f"<style>{STYLE}</style></head><body><h1>pinshop match</h1>",
-             f"<p>embedder {html.escape(result.model)} · detector {html.escape(result.detector)}"
+    parts = [f"<p>embedder {html.escape(result.model)} · detector {html.escape(result.detector)}"
              "</p>"]
     parts += [f"<p class='note'>{html.escape(note)}</p>" for note in result.notes]
     for pin in result.pins:
@@ -73,19 +87,15 @@ def render_report(result: MatchResult) -> str:
         for number, obj in enumerate(pin.objects, start=1):
             crop = f"<img src='{data_uri(obj.crop, 280)}' alt=''>" if obj.crop else ""
             label = html.escape(obj.category or obj.class_name)
-            cards = "".join(_product_card(m) for m in obj.matches) or "<p>no match</p>"
+            cards = "".join(product_card(m) for m in obj.matches) or "<p>no match</p>"
             parts.append(f"<div class='object'><div class='crop'>{crop}<div>#{number} {label}"
                          f" ({obj.score:.2f})</div></div>{cards}</div>")
     if result.text is not None:
         parts.append(f"<h2>text: {html.escape(result.text)}</h2><div class='object'>")
-        parts += [_product_card(m) for m in result.text_matches]
+        parts += [product_card(m) for m in result.text_matches]
         parts.append("</div>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return page("pinshop match", parts)
 
 
 def write_report(result: MatchResult, target: str | Path) -> Path:
-    target = Path(target)
-    with atomic_path(target) as tmp:
-        tmp.write_text(render_report(result), encoding="utf-8")
-    return target
+    return write_page(render_report(result), target)

@@ -62,6 +62,6 @@ def similarity_scale(loaded: LoadedIndex, columns: LabelColumns, seed: int = 0
         left, right, population = labels[left_pos], labels[right_pos], "product pairs"
     cosines = np.einsum("ij,ij->i", loaded.vectors_of(left), loaded.vectors_of(right))
     quantiles = np.quantile(cosines, np.linspace(0, 1, 101))
-    # Strictly increasing, so that interpolation is defined even where samples tie.
-    quantiles = np.maximum.accumulate(quantiles + np.arange(101) * 1e-9)
+    # Strictly increasing (interpolation needs it where samples tie); the top stays exact.
+    quantiles = np.maximum.accumulate(quantiles - np.arange(100, -1, -1) * 1e-9)
     return SimilarityScale(quantiles, population)

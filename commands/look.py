@@ -1,0 +1,171 @@
+"""The look features: `similar`, `complete`, `duplicates`, `audit` (parse and print only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._output import (
+    JsonOption,
+    ModelsDirOption,
+    RuntimeOption,
+    WorkspaceOption,
+    note,
+    print_json,
+    table,
+)
+
+ReferenceArgument = Annotated[str, typer.Argument(
+    help="A product id from the catalog, or the path of a photo.")]
+ReportOption = Annotated[Path | None, typer.Option(
+    help="Write a self-contained HTML report to this file.")]
+TopKOption = Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many products.")]
+
+
+def _models(models_dir: Path | None) -> str | None:
+    return str(models_dir) if models_dir else None
+
+
+def _write(text: str, report: Path) -> None:
+    from pinshop_cli.report.html import write_page
+
+    write_page(text, report)
+    typer.echo(f"report written to {report}", err=True)
+
+
+def similar(
+    reference: ReferenceArgument,
+    cheaper: Annotated[bool, typer.Option(
+        "--cheaper", help="Only products strictly cheaper than the reference.")] = False,
+    max_price: Annotated[float | None, typer.Option(help="Only products at or below.")] = None,
+    category: Annotated[str | None, typer.Option(
+        help="The category to search (default: the product's, or a photo's nearest "
+             "products' vote).")] = None,
+    top_k: TopKOption = 5,
+    report: ReportOption = None,
+    workspace: WorkspaceOption = None,
+    models_dir: ModelsDirOption = None,
+    runtime: RuntimeOption = "auto",
+    json: JsonOption = False,
+) -> None:
+    """Look-alikes of a product or a photo in the same category, most similar first.
+
+    Similarity is shown as a percentile: "92% similar" means more alike than 92% of pairs
+    of products in the same category of this catalog.
+
+    Example: `pinshop similar P005 --cheaper`
+    """
+    from pinshop_cli.look.similar import similar as find_similar
+    from pinshop_cli.report.look import render_similar
+
+    result = find_similar(reference, workspace, cheaper=cheaper, max_price=max_price,
+                          top_k=top_k, category=category, models_dir=_models(models_dir),
+                          runtime=runtime)
+    if report:
+        _write(render_similar(result), report)
+    if json:
+        print_json(result.to_dict())
+        return
+    for message in result.notes:
+        note(message)
+    title = (result.reference_product.render() if result.reference_product
+             else result.reference)
+    table(f"like {title} · {result.category or 'any category'} ({result.index})",
+          ["id", "title", "price", "similarity"],
+          [[i.product.id, i.product.title, i.product.price_text(), i.caption()]
+           for i in result.items])
+
+
+def complete(
+    reference: ReferenceArgument,
+    top_k: TopKOption = 5,
+    detector: Annotated[str, typer.Option(help="auto | none | name | path to .pt")] = "auto",
+    report: ReportOption = None,
+    workspace: WorkspaceOption = None,
+    models_dir: ModelsDirOption = None,
+    runtime: RuntimeOption = "auto",
+    json: JsonOption = False,
+) -> None:
+    """Complete the look: products from other categories that go with a scene or product.
+
+    Categories that go together are learned from the workspace (objects detected in the
+    same pin; items saved or bought together); products are ranked by style similarity.
+
+    Example: `pinshop complete sample_data/pins/7303782.jpg`
+    """
+    from pinshop_cli.look.complete import complete as complete_look
+    from pinshop_cli.report.look import render_complete
+
+    result = complete_look(reference, workspace, top_k=top_k, detector=detector,
+                           models_dir=_models(models_dir), runtime=runtime)
+    if report:
+        _write(render_complete(result), report)
+    if json:
+        print_json(result.to_dict())
+        return
+    for message in result.notes:
+        note(message)
+    table(f"goes with {reference} (in it: {', '.join(result.scene_categories) or 'unknown'})",
+          ["id", "title", "category", "price", "why"],
+          [[p.product.id, p.product.title, p.product.category, p.product.price_text(),
+            p.reason] for p in result.picks])
+
+
+def duplicates(
+    threshold: Annotated[float | None, typer.Option(
+        min=-1.0, max=1.0, help="Pair score needed to link two products (default: the best "
+                                "F1 on planted duplicates, see the report's curve).")] = None,
+    report: ReportOption = None,
+    workspace: WorkspaceOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Cluster near-duplicate products (image and text similarity); writes
+    duplicates.parquet in the workspace.
+
+    Example: `pinshop duplicates --report duplicates.html`
+    """
+    from pinshop_cli.look.duplicates import find_duplicates, measured_curve
+    from pinshop_cli.report.look import render_duplicates
+
+    result = find_duplicates(workspace, threshold=threshold)
+    if report:
+        _write(render_duplicates(result, measured_curve()), report)
+    if json:
+        print_json(result.to_dict())
+        return
+    note(f"{result.clusters} clusters of {result.table.num_rows} products at threshold "
+         f"{result.threshold:g}; all in duplicates.parquet")
+    table(None, ["cluster", "id", "title", "brand", "price", "nearest", "score"],
+          [[m["cluster"], m["id"], m["title"], m["brand"], m["price"], m["nearest"],
+            f"{m['score']:.3f}"]
+           for c in result.to_dict(limit=20)["shown"] for m in c["members"]])
+
+
+def audit(
+    report: ReportOption = None,
+    workspace: WorkspaceOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Catalog quality: photos that disagree with their category, missing, tiny or shared
+    images, price outliers, repeated titles, and what ingest rejected; writes audit.parquet.
+
+    Example: `pinshop audit --report audit.html`
+    """
+    from pinshop_cli.look.audit import audit as run_audit
+    from pinshop_cli.report.look import render_audit
+
+    result = run_audit(workspace)
+    if report:
+        _write(render_audit(result), report)
+    if json:
+        print_json(result.to_dict())
+        return
+    table(f"audit of {result.products} products (all findings in audit.parquet)",
+          ["check", "findings"], [[c, n] for c, n in result.counts.items()]
+          + [["rejected at ingest", sum(r["rows"] for r in result.rejects.to_pylist())]])
+    shown = result.to_dict(limit=5)["findings"]
+    table("first findings", ["check", "id", "title", "detail"],
+          [[check, f["id"], f["title"], f["detail"]] for check, rows in shown.items()
+           for f in rows])

@@ -1,0 +1,161 @@
+"""Look features on real photos (the sample catalog with planted faults, see conftest's
+`look_workspace`), through the real offline embedders and indexes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from pinshop_cli.commands.main import app
+from pinshop_cli.errors import PinshopError
+from pinshop_cli.look.audit import audit
+from pinshop_cli.look.complete import compatibility_from_scenes, complete
+from pinshop_cli.look.duplicates import find_duplicates, measured_curve
+from pinshop_cli.look.similar import similar
+from pinshop_cli.retrieval.retriever import Retriever
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
+
+
+@pytest.fixture(scope="module")
+def retriever(look_workspace: Path) -> Retriever:
+    return Retriever(look_workspace)
+
+
+def test_similar_keeps_the_category_and_leaves_out_the_reference(retriever):
+    result = similar("P006", retriever=retriever, top_k=4)
+    assert result.category == "armchair" and result.category_source == "catalog"
+    ids = [item.product.id for item in result.items]
+    assert "P006" not in ids and ids[0] == "X001"  # its re-shot photo is the most alike
+    assert {item.product.category for item in result.items} == {"armchair"}
+    similarities = [item.similarity for item in result.items]
+    assert similarities == sorted(similarities, reverse=True)
+    assert all(0 <= s <= 100 for s in similarities)
+
+
+def test_cheaper_look_alikes_are_strictly_cheaper_with_the_saving(retriever):
+    result = similar("P006", retriever=retriever, cheaper=True, top_k=10)  # 890.00 EUR
+    assert result.items
+    for item in result.items:
+        assert item.product.price < 890.0
+        assert item.saving == round(100 * (890.0 - item.product.price) / 890.0)
+        assert item.caption() == f"{item.similarity}% similar, {item.saving}% cheaper"
+    capped = similar("P006", retriever=retriever, cheaper=True, max_price=500, top_k=10)
+    assert all(item.product.price <= 500 for item in capped.items)
+
+
+def test_similar_to_a_photo_votes_its_category(retriever):
+    result = similar(str(SAMPLE / "products" / "P028.jpg"), retriever=retriever, top_k=3)
+    assert result.category_source == "nearest products"
+    assert result.items[0].product.id == "P028"  # the same photo, in the catalog
+    with pytest.raises(PinshopError, match="no catalog price"):
+        similar(str(SAMPLE / "products" / "P028.jpg"), retriever=retriever, cheaper=True)
+
+
+def test_an_unknown_reference_is_a_clear_error(retriever):
+    with pytest.raises(PinshopError, match="neither a product id in the catalog nor an image"):
+        similar("NOPE-1", retriever=retriever)
+
+
+def test_similarity_scale_is_a_percentile(retriever):
+    scale = retriever.similarity_scale("product_image")
+    percents = scale.percent(np.linspace(-1.0, 1.0, 41))
+    assert percents[0] == 0 and percents[-1] == 100
+    assert np.all(np.diff(percents) >= 0)
+
+
+def test_compatibility_counts_scenes_in_duckdb():
+    scenes = pa.table({
+        "scene": ["s1", "s1", "s2", "s2", "s3", "s3", "s4", "b1", "b1"],
+        "category": ["sofa", "lamp", "sofa", "lamp", "sofa", "rug", "sofa", "sofa", "lamp"],
+        "item": [None] * 7 + ["S1", "L1"],
+        "source": ["pins"] * 7 + ["events"] * 2,
+    })
+    compatibility = compatibility_from_scenes(scenes)
+    ranked = compatibility.categories_for(["sofa"], top=5)
+    assert [category for category, _, _ in ranked] == ["lamp", "rug"]
+    # lamp: 2 of 4 pins + 1 of 1 basket; the pins say most, so the reason names them.
+    assert ranked[0][2] == "often pinned with sofa (3 of 5 pins)"
+    assert ranked[0][1] == pytest.approx(3 / 6)
+    assert compatibility.bought_with("S1") == {"L1": 1}
+    assert compatibility.popularity_of(["S1", "L1", "X"]) == {"S1": 1, "L1": 1}
+
+
+def test_complete_picks_other_categories_learned_from_baskets(retriever):
+    result = complete("P005", retriever=retriever, top_k=3)
+    assert result.scene_categories == ["armchair"]
+    categories = [pick.product.category for pick in result.picks]
+    assert "armchair" not in categories
+    assert categories[:2] == ["table", "plant"]  # 20 of 20 baskets, then 3 of 20
+    assert result.picks[0].product.id in {"P010", "P012"}  # saved with P005 itself
+    assert "saved or bought with armchair (20 of 20 baskets)" in result.picks[0].reason
+    assert "bought together 10 times" in result.picks[0].reason
+
+
+def test_duplicates_cluster_a_reshot_photo_and_a_shared_file(retriever):
+    result = find_duplicates(retriever=retriever, write=False)
+    clusters = {}
+    for row in result.table.to_pylist():
+        clusters.setdefault(row["cluster"], set()).add(row["id"])
+    assert {"P006", "X001"} in clusters.values()  # re-shot, retitled, another merchant
+    assert any({"P001", "X003"} <= members for members in clusters.values())
+    assert {"P005", "X004"} in clusters.values()
+    assert not any({"P006", "P005"} <= members for members in clusters.values())
+    assert result.threshold == measured_curve()["threshold"]
+
+
+def test_audit_finds_the_planted_faults(retriever):
+    report = audit(retriever=retriever, write=False)
+    found = {(row["check"], row["id"]): row["detail"] for row in report.findings.to_pylist()}
+    assert found[("category", "P009")] == "photo looks like lamp, declared bed"
+    assert found[("image", "X002")] == "tiny image 60x60"
+    assert found[("image", "X003")] == "same image file as P001"
+    assert found[("image", "P036")] == "no image"
+    assert found[("title", "X004")] == "same title as P005"
+    assert not any(check == "image" and pid == "P006" for check, pid in found)
+    assert report.rejects.to_pylist()[0]["reason"] == "unparsable price …"
+
+
+def test_price_outliers_use_the_log_price_within_a_category(tmp_path, write_catalog):
+    from pinshop_cli.io.catalog import normalize_catalog
+    from pinshop_cli.workspace.layout import Workspace
+
+    prices = [100, 110, 90, 105, 95, 120, 85, 1000, 10]  # the last two: a slipped point
+    rows = [{"id": f"L{n}", "title": f"Lamp {n}", "category": "lamp", "price": p}
+            for n, p in enumerate(prices)]
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    normalize_catalog(write_catalog(rows), ws.catalog, ws.rejects_dir / "catalog.parquet")
+    report = audit(ws.root, write=False)
+    flagged = {r["id"] for r in report.findings.to_pylist() if r["check"] == "price"}
+    assert flagged == {"L7", "L8"}
+
+
+def test_look_commands_write_json_reports_and_parquet(look_workspace, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["similar", "P006", "--cheaper", "--json", "-w",
+                                 str(look_workspace), "--report", str(tmp_path / "s.html")])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["items"] and all(i["caption"].endswith("cheaper") for i in data["items"])
+    assert "data:image/jpeg;base64," in (tmp_path / "s.html").read_text()
+
+    result = runner.invoke(app, ["duplicates", "-w", str(look_workspace), "--report",
+                                 str(tmp_path / "d.html")])
+    assert result.exit_code == 0, result.output
+    assert "<polyline" in (tmp_path / "d.html").read_text()  # the threshold curve
+    written = pq.read_table(look_workspace / "duplicates.parquet")
+    assert {"cluster", "id", "nearest", "score"} <= set(written.column_names)
+
+    result = runner.invoke(app, ["audit", "--json", "-w", str(look_workspace)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["counts"]["title"] == 2
+    assert pq.read_table(look_workspace / "audit.parquet").num_rows > 0
+
+    result = runner.invoke(app, ["complete", "P005", "-w", str(look_workspace)])
+    assert result.exit_code == 0 and "table" in result.stdout
