@@ -84,7 +84,7 @@ def test_compatibility_counts_scenes_in_duckdb():
     assert ranked[0][2] == "often pinned with sofa (3 of 5 pins)"
     assert ranked[0][1] == pytest.approx(3 / 6)
     assert compatibility.bought_with("S1") == {"L1": 1}
-    assert compatibility.popularity_of(["S1", "L1", "X"]) == {"S1": 1, "L1": 1}
+    assert compatibility.popular_in("lamp", 5) == ["L1"]
 
 
 def test_complete_picks_other_categories_learned_from_baskets(retriever):

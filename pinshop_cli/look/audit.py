@@ -38,16 +38,19 @@ BATCH = 16_384
 CHECKS = ("category", "image", "price", "title")
 
 
-def category_mismatches(retriever: Retriever, margin: float = CATEGORY_MARGIN) -> pa.Table:
+def category_mismatches(retriever: Retriever, margin: float = CATEGORY_MARGIN,
+                        kind: str = "product_image") -> pa.Table:
     """(id, declared, looks_like, margin) for products whose photo sits nearer another
-    category's centre than its own (leave-one-out centres, cosine)."""
+    category's centre than its own (leave-one-out centres, cosine). `kind` is for
+    benchmarks on synthetic vectors; product texts name their category, so only photos
+    make an independent witness."""
     import numpy as np
     import pyarrow as pa
 
     empty = pa.table({"id": pa.array([], pa.string()), "declared": pa.array([], pa.string()),
                       "looks_like": pa.array([], pa.string()),
                       "margin": pa.array([], pa.float32())})
-    loaded = retriever.index("product_image")
+    loaded = retriever.index(kind)
     if loaded is None:
         return empty
     columns = retriever.label_columns(loaded)
@@ -164,11 +167,12 @@ class AuditReport:
 
 
 def audit(workspace: str | Path | None = None, retriever: Retriever | None = None,
-          margin: float = CATEGORY_MARGIN, write: bool = True) -> AuditReport:
+          margin: float = CATEGORY_MARGIN, write: bool = True,
+          kind: str = "product_image") -> AuditReport:
     """Run every check over the workspace's catalog; writes audit.parquet."""
     retriever = retriever or Retriever(workspace)
     con = retriever.store.con
-    con.register("mismatches", category_mismatches(retriever, margin))
+    con.register("mismatches", category_mismatches(retriever, margin, kind))
     columns = {r[0] for r in con.execute("DESCRIBE catalog").fetchall()}
     tiny = _TINY_SQL if "image_width" in columns else ""
     try:

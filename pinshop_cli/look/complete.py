@@ -10,6 +10,7 @@ together with a reference product come first in their category.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,7 @@ class Compatibility:
     pairs: (category, other, together, scenes, source) -- `together` scenes hold both,
     `scenes` hold `category`; `source` is the one that contributed most ("pins"/"events").
     items: (item, other, together) -- baskets holding both products.
-    popularity: (item, scenes) -- baskets holding the product (the evaluation's baseline).
+    popularity: (item, category, scenes) -- baskets holding the product, most first.
     """
 
     pairs: pa.Table
@@ -72,14 +73,12 @@ class Compatibility:
         return dict(zip(rows.column("other").to_pylist(), rows.column("together").to_pylist(),
                         strict=True))
 
-    def popularity_of(self, ids: list[str]) -> dict[str, int]:
-        """Baskets holding each of `ids` (absent: none)."""
+    def popular_in(self, category: str, top: int) -> list[str]:
+        """The products of `category` in the most baskets (the evaluations' baseline)."""
         import pyarrow.compute as pc
 
-        rows = self.popularity.filter(pc.is_in(self.popularity.column("item"),
-                                               value_set=_strings(ids)))
-        return dict(zip(rows.column("item").to_pylist(), rows.column("scenes").to_pylist(),
-                        strict=True))
+        rows = self.popularity.filter(pc.equal(self.popularity.column("category"), category))
+        return rows.column("item").to_pylist()[:top]  # sorted by the SQL
 
 
 def _strings(values: list[str]) -> pa.Array:
@@ -109,8 +108,8 @@ SELECT a.item, b.item AS other, count(*)::BIGINT AS together
 FROM s a JOIN s b ON a.scene = b.scene AND a.item <> b.item GROUP BY ALL
 """
 _POPULARITY_SQL = """
-SELECT item, count(DISTINCT scene)::BIGINT AS scenes FROM scene_items
-WHERE item IS NOT NULL GROUP BY item
+SELECT item, any_value(category) AS category, count(DISTINCT scene)::BIGINT AS scenes
+FROM scene_items WHERE item IS NOT NULL GROUP BY item ORDER BY scenes DESC, item
 """
 
 
@@ -124,8 +123,9 @@ def compatibility_from_scenes(scene_items: pa.Table) -> Compatibility:
                            for sql in (_PAIRS_SQL, _ITEMS_SQL, _POPULARITY_SQL)))
 
 
-def workspace_scenes(ws: Workspace) -> pa.Table:
-    """The workspace's scenes: detections per pin, and per-shopper-day baskets of events."""
+def workspace_scenes(ws: Workspace, before: str | None = None) -> pa.Table:
+    """The workspace's scenes: detections per pin, and per-shopper-day baskets of events
+    (only those before `before`, a timestamp, when given: for evaluations)."""
     import pyarrow as pa
 
     from ..workspace.storage import query_arrow
@@ -141,7 +141,8 @@ def workspace_scenes(ws: Workspace) -> pa.Table:
             f"SELECT e.user_id || '/' || CAST(e.ts AS DATE) AS scene, c.category, e.item_id "
             f"AS item, 'events' AS source FROM read_parquet({sql_path(ws.events)}) e "
             f"JOIN read_parquet({sql_path(ws.catalog)}) c ON c.id = e.item_id "
-            f"WHERE e.event IN ({events}) AND c.category IS NOT NULL")
+            f"WHERE e.event IN ({events}) AND c.category IS NOT NULL"
+            + (f" AND e.ts < TIMESTAMP '{datetime.fromisoformat(before)}'" if before else ""))
     if not parts:
         return pa.table({"scene": pa.array([], pa.string()),
                          "category": pa.array([], pa.string()),
@@ -178,34 +179,34 @@ class CompleteTheLook:
 def rank_picks(retriever: Retriever, compatibility: Compatibility, scene: list[str],
                vector: np.ndarray, top_k: int, reference_id: str | None = None,
                by: str = "style", kind: str = "product_image") -> list[Pick]:
-    """Top-k products of categories compatible with `scene`, one category at a time in
-    round robin (most compatible first), each category's products ranked `by` style
-    (cosine to `vector`) or by popularity (the baseline in evaluations)."""
+    """Top-k products of categories compatible with `scene`. Within a category, products
+    bought together with the reference come first, then the rest by style (cosine to
+    `vector`); `by="popularity"` is the evaluations' baseline instead (the category's most
+    popular products, no product-level signal). Categories share the k places by their
+    confidence: the product at rank r of a category with confidence c scores c / (r + 1)."""
     import numpy as np
 
     categories = compatibility.categories_for(scene, top=top_k)
-    bought = compatibility.bought_with(reference_id) if reference_id else {}
+    bought = compatibility.bought_with(reference_id) if reference_id and by == "style" else {}
     scale = retriever.similarity_scale(kind)
-    queues: list[list[Pick]] = []
-    for category, _, reason in categories:
-        found = retriever.search(vector[None, :], CANDIDATES, kind,
-                                 Filters(category=category), category=category)
-        products = matches(retriever, found)[0]
+    scored: list[tuple[float, Pick]] = []
+    for category, confidence, reason in categories:
         if by == "popularity":
-            popularity = compatibility.popularity_of([p.id for p in products])
-            products.sort(key=lambda p: -popularity.get(p.id, 0))
-        products.sort(key=lambda p: -bought.get(p.id, 0))  # stable: style order within
+            products = [Product.from_row(row) for row in
+                        retriever.rows(compatibility.popular_in(category, top_k))]
+        else:
+            found = retriever.search(vector[None, :], CANDIDATES, kind,
+                                     Filters(category=category), category=category)
+            products = matches(retriever, found)[0]
+            products.sort(key=lambda p: -bought.get(p.id, 0))  # stable: style order within
         percents = scale.percent(np.asarray([p.score for p in products], np.float64))
-        queues.append([
-            Pick(p, f"{reason}; bought together {_times(bought[p.id])}" if p.id in bought
-                 else f"{reason}; {pct}% similar in style", int(pct))
-            for p, pct in zip(products, percents, strict=True)])
-    picks: list[Pick] = []
-    depth = 0
-    while len(picks) < top_k and any(depth < len(q) for q in queues):
-        picks += [q[depth] for q in queues if depth < len(q)][:top_k - len(picks)]
-        depth += 1
-    return picks
+        scored += [
+            (confidence / (rank + 1),
+             Pick(p, f"{reason}; bought together {_times(bought[p.id])}" if p.id in bought
+                  else f"{reason}; {pct}% similar in style", int(pct)))
+            for rank, (p, pct) in enumerate(zip(products, percents, strict=True))]
+    scored.sort(key=lambda item: -item[0])  # stable: ties keep the more compatible first
+    return [pick for _, pick in scored[:top_k]]
 
 
 def _times(count: int) -> str:
