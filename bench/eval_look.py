@@ -215,8 +215,7 @@ def eval_complete(workdir: Path, queries: int = 600, min_buyers: int = 60) -> li
     import duckdb
     from eval_recommend import completejourney_workspace
 
-    from pinshop_cli.look.complete import compatibility_from_scenes, rank_picks, \
-        workspace_scenes
+    from pinshop_cli.look.complete import compatibility_from_scenes, rank_picks, workspace_scenes
     from pinshop_cli.look.reference import vector_of
 
     ws = completejourney_workspace(workdir / "cj", min_buyers)
