@@ -203,7 +203,7 @@ def eval_audit(workdir: Path) -> list[str]:
 
 def row_of(check: str, catalog: str, planted: set[str], report: object, setting: str) -> str:
     flagged = {r["id"] for r in report.findings.to_pylist()  # type: ignore[attr-defined]
-               if r["check"] == check}
+               if r["check_name"] == check}
     caught = len(flagged & planted)
     return (f"| {check} | {catalog} | {len(planted)} | {setting} | {len(flagged)} | {caught} | "
             f"{caught / max(len(flagged), 1):.2f} | {caught / len(planted):.2f} |")

@@ -53,7 +53,20 @@ def demo(
     table(f"evaluation @{evaluation.k} (train before {evaluation.cut[:10]})",
           ["method", "hit rate", "NDCG", "coverage"],
           [[name, m.hit_rate, m.ndcg, m.coverage] for name, m in evaluation.methods.items()])
+    err.rule("5. shop the look")
+    table("cheaper look-alikes of the Hugo Leather Lounge Chair (890.00 EUR)",
+          ["id", "title", "price", "similarity"],
+          [[i.product.id, i.product.title, i.product.price_text(), i.caption()]
+           for i in result.look_alikes.items])
+    table("complete the look of the Nimbus Boucle Armchair", ["id", "title", "why"],
+          [[p.product.id, p.product.title, p.reason] for p in result.completed.picks])
+    typer.echo(f"duplicates: {result.duplicates.clusters} cluster(s) of "
+               f"{result.duplicates.table.num_rows} products (duplicates.parquet); audit: "
+               + ", ".join(f"{c} {n}" for c, n in result.audit.counts.items())
+               + " findings (audit.parquet)", err=True)
     write_report(result.match, report)
     typer.echo(f"\nHTML report: {report}   workspace: {result.workspace}\n"
                f"Next: pinshop match YOUR_PHOTO.jpg -w {workspace}\n"
+               f"      pinshop similar P006 --cheaper -w {workspace}\n"
+               f"      pinshop audit --report audit.html -w {workspace}\n"
                f"      pinshop chat -w {workspace}", err=True)

@@ -135,7 +135,7 @@ def duplicates(
     if json:
         print_json(result.to_dict())
         return
-    note(f"{result.clusters} clusters of {result.table.num_rows} products at threshold "
+    note(f"{result.clusters} cluster(s) of {result.table.num_rows} products at threshold "
          f"{result.threshold:g}; all in duplicates.parquet")
     table(None, ["cluster", "id", "title", "brand", "price", "nearest", "score"],
           [[m["cluster"], m["id"], m["title"], m["brand"], m["price"], m["nearest"],

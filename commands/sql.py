@@ -18,8 +18,8 @@ def sql(
 ) -> None:
     """Run DuckDB SQL over the workspace tables, read-only.
 
-    The views are catalog, pins, detections, events, recommendations, embeddings,
-    embeddings_<kind> (one current vector per id) and rejects_<source>. Nothing outside
+    The views are catalog, pins, detections, events, recommendations, duplicates, audit,
+    embeddings, embeddings_<kind> (one current vector per id) and rejects_<source>. Nothing outside
     the workspace can be read; nothing can be written unless --allow-writes.
 
     Example: `pinshop sql "SELECT category, count(*) FROM catalog GROUP BY 1"`

@@ -10,9 +10,14 @@ from .errors import PinshopError
 from .index.hnsw import IndexManifest, build_indexes
 from .ingestion.pipeline import IngestConfig, IngestSummary, ingest
 from .io.events import ingest_events
+from .look.audit import AuditReport, audit
+from .look.complete import CompleteTheLook, complete
+from .look.duplicates import DuplicateClusters, find_duplicates
+from .look.similar import LookAlikes, similar
 from .progress import NullProgress, Progress
 from .recommendation.scorer import Evaluation, Recommendation, evaluate, recommend
 from .retrieval.match import MatchResult, match
+from .retrieval.retriever import Retriever
 from .synth.events import SynthConfig, generate_for_workspace
 from .workspace.storage import query_arrow, sql_path
 
@@ -26,6 +31,10 @@ class DemoResult:
     user: str  # the most active synthetic shopper, whose recommendations are shown
     recommendations: list[Recommendation]
     evaluation: Evaluation
+    look_alikes: LookAlikes  # cheaper look-alikes of the leather lounge chair
+    completed: CompleteTheLook  # what goes with the boucle armchair
+    duplicates: DuplicateClusters
+    audit: AuditReport
 
 
 def find_sample_data(explicit: str | Path | None = None) -> Path:
@@ -53,5 +62,13 @@ def run_demo(workspace: str | Path = "pinshop-demo", data: str | Path | None = N
     user = query_arrow(f"SELECT user_id FROM read_parquet({sql_path(events)}) "
                        "GROUP BY user_id ORDER BY count(*) DESC, user_id LIMIT 1"
                        ).column("user_id")[0].as_py()
+    recommendations, evaluation = recommend(workspace, user), evaluate(workspace)
+    retriever = Retriever(workspace)
+    try:
+        look = (similar("P006", cheaper=True, retriever=retriever),
+                complete("P005", retriever=retriever), find_duplicates(retriever=retriever),
+                audit(retriever=retriever))
+    finally:
+        retriever.close()
     return DemoResult(Path(workspace).resolve(), summary, manifests, result, user,
-                      recommend(workspace, user), evaluate(workspace))
+                      recommendations, evaluation, *look)

@@ -73,7 +73,8 @@ def workspace_datasets(ws: Workspace, notes: list[str] | None = None) -> dict[st
 
     notes = notes if notes is not None else []
     files: dict[str, list[Path]] = {}
-    for name in ("catalog", "pins", "detections", "events", "recommendations"):
+    for name in ("catalog", "pins", "detections", "events", "recommendations", "duplicates",
+                 "audit"):
         files[name] = [ws.root / f"{name}.parquet"]
     for kind in EMBEDDING_KINDS:  # the live parts; views keep the current row per id
         files[f"parts_{kind}"] = store(ws, kind).files()

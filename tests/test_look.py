@@ -112,7 +112,8 @@ def test_duplicates_cluster_a_reshot_photo_and_a_shared_file(retriever):
 
 def test_audit_finds_the_planted_faults(retriever):
     report = audit(retriever=retriever, write=False)
-    found = {(row["check"], row["id"]): row["detail"] for row in report.findings.to_pylist()}
+    found = {(row["check_name"], row["id"]): row["detail"]
+             for row in report.findings.to_pylist()}
     assert found[("category", "P009")] == "photo looks like lamp, declared bed"
     assert found[("image", "X002")] == "tiny image 60x60"
     assert found[("image", "X003")] == "same image file as P001"
@@ -132,7 +133,7 @@ def test_price_outliers_use_the_log_price_within_a_category(tmp_path, write_cata
     ws = Workspace.open(tmp_path / "ws", create=True)
     normalize_catalog(write_catalog(rows), ws.catalog, ws.rejects_dir / "catalog.parquet")
     report = audit(ws.root, write=False)
-    flagged = {r["id"] for r in report.findings.to_pylist() if r["check"] == "price"}
+    flagged = {r["id"] for r in report.findings.to_pylist() if r["check_name"] == "price"}
     assert flagged == {"L7", "L8"}
 
 

@@ -97,15 +97,15 @@ def _cosine(vectors: np.ndarray, others: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", vectors, others) / norms
 
 
-# Each check's findings as (id, check, detail, value) rows, over the in-memory catalog.
+# Each check's findings as (id, check_name, detail, value) rows, over the in-memory catalog.
 _TINY_SQL = f"""
-SELECT id, 'image' AS check, 'tiny image ' || image_width || 'x' || image_height AS detail,
+SELECT id, 'image' AS check_name, 'tiny image ' || image_width || 'x' || image_height AS detail,
        greatest(image_width, image_height)::DOUBLE AS value
 FROM catalog WHERE greatest(image_width, image_height) < {TINY_SIDE}
 UNION ALL
 """  # catalogs ingested before image sizes were kept lack the columns
 _FINDINGS_SQL = f"""
-SELECT id, 'image' AS check, 'no image' AS detail, NULL::DOUBLE AS value
+SELECT id, 'image' AS check_name, 'no image' AS detail, NULL::DOUBLE AS value
 FROM catalog WHERE image IS NULL
 UNION ALL
 SELECT id, 'image', 'same image file as ' || string_agg(other, ', ' ORDER BY other),
@@ -152,7 +152,7 @@ def _rejects(con: duckdb.DuckDBPyConnection, rejects_dir: Path) -> pa.Table:
 @dataclass
 class AuditReport:
     products: int
-    findings: pa.Table  # id, check, detail, value (+ title, category, price, image)
+    findings: pa.Table  # id, check_name, detail, value (+ title, category, price, image)
     rejects: pa.Table  # source, reason, rows, example
     counts: dict[str, int] = field(default_factory=dict)  # findings per check
 
@@ -160,7 +160,7 @@ class AuditReport:
         """Counts, the reject summary and the first `limit` findings of each check."""
         import pyarrow.compute as pc
 
-        shown = {check: self.findings.filter(pc.equal(self.findings.column("check"), check))
+        shown = {check: self.findings.filter(pc.equal(self.findings.column("check_name"), check))
                  .slice(0, limit).to_pylist() for check in CHECKS}
         return {"products": self.products, "counts": self.counts, "findings": shown,
                 "rejects": self.rejects.to_pylist()}
@@ -181,15 +181,15 @@ def audit(workspace: str | Path | None = None, retriever: Retriever | None = Non
                 UNION ALL
                 SELECT id, 'category', 'photo looks like ' || looks_like || ', declared ' ||
                        declared, margin FROM mismatches)
-            SELECT f.id, f.check, f.detail, round(f.value, 4) AS value, c.title, c.category,
+            SELECT f.id, f.check_name, f.detail, round(f.value, 4) AS value, c.title, c.category,
                    c.price, c.image
-            FROM f JOIN catalog c USING (id) ORDER BY f.check, abs(f.value) DESC NULLS LAST,
+            FROM f JOIN catalog c USING (id) ORDER BY f.check_name, abs(f.value) DESC NULLS LAST,
                    f.id""").to_arrow_table()
     finally:
         con.unregister("mismatches")
-    counted = findings.group_by("check").aggregate([("id", "count")])
-    counts = dict(zip(counted.column("check").to_pylist(), counted.column("id_count").to_pylist(),
-                      strict=True))
+    counted = findings.group_by("check_name").aggregate([("id", "count")])
+    counts = dict(zip(counted.column("check_name").to_pylist(),
+                      counted.column("id_count").to_pylist(), strict=True))
     products = con.sql("SELECT count(*) FROM catalog").fetchall()[0][0]
     report = AuditReport(int(products), findings, _rejects(con, retriever.ws.rejects_dir),
                          {check: int(counts.get(check, 0)) for check in CHECKS})
