@@ -110,13 +110,15 @@ def main() -> None:
         rows.append(("`audit` (every check)", f"{1000 * audit_s / (n / 1000):.0f} ms per 1k "
                      f"products ({audit_s:.1f} s)", ""))
         retriever.close()
-    lines = [f"{n:,} products (synthetic vectors stored as product texts, {vectors.shape[1]}-d;"
+    lines = ["## Look features: speed (`similar`, `complete`, `duplicates`, `audit`)", "",
+             f"`python bench/bench_look.py` — {n:,} products (synthetic vectors stored as "
+             f"product texts, {vectors.shape[1]}-d;"
              " 400k synthetic events), warm retriever, 2 cores, medians over "
              f"{args.queries} random products.", "",
              "| feature | time | bare library, same run |", "|---|---|---|",
              *[f"| {a} | {b} | {c} |" for a, b, c in rows]]
     print("\n".join(lines))
-    write_section(args.out, "Look features: speed", "\n".join(lines))
+    write_section(args.out, "## Look features: speed", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -96,11 +96,12 @@ def pair_metrics(predicted: set[tuple[str, str]], truth: set[tuple[str, str]]
     return (hits / len(predicted) if predicted else 1.0, hits / len(truth))
 
 
-def cluster_pairs(left: np.ndarray, right: np.ndarray) -> set[tuple[str, str]]:
-    ids, component = clusters_of(left, right)
+def cluster_pairs(ids: np.ndarray, left: np.ndarray, right: np.ndarray
+                  ) -> set[tuple[str, str]]:
+    nodes, component = clusters_of(left, right)
     pairs = set()
     for number in np.unique(component):
-        members = sorted(ids[component == number])
+        members = sorted(ids[nodes[component == number]])
         pairs |= {(a, b) for i, a in enumerate(members) for b in members[i + 1:]}
     return pairs
 
@@ -130,7 +131,7 @@ def eval_duplicates(workdir: Path) -> tuple[list[str], dict[str, object]]:
         for threshold in THRESHOLDS:
             edge = scores >= threshold
             precision, recall = pair_metrics(
-                cluster_pairs(pairs.left[edge], pairs.right[edge]), truth)
+                cluster_pairs(pairs.ids, pairs.left[edge], pairs.right[edge]), truth)
             f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
             curves[weight].append({"threshold": threshold, "precision": round(precision, 3),
                                    "recall": round(recall, 3), "f1": round(f1, 3)})
@@ -294,7 +295,9 @@ def main() -> None:
             sections += ["### Complete the look (leave-one-out on real baskets)", "", *lines,
                          ""]
     if sections:
-        write_section(args.out, "Look features: quality", "\n".join(sections))
+        write_section(args.out, "## Look features: quality",
+                      "\n".join(["## Look features: quality (planted faults, real baskets)", "",
+                                 "`python bench/eval_look.py`", "", *sections]))
 
 
 if __name__ == "__main__":

@@ -29,9 +29,15 @@ def _models(models_dir: Path | None) -> str | None:
 
 
 def _write(text: str, report: Path) -> None:
+    from pinshop_cli.errors import PinshopError
     from pinshop_cli.report.html import write_page
 
-    write_page(text, report)
+    if report.is_dir():
+        raise PinshopError(f"--report {report} is a directory: pass a file name")
+    try:
+        write_page(text, report)
+    except OSError as exc:
+        raise PinshopError(f"cannot write --report {report}: {exc.strerror or exc}") from None
     typer.echo(f"report written to {report}", err=True)
 
 
@@ -72,7 +78,8 @@ def similar(
         note(message)
     title = (result.reference_product.render() if result.reference_product
              else result.reference)
-    table(f"like {title} · {result.category or 'any category'} ({result.index})",
+    table(f"like {title} · {result.category or 'any category'} ({result.index}; similarity "
+          f"ranks among {result.scale})",
           ["id", "title", "price", "similarity"],
           [[i.product.id, i.product.title, i.product.price_text(), i.caption()]
            for i in result.items])
@@ -162,8 +169,11 @@ def audit(
     if json:
         print_json(result.to_dict())
         return
+    for message in result.notes:
+        note(message)
     table(f"audit of {result.products} products (all findings in audit.parquet)",
-          ["check", "findings"], [[c, n] for c, n in result.counts.items()]
+          ["check", "findings"],
+          [[c, "not checked" if n is None else n] for c, n in result.counts.items()]
           + [["rejected at ingest", sum(r["rows"] for r in result.rejects.to_pylist())]])
     shown = result.to_dict(limit=5)["findings"]
     table("first findings", ["check", "id", "title", "detail"],

@@ -19,7 +19,7 @@ from ..retrieval.retriever import Retriever
 from ..retrieval.store import Filters, Product
 from ..workspace import Workspace
 from ..workspace.storage import sql_path
-from .reference import resolve_reference, voted_category
+from .reference import resolve_reference, vectors_of, voted_category
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,16 +27,18 @@ if TYPE_CHECKING:
 
 BASKET_EVENTS = ("save", "cart", "purchase")  # the events that say "I want these together"
 SMOOTHING = 1.0  # added to a category's scene count: one co-occurrence in one scene is weak
-CANDIDATES = 20  # products fetched per compatible category before ranking
-SOURCE_WORDS = {"pins": ("pinned", "pins"), "events": ("saved or bought", "baskets")}
+CANDIDATES = 50  # products fetched per compatible category before ranking
+SOURCE_WORDS = {"pins": "pinned", "events": "saved or bought"}  # the verb of a source
+SCENE_WORDS = {"pins": "pins", "events": "baskets", "events+pins": "pins and baskets"}
 
 
 @dataclass(frozen=True)
 class Compatibility:
     """How often categories share a scene, and which products share a basket.
 
-    pairs: (category, other, together, scenes, source) -- `together` scenes hold both,
-    `scenes` hold `category`; `source` is the one that contributed most ("pins"/"events").
+    pairs: (category, other, together, scenes, source, sources) -- `together` scenes hold
+    both, `scenes` hold `category`; `source` contributed most of `together` ("pins" or
+    "events"), `sources` are those `scenes` come from ("events+pins" for both).
     items: (item, other, together) -- baskets holding both products.
     popularity: (item, category, scenes) -- baskets holding the product, most first.
     """
@@ -58,9 +60,9 @@ class Compatibility:
         for row in rows.to_pylist():  # at most scene x categories rows
             confidence = row["together"] / (row["scenes"] + SMOOTHING)
             if confidence > best.get(row["other"], (0.0, ""))[0]:
-                verb, unit = SOURCE_WORDS[row["source"]]
-                reason = (f"often {verb} with {row['category']} ({row['together']} of "
-                          f"{row['scenes']} {unit})")
+                reason = (f"often {SOURCE_WORDS[row['source']]} with {row['category']} "
+                          f"({row['together']} of {row['scenes']} "
+                          f"{SCENE_WORDS[row['sources']]})")
                 best[row["other"]] = (confidence, reason)
         ranked = sorted(best.items(), key=lambda item: (-item[1][0], item[0]))
         return [(category, conf, reason) for category, (conf, reason) in ranked[:top]]
@@ -71,6 +73,15 @@ class Compatibility:
 
         rows = self.items.filter(pc.equal(self.items.column("item"), product_id))
         return dict(zip(rows.column("other").to_pylist(), rows.column("together").to_pylist(),
+                        strict=True))
+
+    def popularity_of(self, ids: list[str]) -> dict[str, int]:
+        """Baskets holding each of `ids` (absent: none)."""
+        import pyarrow.compute as pc
+
+        rows = self.popularity.filter(pc.is_in(self.popularity.column("item"),
+                                               value_set=_strings(ids)))
+        return dict(zip(rows.column("item").to_pylist(), rows.column("scenes").to_pylist(),
                         strict=True))
 
     def popular_in(self, category: str, top: int) -> list[str]:
@@ -87,25 +98,35 @@ def _strings(values: list[str]) -> pa.Array:
     return pa.array(values, pa.string())
 
 
-# Co-occurrence of (scene, category, item) rows: one self-join per source in DuckDB.
+# Co-occurrence of (scene, category, item) rows in DuckDB. Scenes holding more than
+# MAX_SCENE_ITEMS products (a reseller's bulk order, a bot) say little about what goes
+# together and would cost their size squared in pairs: they are left out of the pairs.
+MAX_SCENE_ITEMS = 50
+_SCENES_SQL = f"""
+CREATE TEMP TABLE kept AS
+SELECT * FROM scene_items WHERE scene IN (
+  SELECT scene FROM scene_items GROUP BY scene
+  HAVING count(DISTINCT coalesce(item, category)) <= {MAX_SCENE_ITEMS})
+"""
 _PAIRS_SQL = """
-WITH s AS (SELECT DISTINCT scene, category, source FROM scene_items),
-sizes AS (SELECT category, source, count(*) AS scenes FROM s GROUP BY ALL),
+WITH s AS (SELECT DISTINCT scene, category, source FROM kept),
+sizes AS (SELECT category, count(*) AS scenes,
+                 string_agg(DISTINCT source, '+' ORDER BY source) AS sources
+          FROM s GROUP BY category),
 together AS (
   SELECT a.category, b.category AS other, a.source, count(*) AS together
   FROM s a JOIN s b ON a.scene = b.scene AND a.source = b.source
-  WHERE a.category <> b.category GROUP BY ALL),
-summed AS (
-  SELECT t.category, t.other, t.together, z.scenes, t.source
-  FROM together t JOIN sizes z USING (category, source))
-SELECT category, other, sum(together)::BIGINT AS together, sum(scenes)::BIGINT AS scenes,
-       arg_max(source, together) AS source
-FROM summed GROUP BY category, other
+  WHERE a.category <> b.category GROUP BY ALL)
+SELECT t.category, t.other, sum(t.together)::BIGINT AS together,
+       any_value(z.scenes)::BIGINT AS scenes, arg_max(t.source, t.together) AS source,
+       any_value(z.sources) AS sources
+FROM together t JOIN sizes z USING (category) GROUP BY t.category, t.other
 """
 _ITEMS_SQL = """
-WITH s AS (SELECT DISTINCT scene, item FROM scene_items WHERE item IS NOT NULL)
+WITH s AS (SELECT DISTINCT scene, item FROM kept WHERE item IS NOT NULL)
 SELECT a.item, b.item AS other, count(*)::BIGINT AS together
-FROM s a JOIN s b ON a.scene = b.scene AND a.item <> b.item GROUP BY ALL
+FROM s a JOIN s b ON a.scene = b.scene AND a.item <> b.item
+WHERE $items IS NULL OR list_contains($items, a.item) GROUP BY ALL
 """
 _POPULARITY_SQL = """
 SELECT item, any_value(category) AS category, count(DISTINCT scene)::BIGINT AS scenes
@@ -113,14 +134,18 @@ FROM scene_items WHERE item IS NOT NULL GROUP BY item ORDER BY scenes DESC, item
 """
 
 
-def compatibility_from_scenes(scene_items: pa.Table) -> Compatibility:
-    """Learn from a table of (scene, category, item, source) rows; item may be null."""
+def compatibility_from_scenes(scene_items: pa.Table, items: list[str] | None = None
+                              ) -> Compatibility:
+    """Learn from a table of (scene, category, item, source) rows; item may be null.
+    Bought-together pairs are counted for `items` only when given (all when None)."""
     import duckdb
 
     con = duckdb.connect()
     con.register("scene_items", scene_items)
-    return Compatibility(*(con.sql(sql).to_arrow_table()
-                           for sql in (_PAIRS_SQL, _ITEMS_SQL, _POPULARITY_SQL)))
+    con.execute(_SCENES_SQL)
+    return Compatibility(con.sql(_PAIRS_SQL).to_arrow_table(),
+                         con.sql(_ITEMS_SQL, params={"items": items}).to_arrow_table(),
+                         con.sql(_POPULARITY_SQL).to_arrow_table())
 
 
 def workspace_scenes(ws: Workspace, before: str | None = None) -> pa.Table:
@@ -179,15 +204,22 @@ class CompleteTheLook:
 def rank_picks(retriever: Retriever, compatibility: Compatibility, scene: list[str],
                vector: np.ndarray, top_k: int, reference_id: str | None = None,
                by: str = "style", kind: str = "product_image") -> list[Pick]:
-    """Top-k products of categories compatible with `scene`. Within a category, products
-    bought together with the reference come first, then the rest by style (cosine to
-    `vector`); `by="popularity"` is the evaluations' baseline instead (the category's most
-    popular products, no product-level signal). Categories share the k places by their
-    confidence: the product at rank r of a category with confidence c scores c / (r + 1)."""
+    """Top-k products of categories compatible with `scene`, by an estimate of how likely
+    each goes with it:
+
+        P(category | scene) * P(product | category, scene) + P(product | reference)
+
+    The first factor is the category's co-occurrence confidence; the second spreads it over
+    the category's candidates (its products nearest in style) in proportion to popularity
+    (baskets + 1) times style (the calibrated percent); the last is the share of the
+    reference's baskets holding the product (bought together). `by="popularity"` is the
+    evaluations' baseline: the category's most popular products, by popularity alone."""
     import numpy as np
 
     categories = compatibility.categories_for(scene, top=top_k)
     bought = compatibility.bought_with(reference_id) if reference_id and by == "style" else {}
+    reference_baskets = (compatibility.popularity_of([reference_id]).get(reference_id, 0)
+                         if reference_id and bought else 0)
     scale = retriever.similarity_scale(kind)
     scored: list[tuple[float, Pick]] = []
     for category, confidence, reason in categories:
@@ -198,15 +230,45 @@ def rank_picks(retriever: Retriever, compatibility: Compatibility, scene: list[s
             found = retriever.search(vector[None, :], CANDIDATES, kind,
                                      Filters(category=category), category=category)
             products = matches(retriever, found)[0]
-            products.sort(key=lambda p: -bought.get(p.id, 0))  # stable: style order within
+            products += _bought_beyond(retriever, compatibility, bought, category, products,
+                                       vector, kind)
+        if not products:
+            continue
         percents = scale.percent(np.asarray([p.score for p in products], np.float64))
-        scored += [
-            (confidence / (rank + 1),
-             Pick(p, f"{reason}; bought together {_times(bought[p.id])}" if p.id in bought
-                  else f"{reason}; {pct}% similar in style", int(pct)))
-            for rank, (p, pct) in enumerate(zip(products, percents, strict=True))]
+        popularity = compatibility.popularity_of([p.id for p in products])
+        weight = np.asarray([popularity.get(p.id, 0) + 1 for p in products], np.float64)
+        if by != "popularity":
+            weight *= percents / 100 + 1e-3  # a product unlike the scene still counts a bit
+        shares = confidence * weight / weight.sum()
+        for product, pct, share in zip(products, percents, shares, strict=True):
+            together = bought.get(product.id, 0)
+            why = (f"bought together {_times(together)}" if together
+                   else f"{pct}% similar in style")
+            scored.append((share + together / (reference_baskets + 1),
+                           Pick(product, f"{reason}; {why}", int(pct))))
     scored.sort(key=lambda item: -item[0])  # stable: ties keep the more compatible first
     return [pick for _, pick in scored[:top_k]]
+
+
+def _bought_beyond(retriever: Retriever, compatibility: Compatibility, bought: dict[str, int],
+                   category: str, products: list[Product], vector: np.ndarray, kind: str
+                   ) -> list[Product]:
+    """Products of `category` bought with the reference that the style search did not
+    reach (a large category), scored by their cosine to `vector` like the others."""
+    import pyarrow.compute as pc
+
+    if not bought:
+        return []
+    table = compatibility.popularity
+    in_category = table.filter(pc.and_(pc.equal(table.column("category"), category),
+                                       pc.is_in(table.column("item"),
+                                                value_set=_strings(list(bought)))))
+    seen = {p.id for p in products}
+    wanted = [i for i in in_category.column("item").to_pylist() if i not in seen]
+    ids, vectors = vectors_of(retriever, wanted[:CANDIDATES], kind)
+    rows = {r["id"]: r for r in retriever.rows(ids)}
+    return [Product.from_row(rows[i], float(v @ vector))
+            for i, v in zip(ids, vectors, strict=True) if i in rows]
 
 
 def _times(count: int) -> str:
@@ -225,7 +287,8 @@ def complete(reference: str, workspace: str | Path | None = None, top_k: int = 5
         result.scene_categories = [ref.category] if ref.category else []
     else:
         result.scene_categories = scene_categories(retriever, reference, detector, models_dir)
-    compatibility = compatibility_from_scenes(workspace_scenes(retriever.ws))
+    compatibility = compatibility_from_scenes(
+        workspace_scenes(retriever.ws), [ref.product.id] if ref.product else [])
     if compatibility.pairs.num_rows == 0:
         result.notes.append("no co-occurrence to learn from: ingest pins with a detector, or "
                             "events with saves, carts or purchases (`pinshop ingest-events`)")

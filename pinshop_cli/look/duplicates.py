@@ -58,39 +58,46 @@ def neighbour_graph(loaded: LoadedIndex, k: int) -> tuple[np.ndarray, np.ndarray
         np.concatenate(cosines).astype(np.float32)
 
 
-def _ids(loaded: LoadedIndex, labels: np.ndarray) -> np.ndarray:
-    return loaded.ids_by_label[labels]
-
-
-def pair_cosines(loaded: LoadedIndex | None, left: np.ndarray, right: np.ndarray
-                 ) -> np.ndarray:
-    """Cosine of each (left id, right id) pair in `loaded` (NaN where one is missing)."""
+def _label_maps(loaded: LoadedIndex, ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(position by label, label by position): between an index's labels and the positions
+    of products in `ids` (-1 where there is none)."""
     import numpy as np
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    result = np.full(len(left), np.nan, dtype=np.float32)
-    if loaded is None or len(left) == 0:
-        return result
-    ids = loaded.label_table.column("id")
     labels = loaded.label_table.column("label").to_numpy()
-    left_pos = pc.index_in(pa.array(left, pa.string()), value_set=ids).to_numpy(
-        zero_copy_only=False)
-    right_pos = pc.index_in(pa.array(right, pa.string()), value_set=ids).to_numpy(
-        zero_copy_only=False)
-    both = ~(np.isnan(left_pos.astype(np.float64)) | np.isnan(right_pos.astype(np.float64)))
-    if both.any():
-        a = loaded.vectors_of(labels[left_pos[both].astype(np.int64)])
-        b = loaded.vectors_of(labels[right_pos[both].astype(np.int64)])
-        result[both] = np.einsum("ij,ij->i", a, b)
+    positions = pc.index_in(loaded.label_table.column("id"), value_set=ids)
+    positions = pc.fill_null(positions, -1).to_numpy().astype(np.int64)
+    position_by_label = np.full(loaded.index.get_max_elements(), -1, np.int64)
+    position_by_label[labels] = positions
+    label_by_position = np.full(len(ids), -1, np.int64)
+    label_by_position[positions[positions >= 0]] = labels[positions >= 0]
+    return position_by_label, label_by_position
+
+
+def pair_cosines(loaded: LoadedIndex | None, label_by_position: np.ndarray | None,
+                 left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Cosine of each (left, right) product pair in `loaded` (NaN where one is missing)."""
+    import numpy as np
+
+    result = np.full(len(left), np.nan, dtype=np.float32)
+    if loaded is None or label_by_position is None or len(left) == 0:
+        return result
+    a, b = label_by_position[left], label_by_position[right]
+    both = (a >= 0) & (b >= 0)
+    for start in range(0, int(both.sum()), BATCH * 8):  # bounded memory at 10^7 pairs
+        rows = np.flatnonzero(both)[start:start + BATCH * 8]
+        result[rows] = np.einsum("ij,ij->i", loaded.vectors_of(a[rows]),
+                                 loaded.vectors_of(b[rows]))
     return result
 
 
 @dataclass
 class CandidatePairs:
-    """Each unordered pair of products that some neighbour graph links, with both cosines."""
+    """Each unordered pair of products that some neighbour graph links, with both cosines.
+    Products are positions in `ids` (integers until the end: 10^7 pairs stay small)."""
 
-    left: np.ndarray  # ids (object arrays), left < right
+    ids: np.ndarray  # product ids (object array)
+    left: np.ndarray  # int64 positions in ids, left < right
     right: np.ndarray
     image: np.ndarray  # float32, NaN where a product has no image vector
     text: np.ndarray
@@ -107,26 +114,33 @@ class CandidatePairs:
 def candidate_pairs(retriever: Retriever, k: int = NEIGHBOURS) -> CandidatePairs:
     import numpy as np
 
-    image, text = retriever.index("product_image"), retriever.index("product_text")
-    if image is None and text is None:
+    from ..retrieval.store import Filters
+
+    indexes = {kind: retriever.index(kind) for kind in ("product_image", "product_text")}
+    if not any(indexes.values()):
         raise PinshopError(f"no product index in {retriever.ws.root}: run `pinshop index`")
-    lefts, rights = [], []
-    for loaded in (image, text):
-        if loaded is not None:
-            source, neighbour, _ = neighbour_graph(loaded, k)
-            a, b = _ids(loaded, source), _ids(loaded, neighbour)
-            lefts.append(np.where(a < b, a, b))
-            rights.append(np.where(a < b, b, a))
-    left, right = np.concatenate(lefts).astype(str), np.concatenate(rights).astype(str)
-    pairs = np.unique(np.stack([left, right], axis=1), axis=0) if len(left) else \
-        np.zeros((0, 2), dtype=str)
-    left, right = pairs[:, 0], pairs[:, 1]
-    return CandidatePairs(left, right, pair_cosines(image, left, right),
-                          pair_cosines(text, left, right))
+    ids = retriever.store.ids(Filters())
+    n = len(ids)
+    keys, maps = [], {}
+    for kind, loaded in indexes.items():
+        if loaded is None:
+            continue
+        position_by_label, maps[kind] = _label_maps(loaded, ids)
+        source, neighbour, _ = neighbour_graph(loaded, k)
+        a, b = position_by_label[source], position_by_label[neighbour]
+        known = (a >= 0) & (b >= 0)  # labels of rows no longer in the catalog drop out
+        a, b = a[known], b[known]
+        keys.append(np.minimum(a, b) * n + np.maximum(a, b))
+    unique = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+    left, right = unique // max(n, 1), unique % max(n, 1)
+    return CandidatePairs(
+        np.asarray(ids.to_pylist(), dtype=object), left, right,
+        pair_cosines(indexes["product_image"], maps.get("product_image"), left, right),
+        pair_cosines(indexes["product_text"], maps.get("product_text"), left, right))
 
 
 def clusters_of(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, cluster number) of the connected components of the edges left-right."""
+    """(nodes, component) of the connected components of the edges left-right."""
     import numpy as np
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -151,11 +165,13 @@ class DuplicateClusters:
 
         return pc.count_distinct(self.table.column("cluster")).as_py()
 
-    def to_dict(self, limit: int = 50) -> dict[str, Any]:
-        """Summary and the first `limit` clusters, largest first."""
+    def to_dict(self, limit: int = 50, members: int = 20) -> dict[str, Any]:
+        """Summary and the first `limit` clusters, largest first, with at most `members`
+        members each (`size` says how many there are; duplicates.parquet has all)."""
         import pyarrow.compute as pc
 
-        shown = self.table.filter(pc.less_equal(self.table.column("cluster"), limit))
+        shown = self.table.filter(pc.and_(pc.less_equal(self.table.column("cluster"), limit),
+                                          pc.less_equal(self.table.column("rank"), members)))
         grouped: dict[int, list[dict[str, Any]]] = {}
         for row in shown.to_pylist():  # the shown clusters only
             grouped.setdefault(row["cluster"], []).append(row)
@@ -179,11 +195,13 @@ def find_duplicates(workspace: str | Path | None = None, threshold: float | None
     pairs = candidate_pairs(retriever)
     scores = pairs.scores(image_weight)
     edge = scores >= threshold
-    ids, component = clusters_of(pairs.left[edge], pairs.right[edge])
+    nodes, component = clusters_of(pairs.left[edge], pairs.right[edge])
     # Evidence per member: its best edge (the pair that put it in the cluster).
-    edges = pa.table({"a": pairs.left[edge], "b": pairs.right[edge], "score": scores[edge],
-                      "image": pairs.image[edge], "text": pairs.text[edge]})
-    members = pa.table({"id": ids, "cluster": component.astype(np.int64)})
+    edges = pa.table({"a": pairs.ids[pairs.left[edge]], "b": pairs.ids[pairs.right[edge]],
+                      "score": scores[edge], "image": pairs.image[edge],
+                      "text": pairs.text[edge]})
+    members = pa.table({"id": pa.array(pairs.ids[nodes], pa.string()),
+                        "cluster": component.astype(np.int64)})
     con = retriever.store.con
     con.register("members", members)
     con.register("edges", edges)
@@ -199,17 +217,25 @@ def find_duplicates(workspace: str | Path | None = None, threshold: float | None
                              min(id) OVER (PARTITION BY cluster) AS first_id FROM members),
             numbered AS (SELECT *, dense_rank() OVER (ORDER BY size DESC, first_id)
                                    AS number FROM sized)
-            SELECT s.number AS cluster, s.size, s.id, c.title, c.brand, c.category, c.price,
-                   c.image,
-                   b.nearest, round(b.score, 4) AS score,
-                   round(nullif(b.image_similarity, 'NaN'::FLOAT), 4) AS image_similarity,
-                   round(nullif(b.text_similarity, 'NaN'::FLOAT), 4) AS text_similarity
+            SELECT s.number AS cluster, s.size,
+                   row_number() OVER (PARTITION BY s.number ORDER BY b.score DESC, s.id)
+                       AS rank,
+                   s.id, c.title, c.brand, c.category, c.price::DOUBLE AS price, c.image,
+                   b.nearest, round(b.score::DOUBLE, 4) AS score,
+                   CASE WHEN isnan(b.image_similarity) THEN 'text only'
+                        WHEN isnan(b.text_similarity) THEN 'image only'
+                        ELSE 'image and text' END AS evidence,
+                   round(nullif(b.image_similarity, 'NaN'::FLOAT)::DOUBLE, 4)
+                       AS image_similarity,
+                   round(nullif(b.text_similarity, 'NaN'::FLOAT)::DOUBLE, 4)
+                       AS text_similarity
             FROM numbered s JOIN best b USING (id) JOIN catalog c USING (id)
-            ORDER BY cluster, s.id""").to_arrow_table()
+            ORDER BY cluster, rank""").to_arrow_table()
     finally:
         con.unregister("members")
         con.unregister("edges")
     result = DuplicateClusters(threshold, len(scores), table)
     if write:
-        write_parquet(table, retriever.ws.root / "duplicates.parquet")
+        with retriever.ws.lock():
+            write_parquet(table, retriever.ws.root / "duplicates.parquet")
     return result

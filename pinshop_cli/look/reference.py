@@ -30,19 +30,29 @@ class Reference:
     category_source: str = "catalog"  # "catalog", "--category" or "nearest products"
 
 
-def vector_of(retriever: Retriever, product_id: str, kind: str) -> np.ndarray | None:
-    """The indexed vector of one product (None when that index does not hold it)."""
+def vectors_of(retriever: Retriever, product_ids: list[str], kind: str
+               ) -> tuple[list[str], np.ndarray]:
+    """(the ids the index holds, their vectors in that order): one vectorized lookup."""
     import numpy as np
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     loaded = retriever.index(kind)
-    if loaded is None:
-        return None
-    position = pc.index(loaded.label_table.column("id"), product_id).as_py()
-    if position < 0:
-        return None
-    label = loaded.label_table.column("label")[position].as_py()
-    return loaded.vectors_of(np.asarray([label]))[0]
+    if loaded is None or not product_ids:
+        return [], np.zeros((0, loaded.manifest.dim if loaded else 0), np.float32)
+    positions = pc.index_in(pa.array(product_ids, pa.string()),
+                            value_set=loaded.label_table.column("id"))
+    found = pc.is_valid(positions).to_numpy(zero_copy_only=False)
+    labels = loaded.label_table.column("label").to_numpy()[
+        positions.drop_null().to_numpy().astype(np.int64)]
+    return [i for i, ok in zip(product_ids, found, strict=True) if ok], \
+        loaded.vectors_of(labels)
+
+
+def vector_of(retriever: Retriever, product_id: str, kind: str) -> np.ndarray | None:
+    """The indexed vector of one product (None when that index does not hold it)."""
+    found, vectors = vectors_of(retriever, [product_id], kind)
+    return vectors[0] if found else None
 
 
 def voted_category(retriever: Retriever, vector: np.ndarray, kind: str) -> str | None:

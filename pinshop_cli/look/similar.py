@@ -66,7 +66,12 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
     import numpy as np
 
     retriever = retriever or Retriever(workspace, models_dir, runtime=runtime)
-    ref = resolve_reference(retriever, reference, category)
+    if category:
+        known = retriever.store.distinct("category")
+        if category.lower() not in known:
+            raise PinshopError(f"unknown category {category!r}; the catalog has: "
+                               + ", ".join(known[:20]) + (" ..." if len(known) > 20 else ""))
+    ref = resolve_reference(retriever, reference, category and category.lower())
     reference_price = ref.product.price if ref.product else None
     limit = max_price
     if cheaper:
@@ -77,12 +82,14 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
         limit = below if limit is None else min(limit, below)
     notes = []
     if ref.kind != "product_image":
-        notes.append(f"{reference} has no product image: look-alikes by product text")
+        notes.append(f"{reference} has no indexed photo: look-alikes by product text")
     if ref.category is None:
         notes.append("no category known for the reference: searching the whole catalog")
-    found = retriever.search(ref.vector[None, :], top_k + 1, ref.kind,
-                             Filters(category=ref.category, max_price=limit),
+    filters = Filters(category=ref.category, max_price=limit)
+    found = retriever.search(ref.vector[None, :], top_k + 1, ref.kind, filters,
                              category=ref.category)
+    searched = retriever.route(ref.kind, None, 1)  # the global index: every vector of kind
+    unseen = retriever.store.without_vectors(searched.label_table, filters, 1000)
     products = [p for p in matches(retriever, found)[0] if p.id != reference][:top_k]
     scale = retriever.similarity_scale(ref.kind)
     percents = scale.percent(np.asarray([p.score for p in products], dtype=np.float64))
@@ -90,6 +97,11 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
                         found.index, scale.population, notes=notes)
     result.items = [LookAlike(p, int(pct), saving_percent(p.price, reference_price))
                     for p, pct in zip(products, percents, strict=True)]
+    if unseen:
+        many = "1000+" if len(unseen) >= 1000 else str(len(unseen))
+        what = "photo" if ref.kind == "product_image" else "text vector"
+        result.notes.append(f"{many} products passing these filters have no {what} and were "
+                            "not compared")
     if not result.items:
         result.notes.append("nothing in the catalog passes these filters" +
                             (": nothing cheaper in this category" if cheaper else ""))

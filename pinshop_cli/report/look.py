@@ -101,7 +101,8 @@ def render_duplicates(result: DuplicateClusters, curve: dict[str, Any]) -> str:
 def render_audit(report: AuditReport) -> str:
     summary = report.to_dict(limit=SHOWN)
     body = [f"<p>{report.products} products · " + " · ".join(
-        f"{check}: {count}" for check, count in report.counts.items()) + "</p>"]
+        f"{check}: {'not checked' if count is None else count}"
+        for check, count in report.counts.items()) + "</p>", *_notes(report.notes)]
     for check in ("category", "image"):
         body.append(f"<h2>{check}</h2>")
         body.append(_row([product_card(Product.from_row(f), f"{f['id']} · {f['detail']}")

@@ -29,7 +29,7 @@ class SimilarityScale:
         import numpy as np
 
         levels = np.interp(cosine, self.quantiles, np.arange(101))
-        return np.floor(levels).astype(np.int64)
+        return np.floor(np.nan_to_num(levels, nan=0.0)).astype(np.int64)
 
 
 def similarity_scale(loaded: LoadedIndex, columns: LabelColumns, seed: int = 0
@@ -38,6 +38,8 @@ def similarity_scale(loaded: LoadedIndex, columns: LabelColumns, seed: int = 0
     pairs) and keep the percentiles of their cosines: vectorized, about 50 ms at 10^6."""
     import numpy as np
 
+    if len(columns.labels) < 2:  # nothing to compare with: the cosine scale itself
+        return SimilarityScale(np.linspace(-1.0, 1.0, 101), "cosine (fewer than 2 products)")
     rng = np.random.default_rng(seed)
     codes = columns.category_codes
     labels = columns.labels
@@ -58,7 +60,7 @@ def similarity_scale(loaded: LoadedIndex, columns: LabelColumns, seed: int = 0
     else:
         n = len(labels)
         left_pos = rng.integers(0, n, size=PAIRS)
-        right_pos = (left_pos + rng.integers(1, max(n, 2), size=PAIRS)) % max(n, 1)
+        right_pos = (left_pos + rng.integers(1, n, size=PAIRS)) % n  # never the same product
         left, right, population = labels[left_pos], labels[right_pos], "product pairs"
     cosines = np.einsum("ij,ij->i", loaded.vectors_of(left), loaded.vectors_of(right))
     quantiles = np.quantile(cosines, np.linspace(0, 1, 101))
