@@ -88,8 +88,13 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
     filters = Filters(category=ref.category, max_price=limit)
     found = retriever.search(ref.vector[None, :], top_k + 1, ref.kind, filters,
                              category=ref.category)
-    searched = retriever.route(ref.kind, None, 1)  # the global index: every vector of kind
-    unseen = retriever.store.without_vectors(searched.label_table, filters, 1000)
+    # Products passing the filters that have no vector of this kind (none were compared):
+    # a count in DuckDB against the vectorized mask over the global index's labels.
+    every = retriever.route(ref.kind, None, 1)
+    unseen = 0
+    if every.live_count < retriever.store.count(Filters()):
+        unseen = retriever.store.count(filters) - len(
+            retriever.label_columns(every).allowed(filters))
     products = [p for p in matches(retriever, found)[0] if p.id != reference][:top_k]
     scale = retriever.similarity_scale(ref.kind)
     percents = scale.percent(np.asarray([p.score for p in products], dtype=np.float64))
@@ -97,12 +102,11 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
                         found.index, scale.population, notes=notes)
     result.items = [LookAlike(p, int(pct), saving_percent(p.price, reference_price))
                     for p, pct in zip(products, percents, strict=True)]
-    if unseen:
-        many = "1000+" if len(unseen) >= 1000 else str(len(unseen))
-        what = "photo" if ref.kind == "product_image" else "text vector"
-        result.notes.append(f"{many} products passing these filters have no {what} and were "
-                            "not compared")
+    what = "photo" if ref.kind == "product_image" else "text vector"
+    if unseen > 0:
+        result.notes.append(f"{unseen} products passing these filters have no {what} and "
+                            "were not compared")
     if not result.items:
-        result.notes.append("nothing in the catalog passes these filters" +
+        result.notes.append(f"no other product with a {what} passes these filters" +
                             (": nothing cheaper in this category" if cheaper else ""))
     return result
