@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -26,6 +27,20 @@ TopKOption = Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many 
 
 def _models(models_dir: Path | None) -> str | None:
     return str(models_dir) if models_dir else None
+
+
+def _report_or_json(result: Any, render: Callable[[Any], str], report: Path | None,
+                    json: bool) -> bool:
+    """Write the HTML report when asked; then print the JSON (True: done) or the notes
+    (False: the caller prints its table)."""
+    if report:
+        _write(render(result), report)
+    if json:
+        print_json(result.to_dict())
+        return True
+    for message in getattr(result, "notes", []):
+        note(message)
+    return False
 
 
 def _write(text: str, report: Path) -> None:
@@ -69,13 +84,8 @@ def similar(
     result = find_similar(reference, workspace, cheaper=cheaper, max_price=max_price,
                           top_k=top_k, category=category, models_dir=_models(models_dir),
                           runtime=runtime)
-    if report:
-        _write(render_similar(result), report)
-    if json:
-        print_json(result.to_dict())
+    if _report_or_json(result, render_similar, report, json):
         return
-    for message in result.notes:
-        note(message)
     title = (result.reference_product.render() if result.reference_product
              else result.reference)
     table(f"like {title} · {result.category or 'any category'} ({result.index}; similarity "
@@ -107,13 +117,8 @@ def complete(
 
     result = complete_look(reference, workspace, top_k=top_k, detector=detector,
                            models_dir=_models(models_dir), runtime=runtime)
-    if report:
-        _write(render_complete(result), report)
-    if json:
-        print_json(result.to_dict())
+    if _report_or_json(result, render_complete, report, json):
         return
-    for message in result.notes:
-        note(message)
     table(f"goes with {reference} (in it: {', '.join(result.scene_categories) or 'unknown'})",
           ["id", "title", "category", "price", "why"],
           [[p.product.id, p.product.title, p.product.category, p.product.price_text(),
@@ -137,10 +142,7 @@ def duplicates(
     from pinshop_cli.report.look import render_duplicates
 
     result = find_duplicates(workspace, threshold=threshold)
-    if report:
-        _write(render_duplicates(result, measured_curve()), report)
-    if json:
-        print_json(result.to_dict())
+    if _report_or_json(result, lambda r: render_duplicates(r, measured_curve()), report, json):
         return
     note(f"{result.clusters} cluster(s) of {result.table.num_rows} products at threshold "
          f"{result.threshold:g}; all in duplicates.parquet")
@@ -164,13 +166,8 @@ def audit(
     from pinshop_cli.report.look import render_audit
 
     result = run_audit(workspace)
-    if report:
-        _write(render_audit(result), report)
-    if json:
-        print_json(result.to_dict())
+    if _report_or_json(result, render_audit, report, json):
         return
-    for message in result.notes:
-        note(message)
     table(f"audit of {result.products} products (all findings in audit.parquet)",
           ["check", "findings"],
           [[c, "not checked" if n is None else n] for c, n in result.counts.items()]
