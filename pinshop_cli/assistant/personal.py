@@ -56,26 +56,13 @@ class ShopperTaste:
             return None
         return cls(user, index, profiles[0], liked)
 
-    def _vectors(self, ids: list[str]) -> tuple[list[str], np.ndarray]:
-        """The ids the index holds and their vectors (one join, no loop over rows)."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        table = self.index.label_table
-        positions = pc.index_in(pa.array(ids, pa.string()), table.column("id"))
-        present = pc.is_valid(positions).to_numpy(zero_copy_only=False)
-        labels = table.column("label").to_numpy()[
-            positions.drop_null().to_numpy(zero_copy_only=False)]
-        return [i for i, keep in zip(ids, present, strict=True) if keep], \
-            self.index.vectors_of(labels)
-
     def rerank(self, hits: list[Hit]) -> list[Hit]:
         """Hits by request similarity + TASTE_WEIGHT x cosine to the profile."""
         import numpy as np
 
         from ..retrieval.retriever import Hit
 
-        ids, vectors = self._vectors([h.id for h in hits])
+        ids, vectors = self.index.vectors_by_id([h.id for h in hits])
         affinity = dict(zip(ids, (vectors @ self.profile).tolist(), strict=True))
         scored = [Hit(h.id, round(h.score + TASTE_WEIGHT * affinity.get(h.id, 0.0), 4))
                   for h in hits]
@@ -86,8 +73,8 @@ class ShopperTaste:
         """(liked item id, what the shopper did: "saved", "bought", ...) for the shopper's
         own liked item closest to the product; None when there is none to name."""
         liked_ids = self.liked.column("item_id").to_pylist()
-        ids, vectors = self._vectors(liked_ids)
-        target_ids, target = self._vectors([product_id])
+        ids, vectors = self.index.vectors_by_id(liked_ids)
+        target_ids, target = self.index.vectors_by_id([product_id])
         if not ids or not target_ids:
             return None
         closest = ids[int((vectors @ target[0]).argmax())]

@@ -352,7 +352,6 @@ class ShoppingAssistant:
         """Rows passing every constraint, ranked by vector similarity; else the closest
         alternatives with constraints relaxed (colour, then price, then category)."""
         import numpy as np
-        import pyarrow.compute as pc
 
         relaxed: list[str] = []
         filters = Filters()
@@ -366,11 +365,10 @@ class ShoppingAssistant:
         kind = "product_image" if self.embedder.shared_space else "product_text"
         index = self.retriever.route(kind, None, SHOWN)
         query: Any = None
-        if anchor is not None:  # "more like #2": the anchor's own vector, found by label
-            position = pc.index(index.label_table.column("id"), anchor.id).as_py()
-            if position >= 0:
-                label = index.label_table.column("label")[position].as_py()
-                query = index.vectors_of(np.array([label]))
+        if anchor is not None:  # "more like #2": the anchor's own vector
+            held, vectors = index.vectors_by_id([anchor.id])
+            if held:
+                query = vectors
         if query is None:
             words = " ".join(filter(None, [intent.color, " ".join(intent.style), intent.query,
                                            intent.category])) or question

@@ -392,6 +392,26 @@ class LoadedIndex:
             return np.asarray(self.vectors[labels], np.float32)
         return np.asarray(self.index.get_items(labels, return_type="numpy"), np.float32)
 
+    def vectors_by_id(self, ids: list[str]) -> tuple[list[str], np.ndarray]:
+        """(the ids this index holds, their vectors in that order), with no loop over the
+        index's rows: a C scan per id for a few ids (hashing 10^6 ids costs ~15 ms more),
+        one hash join otherwise."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        column = self.label_table.column("id")
+        if len(ids) <= 8:
+            positions = pa.array([pc.index(column, i).as_py() for i in ids], pa.int64())
+            positions = pc.if_else(pc.less(positions, 0), None, positions)
+        else:
+            positions = pc.index_in(pa.array(ids, pa.string()), value_set=column)
+        present = pc.is_valid(positions).to_numpy(zero_copy_only=False)
+        labels = self.label_table.column("label").to_numpy()[
+            positions.drop_null().to_numpy(zero_copy_only=False).astype(np.int64)]
+        return [i for i, keep in zip(ids, present, strict=True) if keep], \
+            self.vectors_of(labels)
+
     @cached_property
     def ids_by_label(self) -> np.ndarray:
         """label -> id as an array (deleted labels hold None)."""

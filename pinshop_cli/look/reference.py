@@ -32,25 +32,13 @@ class Reference:
 
 def vectors_of(retriever: Retriever, product_ids: list[str], kind: str
                ) -> tuple[list[str], np.ndarray]:
-    """(the ids the index holds, their vectors in that order): one vectorized lookup."""
+    """(the ids the `kind` index holds, their vectors in that order)."""
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     loaded = retriever.index(kind)
-    if loaded is None or not product_ids:
-        return [], np.zeros((0, loaded.manifest.dim if loaded else 0), np.float32)
-    ids = loaded.label_table.column("id")
-    if len(product_ids) <= 8:  # a scan per id beats hashing 10^6 ids for a set lookup
-        positions = pa.array([pc.index(ids, i).as_py() for i in product_ids], pa.int64())
-        positions = pc.if_else(pc.less(positions, 0), None, positions)
-    else:
-        positions = pc.index_in(pa.array(product_ids, pa.string()), value_set=ids)
-    found = pc.is_valid(positions).to_numpy(zero_copy_only=False)
-    labels = loaded.label_table.column("label").to_numpy()[
-        positions.drop_null().to_numpy().astype(np.int64)]
-    return [i for i, ok in zip(product_ids, found, strict=True) if ok], \
-        loaded.vectors_of(labels)
+    if loaded is None:
+        return [], np.zeros((0, 0), np.float32)
+    return loaded.vectors_by_id(product_ids)
 
 
 def vector_of(retriever: Retriever, product_id: str, kind: str) -> np.ndarray | None:
