@@ -12,7 +12,7 @@ from PIL import Image
 from pinshop_cli import match
 from pinshop_cli.index.hnsw import IndexManifest, LoadedIndex
 from pinshop_cli.report.html import render_report
-from pinshop_cli.retrieval.retriever import search_index, top_k_exact, use_exact
+from pinshop_cli.retrieval.retriever import AllowedSet, search_index, top_k_exact, use_exact
 
 
 def crop_of(sample_dir, tmp_path, pin, box):  # noqa: ANN001, ANN201
@@ -77,7 +77,8 @@ def test_filtered_search_equals_exact_search_on_the_allowed_set(step):
     allowed = np.arange(0, n, step)
     assert use_exact(len(allowed), 5, n) == (step == 50)  # both paths are exercised
     queries = vectors[1:21]
-    found, scores = search_index(LoadedIndex(manifest, index, labels), queries, 5, allowed)
+    loaded = LoadedIndex(manifest, index, labels)
+    found, scores = search_index(loaded, queries, 5, AllowedSet(loaded, allowed))
     assert np.isin(found, allowed).all()
     truth, truth_scores = top_k_exact(vectors[allowed], queries, 5)
     recall = np.mean([len(set(a) & set(allowed[b])) / 5 for a, b in zip(found, truth,

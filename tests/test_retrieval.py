@@ -41,3 +41,54 @@ def test_rows_come_back_in_the_order_asked_and_skip_unknown_ids(store):
     assert [r["id"] for r in rows] == ["P17", "P3"]
     assert store.count(Filters()) == 3000
     assert "sofa" in store.distinct("category")
+
+
+def test_a_filter_skewed_against_the_query_fans_out_to_category_indexes(tmp_path):
+    """A price cap that only lamps and vases pass, asked about sofas: the global graph's
+    nearest candidates are all sofas, so the query is answered by the lamp and vase indexes
+    (plumbing of real hnswlib indexes over synthetic clustered vectors)."""
+    from pinshop_cli.index.hnsw import build_indexes, top_k_exact
+    from pinshop_cli.retrieval.retriever import Retriever
+    from pinshop_cli.workspace.embeddings import write_part
+
+    per, dim = 5000, 16
+    categories = {"sofa": 800.0, "bed": 600.0, "lamp": 30.0, "vase": 20.0}
+    rng = np.random.default_rng(3)
+    n = per * len(categories)
+    pq.write_table(pa.table({
+        "id": [f"P{i}" for i in range(n)],
+        "title": [f"{c} {i}" for c in categories for i in range(per)],
+        "category": np.repeat(list(categories), per),
+        "price": np.repeat(list(categories.values()), per) * rng.uniform(0.5, 1.5, n),
+    }), tmp_path / "catalog.parquet")
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    normalize_catalog(tmp_path / "catalog.parquet", ws.catalog,
+                      ws.rejects_dir / "catalog.parquet")
+    centres = rng.normal(size=(len(categories), dim))
+    vectors = (np.repeat(centres, per, axis=0) + 0.4 * rng.normal(size=(n, dim))).astype(
+        np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    catalog = pq.read_table(ws.catalog, columns=["id", "product_text_hash"])
+    write_part(ws, "product_text", "synthetic-16", catalog.column("id"),
+               catalog.column("product_text_hash"), vectors, key="all")
+    ws.update_settings(embedder="offline", text_model_id="synthetic-16",
+                       image_model_id="none", shared_space=False)
+    build_indexes(ws.root, kinds=("product_text",), M=16, ef_construction=100)
+
+    retriever = Retriever(ws)
+    filters = Filters(max_price=100.0)
+    queries = vectors[:20]  # sofas
+    found = retriever.search(queries, 10, "product_text", filters)
+    assert found.index == "product_text by category (lamp, vase)"
+    prices = pq.read_table(ws.catalog, columns=["price"]).column("price").to_numpy()
+    ids = catalog.column("id").to_numpy(zero_copy_only=False)
+    passing = np.flatnonzero(prices <= 100.0)
+    positions, _ = top_k_exact(vectors[passing], queries, 10)
+    truth = ids[passing][positions]
+    recall = np.mean([len({h.id for h in hits} & set(row)) / 10
+                      for hits, row in zip(found.hits, truth, strict=True)])
+    assert recall >= 0.9
+    assert all(len(hits) == 10 for hits in found.hits)
+    # The plan is prepared once per filter: a second search reuses it.
+    assert retriever.partitions(retriever.index("product_text"), filters, 10) is \
+        retriever.partitions(retriever.index("product_text"), filters, 10)

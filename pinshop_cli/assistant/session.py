@@ -355,14 +355,14 @@ class ShoppingAssistant:
 
         relaxed: list[str] = []
         filters = Filters()
+        kind = "product_image" if self.embedder.shared_space else "product_text"
         for drop in ([], ["color"], ["color", "price"], ["color", "price", "category"]):
             filters = self.filters(intent, set(drop))
-            if self.store.count(filters) > (anchor is not None):
+            if self.retriever.count(filters, kind) > (anchor is not None):
                 relaxed = [d for d in drop if getattr(intent, _FIELD[d])]
                 break
         else:
             return [], relaxed
-        kind = "product_image" if self.embedder.shared_space else "product_text"
         index = self.retriever.route(kind, None, SHOWN)
         query: Any = None
         if anchor is not None:  # "more like #2": the anchor's own vector

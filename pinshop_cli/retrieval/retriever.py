@@ -1,17 +1,24 @@
 """One Retriever for every query path (match, chat, /image, the look features):
 filters -> index routing -> top-k -> the rows of the hits.
 
-Filters become arrays of allowed labels: masks over catalog columns aligned with the
-index's labels (one join per index, then numpy per query). A small allowed set is searched
-exactly (its vectors gathered from the memory-mapped copy beside the index, one matrix
-product); a large one in the HNSW graph with over-fetching and a boolean mask over labels,
-so no Python callback runs per label. Per-category indexes answer when a query names a
-category that has one with enough products; the result says which index answered.
+Filters become sets of allowed labels: masks over catalog columns aligned with the index's
+labels (one join per index, then numpy), prepared once per filter and kept while it repeats.
+A small allowed set is searched exactly (its vectors gathered from the memory-mapped copy
+beside the index, one matrix product); a large one in the HNSW graph with over-fetching and
+a boolean mask over labels, so no Python callback runs per label. When a filter is skewed
+against the query (a price cap that only plants and vases pass, asked about sofas), the
+graph's nearest candidates hold too few allowed products; those queries fan out to the
+per-category indexes that hold the allowed products, and the rest are searched exactly.
+Per-category indexes also answer when a query names a category that has one with enough
+products; the result says which index answered.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,10 +40,34 @@ OVERFETCH = 2.0  # candidates fetched per expected survivor of the mask
 # allowed**2 <= EXACT_FACTOR * OVERFETCH * k * total: up to ~2.8k of 20k products, ~20k
 # of a million (measured in bench/bench_scale.py).
 EXACT_FACTOR = 20
+# Filters prepared per retriever; each costs a mask (1 MB at 10^6 labels) and, for a set
+# searched exactly, its vectors (at most ~30 MB at 10^6 products).
+PREPARED = 16
 
 
 def use_exact(allowed: int, k: int, total: int) -> bool:
     return allowed ** 2 <= EXACT_FACTOR * OVERFETCH * k * total
+
+
+class AllowedSet:
+    """The labels of one index that pass one filter: sorted (the gather then reads the
+    vector copy forwards), a mask over every label, and the vectors exact search reads,
+    gathered on first use."""
+
+    def __init__(self, loaded: LoadedIndex, labels: np.ndarray) -> None:
+        import numpy as np
+
+        self.loaded = loaded
+        self.labels = np.sort(np.asarray(labels, dtype=np.int64))
+        self.mask = np.zeros(loaded.index.get_max_elements(), dtype=bool)
+        self.mask[self.labels] = True
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @cached_property
+    def vectors(self) -> np.ndarray:
+        return self.loaded.vectors_of(self.labels)
 
 
 @dataclass(frozen=True)
@@ -51,10 +82,27 @@ class SearchResult:
     index: str  # the index that answered, e.g. "product_image@sofa"
 
 
+@dataclass
+class Partitions:
+    """Where one filter's allowed products live, for queries the global graph could not
+    answer: category indexes holding too many of them to search exactly, and the rest
+    (searched in the global index, exactly when few)."""
+
+    parts: list[tuple[LoadedIndex, AllowedSet]]
+    categories: list[str]
+
+    def describe(self, name: str) -> str:
+        shown = ", ".join(self.categories[:3])
+        more = f" and {len(self.categories) - 3} more" if len(self.categories) > 3 else ""
+        return f"{name} by category ({shown}{more})" if self.categories else name
+
+
 def search_index(loaded: LoadedIndex, queries: np.ndarray, k: int,
-                 allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 allowed: AllowedSet | None = None, escalate: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """(labels, scores) of the top-k per query among `allowed` labels (all when None).
-    Rows hold -1 / -inf where fewer than k labels are allowed."""
+    Rows hold -1 / -inf where fewer than k labels are allowed, or, without `escalate`,
+    where one over-fetch found fewer than k of them."""
     import numpy as np
 
     queries = np.ascontiguousarray(queries, dtype=np.float32)
@@ -63,22 +111,19 @@ def search_index(loaded: LoadedIndex, queries: np.ndarray, k: int,
         if len(allowed) == 0:
             return (np.full((len(queries), 0), -1, np.int64),
                     np.zeros((len(queries), 0), np.float32))
-        allowed = np.sort(allowed)  # in file order: the gather reads the copy forwards
-        positions, scores = top_k_exact(loaded.vectors_of(allowed), queries, k)
-        return allowed[positions], scores
+        positions, scores = top_k_exact(allowed.vectors, queries, k)
+        return allowed.labels[positions], scores
     k = min(k, total if allowed is None else len(allowed))
     if allowed is None:
         loaded.index.set_ef(max(64, 2 * k))
         labels, distances = loaded.index.knn_query(queries, k=k)
         return labels.astype(np.int64), (1.0 - distances).astype(np.float32)
-    mask = np.zeros(loaded.index.get_max_elements(), dtype=bool)
-    mask[allowed] = True
     fetch = int(min(total, k * OVERFETCH * total / len(allowed) + k))
     while True:
         loaded.index.set_ef(max(64, fetch))
         labels, distances = loaded.index.knn_query(queries, k=fetch)
-        keep = mask[labels]
-        if keep.sum(axis=1).min() >= k or fetch >= total:
+        keep = allowed.mask[labels]
+        if not escalate or keep.sum(axis=1).min() >= k or fetch >= total:
             break
         fetch = min(total, fetch * 4)
     # Stable per-row selection of the first k kept candidates (already best first).
@@ -87,6 +132,13 @@ def search_index(loaded: LoadedIndex, queries: np.ndarray, k: int,
     scores = (1.0 - np.take_along_axis(distances, order, axis=1)).astype(np.float32)
     valid = np.take_along_axis(keep, order, axis=1)
     return np.where(valid, chosen, -1), np.where(valid, scores, -np.inf)
+
+
+def to_hits(loaded: LoadedIndex, labels: np.ndarray, scores: np.ndarray) -> list[list[Hit]]:
+    ids = loaded.ids_by_label
+    return [[Hit(str(ids[label]), round(float(score), 4))
+             for label, score in zip(row_labels, row_scores, strict=True) if label >= 0]
+            for row_labels, row_scores in zip(labels, scores, strict=True)]
 
 
 class Retriever:
@@ -102,6 +154,7 @@ class Retriever:
         self._indexes: dict[str, LoadedIndex | None] = {}
         self._columns: dict[str, LabelColumns] = {}
         self._scales: dict[str, SimilarityScale] = {}
+        self._filters: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._embedder: Embedder | None = None
 
     @property
@@ -144,15 +197,83 @@ class Retriever:
                category: str | None = None) -> SearchResult:
         """Top-k catalog hits per query vector, within `filters`, routed by `category`."""
         loaded = self.route(kind, category, k)
-        allowed = None
-        if filters is not None and not filters.empty:
-            allowed = self.label_columns(loaded).allowed(filters)
-        labels, scores = search_index(loaded, queries, k, allowed)
-        ids = loaded.ids_by_label
-        hits = [[Hit(str(ids[label]), round(float(score), 4))
-                 for label, score in zip(row_labels, row_scores, strict=True) if label >= 0]
-                for row_labels, row_scores in zip(labels, scores, strict=True)]
-        return SearchResult(hits, loaded.manifest.name)
+        name = loaded.manifest.name
+        if filters is None or filters.empty:
+            return SearchResult(to_hits(loaded, *search_index(loaded, queries, k)), name)
+        allowed = self.allowed(loaded, filters)
+        # Only the global index can fan out; one over-fetch in its graph answers most
+        # queries, and those it leaves short go to the partitions.
+        fans_out = loaded.manifest.category is None
+        hits = to_hits(loaded, *search_index(loaded, queries, k, allowed,
+                                             escalate=not fans_out))
+        short = [row for row, found in enumerate(hits) if len(found) < min(k, len(allowed))]
+        if not short:
+            return SearchResult(hits, name)
+        plan = self.partitions(loaded, filters, k)
+        merged: list[list[Hit]] = [[] for _ in short]
+        for part, part_allowed in plan.parts:
+            answers = to_hits(part, *search_index(part, queries[short], k, part_allowed))
+            for pooled, answer in zip(merged, answers, strict=True):
+                pooled.extend(answer)
+        for row, pooled in zip(short, merged, strict=True):
+            hits[row] = sorted(pooled, key=lambda hit: -hit.score)[:k]
+        return SearchResult(hits, plan.describe(name))
+
+    def count(self, filters: Filters, kind: str) -> int:
+        """Catalog rows passing `filters`. When the global `kind` index holds every row,
+        its prepared allowed set answers (and the search that follows reuses it)."""
+        loaded = self.index(kind)
+        if loaded is None or loaded.live_count != self.store.size:
+            return self.store.count(filters)
+        return loaded.live_count if filters.empty else len(self.allowed(loaded, filters))
+
+    def allowed(self, loaded: LoadedIndex, filters: Filters) -> AllowedSet:
+        """The labels of `loaded` passing `filters`, prepared once while the filter repeats."""
+        return self._prepared((loaded.manifest.name, filters), lambda: AllowedSet(
+            loaded, self.label_columns(loaded).allowed(filters)))
+
+    def partitions(self, loaded: LoadedIndex, filters: Filters, k: int) -> Partitions:
+        """Split a filter's allowed labels by category: a category holding too many to
+        search exactly goes to its own index (where the filter is rarely as skewed), the
+        rest stay with `loaded`."""
+        def plan() -> Partitions:
+            import numpy as np
+
+            columns = self.label_columns(loaded)
+            passing = columns.passing(filters)
+            codes = columns.category_codes[passing]
+            counts = np.bincount(codes + 1, minlength=len(columns.categories) + 1)[1:]
+            rest = np.ones(len(codes), dtype=bool)
+            parts, categories = [], []
+            for category, code in columns.categories.items():  # tens, not rows
+                if use_exact(int(counts[code]), k, loaded.live_count):
+                    continue
+                try:
+                    part = self.index(loaded.manifest.kind, category)
+                except StaleIndexError:  # left behind by `index --no-by-category`
+                    part = None
+                if part is None:
+                    continue
+                parts.append((part, self.allowed(part, filters)))
+                categories.append(category)
+                rest &= codes != code
+            if rest.all():
+                parts.append((loaded, self.allowed(loaded, filters)))
+            elif rest.any():
+                parts.append((loaded, AllowedSet(loaded, columns.labels[passing][rest])))
+            return Partitions(parts, categories)
+
+        return self._prepared((loaded.manifest.name, filters, k), plan)
+
+    def _prepared(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        """A small LRU of prepared filters (allowed sets, partition plans)."""
+        if key in self._filters:
+            self._filters.move_to_end(key)
+        else:
+            self._filters[key] = make()
+            if len(self._filters) > PREPARED:
+                self._filters.popitem(last=False)
+        return self._filters[key]
 
     def label_columns(self, loaded: LoadedIndex) -> LabelColumns:
         """Filter columns aligned with an index's labels, computed once per index."""

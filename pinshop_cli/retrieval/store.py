@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError
@@ -109,7 +110,11 @@ class LabelColumns:
     color_text: pa.Array  # lower(color || ' ' || title), for colour filters
 
     def allowed(self, filters: Filters) -> np.ndarray:
-        """Labels passing `filters` (a boolean mask per label, no Python per row)."""
+        """Labels passing `filters`."""
+        return self.labels[self.passing(filters)]
+
+    def passing(self, filters: Filters) -> np.ndarray:
+        """A boolean mask over `labels`: which pass `filters` (no Python per row)."""
         import numpy as np
         import pyarrow.compute as pc
 
@@ -121,10 +126,12 @@ class LabelColumns:
                 mask &= self.price >= filters.min_price
             if filters.max_price is not None:
                 mask &= self.price <= filters.max_price
-        if filters.color:
-            found = pc.match_substring(self.color_text, filters.color.lower())
-            mask &= np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
-        return self.labels[mask]
+        if filters.color:  # the substring scan, only over rows the other filters kept
+            rows = np.flatnonzero(mask)
+            text = self.color_text if len(rows) == len(mask) else self.color_text.take(rows)
+            found = pc.match_substring(text, filters.color.lower())
+            mask[rows] = np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+        return mask
 
 
 class CatalogStore:
@@ -151,6 +158,11 @@ class CatalogStore:
         condition, params = filters.where()
         return self._arrow(f"SELECT id FROM catalog c WHERE {condition}", params
                            ).column("id").combine_chunks()
+
+    @cached_property
+    def size(self) -> int:
+        """Rows in the catalog."""
+        return self.count(Filters())
 
     def count(self, filters: Filters) -> int:
         condition, params = filters.where()
