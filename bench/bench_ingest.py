@@ -178,6 +178,7 @@ def main() -> None:
 def write_section(path: Path, heading: str, section: str) -> None:
     """Replace (or append) one benchmark's section of BENCHMARKS.md."""
     text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    section = section.rstrip("\n") + "\n\n"
     if heading in text:
         start = text.index(heading)
         end = text.find("\n## ", start + len(heading))
