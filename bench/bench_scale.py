@@ -133,7 +133,7 @@ def query_latency(ws, vectors: np.ndarray, queries: int) -> list[list[str]]:  # 
             fanned += "by category" in found.index
         p50, p95 = percentiles(searches)
         rows.append([label, f"{p50:.2f}", f"{p95:.2f}", f"{raw_p50:.2f}", f"{raw_p95:.2f}",
-                     f"{p50 / raw_p50:.2f}x", f"+{p50 - raw_p50:.2f}",
+                     f"{p50 / raw_p50:.2f}x", f"{p50 - raw_p50:+.2f}",
                      f"{percentiles(fetches)[0]:.2f}", f"{first * 1000:.0f}",
                      f"{fanned / len(probes):.0%}"])
     return rows

@@ -185,3 +185,22 @@ def test_tune_stores_a_deterministic_fit_that_recommend_then_uses(copy_workspace
     fitted = RecommendConfig(weights=BlendWeights(**first["weights"]),
                              popularity_half_life_days=first["popularity_half_life_days"])
     assert ids(recommend(root, "u000003")) == ids(recommend(root, "u000003", fitted))
+
+
+def test_fixed_weights_build_only_their_components_and_rank_as_with_all(shop):
+    """Scoring with fixed weights skips the components weighted 0; the top k, scores and
+    reasons are those of a scorer that built every component."""
+    from pinshop_cli.recommendation.scorer import COMPONENTS, Scorer, _scoring_date
+    from pinshop_cli.workspace import Workspace
+
+    weights = BlendWeights(cf=1.0, taste=0.0, popularity=0.5)
+    tables = {}
+    for components in (COMPONENTS, ("cf", "popularity")):
+        scorer = Scorer(Workspace.open(shop), RecommendConfig(weights=weights, **NO_DECAY))
+        scorer.prepare(_scoring_date(scorer), None, components=components)
+        scorer.blend(weights)
+        tables[components] = (scorer.components, scorer.recommendations().to_pylist())
+        scorer.close()
+    (built_all, every), (built_two, two) = tables.values()
+    assert built_two == ("cf", "popularity") and "again" in built_all
+    assert two == every and two

@@ -56,6 +56,9 @@ VERBS = {"view": "viewed", "click": "clicked", "save": "saved", "cart": "added t
          "purchase": "bought"}
 LIKED_EVENTS = ("save", "cart", "purchase")  # the items a taste profile is made of
 COMPONENTS = ("cf", "taste", "popularity", "global_popularity", "again")
+POPULARITY_PARTS = ("popularity", "global_popularity")
+COLUMNS = {"cf": "cf", "taste": "taste", "popularity": "pop",  # candidates' columns
+           "global_popularity": "bestseller", "again": "again"}
 REBUY_MIN_BUYERS = 3
 RELEVANT_EVENTS = ("save", "cart", "purchase")  # what counts as a hit in --evaluate
 
@@ -170,6 +173,7 @@ class Scorer:
             FROM all_events e JOIN user_keys u USING (user_id) JOIN item_keys i USING (item_id)""")
         # The saved product index, loaded on first use (False: the workspace has none).
         self._product_index: Any = None
+        self.components: tuple[str, ...] = ()  # those prepare() built, in COMPONENTS order
 
     def close(self) -> None:
         self.con.close()
@@ -178,14 +182,16 @@ class Scorer:
         self.con.execute(query, params or None)
 
     def prepare(self, as_of: datetime, users: pa.Table | None = None,
-                popularity: bool = True) -> None:
-        """Build the component tables from events before `as_of` for `users` (a one-column
-        table `user_id` of user ids, or of this scorer's integer keys; all users with
-        events when None). `popularity` False leaves the popularity tables to the caller
-        (tuning builds them per half-life)."""
+                popularity: bool = True, components: tuple[str, ...] = COMPONENTS) -> None:
+        """Build the tables of `components` from events before `as_of` for `users` (a
+        one-column table `user_id` of user ids, or of this scorer's integer keys; all users
+        with events when None). `popularity` False leaves the popularity tables to the
+        caller (tuning builds them per half-life). Scoring with fixed weights builds only
+        the components they weigh: one left out would only ever add zeros."""
         import pyarrow as pa
 
         c = self.config
+        self.components = ()
         self.sql("CREATE OR REPLACE TEMP TABLE train AS "
                  "SELECT * FROM events WHERE ts < $as_of", as_of=as_of)
         if users is None:
@@ -216,6 +222,38 @@ class Scorer:
             FROM train GROUP BY user_id, item_id
         """, as_of=as_of, half_life=c.half_life_days)
         self.sql("""
+            CREATE OR REPLACE TEMP TABLE rebuyable AS
+            SELECT item_id FROM (
+                SELECT user_id, item_id, count(DISTINCT ts::DATE) AS days FROM train
+                WHERE event = 'purchase' GROUP BY user_id, item_id
+            ) GROUP BY item_id
+            HAVING count(*) >= $min_buyers AND avg((days >= 2)::DOUBLE) >= $rate
+        """, min_buyers=REBUY_MIN_BUYERS, rate=c.rebuy_rate)
+        if "cf" in components:
+            self._cf()
+        if "again" in components:
+            self.sql("""
+                CREATE OR REPLACE TEMP TABLE again AS
+                SELECT i.user_id, i.item_id, i.strength AS score
+                FROM interactions i JOIN users USING (user_id) SEMI JOIN rebuyable USING (item_id)
+                WHERE i.purchased
+            """)
+            self.normalize("again")
+        if "taste" in components:
+            self.con.register("taste_scores", self._taste())
+            self.sql("CREATE OR REPLACE TEMP TABLE taste AS "
+                     "SELECT t.user_id, k.key AS item_id, greatest(t.score, 0) AS score "
+                     "FROM taste_scores t JOIN item_keys k USING (item_id)")
+            self.normalize("taste")
+        if popularity:
+            self.popularity_tables(as_of, c.popularity_half_life_days,
+                                   parts=tuple(set(components) & set(POPULARITY_PARTS)))
+
+    def _cf(self) -> None:
+        """recent (each user's `history` newest items), similar_items (item-item cosine,
+        top `neighbors`) and cf."""
+        c = self.config
+        self.sql("""
             CREATE OR REPLACE TEMP TABLE recent AS
             SELECT user_id, item_id, strength FROM interactions
             QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY last_ts DESC, item_id)
@@ -243,34 +281,13 @@ class Scorer:
             FROM recent r JOIN users USING (user_id) JOIN similar_items s ON s.item = r.item_id
             GROUP BY r.user_id, s.neighbor
         """)
-        self.sql("""
-            CREATE OR REPLACE TEMP TABLE rebuyable AS
-            SELECT item_id FROM (
-                SELECT user_id, item_id, count(DISTINCT ts::DATE) AS days FROM train
-                WHERE event = 'purchase' GROUP BY user_id, item_id
-            ) GROUP BY item_id
-            HAVING count(*) >= $min_buyers AND avg((days >= 2)::DOUBLE) >= $rate
-        """, min_buyers=REBUY_MIN_BUYERS, rate=c.rebuy_rate)
-        self.sql("""
-            CREATE OR REPLACE TEMP TABLE again AS
-            SELECT i.user_id, i.item_id, i.strength AS score
-            FROM interactions i JOIN users USING (user_id) SEMI JOIN rebuyable USING (item_id)
-            WHERE i.purchased
-        """)
-        if popularity:
-            self.popularity_tables(as_of, c.popularity_half_life_days)
-        self.con.register("taste_scores", self._taste())
-        self.sql("CREATE OR REPLACE TEMP TABLE taste AS "
-                 "SELECT t.user_id, k.key AS item_id, greatest(t.score, 0) AS score "
-                 "FROM taste_scores t JOIN item_keys k USING (item_id)")
-        for component in ("cf", "taste", "again"):
-            self.normalize(component)
+        self.normalize("cf")
 
     def popularity_tables(self, as_of: datetime, half_life_days: float,
-                          by_category: bool = True) -> None:
-        """The two popularity components (and their parts) for one half-life; tuning tries
-        half-lives on the global one alone (`by_category` False keeps the category table:
-        it is the costly one, a join of every user's categories with their top items)."""
+                          parts: tuple[str, ...] = POPULARITY_PARTS) -> None:
+        """The popularity components among `parts` for one half-life; tuning tries
+        half-lives on the global one alone (the category one is the costly one, a join of
+        every user's categories with their top items)."""
         self.sql("""
             CREATE OR REPLACE TEMP TABLE item_popularity AS
             SELECT t.item_id, k.category,
@@ -282,10 +299,11 @@ class Scorer:
             CREATE OR REPLACE TEMP TABLE top_overall AS
             SELECT * FROM item_popularity ORDER BY score DESC, item_id LIMIT $pool
         """, pool=self.config.popular_pool)
-        self.sql("CREATE OR REPLACE TEMP TABLE global_popularity AS SELECT u.user_id, "
-                 "p.item_id, p.score FROM users u CROSS JOIN top_overall p")
-        self.normalize("global_popularity")
-        if not by_category:
+        if "global_popularity" in parts:
+            self.sql("CREATE OR REPLACE TEMP TABLE global_popularity AS SELECT u.user_id, "
+                     "p.item_id, p.score FROM users u CROSS JOIN top_overall p")
+            self.normalize("global_popularity")
+        if "popularity" not in parts:
             return
         self.sql("""
             CREATE OR REPLACE TEMP TABLE popularity AS
@@ -310,14 +328,18 @@ class Scorer:
 
     def normalize(self, component: str) -> None:
         """<component>_part: each user's top `candidates` items of one component, scored
-        relative to that user's best (one window sort per component)."""
+        relative to that user's best (one window sort per component). Parts are FLOAT:
+        half the bytes through the joins and sorts that follow."""
         self.sql(f"""
             CREATE OR REPLACE TEMP TABLE {component}_part AS
-            SELECT user_id, item_id, score / nullif(first_value(score) OVER best, 0) AS part
+            SELECT user_id, item_id,
+                   (score / nullif(first_value(score) OVER best, 0))::FLOAT AS part
             FROM {component}
             WINDOW best AS (PARTITION BY user_id ORDER BY score DESC, item_id)
             QUALIFY row_number() OVER best <= $candidates
         """, candidates=self.config.candidates)
+        if component in COMPONENTS and component not in self.components:
+            self.components += (component,)
 
     def _taste(self) -> pa.Table:
         """Cosine between each user's mean liked-item vector and the products, top
@@ -348,26 +370,27 @@ class Scorer:
         component's part unweighted, minus what the user may not be offered again. Weights
         only reorder these, so tuning gathers once and ranks many times.
         `popularity` names the table in the category-popularity slot: the evaluation puts
-        its baselines there (most_popular, ease) to rank them under the same rules."""
+        its baselines there (most_popular, ease) to rank them under the same rules.
+        The parts meet in one chain of full outer joins on (user, item): cheaper than a
+        union grouped by (user, item), as most pairs come from one component only."""
+        tables = {"cf": "cf", "taste": "taste", "popularity": popularity,
+                  "global_popularity": "global_popularity", "again": "again"}
+        built = [c for c in COMPONENTS if c in self.components]
+        if not built:
+            raise PinshopError("no recommendation component was built")
+        joined = " FULL JOIN ".join(f"{tables[c]}_part {c} USING (user_id, item_id)"
+                                    if n else f"{tables[c]}_part {c}"
+                                    for n, c in enumerate(built))
+        parts = ", ".join(f"coalesce({c}.part, 0) AS {COLUMNS[c]}" if c in built
+                          else f"0::FLOAT AS {COLUMNS[c]}" for c in COMPONENTS)
         self.sql(f"""
             CREATE OR REPLACE TEMP TABLE candidates AS
-            SELECT c.*, k.category FROM (
-                SELECT user_id, item_id, sum(cf) AS cf, sum(taste) AS taste, sum(pop) AS pop,
-                       sum(bestseller) AS bestseller, sum(again) AS again
-                FROM (
-                    SELECT user_id, item_id, part AS cf, 0 AS taste, 0 AS pop,
-                           0 AS bestseller, 0 AS again FROM cf_part
-                    UNION ALL SELECT user_id, item_id, 0, part, 0, 0, 0 FROM taste_part
-                    UNION ALL SELECT user_id, item_id, 0, 0, part, 0, 0 FROM {popularity}_part
-                    UNION ALL
-                    SELECT user_id, item_id, 0, 0, 0, part, 0 FROM global_popularity_part
-                    UNION ALL SELECT user_id, item_id, 0, 0, 0, 0, part FROM again_part
-                ) GROUP BY user_id, item_id
-            ) c
+            SELECT user_id, item_id, {parts}, k.category
+            FROM {joined}
             ANTI JOIN (SELECT user_id, item_id FROM interactions
                        ANTI JOIN rebuyable USING (item_id) WHERE purchased) b
                 USING (user_id, item_id)
-            JOIN catalog k ON k.id = c.item_id
+            JOIN catalog k ON k.id = item_id
         """)
 
     def rank(self, weights: BlendWeights, table: str = "ranked") -> None:
@@ -398,16 +421,17 @@ class Scorer:
         self.gather(popularity)
         self.rank(weights, "recs_ranked")
         verbs = " ".join(f"WHEN '{e}' THEN '{v}'" for e, v in VERBS.items())
-        self.sql(f"""
-            CREATE OR REPLACE TEMP TABLE recs AS
-            WITH explained AS (
-                -- "because you saved X": the history item contributing most to cf(u, j),
-                -- worked out for the final top k only.
+        # "because you saved X": the history item contributing most to cf(u, j), worked
+        # out for the final top k only.
+        explained = """
                 SELECT t.user_id, t.item_id, arg_max(r.item_id, r.strength * s.sim) AS because
                 FROM recs_ranked t JOIN recent r USING (user_id)
                 JOIN similar_items s ON s.item = r.item_id AND s.neighbor = t.item_id
-                WHERE t.cf > 0 GROUP BY t.user_id, t.item_id
-            )
+                WHERE t.cf > 0 GROUP BY t.user_id, t.item_id""" if "cf" in self.components \
+            else "SELECT user_id, item_id, item_id AS because FROM recs_ranked WHERE false"
+        self.sql(f"""
+            CREATE OR REPLACE TEMP TABLE recs AS
+            WITH explained AS ({explained})
             SELECT t.user_id, t.rank, t.item_id, t.score,
                    CASE greatest(t.cf, t.taste, t.pop, t.bestseller, t.again)
                        WHEN t.cf THEN 'because you '
@@ -448,8 +472,10 @@ def _score(ws: Workspace, config: RecommendConfig | None, users: pa.Table | None
 
     scorer = Scorer(ws, apply(config or RecommendConfig(), load(ws)))
     try:
-        scorer.prepare(_scoring_date(scorer), users)
-        scorer.blend(scorer.config.blend_weights)
+        weights = scorer.config.blend_weights
+        scorer.prepare(_scoring_date(scorer), users,
+                       components=tuple(c for c in COMPONENTS if getattr(weights, c) > 0))
+        scorer.blend(weights)
         return scorer.recommendations()
     finally:
         scorer.close()

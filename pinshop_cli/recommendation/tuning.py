@@ -80,11 +80,9 @@ def fit(scorer: Scorer, train_end: datetime) -> Tuning:
     alone = {name: BlendWeights(**{c: float(c == name) for c in COMPONENTS})
              for name in COMPONENTS}
     best_half_life, best_pop = config.popularity_half_life_days, -1.0
-    # Category popularity is built once, for the chosen half-life; empty until then.
-    scorer.sql("CREATE OR REPLACE TEMP TABLE popularity_part AS SELECT NULL::VARCHAR AS "
-               "user_id, NULL::VARCHAR AS item_id, 0.0 AS part WHERE false")
+    # Category popularity is built once, for the chosen half-life.
     for half_life in HALF_LIVES:
-        scorer.popularity_tables(cut, half_life, by_category=False)
+        scorer.popularity_tables(cut, half_life, parts=("global_popularity",))
         scorer.gather()
         ndcg = score(alone["global_popularity"]).ndcg
         if ndcg > best_pop:

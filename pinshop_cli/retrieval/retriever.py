@@ -117,7 +117,7 @@ def search_index(loaded: LoadedIndex, queries: np.ndarray, k: int,
     if allowed is None:
         loaded.index.set_ef(max(64, 2 * k))
         labels, distances = loaded.index.knn_query(queries, k=k)
-        return labels.astype(np.int64), (1.0 - distances).astype(np.float32)
+        return labels, 1.0 - distances
     fetch = int(min(total, k * OVERFETCH * total / len(allowed) + k))
     while True:
         loaded.index.set_ef(max(64, fetch))
@@ -136,9 +136,10 @@ def search_index(loaded: LoadedIndex, queries: np.ndarray, k: int,
 
 def to_hits(loaded: LoadedIndex, labels: np.ndarray, scores: np.ndarray) -> list[list[Hit]]:
     ids = loaded.ids_by_label
-    return [[Hit(str(ids[label]), round(float(score), 4))
+    # tolist() converts each array once (iterating numpy scalars costs ~1 us apiece).
+    return [[Hit(ids[label], round(score, 4))
              for label, score in zip(row_labels, row_scores, strict=True) if label >= 0]
-            for row_labels, row_scores in zip(labels, scores, strict=True)]
+            for row_labels, row_scores in zip(labels.tolist(), scores.tolist(), strict=True)]
 
 
 class Retriever:
