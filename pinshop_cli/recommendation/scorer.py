@@ -242,8 +242,8 @@ class Scorer:
         if "taste" in components:
             self.con.register("taste_scores", self._taste())
             self.sql("CREATE OR REPLACE TEMP TABLE taste AS "
-                     "SELECT t.user_id, k.key AS item_id, greatest(t.score, 0) AS score "
-                     "FROM taste_scores t JOIN item_keys k USING (item_id)")
+                     "SELECT t.user_id, l.key AS item_id, greatest(t.score, 0) AS score "
+                     "FROM taste_scores t JOIN item_labels l USING (label)")
             self.normalize("taste")
         if popularity:
             self.popularity_tables(as_of, c.popularity_half_life_days,
@@ -342,27 +342,38 @@ class Scorer:
             self.components += (component,)
 
     def _taste(self) -> pa.Table:
-        """Cosine between each user's mean liked-item vector and the products, top
-        `taste_pool` per user through the saved product index (see taste.py)."""
+        """(user_id, label, score): cosine between each user's mean liked-item vector and
+        the products, top `taste_pool` per user through the saved product index (see
+        taste.py). Items cross as index labels (integers), never as id strings."""
         import pyarrow as pa
 
-        from .taste import nearest_to_profiles, product_index
+        from .taste import nearest_labels, product_index, profiles_of
 
-        empty = pa.table({"user_id": pa.array([], pa.int32()),
-                          "item_id": pa.array([], pa.string()),
-                          "score": pa.array([], pa.float32())})
-        if self._product_index is None:
+        if self._product_index is None:  # item key <-> index label, joined once
             self._product_index = product_index(self.ws) or False
-        liked = self.con.sql(
-            "SELECT i.user_id, k.item_id, i.strength FROM interactions i "
-            "JOIN users USING (user_id) JOIN item_keys k ON k.key = i.item_id "
-            "WHERE i.liked").to_arrow_table()
-        if self._product_index is False or liked.num_rows == 0:
+            self.con.register("index_labels", self._product_index.label_table
+                              if self._product_index else
+                              pa.table({"label": pa.array([], pa.int64()),
+                                        "id": pa.array([], pa.string())}))
+            self.sql("CREATE OR REPLACE TEMP TABLE item_labels AS SELECT k.key, l.label "
+                     "FROM index_labels l JOIN item_keys k ON k.item_id = l.id")
+            self.con.unregister("index_labels")
+        empty = pa.table({"user_id": pa.array([], pa.int32()),
+                          "label": pa.array([], pa.int64()),
+                          "score": pa.array([], pa.float32())})
+        if self._product_index is False:
             return empty
-        users, items, scores = nearest_to_profiles(self._product_index, liked,
-                                                   self.config.taste_pool)
-        return pa.table({"user_id": pa.array(users.astype("int32"), pa.int32()),
-                         "item_id": pa.array(items, pa.string()),
+        liked = self.con.sql(
+            "SELECT i.user_id, l.label, i.strength FROM interactions i "
+            "JOIN users USING (user_id) JOIN item_labels l ON l.key = i.item_id "
+            "WHERE i.liked").to_arrow_table()
+        if liked.num_rows == 0:
+            return empty
+        users, labels, scores = nearest_labels(self._product_index, *profiles_of(
+            self._product_index, *(liked.column(c).to_numpy() for c in liked.column_names)),
+            self.config.taste_pool)
+        return pa.table({"user_id": pa.array(users, pa.int32()),
+                         "label": pa.array(labels, pa.int64()),
                          "score": pa.array(scores, pa.float32())})
 
     def gather(self, popularity: str = "popularity") -> None:

@@ -37,38 +37,50 @@ def product_index(ws: Workspace) -> LoadedIndex | None:
 def taste_profiles(index: LoadedIndex, likes: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """For likes (user_id, item_id, strength): the users and their unit-length
     strength-weighted mean liked-item vectors (one row per user with a liked indexed item)."""
-    import numpy as np
-    from scipy.sparse import csr_matrix
-
     labelled = query_arrow("SELECT k.user_id, l.label, k.strength FROM likes k "
                            "JOIN labels l ON l.id = k.item_id",
                            tables={"likes": likes, "labels": index.label_table})
-    if labelled.num_rows == 0:
+    return profiles_of(index, labelled.column("user_id").to_numpy(zero_copy_only=False),
+                       labelled.column("label").to_numpy(),
+                       labelled.column("strength").to_numpy())
+
+
+def profiles_of(index: LoadedIndex, users: np.ndarray, labels: np.ndarray,
+                strengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """taste_profiles for likes already given as index labels, one array per column."""
+    import numpy as np
+    from scipy.sparse import csr_matrix
+
+    if len(users) == 0:
         return np.array([], dtype=object), np.zeros((0, index.manifest.dim), np.float32)
-    user_ids, user_index = np.unique(labelled.column("user_id").to_numpy(zero_copy_only=False),
-                                     return_inverse=True)
-    liked_labels, item_index = np.unique(labelled.column("label").to_numpy(),
-                                         return_inverse=True)
+    user_ids, user_index = np.unique(users, return_inverse=True)
+    liked_labels, item_index = np.unique(labels, return_inverse=True)
     vectors = index.vectors_of(liked_labels)
-    weights = csr_matrix((labelled.column("strength").to_numpy().astype(np.float32),
-                          (user_index, item_index)), shape=(len(user_ids), len(liked_labels)))
+    weights = csr_matrix((np.asarray(strengths, np.float32), (user_index, item_index)),
+                         shape=(len(user_ids), len(liked_labels)))
     profiles = np.asarray(weights @ vectors, dtype=np.float32)
     profiles /= np.maximum(np.linalg.norm(profiles, axis=1, keepdims=True), 1e-12)
     return user_ids, profiles
+
+
+def nearest_labels(index: LoadedIndex, user_ids: np.ndarray, profiles: np.ndarray, k: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user per row, label, cosine) of the k products nearest to each profile: one
+    batched hnswlib query."""
+    import numpy as np
+
+    if len(user_ids) == 0:
+        return user_ids, np.array([], dtype=np.int64), np.array([], dtype=np.float32)
+    k = min(k, index.live_count)
+    index.index.set_ef(max(k * 2, 64))
+    labels, distances = index.index.knn_query(profiles, k=k)
+    return (np.repeat(user_ids, k), labels.ravel().astype(np.int64),
+            (1.0 - distances.ravel()).astype(np.float32))
 
 
 def nearest_to_profiles(index: LoadedIndex, likes: pa.Table, k: int
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For likes (user_id, item_id, strength): (user per row, product id, cosine) of the k
     products nearest to each user's strength-weighted mean liked vector."""
-    import numpy as np
-
-    user_ids, profiles = taste_profiles(index, likes)
-    if len(user_ids) == 0:
-        return (np.array([], dtype=object), np.array([], dtype=object),
-                np.array([], dtype=np.float32))
-    k = min(k, index.live_count)
-    index.index.set_ef(max(k * 2, 64))
-    labels, distances = index.index.knn_query(profiles, k=k)
-    return (np.repeat(user_ids, k), index.ids_by_label[labels.ravel()],
-            (1.0 - distances.ravel()).astype(np.float32))
+    users, labels, scores = nearest_labels(index, *taste_profiles(index, likes), k)
+    return users, index.ids_by_label[labels], scores
