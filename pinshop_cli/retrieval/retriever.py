@@ -166,15 +166,17 @@ class Retriever:
                                                 runtime=self.runtime)
         return self._embedder
 
-    def index(self, kind: str, category: str | None = None) -> LoadedIndex | None:
+    def index(self, kind: str, category: str | None = None, rebuild: bool | None = None
+              ) -> LoadedIndex | None:
         """The current index of `kind` (per category when given); None if not built. A
-        stale index is refused, or brought up to date with `rebuild`."""
+        stale index is refused, or brought up to date with `rebuild` (default: the
+        retriever's)."""
         name = index_name(kind, category)
         if name not in self._indexes:
             try:
                 self._indexes[name] = load_index(self.ws, kind, category)
             except StaleIndexError:
-                if not self.rebuild:
+                if not (self.rebuild if rebuild is None else rebuild):
                     raise
                 build_indexes(self.ws.root, kinds=(kind,))  # an update in place: cheap
                 self._indexes[name] = load_index(self.ws, kind, category)
@@ -182,11 +184,19 @@ class Retriever:
                 self._indexes[name] = None
         return self._indexes[name]
 
+    def category_index(self, kind: str, category: str, rebuild: bool | None = None
+                       ) -> LoadedIndex | None:
+        """The index built for exactly `category`, if there is one: index names are slugs,
+        so "living room" and "living-room" (or two names in another script) share one
+        name, and only the first of them has that index."""
+        found = self.index(kind, category, rebuild)
+        return found if found is not None and found.manifest.category == category else None
+
     def route(self, kind: str, category: str | None, k: int) -> LoadedIndex:
         """The category's own index when it exists and holds at least k products, else the
         global index of `kind`."""
         if category:
-            routed = self.index(kind, category)
+            routed = self.category_index(kind, category)
             if routed is not None and routed.live_count >= k:
                 return routed
         loaded = self.index(kind)
@@ -217,7 +227,10 @@ class Retriever:
             for pooled, answer in zip(merged, answers, strict=True):
                 pooled.extend(answer)
         for row, pooled in zip(short, merged, strict=True):
-            hits[row] = sorted(pooled, key=lambda hit: -hit.score)[:k]
+            best: dict[str, Hit] = {}  # a product found by two parts counts once
+            for hit in sorted(pooled, key=lambda hit: -hit.score):
+                best.setdefault(hit.id, hit)
+            hits[row] = list(best.values())[:k]
         return SearchResult(hits, plan.describe(name))
 
     def count(self, filters: Filters, kind: str) -> int:
@@ -249,8 +262,8 @@ class Retriever:
             for category, code in columns.categories.items():  # tens, not rows
                 if use_exact(int(counts[code]), k, loaded.live_count):
                     continue
-                try:
-                    part = self.index(loaded.manifest.kind, category)
+                try:  # never a rebuild in the middle of a query
+                    part = self.category_index(loaded.manifest.kind, category, rebuild=False)
                 except StaleIndexError:  # left behind by `index --no-by-category`
                     part = None
                 if part is None:
