@@ -165,7 +165,9 @@ class Scorer:
             FROM (SELECT DISTINCT user_id FROM all_events)""")
         self.con.execute(f"""
             CREATE TEMP TABLE catalog AS
-            SELECT k.key AS id, c.title, c.category, c.price
+            SELECT k.key AS id, c.title, c.category, c.price,
+                   -- the diversity cap sorts by category: an integer sorts faster
+                   dense_rank() OVER (ORDER BY c.category)::INTEGER AS category_key
             FROM read_parquet({sql_path(ws.catalog)}) c JOIN item_keys k ON k.item_id = c.id""")
         self.con.execute("""
             CREATE TEMP TABLE events AS
@@ -264,24 +266,25 @@ class Scorer:
             WITH norms AS (
                 SELECT item_id, sqrt(sum(strength * strength)) AS norm
                 FROM recent GROUP BY item_id
-            ), pairs AS (
+            ), half AS (
+                -- the cosine is symmetric: each pair is summed once, then used both ways
                 SELECT a.item_id AS item, b.item_id AS neighbor,
                        sum(a.strength * b.strength) AS dot
-                FROM recent a JOIN recent b ON a.user_id = b.user_id AND a.item_id <> b.item_id
+                FROM recent a JOIN recent b ON a.user_id = b.user_id AND a.item_id < b.item_id
                 GROUP BY a.item_id, b.item_id
+            ), cosines AS (
+                SELECT item, neighbor, dot / (ni.norm * nj.norm) AS sim
+                FROM half JOIN norms ni ON ni.item_id = item JOIN norms nj ON nj.item_id = neighbor
             )
-            SELECT item, neighbor, dot / (ni.norm * nj.norm) AS sim
-            FROM pairs JOIN norms ni ON ni.item_id = item JOIN norms nj ON nj.item_id = neighbor
+            SELECT * FROM (SELECT item, neighbor, sim FROM cosines
+                           UNION ALL SELECT neighbor, item, sim FROM cosines)
             QUALIFY row_number() OVER (PARTITION BY item ORDER BY sim DESC, neighbor)
                     <= $neighbors
         """, neighbors=c.neighbors)
-        self.sql("""
-            CREATE OR REPLACE TEMP TABLE cf AS
+        self.normalize("cf", """
             SELECT r.user_id, s.neighbor AS item_id, sum(r.strength * s.sim) AS score
             FROM recent r JOIN users USING (user_id) JOIN similar_items s ON s.item = r.item_id
-            GROUP BY r.user_id, s.neighbor
-        """)
-        self.normalize("cf")
+            GROUP BY r.user_id, s.neighbor""")
 
     def popularity_tables(self, as_of: datetime, half_life_days: float,
                           parts: tuple[str, ...] = POPULARITY_PARTS) -> None:
@@ -326,12 +329,15 @@ class Scorer:
         """, pool=self.config.popular_pool)
         self.normalize("popularity")
 
-    def normalize(self, component: str) -> None:
-        """<component>_part: each user's top `candidates` items of one component, scored
-        relative to that user's best (one window sort per component). Parts are FLOAT:
-        half the bytes through the joins and sorts that follow."""
+    def normalize(self, component: str, query: str | None = None) -> None:
+        """<component>_part: each user's top `candidates` items of one component (the
+        table of that name, or `query` when given: a large component is then never
+        materialized whole), scored relative to that user's best (one window sort per
+        component). Parts are FLOAT: half the bytes through the joins and sorts that
+        follow."""
+        source = f"WITH {component} AS ({query})" if query else ""
         self.sql(f"""
-            CREATE OR REPLACE TEMP TABLE {component}_part AS
+            CREATE OR REPLACE TEMP TABLE {component}_part AS {source}
             SELECT user_id, item_id,
                    (score / nullif(first_value(score) OVER best, 0))::FLOAT AS part
             FROM {component}
@@ -396,7 +402,7 @@ class Scorer:
                           else f"0::FLOAT AS {COLUMNS[c]}" for c in COMPONENTS)
         self.sql(f"""
             CREATE OR REPLACE TEMP TABLE candidates AS
-            SELECT user_id, item_id, {parts}, k.category
+            SELECT user_id, item_id, {parts}, k.category_key
             FROM {joined}
             ANTI JOIN (SELECT user_id, item_id FROM interactions
                        ANTI JOIN rebuyable USING (item_id) WHERE purchased) b
@@ -410,14 +416,14 @@ class Scorer:
         self.sql(f"""
             CREATE OR REPLACE TEMP TABLE {table} AS
             WITH scored AS (
-                SELECT user_id, item_id, category, $w_cf * cf AS cf, $w_taste * taste AS taste,
+                SELECT user_id, item_id, category_key, $w_cf * cf AS cf, $w_taste * taste AS taste,
                        $w_pop * pop AS pop, $w_global * bestseller AS bestseller,
                        $w_again * again AS again
                 FROM candidates
             ), capped AS (
                 SELECT *, cf + taste + pop + bestseller + again AS score FROM scored
                 WHERE cf + taste + pop + bestseller + again > 0
-                QUALIFY row_number() OVER (PARTITION BY user_id, category
+                QUALIFY row_number() OVER (PARTITION BY user_id, category_key
                                            ORDER BY score DESC, item_id) <= $per_category
             )
             SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY score DESC, item_id)
@@ -448,11 +454,11 @@ class Scorer:
                        WHEN t.cf THEN 'because you '
                            || (CASE i.top_event {verbs} END) || ' ' || b.title
                        WHEN t.taste THEN 'visually similar to your saves'
-                       WHEN t.pop THEN 'popular in ' || coalesce(t.category, 'the catalog')
+                       WHEN t.pop THEN 'popular in ' || coalesce(c.category, 'the catalog')
                        WHEN t.bestseller THEN 'a best seller in the shop'
                        ELSE 'buy it again'
                    END AS reason
-            FROM recs_ranked t
+            FROM recs_ranked t JOIN catalog c ON c.id = t.item_id
             LEFT JOIN explained x USING (user_id, item_id)
             LEFT JOIN catalog b ON b.id = x.because
             LEFT JOIN interactions i ON i.user_id = t.user_id AND i.item_id = x.because
