@@ -410,19 +410,22 @@ class Scorer:
             JOIN catalog k ON k.id = item_id
         """)
 
-    def rank(self, weights: BlendWeights, table: str = "ranked") -> None:
-        """Table `table` (user_id, rank, item_id, score and the weighted parts): each
-        user's top k of `candidates` under `weights`, at most `per_category` per category."""
+    def rank(self, weights: BlendWeights, table: str = "ranked", parts: bool = False) -> None:
+        """Table `table` (user_id, item_id, category_key, score, rank, and with `parts` the
+        weighted parts, which explain a recommendation): each user's top k of
+        `candidates` under `weights`, at most `per_category` per category."""
+        weighted = ("$w_cf * cf AS cf, $w_taste * taste AS taste, $w_pop * pop AS pop, "
+                    "$w_global * bestseller AS bestseller, $w_again * again AS again, "
+                    if parts else "")
         self.sql(f"""
             CREATE OR REPLACE TEMP TABLE {table} AS
             WITH scored AS (
-                SELECT user_id, item_id, category_key, $w_cf * cf AS cf, $w_taste * taste AS taste,
-                       $w_pop * pop AS pop, $w_global * bestseller AS bestseller,
-                       $w_again * again AS again
+                SELECT user_id, item_id, category_key, {weighted}
+                       $w_cf * cf + $w_taste * taste + $w_pop * pop + $w_global * bestseller
+                       + $w_again * again AS score
                 FROM candidates
             ), capped AS (
-                SELECT *, cf + taste + pop + bestseller + again AS score FROM scored
-                WHERE cf + taste + pop + bestseller + again > 0
+                SELECT * FROM scored WHERE score > 0
                 QUALIFY row_number() OVER (PARTITION BY user_id, category_key
                                            ORDER BY score DESC, item_id) <= $per_category
             )
@@ -436,7 +439,7 @@ class Scorer:
     def blend(self, weights: BlendWeights, popularity: str = "popularity") -> None:
         """Top-k per user into table `recs` (user_id, rank, item_id, score, reason)."""
         self.gather(popularity)
-        self.rank(weights, "recs_ranked")
+        self.rank(weights, "recs_ranked", parts=True)
         verbs = " ".join(f"WHEN '{e}' THEN '{v}'" for e, v in VERBS.items())
         # "because you saved X": the history item contributing most to cf(u, j), worked
         # out for the final top k only.

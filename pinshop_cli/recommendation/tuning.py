@@ -93,13 +93,15 @@ def fit(scorer: Scorer, train_end: datetime) -> Tuning:
     start = max(COMPONENTS, key=lambda name: (singles[name].ndcg, singles[name].hit_rate))
     current, current_ndcg = alone[start], singles[start].ndcg
     useful = [name for name in COMPONENTS if singles[name].ndcg > 0]  # e.g. no taste vectors
+    tried = {current}  # a second pass meets many of the first pass's trials again
     for _ in range(PASSES):
         improved = False
         for component in useful:
             for value in GRID:
                 trial = replace(current, **{component: value})
-                if trial == current or not any(asdict(trial).values()):
+                if trial in tried or not any(asdict(trial).values()):
                     continue
+                tried.add(trial)
                 ndcg = score(trial).ndcg
                 if ndcg > current_ndcg + 1e-9:
                     current, current_ndcg, improved = trial, ndcg, True
