@@ -253,7 +253,7 @@ class Scorer:
 
     def _cf(self) -> None:
         """recent (each user's `history` newest items), similar_items (item-item cosine,
-        top `neighbors`) and cf."""
+        top `neighbors`) and cf_part (the cf scores themselves are never stored whole)."""
         c = self.config
         self.sql("""
             CREATE OR REPLACE TEMP TABLE recent AS
@@ -308,8 +308,7 @@ class Scorer:
             self.normalize("global_popularity")
         if "popularity" not in parts:
             return
-        self.sql("""
-            CREATE OR REPLACE TEMP TABLE popularity AS
+        self.normalize("popularity", """
             WITH shares AS (
                 SELECT i.user_id, k.category,
                        sum(i.strength) / sum(sum(i.strength)) OVER (PARTITION BY i.user_id)
@@ -325,11 +324,10 @@ class Scorer:
             FROM shares s JOIN top_in_category p ON p.category IS NOT DISTINCT FROM s.category
             UNION ALL
             SELECT u.user_id, p.item_id, p.score
-            FROM users u ANTI JOIN shares USING (user_id) CROSS JOIN top_overall p
-        """, pool=self.config.popular_pool)
-        self.normalize("popularity")
+            FROM users u ANTI JOIN shares USING (user_id) CROSS JOIN top_overall p""",
+                       pool=self.config.popular_pool)
 
-    def normalize(self, component: str, query: str | None = None) -> None:
+    def normalize(self, component: str, query: str | None = None, **params: Any) -> None:
         """<component>_part: each user's top `candidates` items of one component (the
         table of that name, or `query` when given: a large component is then never
         materialized whole), scored relative to that user's best (one window sort per
@@ -343,7 +341,7 @@ class Scorer:
             FROM {component}
             WINDOW best AS (PARTITION BY user_id ORDER BY score DESC, item_id)
             QUALIFY row_number() OVER best <= $candidates
-        """, candidates=self.config.candidates)
+        """, candidates=self.config.candidates, **params)
         if component in COMPONENTS and component not in self.components:
             self.components += (component,)
 
