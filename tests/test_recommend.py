@@ -204,3 +204,16 @@ def test_fixed_weights_build_only_their_components_and_rank_as_with_all(shop):
     (built_all, every), (built_two, two) = tables.values()
     assert built_two == ("cf", "popularity") and "again" in built_all
     assert two == every and two
+
+
+def test_cf_scored_in_user_chunks_equals_one_product(shop, monkeypatch):
+    """The sparse CF product runs over chunks of users at scale; chunks of 2 users give
+    the same recommendations as one chunk."""
+    from pinshop_cli.recommendation import scorer
+
+    query = "SELECT * FROM recommendations ORDER BY user_id, rank"
+    recommend_all(shop, CF_ONLY)
+    whole = run_sql(query, shop).rows
+    monkeypatch.setattr(scorer, "CF_CHUNK_USERS", 2)
+    recommend_all(shop, CF_ONLY)
+    assert run_sql(query, shop).rows == whole and len(whole) >= 4

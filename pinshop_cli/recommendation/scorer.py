@@ -1,7 +1,8 @@
 """Offline recommendations computed in DuckDB over the workspace's Parquet files.
 
-Every step is SQL over whole tables; Python only orchestrates (and hands one matrix product
-to BLAS/hnswlib for the taste profiles). The scoring, for a user u and a candidate item j:
+Every step is SQL over whole tables; Python only orchestrates, and hands two matrix
+products to scipy (cf, a sparse users x items by items x items product) and BLAS/hnswlib
+(the taste profiles). The scoring, for a user u and a candidate item j:
 
     decay(e)     = 0.5 ** (age_days(e) / half_life_days)              age at the scoring date
     r(u, i)      = sum over u's events on i of weight(e) * decay(e)    interaction strength
@@ -60,6 +61,7 @@ POPULARITY_PARTS = ("popularity", "global_popularity")
 COLUMNS = {"cf": "cf", "taste": "taste", "popularity": "pop",  # candidates' columns
            "global_popularity": "bestseller", "again": "again"}
 REBUY_MIN_BUYERS = 3
+CF_CHUNK_USERS = 50_000  # users per sparse product: ~20M scores at 10M events
 RELEVANT_EVENTS = ("save", "cart", "purchase")  # what counts as a hit in --evaluate
 
 
@@ -281,10 +283,29 @@ class Scorer:
             QUALIFY row_number() OVER (PARTITION BY item ORDER BY sim DESC, neighbor)
                     <= $neighbors
         """, neighbors=c.neighbors)
-        self.normalize("cf", """
-            SELECT r.user_id, s.neighbor AS item_id, sum(r.strength * s.sim) AS score
-            FROM recent r JOIN users USING (user_id) JOIN similar_items s ON s.item = r.item_id
-            GROUP BY r.user_id, s.neighbor""")
+        # cf(u, j) = sum over i of r(u, i) * sim(i, j) is a sparse matrix product: scipy
+        # multiplies the 8M terms of 1M events in 0.06 s, where a join grouped by (user,
+        # item) took 0.6 s. Users go in chunks, so the product stays bounded at any scale.
+        import numpy as np
+        import pyarrow as pa
+        from scipy.sparse import csr_matrix
+
+        recent = self.con.execute("SELECT r.user_id, r.item_id, r.strength FROM recent r "
+                                  "JOIN users USING (user_id)").fetchnumpy()
+        similar = self.con.execute("SELECT item, neighbor, sim FROM similar_items").fetchnumpy()
+        items = 1 + int(self.con.execute("SELECT max(key) FROM item_keys").fetchall()[0][0] or 0)
+        users = 1 + int(np.max(recent["user_id"], initial=0))
+        strengths = csr_matrix((recent["strength"], (recent["user_id"], recent["item_id"])),
+                               shape=(users, items))
+        sims = csr_matrix((similar["sim"], (similar["item"], similar["neighbor"])),
+                          shape=(items, items))
+        for start in range(0, users, CF_CHUNK_USERS):
+            scores = (strengths[start:start + CF_CHUNK_USERS] @ sims).tocoo()
+            self.con.register("cf", pa.table({
+                "user_id": (scores.row + start).astype(np.int32),
+                "item_id": scores.col.astype(np.int32), "score": scores.data}))
+            self.normalize("cf", append=start > 0)
+        self.con.unregister("cf")
 
     def popularity_tables(self, as_of: datetime, half_life_days: float,
                           parts: tuple[str, ...] = POPULARITY_PARTS) -> None:
@@ -327,15 +348,18 @@ class Scorer:
             FROM users u ANTI JOIN shares USING (user_id) CROSS JOIN top_overall p""",
                        pool=self.config.popular_pool)
 
-    def normalize(self, component: str, query: str | None = None, **params: Any) -> None:
+    def normalize(self, component: str, query: str | None = None, append: bool = False,
+                  **params: Any) -> None:
         """<component>_part: each user's top `candidates` items of one component (the
         table of that name, or `query` when given: a large component is then never
         materialized whole), scored relative to that user's best (one window sort per
-        component). Parts are FLOAT: half the bytes through the joins and sorts that
-        follow."""
+        component); `append` adds the rows of more users. Parts are FLOAT: half the bytes
+        through the joins and sorts that follow."""
         source = f"WITH {component} AS ({query})" if query else ""
+        into = (f"INSERT INTO {component}_part" if append else
+                f"CREATE OR REPLACE TEMP TABLE {component}_part AS")
         self.sql(f"""
-            CREATE OR REPLACE TEMP TABLE {component}_part AS {source}
+            {into} {source}
             SELECT user_id, item_id,
                    (score / nullif(first_value(score) OVER best, 0))::FLOAT AS part
             FROM {component}
