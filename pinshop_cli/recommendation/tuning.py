@@ -91,7 +91,7 @@ def fit(scorer: Scorer, train_end: datetime) -> Tuning:
     scorer.gather()
     singles = {name: score(weights) for name, weights in alone.items()}
     start = max(COMPONENTS, key=lambda name: (singles[name].ndcg, singles[name].hit_rate))
-    current, current_ndcg = alone[start], singles[start].ndcg
+    current, fitted = alone[start], singles[start]
     useful = [name for name in COMPONENTS if singles[name].ndcg > 0]  # e.g. no taste vectors
     tried = {current}  # a second pass meets many of the first pass's trials again
     for _ in range(PASSES):
@@ -102,13 +102,12 @@ def fit(scorer: Scorer, train_end: datetime) -> Tuning:
                 if trial in tried or not any(asdict(trial).values()):
                     continue
                 tried.add(trial)
-                ndcg = score(trial).ndcg
-                if ndcg > current_ndcg + 1e-9:
-                    current, current_ndcg, improved = trial, ndcg, True
+                metrics = score(trial)
+                if metrics.ndcg > fitted.ndcg + 1e-9:
+                    current, fitted, improved = trial, metrics, True
         if not improved:
             break
-    fitted = score(current)
-    chosen = "blend" if current_ndcg > singles[start].ndcg + 1e-9 else start
+    chosen = "blend" if fitted.ndcg > singles[start].ndcg + 1e-9 else start
     note = (f"the fitted blend beats its best component ({start}) on validation"
             if chosen == "blend" else
             f"no blend beat {start} alone on validation: using {start} alone")
