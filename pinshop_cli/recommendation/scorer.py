@@ -61,7 +61,7 @@ POPULARITY_PARTS = ("popularity", "global_popularity")
 COLUMNS = {"cf": "cf", "taste": "taste", "popularity": "pop",  # candidates' columns
            "global_popularity": "bestseller", "again": "again"}
 REBUY_MIN_BUYERS = 3
-CF_CHUNK_USERS = 50_000  # users per sparse product: ~20M scores at 10M events
+CF_SCORES_PER_CHUNK = 10_000_000  # bounds one sparse CF product (~0.5 GB of arrays)
 RELEVANT_EVENTS = ("save", "cart", "purchase")  # what counts as a hit in --evaluate
 
 
@@ -177,7 +177,7 @@ class Scorer:
             FROM all_events e JOIN user_keys u USING (user_id) JOIN item_keys i USING (item_id)""")
         # The saved product index, loaded on first use (False: the workspace has none).
         self._product_index: Any = None
-        self.components: tuple[str, ...] = ()  # those prepare() built, in COMPONENTS order
+        self.components: tuple[str, ...] = ()  # those prepare() built, in the order built
 
     def close(self) -> None:
         self.con.close()
@@ -249,9 +249,9 @@ class Scorer:
                      "SELECT t.user_id, l.key AS item_id, greatest(t.score, 0) AS score "
                      "FROM taste_scores t JOIN item_labels l USING (label)")
             self.normalize("taste")
-        if popularity:
-            self.popularity_tables(as_of, c.popularity_half_life_days,
-                                   parts=tuple(set(components) & set(POPULARITY_PARTS)))
+        wanted = tuple(part for part in POPULARITY_PARTS if part in components)
+        if popularity and wanted:
+            self.popularity_tables(as_of, c.popularity_half_life_days, parts=wanted)
 
     def _cf(self) -> None:
         """recent (each user's `history` newest items), similar_items (item-item cosine,
@@ -285,27 +285,35 @@ class Scorer:
         """, neighbors=c.neighbors)
         # cf(u, j) = sum over i of r(u, i) * sim(i, j) is a sparse matrix product: scipy
         # multiplies the 8M terms of 1M events in 0.06 s, where a join grouped by (user,
-        # item) took 0.6 s. Users go in chunks, so the product stays bounded at any scale.
+        # item) took 0.6 s. Users go in chunks of a bounded number of scores (outside
+        # DuckDB's memory limit); chunks without history rows are skipped.
         import numpy as np
         import pyarrow as pa
         from scipy.sparse import csr_matrix
 
-        recent = self.con.execute("SELECT r.user_id, r.item_id, r.strength FROM recent r "
-                                  "JOIN users USING (user_id)").fetchnumpy()
-        similar = self.con.execute("SELECT item, neighbor, sim FROM similar_items").fetchnumpy()
-        items = 1 + int(self.con.execute("SELECT max(key) FROM item_keys").fetchall()[0][0] or 0)
-        users = 1 + int(np.max(recent["user_id"], initial=0))
-        strengths = csr_matrix((recent["strength"], (recent["user_id"], recent["item_id"])),
-                               shape=(users, items))
-        sims = csr_matrix((similar["sim"], (similar["item"], similar["neighbor"])),
-                          shape=(items, items))
-        for start in range(0, users, CF_CHUNK_USERS):
-            scores = (strengths[start:start + CF_CHUNK_USERS] @ sims).tocoo()
-            self.con.register("cf", pa.table({
+        history = self.con.execute("SELECT r.user_id, r.item_id, r.strength FROM recent r "
+                                   "JOIN users USING (user_id)").fetchnumpy()
+        pairs = self.con.execute("SELECT item, neighbor, sim FROM similar_items").fetchnumpy()
+        n_items = 1 + int(self.con.execute("SELECT max(key) FROM item_keys").fetchall()[0][0]
+                          or 0)
+        n_users = 1 + int(np.max(history["user_id"], initial=0))
+        strengths = csr_matrix((history["strength"], (history["user_id"], history["item_id"])),
+                               shape=(n_users, n_items))
+        sims = csr_matrix((pairs["sim"], (pairs["item"], pairs["neighbor"])),
+                          shape=(n_items, n_items))
+        chunk = max(1, CF_SCORES_PER_CHUNK // max(1, c.history * c.neighbors))
+        built = False
+        for start in range(0, n_users, chunk):
+            block = strengths[start:start + chunk]
+            if built and block.nnz == 0:
+                continue
+            scores = (block @ sims).tocoo()
+            self.con.register("cf_scores", pa.table({
                 "user_id": (scores.row + start).astype(np.int32),
                 "item_id": scores.col.astype(np.int32), "score": scores.data}))
-            self.normalize("cf", append=start > 0)
-        self.con.unregister("cf")
+            self.normalize("cf", "SELECT * FROM cf_scores", append=built)
+            built = True
+        self.con.unregister("cf_scores")
 
     def popularity_tables(self, as_of: datetime, half_life_days: float,
                           parts: tuple[str, ...] = POPULARITY_PARTS) -> None:
@@ -416,7 +424,7 @@ class Scorer:
                   "global_popularity": "global_popularity", "again": "again"}
         built = [c for c in COMPONENTS if c in self.components]
         if not built:
-            raise PinshopError("no recommendation component was built")
+            raise PinshopError("every blend weight is 0: nothing to rank")
         joined = " FULL JOIN ".join(f"{tables[c]}_part {c} USING (user_id, item_id)"
                                     if n else f"{tables[c]}_part {c}"
                                     for n, c in enumerate(built))
@@ -516,7 +524,7 @@ def _score(ws: Workspace, config: RecommendConfig | None, users: pa.Table | None
     try:
         weights = scorer.config.blend_weights
         scorer.prepare(_scoring_date(scorer), users,
-                       components=tuple(c for c in COMPONENTS if getattr(weights, c) > 0))
+                       components=tuple(c for c in COMPONENTS if getattr(weights, c) != 0))
         scorer.blend(weights)
         return scorer.recommendations()
     finally:
