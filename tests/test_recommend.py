@@ -217,3 +217,15 @@ def test_cf_scored_in_user_chunks_equals_one_product(shop, monkeypatch):
     monkeypatch.setattr(scorer, "CF_SCORES_PER_CHUNK", 2 * 20 * 20)  # 2 users a chunk
     recommend_all(shop, CF_ONLY)
     assert run_sql(query, shop).rows == whole and len(whole) >= 4
+
+
+def test_items_seen_only_with_weight_0_are_no_cf_neighbours(events_workspace, tmp_path):
+    """An item whose every event weighs 0 has no strength, so no cosine (it was 0/0 = NaN,
+    which sorts above every number and made it everyone's first neighbour)."""
+    source = tmp_path / "events.csv"
+    source.write_text("user_id,item_id,event,ts,weight\n"
+                      "u1,A,view,2025-01-01 10:00:00,\nu1,B,view,2025-01-01 10:00:01,\n"
+                      "u1,C,view,2025-01-01 10:00:02,0\nt,A,save,2025-01-01 10:00:03,\n")
+    ingest_events(source, events_workspace)
+    recs = recommend(events_workspace, "t", CF_ONLY)
+    assert ids(recs) == ["B"] and math.isfinite(recs[0].score)

@@ -277,6 +277,7 @@ class Scorer:
             ), cosines AS (
                 SELECT item, neighbor, dot / (ni.norm * nj.norm) AS sim
                 FROM half JOIN norms ni ON ni.item_id = item JOIN norms nj ON nj.item_id = neighbor
+                WHERE ni.norm > 0 AND nj.norm > 0  -- events of weight 0 would give 0/0 = NaN
             )
             SELECT * FROM (SELECT item, neighbor, sim FROM cosines
                            UNION ALL SELECT neighbor, item, sim FROM cosines)
