@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 from bench_ingest import write_section
 from PIL import Image, ImageEnhance, ImageOps
 
@@ -96,12 +97,12 @@ def pair_metrics(predicted: set[tuple[str, str]], truth: set[tuple[str, str]]
     return (hits / len(predicted) if predicted else 1.0, hits / len(truth))
 
 
-def cluster_pairs(ids: np.ndarray, left: np.ndarray, right: np.ndarray
+def cluster_pairs(ids: pa.Array, left: np.ndarray, right: np.ndarray
                   ) -> set[tuple[str, str]]:
     nodes, component = clusters_of(left, right)
     pairs = set()
     for number in np.unique(component):
-        members = sorted(ids[nodes[component == number]])
+        members = sorted(ids.take(nodes[component == number]).to_pylist())
         pairs |= {(a, b) for i, a in enumerate(members) for b in members[i + 1:]}
     return pairs
 

@@ -96,7 +96,7 @@ class CandidatePairs:
     """Each unordered pair of products that some neighbour graph links, with both cosines.
     Products are positions in `ids` (integers until the end: 10^7 pairs stay small)."""
 
-    ids: np.ndarray  # product ids (object array)
+    ids: pa.Array  # product ids (strings; taken by position only for the rows shown)
     left: np.ndarray  # int64 positions in ids, left < right
     right: np.ndarray
     image: np.ndarray  # float32, NaN where a product has no image vector
@@ -134,7 +134,7 @@ def candidate_pairs(retriever: Retriever, k: int = NEIGHBOURS) -> CandidatePairs
     unique = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
     left, right = unique // max(n, 1), unique % max(n, 1)
     return CandidatePairs(
-        np.asarray(ids.to_pylist(), dtype=object), left, right,
+        ids, left, right,
         pair_cosines(indexes["product_image"], maps.get("product_image"), left, right),
         pair_cosines(indexes["product_text"], maps.get("product_text"), left, right))
 
@@ -197,10 +197,11 @@ def find_duplicates(workspace: str | Path | None = None, threshold: float | None
     edge = scores >= threshold
     nodes, component = clusters_of(pairs.left[edge], pairs.right[edge])
     # Evidence per member: its best edge (the pair that put it in the cluster).
-    edges = pa.table({"a": pairs.ids[pairs.left[edge]], "b": pairs.ids[pairs.right[edge]],
+    edges = pa.table({"a": pairs.ids.take(pairs.left[edge]),
+                      "b": pairs.ids.take(pairs.right[edge]),
                       "score": scores[edge], "image": pairs.image[edge],
                       "text": pairs.text[edge]})
-    members = pa.table({"id": pa.array(pairs.ids[nodes], pa.string()),
+    members = pa.table({"id": pairs.ids.take(nodes),
                         "cluster": component.astype(np.int64)})
     con = retriever.store.con
     con.register("members", members)

@@ -89,12 +89,11 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
     found = retriever.search(ref.vector[None, :], top_k + 1, ref.kind, filters,
                              category=ref.category)
     # Products passing the filters that have no vector of this kind (none were compared):
-    # a count in DuckDB against the vectorized mask over the global index's labels.
+    # a count in DuckDB against the global index's prepared allowed set.
     every = retriever.route(ref.kind, None, 1)
     unseen = 0
-    if every.live_count < retriever.store.count(Filters()):
-        unseen = retriever.store.count(filters) - len(
-            retriever.label_columns(every).allowed(filters))
+    if every.live_count < retriever.store.size:
+        unseen = retriever.store.count(filters) - len(retriever.allowed(every, filters))
     products = [p for p in matches(retriever, found)[0] if p.id != reference][:top_k]
     scale = retriever.similarity_scale(ref.kind)
     percents = scale.percent(np.asarray([p.score for p in products], dtype=np.float64))

@@ -421,14 +421,12 @@ class Scorer:
         its baselines there (most_popular, ease) to rank them under the same rules.
         The parts meet in one chain of full outer joins on (user, item): cheaper than a
         union grouped by (user, item), as most pairs come from one component only."""
-        tables = {"cf": "cf", "taste": "taste", "popularity": popularity,
-                  "global_popularity": "global_popularity", "again": "again"}
         built = [c for c in COMPONENTS if c in self.components]
         if not built:
             raise PinshopError("every blend weight is 0: nothing to rank")
-        joined = " FULL JOIN ".join(f"{tables[c]}_part {c} USING (user_id, item_id)"
-                                    if n else f"{tables[c]}_part {c}"
-                                    for n, c in enumerate(built))
+        tables = [f"{popularity if c == 'popularity' else c}_part {c}" for c in built]
+        joined = " FULL JOIN ".join(
+            [tables[0]] + [f"{table} USING (user_id, item_id)" for table in tables[1:]])
         parts = ", ".join(f"coalesce({c}.part, 0) AS {COLUMNS[c]}" if c in built
                           else f"0::FLOAT AS {COLUMNS[c]}" for c in COMPONENTS)
         self.sql(f"""
@@ -473,13 +471,14 @@ class Scorer:
         self.rank(weights, "recs_ranked", parts=True)
         verbs = " ".join(f"WHEN '{e}' THEN '{v}'" for e, v in VERBS.items())
         # "because you saved X": the history item contributing most to cf(u, j), worked
-        # out for the final top k only.
-        explained = """
+        # out for the final top k only (none without the cf tables).
+        explained = "SELECT user_id, item_id, item_id AS because FROM recs_ranked WHERE false"
+        if "cf" in self.components:
+            explained = """
                 SELECT t.user_id, t.item_id, arg_max(r.item_id, r.strength * s.sim) AS because
                 FROM recs_ranked t JOIN recent r USING (user_id)
                 JOIN similar_items s ON s.item = r.item_id AND s.neighbor = t.item_id
-                WHERE t.cf > 0 GROUP BY t.user_id, t.item_id""" if "cf" in self.components \
-            else "SELECT user_id, item_id, item_id AS because FROM recs_ranked WHERE false"
+                WHERE t.cf > 0 GROUP BY t.user_id, t.item_id"""
         self.sql(f"""
             CREATE OR REPLACE TEMP TABLE recs AS
             WITH explained AS ({explained})
