@@ -231,6 +231,9 @@ class RecordingModel:
     def count_tokens(self, text: str) -> int:
         return int(self.model.count_tokens(text))
 
+    def start(self) -> None:
+        self.model.start()
+
 
 @pytest.fixture
 def recording_smollm2(smollm2: Any) -> RecordingModel:

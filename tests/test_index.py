@@ -13,6 +13,7 @@ import pytest
 
 from pinshop_cli import StaleIndexError, Workspace, build_indexes, index_status, ingest, match
 from pinshop_cli.index.hnsw import measure_recall, top_k_exact
+from pinshop_cli.retrieval.retriever import Retriever
 
 
 def test_manifest_records_what_the_index_was_built_from(demo_workspace):
@@ -37,8 +38,11 @@ def test_changed_embeddings_make_the_index_stale(renamed_sofa_workspace):
     root = renamed_sofa_workspace
     stale = {s.manifest.name: s.stale for s in index_status(root) if s.manifest.category is None}
     assert stale == {"product_text": True, "product_image": False, "crop": False}
-    with pytest.raises(StaleIndexError, match="run `pinshop index`, or pass --rebuild"):
-        match(text="velvet sofa", workspace=root)
+    served = match(text="velvet sofa", workspace=root)  # answers, and says it is stale
+    assert served.text_matches[0].title == "Emerald Velvet Sofa"  # the current row
+    assert any("run `pinshop index`" in note for note in served.notes)
+    with pytest.raises(StaleIndexError, match="run `pinshop index`"):
+        Retriever(root, allow_stale=False).index("product_text")
     result = match(text="velvet sofa", workspace=root, rebuild=True)
     assert result.text_matches[0].title == "Emerald Velvet Sofa"
     assert not any(s.stale for s in index_status(root))

@@ -132,6 +132,7 @@ class Reply:
     table: list[dict[str, str]] = field(default_factory=list)  # compare: rendered by code
     removed: list[str] = field(default_factory=list)  # sentences cut for unsupported claims
     because: str = ""  # "because you saved ..." (only when the shopper's events show it)
+    notes: list[str] = field(default_factory=list)  # e.g. answered from a stale index
 
     def to_dict(self) -> dict[str, Any]:
         """The documented --json shape plus a few extras."""
@@ -142,7 +143,7 @@ class Reply:
                 "products": [{"id": p.id, "title": p.title, "price": p.price}
                              for p in self.products],
                 "exact": self.exact, "relaxed": self.relaxed, "grounded": self.grounded,
-                "violations": self.violations, "timings": self.timings}
+                "violations": self.violations, "timings": self.timings, "notes": self.notes}
 
 
 def _number(text: str) -> float:
@@ -191,10 +192,11 @@ class ShoppingAssistant:
                  max_answer_tokens: int = 160, models_dir: str | None = None,
                  retriever: Retriever | None = None, runtime: str = "auto",
                  user: str | None = None) -> None:
+        chat_model.start()  # the weights load while the catalog does
         # One retriever for the session: typed requests and /image share its loaded
-        # catalog store, embedder and indexes (a stale index is brought up to date).
-        self.retriever = retriever or Retriever(workspace, models_dir, rebuild=True,
-                                                runtime=runtime)
+        # catalog store, embedder and indexes. Answering never writes: a stale index
+        # answers as it is, and each reply's notes say so.
+        self.retriever = retriever or Retriever(workspace, models_dir, runtime=runtime)
         self.ws, self.store = self.retriever.ws, self.retriever.store
         self.categories = self.store.distinct("category")
         self.colors = self.store.distinct("color")
@@ -675,6 +677,7 @@ class ShoppingAssistant:
 
     def _remember(self, question: str, reply: Reply) -> Reply:
         self.history.append(question[:300])
+        reply.notes = self.retriever.notes
         self.last_intent = reply.intent
         if reply.products:
             self.last_products = reply.products

@@ -369,6 +369,8 @@ class LoadedIndex:
     label_table: pa.Table  # label (int64) -> id, for the live labels only
 
     vectors_path: Path | None = None
+    #: Built from other embeddings than the current ones (loaded with allow_stale).
+    stale: bool = False
 
     @property
     def live_count(self) -> int:
@@ -430,7 +432,8 @@ def load_index(ws: Workspace, kind: str, category: str | None = None,
     if not manifest_path.exists():
         raise FileNotFoundError(f"no {name} index in {ws.root}: run `pinshop index` first")
     manifest = IndexManifest(**json.loads(manifest_path.read_text()))
-    if not allow_stale and snapshot_hash(ws, kind, manifest.model_id) != manifest.snapshot:
+    stale = snapshot_hash(ws, kind, manifest.model_id) != manifest.snapshot
+    if stale and not allow_stale:
         raise StaleIndexError(
             f"index {name} was built before the latest ingest (it would serve outdated "
             "results): run `pinshop index`, or pass --rebuild to rebuild it now"
@@ -445,4 +448,4 @@ def load_index(ws: Workspace, kind: str, category: str | None = None,
                            "id": labels.column("id")})
     index = _load_graph(ws, manifest, labels.column("label").to_numpy(), manifest.count)
     return LoadedIndex(manifest, index, labels.select(["label", "id"]),
-                       ws.indexes_dir / f"{name}.vectors.npy")
+                       ws.indexes_dir / f"{name}.vectors.npy", stale)

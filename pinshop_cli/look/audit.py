@@ -202,7 +202,7 @@ def audit(workspace: str | Path | None = None, retriever: Retriever | None = Non
 
     from ..errors import StaleIndexError
 
-    retriever = retriever or Retriever(workspace)
+    retriever = retriever or Retriever(workspace, allow_stale=False)
     con = retriever.store.con
     notes = []
     try:

@@ -292,12 +292,14 @@ def complete(reference: str, workspace: str | Path | None = None, top_k: int = 5
     if compatibility.pairs.num_rows == 0:
         result.notes.append("no co-occurrence to learn from: ingest pins with a detector, or "
                             "events with saves, carts or purchases (`pinshop ingest-events`)")
-        return result
-    result.picks = rank_picks(retriever, compatibility, result.scene_categories, ref.vector,
-                              top_k, ref.product.id if ref.product else None, kind=ref.kind)
-    if not result.picks:
-        result.notes.append(f"nothing in the workspace was seen together with "
-                            f"{', '.join(result.scene_categories) or 'this scene'}")
+    else:
+        result.picks = rank_picks(retriever, compatibility, result.scene_categories,
+                                  ref.vector, top_k, ref.product.id if ref.product else None,
+                                  kind=ref.kind)
+        if not result.picks:
+            result.notes.append(f"nothing in the workspace was seen together with "
+                                f"{', '.join(result.scene_categories) or 'this scene'}")
+    result.notes.extend(retriever.notes)
     return result
 
 

@@ -191,7 +191,7 @@ def find_duplicates(workspace: str | Path | None = None, threshold: float | None
     measured = measured_curve()
     threshold = measured["threshold"] if threshold is None else threshold
     image_weight = measured["image_weight"] if image_weight is None else image_weight
-    retriever = retriever or Retriever(workspace)
+    retriever = retriever or Retriever(workspace, allow_stale=False)
     pairs = candidate_pairs(retriever)
     scores = pairs.scores(image_weight)
     edge = scores >= threshold

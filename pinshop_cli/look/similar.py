@@ -108,4 +108,5 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
     if not result.items:
         result.notes.append(f"no other product with a {what} passes these filters" +
                             (": nothing cheaper in this category" if cheaper else ""))
+    result.notes.extend(retriever.notes)
     return result

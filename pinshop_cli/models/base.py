@@ -105,6 +105,11 @@ class ChatModel(ABC):
     def count_tokens(self, text: str) -> int:
         """Tokens `text` takes in this model's context."""
 
+    def start(self) -> None:
+        """Begin loading the weights, if the model can do that in the background (the
+        llama.cpp worker does), so the load overlaps the caller's own preparation."""
+        return None
+
     def generate(self, messages: list[dict[str, str]], max_tokens: int = 256,
                  temperature: float = 0.2, json_schema: dict[str, Any] | None = None) -> str:
         return "".join(self.stream(messages, max_tokens, temperature, json_schema))

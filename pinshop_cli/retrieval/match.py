@@ -123,5 +123,5 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
         found = retriever.search(embedder.embed_texts([text]), top_k, kind, filters)
         result.text_matches = matches(retriever, found)[0]
     result.runtime = embedder.runtime_used
-    result.notes.extend(embedder.runtime_notes)
+    result.notes.extend(embedder.runtime_notes + retriever.notes)
     return result

