@@ -34,8 +34,11 @@ def test_demo_workspace_follows_the_data_contracts(demo_workspace):
     pins = pq.read_table(ws.pins).to_pylist()
     assert len(pins) == 6 and {p["status"] for p in pins} == {"ok"}
     detections = pq.read_table(ws.detections).to_pylist()
-    assert len(detections) == 6  # no detector weights here: one whole-image region per pin
-    assert all(d["fallback"] and d["class_name"] == "whole_image" for d in detections)
+    # No detector weights here: each pin's catalog-guided regions, several per pin.
+    assert {d["pin_id"] for d in detections} == {p["pin_id"] for p in pins}
+    assert len(detections) > 2 * len(pins)
+    assert all(d["source"] == "regions" and not d["fallback"] and d["category"]
+               for d in detections)
     embeddings = pq.read_table(ws.embeddings_dir / "product_image")
     assert set(embeddings.column_names) >= {"id", "kind", "model_id", "vector"}
     images = load_embeddings(ws, "product_image", "efficientnet-lite0")

@@ -35,20 +35,48 @@ def test_offline_pair_crop_of_a_pin_retrieves_the_right_product(demo_workspace, 
     assert result.pins[0].objects[0].matches[0].id == expected
 
 
-def test_whole_pins_match_the_products_they_show(demo_workspace, sample_dir):
+def first_matches(pin) -> list[str]:  # noqa: ANN001
+    return [o.matches[0].id for o in pin.objects]
+
+
+def test_pins_show_their_products_as_catalog_regions(demo_workspace, sample_dir):
+    """No detector weights here: the catalog's regions find the chair in two other shots."""
     pins = [sample_dir / "pins" / name for name in ("7303782.jpg", "7303842.jpg")]
     result = match(pins, workspace=demo_workspace, top_k=1)
-    assert [p.objects[0].matches[0].id for p in result.pins] == ["P001", "P001"]
-    assert "whole image" in result.notes[0]
+    assert all("P001" in first_matches(pin) for pin in result.pins)
+    assert {o.source for pin in result.pins for o in pin.objects} == {"regions"}
+    assert "finding the catalog's products as regions" in result.notes[0]
+
+
+def test_a_styled_room_shows_every_product_the_catalog_sells(demo_workspace):
+    """The photos the demo products were cut from: each holds three of them."""
+    from interior_photos import get_photo_dir
+
+    rooms = {"pexels-36236147.jpg": {"P005", "P012", "P013"},  # armchair, side table, plant
+             "pexels-6707631.jpg": {"P018", "P019", "P020"}}  # lamp, vase, console
+    result = match([f"{get_photo_dir()}/{name}" for name in rooms], workspace=demo_workspace,
+                   top_k=1)
+    for pin, expected in zip(result.pins, rooms.values(), strict=True):
+        assert expected <= set(first_matches(pin)), pin.image
+
+
+def test_detector_none_keeps_the_whole_photo(demo_workspace, sample_dir):
+    result = match([sample_dir / "pins" / "7303782.jpg"], workspace=demo_workspace, top_k=1,
+                   detector="none")
+    [whole] = result.pins[0].objects
+    assert whole.source == "whole_image" and whole.matches[0].id == "P001"
 
 
 def test_filters_apply_inside_the_search_not_after_it(demo_workspace, sample_dir):
-    pin = [sample_dir / "pins" / "7303994.jpg"]
-    unfiltered = match(pin, workspace=demo_workspace, top_k=3).pins[0].objects[0].matches
-    cheap = match(pin, workspace=demo_workspace, top_k=3, max_price=60).pins[0].objects[0].matches
+    pin = [sample_dir / "pins" / "7303994.jpg"]  # the whole photo: the global index answers
+    unfiltered = match(pin, workspace=demo_workspace, top_k=3,
+                       detector="none").pins[0].objects[0].matches
+    cheap = match(pin, workspace=demo_workspace, top_k=3, max_price=60,
+                  detector="none").pins[0].objects[0].matches
     assert len(cheap) == 3 and all(m.price is not None and m.price <= 60 for m in cheap)
     assert not {m.id for m in cheap} & {m.id for m in unfiltered if m.price > 60}
-    lamps = match(pin, workspace=demo_workspace, top_k=10, category="LAMP").pins[0].objects[0]
+    lamps = match(pin, workspace=demo_workspace, top_k=10, category="LAMP",
+                  detector="none").pins[0].objects[0]
     # Every lamp with a photo (P042 is text-only, so it has no image embedding).
     assert {m.id for m in lamps.matches} == {"P009", "P017", "P018"}
 
@@ -103,7 +131,7 @@ def test_unreadable_image_is_reported_and_the_rest_matched(demo_workspace, sampl
     result = match([bad_images["zero_byte"], sample_dir / "pins" / "7303782.jpg"],
                    workspace=demo_workspace, top_k=1)
     assert result.pins[0].error == "empty file (0 bytes)"
-    assert result.pins[1].objects[0].matches[0].id == "P001"
+    assert "P001" in first_matches(result.pins[1])
 
 
 class _Collector(HTMLParser):
@@ -127,8 +155,10 @@ def test_html_report_is_self_contained_and_shows_boxes_and_products(demo_workspa
     parser.feed(render_report(result))
     images = [a["src"] for t, a in parser.tags if t == "img"]
     assert images and all(src and src.startswith("data:image/jpeg;base64,") for src in images)
-    assert len(images) == 1 + 1 + 2 + 2  # pin, crop, two matches, two text matches
-    assert sum(t == "rect" for t, _ in parser.tags) == 1
+    regions = len(result.pins[0].objects)
+    assert regions >= 2  # every region is drawn with its matches
+    assert len(images) == 1 + regions * (1 + 2) + 2  # pin, crops, two matches each, text
+    assert sum(t == "rect" for t, _ in parser.tags) == regions
     text = " ".join(parser.text)
     assert "Oslo Bent Plywood Dining Chair" in text and "149.00 EUR" in text
     assert not any(a.get("href") for _, a in parser.tags)  # nothing to fetch

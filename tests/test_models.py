@@ -91,7 +91,7 @@ def test_plumbing_yaml_built_yolo_random_weights_runs_through_ingest(tmp_path, w
     catalog = write_catalog([{"id": "a", "title": "Chair", "image": "products/P001.jpg"}])
     summary = ingest(tmp_path / "ws", catalog, sample_dir / "pins",
                      IngestConfig(detector=str(yaml_yolo_checkpoint)))
-    assert summary.detector == "tiny-yolov8n.pt"
+    assert summary.detector == "tiny-yolov8n.pt+regions"  # the catalog adds its regions
     # Random weights find nothing real; every pin still yields at least one region.
     assert summary.detections >= summary.pins_ok == 6
 

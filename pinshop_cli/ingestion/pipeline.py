@@ -31,7 +31,7 @@ from ..workspace.storage import (
     sql_path,
     write_parquet,
 )
-from .detect import PIN_DECODE_SIDE
+from ..detection.crops import PIN_DECODE_SIDE
 from .engines import EngineOptions, run_stages
 from .plan import pending_pins, pending_products
 from .stages import DecodeImages, DetectAndCrop, EmbedImages, EmbedTexts, Stage, WriteParts
@@ -213,6 +213,9 @@ class _Run:
             Stage(DecodeImages, {"max_pixels": self.config.max_pixels,
                                  "min_side": PIN_DECODE_SIDE}),
             Stage(DetectAndCrop, {"detector": self.config.detector,
+                                  "workspace": str(self.ws.root),
+                                  "embedder": self.embedder.source,
+                                  "runtime": self.config.runtime,
                                   "models_dir": self.config.models_dir,
                                   "min_score": self.config.min_score,
                                   "expect": detector.model_id}, model=True),
@@ -304,7 +307,8 @@ def ingest(workspace: str | Path | None = None, catalog: str | Path | None = Non
            pins: str | Path | None = None, config: IngestConfig | None = None,
            progress: Progress | None = None) -> IngestSummary:
     """Ingest a catalog and/or a folder of pins into a workspace (created if needed)."""
-    from ..models import get_detector
+    from ..detection.choose import choose_detector
+    from ..detection.products import ProductPhotos
 
     if catalog is None and pins is None:
         raise PinshopError("nothing to ingest: pass a CATALOG file and/or --pins DIR")
@@ -323,7 +327,11 @@ def ingest(workspace: str | Path | None = None, catalog: str | Path | None = Non
             run.product_images()
             run.product_texts()
             if pins is not None:
-                detector = get_detector(config.detector, config.models_dir, config.min_score)
+                embedder = run.embedder
+                detector = choose_detector(
+                    config.detector, embedder,
+                    lambda: ProductPhotos.from_workspace(ws, embedder.image_model_id),
+                    config.models_dir, config.min_score)
                 detector_id = run.summary.detector = detector.model_id
                 if detector.note:
                     run.summary.notes.append(detector.note)

@@ -131,12 +131,19 @@ class DetectAndCrop:
     """A pin's `pixels` -> one row per detected region (the whole photo when nothing is
     found), with the crop's pixels and its box in the original photo's pixels."""
 
-    def __init__(self, detector: str, models_dir: str | None, min_score: float, expect: str,
+    def __init__(self, detector: str, workspace: str, embedder: str, runtime: str,
+                 models_dir: str | None, min_score: float, expect: str,
                  threads: int | None = None) -> None:
-        from ..models import get_detector
+        from ..detection.choose import choose_detector
+        from ..detection.products import ProductPhotos
+        from ..models import get_embedder
 
         _torch_threads(threads)
-        self.detector = get_detector(detector, models_dir, min_score)
+        images = get_embedder(embedder, models_dir, runtime)
+        ws = Workspace(Path(workspace))
+        self.detector = choose_detector(
+            detector, images, lambda: ProductPhotos.from_workspace(ws, images.image_model_id),
+            models_dir, min_score)
         if self.detector.model_id != expect:
             raise PinshopError(f"detector {detector!r} resolved to {self.detector.model_id} "
                                f"on {node_name()}, not {expect} as on the driver")
@@ -145,7 +152,7 @@ class DetectAndCrop:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        from .detect import detect_and_crop
+        from ..detection.crops import detect_and_crop
 
         valid = _valid(batch)
         good = batch.filter(valid)
@@ -159,9 +166,11 @@ class DetectAndCrop:
                              "pin_id": pin["pin_id"], "path": pin["path"], "h": pin["h"],
                              "x1": x1, "y1": y1, "x2": x2, "y2": y2,
                              "class_name": detection.class_name,
+                             "source": detection.source,
                              "category": detection.category or None,
                              "score": detection.score, "detector": self.detector.model_id,
-                             "fallback": self.detector.is_fallback, "region": number,
+                             "fallback": detection.source == "whole_image",
+                             "region": number,
                              "regions": len(regions), "pixels": crop.tobytes(),
                              "width": crop.width, "height": crop.height, "reject": None})
         # Rejected pins flow on as one row each, so the receipt carries their reasons.
@@ -186,7 +195,8 @@ def region_schema() -> pa.Schema:
     return pa.schema([
         ("id", pa.string()), ("pin_id", pa.string()), ("path", pa.string()),
         ("h", pa.string()), ("x1", pa.float32()), ("y1", pa.float32()), ("x2", pa.float32()),
-        ("y2", pa.float32()), ("class_name", pa.string()), ("category", pa.string()),
+        ("y2", pa.float32()), ("class_name", pa.string()), ("source", pa.string()),
+        ("category", pa.string()),
         ("score", pa.float32()), ("detector", pa.string()), ("fallback", pa.bool_()),
         ("region", pa.int32()), ("regions", pa.int32()), ("pixels", pa.large_binary()),
         ("width", pa.int32()), ("height", pa.int32()), ("reject", pa.string()),
@@ -267,7 +277,7 @@ class EmbedTexts(_Embed):
 
 
 DETECTION_COLUMNS = ("det_id", "pin_id", "path", "x1", "y1", "x2", "y2", "class_name",
-                     "category", "score", "detector", "fallback", "regions")
+                     "source", "category", "score", "detector", "fallback", "regions")
 
 
 class WriteParts:

@@ -307,7 +307,7 @@ def scene_categories(retriever: Retriever, photo: str, detector: str,
                      models_dir: str | None) -> list[str]:
     """Categories in a scene photo: each detected object's category, else its crop's
     nearest products' vote (the whole photo when nothing is detected)."""
-    from ..ingestion.detect import PIN_DECODE_SIDE, detect_and_crop
+    from ..detection.crops import PIN_DECODE_SIDE, detect_and_crop
     from ..io.images import load_image
     from ..models import get_detector
 

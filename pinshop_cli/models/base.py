@@ -19,6 +19,8 @@ class Detection:
     class_name: str
     category: str
     score: float
+    #: What found it: "detector", "regions" (catalog-guided) or "whole_image".
+    source: str = "detector"
 
 
 class Detector(ABC):

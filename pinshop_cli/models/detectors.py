@@ -20,7 +20,8 @@ BOX_TASKS = ("detect", "segment", "pose")
 
 def whole_image(image: Image.Image) -> Detection:
     width, height = image.size
-    return Detection((0.0, 0.0, float(width), float(height)), WHOLE_IMAGE_CLASS, "", 1.0)
+    return Detection((0.0, 0.0, float(width), float(height)), WHOLE_IMAGE_CLASS, "", 1.0,
+                     WHOLE_IMAGE_CLASS)
 
 
 class WholeImageDetector(Detector):

@@ -248,8 +248,29 @@ class OfflinePairEmbedder(_TwoForwards):
                           "input_ids", "attention_mask", "token_type_ids", "output")},
                       pool=lambda output, inputs: mean_pool(output, inputs["attention_mask"]),
                       fuse_bert=(12, 384)))
+        # The same CNN without its pooling, on photos of any size (multiples of 32): the
+        # feature map catalog-guided regions pool windows from.
+        self._feature_part = ModelPart(
+            f"{self.image_model_id}:features", (image_weights,), ("pixels",),
+            build=lambda export: self._cnn(export, pooled=False), sample=_scene_sample,
+            dynamic_axes={"pixels": {0: "batch", 2: "height", 3: "width"},
+                          "output": {0: "batch", 2: "rows", 3: "columns"}})
 
-    def _cnn(self, export: bool) -> Any:
+    def feature_map(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) preprocessed scenes -> (N, 1280, H/32, W/32) features whose mean
+        over all cells is the image embedding (before normalizing)."""
+        forward = _shared_forward(self._feature_part, self.runtime, self.models_dir)
+        return forward({"pixels": pixels})
+
+    def scene_pixels(self, image: Image.Image, long_side: int) -> np.ndarray:
+        """A photo resized (aspect kept, sides multiples of 32) and normalized like
+        preprocess_image, for feature_map."""
+        width, height = image.size
+        scale = long_side / max(width, height)
+        size = (max(64, round(width * scale / 32) * 32), max(64, round(height * scale / 32) * 32))
+        return _normalize(image.convert("RGB").resize(size, _bilinear()))
+
+    def _cnn(self, export: bool, pooled: bool = True) -> Any:
         import torch
         from efficientnet_lite_pytorch import EfficientNet
 
@@ -264,7 +285,8 @@ class OfflinePairEmbedder(_TwoForwards):
                 self.model = model
 
             def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-                return self.model.extract_features(pixels).mean(dim=(2, 3))
+                features = self.model.extract_features(pixels)
+                return features.mean(dim=(2, 3)) if pooled else features
 
         return PooledFeatures().eval()
 
@@ -292,15 +314,8 @@ class OfflinePairEmbedder(_TwoForwards):
         return TokenStates().eval()
 
     def preprocess_image(self, image: Image.Image) -> np.ndarray:
-        import numpy as np
-        from PIL import Image as PILImage
-
-        resized = image.convert("RGB").resize(
-            (self.input_size, self.input_size), PILImage.Resampling.BILINEAR
-        )
-        # EfficientNet-Lite was trained on (x - 127) / 128, not ImageNet mean/std.
-        array = (np.asarray(resized, dtype=np.float32) - 127.0) / 128.0
-        return np.ascontiguousarray(array.transpose(2, 0, 1))
+        return _normalize(image.convert("RGB").resize((self.input_size, self.input_size),
+                                                      _bilinear()))
 
     def _tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Word pieces as sentence-transformers makes them (truncated at max_tokens, padded
@@ -333,6 +348,29 @@ class OfflinePairEmbedder(_TwoForwards):
             inputs = self._tokenize([texts[i] for i in chosen])
             vectors[chosen] = mean_pool(forward(inputs), inputs["attention_mask"])
         return l2_normalize(vectors)
+
+
+def _bilinear() -> Any:
+    from PIL import Image as PILImage
+
+    return PILImage.Resampling.BILINEAR
+
+
+def _normalize(image: Image.Image) -> np.ndarray:
+    """RGB pixels -> float32 CHW as EfficientNet-Lite was trained: (x - 127) / 128, not
+    ImageNet mean/std."""
+    import numpy as np
+
+    array = (np.asarray(image, dtype=np.float32) - 127.0) / 128.0
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def _scene_sample() -> dict[str, np.ndarray]:
+    """A non-square batch, so the export check covers the dynamic height and width."""
+    import numpy as np
+
+    return {"pixels": np.random.default_rng(0).uniform(-2, 2, (2, 3, 288, 384))
+            .astype(np.float32)}
 
 
 def mean_pool(tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ class MatchedObject:
     matches: list[Match]
     crop: Image.Image | None = field(default=None, repr=False)
     index: str = ""  # which index answered (a category's own, or the global one)
+    source: str = "detector"  # what found it: detector, regions or whole_image
 
 
 @dataclass
@@ -52,7 +53,8 @@ class MatchResult:
         """The documented --json shape (crops are left out)."""
         def obj(o: MatchedObject) -> dict[str, Any]:
             return {"box": [round(v, 1) for v in o.box], "category": o.category,
-                    "class_name": o.class_name, "score": round(o.score, 4), "index": o.index,
+                    "class_name": o.class_name, "source": o.source,
+                    "score": round(o.score, 4), "index": o.index,
                     "matches": [m.__dict__ for m in o.matches]}
 
         data: dict[str, Any] = {
@@ -82,8 +84,9 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
     """Top catalog matches for every detected object in `images`, and/or for `text`. Each
     object is searched in its category's own index when there is one (`index` says which
     answered). Pass a `retriever` to reuse loaded indexes and models across calls."""
-    from ..ingestion.detect import PIN_DECODE_SIDE, detect_and_crop
-    from ..models import get_detector
+    from ..detection.choose import choose_detector
+    from ..detection.crops import PIN_DECODE_SIDE, detect_and_crop
+    from ..detection.products import ProductPhotos
 
     if not images and not text:
         raise PinshopError("nothing to match: pass IMAGE paths and/or --text QUERY")
@@ -93,7 +96,10 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
     result = MatchResult(model=f"{embedder.image_model_id} / {embedder.text_model_id}",
                          detector="")
     if images:
-        found_detector = get_detector(detector, models_dir)
+        # Built once per retriever: regions calibrate on the catalog when first made.
+        found_detector = retriever.prepared(("detector", detector, models_dir), lambda: (
+            choose_detector(detector, embedder, lambda: ProductPhotos.from_retriever(retriever),
+                            models_dir)))
         result.detector = found_detector.model_id
         if found_detector.note:
             result.notes.append(found_detector.note)
@@ -113,7 +119,7 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
                 pin.objects.append(MatchedObject(
                     [v * decode_scale(image) for v in detection.box],
                     detection.category or None, detection.class_name, detection.score,
-                    matches(retriever, found)[0], crop, found.index))
+                    matches(retriever, found)[0], crop, found.index, detection.source))
     if text:
         result.text = text
         kind = "product_image" if embedder.shared_space else "product_text"

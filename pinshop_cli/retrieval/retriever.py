@@ -267,7 +267,7 @@ class Retriever:
 
     def allowed(self, loaded: LoadedIndex, filters: Filters) -> AllowedSet:
         """The labels of `loaded` passing `filters`, prepared once while the filter repeats."""
-        return self._prepared((loaded.manifest.name, filters), lambda: AllowedSet(
+        return self.prepared((loaded.manifest.name, filters), lambda: AllowedSet(
             loaded, self.label_columns(loaded).allowed(filters)))
 
     def partitions(self, loaded: LoadedIndex, filters: Filters, k: int) -> Partitions:
@@ -301,10 +301,11 @@ class Retriever:
                 parts.append((loaded, AllowedSet(loaded, columns.labels[passing][rest])))
             return Partitions(parts, categories)
 
-        return self._prepared((loaded.manifest.name, filters, k), plan)
+        return self.prepared((loaded.manifest.name, filters, k), plan)
 
-    def _prepared(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
-        """A small LRU of prepared filters (allowed sets, partition plans)."""
+    def prepared(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        """A small LRU of things prepared once and reused while they repeat: filters'
+        allowed sets and partition plans, a photo's region detector."""
         if key in self._filters:
             self._filters.move_to_end(key)
         else:

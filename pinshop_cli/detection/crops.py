@@ -1,5 +1,5 @@
-"""Detect -> crop, shared by ingest and match. A pin where the detector finds no product is
-kept as one whole-image region, so every pin stays searchable."""
+"""Detect -> crop, shared by ingest and match. A pin where nothing is found is kept as one
+whole-image region, so every pin stays searchable."""
 
 from __future__ import annotations
 

@@ -1,0 +1,121 @@
+"""The catalog's product photos as regions see them: vectors by label, a nearest-product
+search and each label's category. At query time they are the saved product-image index; an
+ingest of pins before any `pinshop index` builds the same graph in memory (never saved:
+only `pinshop index` writes indexes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from ..retrieval.retriever import search_index
+from ..workspace.embeddings import to_matrix
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..index.hnsw import LoadedIndex
+    from ..retrieval.retriever import Retriever
+    from ..workspace import Workspace
+
+
+@dataclass
+class ProductPhotos:
+    index: LoadedIndex
+    categories: np.ndarray  # object: the category of each label (None where unknown)
+    vectors: np.ndarray | None = None  # by label, when the index has no saved copy
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.index.label_table.column("label").to_numpy()
+
+    def __len__(self) -> int:
+        return self.index.live_count
+
+    def vectors_of(self, labels: np.ndarray) -> np.ndarray:
+        if self.vectors is not None:
+            return self.vectors[labels]
+        return self.index.vectors_of(labels)
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, cosines) of the k nearest product photos per vector, best first."""
+        return search_index(self.index, vectors, k)
+
+    def category(self, label: int) -> str:
+        return str(self.categories[label] or "")
+
+    @classmethod
+    def from_retriever(cls, retriever: Retriever) -> ProductPhotos | None:
+        """The product-image index a retriever serves (None: there is none)."""
+        import numpy as np
+
+        loaded = retriever.index("product_image")
+        if loaded is None or not loaded.live_count:
+            return None
+        columns = retriever.label_columns(loaded)
+        names = np.asarray(list(columns.categories), dtype=object)
+        categories = np.full(loaded.index.get_max_elements(), None, dtype=object)
+        known = columns.category_codes >= 0
+        categories[columns.labels[known]] = names[columns.category_codes[known]]
+        return cls(loaded, categories)
+
+    @classmethod
+    def from_workspace(cls, ws: Workspace, model_id: str) -> ProductPhotos | None:
+        """The saved product-image index when there is one, else one built in memory from
+        the current product-image embeddings (None: no product has a photo). Kept per
+        workspace state, so an ingest's driver and its local stage build it once."""
+        from ..workspace.embeddings import snapshot_hash
+
+        return _photos_of(ws, model_id, snapshot_hash(ws, "product_image", model_id))
+
+    @classmethod
+    def _load(cls, ws: Workspace, model_id: str) -> ProductPhotos | None:
+        import numpy as np
+
+        from ..retrieval.retriever import Retriever
+
+        if (ws.indexes_dir / "product_image.json").exists():
+            retriever = Retriever(ws)
+            try:
+                return cls.from_retriever(retriever)
+            finally:
+                retriever.close()
+        rows = _current_photos(ws, model_id)
+        if rows is None or not rows.num_rows:
+            return None
+        vectors = to_matrix(rows.column("vector"))
+        categories = np.asarray(rows.column("category").to_pylist(), dtype=object)
+        return cls(_in_memory_index(vectors, rows.column("id"), model_id), categories, vectors)
+
+
+@lru_cache(maxsize=2)
+def _photos_of(ws: Workspace, model_id: str, snapshot: str) -> ProductPhotos | None:
+    return ProductPhotos._load(ws, model_id)
+
+
+def _current_photos(ws: Workspace, model_id: str) -> Any:
+    from ..workspace.embeddings import current_rows_sql
+    from ..workspace.storage import query_arrow
+
+    sql = current_rows_sql(ws, "product_image", "e.id, e.source_hash, e.vector, s.category")
+    return None if sql is None else query_arrow(f"{sql} ORDER BY e.id", {"model": model_id})
+
+
+def _in_memory_index(vectors: np.ndarray, ids: Any, model_id: str) -> LoadedIndex:
+    """An HNSW graph over `vectors` (labels 0..n-1) with the settings `pinshop index` uses."""
+    import hnswlib
+    import numpy as np
+    import pyarrow as pa
+
+    from ..index.hnsw import SPACE, IndexManifest, LoadedIndex
+
+    graph = hnswlib.Index(space=SPACE, dim=vectors.shape[1])
+    graph.init_index(max_elements=len(vectors), M=16, ef_construction=200)
+    graph.add_items(vectors, np.arange(len(vectors)))
+    labels = pa.table({"label": pa.array(np.arange(len(vectors)), pa.int64()),
+                       "id": ids})
+    manifest = IndexManifest("product_image (in memory)", "product_image", None, model_id,
+                             vectors.shape[1], SPACE, 16, 200, len(vectors), "", "", 0.0, 0,
+                             None)
+    return LoadedIndex(manifest, graph, labels)
