@@ -139,10 +139,12 @@ def test_killed_run_resumes_without_duplicates(tmp_path, sample_dir):
     summary = ingest(root, sample_dir / "catalog.csv", sample_dir / "pins",
                      IngestConfig(batch_size=2))
     assert summary.already_done["product_image"] == listed
-    for kind, expected in (("product_image", 34), ("product_text", 44), ("crop", 6)):
+    detections = pq.read_table(root / "detections.parquet")
+    assert len(set(detections.column("pin_id").to_pylist())) == 6  # every pin, once
+    for kind, expected in (("product_image", 34), ("product_text", 44),
+                           ("crop", detections.num_rows)):
         ids = _ids(root, kind)
         assert len(ids) == len(set(ids)) == expected, kind
-    assert len(pq.read_table(root / "detections.parquet")) == 6
 
 
 def test_large_photos_decode_reduced_but_boxes_are_in_original_pixels(tmp_path,
