@@ -192,7 +192,8 @@ class ShoppingAssistant:
                  max_answer_tokens: int = 160, models_dir: str | None = None,
                  retriever: Retriever | None = None, runtime: str = "auto",
                  user: str | None = None) -> None:
-        chat_model.start()  # the weights load while the catalog does
+        if chat_model is not None:  # None: rule-only use, nothing to generate with
+            chat_model.start()  # the weights load while the catalog does
         # One retriever for the session: typed requests and /image share its loaded
         # catalog store, embedder and indexes. Answering never writes: a stale index
         # answers as it is, and each reply's notes say so.
