@@ -19,6 +19,7 @@ from importlib import import_module
 from typing import Any
 
 from .errors import (
+    DamagedFileError,
     MissingWeightsError,
     ModelMismatchError,
     PinshopError,
@@ -44,7 +45,7 @@ _LAZY = {
 }  # fmt: skip
 
 __all__ = [*_LAZY, "PinshopError", "UnknownModelError", "MissingWeightsError",
-           "WorkspaceLockedError", "StaleIndexError", "ModelMismatchError"]
+           "WorkspaceLockedError", "StaleIndexError", "ModelMismatchError", "DamagedFileError"]
 
 
 def __getattr__(name: str) -> Any:

@@ -23,3 +23,12 @@ class StaleIndexError(PinshopError):
 
 class ModelMismatchError(PinshopError):
     """The workspace was built with one embedding model and a command asked for another."""
+
+
+class DamagedFileError(PinshopError):
+    """A workspace file is missing, truncated, corrupt or not what its manifest recorded.
+    One message shape for every such file: what, why, and the command that repairs it."""
+
+    def __init__(self, path: object, reason: str, fix: str) -> None:
+        self.path, self.reason, self.fix = str(path), reason, fix
+        super().__init__(f"{path} is damaged ({reason}): run {fix}")

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pinshop_cli import StaleIndexError, Workspace, build_indexes, index_status, ingest, match
+from pinshop_cli.index.generations import ids_file
 from pinshop_cli.index.hnsw import measure_recall, top_k_exact
 from pinshop_cli.retrieval.retriever import Retriever
 
@@ -99,7 +100,7 @@ def test_index_updates_in_place_for_added_changed_and_removed_products(copy_work
     before = {m.name: m for m in build_indexes(root, rebuild=False)}
     text = before["product_text"]
     assert text.count == len(rows) and text.recall_at_10 is not None
-    labels = pq.read_table(Path(root) / "indexes" / "product_text.ids.parquet")
+    labels = pq.read_table(Path(root) / "indexes" / ids_file(before["product_text"]))
     assert labels.column("label").to_pylist()[-2:] == [44, 45]  # new labels, none reused
     assert removed not in labels.column("id").to_pylist()
     assert not any(s.stale for s in index_status(root))
@@ -149,8 +150,9 @@ def test_index_shards_are_listed_updated_in_place_and_undone(copy_workspace, tmp
     plain = match(text="green velvet sofa", workspace=root, top_k=5).text_matches
     manifests = {m.name: m for m in build_indexes(root, shards=3)}
     text = manifests["product_text"]
-    assert [f.split("-")[0] for f in text.shards] == [f"product_text.shard{i}" for i in range(3)]
-    assert not (Path(root) / "indexes" / "product_text.hnsw").exists()
+    generation = f"product_text.g{text.generation}"
+    assert text.shards == [f"{generation}.shard{i}.hnsw" for i in range(3)]
+    assert not (Path(root) / "indexes" / f"{generation}.hnsw").exists()
     assert all((Path(root) / "indexes" / f).exists() for f in text.shards)
     assert manifests["product_text@sofa"].shards == []  # category indexes stay whole
     sharded = match(text="green velvet sofa", workspace=root, top_k=5).text_matches
@@ -162,8 +164,8 @@ def test_index_shards_are_listed_updated_in_place_and_undone(copy_workspace, tmp
     updated = {m.name: m for m in build_indexes(root)}["product_text"]  # keeps 3 shards
     assert len(updated.shards) == 3 and updated.count == len(rows)
     assert not set(updated.shards) & set(text.shards)  # new files: the old stay whole
-    assert sorted(p.name for p in (Path(root) / "indexes").glob("product_text.shard*")) == \
-        sorted(updated.shards)
+    assert sorted(p.name for p in (Path(root) / "indexes").glob("product_text.*shard*")) == \
+        sorted(updated.shards)  # the old generation was swept
     assert match(text="brand new walnut bench", workspace=root).text_matches[0].id == "NEW1"
 
     whole = {m.name: m for m in build_indexes(root, shards=1)}["product_text"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
+from pinshop_cli import DamagedFileError
 from pinshop_cli.workspace.parts import FANOUT, PartStore
 
 
@@ -82,3 +84,49 @@ def test_compaction_unifies_parts_written_before_a_column_was_added(tmp_path, mo
     assert [p.name[:2] for p in store.files()] == ["L1"]
     assert merged.sort_by("id").to_pylist() == [{"id": "a", "v": 1, "regions": None},
                                                 {"id": "b", "v": 2, "regions": 3}]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped byte", "deleted"])
+def test_readers_leave_out_a_damaged_part_and_the_next_writer_drops_it(tmp_path, damage):
+    store = PartStore(tmp_path / "parts", remake="`pinshop ingest CATALOG`")
+    store.append(batch(0), key="a")
+    store.append(batch(3), key="b")
+    victim, kept = store.files()
+    data = bytearray(victim.read_bytes())
+    if damage == "truncated":
+        victim.write_bytes(data[:-9])
+    elif damage == "flipped byte":
+        data[len(data) // 2] ^= 0xFF
+        victim.write_bytes(data)
+    else:
+        victim.unlink()
+    notes: list[str] = []
+    assert store.files(notes) == [kept]
+    assert len(notes) == 1 and f"{victim} is damaged" in notes[0]
+    assert "pinshop ingest CATALOG" in notes[0]
+    repaired = store.repair()
+    assert len(repaired) == 1 and "dropped from the manifest" in repaired[0]
+    assert store.manifest().files == (kept.name,) and store.manifest().rows == 3
+    assert not victim.exists() and store.repair() == []
+
+
+def test_a_garbled_or_lost_manifest_is_an_error_and_the_next_writer_lists_the_parts(
+        tmp_path):
+    from pinshop_cli.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    store = PartStore(ws.root / "embeddings" / "crop")
+    for n in range(3):
+        store.append(batch(n * 3), key=f"k{n}")
+    for loss in ("garbled", "deleted"):
+        if loss == "garbled":
+            store.manifest_path.write_bytes(b"\xff{not json")
+        else:
+            store.manifest_path.unlink()
+        with pytest.raises(DamagedFileError, match=r"_manifest\.json is damaged \(.*\): "
+                                                   r"run `pinshop index`"):
+            store.files()
+        with ws.lock():  # the sweep never takes unlisted-looking parts without a manifest
+            assert len(list(store.directory.glob("L*.parquet"))) == 3
+        assert "listed again from the 3 readable parts" in store.repair()[0]
+        assert read_all(store).num_rows == 9 == store.manifest().rows

@@ -52,10 +52,35 @@ def test_unwritable_workspace_cannot_be_locked(tmp_path: Path,
         raise PermissionError(13, "Permission denied")
 
     # chmod does not stop root (CI containers), so the OS refusal is simulated.
-    monkeypatch.setattr(layout, "open", refuse, raising=False)
+    monkeypatch.setattr(layout.os, "open", refuse)
     with (pytest.raises(PinshopError, match="cannot write to workspace .*Permission denied"),
           ws.lock()):
         pass
+
+
+@pytest.mark.parametrize("planted", ["symlink", "hard link", "fifo", "directory"])
+def test_a_lock_that_is_not_a_plain_file_of_its_own_is_refused(tmp_path: Path,
+                                                                planted: str) -> None:
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    lock = ws.root / ".lock"
+    {"symlink": lambda: lock.symlink_to(victim), "hard link": lambda: os.link(victim, lock),
+     "fifo": lambda: os.mkfifo(lock), "directory": lock.mkdir}[planted]()
+    with (pytest.raises(PinshopError, match=r"\.lock (is a symbolic link|has other hard links"
+                                            r"|is not a regular file).*remove it"),
+          ws.lock()):
+        pass
+    assert victim.read_text() == "keep me"
+
+
+def test_the_lock_names_its_holder_in_place_and_clears_it(tmp_path: Path) -> None:
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    with ws.lock():
+        held = (ws.root / ".lock").read_text()
+        assert held.strip() == f"pinshop pid {os.getpid()}"
+    assert (ws.root / ".lock").read_text().strip() == ""  # cleared in place, same size
+    assert (ws.root / ".lock").stat().st_size == len(held)
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,

@@ -1,36 +1,48 @@
-"""HNSW indexes over the workspace embeddings, with manifests and staleness checks.
+"""Building HNSW indexes over the workspace embeddings: from scratch, sharded, or updated
+in place; every build or update lands as a new generation (generations.py), its manifest
+written last (manifest.py), and is measured (recall@10 against exact search).
 
-indexes/<name>.hnsw        the hnswlib graph (labels 0..n-1)
-indexes/<name>.shard<i>.hnsw  or, for a sharded index, one graph per shard (shards.py)
-indexes/<name>.vectors.npy the vectors by label (exact search over small filtered sets)
-indexes/<name>.ids.parquet label -> embedding id
-indexes/<name>.json        manifest: model_id, kind, dim, space, M, ef_construction, count,
-                           snapshot (hash of the embeddings it was built from), shards, ...
+Before it trusts anything, `build_indexes` (a writer, under the lock) repairs the parts
+(a damaged part is dropped, for the next ingest to embed again) and checks every file of
+every index in full; a damaged index is rebuilt from scratch and said so in `notes`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import datetime, timezone
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..cluster import engine_session
-from ..errors import PinshopError, StaleIndexError
-from ..workspace.embeddings import current_rows_sql, snapshot_hash, to_matrix
+from ..errors import DamagedFileError, PinshopError
+from ..workspace.embeddings import current_rows_sql, repair_stores, snapshot_hash, to_matrix
+from ..workspace.integrity import require_parquet
 from ..workspace.layout import EMBEDDING_KINDS, Workspace
-from ..workspace.storage import (
-    atomic_path,
-    query_arrow,
-    read_parquet,
-    sql_path,
-    write_json,
-    write_parquet,
+from ..workspace.storage import atomic_path, query_arrow, sql_path, write_json, write_parquet
+from .generations import (
+    GRAPH,
+    IDS,
+    VECTORS,
+    damage_of,
+    next_generation,
+    prefix,
+    records,
+    sweep_generations,
+    vectors_file,
+)
+from .loaded import LoadedIndex, load_graph, load_index, read_labels
+from .manifest import (
+    IndexManifest,
+    IndexStatus,
+    index_name,
+    index_status,
+    manifest_path,
+    model_for_kind,
+    read_manifest,
+    read_manifests,
 )
 from .shards import ShardedIndex, build_shards
 
@@ -38,47 +50,13 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
+__all__ = ["IndexManifest", "IndexStatus", "LoadedIndex", "build_indexes", "index_name",
+           "index_status", "load_index", "measure_recall", "model_for_kind", "read_manifests",
+           "top_k_exact"]
+
 SPACE = "ip"  # vectors are L2-normalized, so inner product == cosine similarity
-
-
-@dataclass(frozen=True)
-class IndexManifest:
-    name: str
-    kind: str
-    category: str | None
-    model_id: str
-    dim: int
-    space: str
-    M: int
-    ef_construction: int
-    count: int
-    snapshot: str
-    built_at: str
-    build_seconds: float
-    size_bytes: int
-    recall_at_10: float | None
-    #: The shard graphs of a sharded index, in shard order; empty for one graph.
-    shards: list[str] = field(default_factory=list)
-
-
-@dataclass
-class IndexStatus:
-    manifest: IndexManifest
-    stale: bool
-
-
-def index_name(kind: str, category: str | None = None) -> str:
-    if category is None:
-        return kind
-    return f"{kind}@{re.sub(r'[^a-z0-9]+', '-', category.lower()).strip('-') or 'none'}"
-
-
-def model_for_kind(ws: Workspace, kind: str) -> str:
-    settings = ws.settings()
-    key = "text_model_id" if kind == "product_text" else "image_model_id"
-    if key not in settings:
-        raise PinshopError(f"workspace {ws.root} has no embeddings yet: run `pinshop ingest`")
-    return str(settings[key])
+#: Where a catalog or detections file comes from again.
+REINGEST = {"catalog": "`pinshop ingest CATALOG`", "detections": "`pinshop ingest --pins DIR`"}
 
 
 def top_k_exact(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray,
@@ -128,59 +106,49 @@ def _current(ws: Workspace, kind: str, model_id: str) -> pa.Table:
     return query_arrow(f"{sql} ORDER BY e.id", {"model": model_id})
 
 
-def _save_graph(ws: Workspace, name: str, index: Any) -> list[str]:
-    """Save an index's graph(s); returns the shard files ([] for one graph)."""
+def _save_graph(ws: Workspace, name: str, generation: int, index: Any) -> list[str]:
+    """Save an index's graph(s) as files of `generation`; returns the shard files ([] for
+    one graph)."""
     if isinstance(index, ShardedIndex):
-        return index.save_shards(ws.indexes_dir, name)
-    with atomic_path(ws.indexes_dir / f"{name}.hnsw") as tmp:
+        return index.save_shards(ws.indexes_dir, prefix(name, generation))
+    with atomic_path(ws.indexes_dir / f"{prefix(name, generation)}.{GRAPH}") as tmp:
         index.save_index(str(tmp))
     return []
 
 
-def _save(ws: Workspace, name: str, shards: list[str], dim: int, vectors: np.ndarray,
-          labels: pa.Table, kind: str, category: str | None, model_id: str, snapshot: str,
-          M: int, ef_construction: int, build_seconds: float, recall: float | None
-          ) -> IndexManifest:
-    """With the graph(s) saved: write its vectors by label (for exact search over small
-    filtered sets, memory-mapped at query time), the labels and, last, the manifest; then
-    drop graph files of an earlier layout (one graph <-> N shards)."""
+def _save(ws: Workspace, name: str, generation: int, shards: list[str], dim: int,
+          vectors: np.ndarray, labels: pa.Table, kind: str, category: str | None,
+          model_id: str, snapshot: str, M: int, ef_construction: int, build_seconds: float,
+          recall: float | None) -> IndexManifest:
+    """With the graph(s) of `generation` saved: write its vectors by label (for exact
+    search over small filtered sets, memory-mapped at query time), its labels and, last,
+    the manifest naming it with every file's size and checksums; then sweep generations
+    no reader holds."""
     import numpy as np
 
-    with atomic_path(ws.indexes_dir / f"{name}.vectors.npy") as tmp, open(tmp, "wb") as out:
+    with atomic_path(ws.indexes_dir / f"{prefix(name, generation)}.{VECTORS}") as tmp, \
+            open(tmp, "wb") as out:
         np.save(out, vectors)
-    write_parquet(labels, ws.indexes_dir / f"{name}.ids.parquet")
-    graphs = [ws.indexes_dir / file for file in shards or [f"{name}.hnsw"]]
+    write_parquet(labels, ws.indexes_dir / f"{prefix(name, generation)}.{IDS}")
+    graphs = shards or [f"{prefix(name, generation)}.{GRAPH}"]
+    files = [*graphs, f"{prefix(name, generation)}.{IDS}", f"{prefix(name, generation)}.{VECTORS}"]
     manifest = IndexManifest(
         name=name, kind=kind, category=category, model_id=model_id, dim=dim,
         space=SPACE, M=M, ef_construction=ef_construction, count=labels.num_rows,
         snapshot=snapshot, built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        build_seconds=build_seconds, size_bytes=sum(g.stat().st_size for g in graphs),
-        recall_at_10=recall, shards=shards,
+        build_seconds=build_seconds,
+        size_bytes=sum((ws.indexes_dir / g).stat().st_size for g in graphs),
+        recall_at_10=recall, shards=shards, generation=generation,
+        files=records(ws, files),
     )
-    # The manifest lands last: an index without one is ignored.
-    write_json(asdict(manifest), ws.indexes_dir / f"{name}.json")
-    for old in [ws.indexes_dir / f"{name}.hnsw", *ws.indexes_dir.glob(f"{name}.shard*.hnsw")]:
-        if old not in graphs:
-            old.unlink(missing_ok=True)
+    write_json(asdict(manifest), manifest_path(ws, name))  # the swap
+    sweep_generations(ws, only=name)
     return manifest
 
 
-def _load_graph(ws: Workspace, manifest: IndexManifest, live_labels: np.ndarray,
-                max_elements: int) -> Any:
-    """The graph(s) of an index: an hnswlib.Index, or a ShardedIndex over its shards."""
-    import hnswlib
-
-    if manifest.shards:
-        return ShardedIndex.load(ws.indexes_dir, manifest.shards, manifest.space,
-                                 manifest.dim, live_labels)
-    index = hnswlib.Index(space=manifest.space, dim=manifest.dim)
-    index.load_index(str(ws.indexes_dir / f"{manifest.name}.hnsw"), max_elements=max_elements)
-    return index
-
-
-def _build_one(ws: Workspace, rows: pa.Table, name: str, kind: str, category: str | None,
-               model_id: str, snapshot: str, M: int, ef_construction: int,
-               recall_sample: int) -> IndexManifest:
+def _build_one(ws: Workspace, rows: pa.Table, name: str, generation: int, kind: str,
+               category: str | None, model_id: str, snapshot: str, M: int,
+               ef_construction: int, recall_sample: int) -> IndexManifest:
     import hnswlib
     import numpy as np
 
@@ -191,26 +159,26 @@ def _build_one(ws: Workspace, rows: pa.Table, name: str, kind: str, category: st
     index.add_items(vectors, np.arange(len(vectors)))
     build_seconds = round(time.perf_counter() - started, 4)
     recall = measure_recall(index, vectors, recall_sample) if recall_sample else None
-    return _save(ws, name, _save_graph(ws, name, index), index.dim, vectors,
-                 _fresh_labels(rows), kind, category, model_id, snapshot, M, ef_construction,
-                 build_seconds, recall)
+    return _save(ws, name, generation, _save_graph(ws, name, generation, index), index.dim,
+                 vectors, _fresh_labels(rows), kind, category, model_id, snapshot, M,
+                 ef_construction, build_seconds, recall)
 
 
-def _build_sharded(ws: Workspace, rows: pa.Table, name: str, kind: str, model_id: str,
-                   snapshot: str, M: int, ef_construction: int, recall_sample: int,
-                   shards: int, engine: str) -> IndexManifest:
+def _build_sharded(ws: Workspace, rows: pa.Table, name: str, generation: int, kind: str,
+                   model_id: str, snapshot: str, M: int, ef_construction: int,
+                   recall_sample: int, shards: int, engine: str) -> IndexManifest:
     import numpy as np
 
     vectors = to_matrix(rows.column("vector"))
     started = time.perf_counter()
-    files = build_shards(vectors, ws.indexes_dir, name, shards, SPACE, M, ef_construction,
-                         engine)
+    files = build_shards(vectors, ws.indexes_dir, prefix(name, generation), shards, SPACE, M,
+                         ef_construction, engine)
     build_seconds = round(time.perf_counter() - started, 4)
     index = ShardedIndex.load(ws.indexes_dir, files, SPACE, vectors.shape[1],
                               np.arange(len(vectors)))
     recall = measure_recall(index, vectors, recall_sample) if recall_sample else None
-    return _save(ws, name, files, vectors.shape[1], vectors, _fresh_labels(rows), kind, None,
-                 model_id, snapshot, M, ef_construction, build_seconds, recall)
+    return _save(ws, name, generation, files, vectors.shape[1], vectors, _fresh_labels(rows),
+                 kind, None, model_id, snapshot, M, ef_construction, build_seconds, recall)
 
 
 def _fresh_labels(rows: pa.Table) -> pa.Table:
@@ -221,17 +189,20 @@ def _fresh_labels(rows: pa.Table) -> pa.Table:
                      "id": rows.column("id"), "source_hash": rows.column("source_hash")})
 
 
-def _update_one(ws: Workspace, rows: pa.Table, manifest: IndexManifest, snapshot: str,
-                recall_sample: int) -> IndexManifest:
-    """Bring an index up to date in place: labels of changed or removed rows are marked
-    deleted, new and changed rows are added under fresh labels."""
+def _update_one(ws: Workspace, rows: pa.Table, manifest: IndexManifest, generation: int,
+                snapshot: str, recall_sample: int) -> IndexManifest:
+    """Bring an index up to date: labels of changed or removed rows are marked deleted, new
+    and changed rows are added under fresh labels, and the result is saved as the next
+    generation (the current one is only read)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     name = manifest.name
-    indexed = read_parquet(ws.indexes_dir / f"{name}.ids.parquet")
-    assert indexed is not None
+    indexed = read_labels(ws, manifest)
+    if "source_hash" not in indexed.column_names:  # labels written before hashes were kept
+        raise DamagedFileError(ws.indexes_dir / f"{name}.ids.parquet", "no source_hash column",
+                               "`pinshop index --rebuild`")
     keys = rows.select(["id", "source_hash"])
     gone = query_arrow("SELECT label FROM indexed ANTI JOIN keys USING (id, source_hash)",
                        tables={"indexed": indexed, "keys": keys})
@@ -239,14 +210,14 @@ def _update_one(ws: Workspace, rows: pa.Table, manifest: IndexManifest, snapshot
                       "ORDER BY id", tables={"rows_": rows, "indexed": indexed})
     started = time.perf_counter()
     top = int(pc.max(indexed.column("label")).as_py()) if indexed.num_rows else -1
-    index = _load_graph(ws, manifest, indexed.column("label").to_numpy(),
-                        max_elements=max(top + 1, 1) + new.num_rows)
+    index = load_graph(ws, manifest, indexed.column("label").to_numpy(),
+                       max_elements=max(top + 1, 1) + new.num_rows)
     for label in gone.column("label").to_pylist():  # deletions are few; hnswlib takes one
         # Already deleted when an earlier update was killed after saving the graph.
         with contextlib.suppress(RuntimeError):
             index.mark_deleted(label)
     fresh = np.arange(top + 1, top + 1 + new.num_rows, dtype=np.int64)
-    old_vectors = np.load(ws.indexes_dir / f"{name}.vectors.npy", mmap_mode="r")
+    old_vectors = np.load(ws.indexes_dir / vectors_file(manifest), mmap_mode="r")
     vectors = np.zeros((top + 1 + new.num_rows, manifest.dim), np.float32)
     vectors[:len(old_vectors)] = old_vectors
     if new.num_rows:
@@ -263,9 +234,9 @@ def _update_one(ws: Workspace, rows: pa.Table, manifest: IndexManifest, snapshot
     recall = (measure_recall(index, to_matrix(rows.column("vector")), recall_sample,
                              labels=_labels_in_order(labels, rows))
               if recall_sample and labels.num_rows else None)
-    return _save(ws, name, _save_graph(ws, name, index), manifest.dim, vectors, labels,
-                 manifest.kind, manifest.category, manifest.model_id, snapshot, manifest.M,
-                 manifest.ef_construction, build_seconds, recall)
+    return _save(ws, name, generation, _save_graph(ws, name, generation, index), manifest.dim,
+                 vectors, labels, manifest.kind, manifest.category, manifest.model_id,
+                 snapshot, manifest.M, manifest.ef_construction, build_seconds, recall)
 
 
 def _labels_in_order(labels: pa.Table, rows: pa.Table) -> np.ndarray:
@@ -281,24 +252,49 @@ def _categories(ws: Workspace) -> list[str]:
                        f"read_parquet({sql_path(ws.catalog)}) ORDER BY c").column("c").to_pylist()
 
 
+def _inspect(ws: Workspace, name: str, notes: list[str]) -> IndexManifest | None:
+    """The index's manifest when it and every file it names are whole (checked in full),
+    else None (rebuild it) with a note saying what was damaged."""
+    try:
+        manifest = read_manifest(ws, name)
+    except DamagedFileError as exc:
+        notes.append(f"index {name}: {exc.path} was damaged ({exc.reason}): rebuilt")
+        return None
+    if manifest is not None and (damage := damage_of(ws, manifest, full=True)) is not None:
+        notes.append(f"index {name}: {damage.replace(': ', ' was damaged (', 1)}): rebuilt")
+        return None
+    return manifest
+
+
+def _check_sources(ws: Workspace, kinds: tuple[str, ...]) -> None:
+    """The tables the embeddings are joined with must be readable before any build."""
+    require_parquet(ws.catalog, REINGEST["catalog"])
+    if "crop" in kinds and ws.detections.exists():
+        require_parquet(ws.detections, REINGEST["detections"])
+
+
 def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = EMBEDDING_KINDS,
                   by_category: bool = True, M: int = 16, ef_construction: int = 200,
                   recall_sample: int = 200, rebuild: bool = False, shards: int | None = None,
-                  engine: str = "local", ray_address: str | None = None
-                  ) -> list[IndexManifest]:
+                  engine: str = "local", ray_address: str | None = None,
+                  notes: list[str] | None = None) -> list[IndexManifest]:
     """One index per embedding kind, and per product category with `by_category` (Shop The
     Look searches a detected sofa among sofas). An existing index is updated in place when
     products were added, changed or removed; it is rebuilt only on a model change, a new
-    shard count or with `rebuild`. Recall@10 against exact search is measured after every
-    build or update.
+    shard count, damage, or with `rebuild`. Recall@10 against exact search is measured after
+    every build or update. What was repaired is appended to `notes`.
 
     `shards` > 1 splits each kind's global index into that many graphs, built in parallel
     (processes, or Ray tasks with engine="ray"); None keeps what an existing index has."""
     import pyarrow.compute as pc
 
     ws = Workspace.open(workspace)
+    notes = notes if notes is not None else []
     built: list[IndexManifest] = []
     with ws.lock(), engine_session(engine, ray_address):
+        notes += repair_stores(ws)
+        if ws.catalog.exists():
+            _check_sources(ws, kinds)
         for kind in kinds:
             model_id = model_for_kind(ws, kind)
             snapshot = snapshot_hash(ws, kind, model_id)
@@ -308,7 +304,7 @@ def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = 
             every: pa.Table | None = None  # loaded only when an index needs work
             for category in groups:
                 name = index_name(kind, category)
-                old = _read_manifest(ws, name)
+                old = _inspect(ws, name, notes)
                 split = 1 if category is not None else (
                     shards or (len(old.shards) or 1 if old is not None else 1))
                 if old is not None and (len(old.shards) or 1) != split:
@@ -322,130 +318,20 @@ def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = 
                     pc.equal(every.column("category"), category))
                 if not rows.num_rows:
                     continue
+                generation = next_generation(ws, name, old)
                 if (old is not None and not rebuild and old.model_id == model_id
                       and old.dim == len(rows.column("vector")[0])
-                      and (ws.indexes_dir / f"{name}.vectors.npy").exists()):
-                    built.append(_update_one(ws, rows, old, snapshot, recall_sample))
+                      and (ws.indexes_dir / vectors_file(old)).exists()):
+                    built.append(_update_one(ws, rows, old, generation, snapshot,
+                                             recall_sample))
                 elif split > 1:
-                    built.append(_build_sharded(ws, rows, name, kind, model_id, snapshot, M,
-                                                ef_construction, recall_sample, split, engine))
+                    built.append(_build_sharded(ws, rows, name, generation, kind, model_id,
+                                                snapshot, M, ef_construction, recall_sample,
+                                                split, engine))
                 else:
-                    built.append(_build_one(ws, rows, name, kind, category, model_id,
-                                            snapshot, M, ef_construction, recall_sample))
+                    built.append(_build_one(ws, rows, name, generation, kind, category,
+                                            model_id, snapshot, M, ef_construction,
+                                            recall_sample))
     if not built:
         raise PinshopError(f"no embeddings in {ws.root}: run `pinshop ingest` first")
     return built
-
-
-def _read_manifest(ws: Workspace, name: str) -> IndexManifest | None:
-    path = ws.indexes_dir / f"{name}.json"
-    return IndexManifest(**json.loads(path.read_text())) if path.exists() else None
-
-
-def read_manifests(ws: Workspace) -> list[IndexManifest]:
-    manifests = []
-    for path in sorted(ws.indexes_dir.glob("*.json")):
-        manifests.append(IndexManifest(**json.loads(path.read_text())))
-    return manifests
-
-
-def index_status(workspace: str | Path | None = None) -> list[IndexStatus]:
-    """Every index with whether it is stale (built from other embeddings than the current)."""
-    ws = Workspace.open(workspace)
-    snapshots: dict[tuple[str, str], str] = {}
-    statuses = []
-    for manifest in read_manifests(ws):
-        key = (manifest.kind, manifest.model_id)
-        if key not in snapshots:
-            snapshots[key] = snapshot_hash(ws, manifest.kind, manifest.model_id)
-        statuses.append(IndexStatus(manifest, manifest.snapshot != snapshots[key]))
-    return statuses
-
-
-@dataclass
-class LoadedIndex:
-    manifest: IndexManifest
-    index: Any  # hnswlib.Index
-    label_table: pa.Table  # label (int64) -> id, for the live labels only
-
-    vectors_path: Path | None = None
-    #: Built from other embeddings than the current ones (loaded with allow_stale).
-    stale: bool = False
-
-    @property
-    def live_count(self) -> int:
-        return self.label_table.num_rows
-
-    @cached_property
-    def vectors(self) -> np.ndarray | None:
-        """Vectors by label, memory-mapped (None for indexes built before they were kept)."""
-        import numpy as np
-
-        if self.vectors_path is None or not self.vectors_path.exists():
-            return None
-        return np.load(self.vectors_path, mmap_mode="r")
-
-    def vectors_of(self, labels: np.ndarray) -> np.ndarray:
-        """The vectors of `labels`, in that order: gathered from the memory-mapped copy
-        (hnswlib's get_items builds Python lists: 300 ms for 10k labels)."""
-        import numpy as np
-
-        if self.vectors is not None:
-            return np.asarray(self.vectors[labels], np.float32)
-        return np.asarray(self.index.get_items(labels, return_type="numpy"), np.float32)
-
-    def vectors_by_id(self, ids: list[str]) -> tuple[list[str], np.ndarray]:
-        """(the ids this index holds, their vectors in that order), with no loop over the
-        index's rows: a C scan per id for a few ids (hashing 10^6 ids costs ~15 ms more),
-        one hash join otherwise."""
-        import numpy as np
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        column = self.label_table.column("id")
-        if len(ids) <= 8:
-            positions = pa.array([pc.index(column, i).as_py() for i in ids], pa.int64())
-            positions = pc.if_else(pc.less(positions, 0), None, positions)
-        else:
-            positions = pc.index_in(pa.array(ids, pa.string()), value_set=column)
-        present = pc.is_valid(positions).to_numpy(zero_copy_only=False)
-        labels = self.label_table.column("label").to_numpy()[
-            positions.drop_null().to_numpy(zero_copy_only=False).astype(np.int64)]
-        return [i for i, keep in zip(ids, present, strict=True) if keep], \
-            self.vectors_of(labels)
-
-    @cached_property
-    def ids_by_label(self) -> np.ndarray:
-        """label -> id as an array (deleted labels hold None)."""
-        import numpy as np
-
-        ids = np.empty(self.index.get_max_elements(), dtype=object)
-        ids[self.label_table.column("label").to_numpy()] = np.asarray(
-            self.label_table.column("id").to_pylist(), dtype=object)
-        return ids
-
-
-def load_index(ws: Workspace, kind: str, category: str | None = None,
-               allow_stale: bool = False) -> LoadedIndex:
-    name = index_name(kind, category)
-    manifest_path = ws.indexes_dir / f"{name}.json"
-    if not manifest_path.exists():
-        raise FileNotFoundError(f"no {name} index in {ws.root}: run `pinshop index` first")
-    manifest = IndexManifest(**json.loads(manifest_path.read_text()))
-    stale = snapshot_hash(ws, kind, manifest.model_id) != manifest.snapshot
-    if stale and not allow_stale:
-        raise StaleIndexError(
-            f"index {name} was built before the latest ingest (it would serve outdated "
-            "results): run `pinshop index`, or pass --rebuild to rebuild it now"
-        )
-    labels = read_parquet(ws.indexes_dir / f"{name}.ids.parquet")
-    if labels is None:
-        raise PinshopError(f"index {name} lacks its label file: run `pinshop index --rebuild`")
-    if "label" not in labels.column_names:  # written before labels were stored explicitly
-        import pyarrow as pa
-
-        labels = pa.table({"label": pa.array(range(labels.num_rows), pa.int64()),
-                           "id": labels.column("id")})
-    index = _load_graph(ws, manifest, labels.column("label").to_numpy(), manifest.count)
-    return LoadedIndex(manifest, index, labels.select(["label", "id"]),
-                       ws.indexes_dir / f"{name}.vectors.npy", stale)

@@ -19,17 +19,11 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-def shard_file(name: str, shard: int, build: str) -> str:
-    """Shard files are named per build, so a new build or update never overwrites the files
-    the current manifest lists: a kill before the new manifest lands leaves the old index
-    whole (index/hnsw.py removes unlisted graphs after the manifest is written)."""
-    return f"{name}.shard{shard}-{build}.hnsw"
-
-
-def build_tag() -> str:
-    import secrets
-
-    return secrets.token_hex(4)
+def shard_file(prefix: str, shard: int) -> str:
+    """A shard's file: `prefix` names the index generation it belongs to (e.g.
+    `product_text.g3`), so a new build or update never overwrites the files the current
+    manifest lists (index/generations.py)."""
+    return f"{prefix}.shard{shard}.hnsw"
 
 
 def build_shard(vectors: np.ndarray, labels: np.ndarray, space: str, M: int,
@@ -49,15 +43,14 @@ def build_shard(vectors: np.ndarray, labels: np.ndarray, space: str, M: int,
     return Path(target).stat().st_size
 
 
-def build_shards(vectors: np.ndarray, directory: Path, name: str, shards: int, space: str,
+def build_shards(vectors: np.ndarray, directory: Path, prefix: str, shards: int, space: str,
                  M: int, ef_construction: int, engine: str = "local") -> list[str]:
     """Build `shards` graphs over vectors (label = row) in parallel; returns their files."""
     import numpy as np
 
     # Locally the shards share this machine's cores; a Ray task holds one CPU.
     threads = 1 if engine == "ray" else max(1, _cpus() // shards)
-    build = build_tag()
-    files = [shard_file(name, shard, build) for shard in range(shards)]
+    files = [shard_file(prefix, shard) for shard in range(shards)]
     jobs = []
     for shard in range(shards):
         labels = np.arange(shard, len(vectors), shards, dtype=np.int64)
@@ -144,12 +137,12 @@ class ShardedIndex:
                 self.live[number] += int(mine.sum())
         self._max_elements = max(self._max_elements, int(labels.max()) + 1)
 
-    def save_shards(self, directory: Path, name: str) -> list[str]:
+    def save_shards(self, directory: Path, prefix: str) -> list[str]:
         from ..workspace.storage import atomic_path
 
-        files, build = [], build_tag()
+        files = []
         for number, shard in enumerate(self.shards):
-            files.append(shard_file(name, number, build))
+            files.append(shard_file(prefix, number))
             with atomic_path(directory / files[-1]) as tmp:
                 shard.save_index(str(tmp))
         return files

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..cluster import check_engine, engine_session
-from ..errors import PinshopError
+from ..detection.crops import PIN_DECODE_SIDE
+from ..errors import DamagedFileError, PinshopError
 from ..io.catalog import normalize_catalog, rejects_schema
 from ..io.images import DEFAULT_MAX_PIXELS
 from ..io.pins import PinFile, scan_pins
 from ..progress import NullProgress, Progress
-from ..workspace.embeddings import store
+from ..workspace.embeddings import repair_stores, store
+from ..workspace.integrity import parquet_problem, require_parquet
 from ..workspace.layout import Workspace
 from ..workspace.models import record_embedder, workspace_embedder
 from ..workspace.parts import PartStore
@@ -31,7 +33,6 @@ from ..workspace.storage import (
     sql_path,
     write_parquet,
 )
-from ..detection.crops import PIN_DECODE_SIDE
 from .engines import EngineOptions, run_stages
 from .plan import pending_pins, pending_products
 from .stages import DecodeImages, DetectAndCrop, EmbedImages, EmbedTexts, Stage, WriteParts
@@ -119,6 +120,10 @@ class _Run:
                 self.summary.notes.append(self._embedder.note)
                 self.progress.note(self._embedder.note)
         return self._embedder
+
+    def note(self, message: str) -> None:
+        self.summary.notes.append(message)
+        self.progress.note(message)
 
     def timed(self, stage: str, started: float) -> None:
         self.summary.seconds[stage] = round(self.summary.seconds.get(stage, 0.0)
@@ -227,7 +232,10 @@ class _Run:
         pins = _with_rejects(scanned, rejects["id"], rejects["reason"])
         self.summary.pins_ok = pins.filter(_eq(pins, "status", "ok")).num_rows
         self.summary.pins_rejected = pins.num_rows - self.summary.pins_ok
-        if not self.config.replace_pins and self.ws.pins.exists():
+        if (problem := parquet_problem(self.ws.pins) if self.ws.pins.exists() else None):
+            self.note(f"{self.ws.pins} was damaged ({problem}): rewritten from this run's "
+                      "pins (pins of earlier runs not scanned again are left out)")
+        if not self.config.replace_pins and self.ws.pins.exists() and problem is None:
             # Earlier runs' pins stay; a path scanned again takes this run's row.
             pins = query_arrow(
                 f"SELECT * FROM read_parquet({sql_path(self.ws.pins)}) ANTI JOIN new USING "
@@ -318,12 +326,22 @@ def ingest(workspace: str | Path | None = None, catalog: str | Path | None = Non
     ws = Workspace.open(workspace, create=True)
     with ws.lock(), engine_session(config.engine, config.ray_address):
         run = _Run(ws, config, progress)
+        # Lost or damaged parts: dropped now, so the plans below embed their rows again.
+        writing = ("product_image", "product_text", *(("crop",) if pins is not None else ()))
+        for message in repair_stores(ws, writing=writing):
+            run.note(message)
+        try:
+            ws.settings()
+        except DamagedFileError as exc:
+            run.note(f"{exc.path} was damaged ({exc.reason}): recorded again from this run")
         detector_id = None
         try:
             if catalog is not None:
                 run.catalog(Path(catalog))
             elif not ws.catalog.exists():
                 raise PinshopError("no catalog yet: pass a CATALOG file with the first ingest")
+            else:
+                require_parquet(ws.catalog, "`pinshop ingest CATALOG`")
             run.product_images()
             run.product_texts()
             if pins is not None:

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError
 from ..io.events import EVENT_WEIGHTS
+from ..workspace.integrity import require_parquet
 from ..workspace.layout import Workspace
 from ..workspace.storage import sql_path, write_parquet
 
@@ -146,6 +147,9 @@ class Scorer:
 
         if not ws.events.exists():
             raise PinshopError(f"no events in {ws.root}: run `pinshop ingest-events FILE`")
+        require_parquet(ws.events, "`pinshop ingest-events FILE` (it writes events.parquet "
+                                   "again from the files you ingest)")
+        require_parquet(ws.catalog, "`pinshop ingest CATALOG`")
         self.ws, self.config = ws, config
         self.con: duckdb.DuckDBPyConnection = duckdb.connect()
         tmp = ws.root / ".duckdb-tmp"

@@ -16,12 +16,12 @@ The search is small and deterministic:
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PinshopError
+from ..errors import DamagedFileError, PinshopError
+from ..workspace.integrity import read_json_object
 from ..workspace.layout import Workspace
 from ..workspace.storage import write_json
 
@@ -133,8 +133,15 @@ def save(ws: Workspace, tuning: Tuning) -> None:
 
 
 def load(ws: Workspace) -> Tuning | None:
+    """The blend `recommend --tune` fitted, if any; DamagedFileError when unreadable."""
     path = ws.root / TUNING_FILE
-    return Tuning(**json.loads(path.read_text())) if path.exists() else None
+    if not path.exists():
+        return None
+    fix = "`pinshop recommend --tune` (or delete it to use the default weights)"
+    try:
+        return Tuning(**read_json_object(path, fix))
+    except TypeError:
+        raise DamagedFileError(path, "not a tuning record", fix) from None
 
 
 def apply(config: RecommendConfig, tuning: Tuning | None) -> RecommendConfig:

@@ -184,6 +184,7 @@ class Retriever:
                 loaded = None
             if loaded is not None and loaded.stale:
                 if self.rebuild if rebuild is None else rebuild:
+                    loaded.close()  # this generation is replaced: let the writer sweep it
                     build_indexes(self.ws.root, kinds=(kind,))  # an update in place: cheap
                     loaded = load_index(self.ws, kind, category)
                 elif not self.allow_stale:
@@ -332,4 +333,8 @@ class Retriever:
         return self.store.rows(ids)
 
     def close(self) -> None:
+        """Release the catalog and the index generations held (writers may sweep them)."""
         self.store.close()
+        for loaded in self._indexes.values():
+            if loaded is not None:
+                loaded.close()

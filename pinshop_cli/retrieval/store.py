@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError
 from ..workspace import Workspace
+from ..workspace.integrity import require_parquet
 from ..workspace.storage import sql_path
 
 if TYPE_CHECKING:
@@ -140,6 +141,7 @@ class CatalogStore:
 
         if not ws.catalog.exists():
             raise PinshopError(f"no catalog in {ws.root}: run `pinshop ingest CATALOG` first")
+        require_parquet(ws.catalog, "`pinshop ingest CATALOG`")
         self.ws = ws
         self.con: duckdb.DuckDBPyConnection = duckdb.connect()
         # Loaded once into DuckDB's columnar memory with an ART index on id: fetching the

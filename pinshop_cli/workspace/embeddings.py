@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .layout import Workspace
+from .layout import EMBEDDING_KINDS, Workspace
 from .parts import PartStore
 from .storage import query_arrow, sha256_text, sql_path
 
@@ -45,7 +45,32 @@ def part_key(*parts: str) -> str:
 
 
 def store(ws: Workspace, kind: str) -> PartStore:
-    return PartStore(ws.embeddings_dir / kind)
+    return PartStore(ws.embeddings_dir / kind, REMAKE["crop" if kind == "crop" else "product"])
+
+
+#: The command that embeds a lost part's rows again.
+REMAKE = {"product": "`pinshop ingest CATALOG`", "crop": "`pinshop ingest --pins DIR`"}
+
+
+def detection_store(ws: Workspace) -> PartStore:
+    return PartStore(ws.detection_parts_dir, REMAKE["crop"])
+
+
+def repair_stores(ws: Workspace, full: bool = True, writing: tuple[str, ...] = ()
+                  ) -> list[str]:
+    """Every part store of the workspace repaired (see PartStore.repair), and an empty
+    manifest for each store of the kinds about to be `writing` (see PartStore.ensure): for
+    writers holding the lock. Returns notes on what was dropped or listed again."""
+    stores = [store(ws, kind) for kind in EMBEDDING_KINDS] + [detection_store(ws)]
+    notes: list[str] = []
+    for part_store in stores:
+        if part_store.directory.is_dir():
+            notes += part_store.repair(full)
+    for kind in writing:
+        store(ws, kind).ensure()
+        if kind == "crop":
+            detection_store(ws).ensure()
+    return notes
 
 
 def vectors_table(kind: str, model_id: str, ids: pa.Array, source_hashes: pa.Array,
@@ -68,9 +93,10 @@ def write_part(ws: Workspace, kind: str, model_id: str, ids: pa.Array | list[str
     store(ws, kind).append(vectors_table(kind, model_id, ids, source_hashes, vectors), key)
 
 
-def parts_sql(ws: Workspace, kind: str) -> str | None:
-    """A FROM-clause reading the live parts of a kind, or None when there are none."""
-    files = store(ws, kind).files()
+def parts_sql(ws: Workspace, kind: str, notes: list[str] | None = None) -> str | None:
+    """A FROM-clause reading the live parts of a kind, or None when there are none (parts
+    found damaged are left out, and named in `notes`)."""
+    files = store(ws, kind).files(notes)
     if not files:
         return None
     return f"read_parquet([{', '.join(sql_path(p) for p in files)}])"

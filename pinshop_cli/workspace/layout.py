@@ -4,28 +4,34 @@
     embeddings/<kind>/L*.parquet + _manifest.json        batch parts, compacted; the
                                                          manifest lists the live ones
     parts/detections/L*.parquet + _manifest.json         per-batch detections (resume ledger)
-    indexes/<name>.hnsw, .ids.parquet, .vectors.npy, .json  hnswlib graph, labels, vectors
-                                                         by label, manifest
+    indexes/<name>.json                                  manifest naming the current
+                                                         generation and its files' checksums
+    indexes/<name>.g<N>.hnsw, .ids.parquet, .vectors.npy generation N: hnswlib graph, labels,
+                                                         vectors by label (index/generations.py)
     rejects/<source>.parquet                             refused rows/files with reasons
     workspace.json                                       which models built this workspace
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
-import json
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import PinshopError, WorkspaceLockedError
+from ..errors import DamagedFileError, PinshopError, WorkspaceLockedError
+from .integrity import read_json_object
 from .storage import write_json
 
 DEFAULT_WORKSPACE = "pinshop-data"
 EMBEDDING_KINDS = ("product_image", "product_text", "crop")
+#: The lock file's holder record, written in place at a fixed width (never truncated).
+HOLDER_WIDTH = 64
 
 
 @dataclass(frozen=True)
@@ -59,63 +65,96 @@ class Workspace:
     settings_path = property(lambda self: self.root / "workspace.json")
 
     # -- recorded settings -------------------------------------------------------------
-    def settings(self) -> dict[str, Any]:
+    def settings(self, repairing: bool = False) -> dict[str, Any]:
+        """What workspace.json records ({} before the first ingest). A damaged file is a
+        DamagedFileError, except for a writer `repairing` it (ingest records it again)."""
         if not self.settings_path.exists():
             return {}
-        return dict(json.loads(self.settings_path.read_text()))
+        try:
+            from .models import RECORD_AGAIN
+
+            return read_json_object(self.settings_path, RECORD_AGAIN)
+        except DamagedFileError:
+            if repairing:
+                return {}
+            raise
 
     def update_settings(self, **values: Any) -> None:
-        write_json({**self.settings(), **values}, self.settings_path)
+        write_json({**self.settings(repairing=True), **values}, self.settings_path)
 
     # -- one writer at a time ----------------------------------------------------------
     def sweep_leftovers(self) -> int:
-        """Remove what a killed writer left: temp files of atomic writes and parts it wrote
-        but never listed (holding the lock, no other writer can own one). Returns how many
-        temp files were removed."""
-        from .parts import MANIFEST, PartStore
+        """Remove what a killed writer left: temp files of atomic writes, parts it wrote
+        but never listed, and index generations no manifest names (holding the lock, no
+        other writer can own one); old generations go once no reader holds them. Returns
+        how many temp files were removed."""
+        from ..index.generations import sweep_generations
+        from .parts import PartStore
+        from .storage import remove
 
         removed = 0
-        for path in self.root.rglob(".*.tmp"):
-            path.unlink(missing_ok=True)
+        for path in self.root.rglob(".*.tmp"):  # rglob does not enter linked directories
+            remove(path)
             removed += 1
-        for manifest in self.root.rglob(MANIFEST):
-            PartStore(manifest.parent).sweep()
+        stores = [*self.embeddings_dir.glob("*"), self.detection_parts_dir]
+        for directory in stores:
+            if directory.is_dir() and not directory.is_symlink():
+                PartStore(directory).sweep()
+        sweep_generations(self)
         return removed
 
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Exclusive lock for writers. flock is released by the OS if the process dies,
-        so a killed run never leaves a stale lock behind."""
+        so a killed run never leaves a stale lock behind. The lock file is opened without
+        following links and must be a plain file of its own: a link planted at .lock never
+        gets written through. The holder's pid is written in place, never truncated."""
         _make_dir(self.root)
-        path = self.root / ".lock"
+        fd = _open_lock_file(self.root / ".lock")
         try:
-            handle = open(path, "a+")  # noqa: SIM115 - closed by the with below
-        except OSError as exc:
-            raise PinshopError(f"cannot write to workspace {self.root}: "
-                               f"{exc.strerror or exc} (need a writable directory)") from None
-        with handle:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                handle.seek(0)
-                holder = handle.read().strip() or "another process"
+                holder = os.pread(fd, HOLDER_WIDTH, 0).decode("utf-8", "replace").strip()
                 raise WorkspaceLockedError(
-                    f"workspace {self.root} is being written by {holder}; "
-                    "wait for it to finish (only one writer at a time)"
+                    f"workspace {self.root} is being written by {holder or 'another process'}"
+                    "; wait for it to finish (only one writer at a time)"
                 ) from None
             except OSError as exc:  # e.g. a network file system without locks
                 raise PinshopError(f"cannot lock workspace {self.root}: "
                                    f"{exc.strerror or exc}") from None
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"pinshop pid {os.getpid()}")
-            handle.flush()
+            os.pwrite(fd, f"pinshop pid {os.getpid()}".ljust(HOLDER_WIDTH).encode(), 0)
             self.sweep_leftovers()
             try:
                 yield
             finally:
-                handle.truncate(0)
-                fcntl.flock(handle, fcntl.LOCK_UN)
+                os.pwrite(fd, b" " * HOLDER_WIDTH, 0)
+        finally:
+            os.close(fd)  # releases the flock
+
+
+def _open_lock_file(path: Path) -> int:
+    """The lock file, opened read-write without following a link; refused unless it is a
+    regular file with no other name (a hard link to a file elsewhere would be written)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PinshopError(f"{path} is a symbolic link: pinshop never locks or writes "
+                               "through one; remove it") from None
+        if exc.errno == errno.EISDIR:
+            raise PinshopError(f"{path} is not a regular file: pinshop never writes through "
+                               "it; remove it") from None
+        raise PinshopError(f"cannot write to workspace {path.parent}: "
+                           f"{exc.strerror or exc} (need a writable directory)") from None
+    info = os.fstat(fd)
+    problem = ("is not a regular file" if not stat.S_ISREG(info.st_mode) else
+               "has other hard links" if info.st_nlink != 1 else None)
+    if problem is not None:
+        os.close(fd)
+        raise PinshopError(f"{path} {problem}: pinshop never writes through it; remove it")
+    return fd
 
 
 def _make_dir(root: Path) -> None:

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import ModelMismatchError, PinshopError
+from ..errors import DamagedFileError, ModelMismatchError, PinshopError
 from .layout import Workspace
+
+#: What writes workspace.json again.
+RECORD_AGAIN = ("`pinshop ingest CATALOG` (it records the models again; add --embedder if "
+                "not the default)")
 
 if TYPE_CHECKING:
     from ..models import Embedder
@@ -21,12 +25,16 @@ def workspace_embedder(ws: Workspace, requested: str | None = None,
     The runtime is not recorded: torch and fp32 ONNX vectors agree to cosine 0.9999."""
     from ..models import get_embedder
 
-    recorded = ws.settings().get("embedder")
+    # An ingest (`requested`) records the models again over a damaged workspace.json.
+    recorded = ws.settings(repairing=requested is not None).get("embedder")
     if recorded and requested not in (None, "auto", recorded):
         raise ModelMismatchError(
             f"workspace {ws.root} was built with embedder {recorded!r}; mixing models is "
             f"refused. Use a new workspace (-w) for {requested!r}, or drop --embedder")
     if not recorded and requested is None:
+        if not ws.settings_path.exists() and any(ws.embeddings_dir.glob("*/_manifest.json")):
+            raise DamagedFileError(ws.settings_path, "missing, while embeddings/ holds "
+                                   "vectors", RECORD_AGAIN)
         raise PinshopError(f"workspace {ws.root} has no embeddings yet: run `pinshop ingest`")
     return get_embedder(recorded or requested or "auto", models_dir, runtime)
 

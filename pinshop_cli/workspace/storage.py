@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .faults import fault_point
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -42,7 +44,9 @@ def atomic_path(target: Path) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, FILE_MODE)
+        fault_point("write", target)
         os.replace(tmp, target)
+        fault_point("rename", target)
         dir_fd = os.open(target.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
@@ -50,6 +54,12 @@ def atomic_path(target: Path) -> Iterator[Path]:
             os.close(dir_fd)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove(path: Path) -> None:
+    """Unlink a file a writer no longer lists (a fault point for the crash tests)."""
+    fault_point("unlink", path)
+    path.unlink(missing_ok=True)
 
 
 def write_parquet(table: pa.Table, target: Path) -> None:

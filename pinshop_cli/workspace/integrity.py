@@ -1,0 +1,154 @@
+"""Is a workspace file what its writer left? Size and checksum records, and the checks that
+turn a missing, truncated or corrupt file into one DamagedFileError naming the repair.
+
+A writer records each file it lists in a manifest: its size, its sha256 and a *sample*
+digest (the size plus 16 evenly spaced 64 KiB blocks). Readers check the size always, the
+full sha256 of files up to FULL_CHECK_BYTES, and the sample of bigger ones (a 5 GB vector
+file costs a 1 MiB read, not 3 s of hashing); writers (`pinshop index`, `pinshop ingest`)
+check full checksums before they trust a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DamagedFileError
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
+
+FULL_CHECK_BYTES = 4 << 20
+SAMPLE_BLOCKS = 16
+SAMPLE_BLOCK_BYTES = 64 << 10
+#: PINSHOP_VERIFY=off skips the readers' checks: only for measuring what they cost.
+VERIFY_ENV = "PINSHOP_VERIFY"
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    bytes: int
+    sha256: str
+    sample: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> FileRecord:
+        return cls(int(data["bytes"]), str(data["sha256"]), str(data["sample"]))
+
+
+def sha256_of(path: Path, chunk: int = 4 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sample_of(path: Path, size: int | None = None) -> str:
+    """sha256 of the size and SAMPLE_BLOCKS evenly spaced blocks (the first and the last
+    included): catches truncation, a garbage fill and most overwrites for a 1 MiB read."""
+    size = path.stat().st_size if size is None else size
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as handle:
+        span = max(size - SAMPLE_BLOCK_BYTES, 0)
+        for n in range(SAMPLE_BLOCKS):
+            handle.seek(span * n // (SAMPLE_BLOCKS - 1))
+            digest.update(handle.read(SAMPLE_BLOCK_BYTES))
+    return digest.hexdigest()
+
+
+def record_file(path: Path) -> FileRecord:
+    size = path.stat().st_size
+    return FileRecord(size, sha256_of(path), sample_of(path, size))
+
+
+def readers_verify() -> bool:
+    return os.environ.get(VERIFY_ENV, "").lower() not in ("off", "0", "no", "false")
+
+
+def file_problem(path: Path, record: FileRecord, full: bool) -> str | None:
+    """Why `path` is not the file `record` describes, or None. `full` hashes every byte;
+    otherwise files over FULL_CHECK_BYTES are checked by their sample."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    if size != record.bytes:
+        return f"{size} bytes, expected {record.bytes}"
+    try:
+        if full or size <= FULL_CHECK_BYTES:
+            matches = sha256_of(path) == record.sha256
+        else:
+            matches = sample_of(path, size) == record.sample
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    return None if matches else "checksum mismatch"
+
+
+def parquet_problem(path: Path) -> str | None:
+    """Why `path` is not a readable Parquet file (its footer is what every reader needs
+    first), or None."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+            handle.seek(0, os.SEEK_END)
+            if handle.tell() < 12:
+                return "too short to be Parquet"
+            handle.seek(-4, os.SEEK_END)
+            tail = handle.read(4)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    if head != b"PAR1" or tail != b"PAR1":
+        return "not a Parquet file (no magic bytes)"
+    try:
+        parquet_metadata(path)
+    except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
+        return f"unreadable Parquet footer: {_first_line(exc)}"
+    return None
+
+
+def parquet_metadata(path: Path) -> pq.FileMetaData:
+    import pyarrow.parquet as pq
+
+    return pq.read_metadata(path)
+
+
+def require_parquet(path: Path, fix: str) -> None:
+    """Raise DamagedFileError unless `path` (which must exist) is readable Parquet."""
+    if (problem := parquet_problem(path)) is not None:
+        raise DamagedFileError(path, problem, fix)
+
+
+def read_json_object(path: Path, fix: str) -> dict[str, Any]:
+    """A JSON object from `path`, or DamagedFileError (missing, not UTF-8, not JSON, not an
+    object)."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise DamagedFileError(path, "missing", fix) from None
+    except UnicodeDecodeError:
+        raise DamagedFileError(path, "not UTF-8 text", fix) from None
+    except json.JSONDecodeError as exc:
+        raise DamagedFileError(path, f"not valid JSON: {exc.msg} at line {exc.lineno}",
+                               fix) from None
+    except OSError as exc:
+        raise DamagedFileError(path, f"unreadable: {exc.strerror or exc}", fix) from None
+    if not isinstance(data, dict):
+        raise DamagedFileError(path, "not a JSON object", fix)
+    return data
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
