@@ -11,8 +11,15 @@ def sql(
     query: Annotated[str, typer.Argument(help="SQL over the views catalog, pins, detections, "
                                               "embeddings, rejects_* ...")],
     allow_writes: Annotated[bool, typer.Option(
-        "--allow-writes", help="Also let the query write files (COPY ... TO) inside the "
-                               "workspace directory; nothing outside it.")] = False,
+        "--allow-writes", help="Also let the query write files (COPY ... TO) in the "
+                               "workspace's exports/ directory, and nowhere else; takes the "
+                               "writer lock.")] = False,
+    timeout: Annotated[float, typer.Option(
+        min=0, help="Stop the statement after this many seconds (0: no limit). Ctrl-C stops "
+                    "it too.")] = 60.0,
+    memory_limit: Annotated[str | None, typer.Option(
+        "--memory-limit", help="DuckDB memory limit, e.g. 4GB (default: half the memory "
+                               "available).")] = None,
     workspace: WorkspaceOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -20,13 +27,15 @@ def sql(
 
     The views are catalog, pins, detections, events, recommendations, duplicates, audit,
     embeddings, embeddings_<kind> (one current vector per id) and rejects_<source>. Nothing outside
-    the workspace can be read; nothing can be written unless --allow-writes.
+    the workspace can be read (links leading out of it are skipped); nothing can be written
+    unless --allow-writes, and then only into <workspace>/exports/.
 
     Example: `pinshop sql "SELECT category, count(*) FROM catalog GROUP BY 1"`
     """
     from pinshop_cli import run_sql
 
-    result = run_sql(query, workspace, allow_writes=allow_writes)
+    result = run_sql(query, workspace, allow_writes=allow_writes, timeout=timeout or None,
+                     memory_limit=memory_limit)
     for message in result.notes:
         note(message)
     if json:

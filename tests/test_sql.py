@@ -79,17 +79,97 @@ def test_settings_stay_locked_within_one_connection(ws: Path) -> None:
         con.close()
 
 
-def test_allow_writes_writes_inside_the_workspace_only(ws: Path) -> None:
-    out = ws / "export.parquet"
+def test_allow_writes_writes_into_exports_only(ws: Path) -> None:
+    out = ws / "exports" / "top.parquet"
     run_sql(f"COPY (SELECT id FROM catalog) TO '{out}'", ws, allow_writes=True)
     assert run_sql(f"SELECT count(*) FROM read_parquet('{out}')", ws,
                    allow_writes=True).rows == [(2,)]
-    for outside in (ws.parent / "outside.parquet", Path(f"{ws}-sibling") / "x.parquet"):
-        with pytest.raises(PinshopError, match="SQL error"):
-            run_sql(f"COPY (SELECT 1) TO '{outside}'", ws, allow_writes=True)
-        assert not outside.exists()
+    before = (ws / "catalog.parquet").read_bytes()
+    for target in (ws / "catalog.parquet", ws / "exports" / ".." / "catalog.parquet",
+                   ws / "rejects" / "x.parquet", ws.parent / "outside.parquet",
+                   Path(f"{ws}-sibling") / "x.parquet"):
+        with pytest.raises(PinshopError, match="SQL error: .*exports/"):
+            run_sql(f"COPY (SELECT 'x' AS id) TO '{target}'", ws, allow_writes=True)
+    assert (ws / "catalog.parquet").read_bytes() == before
+    assert not (ws.parent / "outside.parquet").exists()
     with pytest.raises(PinshopError, match="SQL error"):
         run_sql("SELECT * FROM read_text('/etc/passwd')", ws, allow_writes=True)
+
+
+def test_allow_writes_is_a_writer(ws: Path) -> None:
+    from pinshop_cli import Workspace, WorkspaceLockedError
+
+    with Workspace.open(ws).lock(), pytest.raises(WorkspaceLockedError):
+        run_sql(f"COPY (SELECT 1 AS a) TO '{ws}/exports/a.parquet'", ws, allow_writes=True)
+    (ws / "exports").symlink_to(ws.parent)
+    with pytest.raises(PinshopError, match="exports is not a plain directory"):
+        run_sql(f"COPY (SELECT 1 AS a) TO '{ws}/exports/a.parquet'", ws, allow_writes=True)
+    assert not (ws.parent / "a.parquet").exists()
+
+
+def test_links_leading_out_of_the_workspace_are_never_read(ws: Path, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    secret = tmp_path / "secret.parquet"
+    pq.write_table(pa.table({"password": ["hunter2"]}), secret)
+    (ws / "rejects" / "evil.parquet").symlink_to(secret)
+    (ws / "rejects" / "fine.parquet").symlink_to(ws / "rejects" / "catalog.parquet")
+    result = run_sql("SELECT count(*) FROM rejects_fine", ws)  # a link inside is fine
+    assert result.rows == [(1,)]
+    assert any("evil.parquet" in n and "outside the workspace" in n for n in result.notes)
+    with pytest.raises(PinshopError, match="rejects_evil"):
+        run_sql("SELECT * FROM rejects_evil", ws)
+
+
+def test_a_runaway_statement_is_stopped_by_the_timeout(ws: Path) -> None:
+    endless = ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
+               "SELECT count(*) FROM r")
+    with pytest.raises(PinshopError, match=r"ran longer than 0.5 s and was stopped"):
+        run_sql(endless, ws, timeout=0.5)
+
+
+def test_ctrl_c_interrupts_a_running_statement(ws: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    endless = ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
+               "SELECT count(*) FROM r")
+    process = subprocess.Popen([sys.executable, "-m", "pinshop_cli.commands.main", "sql",
+                                endless, "-w", str(ws), "--timeout", "0"],
+                               stderr=subprocess.PIPE, text=True, env=os.environ)
+    time.sleep(3)  # start-up, then DuckDB is busy
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 130
+    assert "Traceback" not in (process.stderr.read() if process.stderr else "")
+
+
+def test_the_memory_limit_is_set_and_can_be_given(ws: Path) -> None:
+    from pinshop_cli.sql import available_memory
+
+    default = run_sql("SELECT current_setting('memory_limit')", ws).rows[0][0]
+    value, unit = default.split()
+    scale = {"MiB": 2 ** 20, "GiB": 2 ** 30, "KiB": 2 ** 10}[unit]
+    assert float(value) * scale <= available_memory() * 0.55
+    given = run_sql("SELECT current_setting('memory_limit')", ws, memory_limit="300MB")
+    assert given.rows[0][0].startswith("286")  # 300 MB in MiB
+    with pytest.raises(PinshopError, match="SQL error"):
+        run_sql("SELECT 1", ws, memory_limit="lots")
+
+
+def test_a_damaged_embeddings_part_is_left_out_with_a_note(ws: Path) -> None:
+    part = PartStore(ws / "embeddings" / "product_text").files()[0]
+    part.write_bytes(part.read_bytes()[:-20])
+    result = run_sql("SELECT count(*) FROM catalog", ws)
+    assert any(f"{part} is damaged" in n for n in result.notes)
+    with pytest.raises(PinshopError, match="embeddings"):
+        run_sql("SELECT count(*) FROM embeddings", ws)
+    (ws / "embeddings" / "product_text" / "_manifest.json").write_text("{garbage")
+    notes = run_sql("SELECT count(*) FROM catalog", ws).notes
+    assert any("_manifest.json is damaged" in n and "pinshop index" in n for n in notes)
 
 
 def test_junk_files_are_skipped_with_a_note(ws: Path) -> None:
