@@ -1,8 +1,10 @@
-"""What every command shares: option types, stderr console, JSON/table output, progress."""
+"""What every command shares: option types, stderr console, JSON/table output, progress.
+Every text a command prints goes through here, cleaned of terminal control characters."""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -11,9 +13,37 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+# Characters that drive a terminal instead of printing: C0 controls but tab and newline
+# (ESC opens colour, cursor, clear-screen, window-title and OSC 8 hyperlink sequences),
+# DEL, C1 controls (0x9b is a one-byte CSI) and the bidi controls that reorder a line.
+UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
+                    "\u2066-\u2069]")
+# JSON escapes C0 itself; the rest pass through json.dumps(ensure_ascii=False) raw.
+UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean(text: str) -> str:
+    """`text` with every terminal control character shown as an escape (\\x1b, \\u202e)
+    instead of obeyed: data (titles, paths, model output) never controls the terminal."""
+    return UNSAFE.sub(lambda m: _escaped(m.group()), text)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+class SafeConsole(Console):
+    """A rich Console that cleans every string it is given before rendering it: rich's
+    own styling still reaches the terminal, the text inside it never as control codes."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(clean(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
 # Logs, notes and progress go to stderr; stdout carries only results (tables or --json).
-err = Console(stderr=True)
-out = Console()
+err = SafeConsole(stderr=True)
+out = SafeConsole()
 
 WorkspaceOption = Annotated[
     Path | None,
@@ -48,11 +78,19 @@ RuntimeOption = Annotated[
 def print_json(data: Any) -> None:
     if is_dataclass(data) and not isinstance(data, type):
         data = asdict(data)
-    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+    text = json.dumps(data, indent=2, default=str, ensure_ascii=False)
+    sys.stdout.write(UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
 
 
 def note(message: str) -> None:
-    err.print(f"[yellow]note:[/] {message}", highlight=False)
+    from rich.markup import escape
+
+    err.print(f"[yellow]note:[/] {escape(message)}", highlight=False)
+
+
+def echo(message: str, err: bool = False) -> None:
+    """A plain line (no markup) on stdout or stderr, cleaned."""
+    typer.echo(clean(message), err=err)
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
@@ -61,11 +99,11 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    grid = Table(title=escape(title) if title else None, title_justify="left")
+    grid = Table(title=escape(clean(title)) if title else None, title_justify="left")
     for column in columns:
-        grid.add_column(escape(str(column)))
+        grid.add_column(escape(clean(str(column))))
     for row in rows:
-        grid.add_row(*("" if v is None else escape(str(v)) for v in row))
+        grid.add_row(*("" if v is None else escape(clean(str(v))) for v in row))
     out.print(grid)
 
 
@@ -105,4 +143,6 @@ class RichProgress:
         self.bar.update(self.task, rate=f"{speed:.1f}/s" if speed else "")
 
     def note(self, message: str) -> None:
-        self.bar.console.print(f"[dim]{message}[/]", highlight=False)
+        from rich.markup import escape
+
+        self.bar.console.print(f"[dim]{escape(clean(message))}[/]", highlight=False)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from ._output import RichProgress, err, note, table
+from ._output import RichProgress, echo, err, note, table
 
 
 def demo(
@@ -26,15 +26,15 @@ def demo(
     with RichProgress() as progress:
         result = run_demo(workspace, data, progress=progress)
     summary = result.ingest
-    typer.echo(f"{summary.rows_ok} products ({summary.rows_rejected} rejected), "
+    echo(f"{summary.rows_ok} products ({summary.rows_rejected} rejected), "
                f"{summary.pins_ok} pins, {summary.detections} regions; embedder "
                f"{summary.embedder}; detector {summary.detector}", err=True)
     err.rule("2. index")
     for manifest in (m for m in result.indexes if m.category is None):
-        typer.echo(f"{manifest.name}: {manifest.count} vectors, recall@10 "
+        echo(f"{manifest.name}: {manifest.count} vectors, recall@10 "
                    f"{manifest.recall_at_10}, built in {manifest.build_seconds}s", err=True)
     per_category = [m for m in result.indexes if m.category is not None]
-    typer.echo(f"+ {len(per_category)} per-category indexes (a detected sofa searches the "
+    echo(f"+ {len(per_category)} per-category indexes (a detected sofa searches the "
                "sofas)", err=True)
     err.rule("3. match every pin (best product per object)")
     for message in result.match.notes:
@@ -60,12 +60,12 @@ def demo(
            for i in result.look_alikes.items])
     table("complete the look of the Nimbus Boucle Armchair", ["id", "title", "why"],
           [[p.product.id, p.product.title, p.reason] for p in result.completed.picks])
-    typer.echo(f"duplicates: {result.duplicates.clusters} cluster(s) of "
+    echo(f"duplicates: {result.duplicates.clusters} cluster(s) of "
                f"{result.duplicates.table.num_rows} products (duplicates.parquet); audit: "
                + ", ".join(f"{c} {n}" for c, n in result.audit.counts.items())
                + " findings (audit.parquet)", err=True)
     write_report(result.match, report)
-    typer.echo(f"\nHTML report: {report}   workspace: {result.workspace}\n"
+    echo(f"\nHTML report: {report}   workspace: {result.workspace}\n"
                f"Next: pinshop match YOUR_PHOTO.jpg -w {workspace}\n"
                f"      pinshop similar P006 --cheaper -w {workspace}\n"
                f"      pinshop audit --report audit.html -w {workspace}\n"

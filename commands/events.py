@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from ._output import JsonOption, WorkspaceOption, print_json, table
+from ._output import JsonOption, WorkspaceOption, echo, print_json, table
 
 
 def ingest_events(
@@ -31,7 +31,7 @@ def ingest_events(
     table(f"events from {events}", ["ok", "rejected", "new", "total in workspace"],
           [[summary.rows_ok, summary.rows_rejected, summary.added, summary.total]])
     if summary.rows_rejected:
-        typer.echo('Reasons: pinshop sql "SELECT * FROM rejects_events"', err=True)
+        echo('Reasons: pinshop sql "SELECT * FROM rejects_events"', err=True)
 
 
 def generate_events(
@@ -54,4 +54,4 @@ def generate_events(
 
     count = generate_for_workspace(out, SynthConfig(users=users, events=events, days=days,
                                                     seed=seed), workspace)
-    typer.echo(f"{count} events written to {out}", err=True)
+    echo(f"{count} events written to {out}", err=True)

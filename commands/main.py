@@ -64,9 +64,11 @@ def run() -> None:
     except PinshopError as exc:
         if os.environ.get("PINSHOP_DEBUG"):
             raise
+        from rich.markup import escape
+
         from ._output import err
 
-        err.print(f"[bold red]Error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._output import JsonOption, ModelsDirOption, print_json, table
+from ._output import JsonOption, ModelsDirOption, echo, print_json, table
 
 app = typer.Typer(help="Which models are configured, where each comes from, and whether it "
                        "is present.", no_args_is_help=True)
@@ -63,9 +63,9 @@ def export(
     found = get_embedder(embedder, models_dir, "onnx-int8" if int8 else "onnx")
     found.embed_texts(["export check"])
     found.embed_image_tensors(found.preprocess_image(_blank_image())[None])
-    typer.echo(f"{found.image_model_id} / {found.text_model_id}: {found.runtime_used}")
+    echo(f"{found.image_model_id} / {found.text_model_id}: {found.runtime_used}")
     for message in found.runtime_notes:
-        typer.echo(f"note: {message}", err=True)
+        echo(f"note: {message}", err=True)
 
 
 def _blank_image() -> Any:
@@ -84,7 +84,8 @@ def path(name: NameArgument, models_dir: ModelsDirOption = None) -> None:
     from pinshop_cli.models.resolve import models_dir as resolve_dir
 
     spec = get_spec(name)
-    typer.echo(spec.files[0].resolve(spec.name, resolve_dir(models_dir), allow_download=False))
+    echo(str(spec.files[0].resolve(spec.name, resolve_dir(models_dir),
+                                 allow_download=False)))
 
 
 @app.command()
@@ -100,7 +101,7 @@ def pull(name: NameArgument, models_dir: ModelsDirOption = None) -> None:
     with RichProgress() as progress:
         found = pull_model(name, models_dir, progress)
     for path in found:
-        typer.echo(path)
+        echo(str(path))
 
 
 @app.command()
@@ -114,4 +115,4 @@ def verify(name: NameArgument, models_dir: ModelsDirOption = None) -> None:
 
     if problems := verify_model(name, models_dir):
         raise PinshopError(f"{name}: " + "; ".join(problems))
-    typer.echo(f"{name}: ok")
+    echo(f"{name}: ok")

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from ._output import JsonOption, WorkspaceOption, print_json, table
+from ._output import JsonOption, WorkspaceOption, echo, print_json, table
 
 
 def recommend(
@@ -59,13 +59,13 @@ def recommend(
               [[name, m.hit_rate, m.recall, m.ndcg, m.coverage]
                for name, m in result.methods.items()])
         for note in result.notes:
-            typer.echo(note, err=True)
+            echo(note, err=True)
     elif all_users:
         rows = recommend_all(workspace, config)
         if json:
             print_json({"rows": rows})
         else:
-            typer.echo(f"{rows} recommendations written to recommendations.parquet", err=True)
+            echo(f"{rows} recommendations written to recommendations.parquet", err=True)
     elif user is not None:
         recs = run_recommend(workspace, user, config)
         if json:
@@ -85,4 +85,4 @@ def _show_tuning(tuning: dict) -> None:
           f"half-life {tuning['popularity_half_life_days']:g} days",
           ["on validation", "NDCG", "hit rate"],
           [[name, m["ndcg"], m["hit_rate"]] for name, m in tuning["validation"].items()])
-    typer.echo(tuning["note"], err=True)
+    echo(tuning["note"], err=True)

@@ -75,6 +75,26 @@ def test_ingest_json_then_state_through_the_library(tmp_path, write_catalog):
     assert again["model_work_done"] is False
 
 
+def test_terminal_control_characters_in_data_are_shown_not_obeyed(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "ws"
+    root.mkdir()
+    evil = ["Sofa\x1b[2J\x1b]0;pwned\x07", "\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\",
+            "Lamp\x9b31m\u202egnp.exe"]
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "title": evil}), root / "catalog.parquet")
+    shown = CliRunner().invoke(app, ["sql", "SELECT title FROM catalog ORDER BY id", "-w",
+                                     str(root)])
+    assert shown.exit_code == 0, shown.output
+    assert not any(c in shown.stdout for c in "\x1b\x07\x9b\u202e")
+    assert "\\x1b[2J" in shown.stdout and "\\u202e" in shown.stdout
+    as_json = CliRunner().invoke(app, ["sql", "SELECT title FROM catalog ORDER BY id", "-w",
+                                       str(root), "--json"])
+    assert not any(c in as_json.stdout for c in "\x1b\x07\x9b\u202e")
+    assert [row["title"] for row in json.loads(as_json.stdout)] == evil  # data unchanged
+
+
 def test_sql_and_models_json(demo_workspace):
     result = CliRunner().invoke(app, ["sql", "SELECT count(*) AS n FROM catalog", "--json",
                                       "-w", str(demo_workspace)])
