@@ -190,3 +190,30 @@ def test_a_catalog_with_no_usable_rows_keeps_the_existing_one(tmp_path):
     import pyarrow.parquet as pq
 
     assert pq.read_table(target).column("id").to_pylist() == ["A"]
+
+
+def test_the_summary_counts_added_removed_and_changed_rows(tmp_path, write_catalog):
+    target, rejects = tmp_path / "ws" / "catalog.parquet", tmp_path / "ws" / "rejects.parquet"
+    first = [{"id": i, "title": f"Item {i}", "price": "10"} for i in "ABC"]
+    summary = normalize_catalog(write_catalog(first), target, rejects)
+    assert (summary.rows_added, summary.rows_removed, summary.rows_changed) == (3, 0, 0)
+    second = [first[0], {**first[1], "price": "12"}, {"id": "D", "title": "Item D"}]
+    summary = normalize_catalog(write_catalog(second), target, rejects)
+    assert (summary.rows_added, summary.rows_removed, summary.rows_changed) == (1, 1, 1)
+    shrunk = normalize_catalog(write_catalog(second[:1]), target, rejects)
+    assert (shrunk.rows_added, shrunk.rows_removed, shrunk.rows_changed) == (0, 2, 0)
+    same = normalize_catalog(write_catalog(second[:1]), target, rejects)
+    assert (same.rows_added, same.rows_removed, same.rows_changed) == (0, 0, 0)
+
+
+def test_a_refused_csv_record_keeps_its_id(tmp_path):
+    path = tmp_path / "catalog.csv"
+    path.write_text("title,id,description\n"
+                    f"Huge,P2,{'x' * (9 << 20)}\n"
+                    'Broken,"P""3","bad"quote\n'
+                    "Fine,P4,ok\n")
+    load = load_catalog(path)
+    rejects = {r["line"]: (r["id"], r["reason"]) for r in load.rejects.to_pylist()}
+    assert rejects[2] == ("P2", "line longer than 8 MB")
+    assert rejects[3][0] == 'P"3' and "quoting" in rejects[3][1]
+    assert [r["id"] for r in load.table.to_pylist()] == ["P4"]

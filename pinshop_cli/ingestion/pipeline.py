@@ -82,6 +82,10 @@ class IngestSummary:
     notes: list[str] = field(default_factory=list)
     rows_ok: int = 0
     rows_rejected: int = 0
+    #: Against the catalog this ingest replaced: ids new, ids gone, ids with other values.
+    rows_added: int = 0
+    rows_removed: int = 0
+    rows_changed: int = 0
     pins_ok: int = 0
     pins_rejected: int = 0
     detections: int = 0
@@ -95,8 +99,15 @@ class IngestSummary:
     def model_work_done(self) -> bool:
         return any(self.embedded.values())
 
+    @property
+    def unchanged(self) -> bool:
+        """Nothing new: no model work and the catalog kept every row as it was."""
+        return not (self.model_work_done or self.rows_added or self.rows_removed
+                    or self.rows_changed)
+
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "model_work_done": self.model_work_done}
+        return {**asdict(self), "model_work_done": self.model_work_done,
+                "unchanged": self.unchanged}
 
 
 class _Run:
@@ -163,6 +174,12 @@ class _Run:
         loaded = normalize_catalog(path, self.ws.catalog, self.ws.rejects_dir / "catalog.parquet",
                                    self.config.max_pixels)
         self.summary.rows_ok, self.summary.rows_rejected = loaded.rows_ok, loaded.rows_rejected
+        self.summary.rows_added, self.summary.rows_removed, self.summary.rows_changed = (
+            loaded.rows_added, loaded.rows_removed, loaded.rows_changed)
+        if loaded.rows_removed or loaded.rows_changed:
+            loaded.notes.append(f"catalog: {loaded.rows_added} rows added, "
+                                f"{loaded.rows_removed} removed, {loaded.rows_changed} changed "
+                                "since the last ingest")
         for message in loaded.notes:
             self.summary.notes.append(message)
             self.progress.note(message)

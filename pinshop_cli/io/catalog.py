@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError
+from ..workspace.integrity import parquet_problem
 from ..workspace.storage import (
     atomic_path,
     copy_to_parquet,
@@ -78,6 +79,10 @@ class CatalogSummary:
     rows_ok: int
     rows_rejected: int
     notes: list[str] = field(default_factory=list)
+    #: Against the catalog this one replaced: ids new, ids gone, ids kept with other values.
+    rows_added: int = 0
+    rows_removed: int = 0
+    rows_changed: int = 0
 
 
 # -- column names ---------------------------------------------------------------------------
@@ -335,6 +340,12 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, delimiter: str) -> lis
         "raw": rejected.column("csv_line")}))
     fields = ", ".join(f"p.c{n}" for n in range(len(header)))
     raw_fields = ", ".join(f"coalesce(p.c{n}, '')" for n in range(len(header)))
+    # A refused record keeps its id where the raw text still shows it (a line over 8 MB,
+    # a broken quote later in the line): the id field is cut from the raw text.
+    names = output_names(header)
+    rejected_fields = ", ".join(
+        _csv_field_sql(f"left(ltrim(raw, chr(10) || chr(13)), {RAW_CHARS})", n, delimiter)
+        if name == "id" else "NULL" for n, name in enumerate(names))
     con.execute(f"""
         CREATE TEMP TABLE raw AS
         SELECT g.line, NULL::VARCHAR AS problem,
@@ -342,9 +353,20 @@ def _read_csv(con: duckdb.DuckDBPyConnection, path: Path, delimiter: str) -> lis
         FROM parsed p JOIN good_lines g USING (record) WHERE p.record > {int(header_parsed)}
         UNION ALL
         SELECT line, reason, left(ltrim(raw, chr(10) || chr(13)), {RAW_CHARS}),
-               {", ".join("NULL" for _ in header)}
+               {rejected_fields}
         FROM csv_rejects""")
     return header
+
+
+def _csv_field_sql(text: str, n: int, delimiter: str) -> str:
+    """SQL for the n-th field of the raw CSV record `text` (quoted fields and doubled
+    quotes understood), unquoted; NULL when the text ends before it."""
+    sep = re.escape(delimiter)
+    field = f'"(?:[^"]|"")*"|[^{sep}"\\r\\n]*'
+    pattern = f"^(?:(?:{field}){sep}){{{n}}}({field})".replace("'", "''")
+    value = f"regexp_extract({text}, '{pattern}', 1)"
+    unquoted = f"""replace(regexp_replace({value}, '^"(.*)"$', '\\1', 's'), '""', '"')"""
+    return f"nullif(trim({unquoted}), '')"
 
 
 def _csv_reason(error_type: str, message: str) -> str:
@@ -637,16 +659,50 @@ def normalize_catalog(path: str | Path, catalog_target: Path, rejects_target: Pa
             raise PinshopError(
                 f"{path.name} has no usable rows ({rejected} rejected: see `pinshop sql "
                 "\"SELECT line, reason FROM rejects_catalog\"`); the existing catalog was kept")
+        added, removed, changed = _changes(con, catalog_target, notes)
         # One version per embedding kind: a new title must not make image indexes stale.
         copy_to_parquet(con, "SELECT * FROM catalog_out", catalog_target, {
             "product_text": rows_version_sql("id", "category", "product_text_hash"),
             "product_image": rows_version_sql("id", "category", "image_sha256",
                                               where="image_sha256 IS NOT NULL"),
         })
-        return CatalogSummary(int(ok), int(rejected), notes)
+        return CatalogSummary(int(ok), int(rejected), notes, added, removed, changed)
     finally:
         con.close()
         scratch.cleanup()
+
+
+def _changes(con: duckdb.DuckDBPyConnection, previous: Path, notes: list[str]
+             ) -> tuple[int, int, int]:
+    """(added, removed, changed) ids of `catalog_out` against the catalog it replaces; a
+    row changed when any column both have differs (but its line number and image path). A
+    previous catalog that cannot be read counts as none, with a note."""
+    import duckdb
+
+    count = "(SELECT count(*) FROM catalog_out)"
+    if not previous.exists():
+        return int(con.execute(f"SELECT {count}").fetchall()[0][0]), 0, 0
+    if (problem := parquet_problem(previous)) is not None:
+        notes.append(f"the previous {previous.name} was damaged ({problem}): replaced whole")
+        return int(con.execute(f"SELECT {count}").fetchall()[0][0]), 0, 0
+    old = f"read_parquet({sql_path(previous)})"
+    try:
+        before = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {old}").fetchall()]
+        after = [r[0] for r in con.execute("DESCRIBE catalog_out").fetchall()]
+        # The image is compared by content (image_sha256), not by where the file lies.
+        differs = " OR ".join(f"n.{_ident(c)} IS DISTINCT FROM o.{_ident(c)}" for c in after
+                              if c in before and c not in ("id", "source_line", "image"))
+        added, removed, changed = con.execute(f"""
+            SELECT count(*) FILTER (WHERE o.id IS NULL),
+                   count(*) FILTER (WHERE n.id IS NULL),
+                   count(*) FILTER (WHERE o.id IS NOT NULL AND n.id IS NOT NULL
+                                    AND ({differs or 'false'}))
+            FROM catalog_out n FULL JOIN (SELECT * FROM {old}) o ON n.id = o.id""").fetchall()[0]
+    except duckdb.Error as exc:  # e.g. a column whose type changed between versions
+        notes.append(f"cannot compare with the previous {previous.name}: "
+                     f"{str(exc).splitlines()[0][:200]}")
+        return 0, 0, 0
+    return int(added), int(removed), int(changed)
 
 
 def rejects_schema() -> pa.Schema:
