@@ -1,20 +1,23 @@
 """Catalog-guided regions: the catalog's products in a photo, without a detector.
 
-1. One pass of the image CNN over the photo (long side `long_side`) gives a feature map; the
-   mean of the cells under a window is that window's embedding, before normalizing (the
-   product photos' embeddings are the mean over all cells). An integral image makes every
-   window's mean O(1), so all windows of 2+ cells are scored, not a sliding sample.
-2. Windows are scored against a sketch of the catalog's product photos (all of them up to
-   SKETCH, else a fixed sample): each sketch product keeps its best window, and the best
-   `proposals` windows, overlapping ones removed, go on.
+1. One pass of the image CNN over the photo (long side `long_side`) gives a feature map of
+   cells (32 px each). Each cell is compared with a sketch of the catalog's product photos
+   (all of them up to SKETCH, else a fixed sample), and each product's cosines are ranked
+   against its own mean over the photo (a beige sofa looks a little like every wall; a lamp
+   stands out only where it is).
+2. Where a product stands out most, the connected cells that stand out at least half as much
+   make its box. The products that stand out most give the proposals, overlapping boxes
+   removed.
 3. Each proposal is cut from the full-resolution photo and embedded as a crop, exactly as
-   `match` embeds any region, and searched in the product-image index.
-4. A proposal is kept when its best product clears the acceptance threshold calibrated on
-   the catalog itself (`Acceptance`); one region per product; of two regions that overlap
-   much, the better one.
+   `match` embeds any region, and searched among the product photos.
+4. A proposal is kept when its best product clears the acceptance bars calibrated on the
+   catalog itself (`Acceptance`); one region per product; of two regions that overlap
+   much, the better one. A region carries its crop's vector, so it is not embedded twice.
 
-Embedders without a feature map (CLIP) skip step 1-2: a fixed grid of windows at three
-scales is embedded as crops instead (slower, same steps 3-4).
+Pooling every window's mean from an integral image over the same map and ranking those
+windows localized worse (BENCHMARKS.md, "Regions").
+Embedders without a feature map (CLIP) skip steps 1-2: a fixed grid of windows at a few
+scales is embedded as crops instead (slower; the same steps 3-4).
 """
 
 from __future__ import annotations
@@ -23,55 +26,63 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..models.base import Detection, Detector
 
 if TYPE_CHECKING:
-    import numpy as np
     from PIL import Image
 
     from ..models.base import Embedder
     from .products import ProductPhotos
 
 REGIONS = "regions"  # the source and class name of a catalog-guided region
-SKETCH = 512  # product vectors windows are first scored against
+SKETCH = 512  # product photos each cell is compared with
 GRID_SCALES = (0.9, 0.6, 0.4, 0.25)  # window sides, as a share of the photo, without a map
 
 
 @dataclass(frozen=True)
 class Acceptance:
     """When a region counts as showing a catalog product. A raw cosine threshold does not
-    carry from one embedder or catalog to another, so it is set from the catalog: a region
-    must be more like its best product than `quantile` of the catalog's products are like
-    their nearest other product (what the best match of something not in the catalog looks
-    like)."""
+    carry from one embedder or catalog to another, so the bars are read off the catalog
+    itself, from each product's nearest and second-nearest other products (what the best
+    match of something the catalog does not hold looks like). A region is accepted when
+    its best product is
+    - more alike than `threshold`: the median product is to its nearest other one; or
+    - more alike than `floor` (the least alike tenth) and ahead of its second-best product
+      by `margin`, more than three quarters of products are ahead of their second nearest
+      (a dim or cluttered photo lowers every cosine, but a true match still stands out)."""
 
     threshold: float
-    quantile: float
+    floor: float
+    margin: float
 
     @classmethod
-    def calibrate(cls, photos: ProductPhotos, quantile: float = 0.5, sample: int = 2000,
-                  seed: int = 0) -> Acceptance:
-        import numpy as np
-
+    def calibrate(cls, photos: ProductPhotos, sample: int = 2000, seed: int = 0
+                  ) -> Acceptance:
         labels = photos.labels
-        if len(labels) < 2:
-            return cls(0.0, quantile)
+        if len(labels) < 3:
+            return cls(0.0, 0.0, 0.0)
         rng = np.random.default_rng(seed)
         picked = rng.choice(labels, size=min(sample, len(labels)), replace=False)
-        found, scores = photos.search(photos.vectors_of(picked), 2)
-        # The nearest other product: the first hit that is not the product itself.
-        other = np.where(found[:, 0] == picked, scores[:, 1], scores[:, 0])
-        return cls(float(np.quantile(other, quantile)), quantile)
+        found, scores = photos.search(photos.vectors_of(picked), 3)
+        # The nearest and second-nearest other products: each product's own hit dropped.
+        others = -np.sort(-np.where(found == picked[:, None], -np.inf, scores), axis=1)[:, :2]
+        nearest, gap = others[:, 0], others[:, 0] - others[:, 1]
+        return cls(float(np.quantile(nearest, 0.5)), float(np.quantile(nearest, 0.1)),
+                   float(np.quantile(gap, 0.75)))
+
+    def accepts(self, best: np.ndarray, second: np.ndarray) -> np.ndarray:
+        return (best >= self.threshold) | ((best >= self.floor) & (best - second >= self.margin))
 
 
 @dataclass(frozen=True)
 class RegionSettings:
-    long_side: int = 512  # the photo's side for the feature map (cells of 32 px)
-    proposals: int = 12  # windows embedded as crops per photo
-    min_cells: int = 2  # smallest window side, in cells
-    max_aspect: float = 4.0
-    overlap: float = 0.5  # IoU above which two windows or regions are one
-    acceptance_quantile: float = 0.5
+    long_side: int = 640  # the photo's side for the feature map (cells of 32 px)
+    proposals: int = 24  # boxes embedded as crops per photo
+    #: A product's box: the connected cells standing out at least this share of its peak.
+    extent: float = 0.5
+    overlap: float = 0.5  # IoU above which two boxes or regions are one
 
 
 class CatalogRegions(Detector):
@@ -81,11 +92,9 @@ class CatalogRegions(Detector):
 
     def __init__(self, embedder: Embedder, products: ProductPhotos,
                  settings: RegionSettings | None = None) -> None:
-        import numpy as np
-
         self.embedder, self.products = embedder, products
         self.settings = settings or RegionSettings()
-        self.acceptance = Acceptance.calibrate(products, self.settings.acceptance_quantile)
+        self.acceptance = Acceptance.calibrate(products)
         labels = products.labels
         if len(labels) > SKETCH:
             labels = np.sort(np.random.default_rng(0).choice(labels, SKETCH, replace=False))
@@ -98,43 +107,29 @@ class CatalogRegions(Detector):
         boxes = self.propose(image)
         if not len(boxes):
             return []
-        crops = [image.crop(tuple(box)) for box in boxes.tolist()]
-        vectors = self.embedder.embed_images(crops)
-        labels, scores = self.products.search(vectors, 1)
-        return self.accept(boxes, labels[:, 0], scores[:, 0])
+        vectors = self.embedder.embed_images([image.crop(tuple(box)) for box in boxes.tolist()])
+        labels, scores = self.products.search(vectors, 2)
+        passing = self.acceptance.accepts(scores[:, 0], scores[:, 1])
+        return self.accept(boxes, vectors, labels[:, 0], scores[:, 0], passing)
 
     # -- step 1-2 --------------------------------------------------------------------------
     def propose(self, image: Image.Image) -> np.ndarray:
         """Candidate boxes (N, 4) in the photo's pixels, best first."""
-        import numpy as np
-
         scene_pixels = getattr(self.embedder, "scene_pixels", None)
         if scene_pixels is None:
             return grid_windows(*image.size)
         pixels = scene_pixels(image, self.settings.long_side)
         features = self.embedder.feature_map(pixels[None])[0]  # type: ignore[attr-defined]
-        cells, window_features = pooled_windows(features, self.settings)
-        if not len(cells):
-            return np.zeros((0, 4), np.float32)
-        scores = window_features @ self.sketch.T  # (windows, sketch products)
-        best_window = scores.argmax(axis=0)  # each product's best window
-        best_score = scores[best_window, np.arange(scores.shape[1])]
-        order = np.argsort(-best_score, kind="stable")
-        candidates = np.unique(best_window[order], return_index=True)
-        ranked = candidates[0][np.argsort(candidates[1])]  # windows in best-score order
+        boxes, standing = product_boxes(features, self.sketch, self.settings.extent)
         rows, columns = features.shape[1:]
-        scale = np.array([image.width / columns, image.height / rows] * 2, np.float32)
-        boxes = cells[ranked][:, [2, 0, 3, 1]].astype(np.float32) * scale  # x1, y1, x2, y2
-        keep = non_max_suppression(boxes, np.arange(len(boxes))[::-1].astype(np.float32),
-                                   self.settings.overlap)
+        boxes = boxes * np.array([image.width / columns, image.height / rows] * 2, np.float32)
+        keep = non_max_suppression(boxes, standing, self.settings.overlap)
         return boxes[keep[:self.settings.proposals]]
 
     # -- step 4 ----------------------------------------------------------------------------
-    def accept(self, boxes: np.ndarray, labels: np.ndarray, scores: np.ndarray
-               ) -> list[Detection]:
-        import numpy as np
-
-        passing = np.flatnonzero(scores >= self.acceptance.threshold)
+    def accept(self, boxes: np.ndarray, vectors: np.ndarray, labels: np.ndarray,
+               scores: np.ndarray, accepted: np.ndarray) -> list[Detection]:
+        passing = np.flatnonzero(accepted)
         best: dict[int, int] = {}  # product label -> its best region
         for i in passing[np.argsort(-scores[passing], kind="stable")].tolist():
             best.setdefault(int(labels[i]), i)
@@ -144,40 +139,34 @@ class CatalogRegions(Detector):
         keep = chosen[non_max_suppression(boxes[chosen], scores[chosen], self.settings.overlap)]
         return [Detection((float(boxes[i, 0]), float(boxes[i, 1]), float(boxes[i, 2]),
                            float(boxes[i, 3])), REGIONS, self.products.category(int(labels[i])),
-                          float(scores[i]), REGIONS)
+                          float(scores[i]), REGIONS, vectors[i])
                 for i in keep.tolist()]
 
 
-def pooled_windows(features: np.ndarray, settings: RegionSettings
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Every window of the (C, rows, columns) feature map within the size and aspect
-    limits: its cells (row0, row1, col0, col1) and its L2-normalized mean feature."""
-    import numpy as np
+def product_boxes(features: np.ndarray, products: np.ndarray, extent: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """For each of the (P, C) `products`, the box (in cells: x1, y1, x2, y2) of the connected
+    cells of the (C, rows, columns) feature map where it stands out at least `extent` of its
+    peak, and that peak (cosine z-scored over the photo's cells)."""
+    from scipy import ndimage
 
     channels, rows, columns = features.shape
-    integral = np.zeros((rows + 1, columns + 1, channels), np.float32)
-    integral[1:, 1:] = features.transpose(1, 2, 0).cumsum(0).cumsum(1)
-    spans_r = [(a, b) for a in range(rows) for b in range(a + settings.min_cells, rows + 1)]
-    spans_c = [(a, b) for a in range(columns)
-               for b in range(a + settings.min_cells, columns + 1)]
-    r = np.asarray(spans_r, np.int64).reshape(-1, 2)
-    c = np.asarray(spans_c, np.int64).reshape(-1, 2)
-    r0, r1 = np.repeat(r[:, 0], len(c)), np.repeat(r[:, 1], len(c))
-    c0, c1 = np.tile(c[:, 0], len(r)), np.tile(c[:, 1], len(r))
-    height, width = r1 - r0, c1 - c0
-    fits = ((np.maximum(height, width) <= settings.max_aspect * np.minimum(height, width))
-            & (height * width < rows * columns))  # the whole photo is not a region
-    r0, r1, c0, c1 = r0[fits], r1[fits], c0[fits], c1[fits]
-    sums = integral[r1, c1] - integral[r0, c1] - integral[r1, c0] + integral[r0, c0]
-    sums /= np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-    return np.stack([r0, r1, c0, c1], axis=1), sums
+    cells = features.reshape(channels, rows * columns).T
+    cells = cells / np.maximum(np.linalg.norm(cells, axis=1, keepdims=True), 1e-12)
+    cosines = cells @ products.T  # (cells, P)
+    standing = (cosines - cosines.mean(axis=0)) / (cosines.std(axis=0) + 1e-6)
+    peaks = standing.max(axis=0)
+    boxes = np.zeros((len(products), 4), np.float32)
+    for j in range(len(products)):  # at most SKETCH products, each a labelling of ~300 cells
+        blobs, _ = ndimage.label((standing[:, j] >= extent * peaks[j]).reshape(rows, columns))
+        ys, xs = np.nonzero(blobs == blobs.reshape(-1)[standing[:, j].argmax()])
+        boxes[j] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    return boxes, peaks.astype(np.float32)
 
 
 def grid_windows(width: int, height: int) -> np.ndarray:
     """Square-ish windows at a few scales with half-window steps, for embedders without a
     feature map."""
-    import numpy as np
-
     boxes = []
     for share in GRID_SCALES:
         side_w, side_h = width * share, height * share
@@ -190,8 +179,6 @@ def grid_windows(width: int, height: int) -> np.ndarray:
 def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, overlap: float) -> np.ndarray:
     """Indices of the boxes kept, best first: each drops the later ones overlapping it by
     more than `overlap` IoU."""
-    import numpy as np
-
     order = np.argsort(-scores, kind="stable")
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     kept: list[int] = []

@@ -172,7 +172,9 @@ class DetectAndCrop:
                              "fallback": detection.source == "whole_image",
                              "region": number,
                              "regions": len(regions), "pixels": crop.tobytes(),
-                             "width": crop.width, "height": crop.height, "reject": None})
+                             "width": crop.width, "height": crop.height, "reject": None,
+                             "vector": None if detection.vector is None
+                             else detection.vector.tolist()})
         # Rejected pins flow on as one row each, so the receipt carries their reasons.
         rejected = batch.filter(pc.invert(valid)).select(["pin_id", "path", "h", "reject"])
         rejected = rejected.append_column("id", rejected.column("pin_id"))
@@ -200,6 +202,7 @@ def region_schema() -> pa.Schema:
         ("score", pa.float32()), ("detector", pa.string()), ("fallback", pa.bool_()),
         ("region", pa.int32()), ("regions", pa.int32()), ("pixels", pa.large_binary()),
         ("width", pa.int32()), ("height", pa.int32()), ("reject", pa.string()),
+        ("vector", pa.list_(pa.float32())),
     ])
 
 
@@ -247,12 +250,24 @@ class EmbedImages(_Embed):
     def __call__(self, batch: pa.Table) -> pa.Table:
         import numpy as np
         import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from ..workspace.embeddings import to_matrix
 
         valid = _valid(batch).to_numpy(zero_copy_only=False)
+        # Regions arrive with their crop's vector (finding them embedded the crop).
+        known = (pc.is_valid(batch.column("vector")).to_numpy(zero_copy_only=False) & valid
+                 if "vector" in batch.column_names else np.zeros(len(valid), bool))
         tensors = [self.embedder.preprocess_image(image)
-                   for image in _images(batch.filter(valid))]
+                   for image in _images(batch.filter(valid & ~known))]
         vectors = (self.embedder.embed_image_tensors(np.stack(tensors)) if tensors
                    else np.zeros((0, 0), np.float32))
+        if known.any():
+            given = to_matrix(batch.column("vector").filter(known))
+            merged = np.zeros((int(valid.sum()), given.shape[1]), np.float32)
+            in_valid = known[valid]  # which of the valid rows came with a vector
+            merged[in_valid], merged[~in_valid] = given, vectors
+            vectors = merged
         batch = batch.drop_columns([c for c in ("pixels", "width", "height")
                                     if c in batch.column_names])
         return _with_columns(batch, {"vector": _vector_column(vectors, valid),

@@ -305,17 +305,17 @@ def complete(reference: str, workspace: str | Path | None = None, top_k: int = 5
 
 def scene_categories(retriever: Retriever, photo: str, detector: str,
                      models_dir: str | None) -> list[str]:
-    """Categories in a scene photo: each detected object's category, else its crop's
-    nearest products' vote (the whole photo when nothing is detected)."""
+    """Categories in a scene photo: each region's category, else its crop's nearest
+    products' vote (the whole photo when nothing is found)."""
     from ..detection.crops import PIN_DECODE_SIDE, detect_and_crop
     from ..io.images import load_image
-    from ..models import get_detector
+    from ..retrieval.match import photo_detector, region_vectors
 
     image = load_image(Path(photo), min_side=PIN_DECODE_SIDE)
-    regions = detect_and_crop(get_detector(detector, models_dir), [image])[0]
-    vectors = retriever.embedder.embed_images([crop for _, crop in regions])
+    regions = detect_and_crop(photo_detector(retriever, detector, models_dir), [image])[0]
     found: list[str] = []
-    for (detection, _), vector in zip(regions, vectors, strict=True):
+    for (detection, _), vector in zip(regions, region_vectors(retriever.embedder, regions),
+                                      strict=True):
         category = detection.category or voted_category(retriever, vector, "product_image")
         if category and category not in found:
             found.append(category)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -21,6 +21,8 @@ class Detection:
     score: float
     #: What found it: "detector", "regions" (catalog-guided) or "whole_image".
     source: str = "detector"
+    #: The crop's embedding when finding it already made one (regions do), else None.
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 class Detector(ABC):

@@ -14,7 +14,11 @@ from .retriever import Retriever, SearchResult
 from .store import Filters, Product
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL import Image
+
+    from ..detection.crops import Region
+    from ..models import Detector, Embedder
 
 
 Match = Product  # a match is a catalog product with its similarity score
@@ -76,6 +80,28 @@ def matches(retriever: Retriever, result: SearchResult) -> list[list[Match]]:
             for hits in result.hits]
 
 
+def photo_detector(retriever: Retriever, detector: str = "auto",
+                   models_dir: str | None = None) -> Detector:
+    """What finds the regions of a photo for this workspace (see detection/choose.py),
+    built once per retriever: catalog regions calibrate on the catalog when first made."""
+    from ..detection.choose import choose_detector
+    from ..detection.products import ProductPhotos
+
+    return retriever.prepared(("detector", detector, models_dir), lambda: choose_detector(
+        detector, retriever.embedder, lambda: ProductPhotos.from_retriever(retriever),
+        models_dir))
+
+
+def region_vectors(embedder: Embedder, regions: list[Region]) -> np.ndarray:
+    """Each region's crop embedding: the one finding it made (regions), else embedded now."""
+    import numpy as np
+
+    missing = [crop for detection, crop in regions if detection.vector is None]
+    fresh = iter(embedder.embed_images(missing) if missing else [])
+    return np.stack([detection.vector if detection.vector is not None else next(fresh)
+                     for detection, _ in regions])
+
+
 def match(images: Sequence[str | Path] = (), text: str | None = None,
           workspace: str | Path | None = None, top_k: int = 5, category: str | None = None,
           max_price: float | None = None, rebuild: bool = False, detector: str = "auto",
@@ -84,9 +110,7 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
     """Top catalog matches for every detected object in `images`, and/or for `text`. Each
     object is searched in its category's own index when there is one (`index` says which
     answered). Pass a `retriever` to reuse loaded indexes and models across calls."""
-    from ..detection.choose import choose_detector
     from ..detection.crops import PIN_DECODE_SIDE, detect_and_crop
-    from ..detection.products import ProductPhotos
 
     if not images and not text:
         raise PinshopError("nothing to match: pass IMAGE paths and/or --text QUERY")
@@ -96,10 +120,7 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
     result = MatchResult(model=f"{embedder.image_model_id} / {embedder.text_model_id}",
                          detector="")
     if images:
-        # Built once per retriever: regions calibrate on the catalog when first made.
-        found_detector = retriever.prepared(("detector", detector, models_dir), lambda: (
-            choose_detector(detector, embedder, lambda: ProductPhotos.from_retriever(retriever),
-                            models_dir)))
+        found_detector = photo_detector(retriever, detector, models_dir)
         result.detector = found_detector.model_id
         if found_detector.note:
             result.notes.append(found_detector.note)
@@ -112,7 +133,7 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
                 pin.error = str(exc)
                 continue
             regions = detect_and_crop(found_detector, [image])[0]
-            vectors = embedder.embed_images([crop for _, crop in regions])
+            vectors = region_vectors(embedder, regions)
             for (detection, crop), vector in zip(regions, vectors, strict=True):
                 found = retriever.search(vector[None, :], top_k, "product_image", filters,
                                          category=detection.category or None)

@@ -1,0 +1,152 @@
+"""The colour of an object in a photo, named: "like this but in blue" needs it.
+
+The dominant colours of a crop come from k-means in CIELAB over a thumbnail, each pixel
+weighted by a centre prior (an object sits in the middle of its box). When one cluster holds
+most of the border (a packshot's plain background, a wall behind a lamp) it is background
+and dropped. The heaviest remaining cluster is named against the CSS colour names shipped in
+data/colors.csv (nearest in CIELAB), and put in one of a few families (blue, green, ...) by
+its lightness, chroma and hue, so a filter for "blue" finds navy and steelblue alike.
+Catalog words CSS has no name for (walnut, oak, cream, terracotta ...) are in the same file,
+used to read catalog colours and queries, never to name a photo.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+TABLE = Path(__file__).resolve().parent.parent / "data" / "colors.csv"
+FAMILIES = ("black", "white", "grey", "beige", "brown", "red", "orange", "yellow", "green",
+            "teal", "blue", "purple", "pink")
+THUMBNAIL = 48  # pixels a side: colour needs few
+CLUSTERS = 4
+BACKGROUND_BORDER_SHARE = 0.6  # a cluster holding this much of the border is background
+
+
+@dataclass(frozen=True)
+class NamedColor:
+    name: str  # the nearest CSS colour name, e.g. "steelblue"
+    family: str  # one of FAMILIES, e.g. "blue"
+    share: float  # of the object's weighted pixels
+    rgb: tuple[int, int, int]
+
+
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) sRGB in 0..255 -> CIELAB (D65)."""
+    c = rgb.astype(np.float64) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ np.array([[0.4124564, 0.2126729, 0.0193339],
+                             [0.3575761, 0.7151522, 0.1191920],
+                             [0.1804375, 0.0721750, 0.9503041]])
+    xyz = xyz / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]),
+                     200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def family(lab: np.ndarray) -> str:
+    """The family of one CIELAB colour: greys by lightness, the rest by hue, with beige and
+    brown for the light and dark low-chroma warm tones furniture is full of."""
+    lightness, a, b = (float(v) for v in lab)
+    chroma = (a * a + b * b) ** 0.5
+    hue = np.degrees(np.arctan2(b, a)) % 360
+    # Photos of white things are rarely lighter than L* 75 indoors: white starts at 70.
+    if chroma < 10 or (lightness < 20 and chroma < 20):
+        return "black" if lightness < 25 else "white" if lightness > 70 else "grey"
+    if 20 <= hue < 115 and chroma < 40 and lightness > 65:
+        return "beige"
+    if 15 <= hue < 85 and lightness < 60:
+        return "brown"
+    for upper, name in ((20, "red"), (60, "orange"), (95, "yellow"), (170, "green"),
+                        (215, "teal"), (290, "blue"), (330, "purple"), (345, "pink")):
+        if hue < upper:
+            return "pink" if name == "red" and lightness > 70 else name
+    return "pink" if lightness > 70 else "red"
+
+
+@lru_cache(maxsize=1)
+def _table() -> tuple[list[str], np.ndarray, list[str]]:
+    """(names, CIELAB, source) of every colour in data/colors.csv."""
+    with open(TABLE, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    rgb = np.array([[int(r["hex"][i:i + 2], 16) for i in (1, 3, 5)] for r in rows], float)
+    return [r["name"] for r in rows], srgb_to_lab(rgb), [r["source"] for r in rows]
+
+
+def nearest_name(lab: np.ndarray) -> str:
+    """The CSS colour nearest to `lab` (CIE76 distance)."""
+    names, table, sources = _table()
+    distances = np.linalg.norm(table - lab, axis=1)
+    distances[np.asarray(sources) != "css"] = np.inf
+    return names[int(distances.argmin())]
+
+
+def word_family(text: str | None) -> str | None:
+    """The family a colour word or phrase names ("navy", "natural oak", "Blue"), from the
+    table's names and the families themselves; None when no word is a colour."""
+    if not text:
+        return None
+    names, table, _ = _table()
+    known = dict(zip(names, table, strict=True))
+    words = text.lower().replace("-", " ").split()
+    for word in [text.lower().strip(), *reversed(words)]:  # "natural oak": the last word
+        if word in FAMILIES:
+            return word
+        if word in known or word.replace(" ", "-") in known:
+            return family(known.get(word, known.get(word.replace(" ", "-"))))
+        if word == "gray":
+            return "grey"
+    return None
+
+
+def dominant_colors(image: Image.Image, top: int = 2) -> list[NamedColor]:
+    """The object's main colours, heaviest first (see the module docstring)."""
+    thumbnail = image.convert("RGB")
+    thumbnail.thumbnail((THUMBNAIL, THUMBNAIL))
+    pixels = np.asarray(thumbnail, dtype=np.float64)
+    height, width = pixels.shape[:2]
+    lab = srgb_to_lab(pixels).reshape(-1, 3)
+    ys, xs = np.mgrid[0:height, 0:width]
+    prior = np.exp(-(((xs - (width - 1) / 2) / (0.35 * width)) ** 2
+                     + ((ys - (height - 1) / 2) / (0.35 * height)) ** 2) / 2).reshape(-1)
+    margin = max(1, round(0.1 * min(height, width)))
+    border = ((xs < margin) | (xs >= width - margin) | (ys < margin)
+              | (ys >= height - margin)).reshape(-1)
+    labels, centres = _kmeans(lab, min(CLUSTERS, len(lab)))
+    mass = np.bincount(labels, weights=prior, minlength=len(centres))
+    border_share = np.bincount(labels[border], minlength=len(centres)) / max(border.sum(), 1)
+    if border_share.max() >= BACKGROUND_BORDER_SHARE and (mass > 0).sum() > 1:
+        mass[border_share.argmax()] = 0.0  # a plain background
+    order = [int(c) for c in np.argsort(-mass) if mass[c] > 0][:top]
+    total = mass.sum() or 1.0
+    found = []
+    for c in order:
+        rgb = pixels.reshape(-1, 3)[labels == c].mean(axis=0)
+        found.append(NamedColor(nearest_name(centres[c]), family(centres[c]),
+                                round(float(mass[c] / total), 3),
+                                (int(rgb[0]), int(rgb[1]), int(rgb[2]))))
+    return found
+
+
+def _kmeans(points: np.ndarray, k: int, iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Plain Lloyd iterations from a deterministic farthest-point start."""
+    centres = [points[np.argmin(points[:, 0])]]  # the darkest pixel
+    for _ in range(1, k):
+        distance = np.min([np.linalg.norm(points - c, axis=1) for c in centres], axis=0)
+        centres.append(points[int(distance.argmax())])
+    centre_array = np.array(centres)
+    for _ in range(iterations):
+        labels = np.linalg.norm(points[:, None] - centre_array[None], axis=2).argmin(axis=1)
+        for c in range(k):
+            if (labels == c).any():
+                centre_array[c] = points[labels == c].mean(axis=0)
+    labels = np.linalg.norm(points[:, None] - centre_array[None], axis=2).argmin(axis=1)
+    return labels, centre_array
