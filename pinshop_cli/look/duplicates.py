@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError
-from ..index.hnsw import LoadedIndex
+from ..index.hnsw import LoadedIndex, search_ef
 from ..retrieval.retriever import Retriever
 from ..workspace.storage import write_parquet
 
@@ -45,7 +45,7 @@ def neighbour_graph(loaded: LoadedIndex, k: int) -> tuple[np.ndarray, np.ndarray
     if k < 1:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0, np.float32)
-    loaded.index.set_ef(max(64, 2 * k))
+    loaded.index.set_ef(search_ef(k, len(labels)))
     sources, neighbours, cosines = [], [], []
     for start in range(0, len(labels), BATCH):
         chunk = labels[start:start + BATCH]

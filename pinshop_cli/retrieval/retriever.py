@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError, StaleIndexError
-from ..index.hnsw import LoadedIndex, build_indexes, index_name, load_index, top_k_exact
+from ..index.hnsw import (
+    LoadedIndex,
+    build_indexes,
+    index_name,
+    load_index,
+    search_ef,
+    top_k_exact,
+)
 from ..workspace import Workspace
 from ..workspace.models import workspace_embedder
 from .calibration import SimilarityScale, similarity_scale
@@ -115,12 +122,12 @@ def search_index(loaded: LoadedIndex, queries: np.ndarray, k: int,
         return allowed.labels[positions], scores
     k = min(k, total if allowed is None else len(allowed))
     if allowed is None:
-        loaded.index.set_ef(max(64, 2 * k))
+        loaded.index.set_ef(search_ef(k, total))
         labels, distances = loaded.index.knn_query(queries, k=k)
         return labels, 1.0 - distances
     fetch = int(min(total, k * OVERFETCH * total / len(allowed) + k))
     while True:
-        loaded.index.set_ef(max(64, fetch))
+        loaded.index.set_ef(max(search_ef(k, total), fetch))
         labels, distances = loaded.index.knn_query(queries, k=fetch)
         keep = allowed.mask[labels]
         if not escalate or keep.sum(axis=1).min() >= k or fetch >= total:
