@@ -61,6 +61,9 @@ def similar(
     cheaper: Annotated[bool, typer.Option(
         "--cheaper", help="Only products strictly cheaper than the reference.")] = False,
     max_price: Annotated[float | None, typer.Option(help="Only products at or below.")] = None,
+    color: Annotated[str | None, typer.Option(
+        help="The look in another colour: only products of this colour (catalog colour, "
+             "title or photo).")] = None,
     category: Annotated[str | None, typer.Option(
         help="The category to search (default: the product's, or a photo's nearest "
              "products' vote).")] = None,
@@ -76,13 +79,14 @@ def similar(
     Similarity is shown as a percentile: "92% similar" means more alike than 92% of pairs
     of products in the same category of this catalog.
 
-    Example: `pinshop similar P005 --cheaper`
+    Example: `pinshop similar P005 --cheaper`, `pinshop similar P005 --color green`
     """
     from pinshop_cli.look.similar import similar as find_similar
     from pinshop_cli.report.look import render_similar
 
     result = find_similar(reference, workspace, cheaper=cheaper, max_price=max_price,
-                          top_k=top_k, category=category, models_dir=_models(models_dir),
+                          color=color, top_k=top_k, category=category,
+                          models_dir=_models(models_dir),
                           runtime=runtime)
     if _report_or_json(result, render_similar, report, json):
         return

@@ -23,11 +23,17 @@ def match(
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Matches per object.")] = 5,
     category: Annotated[str | None, typer.Option(help="Only products in this category.")] = None,
     max_price: Annotated[float | None, typer.Option(help="Only products at or below.")] = None,
+    color: Annotated[str | None, typer.Option(
+        help="Only products of this colour (catalog colour, title, or the photo's colour: "
+             "'blue' finds navy too).")] = None,
     report: Annotated[Path | None, typer.Option(
         help="Write a self-contained HTML report (pins, boxes, matched products).")] = None,
     rebuild: Annotated[bool, typer.Option(
         "--rebuild", help="Rebuild a stale index instead of refusing.")] = False,
-    detector: Annotated[str, typer.Option(help="auto | none | name | path to .pt")] = "auto",
+    detector: Annotated[str, typer.Option(
+        help="auto (a detector where weights resolve, plus the catalog's regions) | regions "
+             "(catalog-guided only) | none (the whole photo) | a model name | a .pt path"
+    )] = "auto",
     workspace: WorkspaceOption = None,
     models_dir: ModelsDirOption = None,
     runtime: RuntimeOption = "auto",
@@ -41,7 +47,7 @@ def match(
     from pinshop_cli.report.html import write_report
 
     result = run_match(images or [], text=text, workspace=workspace, top_k=top_k,
-                       category=category, max_price=max_price, rebuild=rebuild,
+                       category=category, max_price=max_price, color=color, rebuild=rebuild,
                        detector=detector, models_dir=str(models_dir) if models_dir else None,
                        runtime=runtime)
     if report:
@@ -56,8 +62,8 @@ def match(
         if pin.error:
             typer.echo(f"{pin.image}: skipped ({pin.error})", err=True)
         for number, obj in enumerate(pin.objects, start=1):
-            label = obj.category or obj.class_name
-            table(f"{pin.image} · object {number}: {label} ({obj.score:.2f})",
+            label = " ".join(filter(None, [obj.color, obj.category or obj.class_name]))
+            table(f"{pin.image} · object {number}: {label} ({obj.source}, {obj.score:.2f})",
                   ["id", "title", "price", "category", "score"],
                   [[m.id, m.title, m.price, m.category, f"{m.score:.3f}"] for m in obj.matches])
     if result.text is not None:

@@ -631,7 +631,7 @@ class ShoppingAssistant:
 
     def shop_image(self, image: str | Path, question: str = "",
                    emit: Callable[[str], None] | None = None) -> Reply:
-        """/image: detect the objects in a photo, match them, and talk about the matches."""
+        """/image: find the products in a photo (one per region), and talk about them."""
         from ..retrieval.match import match
 
         emit = emit or (lambda text: None)
@@ -640,9 +640,13 @@ class ShoppingAssistant:
         pin = result.pins[0]
         if pin.error:
             raise PinshopError(f"cannot read {image}: {pin.error}")
-        biggest = max(pin.objects, key=lambda o: (o.box[2] - o.box[0]) * (o.box[3] - o.box[1]))
-        products = self.products([(m.id, m.score) for m in biggest.matches])
-        intent = Intent(query="products in the photo", category=biggest.category)
+        # Every product the photo shows: each region's best match, the surest region first.
+        found = {o.matches[0].id: o.matches[0].score
+                 for o in sorted(pin.objects, key=lambda o: -o.score) if o.matches}
+        products = self.products(list(found.items())[:SHOWN])
+        categories = {p.category for p in products}
+        intent = Intent(query="products in the photo",
+                        category=categories.pop() if len(categories) == 1 else None)
         ask = question or "Which of these products match the photo?"
         return self._finish(ask, intent, products, [], emit, {})
 

@@ -1,12 +1,15 @@
 """Which regions of a photo are searched: `--detector` resolved against the catalog.
 
-    auto      the default detector where its weights resolve, with the catalog's regions
-              added where it has no box; catalog-guided regions alone where none resolves
+    auto      the default detector where its weights resolve (YOLOE prompt-free, else
+              YOLO11n), with the catalog's regions added where it has no box;
+              catalog-guided regions alone where none resolves
     regions   catalog-guided regions only
     none      the whole photo as one region
     NAME|PATH a registered detector or any ultralytics checkpoint, with the catalog's regions
 
-A photo where nothing is found stays searchable as one whole-image region (crops.py).
+A detector's class names become the catalog's categories (vocabulary.py); its boxes of
+things the catalog does not sell are dropped. A photo where nothing is found stays
+searchable as one whole-image region (crops.py).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING
 from ..models.base import Detection, Detector
 from ..models.detectors import WholeImageDetector
 from .regions import REGIONS, CatalogRegions, non_max_suppression
+from .vocabulary import CatalogNamed, CategoryVocabulary
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -53,14 +57,22 @@ class DetectorWithRegions(Detector):
 
 def choose_detector(name: str, embedder: Embedder,
                     photos: Callable[[], ProductPhotos | None],
+                    categories: Callable[[], list[str]],
                     models_dir: str | None = None, min_score: float = 0.25) -> Detector:
     """The detector `name` stands for (see the module docstring). `photos` gives the
-    catalog's product photos, asked for only when regions are wanted."""
+    catalog's product photos and `categories` its category names, asked for only when
+    needed."""
     from ..models import get_detector
+    from ..models.detectors import UltralyticsDetector
 
     if name == "none":
         return get_detector("none", models_dir, min_score)
     base = None if name == REGIONS else get_detector(name, models_dir, min_score)
+    if base is not None and not base.is_fallback:
+        names = categories()
+        if isinstance(base, UltralyticsDetector):
+            base.prompt(names)  # a prompted open-vocabulary model looks for these
+        base = CatalogNamed(base, CategoryVocabulary(names, embedder.embed_texts))
     products = photos()
     if products is None:
         if base is not None and not base.is_fallback:

@@ -52,24 +52,26 @@ def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
                      200 * (f[..., 1] - f[..., 2])], axis=-1)
 
 
+#: CIELAB hue angles (degrees) where each chromatic family ends, going round from 0.
+HUES = ((15, "pink"), (50, "red"), (75, "orange"), (105, "yellow"), (170, "green"),
+        (240, "teal"), (315, "blue"), (345, "purple"), (360, "pink"))
+
+
 def family(lab: np.ndarray) -> str:
-    """The family of one CIELAB colour: greys by lightness, the rest by hue, with beige and
-    brown for the light and dark low-chroma warm tones furniture is full of."""
+    """The family of one CIELAB colour: greys by lightness, the rest by hue angle, with
+    beige and brown for the light and the dark low-chroma warm tones furniture is full of."""
     lightness, a, b = (float(v) for v in lab)
     chroma = (a * a + b * b) ** 0.5
-    hue = np.degrees(np.arctan2(b, a)) % 360
+    hue = float(np.degrees(np.arctan2(b, a)) % 360)
     # Photos of white things are rarely lighter than L* 75 indoors: white starts at 70.
     if chroma < 10 or (lightness < 20 and chroma < 20):
         return "black" if lightness < 25 else "white" if lightness > 70 else "grey"
-    if 20 <= hue < 115 and chroma < 40 and lightness > 65:
+    if 40 <= hue < 115 and chroma < 40 and lightness > 65:
         return "beige"
-    if 15 <= hue < 85 and lightness < 60:
+    if 15 <= hue < 90 and lightness < 50 and chroma < 45:
         return "brown"
-    for upper, name in ((20, "red"), (60, "orange"), (95, "yellow"), (170, "green"),
-                        (215, "teal"), (290, "blue"), (330, "purple"), (345, "pink")):
-        if hue < upper:
-            return "pink" if name == "red" and lightness > 70 else name
-    return "pink" if lightness > 70 else "red"
+    name = next(name for upper, name in HUES if hue < upper)
+    return "red" if name == "pink" and lightness < 60 else name
 
 
 @lru_cache(maxsize=1)
@@ -100,8 +102,9 @@ def word_family(text: str | None) -> str | None:
     for word in [text.lower().strip(), *reversed(words)]:  # "natural oak": the last word
         if word in FAMILIES:
             return word
-        if word in known or word.replace(" ", "-") in known:
-            return family(known.get(word, known.get(word.replace(" ", "-"))))
+        lab = known.get(word, known.get(word.replace(" ", "-")))
+        if lab is not None:
+            return family(lab)
         if word == "gray":
             return "grey"
     return None

@@ -94,6 +94,15 @@ def _photos_of(ws: Workspace, model_id: str, snapshot: str) -> ProductPhotos | N
     return ProductPhotos._load(ws, model_id)
 
 
+def catalog_categories(ws: Workspace) -> list[str]:
+    """The catalog's distinct categories (lower-cased), what detectors' classes map to."""
+    from ..workspace.storage import query_arrow, sql_path
+
+    table = query_arrow(f"SELECT DISTINCT lower(category) AS c FROM read_parquet("
+                        f"{sql_path(ws.catalog)}) WHERE category IS NOT NULL ORDER BY c")
+    return [str(c) for c in table.column("c").to_pylist()]
+
+
 def _current_photos(ws: Workspace, model_id: str) -> Any:
     from ..workspace.embeddings import current_rows_sql
     from ..workspace.storage import query_arrow

@@ -35,7 +35,15 @@ from ..workspace.storage import (
 )
 from .engines import EngineOptions, run_stages
 from .plan import pending_pins, pending_products
-from .stages import DecodeImages, DetectAndCrop, EmbedImages, EmbedTexts, Stage, WriteParts
+from .stages import (
+    DecodeImages,
+    DetectAndCrop,
+    EmbedImages,
+    EmbedTexts,
+    NameColors,
+    Stage,
+    WriteParts,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -117,6 +125,7 @@ class _Run:
         self.ws, self.config, self.progress = ws, config, progress
         self.summary = IngestSummary(str(ws.root), engine=config.engine)
         self.image_rejects: list[dict[str, Any]] = []
+        self.catalog_written = False
         self._embedder: Embedder | None = None
 
     @property
@@ -157,9 +166,10 @@ class _Run:
                     store(self.ws, receipt["kind"]).commit(receipt["part"], receipt["rows"])
                     self.summary.embedded[receipt["kind"]] = (
                         self.summary.embedded.get(receipt["kind"], 0) + receipt["rows"])
-                if receipt["detections_part"]:  # after the vectors: it marks the pins done
-                    PartStore(self.ws.detection_parts_dir).commit(receipt["detections_part"],
-                                                                  receipt["rows"])
+                if receipt["side_part"]:  # after the vectors: detections mark pins done
+                    side = (self.ws.detection_parts_dir if receipt["kind"] == "crop"
+                            else self.ws.color_parts_dir)
+                    PartStore(side).commit(receipt["side_part"], receipt["rows"])
                 for node in receipt["nodes"]:
                     self.summary.nodes[node] = self.summary.nodes.get(node, 0) + 1
                 for column in rejects:
@@ -173,6 +183,7 @@ class _Run:
         self.progress.note(f"reading catalog {path}")
         loaded = normalize_catalog(path, self.ws.catalog, self.ws.rejects_dir / "catalog.parquet",
                                    self.config.max_pixels)
+        self.catalog_written = True
         self.summary.rows_ok, self.summary.rows_rejected = loaded.rows_ok, loaded.rows_rejected
         self.summary.rows_added, self.summary.rows_removed, self.summary.rows_changed = (
             loaded.rows_added, loaded.rows_removed, loaded.rows_changed)
@@ -197,7 +208,8 @@ class _Run:
                                       "min_side": 2 * self.embedder.input_size})
         write = Stage(WriteParts, {"workspace": str(self.ws.root), "kind": "product_image",
                                    "model_id": model_id})
-        rejects = self.execute(plan, [decode, self.embed_stage(model_id, EmbedImages), write],
+        rejects = self.execute(plan, [decode, Stage(NameColors, {}),
+                                      self.embed_stage(model_id, EmbedImages), write],
                                self.config.batch_size)
         for pid, reason, image in zip(rejects["id"], rejects["reason"], rejects["path"],
                                       strict=True):  # e.g. the file changed since the check
@@ -241,6 +253,7 @@ class _Run:
                                   "models_dir": self.config.models_dir,
                                   "min_score": self.config.min_score,
                                   "expect": detector.model_id}, model=True),
+            Stage(NameColors, {}),
             self.embed_stage(model_id, EmbedImages),
             Stage(WriteParts, {"workspace": str(self.ws.root), "kind": "crop",
                                "model_id": model_id}),
@@ -277,6 +290,8 @@ class _Run:
             self.summary.rows_rejected += len(self.image_rejects)
         if detector_id is not None:
             self.summary.detections = consolidate_detections(self.ws, detector_id)
+        if self.catalog_written or self.summary.embedded.get("product_image"):
+            consolidate_colors(self.ws)
 
 
 def _eq(table: pa.Table, column: str, value: str) -> Any:
@@ -309,6 +324,32 @@ def _with_rejects(pins: pa.Table, pin_ids: list[str], reasons: list[str]) -> pa.
         tables={"pins": pins, "rejected": rejected}).cast(pins.schema)
 
 
+def consolidate_colors(ws: Workspace) -> None:
+    """catalog.parquet with each product photo's colour beside the catalog's own `color`:
+    `photo_color` (a family: blue, beige ...) and `photo_color_name` (the nearest CSS name),
+    from the committed colour parts of its current image."""
+    import duckdb
+
+    from ..io.catalog import CATALOG_VERSIONS
+
+    files = PartStore(ws.color_parts_dir).files()
+    if not files or not ws.catalog.exists():
+        return
+    catalog = f"read_parquet({sql_path(ws.catalog)})"
+    with duckdb.connect() as con:
+        columns = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {catalog}").fetchall()}
+        earlier = [c for c in ("photo_color", "photo_color_name") if c in columns]
+        # The catalog's own row order is kept.
+        query = (f"SELECT c.* EXCLUDE ({', '.join(['pinshop_row', *earlier])}), "
+                 "p.color AS photo_color, p.color_name AS photo_color_name "
+                 f"FROM (SELECT *, row_number() OVER () AS pinshop_row FROM {catalog}) c "
+                 "LEFT JOIN (SELECT id, h, any_value(color) AS color, any_value(color_name) "
+                 f"AS color_name FROM read_parquet([{', '.join(sql_path(f) for f in files)}]) "
+                 "GROUP BY id, h) p ON p.id = c.id AND p.h = c.image_sha256 "
+                 "ORDER BY c.pinshop_row")
+        copy_to_parquet(con, query, ws.catalog, CATALOG_VERSIONS)
+
+
 def consolidate_detections(ws: Workspace, detector_id: str) -> int:
     """detections.parquet = the committed per-batch parts for the current pins and detector."""
     import duckdb
@@ -333,7 +374,7 @@ def ingest(workspace: str | Path | None = None, catalog: str | Path | None = Non
            progress: Progress | None = None) -> IngestSummary:
     """Ingest a catalog and/or a folder of pins into a workspace (created if needed)."""
     from ..detection.choose import choose_detector
-    from ..detection.products import ProductPhotos
+    from ..detection.products import ProductPhotos, catalog_categories
 
     if catalog is None and pins is None:
         raise PinshopError("nothing to ingest: pass a CATALOG file and/or --pins DIR")
@@ -366,7 +407,7 @@ def ingest(workspace: str | Path | None = None, catalog: str | Path | None = Non
                 detector = choose_detector(
                     config.detector, embedder,
                     lambda: ProductPhotos.from_workspace(ws, embedder.image_model_id),
-                    config.models_dir, config.min_score)
+                    lambda: catalog_categories(ws), config.models_dir, config.min_score)
                 detector_id = run.summary.detector = detector.model_id
                 if detector.note:
                     run.summary.notes.append(detector.note)

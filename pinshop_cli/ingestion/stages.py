@@ -135,7 +135,7 @@ class DetectAndCrop:
                  models_dir: str | None, min_score: float, expect: str,
                  threads: int | None = None) -> None:
         from ..detection.choose import choose_detector
-        from ..detection.products import ProductPhotos
+        from ..detection.products import ProductPhotos, catalog_categories
         from ..models import get_embedder
 
         _torch_threads(threads)
@@ -143,7 +143,7 @@ class DetectAndCrop:
         ws = Workspace(Path(workspace))
         self.detector = choose_detector(
             detector, images, lambda: ProductPhotos.from_workspace(ws, images.image_model_id),
-            models_dir, min_score)
+            lambda: catalog_categories(ws), models_dir, min_score)
         if self.detector.model_id != expect:
             raise PinshopError(f"detector {detector!r} resolved to {self.detector.model_id} "
                                f"on {node_name()}, not {expect} as on the driver")
@@ -242,6 +242,24 @@ class _Embed:
                                "node")
 
 
+class NameColors:
+    """`pixels` -> `color` (a family: blue, beige ...) and `color_name` (the nearest CSS
+    name) of each image's dominant colour, background discounted (detection/colors.py)."""
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import pyarrow as pa
+
+        from ..detection.colors import dominant_colors
+
+        valid = _valid(batch).to_numpy(zero_copy_only=False)
+        found = iter([dominant_colors(image, top=1)[0]
+                      for image in _images(batch.filter(valid))])
+        named = [next(found) if ok else None for ok in valid]
+        return _with_columns(batch, {
+            "color": pa.array([c.family if c else None for c in named], pa.string()),
+            "color_name": pa.array([c.name if c else None for c in named], pa.string())})
+
+
 class EmbedImages(_Embed):
     """`pixels` -> `vector` (the embedder's own preprocessing, then one forward per batch)."""
 
@@ -266,7 +284,9 @@ class EmbedImages(_Embed):
             given = to_matrix(batch.column("vector").filter(known))
             merged = np.zeros((int(valid.sum()), given.shape[1]), np.float32)
             in_valid = known[valid]  # which of the valid rows came with a vector
-            merged[in_valid], merged[~in_valid] = given, vectors
+            merged[in_valid] = given
+            if len(vectors):
+                merged[~in_valid] = vectors
             vectors = merged
         batch = batch.drop_columns([c for c in ("pixels", "width", "height")
                                     if c in batch.column_names])
@@ -292,7 +312,8 @@ class EmbedTexts(_Embed):
 
 
 DETECTION_COLUMNS = ("det_id", "pin_id", "path", "x1", "y1", "x2", "y2", "class_name",
-                     "source", "category", "score", "detector", "fallback", "regions")
+                     "source", "category", "score", "detector", "fallback", "regions",
+                     "color", "color_name")
 
 
 class WriteParts:
@@ -311,7 +332,7 @@ class WriteParts:
         ws = Workspace(Path(self.workspace))
         valid = _valid(batch)
         good, bad = batch.filter(valid), batch.filter(pc.invert(valid))
-        part = detections_part = None
+        part = side_part = None
         if good.num_rows:
             ids, hashes = good.column("id"), good.column("h")
             key = part_key(self.model_id, self.kind, *pc.binary_join_element_wise(
@@ -321,13 +342,16 @@ class WriteParts:
             if self.kind == "crop":
                 detections = good.rename_columns(
                     ["det_id" if c == "id" else c for c in good.column_names])
-                detections_part = PartStore(ws.detection_parts_dir).write(
+                side_part = PartStore(ws.detection_parts_dir).write(
                     detections.select(list(DETECTION_COLUMNS)), key)
+            elif "color" in good.column_names:  # product photos' colours
+                side_part = PartStore(ws.color_parts_dir).write(
+                    good.select(["id", "h", "color", "color_name"]), key)
         # Items finished: products one per row; pins once, at their first region.
         items = (good.num_rows if self.kind != "crop"
                  else pc.sum(pc.equal(good.column("region"), 0)).as_py() or 0)
         return pa.Table.from_pylist([{
-            "kind": self.kind, "part": part, "detections_part": detections_part,
+            "kind": self.kind, "part": part, "side_part": side_part,
             "rows": good.num_rows, "items": items + bad.num_rows,
             "nodes": sorted(set(good.column("node").to_pylist())) if good.num_rows else [],
             "reject_ids": bad.column("id").to_pylist(),
@@ -343,6 +367,6 @@ def receipt_schema() -> pa.Schema:
 
     names = pa.list_(pa.string())
     return pa.schema([("kind", pa.string()), ("part", pa.string()),
-                      ("detections_part", pa.string()), ("rows", pa.int64()),
+                      ("side_part", pa.string()), ("rows", pa.int64()),
                       ("items", pa.int64()), ("nodes", names), ("reject_ids", names),
                       ("reject_reasons", names), ("reject_paths", names)])

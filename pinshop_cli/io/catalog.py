@@ -642,6 +642,15 @@ def load_catalog(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Cata
         scratch.cleanup()
 
 
+# One content version per embedding kind, over the columns each depends on: a new title
+# must not make image indexes stale (see workspace.embeddings.table_version).
+CATALOG_VERSIONS = {
+    "product_text": rows_version_sql("id", "category", "product_text_hash"),
+    "product_image": rows_version_sql("id", "category", "image_sha256",
+                                      where="image_sha256 IS NOT NULL"),
+}
+
+
 def normalize_catalog(path: str | Path, catalog_target: Path, rejects_target: Path,
                       max_pixels: int = DEFAULT_MAX_PIXELS) -> CatalogSummary:
     """Normalize a catalog file into `catalog_target` (Parquet) and its refused rows into
@@ -660,12 +669,7 @@ def normalize_catalog(path: str | Path, catalog_target: Path, rejects_target: Pa
                 f"{path.name} has no usable rows ({rejected} rejected: see `pinshop sql "
                 "\"SELECT line, reason FROM rejects_catalog\"`); the existing catalog was kept")
         added, removed, changed = _changes(con, catalog_target, notes)
-        # One version per embedding kind: a new title must not make image indexes stale.
-        copy_to_parquet(con, "SELECT * FROM catalog_out", catalog_target, {
-            "product_text": rows_version_sql("id", "category", "product_text_hash"),
-            "product_image": rows_version_sql("id", "category", "image_sha256",
-                                              where="image_sha256 IS NOT NULL"),
-        })
+        copy_to_parquet(con, "SELECT * FROM catalog_out", catalog_target, CATALOG_VERSIONS)
         return CatalogSummary(int(ok), int(rejected), notes, added, removed, changed)
     finally:
         con.close()

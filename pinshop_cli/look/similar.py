@@ -59,10 +59,12 @@ def saving_percent(price: float | None, reference_price: float | None) -> int | 
 
 def similar(reference: str, workspace: str | Path | None = None, cheaper: bool = False,
             max_price: float | None = None, top_k: int = 5, category: str | None = None,
+            color: str | None = None,
             retriever: Retriever | None = None, models_dir: str | None = None,
             runtime: str = "auto") -> LookAlikes:
     """Products that look like `reference` (a product id or a photo path) in its category,
-    best first. `cheaper` keeps only products strictly cheaper than the reference."""
+    best first. `cheaper` keeps only products strictly cheaper than the reference; `color`
+    keeps the look in another colour (catalog colour, title or photo colour)."""
     import numpy as np
 
     retriever = retriever or Retriever(workspace, models_dir, runtime=runtime)
@@ -85,7 +87,7 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
         notes.append(f"{reference} has no indexed photo: look-alikes by product text")
     if ref.category is None:
         notes.append("no category known for the reference: searching the whole catalog")
-    filters = Filters(category=ref.category, max_price=limit)
+    filters = Filters(category=ref.category, max_price=limit, color=color)
     found = retriever.search(ref.vector[None, :], top_k + 1, ref.kind, filters,
                              category=ref.category)
     # Products passing the filters that have no vector of this kind (none were compared):

@@ -47,14 +47,32 @@ def _qwen_coder(size: str, file_size: int, sha256: str, chunks: ChunkedMirror,
     )
 
 
+ASSETS = "https://github.com/ultralytics/assets/releases/download/v8.3.0"
+
+
+def _detector(name: str, architecture: str, description: str,
+              aliases: tuple[str, ...] = ()) -> ModelSpec:
+    return ModelSpec(name=name, task="detect", architecture=architecture, license="AGPL-3.0",
+                     aliases=(f"{name}.pt", *aliases), description=description,
+                     files=(ModelFile(f"{name}.pt", url=f"{ASSETS}/{name}.pt"),))
+
+
 def register_models(register: Callable[[ModelSpec], None]) -> None:
-    register(ModelSpec(
-        name="yolo11n", task="detect", architecture="YOLO11n (COCO, 80 classes)",
-        license="AGPL-3.0", aliases=("yolo11n.pt", "yolo"),
-        description="Default detector; COCO classes are mapped to shopping categories.",
-        files=(ModelFile("yolo11n.pt", url=(
-            "https://github.com/ultralytics/assets/releases/download/v8.3.0/yolo11n.pt")),),
-    ))
+    register(_detector(
+        "yoloe-11s-seg-pf", "YOLOE-11S, prompt-free (a built-in vocabulary of ~4,600 classes)",
+        "Default detector where its weights resolve: open vocabulary, its class names mapped "
+        "to the catalog's categories by text similarity.", ("yoloe",)))
+    register(_detector(
+        "yoloe-11s-seg", "YOLOE-11S, text-prompted with the catalog's categories",
+        "Open vocabulary, prompted with the catalog's own category names (the prompts' text "
+        "encoder downloads on first use)."))
+    register(_detector(
+        "yolov8s-worldv2", "YOLO-World v2 S, text-prompted with the catalog's categories",
+        "Open vocabulary (the prompts' text encoder downloads on first use).", ("yolo-world",)))
+    register(_detector(
+        "yolo11n", "YOLO11n (COCO, 80 classes)",
+        "COCO's 80 classes mapped to the catalog's categories (no lamp, rug or cushion).",
+        ("yolo",)))
     register(ModelSpec(
         name="clip-vit-b-32", task="embed", architecture="ViT-B-32",
         license="MIT", aliases=("clip", "ViT-B-32/laion2b_s34b_b79k"),

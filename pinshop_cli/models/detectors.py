@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError
 from .base import Detection, Detector
-from .categories import shopping_category
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -38,8 +37,9 @@ class WholeImageDetector(Detector):
 
 
 class UltralyticsDetector(Detector):
-    """Any ultralytics detection checkpoint (.pt). COCO classes map to shopping categories;
-    non-product COCO classes are dropped; a custom model's own classes are kept."""
+    """Any ultralytics checkpoint with boxes (.pt): YOLO, the open-vocabulary YOLOE and
+    YOLO-World, or a custom-trained product detector. Boxes carry the model's class names;
+    detection/vocabulary.py maps them to the catalog's categories."""
 
     def __init__(self, weights: Path, model_id: str | None = None, conf: float = 0.25,
                  imgsz: int = 640, min_box_px: int = 16) -> None:
@@ -49,6 +49,7 @@ class UltralyticsDetector(Detector):
         self.imgsz = imgsz
         self.min_box_px = min_box_px
         self._model: Any = None
+        self.prompts: list[str] = []  # text prompts for a prompted open-vocabulary model
 
     def _load(self) -> Any:
         if self._model is None:
@@ -59,7 +60,7 @@ class UltralyticsDetector(Detector):
             if not self.weights.is_file():
                 raise PinshopError(f"detector file not found: {self.weights}")
             try:
-                model = YOLO(str(self.weights), task="detect")
+                model = YOLO(str(self.weights))
             except Exception as exc:  # torch/pickle/ultralytics each raise their own types
                 raise PinshopError(f"cannot load detector {self.weights}: not an ultralytics "
                                    f"checkpoint ({_reason(exc)})") from None
@@ -67,8 +68,24 @@ class UltralyticsDetector(Detector):
             if getattr(model, "task", "detect") not in BOX_TASKS:
                 raise PinshopError(f"cannot use {self.weights} as a detector: it is an "
                                    f"ultralytics {model.task!r} model, not a detection model")
+            if self.prompts:
+                self._set_prompts(model)
             self._model = model
         return self._model
+
+    def prompt(self, classes: Sequence[str]) -> None:
+        """Detect these classes (the catalog's categories) with a prompted YOLOE or
+        YOLO-World model; other models keep their own classes."""
+        self.prompts = sorted(set(classes))
+
+    def _set_prompts(self, model: Any) -> None:
+        if not hasattr(model, "set_classes") or "-pf" in self.weights.stem:  # prompt-free
+            return
+        try:  # both encode the prompts with a text model they download on first use
+            model.set_classes(self.prompts)
+        except Exception as exc:
+            self.note = (f"{self.model_id}: the catalog's categories could not be set as "
+                         f"prompts ({_reason(exc)}); it detects its own classes")
 
     def detect_batch(self, images: Sequence[Image.Image]) -> list[list[Detection]]:
         model = self._load()
@@ -82,11 +99,11 @@ class UltralyticsDetector(Detector):
             for xyxy, cls, score in zip(boxes.xyxy.tolist(), boxes.cls.tolist(),
                                         boxes.conf.tolist(), strict=True):
                 class_name = str(names[int(cls)])
-                category = shopping_category(class_name)
                 x1, y1, x2, y2 = (float(v) for v in xyxy)
-                if category is None or min(x2 - x1, y2 - y1) < self.min_box_px:
+                if min(x2 - x1, y2 - y1) < self.min_box_px:
                     continue
-                found.append(Detection((x1, y1, x2, y2), class_name, category, float(score)))
+                found.append(Detection((x1, y1, x2, y2), class_name, class_name.lower(),
+                                       float(score)))
             batch.append(found)
         return batch
 

@@ -121,6 +121,10 @@ def verify(name: str, directory: str | Path | None = None) -> list[str]:
     return problems
 
 
+#: What `--detector auto` tries, in order: open vocabulary first.
+DEFAULT_DETECTORS = ("yoloe-11s-seg-pf", "yolo11n")
+
+
 @lru_cache(maxsize=8)
 def _cached_detector(name: str, directory: Path, conf: float) -> Detector:
     return _build_detector(name, directory, conf)
@@ -140,7 +144,14 @@ def _build_detector(name: str, directory: Path, conf: float) -> Detector:
 
     if name == "none":
         return WholeImageDetector("detection disabled (--detector none): whole image per pin")
-    spec = find_spec("yolo11n" if name == "auto" else name)
+    auto = name == "auto"
+    if auto:  # the open-vocabulary default, else the COCO one, else none
+        for default in DEFAULT_DETECTORS[:-1]:
+            weights = get_spec(default).files[0]
+            if (path := weights.locate(directory)[0] or weights.download(directory)):
+                return UltralyticsDetector(path, model_id=default, conf=conf)
+        name = DEFAULT_DETECTORS[-1]
+    spec = find_spec(name)
     if spec is None:
         path = Path(name).expanduser()
         if path.is_file():
@@ -152,13 +163,13 @@ def _build_detector(name: str, directory: Path, conf: float) -> Detector:
     if spec.task != "detect":
         raise UnknownModelError(f"{spec.name} is a {spec.task} model, not a detector")
     file = spec.files[0]
-    if name == "auto":
+    if auto:
         found = file.locate(directory)[0] or file.download(directory)
         if found is None:
+            first = DEFAULT_DETECTORS[0]
             return WholeImageDetector(
-                f"no detector weights ({file.filename}) in {directory} and no hub: "
-                f"using the whole image as one region. Fix: `pinshop models pull {spec.name}`"
-            )
+                f"no detector weights ({', '.join(DEFAULT_DETECTORS)}) in {directory} and no "
+                f"hub: using the whole image as one region. Fix: `pinshop models pull {first}`")
         return UltralyticsDetector(found, model_id=spec.name, conf=conf)
     return UltralyticsDetector(file.resolve(spec.name, directory), model_id=spec.name, conf=conf)
 

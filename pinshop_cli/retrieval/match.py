@@ -34,6 +34,8 @@ class MatchedObject:
     crop: Image.Image | None = field(default=None, repr=False)
     index: str = ""  # which index answered (a category's own, or the global one)
     source: str = "detector"  # what found it: detector, regions or whole_image
+    color: str | None = None  # the region's colour family (detection/colors.py)
+    color_name: str | None = None  # and its nearest CSS colour name
 
 
 @dataclass
@@ -57,7 +59,8 @@ class MatchResult:
         """The documented --json shape (crops are left out)."""
         def obj(o: MatchedObject) -> dict[str, Any]:
             return {"box": [round(v, 1) for v in o.box], "category": o.category,
-                    "class_name": o.class_name, "source": o.source,
+                    "class_name": o.class_name, "source": o.source, "color": o.color,
+                    "color_name": o.color_name,
                     "score": round(o.score, 4), "index": o.index,
                     "matches": [m.__dict__ for m in o.matches]}
 
@@ -89,7 +92,7 @@ def photo_detector(retriever: Retriever, detector: str = "auto",
 
     return retriever.prepared(("detector", detector, models_dir), lambda: choose_detector(
         detector, retriever.embedder, lambda: ProductPhotos.from_retriever(retriever),
-        models_dir))
+        lambda: retriever.store.distinct("category"), models_dir))
 
 
 def region_vectors(embedder: Embedder, regions: list[Region]) -> np.ndarray:
@@ -104,18 +107,20 @@ def region_vectors(embedder: Embedder, regions: list[Region]) -> np.ndarray:
 
 def match(images: Sequence[str | Path] = (), text: str | None = None,
           workspace: str | Path | None = None, top_k: int = 5, category: str | None = None,
-          max_price: float | None = None, rebuild: bool = False, detector: str = "auto",
+          max_price: float | None = None, color: str | None = None, rebuild: bool = False,
+          detector: str = "auto",
           models_dir: str | None = None, retriever: Retriever | None = None,
           runtime: str = "auto") -> MatchResult:
     """Top catalog matches for every detected object in `images`, and/or for `text`. Each
     object is searched in its category's own index when there is one (`index` says which
     answered). Pass a `retriever` to reuse loaded indexes and models across calls."""
+    from ..detection.colors import dominant_colors
     from ..detection.crops import PIN_DECODE_SIDE, detect_and_crop
 
     if not images and not text:
         raise PinshopError("nothing to match: pass IMAGE paths and/or --text QUERY")
     retriever = retriever or Retriever(workspace, models_dir, rebuild, runtime)
-    filters = Filters(category=category, max_price=max_price)
+    filters = Filters(category=category, max_price=max_price, color=color)
     embedder = retriever.embedder
     result = MatchResult(model=f"{embedder.image_model_id} / {embedder.text_model_id}",
                          detector="")
@@ -137,10 +142,12 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
             for (detection, crop), vector in zip(regions, vectors, strict=True):
                 found = retriever.search(vector[None, :], top_k, "product_image", filters,
                                          category=detection.category or None)
+                named = dominant_colors(crop, top=1)[0]
                 pin.objects.append(MatchedObject(
                     [v * decode_scale(image) for v in detection.box],
                     detection.category or None, detection.class_name, detection.score,
-                    matches(retriever, found)[0], crop, found.index, detection.source))
+                    matches(retriever, found)[0], crop, found.index, detection.source,
+                    named.family, named.name))
     if text:
         result.text = text
         kind = "product_image" if embedder.shared_space else "product_text"

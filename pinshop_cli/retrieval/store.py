@@ -39,6 +39,7 @@ class Product:
     url: str | None = None
     availability: str | None = None
     description: str | None = None
+    photo_color: str | None = None  # the colour family of its photo (detection/colors.py)
 
     @classmethod
     def from_row(cls, row: dict[str, Any], score: float = 0.0) -> Product:
@@ -46,7 +47,8 @@ class Product:
         price = float(row["price"]) if row.get("price") is not None else None
         return cls(row["id"], row["title"], price, row.get("category"), round(score, 4),
                    row.get("currency"), row.get("brand"), row.get("color"), row.get("image"),
-                   row.get("url"), row.get("availability"), row.get("description"))
+                   row.get("url"), row.get("availability"), row.get("description"),
+                   row.get("photo_color"))
 
     def price_text(self) -> str:
         """'129.00 EUR', from the catalog only."""
@@ -62,7 +64,7 @@ class Product:
 @dataclass(frozen=True)
 class Filters:
     """Constraints on catalog rows; None means 'any'. A colour matches the colour column or
-    the title."""
+    the title, or the colour family of the product's photo ("blue" finds a navy sofa)."""
 
     category: str | None = None
     min_price: float | None = None
@@ -74,6 +76,13 @@ class Filters:
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise PinshopError(f"{name.replace('_', '-')} must be a number, not {value}")
+
+    @property
+    def color_family(self) -> str | None:
+        """The family the colour names (detection/colors.py), matched against photos."""
+        from ..detection.colors import word_family
+
+        return word_family(self.color)
 
     @property
     def empty(self) -> bool:
@@ -94,8 +103,10 @@ class Filters:
             clauses.append("c.price <= $max_price")
             params["max_price"] = self.max_price
         if self.color:
-            clauses.append("contains(lower(coalesce(c.color, '') || ' ' || c.title), $color)")
+            clauses.append("(contains(lower(coalesce(c.color, '') || ' ' || c.title), $color) "
+                           "OR c.photo_color = $color_family)")
             params["color"] = self.color.lower()
+            params["color_family"] = self.color_family
         return " AND ".join(clauses), params
 
 
@@ -109,6 +120,7 @@ class LabelColumns:
     categories: dict[str, int]  # category -> code
     price: np.ndarray  # float64 per label (NaN: no price, never passes a price filter)
     color_text: pa.Array  # lower(color || ' ' || title), for colour filters
+    photo_color: pa.Array  # the colour family of each label's photo (null: none)
 
     def allowed(self, filters: Filters) -> np.ndarray:
         """Labels passing `filters`."""
@@ -129,8 +141,13 @@ class LabelColumns:
                 mask &= self.price <= filters.max_price
         if filters.color:  # the substring scan, only over rows the other filters kept
             rows = np.flatnonzero(mask)
-            text = self.color_text if len(rows) == len(mask) else self.color_text.take(rows)
+            every = len(rows) == len(mask)
+            text = self.color_text if every else self.color_text.take(rows)
             found = pc.match_substring(text, filters.color.lower())
+            if filters.color_family:
+                photo = self.photo_color if every else self.photo_color.take(rows)
+                found = pc.or_kleene(found, pc.equal(photo, filters.color_family))
+                found = pc.fill_null(found, False)
             mask[rows] = np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
         return mask
 
@@ -148,6 +165,8 @@ class CatalogStore:
         # rows of 10 hits costs ~2 ms at a million products (a Parquet scan costs ~160 ms).
         self.con.execute(f"CREATE TABLE catalog AS SELECT * FROM read_parquet("
                          f"{sql_path(ws.catalog)})")
+        # Catalogs ingested before photos were named have no photo colour yet.
+        self.con.execute("ALTER TABLE catalog ADD COLUMN IF NOT EXISTS photo_color VARCHAR")
         self.con.execute("CREATE INDEX catalog_id ON catalog (id)")
 
     def close(self) -> None:
@@ -180,7 +199,7 @@ class CatalogStore:
         try:
             table = self._arrow(
                 "SELECT l.label, c.category, c.price::DOUBLE AS price, "
-                "lower(coalesce(c.color, '') || ' ' || c.title) AS color_text "
+                "lower(coalesce(c.color, '') || ' ' || c.title) AS color_text, c.photo_color "
                 "FROM index_labels l JOIN catalog c ON c.id = l.id ORDER BY l.label")
         finally:
             self.con.unregister("index_labels")
@@ -190,7 +209,8 @@ class CatalogStore:
             table.column("label").to_numpy().astype(np.int64), codes,
             {str(v): n for n, v in enumerate(encoded.dictionary.to_pylist())},
             table.column("price").to_numpy(zero_copy_only=False).astype(np.float64),
-            table.column("color_text").combine_chunks())
+            table.column("color_text").combine_chunks(),
+            table.column("photo_color").combine_chunks())
 
     def rows(self, ids: list[str]) -> list[dict[str, Any]]:
         """Catalog rows for `ids`, in that order (ids not in the catalog are left out)."""

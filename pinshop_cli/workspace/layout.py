@@ -60,6 +60,7 @@ class Workspace:
     recommendations = property(lambda self: self.root / "recommendations.parquet")
     embeddings_dir = property(lambda self: self.root / "embeddings")
     detection_parts_dir = property(lambda self: self.root / "parts" / "detections")
+    color_parts_dir = property(lambda self: self.root / "parts" / "colors")
     indexes_dir = property(lambda self: self.root / "indexes")
     rejects_dir = property(lambda self: self.root / "rejects")
     settings_path = property(lambda self: self.root / "workspace.json")
@@ -96,7 +97,8 @@ class Workspace:
         for path in self.root.rglob(".*.tmp"):  # rglob does not enter linked directories
             remove(path)
             removed += 1
-        stores = [*self.embeddings_dir.glob("*"), self.detection_parts_dir]
+        stores = [*self.embeddings_dir.glob("*"), self.detection_parts_dir,
+                  self.color_parts_dir]
         for directory in stores:
             if directory.is_dir() and not directory.is_symlink():
                 PartStore(directory).sweep()

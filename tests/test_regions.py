@@ -1,0 +1,142 @@
+"""Every product in a photo: catalog-guided regions, detectors' class names mapped to the
+catalog's categories, and the colour of each region and product photo.
+
+Quality on hand-boxed rooms is measured in bench/eval_regions.py; here: the real offline
+models on the sample photos, and plumbing on synthetic inputs (named as such)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pinshop_cli import match
+from pinshop_cli.detection.colors import dominant_colors, family, srgb_to_lab, word_family
+from pinshop_cli.detection.regions import Acceptance, non_max_suppression, product_boxes
+from pinshop_cli.detection.vocabulary import CategoryVocabulary
+
+
+def test_plumbing_a_product_standing_out_in_a_block_of_cells_gets_that_box() -> None:
+    rng = np.random.default_rng(0)
+    products = rng.normal(size=(3, 16)).astype(np.float32)
+    products /= np.linalg.norm(products, axis=1, keepdims=True)
+    features = rng.normal(scale=0.3, size=(16, 8, 10)).astype(np.float32)
+    features[:, 2:5, 6:9] += 3 * products[1][:, None, None]  # product 1 at rows 2-4, cols 6-8
+    boxes, peaks = product_boxes(features, products, extent=0.5)
+    assert boxes[1].tolist() == [6, 2, 9, 5]  # x1, y1, x2, y2 in cells
+    assert peaks.shape == (3,) and peaks[1] > 1
+
+
+def test_plumbing_non_max_suppression_keeps_the_best_of_overlapping_boxes() -> None:
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], np.float32)
+    assert non_max_suppression(boxes, np.array([0.5, 0.9, 0.1], np.float32), 0.5).tolist() \
+        == [1, 2]
+
+
+def test_acceptance_is_calibrated_on_the_catalog(demo_workspace) -> None:
+    from pinshop_cli.detection.products import ProductPhotos
+    from pinshop_cli.retrieval.retriever import Retriever
+
+    photos = ProductPhotos.from_retriever(Retriever(demo_workspace))
+    acceptance = Acceptance.calibrate(photos)
+    assert 0 < acceptance.floor < acceptance.threshold < 1 and 0 < acceptance.margin < 0.5
+    # A product's own photo clears it; the middle of the catalog's nearest others does not
+    # stand out.
+    assert acceptance.accepts(np.array([0.99]), np.array([0.5])).all()
+    assert not acceptance.accepts(np.array([acceptance.floor - 0.01]),
+                                  np.array([0.0])).any()
+
+
+def test_a_styled_room_gets_one_region_per_product_with_its_colour(demo_workspace) -> None:
+    from interior_photos import get_photo_dir
+
+    room = f"{get_photo_dir()}/pexels-6707631.jpg"  # a lamp, a vase and a console
+    objects = match([room], workspace=demo_workspace, top_k=1).pins[0].objects
+    firsts = [o.matches[0].id for o in objects]
+    assert {"P018", "P019", "P020"} <= set(firsts) and len(firsts) == len(set(firsts))
+    assert all(o.source == "regions" and o.color and o.color_name for o in objects)
+
+
+def test_odd_photos_get_regions_or_the_whole_photo(demo_workspace, tmp_path: Path) -> None:
+    pin = Image.open(Path(__file__).parent.parent / "sample_data/pins/7303782.jpg")
+    odd = {"tiny.png": pin.resize((48, 60)), "panorama.jpg": pin.resize((6000, 300)),
+           "grey.jpg": pin.convert("L"), "cmyk.jpg": pin.convert("CMYK"),
+           "alpha.png": pin.convert("RGBA")}
+    for name, image in odd.items():
+        image.save(tmp_path / name)
+    result = match([tmp_path / n for n in odd], workspace=demo_workspace, top_k=1)
+    for pin_result in result.pins:
+        assert pin_result.error is None and pin_result.objects, pin_result.image
+    assert result.pins[0].objects[0].source == "whole_image"  # too small for regions
+
+
+# -- class names -> catalog categories ----------------------------------------------------
+
+def test_detector_classes_map_to_catalog_categories_by_text(demo_workspace) -> None:
+    from pinshop_cli.retrieval.retriever import Retriever
+
+    retriever = Retriever(demo_workspace)
+    vocabulary = CategoryVocabulary(retriever.store.distinct("category"),
+                                    retriever.embedder.embed_texts)
+    named = {c: vocabulary.category(c) for c in
+             ("couch", "floor lamp", "potted plant", "dining table", "throw pillow",
+              "person", "car", "traffic light")}
+    assert named["couch"] == "sofa" and named["floor lamp"] == "lamp"
+    assert named["potted plant"] == "plant" and named["dining table"] == "table"
+    assert named["throw pillow"] is None or named["throw pillow"] == "cushion"
+    assert named["person"] is None and named["car"] is None and named["traffic light"] is None
+
+
+def test_plumbing_yaml_built_yoloe_random_weights_runs_with_the_regions(
+        demo_workspace, tmp_path: Path, sample_dir: Path) -> None:
+    """An open-vocabulary YOLOE built from its YAML, saved as .pt and loaded by path through
+    the same code as the real checkpoints; random weights, so only plumbing."""
+    from ultralytics import YOLO
+
+    checkpoint = tmp_path / "tiny-yoloe.pt"
+    YOLO("yoloe-11s-seg.yaml").save(str(checkpoint))
+    result = match([sample_dir / "pins" / "7303782.jpg"], workspace=demo_workspace, top_k=1,
+                   detector=str(checkpoint))
+    assert result.detector == "tiny-yoloe.pt+regions"
+    assert any(o.source == "regions" for o in result.pins[0].objects)
+
+
+# -- colours ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("rgb", "expected"), [
+    ((30, 60, 160), "blue"), ((200, 40, 40), "red"), ((40, 120, 50), "green"),
+    ((20, 20, 20), "black"), ((235, 235, 232), "white"), ((90, 60, 35), "brown"),
+    ((225, 205, 170), "beige"),
+])
+def test_a_packshot_names_its_object_not_its_background(rgb, expected) -> None:
+    image = Image.new("RGB", (300, 300), (244, 243, 240))  # a plain light background
+    image.paste(Image.new("RGB", (160, 180), rgb), (70, 60))
+    [main] = dominant_colors(image, top=1)
+    assert main.family == expected, main
+    assert family(srgb_to_lab(np.array(rgb, float))) == expected
+
+
+def test_colour_words_read_as_families() -> None:
+    assert word_family("navy") == word_family("Steel Blue") == "blue"
+    assert word_family("walnut") == "brown" and word_family("gray") == "grey"
+    assert word_family("teal") == "teal" and word_family("velvet") is None
+
+
+def test_photo_colours_are_stored_and_filter_search(copy_workspace) -> None:
+    from pinshop_cli.look.similar import similar
+    from pinshop_cli.sql import run_sql
+
+    root = copy_workspace()
+    named = run_sql("SELECT count(*) FROM catalog WHERE photo_color IS NOT NULL", root).rows
+    assert named[0][0] == 34  # every product with a photo
+    colours = run_sql("SELECT count(*) FROM detections WHERE color IS NULL", root).rows
+    assert colours[0][0] == 0
+    pin = Path(__file__).parent.parent / "sample_data/pins/7303782.jpg"
+    black = match([pin], workspace=root, top_k=3, color="black", detector="none")
+    assert all("black" in f"{m.color} {m.title} {m.photo_color}".lower()
+               for m in black.pins[0].objects[0].matches)
+    in_black = similar("P005", workspace=root, color="black", top_k=3).items  # an armchair
+    assert in_black and in_black[0].product.id == "P028"  # the black leather club chair
+    assert all(i.product.category == "armchair" for i in in_black)
