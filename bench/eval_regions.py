@@ -20,6 +20,7 @@ are reported apart, as a held-out check).
 from __future__ import annotations
 
 import argparse
+import csv
 import statistics
 import subprocess
 import sys
@@ -38,8 +39,6 @@ HELD_OUT = ("1317558", "5386834", "4543103", "7688357")
 def distractor_dir(tmp: Path, scene_photos: set[str]) -> Path:
     """The sample catalog without the products cut from the scene rooms themselves (those
     would be second photos of the same objects)."""
-    import csv
-
     sys.path.insert(0, str(HERE.parent / "sample_data"))
     from build_sample_data import PRODUCTS
 
@@ -80,6 +79,25 @@ def summarize(rows: dict, photos: tuple[str, ...] | None = None) -> tuple[float,
     chosen = [v for k, v in rows.items() if photos is None or k in photos]
     found, wanted, regions = (sum(v[i] for v in chosen) for i in range(3))
     return found / max(wanted, 1), found / max(regions, 1), wanted
+
+
+def colour_agreement(rows: list[tuple[str, str | None]]) -> tuple[int, int, int]:
+    """(top-1 agreements, top-2 agreements, photos with a colour word): how often the
+    photo's dominant colour family is the family of the colour the catalog states."""
+    from PIL import Image
+
+    from pinshop_cli.detection.colors import dominant_colors, word_family
+
+    first = second = counted = 0
+    for path, stated in rows:
+        wanted = word_family(stated)
+        if wanted is None:  # "clear", "multicolour": no family to agree with
+            continue
+        families = [c.family for c in dominant_colors(Image.open(path), top=2)]
+        counted += 1
+        first += families[0] == wanted
+        second += wanted in families
+    return first, second, counted
 
 
 def cold_match(workspace: Path, photo: Path, detector: str) -> float:
@@ -137,6 +155,12 @@ def main() -> None:
                 (many / f"{copy}-{path.name}").write_bytes(path.read_bytes())
         rates = {detector: pin_ingest(tmp, catalog, many, detector, f"ingest-{detector}")
                  for detector in ("none", "auto")}
+        packshots = colour_agreement([(str(tmp / "set" / "packshots" / f"{b.id}.jpg"), b.color)
+                                      for b in boxed])
+    sample = HERE.parent / "sample_data"
+    with open(sample / "catalog.csv", newline="") as handle:
+        sample_photos = colour_agreement([(str(sample / r["image"]), r["color"])
+                                          for r in csv.DictReader(handle) if r["image"]])
 
     found, precision, wanted = summarize(regions)
     held_found, held_precision, held_wanted = summarize(regions, HELD_OUT)
@@ -160,6 +184,10 @@ def main() -> None:
         f"({medians['auto'] / medians['none']:.2f}x) | {medians['none']:.2f} s | <= 3x |",
         f"| `ingest --pins`, pins stage | {rates['auto']:.1f} img/s "
         f"({rates['auto'] / rates['none']:.2f}x) | {rates['none']:.1f} img/s | >= 1/3 |",
+        f"| photo colour family = the catalog colour's family: packshots | "
+        f"{packshots[0]}/{packshots[2]} (top 2: {packshots[1]}) | | |",
+        f"| the same, the sample catalog's photos (room crops) | "
+        f"{sample_photos[0]}/{sample_photos[2]} (top 2: {sample_photos[1]}) | | |",
         "",
         "Per room (found / boxed, regions returned):",
         "",
