@@ -179,3 +179,15 @@ def test_pins_of_later_runs_add_unless_replace(copy_workspace, sample_dir, tmp_p
     assert [Path(p).name for p in pins] == ["P001.jpg"]
     detections = pq.read_table(Path(root) / "detections.parquet")
     assert set(detections.column("path").to_pylist()) == set(pins)  # old crops are gone
+
+
+def test_a_shrunk_catalog_is_reported_not_unchanged(copy_workspace, sample_dir, tmp_path):
+    root = copy_workspace()
+    shutil.copytree(sample_dir / "products", tmp_path / "products")
+    lines = (sample_dir / "catalog.csv").read_text().splitlines(keepends=True)
+    (tmp_path / "catalog.csv").write_text("".join(lines[:-5]))
+    summary = ingest(root, tmp_path / "catalog.csv")
+    assert not summary.model_work_done and not summary.unchanged
+    assert (summary.rows_added, summary.rows_removed, summary.rows_changed) == (0, 5, 0)
+    assert any("5 removed" in note for note in summary.notes)
+    assert summary.as_dict()["unchanged"] is False

@@ -62,6 +62,8 @@ def repair_stores(ws: Workspace, full: bool = True, writing: tuple[str, ...] = (
     manifest for each store of the kinds about to be `writing` (see PartStore.ensure): for
     writers holding the lock. Returns notes on what was dropped or listed again."""
     stores = [store(ws, kind) for kind in EMBEDDING_KINDS] + [detection_store(ws)]
+    stores += [PartStore(directory) for directory in sorted(ws.root.glob("parts/*"))
+               if directory != ws.detection_parts_dir and not directory.is_symlink()]
     notes: list[str] = []
     for part_store in stores:
         if part_store.directory.is_dir():
