@@ -1,0 +1,97 @@
+"""A damaged workspace file is one error, "<file> is damaged (<reason>): run <fix>", never a
+traceback; and the named command repairs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pinshop_cli import DamagedFileError, build_indexes, ingest_events
+from pinshop_cli.commands.main import app
+
+DAMAGED = r"is damaged \(.+\): run `pinshop "
+
+
+def garble(path: Path) -> None:
+    path.write_bytes(b"\xff\x00 not what was written " * 3)
+
+
+def fails_as_damaged(*args: str) -> DamagedFileError:
+    result = CliRunner().invoke(app, list(args))
+    assert isinstance(result.exception, DamagedFileError), (result.output, result.exception)
+    return result.exception
+
+
+@pytest.fixture
+def with_events(copy_workspace: Callable[[], Path], tmp_path: Path) -> Path:
+    root = copy_workspace()
+    events = tmp_path / "events.csv"
+    events.write_text("user_id,item_id,event,ts\nann,P005,save,2026-11-01T10:00:00\n"
+                      "bob,P005,purchase,2026-11-02T10:00:00\nbob,P001,save,2026-11-03T10:00:00\n")
+    ingest_events(events, root)
+    return root
+
+
+@pytest.mark.parametrize("command", [
+    ["match", "--text", "green velvet sofa"], ["similar", "P005"], ["index"],
+    ["recommend", "--user", "ann"]])
+def test_a_damaged_catalog(with_events: Path, command: list[str]) -> None:
+    garble(with_events / "catalog.parquet")
+    error = fails_as_damaged(*command, "-w", str(with_events))
+    assert error.path.endswith("catalog.parquet") and "pinshop ingest CATALOG" in error.fix
+
+
+def test_damaged_events_and_tuning(with_events: Path) -> None:
+    (with_events / "recommend_tuning.json").write_text('{"weights": ')
+    error = fails_as_damaged("recommend", "--user", "ann", "-w", str(with_events))
+    assert error.path.endswith("recommend_tuning.json") and "--tune" in error.fix
+    (with_events / "recommend_tuning.json").unlink()
+    garble(with_events / "events.parquet")
+    error = fails_as_damaged("recommend", "--user", "ann", "-w", str(with_events))
+    assert error.path.endswith("events.parquet") and "ingest-events" in error.fix
+
+
+@pytest.mark.parametrize("damage", ["garbled", "deleted"])
+def test_a_damaged_workspace_json(copy_workspace: Callable[[], Path], damage: str) -> None:
+    root = copy_workspace()
+    settings = root / "workspace.json"
+    garble(settings) if damage == "garbled" else settings.unlink()
+    for command in (["match", "--text", "sofa"], ["index"]):
+        error = fails_as_damaged(*command, "-w", str(root))
+        assert error.path.endswith("workspace.json") and "pinshop ingest CATALOG" in error.fix
+
+
+def test_a_garbled_embeddings_manifest_is_an_error_for_readers_and_index_relists_it(
+        copy_workspace: Callable[[], Path]) -> None:
+    root = copy_workspace()
+    manifests = [root / "embeddings" / kind / "_manifest.json"
+                 for kind in ("product_image", "product_text")]
+    for manifest in manifests:
+        garble(manifest)
+    for command in (["match", "--text", "sofa"], ["similar", "P005"]):
+        error = fails_as_damaged(*command, "-w", str(root))
+        assert error.path in map(str, manifests) and error.fix == "`pinshop index`"
+    notes: list[str] = []
+    build_indexes(root, notes=notes)
+    assert any("listed again" in note for note in notes)
+    assert CliRunner().invoke(app, ["similar", "P005", "-w", str(root)]).exit_code == 0
+
+
+def test_the_error_is_one_line_on_stderr_with_exit_1(copy_workspace: Callable[[], Path]
+                                                     ) -> None:
+    root = copy_workspace()
+    garble(root / "catalog.parquet")
+    done = subprocess.run([sys.executable, "-m", "pinshop_cli.commands.main", "similar", "P005",
+                           "-w", str(root)], capture_output=True, text=True, env=os.environ,
+                          timeout=300)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in done.stderr
+    assert "catalog.parquet is damaged (not a Parquet file" in lines[0]
+    assert lines[0].endswith("run `pinshop ingest CATALOG`")
