@@ -95,3 +95,25 @@ def test_the_error_is_one_line_on_stderr_with_exit_1(copy_workspace: Callable[[]
     assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in done.stderr
     assert "catalog.parquet is damaged (not a Parquet file" in lines[0]
     assert lines[0].endswith("run `pinshop ingest CATALOG`")
+
+
+def test_a_damaged_part_is_left_out_then_embedded_again_by_the_next_ingest(
+        copy_workspace: Callable[[], Path], sample_dir: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from pinshop_cli import ingest, run_sql
+    from pinshop_cli.workspace.parts import PartStore
+
+    root = copy_workspace()
+    store = PartStore(root / "embeddings" / "product_image")
+    victim = store.files()[0]
+    lost = pq.read_metadata(victim).num_rows
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    counted = run_sql("SELECT count(*) FROM embeddings_product_image", root)
+    assert counted.rows == [(34 - lost,)]
+    assert any(f"{victim} is damaged" in note for note in counted.notes)
+    summary = ingest(root, sample_dir / "catalog.csv")
+    assert summary.embedded["product_image"] == lost
+    assert any("dropped from the manifest" in note for note in summary.notes)
+    again = run_sql("SELECT count(*) FROM embeddings_product_image", root)
+    assert again.rows == [(34,)] and not again.notes
