@@ -55,6 +55,9 @@ def index(
         table("indexes", ["name", "count", "built_at", "state"],
               [[s.name, s.manifest.count if s.manifest else "", s.manifest.built_at
                 if s.manifest else "", s.state] for s in statuses])
+        for s in statuses:  # the whole reason, which a narrow table cuts short
+            if s.damage:
+                note(f"index {s.name} is damaged ({s.damage}): run `pinshop index`")
         return
     notes: list[str] = []
     manifests = build_indexes(workspace, by_category=by_category, M=m,

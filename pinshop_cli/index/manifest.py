@@ -59,7 +59,7 @@ class IndexStatus:
     @property
     def state(self) -> str:
         if self.damage:
-            return f"DAMAGED ({self.damage}): run {REPAIR}"
+            return f"DAMAGED: run {REPAIR}"
         return f"STALE: run {REPAIR}" if self.stale else "current"
 
 
