@@ -104,13 +104,18 @@ def test_an_overlong_question_is_refused_before_any_model_work(demo_workspace):
     from pinshop_cli import PinshopError
     from pinshop_cli.assistant.session import MAX_QUESTION_CHARS, ShoppingAssistant
 
-    class NoModel:  # plumbing only: the length check must fire before the model is asked
+    from pinshop_cli.models.base import ChatModel
+
+    class NoModel(ChatModel):  # plumbing only: the length check fires before the model
         model_id, n_ctx = "none", 2048
 
         def stream(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
             raise AssertionError("the model must not be called")
 
-    assistant = ShoppingAssistant(demo_workspace, NoModel())  # type: ignore[arg-type]
+        def count_tokens(self, text: str) -> int:
+            raise AssertionError("the model must not be called")
+
+    assistant = ShoppingAssistant(demo_workspace, NoModel())
     with pytest.raises(PinshopError, match="characters long"):
         assistant.ask("sofa " * MAX_QUESTION_CHARS)
 

@@ -109,7 +109,8 @@ class CatalogRegions(Detector):
             return []
         vectors = self.embedder.embed_images([image.crop(tuple(box)) for box in boxes.tolist()])
         labels, scores = self.products.search(vectors, 2)
-        passing = self.acceptance.accepts(scores[:, 0], scores[:, 1])
+        second = scores[:, 1] if scores.shape[1] > 1 else np.full(len(scores), -1.0)
+        passing = self.acceptance.accepts(scores[:, 0], second)
         return self.accept(boxes, vectors, labels[:, 0], scores[:, 0], passing)
 
     # -- step 1-2 --------------------------------------------------------------------------
