@@ -23,12 +23,17 @@ app = typer.Typer(
 )
 
 
+class _Flags:
+    """What the top-level options decide for this process (the CLI's own state)."""
+
+    debug = False
+
+
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
-    if debug:
-        os.environ["PINSHOP_DEBUG"] = "1"
+    _Flags.debug = debug
 
 
 app.command("ingest")(ingest.ingest)
@@ -62,7 +67,7 @@ def run() -> None:
     try:
         app()
     except PinshopError as exc:
-        if os.environ.get("PINSHOP_DEBUG"):
+        if _Flags.debug:
             raise
         from rich.markup import escape
 

@@ -10,6 +10,7 @@ import contextlib
 import io
 import sys
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,7 +51,10 @@ class _LazyModel:
             return self._loaded
 
 
-_WEIGHTS: dict[tuple[str, ...], _LazyModel] = {}
+# Held weakly: the weights go when the last embedder using them does (get_embedder keeps
+# a few embedders; one it drops must not keep its weights alive).
+_WEIGHTS: weakref.WeakValueDictionary[tuple[str, ...], _LazyModel] = \
+    weakref.WeakValueDictionary()
 _WEIGHTS_LOCK = threading.Lock()
 
 
@@ -58,14 +62,10 @@ def shared_weights(*key: str) -> _LazyModel:
     """The one holder of the weights loaded from `key` (a loader name and its files): two
     embedders built from the same files share one copy of the weights."""
     with _WEIGHTS_LOCK:
-        return _WEIGHTS.setdefault(key, _LazyModel())
-
-
-def _shared_forward(part: ModelPart, runtime: str, models_dir: Path) -> LazyForward:
-    holder = shared_weights("forward", part.model_id, *map(str, part.weights), runtime,
-                            str(models_dir))
-    forward: LazyForward = holder.get(lambda: LazyForward(part, runtime, models_dir))
-    return forward
+        holder = _WEIGHTS.get(key)
+        if holder is None:
+            holder = _WEIGHTS[key] = _LazyModel()
+        return holder
 
 
 def image_sample(size: int) -> dict[str, np.ndarray]:
@@ -87,10 +87,21 @@ class _TwoForwards(Embedder):
     models_dir: Path
     _parts: tuple[ModelPart, ModelPart]
 
+    def _forward(self, part: ModelPart) -> LazyForward:
+        """The loaded forward of `part`, shared with any embedder built from the same files
+        and held by this one (the shared table holds it only while some embedder does)."""
+        held = self.__dict__.setdefault("_held", {})
+        if part.model_id not in held:
+            held[part.model_id] = shared_weights("forward", part.model_id,
+                                                 *map(str, part.weights), self.runtime,
+                                                 str(self.models_dir))
+        forward: LazyForward = held[part.model_id].get(
+            lambda: LazyForward(part, self.runtime, self.models_dir))
+        return forward
+
     def _forwards(self) -> tuple[LazyForward, LazyForward]:
         image, text = self._parts
-        return (_shared_forward(image, self.runtime, self.models_dir),
-                _shared_forward(text, self.runtime, self.models_dir))
+        return self._forward(image), self._forward(text)
 
     @property
     def runtime_used(self) -> str:
@@ -259,8 +270,7 @@ class OfflinePairEmbedder(_TwoForwards):
     def feature_map(self, pixels: np.ndarray) -> np.ndarray:
         """(N, 3, H, W) preprocessed scenes -> (N, 1280, H/32, W/32) features whose mean
         over all cells is the image embedding (before normalizing)."""
-        forward = _shared_forward(self._feature_part, self.runtime, self.models_dir)
-        return forward({"pixels": pixels})
+        return self._forward(self._feature_part)({"pixels": pixels})
 
     def scene_pixels(self, image: Image.Image, long_side: int) -> np.ndarray:
         """A photo resized (aspect kept, sides multiples of 32) and normalized like
