@@ -30,7 +30,8 @@ def _limit_memory() -> None:
 def child(kind: str, root: str) -> None:
     """Run one implementation in this (fresh) process and print its timing as JSON."""
     sys.path.insert(0, str(HERE))
-    from pinshop_cli.recommendation.scorer import BlendWeights, RecommendConfig, recommend_all
+    from pinshop_cli.recommendation.api import recommend_all
+    from pinshop_cli.recommendation.config import BlendWeights, RecommendConfig
     from pinshop_cli.workspace.layout import Workspace
 
     ws = Workspace.open(root)

@@ -10,7 +10,7 @@ Data:
   shopping patterns): 2,469 households, one year. Products bought by at least
   `--min-buyers` households, one purchase event per transaction line.
 
-Each cut is a time split evaluated by `pinshop_cli.recommendation.scorer.evaluate` (the
+Each cut is a time split evaluated by `pinshop_cli.recommendation.api.evaluate` (the
 blend is fitted inside each cut's training period). Writes the "Recommendation quality"
 section of BENCHMARKS.md.
 
@@ -33,7 +33,7 @@ from bench_ingest import write_section
 from pinshop_cli.index.hnsw import build_indexes
 from pinshop_cli.io.catalog import normalize_catalog
 from pinshop_cli.io.events import ingest_events
-from pinshop_cli.recommendation.scorer import evaluate
+from pinshop_cli.recommendation.api import evaluate
 from pinshop_cli.workspace.layout import Workspace
 
 HERE = Path(__file__).parent

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pinshop_cli.recommendation.scorer import LIKED_EVENTS, RecommendConfig
+from pinshop_cli.recommendation.config import LIKED_EVENTS, RecommendConfig
 from pinshop_cli.recommendation.taste import nearest_to_profiles
 
 

@@ -34,10 +34,11 @@ def recommend(
     `pinshop recommend --evaluate`
     """
     from pinshop_cli import PinshopError
-    from pinshop_cli.recommendation.scorer import RecommendConfig, recommend_all, with_overrides
-    from pinshop_cli.recommendation.scorer import evaluate as run_evaluate
-    from pinshop_cli.recommendation.scorer import recommend as run_recommend
-    from pinshop_cli.recommendation.scorer import tune as run_tune
+    from pinshop_cli.recommendation.api import evaluate as run_evaluate
+    from pinshop_cli.recommendation.api import recommend as run_recommend
+    from pinshop_cli.recommendation.api import recommend_all
+    from pinshop_cli.recommendation.api import tune as run_tune
+    from pinshop_cli.recommendation.config import RecommendConfig, with_overrides
 
     config = with_overrides(RecommendConfig(), k=k, per_category=per_category)
     if tune:

@@ -38,8 +38,8 @@ _LAZY = {
     "write_report": "report.html",
     "get_detector": "models", "get_embedder": "models", "register": "models",
     "get_chat_model": "models",
-    "recommend": "recommendation.scorer", "recommend_all": "recommendation.scorer",
-    "evaluate": "recommendation.scorer", "RecommendConfig": "recommendation.scorer",
+    "recommend": "recommendation.api", "recommend_all": "recommendation.api",
+    "evaluate": "recommendation.api", "RecommendConfig": "recommendation.config",
     "ingest_events": "io.events",
     "ShoppingAssistant": "assistant.session", "generate_events": "synth.events",
 }  # fmt: skip

@@ -15,7 +15,8 @@ from .look.complete import CompleteTheLook, complete
 from .look.duplicates import DuplicateClusters, find_duplicates
 from .look.similar import LookAlikes, similar
 from .progress import NullProgress, Progress
-from .recommendation.scorer import Evaluation, Recommendation, evaluate, recommend
+from .recommendation.api import evaluate, recommend
+from .recommendation.config import Evaluation, Recommendation
 from .retrieval.match import MatchResult, match
 from .retrieval.retriever import Retriever
 from .synth.events import SynthConfig, generate_for_workspace

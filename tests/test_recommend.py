@@ -12,14 +12,9 @@ from typer.testing import CliRunner
 
 from pinshop_cli.commands.main import app
 from pinshop_cli.io.events import ingest_events
-from pinshop_cli.recommendation.scorer import (
-    BlendWeights,
-    RecommendConfig,
-    _metrics,
-    evaluate,
-    recommend,
-    recommend_all,
-)
+from pinshop_cli.recommendation.api import evaluate, recommend, recommend_all
+from pinshop_cli.recommendation.config import BlendWeights, RecommendConfig
+from pinshop_cli.recommendation.metrics import measure as _metrics
 from pinshop_cli.sql import run_sql
 
 # Decay is switched off (a huge half-life) so strengths are plain sums of event weights.
@@ -169,7 +164,8 @@ def test_ease_ranks_what_the_same_buyers_bought_together(events_workspace, tmp_p
 
 
 def test_tune_stores_a_deterministic_fit_that_recommend_then_uses(copy_workspace, tmp_path):
-    from pinshop_cli.recommendation.scorer import COMPONENTS, tune
+    from pinshop_cli.recommendation.api import tune
+    from pinshop_cli.recommendation.config import COMPONENTS
     from pinshop_cli.recommendation.tuning import TUNING_FILE
 
     root = copy_workspace()
@@ -190,7 +186,9 @@ def test_tune_stores_a_deterministic_fit_that_recommend_then_uses(copy_workspace
 def test_fixed_weights_build_only_their_components_and_rank_as_with_all(shop):
     """Scoring with fixed weights skips the components weighted 0; the top k, scores and
     reasons are those of a scorer that built every component."""
-    from pinshop_cli.recommendation.scorer import COMPONENTS, Scorer, _scoring_date
+    from pinshop_cli.recommendation.config import COMPONENTS
+    from pinshop_cli.recommendation.scorer import Scorer
+    from pinshop_cli.recommendation.scorer import scoring_date as _scoring_date
     from pinshop_cli.workspace import Workspace
 
     weights = BlendWeights(cf=1.0, taste=0.0, popularity=0.5)

@@ -37,148 +37,32 @@ carries the reason of its largest weighted term.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError
-from ..io.events import EVENT_WEIGHTS
-from ..workspace.integrity import require_parquet
 from ..workspace.layout import Workspace
-from ..workspace.storage import sql_path, write_parquet
+from .config import COMPONENTS, LIKED_EVENTS, VERBS, BlendWeights, RecommendConfig
+from .tables import connect, label_items, select_users
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-    from .tuning import Tuning
-
-VERBS = {"view": "viewed", "click": "clicked", "save": "saved", "cart": "added to cart",
-         "purchase": "bought"}
-LIKED_EVENTS = ("save", "cart", "purchase")  # the items a taste profile is made of
-COMPONENTS = ("cf", "taste", "popularity", "global_popularity", "again")
 POPULARITY_PARTS = ("popularity", "global_popularity")
 COLUMNS = {"cf": "cf", "taste": "taste", "popularity": "pop",  # candidates' columns
            "global_popularity": "bestseller", "again": "again"}
 REBUY_MIN_BUYERS = 3
 CF_SCORES_PER_CHUNK = 10_000_000  # bounds one sparse CF product (~0.5 GB of arrays)
-RELEVANT_EVENTS = ("save", "cart", "purchase")  # what counts as a hit in --evaluate
-
-
-@dataclass(frozen=True)
-class BlendWeights:
-    """The unfitted defaults were chosen on the synthetic generator; on real purchase data
-    they lose to plain popularity, which is why `recommend --tune` fits them per shop."""
-
-    cf: float = 0.1
-    taste: float = 0.2
-    popularity: float = 1.0  # popularity within the categories the user shops
-    global_popularity: float = 0.0  # the shop's best sellers, for everyone
-    again: float = 0.0  # the user's own re-buyable purchases
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class RecommendConfig:
-    k: int = 10
-    half_life_days: float = 30.0
-    popularity_half_life_days: float = 7.0
-    history: int = 20
-    neighbors: int = 20
-    taste_pool: int = 50
-    popular_pool: int = 50
-    candidates: int = 100
-    per_category: int = 3
-    #: An item re-bought (on two or more days) by this share of its buyers, with at least
-    #: REBUY_MIN_BUYERS buyers, may be recommended again to those who bought it.
-    rebuy_rate: float = 0.3
-    #: None: the weights fitted to this workspace (`recommend --tune`), else the defaults.
-    weights: BlendWeights | None = None
-    memory_limit: str = "4GB"  # DuckDB spills to disk beyond this instead of failing
-
-    @property
-    def blend_weights(self) -> BlendWeights:
-        return self.weights or BlendWeights()
-
-
-@dataclass
-class Recommendation:
-    user_id: str
-    rank: int
-    item_id: str
-    title: str
-    price: float | None
-    category: str | None
-    score: float
-    reason: str
-
-
-@dataclass
-class Metrics:
-    hit_rate: float
-    recall: float
-    ndcg: float
-    coverage: float
-
-
-@dataclass
-class Evaluation:
-    k: int
-    cut: str
-    train_events: int
-    test_users: int
-    methods: dict[str, Metrics]
-    #: The blend fitted inside the training period (None when the weights were given).
-    tuning: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Scorer:
-    """One DuckDB connection holding the component tables for one scoring date."""
+    """One DuckDB connection holding the component tables for one scoring date, over the
+    workspace's tables under integer keys (tables.py)."""
 
     def __init__(self, ws: Workspace, config: RecommendConfig) -> None:
-        import duckdb
-
-        if not ws.events.exists():
-            raise PinshopError(f"no events in {ws.root}: run `pinshop ingest-events FILE`")
-        require_parquet(ws.events, "`pinshop ingest-events FILE` (it writes events.parquet "
-                                   "again from the files you ingest)")
-        require_parquet(ws.catalog, "`pinshop ingest CATALOG`")
         self.ws, self.config = ws, config
-        self.con: duckdb.DuckDBPyConnection = duckdb.connect()
-        tmp = ws.root / ".duckdb-tmp"
-        self.con.execute(f"SET memory_limit = '{config.memory_limit}'")
-        self.con.execute(f"SET temp_directory = {sql_path(tmp)}")
-        self.con.execute("SET preserve_insertion_order = false")
-        self.con.execute(f"CREATE VIEW all_events AS SELECT * FROM read_parquet("
-                         f"{sql_path(ws.events)})")
-        # Integer surrogate keys: every join, group and sort below runs on integers (ids
-        # are strings of any length), and ids come back as strings only for the rows shown.
-        self.con.execute(f"""
-            CREATE TEMP TABLE item_keys AS
-            SELECT item_id, (row_number() OVER (ORDER BY item_id))::INTEGER AS key FROM (
-                SELECT id AS item_id FROM read_parquet({sql_path(ws.catalog)})
-                UNION SELECT item_id FROM all_events)""")
-        self.con.execute("""
-            CREATE TEMP TABLE user_keys AS
-            SELECT user_id, (row_number() OVER (ORDER BY user_id))::INTEGER AS key
-            FROM (SELECT DISTINCT user_id FROM all_events)""")
-        self.con.execute(f"""
-            CREATE TEMP TABLE catalog AS
-            SELECT k.key AS id, c.title, c.category, c.price,
-                   -- the diversity cap sorts by category: an integer sorts faster
-                   dense_rank() OVER (ORDER BY c.category)::INTEGER AS category_key
-            FROM read_parquet({sql_path(ws.catalog)}) c JOIN item_keys k ON k.item_id = c.id""")
-        self.con.execute("""
-            CREATE TEMP TABLE events AS
-            SELECT u.key AS user_id, i.key AS item_id, e.event, e.weight, e.ts
-            FROM all_events e JOIN user_keys u USING (user_id) JOIN item_keys i USING (item_id)""")
+        self.con: duckdb.DuckDBPyConnection = connect(ws, config.memory_limit)
         # The saved product index, loaded on first use (False: the workspace has none).
         self._product_index: Any = None
         self.components: tuple[str, ...] = ()  # those prepare() built, in the order built
@@ -196,27 +80,11 @@ class Scorer:
         with events when None). `popularity` False leaves the popularity tables to the
         caller (tuning builds them per half-life). Scoring with fixed weights builds only
         the components they weigh: one left out would only ever add zeros."""
-        import pyarrow as pa
-
         c = self.config
         self.components = ()
         self.sql("CREATE OR REPLACE TEMP TABLE train AS "
                  "SELECT * FROM events WHERE ts < $as_of", as_of=as_of)
-        if users is None:
-            self.sql("CREATE OR REPLACE TEMP TABLE users AS SELECT DISTINCT user_id FROM train")
-        elif pa.types.is_integer(users.schema.field("user_id").type):  # keys already
-            self.con.register("users_in", users)
-            self.sql("CREATE OR REPLACE TEMP TABLE users AS SELECT DISTINCT user_id FROM users_in")
-        else:  # user ids; one with no events yet (a cold user) gets a new key
-            self.con.register("users_in", users)
-            self.sql("""
-                INSERT INTO user_keys
-                SELECT user_id, (SELECT coalesce(max(key), 0) FROM user_keys)
-                                + (row_number() OVER (ORDER BY user_id))::INTEGER
-                FROM (SELECT DISTINCT user_id FROM users_in ANTI JOIN user_keys USING (user_id))
-            """)
-            self.sql("CREATE OR REPLACE TEMP TABLE users AS SELECT DISTINCT k.key AS user_id "
-                     "FROM users_in JOIN user_keys k USING (user_id)")
+        select_users(self.con, users)
         # r(u, i): decayed strength, the strongest event, whether it was bought / liked.
         self.sql(f"""
             CREATE OR REPLACE TEMP TABLE interactions AS
@@ -392,13 +260,7 @@ class Scorer:
 
         if self._product_index is None:  # item key <-> index label, joined once
             self._product_index = product_index(self.ws) or False
-            self.con.register("index_labels", self._product_index.label_table
-                              if self._product_index else
-                              pa.table({"label": pa.array([], pa.int64()),
-                                        "id": pa.array([], pa.string())}))
-            self.sql("CREATE OR REPLACE TEMP TABLE item_labels AS SELECT k.key, l.label "
-                     "FROM index_labels l JOIN item_keys k ON k.item_id = l.id")
-            self.con.unregister("index_labels")
+            label_items(self.con, self._product_index or None)
         empty = pa.table({"user_id": pa.array([], pa.int32()),
                           "label": pa.array([], pa.int64()),
                           "score": pa.array([], pa.float32())})
@@ -511,163 +373,9 @@ class Scorer:
         """).to_arrow_table()
 
 
-def _scoring_date(scorer: Scorer) -> datetime:
+def scoring_date(scorer: Scorer) -> datetime:
     """Just after the newest event: every event counts, the newest with full weight."""
     newest = scorer.con.execute("SELECT max(ts) FROM all_events").fetchone()
     if newest is None or newest[0] is None:
         raise PinshopError("events.parquet is empty: ingest some events first")
     return newest[0] + timedelta(seconds=1)
-
-
-def _score(ws: Workspace, config: RecommendConfig | None, users: pa.Table | None) -> pa.Table:
-    """Blended top-k for `users` (everyone with events when None), as of the newest event,
-    with the workspace's fitted weights when there are some."""
-    from .tuning import apply, load
-
-    scorer = Scorer(ws, apply(config or RecommendConfig(), load(ws)))
-    try:
-        weights = scorer.config.blend_weights
-        scorer.prepare(_scoring_date(scorer), users,
-                       components=tuple(c for c in COMPONENTS if getattr(weights, c) != 0))
-        scorer.blend(weights)
-        return scorer.recommendations()
-    finally:
-        scorer.close()
-
-
-def tune(workspace: str | Path | None = None, config: RecommendConfig | None = None
-         ) -> Tuning:
-    """Fit the blend on the whole history (its newest events as validation) and store the
-    fit in the workspace, where `recommend` picks it up."""
-    from .tuning import fit, save
-
-    ws = Workspace.open(workspace)
-    scorer = Scorer(ws, config or RecommendConfig())
-    try:
-        tuning = fit(scorer, _scoring_date(scorer))
-    finally:
-        scorer.close()
-    with ws.lock():
-        save(ws, tuning)
-    return tuning
-
-
-def recommend(workspace: str | Path | None = None, user: str | None = None,
-              config: RecommendConfig | None = None) -> list[Recommendation]:
-    """Top-k recommendations for one user (a cold user gets popular items)."""
-    import pyarrow as pa
-
-    users = None if user is None else pa.table({"user_id": [user]})
-    rows = _score(Workspace.open(workspace), config, users).to_pylist()
-    return [Recommendation(**row) for row in rows]
-
-
-def recommend_all(workspace: str | Path | None = None,
-                  config: RecommendConfig | None = None) -> int:
-    """Recommendations for every user with events, into recommendations.parquet."""
-    ws = Workspace.open(workspace)
-    table = _score(ws, config, None)
-    with ws.lock():
-        write_parquet(table, ws.recommendations)
-    return int(table.num_rows)
-
-
-def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = None,
-             config: RecommendConfig | None = None) -> Evaluation:
-    """Time split: train on events before `cut` (default: the 80th percentile of event
-    times), fit the blend inside that training period (tuning.py; unless `config` fixes
-    the weights), score the users active after the cut, and measure hit-rate@k, recall@k,
-    NDCG@k and catalog coverage for the fitted blend, the unfitted default blend, each
-    component alone, global most-popular and EASE. Relevant items: those a user saved,
-    carted or bought after the cut."""
-    from .ease import ease_table
-    from .tuning import apply, fit, relevant_between
-
-    config = config or RecommendConfig()
-    ws = Workspace.open(workspace)
-    scorer = Scorer(ws, config)
-    con = scorer.con
-    try:
-        if cut is None:
-            row = con.execute("SELECT quantile_disc(ts, 0.8) FROM all_events").fetchone()
-            cut_at = row[0] if row else None
-        else:
-            cut_at = datetime.fromisoformat(str(cut))
-        if cut_at is None:
-            raise PinshopError("events.parquet is empty: ingest some events first")
-        tuning = fit(scorer, cut_at) if config.weights is None else None
-        scorer.config = apply(config, tuning)
-        relevant_between(scorer, cut_at, _scoring_date(scorer))
-        test_users = con.sql("SELECT DISTINCT user_id FROM relevant").to_arrow_table()
-        if test_users.num_rows == 0:
-            raise PinshopError(f"no saves, carts or purchases after the cut {cut_at}: "
-                               "choose an earlier --cut")
-        scorer.prepare(cut_at, test_users)
-        train_events = con.execute("SELECT count(*) FROM train").fetchone()
-        # The baseline: the same most-popular items for everyone, by plain event counts.
-        con.execute("""
-            CREATE OR REPLACE TEMP TABLE most_popular AS
-            WITH top AS (
-                SELECT item_id, count(*)::DOUBLE AS score FROM train
-                GROUP BY item_id ORDER BY score DESC, item_id LIMIT $pool
-            )
-            SELECT u.user_id, top.item_id, top.score FROM users u CROSS JOIN top
-        """, {"pool": config.popular_pool})
-        scorer.normalize("most_popular")
-        notes = [ease_table(con, config.candidates)]
-        scorer.normalize("ease")
-        alone = BlendWeights(0, 0, 1, 0)
-        methods = {
-            "blend": (scorer.config.blend_weights, "popularity"),
-            "default_blend": (BlendWeights(), "popularity"),
-            "cf": (BlendWeights(1, 0, 0, 0), "popularity"),
-            "taste": (BlendWeights(0, 1, 0, 0), "popularity"),
-            "popularity": (alone, "popularity"),
-            "global_popularity": (BlendWeights(0, 0, 0, 1), "popularity"),
-            "again": (BlendWeights(0, 0, 0, 0, 1), "popularity"),
-            "most_popular_baseline": (alone, "most_popular"),
-            "ease": (alone, "ease"),
-        }
-        results = {}
-        for name, (weights, popularity) in methods.items():
-            scorer.blend(weights, popularity)
-            results[name] = _metrics(con, config.k)
-    finally:
-        scorer.close()
-    if tuning is not None:
-        notes.append(tuning.note)
-    return Evaluation(config.k, cut_at.isoformat(sep=" "), int(train_events[0]) if
-                      train_events else 0, test_users.num_rows, results,
-                      tuning.to_dict() if tuning else None, notes)
-
-
-def _metrics(con: duckdb.DuckDBPyConnection, k: int, recs: str = "recs") -> Metrics:
-    """Hit rate, recall, NDCG at k and coverage of table `recs` against `relevant`."""
-    row = con.execute(f"""
-        WITH hits AS (
-            SELECT r.user_id, r.rank FROM {recs} r JOIN relevant v USING (user_id, item_id)
-        ), per_user AS (
-            SELECT u.user_id, u.n_relevant, count(h.rank) AS hits,
-                   coalesce(sum(1.0 / log2(h.rank + 1)), 0) AS dcg,
-                   (SELECT sum(1.0 / log2(i + 1)) FROM range(1, least(u.n_relevant, $k) + 1)
-                        t(i)) AS idcg
-            FROM (SELECT user_id, count(*) AS n_relevant FROM relevant GROUP BY user_id) u
-            LEFT JOIN hits h USING (user_id)
-            GROUP BY u.user_id, u.n_relevant
-        )
-        SELECT avg((hits > 0)::DOUBLE), avg(hits / n_relevant), avg(dcg / idcg),
-               (SELECT count(DISTINCT item_id) FROM {recs})
-                   / (SELECT count(*) FROM catalog)::DOUBLE
-        FROM per_user
-    """, {"k": k}).fetchone()
-    assert row is not None
-    return Metrics(*(round(float(v or 0), 4) for v in row))
-
-
-def with_overrides(config: RecommendConfig, **overrides: Any) -> RecommendConfig:
-    """dataclasses.replace, skipping None values (CLI options left unset)."""
-    return replace(config, **{k: v for k, v in overrides.items() if v is not None})
-
-
-__all__ = ["BlendWeights", "Evaluation", "Metrics", "Recommendation", "RecommendConfig",
-           "evaluate", "recommend", "recommend_all", "tune", "EVENT_WEIGHTS"]

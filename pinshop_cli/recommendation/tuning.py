@@ -16,7 +16,7 @@ The search is small and deterministic:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +24,11 @@ from ..errors import DamagedFileError, PinshopError
 from ..workspace.integrity import read_json_object
 from ..workspace.layout import Workspace
 from ..workspace.storage import write_json
+from .config import COMPONENTS, BlendWeights, Metrics, RecommendConfig
+from .metrics import measure, relevant_between
 
 if TYPE_CHECKING:
-    from .scorer import Metrics, RecommendConfig, Scorer
+    from .scorer import Scorer
 
 TUNING_FILE = "recommend_tuning.json"
 VALIDATION_SHARE = 0.2  # of the training events, the newest
@@ -55,16 +57,12 @@ class Tuning:
 def fit(scorer: Scorer, train_end: datetime) -> Tuning:
     """Fit on events before `train_end` only (evaluate passes its cut, so test events never
     influence a choice)."""
-    from dataclasses import replace
-
-    from .scorer import COMPONENTS, BlendWeights, _metrics
-
     con, config = scorer.con, scorer.config
     cut = con.execute(f"SELECT quantile_disc(ts, {1 - VALIDATION_SHARE}) FROM all_events "
                       "WHERE ts < $end", {"end": train_end}).fetchall()[0][0]
     if cut is None:
         raise PinshopError("no events to fit the blend on")
-    relevant_between(scorer, cut, train_end)
+    relevant_between(con, cut, train_end)
     users = con.sql(f"""
         SELECT DISTINCT user_id FROM relevant
         ORDER BY hash(user_id), user_id LIMIT {MAX_VALIDATION_USERS}""").to_arrow_table()
@@ -75,10 +73,9 @@ def fit(scorer: Scorer, train_end: datetime) -> Tuning:
 
     def score(weights: BlendWeights) -> Metrics:
         scorer.rank(weights)
-        return _metrics(con, config.k, "ranked")
+        return measure(con, config.k, "ranked")
 
-    alone = {name: BlendWeights(**{c: float(c == name) for c in COMPONENTS})
-             for name in COMPONENTS}
+    alone = {name: BlendWeights.alone(name) for name in COMPONENTS}
     best_half_life, best_pop = config.popularity_half_life_days, -1.0
     # Category popularity is built once, for the chosen half-life.
     for half_life in HALF_LIVES:
@@ -117,17 +114,6 @@ def fit(scorer: Scorer, train_end: datetime) -> Tuning:
                                    for name, m in validation.items()})
 
 
-def relevant_between(scorer: Scorer, start: datetime, end: datetime) -> None:
-    """Table `relevant`: (user, item) keys saved, carted or bought in [start, end)."""
-    from .scorer import RELEVANT_EVENTS
-
-    scorer.sql(f"""
-        CREATE OR REPLACE TEMP TABLE relevant AS
-        SELECT DISTINCT user_id, item_id FROM events
-        WHERE ts >= $start AND ts < $end AND event IN {RELEVANT_EVENTS}
-    """, start=start, end=end)
-
-
 def save(ws: Workspace, tuning: Tuning) -> None:
     write_json(tuning.to_dict(), ws.root / TUNING_FILE)
 
@@ -147,10 +133,6 @@ def load(ws: Workspace) -> Tuning | None:
 def apply(config: RecommendConfig, tuning: Tuning | None) -> RecommendConfig:
     """The config with the fitted weights, unless weights were given, and the fitted
     half-life, unless one was given (left at its default)."""
-    from dataclasses import replace
-
-    from .scorer import BlendWeights, RecommendConfig
-
     if config.weights is not None or tuning is None:
         return config
     default = RecommendConfig().popularity_half_life_days

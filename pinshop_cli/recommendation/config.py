@@ -1,0 +1,113 @@
+"""The recommender's settings, result types and event vocabulary.
+
+Small on purpose and importing nothing heavy: the chat's taste profile (assistant/
+personal.py) uses the same liked events and verbs as the recommender without loading the
+scoring engine. The formulas the settings feed are in scorer.py's docstring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from ..io.events import EVENT_WEIGHTS
+
+#: Saved, carted or bought: the items a taste profile is made of, and what counts as a hit
+#: when recommendations are evaluated or the blend is fitted.
+LIKED_EVENTS = ("save", "cart", "purchase")
+#: What the shopper did, for "because you saved X" (the recommender and the chat).
+VERBS = {"view": "viewed", "click": "clicked", "save": "saved", "cart": "added to cart",
+         "purchase": "bought"}
+#: The blend's components, in BlendWeights' field order.
+COMPONENTS = ("cf", "taste", "popularity", "global_popularity", "again")
+
+
+@dataclass(frozen=True)
+class BlendWeights:
+    """The unfitted defaults were chosen on the synthetic generator; on real purchase data
+    they lose to plain popularity, which is why `recommend --tune` fits them per shop."""
+
+    cf: float = 0.1
+    taste: float = 0.2
+    popularity: float = 1.0  # popularity within the categories the user shops
+    global_popularity: float = 0.0  # the shop's best sellers, for everyone
+    again: float = 0.0  # the user's own re-buyable purchases
+
+    @classmethod
+    def alone(cls, component: str) -> BlendWeights:
+        """Weight 1 on `component` (one of COMPONENTS), 0 on every other."""
+        if component not in COMPONENTS:
+            raise ValueError(f"unknown blend component {component!r}: one of {COMPONENTS}")
+        return cls(**{c: float(c == component) for c in COMPONENTS})
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RecommendConfig:
+    k: int = 10
+    half_life_days: float = 30.0
+    popularity_half_life_days: float = 7.0
+    history: int = 20
+    neighbors: int = 20
+    taste_pool: int = 50
+    popular_pool: int = 50
+    candidates: int = 100
+    per_category: int = 3
+    #: An item re-bought (on two or more days) by this share of its buyers, with at least
+    #: REBUY_MIN_BUYERS (scorer.py) buyers, may be recommended again to those who bought it.
+    rebuy_rate: float = 0.3
+    #: None: the weights fitted to this workspace (`recommend --tune`), else the defaults.
+    weights: BlendWeights | None = None
+    memory_limit: str = "4GB"  # DuckDB spills to disk beyond this instead of failing
+
+    @property
+    def blend_weights(self) -> BlendWeights:
+        return self.weights or BlendWeights()
+
+
+def with_overrides(config: RecommendConfig, **overrides: Any) -> RecommendConfig:
+    """dataclasses.replace, skipping None values (CLI options left unset)."""
+    return replace(config, **{k: v for k, v in overrides.items() if v is not None})
+
+
+@dataclass
+class Recommendation:
+    user_id: str
+    rank: int
+    item_id: str
+    title: str
+    price: float | None
+    category: str | None
+    score: float
+    reason: str
+
+
+@dataclass
+class Metrics:
+    """At k, averaged over the users with relevant items (see metrics.py)."""
+
+    hit_rate: float
+    recall: float
+    ndcg: float
+    coverage: float
+
+
+@dataclass
+class Evaluation:
+    k: int
+    cut: str
+    train_events: int
+    test_users: int
+    methods: dict[str, Metrics]
+    #: The blend fitted inside the training period (None when the weights were given).
+    tuning: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+__all__ = ["BlendWeights", "COMPONENTS", "EVENT_WEIGHTS", "Evaluation", "LIKED_EVENTS",
+           "Metrics", "Recommendation", "RecommendConfig", "VERBS", "with_overrides"]

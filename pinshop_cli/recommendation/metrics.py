@@ -1,0 +1,59 @@
+"""Ranking quality in DuckDB: which items count as relevant, and hit rate, recall, NDCG at k
+and catalog coverage of a table of ranked recommendations.
+
+Both work on tables of one connection, under whatever keys the tables share (the scorer's
+integer keys, or plain ids in a test):
+
+    relevant(user_id, item_id)     the items a user saved, carted or bought in a window
+    recs(user_id, rank, item_id)   ranked recommendations, rank 1 first
+    catalog(id)                    every product, for coverage
+
+    hit_rate   = share of users with at least one relevant item in their top k
+    recall     = mean over users of |relevant in top k| / |relevant|
+    ndcg       = mean over users of DCG / IDCG, DCG = sum over hits of 1 / log2(rank + 1),
+                 IDCG the DCG of min(|relevant|, k) hits at ranks 1, 2, ...
+    coverage   = distinct items recommended / products in the catalog
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from .config import LIKED_EVENTS, Metrics
+
+if TYPE_CHECKING:
+    import duckdb
+
+
+def relevant_between(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> None:
+    """Table `relevant`: the (user, item) pairs of table `events` saved, carted or bought in
+    [start, end)."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE relevant AS
+        SELECT DISTINCT user_id, item_id FROM events
+        WHERE ts >= $start AND ts < $end AND event IN {LIKED_EVENTS}
+    """, {"start": start, "end": end})
+
+
+def measure(con: duckdb.DuckDBPyConnection, k: int, recs: str = "recs") -> Metrics:
+    """Hit rate, recall, NDCG at k and coverage of table `recs` against `relevant`."""
+    row = con.execute(f"""
+        WITH hits AS (
+            SELECT r.user_id, r.rank FROM {recs} r JOIN relevant v USING (user_id, item_id)
+        ), per_user AS (
+            SELECT u.user_id, u.n_relevant, count(h.rank) AS hits,
+                   coalesce(sum(1.0 / log2(h.rank + 1)), 0) AS dcg,
+                   (SELECT sum(1.0 / log2(i + 1)) FROM range(1, least(u.n_relevant, $k) + 1)
+                        t(i)) AS idcg
+            FROM (SELECT user_id, count(*) AS n_relevant FROM relevant GROUP BY user_id) u
+            LEFT JOIN hits h USING (user_id)
+            GROUP BY u.user_id, u.n_relevant
+        )
+        SELECT avg((hits > 0)::DOUBLE), avg(hits / n_relevant), avg(dcg / idcg),
+               (SELECT count(DISTINCT item_id) FROM {recs})
+                   / (SELECT count(*) FROM catalog)::DOUBLE
+        FROM per_user
+    """, {"k": k}).fetchone()
+    assert row is not None
+    return Metrics(*(round(float(v or 0), 4) for v in row))
