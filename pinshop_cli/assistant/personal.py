@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..recommendation.scorer import LIKED_EVENTS
+from ..recommendation.config import LIKED_EVENTS, VERBS
 from ..recommendation.taste import product_index, taste_profiles
 from ..workspace.storage import query_arrow
 
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 # already pass every stated constraint (category, colour, price filters), so among them
 # taste counts as much as the wording.
 TASTE_WEIGHT = 1.0
-VERBS = {"save": "saved", "cart": "put in your cart", "purchase": "bought"}
 
 
 @dataclass
