@@ -32,3 +32,10 @@ class DamagedFileError(PinshopError):
     def __init__(self, path: object, reason: str, fix: str) -> None:
         self.path, self.reason, self.fix = str(path), reason, fix
         super().__init__(f"{path} is damaged ({reason}): run {fix}")
+
+
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of an exception's message (its type's name when the message is
+    empty), cut to `limit` characters: how a caught library error reads in one of ours."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
