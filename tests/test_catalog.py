@@ -217,3 +217,19 @@ def test_a_refused_csv_record_keeps_its_id(tmp_path):
     assert rejects[2] == ("P2", "line longer than 8 MB")
     assert rejects[3][0] == 'P"3' and "quoting" in rejects[3][1]
     assert [r["id"] for r in load.table.to_pylist()] == ["P4"]
+
+
+def test_utf16_catalog_with_emoji_blank_line_and_multiline_cell(tmp_path):
+    """UTF-16 with a BOM (Excel's "Unicode text") is read as events are: through a UTF-8
+    copy, so characters beyond the BMP load, and line numbers are physical lines."""
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(("id,title,price\r\n"
+                      "P1,Chair 😀,3\r\n"          # 2
+                      "\r\n"                       # 3 blank
+                      "P2,Short\r\n"               # 4 too few fields
+                      'P3,"Two\r\nlines",4\r\n'    # 5-6 one record
+                      "P4,Lamp,5\r\n").encode("utf-16"))  # 7
+    load = load_catalog(path)
+    assert [(r["id"], r["title"], r["source_line"]) for r in load.table.to_pylist()] == [
+        ("P1", "Chair 😀", 2), ("P3", "Two\nlines", 5), ("P4", "Lamp", 7)]
+    assert reasons_by_line(load) == {4: "too few fields"}

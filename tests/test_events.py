@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pinshop_cli import PinshopError
-from pinshop_cli.io import events
+from pinshop_cli.io import text
 from pinshop_cli.io.events import ingest_events
 from pinshop_cli.sql import run_sql
 
@@ -152,7 +152,7 @@ def test_a_latin1_file_is_read_as_latin1(events_workspace, tmp_path):
 def test_undecodable_and_malformed_lines_are_rejected_with_exact_line_numbers(
         events_workspace, tmp_path, monkeypatch, chunk, newline):
     if chunk:  # the file is scanned in chunks: lines and characters straddle them
-        monkeypatch.setattr(events, "CHUNK", chunk)
+        monkeypatch.setattr(text, "CHUNK", chunk)
     body = ("Zoë,A,view,2025-01-01,\n"          # 2 ok (UTF-8)
             "\n"                                # 3 blank: not a row
             "u2,B,view,2025-01-02,\n".encode()  # 4 ok
@@ -163,8 +163,8 @@ def test_undecodable_and_malformed_lines_are_rejected_with_exact_line_numbers(
                b"u4,D,view,2025-01-04,\n"))  # 9 ok
     summary, reasons, stored = ingest_csv(events_workspace, tmp_path, body, newline)
     assert summary.encoding == "utf-8"
-    assert reasons == {5: "not valid UTF-8 text", 6: "malformed CSV line: too many fields",
-                       7: "malformed CSV line: too few fields", 8: "unknown item id 'ZZZ'"}
+    assert reasons == {5: "not valid UTF-8", 6: "too many fields",
+                       7: "too few fields", 8: "unknown item id 'ZZZ'"}
     assert [row[0] for row in stored] == ["Zoë", "u2", "u4"]
     raw = run_sql("SELECT raw FROM rejects_events WHERE line = 6", events_workspace).rows
     assert raw == [("u3,C,view,2025-01-03,1,extra",)]
@@ -224,7 +224,7 @@ def test_quotes_are_judged_line_by_line(events_workspace, tmp_path, monkeypatch,
     """A fixed dialect, never sniffed: one unclosed or stray quote rejects its own line, and
     an open quote never swallows the lines after it (regressions from the property suite)."""
     if chunk:  # the file is scanned in chunks: lines straddle them
-        monkeypatch.setattr(events, "CHUNK", chunk)
+        monkeypatch.setattr(text, "CHUNK", chunk)
     source = tmp_path / "events.csv"
     source.write_bytes(
         b"\r\n"                                        # 1 blank, before the header
@@ -238,9 +238,9 @@ def test_quotes_are_judged_line_by_line(events_workspace, tmp_path, monkeypatch,
         b"u6,ZZZ,view,2025-01-06\r\n")                 # 9 unknown item
     summary = ingest_events(source, events_workspace)
     reasons = dict(run_sql("SELECT line, reason FROM rejects_events", events_workspace).rows)
-    assert reasons == {4: "malformed CSV line: stray quote",
-                       6: "malformed CSV line: stray quote",
-                       7: "malformed CSV line: too many fields", 9: "unknown item id 'ZZZ'"}
+    assert reasons == {4: "malformed quoting (a stray or unclosed quote)",
+                       6: "malformed quoting (a stray or unclosed quote)",
+                       7: "too many fields", 9: "unknown item id 'ZZZ'"}
     raw = run_sql("SELECT raw FROM rejects_events WHERE line = 4", events_workspace).rows
     assert raw == [('u2,B,view,"2025-01-02',)]
     stored = run_sql("SELECT user_id FROM events ORDER BY ts", events_workspace).rows
@@ -259,9 +259,27 @@ def test_utf16_with_emoji_blank_lines_and_a_bad_quote(events_workspace, tmp_path
     summary = ingest_events(source, events_workspace)
     assert (summary.rows_ok, summary.rows_rejected, summary.encoding) == (1, 2, "utf-16")
     assert run_sql("SELECT line, reason FROM rejects_events ORDER BY line",
-                   events_workspace).rows == [(4, "malformed CSV line: stray quote"),
+                   events_workspace).rows == [(4, "malformed quoting (a stray or unclosed quote)"),
                                               (5, "unknown item id 'ZZZ'")]
     assert run_sql("SELECT user_id FROM events", events_workspace).rows == [("ann😀",)]
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 7])
+def test_cr_only_line_ends(events_workspace, tmp_path, monkeypatch, chunk):
+    """Excel for Mac's "CSV (Macintosh)" ends lines with CR alone: they are read as line
+    ends, as in a catalog, and lines are numbered by them."""
+    if chunk:
+        monkeypatch.setattr(text, "CHUNK", chunk)
+    summary, reasons, stored = ingest_csv(events_workspace, tmp_path, (
+        "u1,A,view,2025-01-01,\n"      # 2 ok
+        "\n"                           # 3 blank
+        "u2,B\n"                       # 4 too few fields
+        "u3,ZZZ,view,2025-01-03,\n"    # 5 unknown item
+        "u4,C,save,2025-01-04,2\n"),   # 6 ok
+        newline=b"\r")
+    assert (summary.rows_ok, summary.rows_rejected) == (2, 2)
+    assert reasons == {4: "too few fields", 5: "unknown item id 'ZZZ'"}
+    assert [row[:3] for row in stored] == [("u1", "A", "view"), ("u4", "C", "save")]
 
 
 @pytest.mark.parametrize("content, message", [
