@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
-from .errors import PinshopError
+from .errors import PinshopError, first_line
 
 ENGINES = ("local", "ray")
 
@@ -47,7 +47,7 @@ def ray_session(address: str | None) -> Iterator[None]:
         ray.init(address=target, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING)
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise PinshopError(f"cannot join the Ray cluster at {target}: {first}") from None
     import ray.data
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import DamagedFileError, PinshopError
+from .errors import DamagedFileError, PinshopError, first_line
 from .workspace.embeddings import SOURCE_HASH, store
 from .workspace.layout import EMBEDDING_KINDS, Workspace
 
@@ -79,7 +79,7 @@ def _readable_parquet(paths: list[Path], notes: list[str]) -> list[Path]:
             pq.read_metadata(path)
         except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
             notes.append(f"skipped {path}: not a readable Parquet file "
-                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+                         f"({first_line(exc)})")
             continue
         good.append(path)
     return good
@@ -197,7 +197,7 @@ def connect(workspace: str | Path | None = None, allow_writes: bool = False,
         con.execute("SET lock_configuration = true")
     except (duckdb.InvalidInputException, duckdb.ParserException) as exc:  # --memory-limit
         con.close()
-        raise PinshopError(f"SQL error: {_first_line(exc)}") from None
+        raise PinshopError(f"SQL error: {first_line(exc)}") from None
     except BaseException:
         con.close()
         raise
@@ -226,10 +226,6 @@ def available_memory() -> int:
 
 def default_memory_limit() -> str:
     return f"{max(256, int(available_memory() * MEMORY_SHARE) >> 20)}MB"
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def run_sql(query: str, workspace: str | Path | None = None, allow_writes: bool = False,
@@ -343,14 +339,14 @@ def _one_line(exc: BaseException, allow_writes: bool) -> BaseException:
     if isinstance(exc, duckdb.PermissionException):
         scope = ("files outside the workspace's exports/ directory are off limits"
                  if allow_writes else "pinshop sql is read-only over the workspace views")
-        return PinshopError(f"SQL error: {_first_line(exc)} ({scope})")
+        return PinshopError(f"SQL error: {first_line(exc)} ({scope})")
     if isinstance(exc, duckdb.InterruptException):
         return KeyboardInterrupt()
     if isinstance(exc, duckdb.OutOfMemoryException):
-        return PinshopError(f"SQL error: {_first_line(exc)} (the statement's memory limit: "
+        return PinshopError(f"SQL error: {first_line(exc)} (the statement's memory limit: "
                             "pass --memory-limit to change it)")
     if isinstance(exc, duckdb.Error):
-        message = _first_line(exc)
+        message = first_line(exc)
         if "read-only mode" in message:
             message = "the connection is read-only: create TEMP tables or views instead"
         return PinshopError(f"SQL error: {message}")

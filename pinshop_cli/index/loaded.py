@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DamagedFileError, PinshopError, StaleIndexError
+from ..errors import DamagedFileError, PinshopError, StaleIndexError, first_line
 from ..workspace.embeddings import snapshot_hash
 from ..workspace.integrity import readers_verify
 from ..workspace.layout import Workspace
@@ -62,7 +62,7 @@ class LoadedIndex:
         try:
             return np.load(self.vectors_path, mmap_mode="r")
         except (OSError, ValueError) as exc:
-            raise DamagedFileError(self.vectors_path, f"not a vector file: {_first_line(exc)}",
+            raise DamagedFileError(self.vectors_path, f"not a vector file: {first_line(exc, 200)}",
                                    REPAIR) from None
 
     def vectors_of(self, labels: np.ndarray) -> np.ndarray:
@@ -151,7 +151,8 @@ def read_labels(ws: Workspace, manifest: IndexManifest) -> pa.Table:
     try:
         labels = read_parquet(path)
     except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
-        raise DamagedFileError(path, f"unreadable Parquet: {_first_line(exc)}", REPAIR) from None
+        raise DamagedFileError(path, f"unreadable Parquet: {first_line(exc, 200)}",
+                               REPAIR) from None
     if labels is None:
         raise DamagedFileError(path, "missing", REPAIR)
     if "label" not in labels.column_names:  # written before labels were stored explicitly
@@ -179,9 +180,5 @@ def load_graph(ws: Workspace, manifest: IndexManifest, live_labels: np.ndarray,
         return index
     except RuntimeError as exc:  # hnswlib: "Index seems to be corrupted or unsupported"
         path = ws.indexes_dir / (files[0] if len(files) == 1 else f"{manifest.name} shards")
-        raise DamagedFileError(path, f"unreadable graph: {_first_line(exc)}", REPAIR) from None
+        raise DamagedFileError(path, f"unreadable graph: {first_line(exc, 200)}", REPAIR) from None
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__

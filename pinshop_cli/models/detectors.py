@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PinshopError
+from ..errors import PinshopError, first_line
 from .base import Detection, Detector
 
 if TYPE_CHECKING:
@@ -110,6 +110,5 @@ class UltralyticsDetector(Detector):
 
 def _reason(exc: BaseException) -> str:
     """The first line of a loader's error, without ultralytics' "ERROR ❌" decoration."""
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
+    line = first_line(exc)
     return line.removeprefix("ERROR").lstrip(" ❌\ufe0f") or type(exc).__name__

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import DamagedFileError
+from ..errors import DamagedFileError, first_line
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
@@ -114,7 +114,7 @@ def parquet_problem(path: Path) -> str | None:
     try:
         parquet_metadata(path)
     except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
-        return f"unreadable Parquet footer: {_first_line(exc)}"
+        return f"unreadable Parquet footer: {first_line(exc, 200)}"
     return None
 
 
@@ -148,7 +148,3 @@ def read_json_object(path: Path, fix: str) -> dict[str, Any]:
         raise DamagedFileError(path, "not a JSON object", fix)
     return data
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
