@@ -1,13 +1,18 @@
 """pinshop: batch shopping-catalog processing as a library.
 
-    from pinshop_cli import (ShoppingAssistant, build_indexes, get_chat_model, ingest,
-                             ingest_events, match, recommend)
-    ingest("ws", "catalog.csv", pins="photos/")
-    build_indexes("ws")
-    result = match(["photo.jpg"], workspace="ws", top_k=5)
-    ingest_events("events.csv", "ws")
-    recs = recommend("ws", user="u1")
-    reply = ShoppingAssistant("ws", get_chat_model()).ask("a green sofa under 1500")
+    import pinshop_cli
+
+    with pinshop_cli.open("ws") as shop:          # one workspace, models loaded once
+        shop.ingest("catalog.csv", pins="photos/")
+        shop.index()
+        result = shop.match(["photo.jpg"], top_k=5)
+        shop.ingest_events("events.csv")
+        recs = shop.recommend(user="u1")
+        reply = shop.chat().ask("a green sofa under 1500")
+
+Every command is a method of the Shop, named like the command. The same work is there as
+free functions taking `workspace=` (`match(["photo.jpg"], workspace="ws")`,
+`build_indexes(workspace="ws")`, `similar("P005", workspace="ws")`, `run_sql(...)`).
 
 Names resolve lazily so that importing the package (and `pinshop --help`) stays light:
 torch, ultralytics and open_clip load only when a model is actually used.
@@ -42,6 +47,9 @@ _LAZY = {
     "evaluate": "recommendation.api", "RecommendConfig": "recommendation.config",
     "ingest_events": "io.events",
     "ShoppingAssistant": "assistant.session", "generate_events": "synth.events",
+    "open": "shop", "Shop": "shop", "similar": "look.similar", "complete": "look.complete",
+    "find_duplicates": "look.duplicates", "audit": "look.audit",
+    "tune": "recommendation.api",
 }  # fmt: skip
 
 __all__ = [*_LAZY, "PinshopError", "UnknownModelError", "MissingWeightsError",

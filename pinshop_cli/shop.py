@@ -1,0 +1,207 @@
+"""The front door: one workspace with its catalog, indexes and models, loaded once.
+
+    import pinshop_cli
+
+    with pinshop_cli.open("shop") as shop:
+        shop.ingest("catalog.csv", pins="photos/")
+        shop.index()
+        found = shop.match(["room.jpg"], top_k=3)
+        picks = shop.recommend(user="u1")
+        session = shop.chat()
+        print(session.ask("a green sofa under 1500").answer)
+
+A `Shop` is what every command is a skin over, and what `pinshop serve` keeps warm: its
+Retriever (catalog store, indexes, prepared filters, region detector) and its models load on
+first use and stay loaded; a write (`ingest`, `index`, `ingest_events`, `tune`) lets go of
+what it changed, so the next answer reads the new state. Methods are named like the
+commands and take the same options; the free functions of the same names (`pinshop_cli.
+match(..., workspace=...)`) do one call each on a temporary Shop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .workspace.layout import Workspace
+
+if TYPE_CHECKING:
+    from .assistant.session import ShoppingAssistant
+    from .models.base import ChatModel
+    from .retrieval.retriever import Retriever
+
+
+class Shop:
+    def __init__(self, workspace: str | Path | None = None, models_dir: str | None = None,
+                 runtime: str = "auto") -> None:
+        """`workspace` need not exist yet: an empty or new directory is a workspace to
+        ingest into (answers need one that has been ingested; nothing is created until a
+        write)."""
+        self.path = workspace
+        self.models_dir, self.runtime = models_dir, runtime
+        self._retriever: Retriever | None = None
+        self._chat_models: dict[tuple[str, int, int | None], ChatModel] = {}
+
+    @property
+    def ws(self) -> Workspace:
+        """The workspace directory (an error naming `pinshop ingest` if there is none)."""
+        return Workspace.open(self.path)
+
+    # -- lifetime --------------------------------------------------------------------------
+    def __enter__(self) -> Shop:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Let go of the catalog, the index generations held and the chat workers."""
+        self._forget()
+        for model in self._chat_models.values():
+            model.close()  # type: ignore[attr-defined]
+        self._chat_models.clear()
+
+    def _forget(self) -> None:
+        if self._retriever is not None:
+            self._retriever.close()
+            self._retriever = None
+
+    @property
+    def retriever(self) -> Retriever:
+        """The workspace's Retriever, loaded on first use and kept."""
+        from .retrieval.retriever import Retriever
+
+        if self._retriever is None:
+            self._retriever = Retriever(self.ws, self.models_dir, runtime=self.runtime)
+        return self._retriever
+
+    # -- writers ---------------------------------------------------------------------------
+    def ingest(self, catalog: str | Path | None = None, pins: str | Path | None = None,
+               config: Any = None, progress: Any = None) -> Any:
+        """`pinshop ingest`: an IngestSummary (config: ingestion.pipeline.IngestConfig)."""
+        from .ingestion.pipeline import IngestConfig, ingest
+
+        self._forget()
+        config = config or IngestConfig(runtime=self.runtime, models_dir=self.models_dir)
+        return ingest(self.path, catalog, pins, config, progress)
+
+    def index(self, **options: Any) -> Any:
+        """`pinshop index`: the manifests built or updated (options as build_indexes)."""
+        from .index.hnsw import build_indexes
+
+        self._forget()
+        return build_indexes(self.ws.root, **options)
+
+    def ingest_events(self, path: str | Path) -> Any:
+        """`pinshop ingest-events`: an EventsSummary."""
+        from .io.events import ingest_events
+
+        return ingest_events(path, self.ws.root)
+
+    # -- answers ---------------------------------------------------------------------------
+    def match(self, images: Sequence[str | Path] = (), text: str | None = None,
+              **options: Any) -> Any:
+        """`pinshop match`: a MatchResult (options: top_k, category, max_price, color,
+        detector, rebuild)."""
+        from .retrieval.match import match
+
+        rebuild = options.pop("rebuild", False)
+        retriever = self.retriever
+        if rebuild:  # an explicit request to bring stale indexes up to date first
+            self._forget()
+            from .retrieval.retriever import Retriever
+
+            retriever = Retriever(self.ws, self.models_dir, rebuild=True, runtime=self.runtime)
+            try:
+                return match(images, text, retriever=retriever, models_dir=self.models_dir,
+                             **options)
+            finally:
+                retriever.close()
+        return match(images, text, retriever=retriever, models_dir=self.models_dir, **options)
+
+    def similar(self, reference: str, **options: Any) -> Any:
+        """`pinshop similar`: LookAlikes (options: cheaper, max_price, color, category,
+        top_k)."""
+        from .look.similar import similar
+
+        return similar(reference, retriever=self.retriever, models_dir=self.models_dir,
+                       **options)
+
+    def complete(self, reference: str, **options: Any) -> Any:
+        """`pinshop complete`: CompleteTheLook (options: top_k, detector)."""
+        from .look.complete import complete
+
+        return complete(reference, retriever=self.retriever, models_dir=self.models_dir,
+                        **options)
+
+    def duplicates(self, **options: Any) -> Any:
+        """`pinshop duplicates`: DuplicateClusters, written to duplicates.parquet."""
+        from .look.duplicates import find_duplicates
+        from .retrieval.retriever import Retriever
+
+        strict = Retriever(self.ws, self.models_dir, allow_stale=False, runtime=self.runtime)
+        try:
+            return find_duplicates(retriever=strict, **options)
+        finally:
+            strict.close()
+
+    def audit(self, **options: Any) -> Any:
+        """`pinshop audit`: an AuditReport, written to audit.parquet."""
+        from .look.audit import audit
+        from .retrieval.retriever import Retriever
+
+        strict = Retriever(self.ws, self.models_dir, allow_stale=False, runtime=self.runtime)
+        try:
+            return audit(retriever=strict, **options)
+        finally:
+            strict.close()
+
+    def recommend(self, user: str | None = None, config: Any = None) -> Any:
+        """`pinshop recommend --user U`: that user's recommendations (a cold user gets
+        popular items); with no user, every user's, into recommendations.parquet (returns
+        the row count)."""
+        from . import recommend, recommend_all
+
+        if user is None:
+            return recommend_all(self.ws.root, config)
+        return recommend(self.ws.root, user, config)
+
+    def evaluate(self, cut: Any = None, config: Any = None) -> Any:
+        """`pinshop recommend --evaluate`: an Evaluation."""
+        from . import evaluate
+
+        return evaluate(self.ws.root, cut, config)
+
+    def tune(self, config: Any = None) -> Any:
+        """`pinshop recommend --tune`: the fitted blend, stored in the workspace."""
+        from . import tune
+
+        return tune(self.ws.root, config)
+
+    def chat(self, model: str = "qwen2.5-coder-1.5b", user: str | None = None,
+             n_ctx: int = 4096, threads: int | None = None,
+             progress: Any = None) -> ShoppingAssistant:
+        """`pinshop chat`: a new conversation on this shop's Retriever, with the chat model
+        kept warm across conversations."""
+        from .assistant.session import ShoppingAssistant
+        from .models import get_chat_model
+
+        key = (model, n_ctx, threads)
+        if key not in self._chat_models:
+            self._chat_models[key] = get_chat_model(model, self.models_dir, n_ctx=n_ctx,
+                                                    n_threads=threads, progress=progress)
+        return ShoppingAssistant(self.ws, self._chat_models[key], models_dir=self.models_dir,
+                                 retriever=self.retriever, runtime=self.runtime, user=user)
+
+    def sql(self, query: str, allow_writes: bool = False, **options: Any) -> Any:
+        """`pinshop sql`: a QueryResult (options: timeout, memory_limit)."""
+        from .sql import run_sql
+
+        return run_sql(query, self.ws.root, allow_writes=allow_writes, **options)
+
+
+def open(workspace: str | Path | None = None, models_dir: str | None = None,  # noqa: A001
+         runtime: str = "auto") -> Shop:
+    """The Shop of `workspace` (default $PINSHOP_HOME, else ./pinshop-data)."""
+    return Shop(workspace, models_dir, runtime)
