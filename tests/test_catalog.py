@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 
 from pinshop_cli import PinshopError
-from pinshop_cli.io.catalog import load_catalog, normalize_catalog, output_names, product_text
+from pinshop_cli.io.catalog import load_catalog, normalize_catalog, product_text
+from pinshop_cli.io.catalog_steps import output_names
 
 
 def rows_by_id(load):  # noqa: ANN001, ANN201

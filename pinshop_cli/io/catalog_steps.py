@@ -1,0 +1,241 @@
+"""The catalog's normalize steps: a small pipeline over the table `records` (see
+`records.py`), each step one SELECT over the table the step before made, kept as a temp table
+of the step's name, so every stage can be queried while debugging:
+
+1. typed: known columns trimmed, category lower-cased, the price read by its shape;
+2. checked: the first rule a row breaks (the reader's problem, missing id or title,
+   unparsable, negative or out-of-range price), as its reason;
+3. imaged: distinct image files are checked and hashed in parallel threads, and joined in;
+4. deduplicated: a second usable row of one id is refused (first on line N).
+
+`split` then makes `catalog_out` (the clean rows) and `rejects_out` (line and a one-line
+reason each).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import first_line
+from ..workspace.storage import sha256_file
+from .images import ImageRejected, check_image
+
+if TYPE_CHECKING:
+    import duckdb
+
+KNOWN_COLUMNS = (
+    "id", "title", "description", "category", "brand", "color",
+    "price", "currency", "image", "url", "availability",
+)  # fmt: skip
+#: Columns pinshop derives; a user column of the same name is kept with a suffix.
+DERIVED_COLUMNS = ("image_sha256", "image_width", "image_height", "product_text",
+                   "product_text_hash", "source_line")
+PRICE_TYPE = "DECIMAL(18, 2)"
+MAX_PRICE = 1e16  # DECIMAL(18, 2) holds up to 9,999,999,999,999,999.99
+
+
+# -- column names ---------------------------------------------------------------------------
+def output_names(names: list[str]) -> list[str]:
+    """The catalog column each input column becomes. Names are trimmed and lower-cased;
+    when two inputs claim one name ('ID' and 'id ', 'Color' and 'color') the one already
+    spelled that way (else the first) gets it and the other keeps its own spelling with a
+    numeric suffix, so no value is lost. Derived names are never taken by user columns."""
+    keys = [name.strip().lower() or f"column_{n + 1}" for n, name in enumerate(names)]
+    owner: dict[str, int] = {}
+    for n, key in enumerate(keys):
+        if key in DERIVED_COLUMNS:
+            continue
+        exact = names[n].strip() == key
+        if key not in owner or (exact and names[owner[key]].strip() != key):
+            owner[key] = n
+    taken = set(owner) | set(DERIVED_COLUMNS)
+    result = []
+    for n, key in enumerate(keys):
+        if owner.get(key) == n:
+            result.append(key)
+            continue
+        base = names[n].strip() or key
+        suffix = 2
+        while f"{base}_{suffix}".lower() in taken:
+            suffix += 1
+        result.append(f"{base}_{suffix}")
+        taken.add(result[-1].lower())
+    return result
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+# -- the pipeline --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Plan:
+    """What the steps need to know about the file."""
+
+    columns: dict[str, str]  # output name -> its field in `records` (c0..cN)
+    base: Path  # image paths are relative to it
+    max_pixels: int
+    threads: int
+
+    @classmethod
+    def of(cls, names: list[str], base: Path, max_pixels: int, threads: int) -> Plan:
+        columns = {name: f"c{n}" for n, name in enumerate(output_names(names))}
+        return cls(columns, base, max_pixels, threads)
+
+    @property
+    def extras(self) -> list[tuple[str, str]]:
+        """The user's other columns as (field, output name): they keep their field names
+        until the split, so no user name can collide with a working column."""
+        return [(c, name) for name, c in self.columns.items() if name not in KNOWN_COLUMNS]
+
+    def text(self, name: str) -> str:
+        """SQL for the trimmed text of a known column (NULL when empty or absent)."""
+        column = self.columns.get(name)
+        return f"nullif(trim({column}), '')" if column else "NULL::VARCHAR"
+
+
+# The price text with currency symbols/codes and spaces removed, classified by shape.
+_PRICE_CLEAN = (r"regexp_replace(lower(trim({p})), "
+                r"'^(?:[$€£¥]|usd|eur|gbp|chf|jpy)\s*|\s*(?:[$€£¥]|usd|eur|gbp|chf|jpy)$', "
+                r"'', 'g')")
+_PRICE_SQL = """
+    CASE
+        WHEN {c} ~ '^\\d+(\\.\\d+)?$' THEN {c}
+        WHEN {c} ~ '^\\d{{1,3}}(,\\d{{3}})+(\\.\\d+)?$' THEN replace({c}, ',', '')
+        WHEN {c} ~ '^\\d{{1,3}}(\\.\\d{{3}})+(,\\d+)?$'
+            THEN replace(replace({c}, '.', ''), ',', '.')
+        WHEN {c} ~ '^\\d+,\\d{{1,2}}$' THEN replace({c}, ',', '.')
+        WHEN {c} ~ '^\\d+(\\.\\d+)?e[+-]?\\d+$' THEN {c}
+    END"""
+
+#: A step: (connection, the table of the step before, plan) -> the SELECT of its own table.
+Step = Callable[["duckdb.DuckDBPyConnection", str, Plan], str]
+
+
+def typed(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
+    """Known columns trimmed (empty is NULL), category lower-cased, the price cleaned of
+    currency marks and read by its shape (`price_text`, `price_value`); user columns
+    trimmed."""
+    price_raw = plan.text("price")
+    known = ", ".join(f"{plan.text(name)} AS {name}" for name in KNOWN_COLUMNS
+                      if name not in ("price", "category"))
+    extras = "".join(f", nullif(trim({c}), '') AS {c}" for c, _ in plan.extras)
+    return f"""
+        WITH cleaned AS (
+            SELECT *, {_PRICE_CLEAN.format(p=price_raw)} AS price_clean FROM {rows}
+        ), shaped AS (
+            SELECT *, {_PRICE_SQL.format(c="price_clean")} AS price_text FROM cleaned
+        )
+        SELECT line, problem, raw, {known}, lower({plan.text("category")}) AS category,
+               {price_raw} AS price_raw, price_text,
+               try_cast(price_text AS DOUBLE) AS price_value{extras}
+        FROM shaped"""
+
+
+def checked(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
+    """`reason`: the reader's problem, else the first rule the row breaks."""
+    return f"""
+        SELECT *, CASE
+            WHEN problem IS NOT NULL THEN problem
+            WHEN id IS NULL THEN 'missing id'
+            WHEN title IS NULL THEN 'missing title'
+            WHEN price_raw IS NOT NULL AND price_raw ~ '^\\s*-' THEN
+                'invalid price ' || q60(price_raw) || ' (negative)'
+            WHEN price_raw IS NOT NULL AND price_value IS NULL THEN
+                'unparsable price ' || q60(price_raw)
+            WHEN price_value IS NOT NULL AND NOT (isfinite(price_value)
+                 AND price_value < {MAX_PRICE}) THEN
+                'price out of range ' || q60(price_raw) || ' (at most 1e16)'
+        END AS reason
+        FROM {rows}"""
+
+
+def imaged(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
+    """The image's resolved path, sha256 and displayed size, and `refusal`: the reason,
+    else why the image is refused."""
+    check_images(con, rows, plan)
+    return f"""
+        SELECT r.*, i.path AS image_path, i.sha256 AS image_sha256,
+               i.width AS image_width, i.height AS image_height,
+               coalesce(r.reason, i.problem) AS refusal
+        FROM {rows} r LEFT JOIN images i ON i.ref = r.image"""
+
+
+def deduplicated(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
+    """`why`: the refusal, or for a usable row whose id a usable row on an earlier line
+    already has, 'duplicate id'."""
+    return f"""
+        SELECT *, CASE WHEN refusal IS NOT NULL THEN refusal
+                       WHEN first_line < line THEN
+                           'duplicate id ' || q60(id) || ' (first on line ' || first_line || ')'
+                  END AS why
+        FROM (SELECT *, min(line) FILTER (WHERE refusal IS NULL)
+                            OVER (PARTITION BY id) AS first_line FROM {rows})"""
+
+
+STEPS: tuple[Step, ...] = (typed, checked, imaged, deduplicated)
+
+
+def normalize(con: duckdb.DuckDBPyConnection, plan: Plan) -> str:
+    """Run STEPS over `records`, each into a temp table of its name; return the last."""
+    table = "records"
+    for step in STEPS:
+        con.execute(f"CREATE TEMP TABLE {step.__name__} AS {step(con, table, plan)}")
+        table = step.__name__
+    return table
+
+
+def split(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan, source: str) -> None:
+    """Tables `catalog_out` (the clean rows, by line) and `rejects_out`."""
+    extras = "".join(f", {c} AS {ident(name)}" for c, name in plan.extras)
+    con.execute(f"""
+        CREATE TEMP TABLE catalog_out AS
+        SELECT id, title, description, category, brand, color,
+               CASE WHEN price_text ~ 'e' THEN CAST(price_value AS {PRICE_TYPE})
+                    ELSE CAST(price_text AS {PRICE_TYPE}) END AS price, currency,
+               image_path AS image, url, availability, image_sha256, image_width,
+               image_height, product_text,
+               sha256(product_text) AS product_text_hash, line AS source_line{extras}
+        FROM (SELECT *, concat_ws('. ', title, category, color, brand) || '.' AS product_text
+              FROM {rows} WHERE why IS NULL)
+        ORDER BY line""")
+    con.execute(f"""
+        CREATE TEMP TABLE rejects_out AS
+        SELECT $source AS source, line::BIGINT AS line, id, why AS reason, raw
+        FROM {rows} WHERE why IS NOT NULL ORDER BY line""", {"source": source})
+
+
+def check_images(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> None:
+    """Table `images`: each distinct image reference of a row not yet refused -> resolved
+    path, sha256 and displayed size, or why it is refused."""
+    import pyarrow as pa
+
+    refs = con.sql(f"SELECT DISTINCT image FROM {rows} WHERE reason IS NULL "
+                   "AND image IS NOT NULL").to_arrow_table().column("image").to_pylist()
+
+    def check(ref: str) -> tuple[str | None, str | None, str | None, tuple[int, int] | None]:
+        try:
+            candidate = Path(ref).expanduser()
+            candidate = candidate if candidate.is_absolute() else plan.base / candidate
+            size = check_image(candidate, plan.max_pixels)
+            return str(candidate.resolve()), sha256_file(candidate), None, size
+        except ImageRejected as exc:
+            return None, None, f"image {ref[:200]}: {exc}", None
+        except (OSError, ValueError) as exc:  # name too long, NUL byte, permission, ...
+            reason = getattr(exc, "strerror", None) or first_line(exc, 120)
+            return None, None, f"image {ref[:200]}: unreadable path ({reason})", None
+
+    with ThreadPoolExecutor(max_workers=plan.threads) as pool:
+        results = list(pool.map(check, refs))
+    con.register("images", pa.table({
+        "ref": pa.array(refs, pa.string()),
+        "path": pa.array([r[0] for r in results], pa.string()),
+        "sha256": pa.array([r[1] for r in results], pa.string()),
+        "problem": pa.array([r[2] for r in results], pa.string()),
+        "width": pa.array([r[3][0] if r[3] else None for r in results], pa.int32()),
+        "height": pa.array([r[3][1] if r[3] else None for r in results], pa.int32()),
+    }))
