@@ -6,7 +6,8 @@ import typer
 
 from ._output import JsonOption, ModelsDirOption, WorkspaceOption, err, print_json, table
 
-MARKS = {"ok": "ok", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]"}
+MARKS = {"ok": "ok", "absent": "[dim]absent[/]", "warn": "[yellow]warn[/]",
+         "fail": "[bold red]FAIL[/]"}
 
 
 def doctor(

@@ -43,6 +43,7 @@ def match(
 
     Example: `pinshop match sample_data/pins/7303782.jpg --top-k 3 --report out.html`
     """
+    from pinshop_cli import PinshopError
     from pinshop_cli import match as run_match
     from pinshop_cli.report.html import write_report
 
@@ -55,18 +56,23 @@ def match(
         typer.echo(f"report written to {report}", err=True)
     if json:
         print_json(result.to_dict())
-        return
-    for message in result.notes:
-        note(message)
-    for pin in result.pins:
-        if pin.error:
-            typer.echo(f"{pin.image}: skipped ({pin.error})", err=True)
-        for number, obj in enumerate(pin.objects, start=1):
-            label = " ".join(filter(None, [obj.color, obj.category or obj.class_name]))
-            table(f"{pin.image} · object {number}: {label} ({obj.source}, {obj.score:.2f})",
-                  ["id", "title", "price", "category", "score"],
-                  [[m.id, m.title, m.price, m.category, f"{m.score:.3f}"] for m in obj.matches])
-    if result.text is not None:
-        table(f"text: {result.text}", ["id", "title", "price", "category", "score"],
-              [[m.id, m.title, m.price, m.category, f"{m.score:.3f}"]
-               for m in result.text_matches])
+    else:
+        for message in result.notes:
+            note(message)
+        for pin in result.pins:
+            if pin.error:
+                typer.echo(f"{pin.image}: skipped ({pin.error})", err=True)
+            for number, obj in enumerate(pin.objects, start=1):
+                label = ("the whole photo" if obj.source == "whole_image" else
+                         " ".join(filter(None, [obj.color, obj.category or obj.class_name])))
+                table(f"{pin.image} · object {number}: {label} ({obj.source}, "
+                      f"{obj.score:.2f})", ["id", "title", "price", "category", "score"],
+                      [[m.id, m.title, m.price_text(), m.category, f"{m.score:.3f}"]
+                       for m in obj.matches])
+        if result.text is not None:
+            table(f"text: {result.text}", ["id", "title", "price", "category", "score"],
+                  [[m.id, m.title, m.price_text(), m.category, f"{m.score:.3f}"]
+                   for m in result.text_matches])
+    unread = [pin for pin in result.pins if pin.error]
+    if images and len(unread) == len(result.pins) and result.text is None:
+        raise PinshopError(f"no image could be read ({unread[0].image}: {unread[0].error})")

@@ -31,7 +31,7 @@ CHILD_TIMEOUT_S = 300
 @dataclass
 class Check:
     name: str
-    status: str  # ok | warn | fail
+    status: str  # ok | absent (an optional model) | warn | fail
     detail: str
     fix: str = ""
 
@@ -103,8 +103,9 @@ def version_checks() -> list[Check]:
             version = metadata.version(name)
         except metadata.PackageNotFoundError:
             optional = name == "ray"
+            package = "ray[data]" if optional else name
             checks.append(Check(name, "warn" if optional else "fail", "not installed",
-                                f"pip install '{name}{wanted or ''}'"
+                                f"pip install '{package}{wanted or ''}'"
                                 + (" (only for --engine ray)" if optional else "")))
             continue
         if wanted and not SpecifierSet(wanted).contains(version, prereleases=True):
@@ -127,8 +128,8 @@ def model_checks(directory: Path) -> list[Check]:
     for spec in list_models():
         status = model_status(spec, directory)
         name = f"model {spec.name}"
-        if status.path is None:
-            checks.append(Check(name, "warn", f"not present ({spec.task})",
+        if status.path is None:  # optional: each command says what it uses instead
+            checks.append(Check(name, "absent", f"not present ({spec.task})",
                                 f"pinshop models pull {spec.name}"))
             continue
         file = spec.files[0]

@@ -26,7 +26,7 @@ def test_a_working_installation_is_usable(smollm2, tmp_path: Path) -> None:
     assert "two one-token answers" in checks["chat generation"].detail
     assert checks["model efficientnet-lite0"].detail.startswith("verified (size, sha256)")
     # Missing optional models warn with the command that fetches them.
-    assert checks["model yolo11n"].status == "warn"
+    assert checks["model yolo11n"].status == "absent"
     assert checks["model yolo11n"].fix == "pinshop models pull yolo11n"
     assert "not created yet" in checks["workspace"].detail
     assert not (tmp_path / "new-workspace").exists() and not (tmp_path / "models").exists()

@@ -25,6 +25,8 @@ import os
 import select
 import signal
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 HEADER = struct.Struct(">I")
@@ -91,10 +93,11 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
     if config is None:
         return
     try:
-        llama = llama_cpp.Llama(model_path=config["path"], n_ctx=config["n_ctx"],
-                                n_threads=config["n_threads"], n_batch=512,
-                                seed=config["seed"], n_gpu_layers=config.get("n_gpu_layers", 0),
-                                verbose=False)
+        with _native_stderr_silenced():  # llama.cpp logs notes even with verbose=False
+            llama = llama_cpp.Llama(model_path=config["path"], n_ctx=config["n_ctx"],
+                                    n_threads=config["n_threads"], n_batch=512,
+                                    seed=config["seed"],
+                                    n_gpu_layers=config.get("n_gpu_layers", 0), verbose=False)
     except (ValueError, RuntimeError, OSError) as exc:
         write_frame(replies, {"error": str(exc), "type": "load"})
         return
@@ -107,6 +110,20 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
         elif request["op"] == "stream":
             _stream(llama, request, requests, replies)
         # "stop" arriving after an answer already finished needs no reply.
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Native code's writes to stderr go nowhere meanwhile (a failure still reaches the
+    parent: as an exception's message, or as the worker's exit)."""
+    saved = os.dup(2)
+    with open(os.devnull, "wb") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def main() -> None:
