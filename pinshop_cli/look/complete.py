@@ -14,8 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..retrieval.match import matches
-from ..retrieval.retriever import Retriever
+from ..retrieval.retriever import Hit, Retriever
 from ..retrieval.store import Filters, Product
 from ..workspace import Workspace
 from ..workspace.storage import sql_path
@@ -224,12 +223,12 @@ def rank_picks(retriever: Retriever, compatibility: Compatibility, scene: list[s
     scored: list[tuple[float, Pick]] = []
     for category, confidence, reason in categories:
         if by == "popularity":
-            products = [Product.from_row(row) for row in
-                        retriever.rows(compatibility.popular_in(category, top_k))]
+            products = retriever.products([Hit(pid, 0.0) for pid in
+                                           compatibility.popular_in(category, top_k)])
         else:
             found = retriever.search(vector[None, :], CANDIDATES, kind,
                                      Filters(category=category), category=category)
-            products = matches(retriever, found)[0]
+            products = retriever.products(found.hits[0])
             products += _bought_beyond(retriever, compatibility, bought, category, products,
                                        vector, kind)
         if not products:
@@ -266,9 +265,8 @@ def _bought_beyond(retriever: Retriever, compatibility: Compatibility, bought: d
     seen = {p.id for p in products}
     wanted = [i for i in in_category.column("item").to_pylist() if i not in seen]
     ids, vectors = vectors_of(retriever, wanted[:CANDIDATES], kind)
-    rows = {r["id"]: r for r in retriever.rows(ids)}
-    return [Product.from_row(rows[i], float(v @ vector))
-            for i, v in zip(ids, vectors, strict=True) if i in rows]
+    return retriever.products([Hit(i, float(v @ vector))
+                               for i, v in zip(ids, vectors, strict=True)])
 
 
 def _times(count: int) -> str:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import PinshopError
 from ..io.images import ImageRejected, load_image
+from ..retrieval.retriever import Hit
 from ..retrieval.store import Product
 
 if TYPE_CHECKING:
@@ -54,10 +55,10 @@ def voted_category(retriever: Retriever, vector: np.ndarray, kind: str) -> str |
     import math
 
     hits = retriever.search(vector[None, :], VOTE_NEIGHBOURS, kind).hits[0]
-    rows = {r["id"]: r.get("category") for r in retriever.rows([h.id for h in hits])}
+    categories = {p.id: p.category for p in retriever.products(hits)}
     votes: dict[str, float] = {}
     for hit in hits:
-        category = rows.get(hit.id)
+        category = categories.get(hit.id)
         if category:
             weight = math.exp(-(hits[0].score - hit.score) / VOTE_TEMPERATURE)
             votes[category] = votes.get(category, 0.0) + weight
@@ -68,9 +69,9 @@ def resolve_reference(retriever: Retriever, reference: str, category: str | None
                       ) -> Reference:
     """A product id from the catalog, else a path to a photo (embedded whole). A photo's
     category is `category` when given, else the vote of its nearest products."""
-    rows = retriever.rows([reference])
-    if rows:
-        product = Product.from_row(rows[0])
+    found = retriever.products([Hit(reference, 0.0)])
+    if found:
+        product = found[0]
         for kind in ("product_image", "product_text"):
             vector = vector_of(retriever, reference, kind)
             if vector is not None:

@@ -76,11 +76,8 @@ class MatchResult:
 
 
 def matches(retriever: Retriever, result: SearchResult) -> list[list[Match]]:
-    """Search hits turned into Matches: one catalog lookup for all the hits' rows."""
-    rows = {r["id"]: r for r in retriever.rows(
-        list(dict.fromkeys(h.id for hits in result.hits for h in hits)))}
-    return [[Match.from_row(rows[h.id], h.score) for h in hits if h.id in rows]
-            for hits in result.hits]
+    """Search hits turned into Matches (Retriever.products_per_query)."""
+    return retriever.products_per_query(result.hits)
 
 
 def photo_detector(retriever: Retriever, detector: str = "auto",
@@ -146,16 +143,15 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
                 pin.objects.append(MatchedObject(
                     [v * decode_scale(image) for v in detection.box],
                     detection.category or None, detection.class_name, detection.score,
-                    matches(retriever, found)[0], crop, found.index, detection.source,
+                    retriever.products(found.hits[0]), crop, found.index, detection.source,
                     named.family, named.name))
     if text:
         result.text = text
-        kind = "product_image" if embedder.shared_space else "product_text"
-        if not embedder.shared_space:
+        if retriever.text_kind == "product_text":
             result.notes.append("text matched against product texts (MiniLM); cross-modal "
                                 "search (text -> product photos) needs a CLIP embedder")
-        found = retriever.search(embedder.embed_texts([text]), top_k, kind, filters)
-        result.text_matches = matches(retriever, found)[0]
+        found = retriever.search_text(text, top_k, filters)
+        result.text_matches = retriever.products(found.hits[0])
     result.runtime = embedder.runtime_used
     result.notes.extend(embedder.runtime_notes + retriever.notes)
     return result

@@ -16,7 +16,7 @@ products; the result says which index answered.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -34,7 +34,7 @@ from ..index.hnsw import (
 from ..workspace import Workspace
 from ..workspace.models import workspace_embedder
 from .calibration import SimilarityScale, similarity_scale
-from .store import CatalogStore, Filters, LabelColumns
+from .store import CatalogStore, Filters, LabelColumns, Product
 
 if TYPE_CHECKING:
     import numpy as np
@@ -338,6 +338,28 @@ class Retriever:
 
     def rows(self, ids: list[str]) -> list[dict[str, Any]]:
         return self.store.rows(ids)
+
+    @property
+    def text_kind(self) -> str:
+        """The index that answers a text query: product photos when the embedder puts texts
+        and images in one space (CLIP), else product texts."""
+        return "product_image" if self.embedder.shared_space else "product_text"
+
+    def search_text(self, text: str, k: int, filters: Filters | None = None) -> SearchResult:
+        """Top-k catalog hits for a text query, in the index `text_kind` names."""
+        return self.search(self.embedder.embed_texts([text]), k, self.text_kind, filters)
+
+    def products(self, hits: Sequence[Hit]) -> list[Product]:
+        """The catalog rows of `hits` as Products with the hits' scores, in the hits' order
+        (a product no longer in the catalog is left out)."""
+        return self.products_per_query([hits])[0]
+
+    def products_per_query(self, hits: Sequence[Sequence[Hit]]) -> list[list[Product]]:
+        """`products` for each query's hits: one catalog lookup for all of them."""
+        rows = {r["id"]: r for r in self.store.rows(
+            list(dict.fromkeys(h.id for found in hits for h in found)))}
+        return [[Product.from_row(rows[h.id], h.score) for h in found if h.id in rows]
+                for found in hits]
 
     def close(self) -> None:
         """Release the catalog and the index generations held (writers may sweep them)."""
