@@ -1,0 +1,6 @@
+"""Fakes for plumbing tests, named as fakes (like llm's MockModel): they test how pinshop's
+parts are wired together, never a real model's quality (real small models do that)."""
+
+from .chat import ScriptedCall, ScriptedChatModel
+
+__all__ = ["ScriptedCall", "ScriptedChatModel"]
