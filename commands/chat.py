@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Generator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -53,11 +54,10 @@ def chat(
                                   models_dir=str(models_dir) if models_dir else None,
                                   runtime=runtime, user=user)
     if once is not None:
-        emit = None if json else (lambda text: out.print(text, end="", highlight=False))
-        reply = assistant.ask(once, emit)
         if json:
-            print_json(reply.to_dict())
+            print_json(assistant.ask(once).to_dict())
         else:
+            _print_stream(assistant.ask_stream(once), soft_wrap=False)
             out.print()
         return
     err.print(f"[bold]pinshop chat[/] · {chat_model.model_id} · {HELP}", highlight=False)
@@ -82,9 +82,9 @@ def chat(
         try:
             if line.startswith("/image"):
                 path, _, question = line[len("/image"):].strip().partition(" ")
-                assistant.shop_image(Path(path).expanduser(), question, _print)
+                _print_stream(assistant.shop_image_stream(Path(path).expanduser(), question))
             else:
-                assistant.ask(line, _print)
+                _print_stream(assistant.ask_stream(line))
         except KeyboardInterrupt:
             out.print("[dim] (stopped)[/]", end="")
         except PinshopError as exc:
@@ -92,5 +92,12 @@ def chat(
         out.print()
 
 
-def _print(text: str) -> None:
-    out.print(text, end="", highlight=False, soft_wrap=True)
+def _print_stream(events: Generator[Any, None, None], soft_wrap: bool = True) -> None:
+    """Print an answer's text pieces as they come (the Reply that ends them is not text).
+    The stream is closed however printing ends, so Ctrl-C stops the model too."""
+    try:
+        for event in events:
+            if isinstance(event, str):
+                out.print(event, end="", highlight=False, soft_wrap=soft_wrap)
+    finally:
+        events.close()

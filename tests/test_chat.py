@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow  # real llama.cpp generation (SmolLM2)
 
 def test_intent_extraction_returns_schema_valid_json(demo_workspace, smollm2):
     assistant = ShoppingAssistant(demo_workspace, smollm2)
-    schema = assistant.intent_schema()
+    schema = assistant.intents.schema()
     raw = smollm2.generate([{"role": "user", "content": "I want a green sofa under 1500"}],
                            max_tokens=160, temperature=0.0, json_schema=schema)
     data = json.loads(raw)
@@ -82,7 +82,7 @@ def test_context_overflow_never_crashes(demo_workspace, smollm2):
     for turn in range(6):
         reply = assistant.ask(f"{long_question} Turn {turn}: a chair please.")
         assert reply.answer and reply.products
-    assert len(assistant.history) == 6  # remembered, trimmed only when prompting
+    assert len(assistant.dialogue.history) == 6  # remembered, trimmed only when prompting
 
 
 def test_once_and_json_shapes(demo_workspace, smollm2):
@@ -170,7 +170,8 @@ def test_user_taste_reranks_and_explains_from_events(copy_workspace, tmp_path, s
     ranked higher (visual taste over product photos); "because you saved" names one of their own
     saved items, and nothing without --user."""
     from pinshop_cli import ingest_events
-    from pinshop_cli.assistant.session import Intent
+    from pinshop_cli.assistant.intent import Intent
+    from pinshop_cli.retrieval.retriever import Hit
 
     workspace = copy_workspace()
     events = tmp_path / "events.csv"
@@ -185,7 +186,8 @@ def test_user_taste_reranks_and_explains_from_events(copy_workspace, tmp_path, s
     before = [p.id for p in plain.retrieve(sofa, "a sofa")[0]]
     after = [p.id for p in personal.retrieve(sofa, "a sofa")[0]]
     assert sorted(before) == sorted(after) and after.index("P008") < before.index("P008")
-    because = personal._because(personal.products([("P008", 0.0)]))
+    daybed = personal.retriever.products([Hit("P008", 0.0)])
+    because = personal.because(daybed)
     assert because in ("Because you saved the Sand Linen Throw Blanket.",
                        "Because you saved the Dome Linen Floor Lamp.")
-    assert plain._because(plain.products([("P008", 0.0)])) == ""
+    assert plain.because(daybed) == ""

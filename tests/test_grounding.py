@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from pinshop_cli.assistant.grounding import check
-from pinshop_cli.assistant.session import explicit_constraints
+from pinshop_cli.assistant.intent import explicit_constraints
 
 
 @dataclass
@@ -103,7 +103,6 @@ def test_echoes_of_the_prompt_markup_are_caught():
 def test_an_overlong_question_is_refused_before_any_model_work(demo_workspace):
     from pinshop_cli import PinshopError
     from pinshop_cli.assistant.session import MAX_QUESTION_CHARS, ShoppingAssistant
-
     from pinshop_cli.models.base import ChatModel
 
     class NoModel(ChatModel):  # plumbing only: the length check fires before the model

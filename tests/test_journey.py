@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pinshop_cli.assistant import journey
 from pinshop_cli.assistant.session import ShoppingAssistant
+from pinshop_cli.retrieval.retriever import Hit
 from pinshop_cli.retrieval.store import Product
 
 
 def test_subjects_follow_numbers_titles_and_named_categories(demo_workspace):
     assistant = ShoppingAssistant(demo_workspace, chat_model=None)  # no model call here
-    lamps = assistant.products([("P009", 0.0), ("P017", 0.0), ("P018", 0.0)])
-    assistant.last_products = lamps
+    lamps = assistant.retriever.products([Hit("P009", 0.0), Hit("P017", 0.0), Hit("P018", 0.0)])
+    assistant.dialogue.last_products = lamps
     assert [p.id for p in assistant.subjects("compare #1 and #3")] == ["P009", "P018"]
     assert [p.id for p in assistant.subjects("the second one please")] == ["P017"]
     assert assistant.subjects("buy #12") == []  # past the shown items: nothing shown

@@ -1,34 +1,35 @@
-"""The shopping journey beyond search: compare, decide, buy, and out-of-scope requests.
+"""The steps of the shopping journey: search, compare, decide, buy, and out-of-scope
+requests; `Journey.step` takes the one the intent names.
 
 Everything said here is rendered by code from catalog rows: the comparison table, the pick
-and its reasons, the stock and link of the product to buy. The model only adds a short
-summary to a comparison, and that goes through the same guard as every answer.
+and its reasons, the stock and link of the product to buy. The model writes the answer to a
+search and a short summary of a comparison, and both go through the same guard
+(answer.py).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING
 
+from ..retrieval.policy import SHOWN
+from .answer import Answerer, Reply, relaxed_prefix
 from .grounding import row_text
 from .vocabulary import DIMENSION, MATERIALS, words
 
 if TYPE_CHECKING:
     from ..retrieval.store import Product
+    from .dialogue import Dialogue
+    from .intent import Intent
 
-ACTIONS = ("search", "compare", "decide", "buy", "out_of_scope")
-COMPARE = re.compile(r"\b(compare|comparison|versus|vs\.?|difference|differences|"
-                     r"side by side|which is better)\b", re.IGNORECASE)
-DECIDE = re.compile(r"\b(which (one|should|would|do you)|should i (pick|choose|get|buy|go)|"
-                    r"pick (one|for me)|choose for me|help me (decide|choose|pick)|"
-                    r"what would you (pick|choose|get)|your pick|decide)\b", re.IGNORECASE)
-BUY = re.compile(r"\b(i'?ll take|i will take|i'?ll get|buy|purchase|order (it|this|that|one)|"
-                 r"add (it )?to (my )?(cart|basket)|check ?out|where (can|do) i (get|buy|order)|"
-                 r"how (can|do) i (get|buy|order)|is it in stock|in stock)\b", re.IGNORECASE)
 REFUSAL = ("I can only help with shopping in this catalog: ask me for a product (\"a cream "
            "armchair under 600\"), to compare or pick between the ones I showed, or how to "
            "buy one.")
+NOTHING = "I couldn't find anything in the catalog for that."
+RELAXED_NOTE = ("None of the products meets every request; present them honestly as the "
+                "closest alternatives.")
+COMPARE_NOTE = ("The shopper sees a table of these products. In two sentences, say how they "
+                "differ and which suits what kind of shopper, citing each by its [id].")
 # Words of the asking itself, never a need a product should meet.
 QUESTION_WORDS = frozenset({"which", "should", "would", "pick", "choose", "decide", "help",
                             "best", "better", "these", "those", "them", "between", "what",
@@ -39,12 +40,64 @@ TABLE_COLUMNS = ("product", "price", "colour", "material", "dimensions", "availa
 NOT_STATED = "not stated"
 
 
-def action_in_words(question: str) -> str:
-    """The journey step the shopper's words name; "search" when they name none."""
-    for action, pattern in (("compare", COMPARE), ("buy", BUY), ("decide", DECIDE)):
-        if pattern.search(question):
-            return action
-    return "search"
+class Journey:
+    """Takes one step of the journey for a turn whose rows are found: streams its text and
+    returns its Reply. `because` names the shopper's own event behind the first product
+    ("Because you saved ..."; "" when none); `ignore` are words no pick should weigh."""
+
+    def __init__(self, answerer: Answerer, dialogue: Dialogue,
+                 because: Callable[[list[Product]], str], ignore: set[str]) -> None:
+        self.answerer, self.dialogue = answerer, dialogue
+        self.because, self.ignore = because, ignore
+
+    def step(self, question: str, intent: Intent, rows: list[Product], relaxed: list[str],
+             timings: dict[str, float]) -> Generator[str, None, Reply]:
+        if intent.action == "out_of_scope":
+            yield REFUSAL
+            return Reply(REFUSAL, intent, [], timings=timings)
+        if not rows:
+            yield NOTHING
+            return Reply(NOTHING, intent, [], [], False, relaxed, timings=timings)
+        prefix = relaxed_prefix(intent, relaxed)
+        if prefix:  # say so before any answer, table, pick or link
+            yield prefix
+        if intent.action == "compare":
+            return (yield from self.compare(question, intent, rows, relaxed, timings))
+        if intent.action == "decide":
+            best, reasons = pick(rows, question, self.ignore, intent.max_price)
+            because = self.because([best])
+            text = " ".join(filter(None, [decision_text(best, reasons), because]))
+            yield text
+            return Reply(prefix + text, intent, [best], rows, exact=not relaxed,
+                         relaxed=relaxed, timings=timings, because=because)
+        if intent.action == "buy":
+            row = rows[0]  # the one pointed at, else the one recommended first
+            text = buy_text(row)
+            yield text
+            return Reply(prefix + text, intent, [row], rows, exact=not relaxed,
+                         relaxed=relaxed, timings=timings)
+        said = yield from self.answerer.stream(question, rows, RELAXED_NOTE if relaxed else "",
+                                               self.dialogue)
+        because = self.because(said.cited)
+        if because:
+            yield " " + because
+        return Reply(" ".join(filter(None, [prefix + said.text, because])), intent,
+                     said.cited, rows, not relaxed, relaxed, not said.violations,
+                     [str(v) for v in said.violations], {**timings, **said.timings},
+                     removed=said.removed, because=because)
+
+    def compare(self, question: str, intent: Intent, rows: list[Product], relaxed: list[str],
+                timings: dict[str, float]) -> Generator[str, None, Reply]:
+        """A table rendered from the rows, and the model's guarded two-sentence summary."""
+        rows = rows[:SHOWN]
+        table = comparison_table(rows)
+        text = render_table(table) + "\n"
+        yield text
+        said = yield from self.answerer.stream(question, rows, COMPARE_NOTE, self.dialogue)
+        return Reply(relaxed_prefix(intent, relaxed) + text + said.text, intent, rows, rows,
+                     exact=not relaxed, relaxed=relaxed, grounded=not said.violations,
+                     violations=[str(v) for v in said.violations],
+                     timings={**timings, **said.timings}, table=table, removed=said.removed)
 
 
 def materials(row: Product) -> str:
