@@ -68,11 +68,13 @@ def _record_lines(path: Path) -> tuple[Any, Any]:
     for offset in range(0, len(data), text.CHUNK):
         block = np.asarray(data[offset:offset + text.CHUNK])
         newlines = np.flatnonzero(block == 10)
-        parity = (np.cumsum(block == 34)[newlines] + quotes_before) % 2 if len(newlines) \
-            else np.zeros(0, np.int64)
-        outside = newlines[parity == 0]
-        ends.append(outside + offset)
-        quotes_before += int(np.count_nonzero(block == 34))
+        quotes = block == 34
+        if quotes.any():
+            parity = (np.cumsum(quotes)[newlines] + quotes_before) % 2
+            ends.append(newlines[parity == 0] + offset)
+            quotes_before += int(np.count_nonzero(quotes))
+        elif quotes_before % 2 == 0:  # no quote open, none in the block: every newline
+            ends.append(newlines + offset)
     end = np.concatenate([*ends, np.array([len(data)])]).astype(np.int64)
     return _non_blank(data, end)
 

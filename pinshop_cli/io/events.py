@@ -151,13 +151,13 @@ def _check(con: Any, columns: dict[str, int], catalog: Path) -> pa.Table:
     window = f"not between {TS_MIN} and {TS_MAX}"
     return _arrow(con, f"""
         WITH raw AS (
-            SELECT line, problem, raw,
+            SELECT line, problem,
                    nullif(trim(user_id, {WHITESPACE}), '') AS user_id,
                    nullif(trim(item_id, {WHITESPACE}), '') AS item_id,
                    nullif(lower(trim(event, {WHITESPACE})), '') AS event,
                    nullif(trim(ts, {WHITESPACE}), '') AS ts_raw,
                    nullif(trim(weight, {WHITESPACE}), '') AS weight_raw
-            FROM (SELECT line, problem, raw, {fields} FROM records)
+            FROM (SELECT line, problem, {fields} FROM records)
         ), parsed AS (
             SELECT *, try_cast(ts_raw AS TIMESTAMPTZ) AS ts_tz,
                       try_cast(ts_raw AS DOUBLE) AS ts_num,
@@ -179,7 +179,7 @@ def _check(con: Any, columns: dict[str, int], catalog: Path) -> pa.Table:
             END AS ts
             FROM seconds
         )
-        SELECT p.line, p.problem, p.raw, p.user_id, p.item_id, p.event, p.ts_raw,
+        SELECT p.line, p.problem, p.user_id, p.item_id, p.event, p.ts_raw,
                p.weight_raw, p.ts, p.weight,
         CASE
             WHEN p.problem IS NOT NULL THEN p.problem
@@ -211,12 +211,14 @@ def _rejects(con: Any, source: str, checked: pa.Table) -> pa.Table:
     """One row per refused input line: source, line, id, reason, raw (the line as read when
     the reader refused it, else the fields as trimmed)."""
     return _arrow(con, """
-        SELECT $source AS source, CAST(line AS BIGINT) AS line, item_id AS id, reason,
-               CASE WHEN problem IS NOT NULL THEN raw
-                    ELSE concat_ws(',', coalesce(user_id, ''), coalesce(item_id, ''),
-                                   coalesce(event, ''), coalesce(ts_raw, ''),
-                                   coalesce(weight_raw, '')) END AS raw
-        FROM checked WHERE reason IS NOT NULL ORDER BY line""", {"source": source},
+        SELECT $source AS source, CAST(c.line AS BIGINT) AS line, c.item_id AS id, c.reason,
+               coalesce(r.raw, concat_ws(',', coalesce(c.user_id, ''),
+                                         coalesce(c.item_id, ''), coalesce(c.event, ''),
+                                         coalesce(c.ts_raw, ''), coalesce(c.weight_raw, '')))
+                   AS raw
+        FROM checked c
+        LEFT JOIN (SELECT line, raw FROM records WHERE problem IS NOT NULL) r USING (line)
+        WHERE c.reason IS NOT NULL ORDER BY c.line""", {"source": source},
                   tables={"checked": checked})
 
 

@@ -82,8 +82,8 @@ def read_csv(con: duckdb.DuckDBPyConnection, text: Text, name: str, *, delimiter
     # line_byte_position is where the record starts, or the blank lines before it.
     try:
         con.execute(f"""
-            CREATE TEMP TABLE parsed AS
-            SELECT row_number() OVER () AS record, * FROM read_csv($path,
+            CREATE TEMP TABLE records_parsed AS
+            SELECT * FROM read_csv($path,
                 header = false, auto_detect = false, columns = {{{columns}}},
                 delim = $delim, quote = '"', escape = '"', store_rejects = true,
                 max_line_size = {MAX_LINE_BYTES})""", {"path": str(path), "delim": delimiter})
@@ -94,7 +94,7 @@ def read_csv(con: duckdb.DuckDBPyConnection, text: Text, name: str, *, delimiter
                    left(trim(any_value(csv_line), chr(10) || chr(13)), {RAW_CHARS}) AS raw
             FROM reject_errors WHERE scan_id = (SELECT max(scan_id) FROM reject_scans)
             GROUP BY line_byte_position ORDER BY position""").to_arrow_table()
-        parsed = con.execute("SELECT count(*) FROM parsed").fetchall()[0][0]
+        parsed = con.execute("SELECT count(*) FROM records_parsed").fetchall()[0][0]
     except duckdb.Error as exc:
         raise PinshopError(f"cannot read {name}: not a readable CSV file "
                            f"({first_line(exc, 200)})") from None
@@ -111,16 +111,19 @@ def read_csv(con: duckdb.DuckDBPyConnection, text: Text, name: str, *, delimiter
     good[record_of] = False
     data_rejects = record_of > 0
     rejected = rejected.filter(pa.array(data_rejects))
-    con.register("good_lines", pa.table({"record": np.arange(1, parsed + 1),
-                                         "line": lines[good]}))
-    con.register("refused", pa.table({
+    # The lines of DuckDB's parsed records, in the order it read them.
+    lines_of_parsed = pa.table({"line": lines[good]})
+    refused_records = pa.table({
         "line": np.concatenate([lines[record_of[data_rejects]],
                                 np.array(list(bad), np.int64)]),
         "reason": pa.concat_arrays([rejected.column("reason").combine_chunks().cast(pa.string()),
                                     pa.array([BAD_QUOTES] * len(bad), pa.string())]),
         "raw": pa.concat_arrays([rejected.column("raw").combine_chunks().cast(pa.string()),
                                  pa.array([raw.decode("utf-8", "replace")[:RAW_CHARS]
-                                           for raw in bad.values()], pa.string())])}))
+                                           for raw in bad.values()], pa.string())])})
+    con.register("records_lines", lines_of_parsed)
+    con.register("records_refused", refused_records)
+    header_line = int(lines[0]) if header_parsed and len(lines) else 0
     keep = set(recover(header)) if recover else set()
     fields = ", ".join(f"p.c{n}" for n in range(len(header)))
     joined = ", ".join(f"coalesce(p.c{n}, '')" for n in range(len(header)))
@@ -130,12 +133,12 @@ def read_csv(con: duckdb.DuckDBPyConnection, text: Text, name: str, *, delimiter
         CREATE TEMP TABLE records AS
         SELECT g.line::BIGINT AS line, NULL::VARCHAR AS problem,
                left(concat_ws({_sql_text(delimiter)}, {joined}), {RAW_CHARS}) AS raw, {fields}
-        FROM parsed p JOIN good_lines g USING (record) WHERE p.record > {int(header_parsed)}
+        FROM records_parsed p POSITIONAL JOIN records_lines g WHERE g.line > {header_line}
         UNION ALL
-        SELECT line::BIGINT, reason, raw, {refused} FROM refused""")
-    con.execute("DROP TABLE parsed")
-    con.unregister("good_lines")
-    con.unregister("refused")
+        SELECT line::BIGINT, reason, raw, {refused} FROM records_refused""")
+    con.execute("DROP TABLE records_parsed")
+    con.unregister("records_lines")
+    con.unregister("records_refused")
     return header
 
 
