@@ -131,7 +131,7 @@ def main() -> int:
         f"({index_mb:.0f} MB of index files) | {load['with']:.2f} s | {load['without']:.2f} s "
         f"| {100 * load['overhead']:+.1f}% | {big_checks * 1e3:.1f} ms |", "",
         "The checks read sizes, hash files up to 4 MiB in full and take a sampled digest (16 "
-        "blocks of 64 KiB) of bigger ones, so their cost stays near a millisecond or two "
+        "blocks of 64 KiB) of bigger ones, so their cost stays at a few milliseconds "
         "whatever the catalog's size; `pinshop index` and `index --status` hash every byte "
         "(sha256 at about 1.7 GB/s here).",
     ]
