@@ -75,11 +75,29 @@ RuntimeOption = Annotated[
 ]
 
 
-def print_json(data: Any) -> None:
+def plain(data: Any) -> Any:
+    """A library result as JSON-ready data: its `to_dict()` (the one convention results
+    follow), else the dataclass's fields; lists element by element."""
+    if hasattr(data, "to_dict"):
+        return data.to_dict()
     if is_dataclass(data) and not isinstance(data, type):
-        data = asdict(data)
-    text = json.dumps(data, indent=2, default=str, ensure_ascii=False)
+        return asdict(data)
+    if isinstance(data, list):
+        return [plain(item) for item in data]
+    return data
+
+
+def print_json(data: Any) -> None:
+    text = json.dumps(plain(data), indent=2, default=str, ensure_ascii=False)
     sys.stdout.write(UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
+
+
+def open_shop(workspace: Path | None, models_dir: Path | None = None,
+              runtime: str = "auto") -> Any:
+    """The workspace's Shop (pinshop_cli.open), every command's one door into the library."""
+    from pinshop_cli import open as open_workspace
+
+    return open_workspace(workspace, str(models_dir) if models_dir else None, runtime)
 
 
 def note(message: str) -> None:

@@ -13,6 +13,7 @@ from ._output import (
     RuntimeOption,
     WorkspaceOption,
     err,
+    open_shop,
     out,
     print_json,
 )
@@ -29,7 +30,7 @@ def chat(
     once: Annotated[str | None, typer.Option(
         "--once", help="Answer one question and exit (for scripts).")] = None,
     threads: Annotated[int | None, typer.Option(
-        help="llama.cpp threads (default: every core, or $PINSHOP_THREADS).")] = None,
+        envvar="PINSHOP_THREADS", help="llama.cpp threads (default: every core).")] = None,
     ctx: Annotated[int, typer.Option(help="Context window in tokens.")] = 4096,
     workspace: WorkspaceOption = None,
     models_dir: ModelsDirOption = None,
@@ -43,24 +44,25 @@ def chat(
 
     Example: `pinshop chat --once "a cream armchair under 600"`
     """
-    from pinshop_cli import PinshopError
-    from pinshop_cli.assistant.session import ShoppingAssistant
-    from pinshop_cli.models import get_chat_model
+    with open_shop(workspace, models_dir, runtime) as shop:
+        with RichProgress() as progress:
+            assistant = shop.chat(model, user=user, n_ctx=ctx, threads=threads,
+                                  progress=progress)
+        if once is not None:
+            if json:
+                print_json(assistant.ask(once))
+            else:
+                _print_stream(assistant.ask_stream(once), soft_wrap=False)
+                out.print()
+            return
+        _converse(assistant)
 
-    with RichProgress() as progress:
-        chat_model = get_chat_model(model, str(models_dir) if models_dir else None, n_ctx=ctx,
-                                    n_threads=threads, progress=progress)
-    assistant = ShoppingAssistant(workspace, chat_model,
-                                  models_dir=str(models_dir) if models_dir else None,
-                                  runtime=runtime, user=user)
-    if once is not None:
-        if json:
-            print_json(assistant.ask(once).to_dict())
-        else:
-            _print_stream(assistant.ask_stream(once), soft_wrap=False)
-            out.print()
-        return
-    err.print(f"[bold]pinshop chat[/] · {chat_model.model_id} · {HELP}", highlight=False)
+
+def _converse(assistant: Any) -> None:
+    """The interactive session: questions, /image, /reset, /help, /quit."""
+    from pinshop_cli import PinshopError
+
+    err.print(f"[bold]pinshop chat[/] · {assistant.model.model_id} · {HELP}", highlight=False)
     while True:
         try:
             line = out.input("[bold cyan]you>[/] ").strip()

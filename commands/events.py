@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from ._output import JsonOption, WorkspaceOption, echo, print_json, table
+from ._output import JsonOption, WorkspaceOption, echo, open_shop, print_json, table
 
 
 def ingest_events(
@@ -22,9 +22,8 @@ def ingest_events(
 
     Example: `pinshop ingest-events events.csv`
     """
-    from pinshop_cli.io.events import ingest_events as run
-
-    summary = run(events, workspace)
+    with open_shop(workspace) as shop:
+        summary = shop.ingest_events(events)
     if json:
         print_json(summary)
         return

@@ -11,6 +11,7 @@ from ._output import (
     RichProgress,
     RuntimeOption,
     WorkspaceOption,
+    open_shop,
     print_json,
     table,
 )
@@ -48,16 +49,15 @@ def ingest(
     Example: `pinshop ingest sample_data/catalog.csv --pins sample_data/pins`
     """
     from pinshop_cli import IngestConfig
-    from pinshop_cli import ingest as run_ingest
 
     config = IngestConfig(embedder=embedder, detector=detector, batch_size=batch_size,
                           replace_pins=replace_pins, engine=engine, ray_address=ray_address,
                           workers=workers, runtime=runtime,
                           models_dir=str(models_dir) if models_dir else None)
-    with RichProgress() as progress:
-        summary = run_ingest(workspace, catalog, pins, config, progress)
+    with RichProgress() as progress, open_shop(workspace, models_dir, runtime) as shop:
+        summary = shop.ingest(catalog, pins, config, progress)
     if json:
-        print_json(summary.as_dict())
+        print_json(summary)
         return
     rows = [["catalog rows", summary.rows_ok, f"{summary.rows_rejected} rejected"],
             ["pins", summary.pins_ok, f"{summary.pins_rejected} rejected"],

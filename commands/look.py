@@ -14,6 +14,7 @@ from ._output import (
     RuntimeOption,
     WorkspaceOption,
     note,
+    open_shop,
     print_json,
     table,
 )
@@ -25,10 +26,6 @@ ReportOption = Annotated[Path | None, typer.Option(
 TopKOption = Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many products.")]
 
 
-def _models(models_dir: Path | None) -> str | None:
-    return str(models_dir) if models_dir else None
-
-
 def _report_or_json(result: Any, render: Callable[[Any], str], report: Path | None,
                     json: bool) -> bool:
     """Write the HTML report when asked; then print the JSON (True: done) or the notes
@@ -36,7 +33,7 @@ def _report_or_json(result: Any, render: Callable[[Any], str], report: Path | No
     if report:
         _write(render(result), report)
     if json:
-        print_json(result.to_dict())
+        print_json(result)
         return True
     for message in getattr(result, "notes", []):
         note(message)
@@ -81,13 +78,11 @@ def similar(
 
     Example: `pinshop similar P005 --cheaper`, `pinshop similar P005 --color green`
     """
-    from pinshop_cli.look.similar import similar as find_similar
     from pinshop_cli.report.look import render_similar
 
-    result = find_similar(reference, workspace, cheaper=cheaper, max_price=max_price,
-                          color=color, top_k=top_k, category=category,
-                          models_dir=_models(models_dir),
-                          runtime=runtime)
+    with open_shop(workspace, models_dir, runtime) as shop:
+        result = shop.similar(reference, cheaper=cheaper, max_price=max_price, color=color,
+                              top_k=top_k, category=category)
     if _report_or_json(result, render_similar, report, json):
         return
     title = (result.reference_product.render() if result.reference_product
@@ -116,11 +111,10 @@ def complete(
 
     Example: `pinshop complete sample_data/pins/7303782.jpg`
     """
-    from pinshop_cli.look.complete import complete as complete_look
     from pinshop_cli.report.look import render_complete
 
-    result = complete_look(reference, workspace, top_k=top_k, detector=detector,
-                           models_dir=_models(models_dir), runtime=runtime)
+    with open_shop(workspace, models_dir, runtime) as shop:
+        result = shop.complete(reference, top_k=top_k, detector=detector)
     if _report_or_json(result, render_complete, report, json):
         return
     table(f"goes with {reference} (in it: {', '.join(result.scene_categories) or 'unknown'})",
@@ -142,10 +136,11 @@ def duplicates(
 
     Example: `pinshop duplicates --report duplicates.html`
     """
-    from pinshop_cli.look.duplicates import find_duplicates, measured_curve
+    from pinshop_cli.look.duplicates import measured_curve
     from pinshop_cli.report.look import render_duplicates
 
-    result = find_duplicates(workspace, threshold=threshold)
+    with open_shop(workspace) as shop:
+        result = shop.duplicates(threshold=threshold)
     if _report_or_json(result, lambda r: render_duplicates(r, measured_curve()), report, json):
         return
     note(f"{result.clusters} cluster(s) of {result.table.num_rows} products at threshold "
@@ -166,10 +161,10 @@ def audit(
 
     Example: `pinshop audit --report audit.html`
     """
-    from pinshop_cli.look.audit import audit as run_audit
     from pinshop_cli.report.look import render_audit
 
-    result = run_audit(workspace)
+    with open_shop(workspace) as shop:
+        result = shop.audit()
     if _report_or_json(result, render_audit, report, json):
         return
     table(f"audit of {result.products} products (all findings in audit.parquet)",

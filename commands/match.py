@@ -11,6 +11,7 @@ from ._output import (
     RuntimeOption,
     WorkspaceOption,
     note,
+    open_shop,
     print_json,
     table,
 )
@@ -44,18 +45,17 @@ def match(
     Example: `pinshop match sample_data/pins/7303782.jpg --top-k 3 --report out.html`
     """
     from pinshop_cli import PinshopError
-    from pinshop_cli import match as run_match
     from pinshop_cli.report.html import write_report
 
-    result = run_match(images or [], text=text, workspace=workspace, top_k=top_k,
-                       category=category, max_price=max_price, color=color, rebuild=rebuild,
-                       detector=detector, models_dir=str(models_dir) if models_dir else None,
-                       runtime=runtime)
+    with open_shop(workspace, models_dir, runtime) as shop:
+        result = shop.match(images or [], text=text, top_k=top_k, category=category,
+                            max_price=max_price, color=color, rebuild=rebuild,
+                            detector=detector)
     if report:
         write_report(result, report)
         typer.echo(f"report written to {report}", err=True)
     if json:
-        print_json(result.to_dict())
+        print_json(result)
     else:
         for message in result.notes:
             note(message)

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from ._output import JsonOption, WorkspaceOption, echo, print_json, table
+from ._output import JsonOption, WorkspaceOption, echo, open_shop, print_json, table
 
 
 def recommend(
@@ -34,23 +34,27 @@ def recommend(
     `pinshop recommend --evaluate`
     """
     from pinshop_cli import PinshopError
-    from pinshop_cli.recommendation.api import evaluate as run_evaluate
-    from pinshop_cli.recommendation.api import recommend as run_recommend
-    from pinshop_cli.recommendation.api import recommend_all
-    from pinshop_cli.recommendation.api import tune as run_tune
     from pinshop_cli.recommendation.config import RecommendConfig, with_overrides
 
     config = with_overrides(RecommendConfig(), k=k, per_category=per_category)
+    if not (tune or evaluate or all_users or user is not None):
+        raise PinshopError("say who for: --user ID, --all, --tune or --evaluate")
+    with open_shop(workspace) as shop:
+        _recommend(shop, user, all_users, evaluate, tune, cut, config, json)
+
+
+def _recommend(shop: Any, user: str | None, all_users: bool, evaluate: bool, tune: bool,
+               cut: str | None, config: Any, json: bool) -> None:
     if tune:
-        fitted = run_tune(workspace, config)
+        fitted = shop.tune(config)
         if json:
-            print_json(fitted.to_dict())
+            print_json(fitted)
             return
         _show_tuning(fitted.to_dict())
     elif evaluate:
-        result = run_evaluate(workspace, cut, config)
+        result = shop.evaluate(cut, config)
         if json:
-            print_json(result.to_dict())
+            print_json(result)
             return
         if result.tuning:
             _show_tuning(result.tuning)
@@ -62,21 +66,20 @@ def recommend(
         for note in result.notes:
             echo(note, err=True)
     elif all_users:
-        rows = recommend_all(workspace, config)
+        rows = shop.recommend(config=config)
         if json:
             print_json({"rows": rows})
         else:
             echo(f"{rows} recommendations written to recommendations.parquet", err=True)
-    elif user is not None:
-        recs = run_recommend(workspace, user, config)
+    else:
+        recs = shop.recommend(user, config)
         if json:
-            print_json([r.__dict__ for r in recs])
+            print_json(recs)
             return
         table(f"recommendations for {user}", ["rank", "product", "price", "category", "reason"],
-              [[r.rank, f"{r.title} ({r.item_id})", r.price, r.category, r.reason]
+              [[r.rank, f"{r.title} ({r.item_id})",
+                "" if r.price is None else f"{r.price:.2f}", r.category, r.reason]
                for r in recs])
-    else:
-        raise PinshopError("say who for: --user ID, --all, --tune or --evaluate")
 
 
 def _show_tuning(tuning: dict) -> None:

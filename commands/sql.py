@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from ._output import JsonOption, WorkspaceOption, note, print_json, table
+from ._output import JsonOption, WorkspaceOption, note, open_shop, print_json, table
 
 
 def sql(
@@ -32,10 +32,9 @@ def sql(
 
     Example: `pinshop sql "SELECT category, count(*) FROM catalog GROUP BY 1"`
     """
-    from pinshop_cli import run_sql
-
-    result = run_sql(query, workspace, allow_writes=allow_writes, timeout=timeout or None,
-                     memory_limit=memory_limit)
+    with open_shop(workspace) as shop:
+        result = shop.sql(query, allow_writes=allow_writes, timeout=timeout or None,
+                          memory_limit=memory_limit)
     for message in result.notes:
         note(message)
     if json:

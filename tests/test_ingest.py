@@ -190,4 +190,4 @@ def test_a_shrunk_catalog_is_reported_not_unchanged(copy_workspace, sample_dir, 
     assert not summary.model_work_done and not summary.unchanged
     assert (summary.rows_added, summary.rows_removed, summary.rows_changed) == (0, 5, 0)
     assert any("5 removed" in note for note in summary.notes)
-    assert summary.as_dict()["unchanged"] is False
+    assert summary.to_dict()["unchanged"] is False

@@ -113,7 +113,7 @@ class IngestSummary:
         return not (self.model_work_done or self.rows_added or self.rows_removed
                     or self.rows_changed)
 
-    def as_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "model_work_done": self.model_work_done,
                 "unchanged": self.unchanged}
 

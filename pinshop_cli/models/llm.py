@@ -24,10 +24,10 @@ from ..errors import PinshopError
 from .base import ChatModel
 from .llama_worker import read_frame, write_frame
 
-# Every core: on the 2-core test machine 2 threads generate 25.7 tok/s against 16.4 for 1,
-# with no stall in about 50 generations (an earlier build did stall; --threads /
-# PINSHOP_THREADS override).
-DEFAULT_THREADS = int(os.environ.get("PINSHOP_THREADS", "0")) or (os.cpu_count() or 1)
+# Every core by default: on the 2-core test machine 2 threads generate 25.7 tok/s against
+# 16.4 for 1, with no stall in about 50 generations (an earlier build did stall; the CLI's
+# --threads / PINSHOP_THREADS override).
+DEFAULT_THREADS = os.cpu_count() or 1
 
 #: The llama-cpp-python release CI runs (constraints.txt pins it); 0.3.36 segfaults on the
 #: second generation in a process.

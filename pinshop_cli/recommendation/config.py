@@ -40,7 +40,7 @@ class BlendWeights:
             raise ValueError(f"unknown blend component {component!r}: one of {COMPONENTS}")
         return cls(**{c: float(c == component) for c in COMPONENTS})
 
-    def as_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
 

@@ -109,7 +109,7 @@ def fit(scorer: Scorer, train_end: datetime) -> Tuning:
             if chosen == "blend" else
             f"no blend beat {start} alone on validation: using {start} alone")
     validation = {"blend": fitted, **singles}
-    return Tuning(current.as_dict(), best_half_life, chosen, note, str(cut), str(train_end),
+    return Tuning(current.to_dict(), best_half_life, chosen, note, str(cut), str(train_end),
                   users.num_rows, {name: {"ndcg": m.ndcg, "hit_rate": m.hit_rate}
                                    for name, m in validation.items()})
 
