@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from ._output import JsonOption, WorkspaceOption, note, print_json, table
+from ._output import JsonOption, WorkspaceOption, note, open_shop, print_json, table
 
 
 def index(
@@ -44,7 +44,7 @@ def index(
     """
     from dataclasses import asdict
 
-    from pinshop_cli import build_indexes, index_status
+    from pinshop_cli import index_status
 
     if status:
         statuses = index_status(workspace)
@@ -60,14 +60,14 @@ def index(
                 note(f"index {s.name} is damaged ({s.damage}): run `pinshop index`")
         return
     notes: list[str] = []
-    manifests = build_indexes(workspace, by_category=by_category, M=m,
-                              ef_construction=ef_construction, recall_sample=recall_sample,
-                              rebuild=rebuild, shards=shards, engine=engine,
-                              ray_address=ray_address, notes=notes)
+    with open_shop(workspace) as shop:
+        manifests = shop.index(by_category=by_category, M=m, ef_construction=ef_construction,
+                               recall_sample=recall_sample, rebuild=rebuild, shards=shards,
+                               engine=engine, ray_address=ray_address, notes=notes)
     for message in notes:
         note(message)
     if json:
-        print_json([asdict(x) for x in manifests])
+        print_json(manifests)
         return
     table("indexes built", ["name", "model", "count", "dim", "shards", "build s", "size KiB",
                             "recall@10"],
