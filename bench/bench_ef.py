@@ -33,14 +33,13 @@ KS = (1, 5, 10, 40)
 
 
 def product_texts(n: int) -> list[str]:
-    import pyarrow.parquet as pq
 
-    from pinshop_cli.io.catalog import product_text
+    from pinshop_cli.io.catalog import load_catalog
     from pinshop_cli.synth.catalog import write_catalog
 
     with tempfile.TemporaryDirectory() as tmp:
-        rows = pq.read_table(write_catalog(Path(tmp) / "c.parquet", n, seed=3)).to_pylist()
-    return [product_text(row) for row in rows]
+        catalog = load_catalog(write_catalog(Path(tmp) / "c.parquet", n, seed=3)).table
+    return catalog.column("product_text").to_pylist()
 
 
 def query_texts(count: int) -> list[str]:

@@ -12,7 +12,14 @@ import pandas as pd
 import pyarrow as pa
 
 from pinshop_cli.recommendation.config import LIKED_EVENTS, RecommendConfig
-from pinshop_cli.recommendation.taste import nearest_to_profiles
+from pinshop_cli.recommendation.taste import nearest_labels, taste_profiles
+
+
+def nearest_to_profiles(index, likes, k):  # noqa: ANN001, ANN201
+    """pinshop's taste step (the same hnswlib query both implementations run): (user per
+    row, product id, cosine) of the k products nearest each user's liked-vector mean."""
+    users, labels, scores = nearest_labels(index, *taste_profiles(index, likes), k)
+    return users, index.ids_by_label[labels], scores
 
 
 def recommend_all_pandas(events_path: str, catalog_path: str, index,  # noqa: ANN001

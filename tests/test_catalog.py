@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from pinshop_cli import PinshopError
-from pinshop_cli.io.catalog import load_catalog, normalize_catalog, product_text
+from pinshop_cli.io.catalog import load_catalog, normalize_catalog
 from pinshop_cli.io.catalog_steps import output_names
 
 
@@ -90,9 +90,15 @@ def test_unsupported_or_missing_catalog_is_a_clear_error(tmp_path):
         load_catalog(tmp_path / "missing.csv")
 
 
-def test_product_text():
-    row = {"title": "Sofa", "category": "sofa", "color": "green", "brand": "Forma"}
-    assert product_text(row) == "Sofa. sofa. green. Forma."
+def test_product_text_is_title_category_colour_brand(tmp_path, write_catalog):
+    """The text embedded for a product, as the normalize SQL writes it (a missing part is
+    left out, not left empty)."""
+    catalog = write_catalog([{"id": "a", "title": "Sofa", "category": "sofa", "color": "green",
+                              "brand": "Forma"}, {"id": "b", "title": "Lamp"}])
+    loaded = load_catalog(catalog).table
+    texts = dict(zip(loaded.column("id").to_pylist(), loaded.column("product_text").to_pylist(),
+                     strict=True))
+    assert texts == {"a": "Sofa. sofa. green. Forma.", "b": "Lamp."}
 
 
 @pytest.mark.parametrize(("price", "expected"), [

@@ -44,6 +44,7 @@ from .manifest import (
     read_manifest,
     read_manifests,
 )
+from .search import measure_recall, search_ef, top_k_exact
 from .shards import ShardedIndex, build_shards
 
 if TYPE_CHECKING:
@@ -57,50 +58,6 @@ __all__ = ["IndexManifest", "IndexStatus", "LoadedIndex", "build_indexes", "inde
 SPACE = "ip"  # vectors are L2-normalized, so inner product == cosine similarity
 #: Where a catalog or detections file comes from again.
 REINGEST = {"catalog": "`pinshop ingest CATALOG`", "detections": "`pinshop ingest --pins DIR`"}
-
-
-def top_k_exact(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray,
-                                                                             np.ndarray]:
-    """(positions, scores) of the k best inner products per query, best first: the ground
-    truth for recall, and the search over small filtered sets."""
-    import numpy as np
-
-    scores = queries @ vectors.T
-    k = min(k, vectors.shape[0])
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    top_scores = np.take_along_axis(scores, top, axis=1)
-    order = np.argsort(-top_scores, axis=1, kind="stable")
-    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
-
-
-def search_ef(k: int, n: int) -> int:
-    """hnswlib's search breadth for a top-k query over n vectors. It grows with log n as
-    well as k: on text queries not in the index, ef=64 missed the exact best match for
-    0.2% of queries at 92k products and none at 23k; ef>=100 found it for all, at 0.27 vs
-    0.19 ms a query (bench/bench_ef.py, BENCHMARKS.md)."""
-    import math
-
-    return max(64, 2 * k, math.ceil(8 * math.log2(max(n, 2))))
-
-
-def measure_recall(index: Any, vectors: np.ndarray, sample: int = 200, k: int = 10,
-                   seed: int = 0, labels: np.ndarray | None = None) -> float:
-    """recall@k of the index against exact search at the breadth queries use, queries
-    drawn from the indexed vectors (`labels[i]` is the label of vectors[i]; default
-    0..n-1)."""
-    import numpy as np
-
-    k = min(k, vectors.shape[0])
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(vectors.shape[0], size=min(sample, vectors.shape[0]), replace=False)
-    queries = vectors[picks]
-    truth = top_k_exact(vectors, queries, k)[0]
-    index.set_ef(search_ef(k, vectors.shape[0]))
-    found, _ = index.knn_query(queries, k=k)
-    if labels is not None:
-        truth = labels[truth]
-    hits = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(found, truth, strict=True))
-    return round(hits / (len(picks) * k), 4)
 
 
 def _current(ws: Workspace, kind: str, model_id: str) -> pa.Table:

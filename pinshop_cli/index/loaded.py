@@ -52,6 +52,13 @@ class LoadedIndex:
     def live_count(self) -> int:
         return self.label_table.num_rows
 
+    def knn(self, queries: np.ndarray, k: int, ef: int | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, cosines) of the k nearest live labels per query (search.knn)."""
+        from .search import knn
+
+        return knn(self.index, queries, k, self.live_count, ef)
+
     @cached_property
     def vectors(self) -> np.ndarray | None:
         """Vectors by label, memory-mapped (None for indexes built before they were kept)."""

@@ -209,10 +209,3 @@ def rejects_schema() -> pa.Schema:
 
     return pa.schema([("source", pa.string()), ("line", pa.int64()), ("id", pa.string()),
                       ("reason", pa.string()), ("raw", pa.string())])
-
-
-def product_text(row: dict[str, Any]) -> str:
-    """The text embedded for a product: '{title}. {category}. {color}. {brand}' (the SQL in
-    `_finish` builds the same string for every row)."""
-    parts = (row.get("title"), row.get("category"), row.get("color"), row.get("brand"))
-    return ". ".join(str(p) for p in parts if p) + "."

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError
-from ..index.hnsw import LoadedIndex, search_ef
+from ..index.hnsw import LoadedIndex
 from ..retrieval.retriever import Retriever
 from ..workspace.storage import write_parquet
 
@@ -45,15 +45,14 @@ def neighbour_graph(loaded: LoadedIndex, k: int) -> tuple[np.ndarray, np.ndarray
     if k < 1:
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0, np.float32)
-    loaded.index.set_ef(search_ef(k, len(labels)))
     sources, neighbours, cosines = [], [], []
     for start in range(0, len(labels), BATCH):
         chunk = labels[start:start + BATCH]
-        found, distances = loaded.index.knn_query(loaded.vectors_of(chunk), k=k + 1)
+        found, similarity = loaded.knn(loaded.vectors_of(chunk), k + 1)
         keep = found != chunk[:, None]  # drop the product itself
         sources.append(np.repeat(chunk, k + 1)[keep.ravel()])
-        neighbours.append(found[keep].astype(np.int64))
-        cosines.append(1.0 - distances[keep])
+        neighbours.append(found[keep])
+        cosines.append(similarity[keep])
     return np.concatenate(sources), np.concatenate(neighbours), \
         np.concatenate(cosines).astype(np.float32)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..index.hnsw import LoadedIndex, load_index, search_ef
+from ..index.hnsw import LoadedIndex, load_index
 from ..workspace import Workspace
 from ..workspace.storage import query_arrow
 
@@ -84,15 +84,5 @@ def nearest_labels(index: LoadedIndex, user_ids: np.ndarray, profiles: np.ndarra
     if len(user_ids) == 0:
         return user_ids, np.array([], dtype=np.int64), np.array([], dtype=np.float32)
     k = min(k, index.live_count)
-    index.index.set_ef(search_ef(k, index.live_count))
-    labels, distances = index.index.knn_query(profiles, k=k)
-    return (np.repeat(user_ids, k), labels.ravel().astype(np.int64),
-            (1.0 - distances.ravel()).astype(np.float32))
-
-
-def nearest_to_profiles(index: LoadedIndex, likes: pa.Table, k: int
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For likes (user_id, item_id, strength): (user per row, product id, cosine) of the k
-    products nearest to each user's strength-weighted mean liked vector."""
-    users, labels, scores = nearest_labels(index, *taste_profiles(index, likes), k)
-    return users, index.ids_by_label[labels], scores
+    labels, cosines = index.knn(profiles, k)
+    return np.repeat(user_ids, k), labels.ravel(), cosines.ravel()

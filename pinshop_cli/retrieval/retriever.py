@@ -28,7 +28,6 @@ from ..index.hnsw import (
     build_indexes,
     index_name,
     load_index,
-    search_ef,
     top_k_exact,
 )
 from ..workspace import Workspace
@@ -122,21 +121,18 @@ def search_index(loaded: LoadedIndex, queries: np.ndarray, k: int,
         return allowed.labels[positions], scores
     k = min(k, total if allowed is None else len(allowed))
     if allowed is None:
-        loaded.index.set_ef(search_ef(k, total))
-        labels, distances = loaded.index.knn_query(queries, k=k)
-        return labels, 1.0 - distances
+        return loaded.knn(queries, k)
     fetch = int(min(total, k * OVERFETCH * total / len(allowed) + k))
     while True:
-        loaded.index.set_ef(max(search_ef(k, total), fetch))
-        labels, distances = loaded.index.knn_query(queries, k=fetch)
+        labels, cosines = loaded.knn(queries, fetch, ef=fetch)
         keep = allowed.mask[labels]
         if not escalate or keep.sum(axis=1).min() >= k or fetch >= total:
             break
         fetch = min(total, fetch * 4)
     # Stable per-row selection of the first k kept candidates (already best first).
     order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
-    chosen = np.take_along_axis(labels, order, axis=1).astype(np.int64)
-    scores = (1.0 - np.take_along_axis(distances, order, axis=1)).astype(np.float32)
+    chosen = np.take_along_axis(labels, order, axis=1)
+    scores = np.take_along_axis(cosines, order, axis=1)
     valid = np.take_along_axis(keep, order, axis=1)
     return np.where(valid, chosen, -1), np.where(valid, scores, -np.inf)
 
