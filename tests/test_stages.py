@@ -23,6 +23,7 @@ def plan(paths: list[Path]) -> pa.Table:
 def test_stages_pickle_and_a_batch_of_only_bad_images_keeps_the_stream_schema(
         tmp_path: Path, bad_images: dict[str, Path], sample_dir: Path) -> None:
     ws = Workspace.open(tmp_path / "ws", create=True)
+    PartStore(ws.embeddings_dir / "product_image").ensure()  # as the driver does first
     stages = [Stage(DecodeImages, {"max_pixels": 64_000_000, "min_side": 448}),
               Stage(EmbedImages, {"embedder": "offline", "models_dir": None,
                                   "expect": "efficientnet-lite0"}, model=True),

@@ -72,6 +72,8 @@ def repair_stores(ws: Workspace, full: bool = True, writing: tuple[str, ...] = (
         store(ws, kind).ensure()
         if kind == "crop":
             detection_store(ws).ensure()
+        elif kind == "product_image":  # product photos' colours, written beside them
+            PartStore(ws.color_parts_dir).ensure()
     return notes
 
 
