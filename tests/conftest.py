@@ -49,7 +49,10 @@ def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     mp = pytest.MonkeyPatch()
     mp.setenv("PINSHOP_OFFLINE", "1")
-    mp.setenv("PINSHOP_MODELS", str(tmp_path_factory.mktemp("models")))
+    # The session's one models cache: the ONNX exports are made once, here, for every test.
+    cache = tmp_path_factory.getbasetemp() / "models-cache"
+    cache.mkdir(exist_ok=True)
+    mp.setenv("PINSHOP_MODELS", str(cache))
     root = tmp_path_factory.mktemp("demo") / "ws"
     ingest(root, SAMPLE / "catalog.csv", SAMPLE / "pins")
     build_indexes(root)
@@ -233,6 +236,21 @@ class RecordingModel:
 
     def start(self) -> None:
         self.model.start()
+
+
+@pytest.fixture
+def fake_chat() -> Any:
+    """A scripted fake chat model (plumbing): every answer cites the first product the
+    prompt lists, so the guard renders it from the catalog."""
+    import re
+
+    from pinshop_cli.testing import ScriptedChatModel
+
+    def cite_first(messages: list[dict[str, str]]) -> str:
+        ids = re.findall(r'<product id="([^"]+)"', " ".join(m["content"] for m in messages))
+        return f"The [{ids[0]}] is a good fit." if ids else "Nothing fits."
+
+    return ScriptedChatModel([cite_first] * 200)
 
 
 @pytest.fixture
