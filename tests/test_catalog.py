@@ -166,6 +166,8 @@ def test_long_fields_bom_and_column_collisions(tmp_path):
 def test_output_names_never_drop_a_column():
     assert output_names(["ID", "id ", "Title", "x", "X"]) == ["ID_2", "id", "title", "x", "X_2"]
     assert output_names(["id", "source_line"]) == ["id", "source_line_2"]
+    # a NUL would cut both names to "a" inside Arrow; without it they stay distinct
+    assert output_names(["a\x002", "a\x002", "id"]) == ["a2", "a2_2", "id"]
 
 
 def test_long_image_path_is_a_reject(tmp_path):

@@ -14,6 +14,7 @@ reason each).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ KNOWN_COLUMNS = (
 DERIVED_COLUMNS = ("image_sha256", "image_width", "image_height", "product_text",
                    "product_text_hash", "source_line")
 PRICE_TYPE = "DECIMAL(18, 2)"
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_PRICE = 1e16  # DECIMAL(18, 2) holds up to 9,999,999,999,999,999.99
 
 
@@ -43,7 +45,10 @@ def output_names(names: list[str]) -> list[str]:
     """The catalog column each input column becomes. Names are trimmed and lower-cased;
     when two inputs claim one name ('ID' and 'id ', 'Color' and 'color') the one already
     spelled that way (else the first) gets it and the other keeps its own spelling with a
-    numeric suffix, so no value is lost. Derived names are never taken by user columns."""
+    numeric suffix, so no value is lost. Derived names are never taken by user columns.
+    Control characters are dropped first: a NUL would cut the name short inside Arrow and
+    DuckDB and let two distinct names collide there."""
+    names = [CONTROL.sub("", name) for name in names]
     keys = [name.strip().lower() or f"column_{n + 1}" for n, name in enumerate(names)]
     owner: dict[str, int] = {}
     for n, key in enumerate(keys):

@@ -114,6 +114,10 @@ class ChatModel(ABC):
         llama.cpp worker does), so the load overlaps the caller's own preparation."""
         return None
 
+    def close(self) -> None:
+        """Let go of what `start` or the first call took (the llama.cpp worker process)."""
+        return None
+
     def generate(self, messages: list[dict[str, str]], max_tokens: int = 256,
                  temperature: float = 0.2, json_schema: dict[str, Any] | None = None) -> str:
         return "".join(self.stream(messages, max_tokens, temperature, json_schema))
