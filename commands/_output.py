@@ -75,6 +75,23 @@ RuntimeOption = Annotated[
 ]
 
 
+def _device(value: str) -> str:
+    from pinshop_cli.models.device import DeviceError, check_spelling
+
+    try:
+        return check_spelling(value)
+    except DeviceError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+DeviceOption = Annotated[
+    str,
+    typer.Option("--device", envvar="PINSHOP_DEVICE", callback=_device,
+                 help="Where the models run: auto (a GPU when one is visible), cpu, cuda, "
+                      "cuda:N. Asking for a GPU that is not there is an error."),
+]
+
+
 def plain(data: Any) -> Any:
     """A library result as JSON-ready data: its `to_dict()` (the one convention results
     follow), else the dataclass's fields; lists element by element."""
@@ -93,11 +110,11 @@ def print_json(data: Any) -> None:
 
 
 def open_shop(workspace: Path | None, models_dir: Path | None = None,
-              runtime: str = "auto") -> Any:
+              runtime: str = "auto", device: str = "auto") -> Any:
     """The workspace's Shop (pinshop_cli.open), every command's one door into the library."""
     from pinshop_cli import open as open_workspace
 
-    return open_workspace(workspace, str(models_dir) if models_dir else None, runtime)
+    return open_workspace(workspace, str(models_dir) if models_dir else None, runtime, device)
 
 
 def note(message: str) -> None:

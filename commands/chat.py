@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from ._output import (
+    DeviceOption,
     JsonOption,
     ModelsDirOption,
     RichProgress,
@@ -35,6 +36,7 @@ def chat(
     workspace: WorkspaceOption = None,
     models_dir: ModelsDirOption = None,
     runtime: RuntimeOption = "auto",
+    device: DeviceOption = "auto",
     user: Annotated[str | None, typer.Option(
         help="Shop as this user: their saved, carted and bought items (events) shape the "
              "ranking.")] = None,
@@ -44,7 +46,7 @@ def chat(
 
     Example: `pinshop chat --once "a cream armchair under 600"`
     """
-    with open_shop(workspace, models_dir, runtime) as shop:
+    with open_shop(workspace, models_dir, runtime, device) as shop:
         with RichProgress() as progress:
             assistant = shop.chat(model, user=user, n_ctx=ctx, threads=threads,
                                   progress=progress)

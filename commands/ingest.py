@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from ._output import (
+    DeviceOption,
     JsonOption,
     ModelsDirOption,
     RichProgress,
@@ -40,6 +41,7 @@ def ingest(
     workspace: WorkspaceOption = None,
     models_dir: ModelsDirOption = None,
     runtime: RuntimeOption = "auto",
+    device: DeviceOption = "auto",
     json: JsonOption = False,
 ) -> None:
     """Normalize a catalog, embed product images and texts, detect and embed pin crops.
@@ -52,9 +54,9 @@ def ingest(
 
     config = IngestConfig(embedder=embedder, detector=detector, batch_size=batch_size,
                           replace_pins=replace_pins, engine=engine, ray_address=ray_address,
-                          workers=workers, runtime=runtime,
+                          workers=workers, runtime=runtime, device=device,
                           models_dir=str(models_dir) if models_dir else None)
-    with RichProgress() as progress, open_shop(workspace, models_dir, runtime) as shop:
+    with RichProgress() as progress, open_shop(workspace, models_dir, runtime, device) as shop:
         summary = shop.ingest(catalog, pins, config, progress)
     if json:
         print_json(summary)

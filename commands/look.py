@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ._output import (
+    DeviceOption,
     JsonOption,
     ModelsDirOption,
     RuntimeOption,
@@ -69,6 +70,7 @@ def similar(
     workspace: WorkspaceOption = None,
     models_dir: ModelsDirOption = None,
     runtime: RuntimeOption = "auto",
+    device: DeviceOption = "auto",
     json: JsonOption = False,
 ) -> None:
     """Look-alikes of a product or a photo in the same category, most similar first.
@@ -80,7 +82,7 @@ def similar(
     """
     from pinshop_cli.report.look import render_similar
 
-    with open_shop(workspace, models_dir, runtime) as shop:
+    with open_shop(workspace, models_dir, runtime, device) as shop:
         result = shop.similar(reference, cheaper=cheaper, max_price=max_price, color=color,
                               top_k=top_k, category=category)
     if _report_or_json(result, render_similar, report, json):
@@ -102,6 +104,7 @@ def complete(
     workspace: WorkspaceOption = None,
     models_dir: ModelsDirOption = None,
     runtime: RuntimeOption = "auto",
+    device: DeviceOption = "auto",
     json: JsonOption = False,
 ) -> None:
     """Complete the look: products from other categories that go with a scene or product.
@@ -113,7 +116,7 @@ def complete(
     """
     from pinshop_cli.report.look import render_complete
 
-    with open_shop(workspace, models_dir, runtime) as shop:
+    with open_shop(workspace, models_dir, runtime, device) as shop:
         result = shop.complete(reference, top_k=top_k, detector=detector)
     if _report_or_json(result, render_complete, report, json):
         return

@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from ._output import (
+    DeviceOption,
     JsonOption,
     ModelsDirOption,
     RuntimeOption,
@@ -38,6 +39,7 @@ def match(
     workspace: WorkspaceOption = None,
     models_dir: ModelsDirOption = None,
     runtime: RuntimeOption = "auto",
+    device: DeviceOption = "auto",
     json: JsonOption = False,
 ) -> None:
     """Find the catalog products that match each object in the photos (or a text query).
@@ -47,7 +49,7 @@ def match(
     from pinshop_cli import PinshopError
     from pinshop_cli.report.html import write_report
 
-    with open_shop(workspace, models_dir, runtime) as shop:
+    with open_shop(workspace, models_dir, runtime, device) as shop:
         result = shop.match(images or [], text=text, top_k=top_k, category=category,
                             max_price=max_price, color=color, rebuild=rebuild,
                             detector=detector)

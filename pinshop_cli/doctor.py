@@ -209,8 +209,11 @@ def device_checks() -> list[Check]:
     gpus = ", ".join(f"cuda:{n} {gpu['name']} ({gpu['memory_gib']} GiB)"
                      for n, gpu in enumerate(found["cuda"])) or "no CUDA device visible"
     checks.append(Check("torch + torchvision", "ok", "import together"))
+    from .models.device import resolve_device
+
     checks.append(Check("gpu", "ok", f"{gpus}; onnxruntime providers: "
-                        f"{', '.join(found['onnxruntime'])}"))
+                        f"{', '.join(found['onnxruntime'])}; --device auto runs on "
+                        f"{resolve_device('auto')}"))
     return checks
 
 

@@ -34,12 +34,16 @@ if TYPE_CHECKING:
 
 class Shop:
     def __init__(self, workspace: str | Path | None = None, models_dir: str | None = None,
-                 runtime: str = "auto") -> None:
+                 runtime: str = "auto", device: str = "auto") -> None:
         """`workspace` need not exist yet: an empty or new directory is a workspace to
         ingest into (answers need one that has been ingested; nothing is created until a
-        write)."""
+        write). `device` (auto, cpu, cuda, cuda:N) is where its models run."""
         self.path = workspace
-        self.models_dir, self.runtime = models_dir, runtime
+        self.models_dir, self.runtime, self.device = models_dir, runtime, device
+        if device not in ("auto", "cpu"):  # a GPU asked for by name must be there: say so now
+            from .models.device import resolve_device
+
+            resolve_device(device)
         self._retriever: Retriever | None = None
         self._chat_models: dict[tuple[str, int, int | None], ChatModel] = {}
 
@@ -59,7 +63,7 @@ class Shop:
         """Let go of the catalog, the index generations held and the chat workers."""
         self._forget()
         for model in self._chat_models.values():
-            model.close()  # type: ignore[attr-defined]
+            model.close()
         self._chat_models.clear()
 
     def _forget(self) -> None:
@@ -73,7 +77,8 @@ class Shop:
         from .retrieval.retriever import Retriever
 
         if self._retriever is None:
-            self._retriever = Retriever(self.ws, self.models_dir, runtime=self.runtime)
+            self._retriever = Retriever(self.ws, self.models_dir, runtime=self.runtime,
+                                        device=self.device)
         return self._retriever
 
     # -- writers ---------------------------------------------------------------------------
@@ -83,7 +88,8 @@ class Shop:
         from .ingestion.pipeline import IngestConfig, ingest
 
         self._forget()
-        config = config or IngestConfig(runtime=self.runtime, models_dir=self.models_dir)
+        config = config or IngestConfig(runtime=self.runtime, models_dir=self.models_dir,
+                                        device=self.device)
         return ingest(self.path, catalog, pins, config, progress)
 
     def index(self, **options: Any) -> Any:
@@ -112,7 +118,8 @@ class Shop:
             self._forget()
             from .retrieval.retriever import Retriever
 
-            retriever = Retriever(self.ws, self.models_dir, rebuild=True, runtime=self.runtime)
+            retriever = Retriever(self.ws, self.models_dir, rebuild=True, runtime=self.runtime,
+                                  device=self.device)
             try:
                 return match(images, text, retriever=retriever, models_dir=self.models_dir,
                              **options)
@@ -190,7 +197,8 @@ class Shop:
         key = (model, n_ctx, threads)
         if key not in self._chat_models:
             self._chat_models[key] = get_chat_model(model, self.models_dir, n_ctx=n_ctx,
-                                                    n_threads=threads, progress=progress)
+                                                    n_threads=threads, progress=progress,
+                                                    device=self.device)
         return ShoppingAssistant(self.ws, self._chat_models[key], models_dir=self.models_dir,
                                  retriever=self.retriever, runtime=self.runtime, user=user)
 
@@ -202,6 +210,6 @@ class Shop:
 
 
 def open(workspace: str | Path | None = None, models_dir: str | None = None,  # noqa: A001
-         runtime: str = "auto") -> Shop:
+         runtime: str = "auto", device: str = "auto") -> Shop:
     """The Shop of `workspace` (default $PINSHOP_HOME, else ./pinshop-data)."""
-    return Shop(workspace, models_dir, runtime)
+    return Shop(workspace, models_dir, runtime, device)

@@ -58,7 +58,8 @@ class DetectorWithRegions(Detector):
 def choose_detector(name: str, embedder: Embedder,
                     photos: Callable[[], ProductPhotos | None],
                     categories: Callable[[], list[str]],
-                    models_dir: str | None = None, min_score: float = 0.25) -> Detector:
+                    models_dir: str | None = None, min_score: float = 0.25,
+                    device: str = "auto") -> Detector:
     """The detector `name` stands for (see the module docstring). `photos` gives the
     catalog's product photos and `categories` its category names, asked for only when
     needed."""
@@ -66,8 +67,8 @@ def choose_detector(name: str, embedder: Embedder,
     from ..models.detectors import UltralyticsDetector
 
     if name == "none":
-        return get_detector("none", models_dir, min_score)
-    base = None if name == REGIONS else get_detector(name, models_dir, min_score)
+        return get_detector("none", models_dir, min_score, device)
+    base = None if name == REGIONS else get_detector(name, models_dir, min_score, device)
     if base is not None and not base.is_fallback:
         names = categories()
         if isinstance(base, UltralyticsDetector):

@@ -83,6 +83,7 @@ class ActorPlacement:
     actors: int  # per model stage
     cpus: float  # logical CPUs each actor reserves
     threads: int  # torch threads inside each actor
+    gpus: float = 0.0  # GPUs each actor reserves (a share when actors outnumber GPUs)
 
 
 def actor_placement(stages: list[Stage], workers: int | None) -> ActorPlacement:
@@ -92,8 +93,8 @@ def actor_placement(stages: list[Stage], workers: int | None) -> ActorPlacement:
     forever for a CPU to decode on); `workers` that cannot fit so are refused."""
     import ray
 
-    node_cpus = [cpus for node in ray.nodes() if node.get("Alive")
-                 if (cpus := float(node.get("Resources", {}).get("CPU", 0))) > 0]
+    alive = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    node_cpus = [cpus for resources in alive if (cpus := float(resources.get("CPU", 0))) > 0]
     if not node_cpus:
         raise PinshopError("the Ray cluster has no CPUs to run on")
     models = max(1, sum(stage.model for stage in stages))
@@ -104,7 +105,26 @@ def actor_placement(stages: list[Stage], workers: int | None) -> ActorPlacement:
         raise PinshopError(f"--workers {actors} does not fit: {len(node_cpus)} node(s) with "
                            f"{min(node_cpus):g} CPUs each cannot hold {actors * models} model "
                            "actors and still decode; use fewer workers")
-    return ActorPlacement(actors, cpus, max(1, int(sum(node_cpus) // (actors * models))))
+    gpus = actor_gpus([stage.args.get("device", "auto") for stage in stages if stage.model],
+                      sum(float(resources.get("GPU", 0)) for resources in alive),
+                      actors * models)
+    return ActorPlacement(actors, cpus, max(1, int(sum(node_cpus) // (actors * models))), gpus)
+
+
+def actor_gpus(devices: list[str], cluster_gpus: float, model_actors: int) -> float:
+    """The GPU share each model actor reserves: none when every stage runs on the CPU or
+    `auto` finds no GPU; otherwise the cluster's GPUs split over the actors, at most one
+    each (Ray then sets each actor's CUDA_VISIBLE_DEVICES). Decoding stays on CPU tasks."""
+    wants = [device for device in devices if device != "cpu"]
+    if not wants:
+        return 0.0
+    if cluster_gpus <= 0:
+        named = next((device for device in wants if device != "auto"), None)
+        if named:
+            raise PinshopError(f"--device {named}: the Ray cluster has no GPUs; use "
+                               "--device cpu or auto")
+        return 0.0
+    return min(1.0, cluster_gpus / max(1, model_actors))
 
 
 def run_ray(plan: pa.Table, stages: list[Stage], options: EngineOptions
@@ -127,7 +147,7 @@ def run_ray(plan: pa.Table, stages: list[Stage], options: EngineOptions
                     stage.factory,
                     fn_constructor_kwargs={**stage.args, "threads": placement.threads},
                     compute=ray.data.ActorPoolStrategy(size=placement.actors),
-                    num_cpus=placement.cpus, **common)
+                    num_cpus=placement.cpus, num_gpus=placement.gpus, **common)
             else:  # an instance, not a class: Ray runs it as stateless tasks
                 dataset = dataset.map_batches(stage.build(), num_cpus=LIGHT_TASK_CPUS, **common)
         yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")

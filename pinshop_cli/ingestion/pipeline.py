@@ -59,6 +59,8 @@ class IngestConfig:
     #: Where the embedder's forwards run: auto (ONNX Runtime when an export exists or can
     #: be made), torch, onnx, onnx-int8.
     runtime: str = "auto"
+    #: auto (a GPU when one is visible), cpu, cuda or cuda:N (models/device.py).
+    device: str = "auto"
     detector: str = "auto"
     batch_size: int = 32
     text_batch_size: int = 128
@@ -132,7 +134,8 @@ class _Run:
     def embedder(self) -> Embedder:
         if self._embedder is None:
             self._embedder = workspace_embedder(self.ws, self.config.embedder,
-                                                self.config.models_dir, self.config.runtime)
+                                                self.config.models_dir, self.config.runtime,
+                                                self.config.device)
             record_embedder(self.ws, self._embedder)
             self.summary.embedder = f"{self._embedder.image_model_id} / " \
                                     f"{self._embedder.text_model_id}"
@@ -152,7 +155,7 @@ class _Run:
     def embed_stage(self, model_id: str, factory: type) -> Stage:
         return Stage(factory, {"embedder": self.embedder.source,
                                "models_dir": self.config.models_dir, "expect": model_id,
-                               "runtime": self.config.runtime},
+                               "runtime": self.config.runtime, "device": self.config.device},
                      model=True)
 
     def execute(self, plan: pa.Table, stages: list[Stage], batch_size: int) -> dict[str, list]:
@@ -250,6 +253,7 @@ class _Run:
                                   "workspace": str(self.ws.root),
                                   "embedder": self.embedder.source,
                                   "runtime": self.config.runtime,
+                                  "device": self.config.device,
                                   "models_dir": self.config.models_dir,
                                   "min_score": self.config.min_score,
                                   "expect": detector.model_id}, model=True),
@@ -407,7 +411,8 @@ def ingest(workspace: str | Path | None = None, catalog: str | Path | None = Non
                 detector = choose_detector(
                     config.detector, embedder,
                     lambda: ProductPhotos.from_workspace(ws, embedder.image_model_id),
-                    lambda: catalog_categories(ws), config.models_dir, config.min_score)
+                    lambda: catalog_categories(ws), config.models_dir, config.min_score,
+                    config.device)
                 detector_id = run.summary.detector = detector.model_id
                 if detector.note:
                     run.summary.notes.append(detector.note)

@@ -119,31 +119,24 @@ class DecodeImages:
         })
 
 
-def _torch_threads(threads: int | None) -> None:
-    """A worker's share of its node's cores (the engine knows how many workers share it)."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-
-
 class DetectAndCrop:
     """A pin's `pixels` -> one row per detected region (the whole photo when nothing is
     found), with the crop's pixels and its box in the original photo's pixels."""
 
     def __init__(self, detector: str, workspace: str, embedder: str, runtime: str,
                  models_dir: str | None, min_score: float, expect: str,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, device: str = "auto") -> None:
         from ..detection.choose import choose_detector
         from ..detection.products import ProductPhotos, catalog_categories
         from ..models import get_embedder
 
-        _torch_threads(threads)
-        images = get_embedder(embedder, models_dir, runtime)
+        # `threads`: this worker's share of its node's cores (the engine knows how many
+        # workers share it); `device`: resolved here, on the worker's own machine.
+        images = get_embedder(embedder, models_dir, runtime, device, threads)
         ws = Workspace(Path(workspace))
         self.detector = choose_detector(
             detector, images, lambda: ProductPhotos.from_workspace(ws, images.image_model_id),
-            lambda: catalog_categories(ws), models_dir, min_score)
+            lambda: catalog_categories(ws), models_dir, min_score, device)
         if self.detector.model_id != expect:
             raise PinshopError(f"detector {detector!r} resolved to {self.detector.model_id} "
                                f"on {node_name()}, not {expect} as on the driver")
@@ -226,14 +219,11 @@ class _Embed:
     image: bool  # which of the embedder's two models this stage runs
 
     def __init__(self, embedder: str, models_dir: str | None, expect: str,
-                 runtime: str = "auto", threads: int | None = None) -> None:
+                 runtime: str = "auto", threads: int | None = None,
+                 device: str = "auto") -> None:
         from ..models import get_embedder
-        from ..models.onnx import set_threads
 
-        set_threads(threads)
-        if runtime == "torch":
-            _torch_threads(threads)
-        self.embedder = get_embedder(embedder, models_dir, runtime)
+        self.embedder = get_embedder(embedder, models_dir, runtime, device, threads)
         got = self.embedder.image_model_id if self.image else self.embedder.text_model_id
         self.node = node_name()
         if got != expect:

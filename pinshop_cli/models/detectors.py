@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError, first_line
 from .base import Detection, Detector
+from .device import CPU, Device
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -42,8 +43,9 @@ class UltralyticsDetector(Detector):
     detection/vocabulary.py maps them to the catalog's categories."""
 
     def __init__(self, weights: Path, model_id: str | None = None, conf: float = 0.25,
-                 imgsz: int = 640, min_box_px: int = 16) -> None:
+                 imgsz: int = 640, min_box_px: int = 16, device: Device = CPU) -> None:
         self.weights = Path(weights)
+        self.device = device
         self.model_id = model_id or self.weights.name
         self.conf = conf
         self.imgsz = imgsz
@@ -90,7 +92,7 @@ class UltralyticsDetector(Detector):
     def detect_batch(self, images: Sequence[Image.Image]) -> list[list[Detection]]:
         model = self._load()
         results = model.predict(list(images), conf=self.conf, imgsz=self.imgsz,
-                                verbose=False, device="cpu")
+                                verbose=False, device=str(self.device))
         batch: list[list[Detection]] = []
         for result in results:
             found: list[Detection] = []

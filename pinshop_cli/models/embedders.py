@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .base import Embedder, l2_normalize
+from .device import Placement
 from .onnx import LazyForward, ModelPart, TorchForward, find_export
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ class _TwoForwards(Embedder):
     run where `runtime` says, exports cached in `models_dir`."""
 
     runtime = "auto"
+    placement = Placement()
     models_dir: Path
     _parts: tuple[ModelPart, ModelPart]
 
@@ -94,9 +96,9 @@ class _TwoForwards(Embedder):
         if part.model_id not in held:
             held[part.model_id] = shared_weights("forward", part.model_id,
                                                  *map(str, part.weights), self.runtime,
-                                                 str(self.models_dir))
+                                                 str(self.models_dir), repr(self.placement))
         forward: LazyForward = held[part.model_id].get(
-            lambda: LazyForward(part, self.runtime, self.models_dir))
+            lambda: LazyForward(part, self.runtime, self.models_dir, self.placement))
         return forward
 
     def _forwards(self) -> tuple[LazyForward, LazyForward]:
@@ -121,8 +123,10 @@ class OpenClipEmbedder(_TwoForwards):
 
     def __init__(self, arch: str, checkpoint: Path, model_id: str,
                  config_file: Path | None = None, source: str = "", note: str = "",
-                 runtime: str = "auto", models_dir: Path | None = None) -> None:
+                 runtime: str = "auto", models_dir: Path | None = None,
+                 placement: Placement | None = None) -> None:
         self.arch, self.checkpoint, self.config_file = arch, checkpoint, config_file
+        self.placement = placement or Placement()
         self.name = self.image_model_id = self.text_model_id = model_id
         self.source, self.note, self.runtime = source or model_id, note, runtime
         self.models_dir = models_dir or checkpoint.parent
@@ -244,8 +248,10 @@ class OfflinePairEmbedder(_TwoForwards):
     max_tokens = 256  # MiniLM's max_seq_length (sentence_bert_config.json)
 
     def __init__(self, image_weights: Path, text_model_dir: Path, source: str = "offline",
-                 note: str = "", runtime: str = "auto", models_dir: Path | None = None) -> None:
+                 note: str = "", runtime: str = "auto", models_dir: Path | None = None,
+                 placement: Placement | None = None) -> None:
         self.image_weights, self.text_model_dir = image_weights, text_model_dir
+        self.placement = placement or Placement()
         self.source, self.note, self.runtime = source, note, runtime
         self.models_dir = models_dir or image_weights.parent
         self._tokenizer = shared_weights("tokenizer", str(text_model_dir))

@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from ..errors import PinshopError
 from .base import ChatModel
+from .device import CPU, Device
 from .llama_worker import read_frame, write_frame
 
 # Every core by default: on the 2-core test machine 2 threads generate 25.7 tok/s against
@@ -105,11 +106,14 @@ class _Worker:
 
 
 class LlamaCppChatModel(ChatModel):
+    """A GGUF model run by llama.cpp in a worker process. On a GPU every layer is offloaded
+    when the installed llama-cpp-python was built with GPU support; `note` says when not."""
+
     def __init__(self, path: Path, model_id: str, n_ctx: int = 4096,
-                 n_threads: int | None = None, seed: int = 0) -> None:
+                 n_threads: int | None = None, seed: int = 0, device: Device = CPU) -> None:
         self.path, self.model_id, self.n_ctx = path, model_id, n_ctx
         self.n_threads = n_threads or DEFAULT_THREADS
-        self.seed = seed
+        self.seed, self.device, self.note = seed, device, ""
         self._worker: _Worker | None = None
         self._lock = threading.RLock()
 
@@ -120,7 +124,8 @@ class LlamaCppChatModel(ChatModel):
             if self._worker is None:
                 check_gguf(self.path)
                 self._worker = _Worker({"path": str(self.path), "n_ctx": self.n_ctx,
-                                        "n_threads": self.n_threads, "seed": self.seed})
+                                        "n_threads": self.n_threads, "seed": self.seed,
+                                        "n_gpu_layers": -1 if self.device.is_gpu else 0})
 
     def _ready_worker(self) -> _Worker:
         """The worker, once its model has loaded."""
@@ -138,6 +143,9 @@ class LlamaCppChatModel(ChatModel):
                     "corrupt GGUF file, or an architecture this llama-cpp-python does not "
                     "support; `pinshop models verify` checks the registered files)")
             worker.ready = reply
+            if self.device.is_gpu and not reply.get("gpu_offload"):
+                self.note = (f"llama-cpp-python {reply.get('version')} was built without GPU "
+                             f"support: chat runs on the CPU, not {self.device}")
         return worker
 
     def _receive(self, worker: _Worker, doing: str) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 import time
 import warnings
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError
 from ..workspace.storage import atomic_path, sha256_file
+from .device import Placement
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,13 +32,7 @@ EXPORT_VERSION = 1  # bump when the export recipe changes: old exports are then 
 FP32_MIN_COSINE = 0.9999
 INT8_MIN_COSINE = 0.99
 INT8_MIN_SPEEDUP = 1.2  # below this, fp32's exactness is worth more than the time
-_threads: int | None = None
-
-
-def set_threads(threads: int | None) -> None:
-    """Intra-op threads of sessions created from now on (default: every core)."""
-    global _threads
-    _threads = threads
+FP16_MIN_COSINE = 0.999  # a GPU forward runs in half precision only when this close to fp32
 
 
 @dataclass(frozen=True)
@@ -264,16 +258,21 @@ class Forward:
         self.session, self.names, self.label = session, names, label
 
     @classmethod
-    def from_file(cls, path: Path, part: ModelPart, label: str = "onnx") -> Forward:
+    def from_file(cls, path: Path, part: ModelPart, label: str = "onnx",
+                  placement: Placement | None = None) -> Forward:
         import onnxruntime as ort
 
+        placement = placement or Placement()
         options = ort.SessionOptions()
-        options.intra_op_num_threads = _threads or os.cpu_count() or 1
+        options.intra_op_num_threads = placement.cpu_threads()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         # Busy-waiting pool threads would steal the cores that decode the next batch.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), options,
+                                       providers=placement.device.ort_providers())
+        if placement.device.is_gpu:
+            label = f"{label} on {placement.device}"
         return cls(session, part.inputs, label)
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -283,31 +282,61 @@ class Forward:
 
 
 class TorchForward:
-    """The same forward on the torch module (the `torch` runtime, and the export check)."""
+    """The same forward on the torch module (the `torch` runtime, the export check, and the
+    GPU when ONNX Runtime has no CUDA provider). On a GPU it runs in fp16 when that agrees
+    with fp32 on the part's sample (cosine >= FP16_MIN_COSINE), else in fp32, saying why."""
 
-    label = "torch"
+    def __init__(self, part: ModelPart, export: bool = False,
+                 placement: Placement | None = None) -> None:
+        import torch
 
-    def __init__(self, part: ModelPart, export: bool = False) -> None:
-        self.module, self.names = part.build(export), part.inputs
+        placement = placement or Placement()
+        if placement.threads:  # torch's pool is process-wide: the last placement sets it
+            torch.set_num_threads(placement.threads)
+        self.names, self.device = part.inputs, placement.device
+        self.module = part.build(export).to(str(self.device))
+        self.half, self.note = False, ""
+        self.label = "torch" if not self.device.is_gpu else f"torch on {self.device}"
+        if self.device.is_gpu:
+            self._choose_precision(part)
+
+    def _choose_precision(self, part: ModelPart) -> None:
+        sample = part.sample()
+        full = self(sample)
+        self.module, self.half = self.module.half(), True
+        cosine = self.fp16_cosine = float(cosines(full, self(sample)).min())
+        if cosine >= FP16_MIN_COSINE:
+            self.label += " fp16"
+            return
+        self.module, self.half = self.module.float(), False
+        self.note = (f"{part.model_id}: fp16 cosine to fp32 is {cosine:.4f} < "
+                     f"{FP16_MIN_COSINE}; running fp32")
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         import torch
 
+        def tensor(name: str) -> torch.Tensor:
+            value = torch.from_numpy(inputs[name]).to(str(self.device))
+            return value.half() if self.half and value.is_floating_point() else value
+
         with torch.inference_mode():
-            output = self.module(*(torch.from_numpy(inputs[n]) for n in self.names))
-        result: np.ndarray = output.float().numpy()
+            output = self.module(*(tensor(n) for n in self.names))
+        result: np.ndarray = output.float().cpu().numpy()
         return result
 
 
 class LazyForward:
     """Chooses and loads a part's runtime on first call (thread-safe), then runs it.
     `auto` uses ONNX when an export exists or can be made, else torch (with a note);
-    `onnx` fails instead; `onnx-int8` uses the int8 export where it was accepted."""
+    `onnx` fails instead; `onnx-int8` uses the int8 export where it was accepted. On a GPU
+    without ONNX Runtime's CUDA provider, `auto` runs torch on the GPU."""
 
-    def __init__(self, part: ModelPart, runtime: str, models_dir: Path) -> None:
+    def __init__(self, part: ModelPart, runtime: str, models_dir: Path,
+                 placement: Placement | None = None) -> None:
         if runtime not in RUNTIMES:
             raise PinshopError(f"unknown runtime {runtime!r}; use one of {', '.join(RUNTIMES)}")
         self.part, self.runtime, self.models_dir = part, runtime, models_dir
+        self.placement = placement or Placement()
         self.note = ""
         self._lock = threading.Lock()
         self._forward: Forward | TorchForward | None = None
@@ -324,8 +353,8 @@ class LazyForward:
             return self._forward
 
     def _choose(self) -> Forward | TorchForward:
-        if self.runtime == "torch":
-            return TorchForward(self.part)
+        if self.runtime == "torch" or (self.runtime == "auto" and self._gpu_without_ort()):
+            return self._torch()
         try:  # ORT's own errors subclass plain Exception: any failure here is a fallback
             return self._onnx()
         except Exception as exc:
@@ -333,19 +362,35 @@ class LazyForward:
                 raise PinshopError(f"--runtime {self.runtime}: {self.part.model_id} could not "
                                    f"run on ONNX Runtime ({exc})") from exc
             self.note = f"{self.part.model_id}: ONNX export failed ({exc}); using torch"
-            return TorchForward(self.part)
+            return self._torch()
+
+    def _torch(self) -> TorchForward:
+        forward = TorchForward(self.part, placement=self.placement)
+        self.note = "; ".join(filter(None, (self.note, forward.note)))
+        return forward
+
+    def _gpu_without_ort(self) -> bool:
+        if not self.placement.device.is_gpu:
+            return False
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            return False
+        self.note = (f"{self.part.model_id}: ONNX Runtime has no CUDA provider (that needs "
+                     f"onnxruntime-gpu); running torch on {self.placement.device}")
+        return True
 
     def _onnx(self) -> Forward:
         if self.runtime == "onnx-int8":
             int8 = make_export(self.part, self.models_dir, "int8")
             if int8.accepted:
-                return Forward.from_file(int8.path, self.part, "onnx-int8")
+                return Forward.from_file(int8.path, self.part, "onnx-int8", self.placement)
             self.note = (f"{self.part.model_id}: int8 export not used "
                          f"({int8.manifest['check']}); running the fp32 export")
         fp32 = make_export(self.part, self.models_dir, "fp32")
         if not fp32.accepted:
             raise PinshopError(f"the export differs from torch ({fp32.manifest['check']})")
-        return Forward.from_file(fp32.path, self.part, "onnx")
+        return Forward.from_file(fp32.path, self.part, "onnx", self.placement)
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         return self.load()(inputs)

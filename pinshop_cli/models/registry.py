@@ -13,6 +13,8 @@ from typing import Any
 from ..errors import MissingWeightsError, UnknownModelError
 from ..progress import Progress
 from .base import ChatModel, Detector, Embedder
+from .device import Device, Placement
+from .factories import BuildOptions, build_model, llama_chat, ultralytics_detector
 from .resolve import models_dir
 from .spec import ModelSpec
 
@@ -30,10 +32,16 @@ class ModelStatus:
 
 _specs: dict[str, ModelSpec] = {}
 _aliases: dict[str, str] = {}
+#: The tables being filled while the registry loads: a plugin's hook that calls
+#: `register` itself (instead of the callback it was given) adds there, not re-loading.
+_loading: list[tuple[dict[str, ModelSpec], dict[str, str]]] = []
 
 
 def register(spec: ModelSpec) -> None:
     """Add a model (a plugin may call this at any time; built-ins come the same way)."""
+    if _loading:
+        _add(spec, *_loading[-1])
+        return
     _ensure_loaded()
     _add(spec, _specs, _aliases)
 
@@ -58,14 +66,18 @@ def _ensure_loaded() -> None:
     def add(spec: ModelSpec) -> None:
         _add(spec, specs, aliases)
 
-    builtin.register_models(add)
-    for entry_point in metadata.entry_points(group="pinshop.models"):
-        try:
-            hook: Callable[[Callable[[ModelSpec], None]], None] = entry_point.load()
-            hook(add)
-        except Exception as exc:
-            raise UnknownModelError(f"model plugin {entry_point.name!r} "
-                                    f"({entry_point.value}) failed to register: {exc}") from exc
+    _loading.append((specs, aliases))
+    try:
+        builtin.register_models(add)
+        for entry_point in metadata.entry_points(group="pinshop.models"):
+            try:
+                hook: Callable[[Callable[[ModelSpec], None]], None] = entry_point.load()
+                hook(add)
+            except Exception as exc:
+                raise UnknownModelError(f"model plugin {entry_point.name!r} ({entry_point.value}"
+                                        f") failed to register: {exc}") from exc
+    finally:
+        _loading.pop()
     _aliases.update(aliases)
     _specs.update(specs)
 
@@ -125,88 +137,93 @@ def verify(name: str, directory: str | Path | None = None) -> list[str]:
 DEFAULT_DETECTORS = ("yoloe-11s-seg-pf", "yolo11n")
 
 
-@lru_cache(maxsize=8)
-def _cached_detector(name: str, directory: Path, conf: float) -> Detector:
-    return _build_detector(name, directory, conf)
-
-
 def get_detector(name: str = "auto", directory: str | Path | None = None,
-                 conf: float = 0.25) -> Detector:
+                 conf: float = 0.25, device: str = "auto") -> Detector:
     """A detector by name; the same arguments return the same instance, so weights load
     once per process however many times a notebook calls match()."""
-    return _cached_detector(name, models_dir(directory), conf)
+    from .device import resolve_device
+
+    return _cached_detector(name, models_dir(directory), conf, resolve_device(device))
 
 
-def _build_detector(name: str, directory: Path, conf: float) -> Detector:
+@lru_cache(maxsize=8)
+def _cached_detector(name: str, directory: Path, conf: float, device: Device) -> Detector:
+    return _build_detector(name, BuildOptions(directory, Placement(device), conf=conf))
+
+
+def _build_detector(name: str, options: BuildOptions) -> Detector:
     """'auto' (the default detector, else whole-image fallback), 'none', a registered name,
     or a path to any ultralytics checkpoint."""
-    from .detectors import UltralyticsDetector, WholeImageDetector
+    from .detectors import WholeImageDetector
 
+    directory = options.models_dir
     if name == "none":
         return WholeImageDetector("detection disabled (--detector none): whole image per pin")
-    auto = name == "auto"
-    if auto:  # the open-vocabulary default, else the COCO one, else none
-        for default in DEFAULT_DETECTORS[:-1]:
+    if name == "auto":  # the open-vocabulary default, else the COCO one, else none
+        for default in DEFAULT_DETECTORS:
             weights = get_spec(default).files[0]
             if (path := weights.locate(directory)[0] or weights.download(directory)):
-                return UltralyticsDetector(path, model_id=default, conf=conf)
-        name = DEFAULT_DETECTORS[-1]
+                detector: Detector = build_model(get_spec(default), path, options)
+                return detector
+        return WholeImageDetector(
+            f"no detector weights ({', '.join(DEFAULT_DETECTORS)}) in {directory} and no "
+            f"hub: using the whole image as one region. Fix: `pinshop models pull "
+            f"{DEFAULT_DETECTORS[0]}`")
     spec = find_spec(name)
     if spec is None:
         path = Path(name).expanduser()
         if path.is_file():
-            return UltralyticsDetector(path, model_id=path.name, conf=conf)
+            file_spec = ModelSpec(path.name, "detect", "ultralytics checkpoint", "", ())
+            return ultralytics_detector(file_spec, path, options)  # type: ignore[no-any-return]
         raise UnknownModelError(
             f"detector {name!r} is neither a registered model nor an existing file "
             "(pass a path to an ultralytics .pt checkpoint, or see `pinshop models list`)"
         )
     if spec.task != "detect":
         raise UnknownModelError(f"{spec.name} is a {spec.task} model, not a detector")
-    file = spec.files[0]
-    if auto:
-        found = file.locate(directory)[0] or file.download(directory)
-        if found is None:
-            first = DEFAULT_DETECTORS[0]
-            return WholeImageDetector(
-                f"no detector weights ({', '.join(DEFAULT_DETECTORS)}) in {directory} and no "
-                f"hub: using the whole image as one region. Fix: `pinshop models pull {first}`")
-        return UltralyticsDetector(found, model_id=spec.name, conf=conf)
-    return UltralyticsDetector(file.resolve(spec.name, directory), model_id=spec.name, conf=conf)
+    built: Detector = build_model(spec, spec.files[0].resolve(spec.name, directory), options)
+    return built
 
 
 def get_embedder(name: str = "auto", directory: str | Path | None = None,
-                 runtime: str = "auto") -> Embedder:
+                 runtime: str = "auto", device: str = "auto",
+                 threads: int | None = None) -> Embedder:
     """Build (without loading weights) the embedder `name`; `.source` is the name that
     rebuilds it, recorded in the workspace. Cached like get_detector. `runtime` (auto,
-    torch, onnx, onnx-int8) says where its forwards run (see models/onnx.py).
+    torch, onnx, onnx-int8) says where its forwards run (see models/onnx.py); `device`
+    (auto, cpu, cuda[:N]) and `threads` where (models/device.py).
 
     'auto' (CLIP where its weights resolve, else the offline pair), 'clip', 'offline',
     a registered name, or 'clip:ARCH:PRETRAINED' where ARCH may be an open_clip config
     JSON file and PRETRAINED a tag or a checkpoint path."""
+    from .device import resolve_device
     from .onnx import RUNTIMES
 
     if runtime not in RUNTIMES:
         raise UnknownModelError(f"unknown runtime {runtime!r}; use one of "
                                 f"{', '.join(RUNTIMES)}")
-    return _cached_embedder(name, models_dir(directory), runtime)
+    placement = Placement(resolve_device(device), threads)
+    return _cached_embedder(name, models_dir(directory), runtime, placement)
 
 
 @lru_cache(maxsize=8)
-def _cached_embedder(name: str, directory: Path, runtime: str) -> Embedder:
+def _cached_embedder(name: str, directory: Path, runtime: str,
+                     placement: Placement) -> Embedder:
     """Embedders are complete when built (source and note are constructor arguments) and
     never changed afterwards, so a cached one can be handed to anyone. Two embedders built
     from the same files share their loaded weights (embedders.shared_weights)."""
-    return _build_embedder(name, directory, runtime)
+    return _build_embedder(name, BuildOptions(directory, placement, runtime, source=name))
 
 
-def _build_embedder(name: str, directory: Path, runtime: str) -> Embedder:
+def _build_embedder(name: str, options: BuildOptions) -> Embedder:
     from .embedders import OfflinePairEmbedder, OpenClipEmbedder
 
-    target = models_dir(directory)
-    where: dict[str, Any] = {"runtime": runtime, "models_dir": target}
+    target = options.models_dir
+    where: dict[str, Any] = {"runtime": options.runtime, "models_dir": target,
+                             "placement": options.placement}
     if name == "auto":
         try:
-            return _build_embedder("clip", directory, runtime)
+            return _build_embedder("clip", options)
         except MissingWeightsError as missing:
             note = (f"CLIP weights not found ({missing.args[0].split(',')[0]}); "
                     "using the offline pair EfficientNet-Lite0 + MiniLM")
@@ -232,9 +249,8 @@ def _build_embedder(name: str, directory: Path, runtime: str) -> Embedder:
     if spec.task != "embed":
         raise UnknownModelError(f"{spec.name} is a {spec.task} model, not an embedder "
                                 "(use --embedder auto|clip|offline|<clip name>)")
-    checkpoint = spec.files[0].resolve(spec.name, target)
-    return OpenClipEmbedder(spec.architecture, checkpoint, f"open_clip:{spec.name}",
-                            source=name, **where)
+    built: Embedder = build_model(spec, spec.files[0].resolve(spec.name, target), options)
+    return built
 
 
 def _offline_pair_files(target: Path) -> tuple[Path, Path]:
@@ -245,19 +261,25 @@ def _offline_pair_files(target: Path) -> tuple[Path, Path]:
 
 def get_chat_model(name: str = "qwen2.5-coder-1.5b", directory: str | Path | None = None,
                    n_ctx: int = 4096, n_threads: int | None = None,
-                   progress: Progress | None = None) -> ChatModel:
+                   progress: Progress | None = None, device: str = "auto") -> ChatModel:
     """A registered chat model (resolved, joined and verified on first use) or a path to
-    any GGUF file. Weights load on first generation."""
-    from .llm import LlamaCppChatModel
+    any GGUF file. Weights load on first generation; on a GPU, llama.cpp offloads its
+    layers when the installed library was built with GPU support (models/llm.py)."""
+    from .device import resolve_device
 
+    target = models_dir(directory)
+    options = BuildOptions(target, Placement(resolve_device(device)), n_ctx=n_ctx,
+                           n_threads=n_threads)
     spec = find_spec(name)
     if spec is None:
         path = Path(name).expanduser()
         if path.is_file() and path.suffix == ".gguf":
-            return LlamaCppChatModel(path, path.name, n_ctx=n_ctx, n_threads=n_threads)
+            file_spec = ModelSpec(path.name, "chat", "GGUF file", "", ())
+            return llama_chat(file_spec, path, options)  # type: ignore[no-any-return]
         raise UnknownModelError(f"chat model {name!r} is neither registered nor a .gguf file "
                                 "(see `pinshop models list`)")
     if spec.task != "chat":
         raise UnknownModelError(f"{spec.name} is a {spec.task} model, not a chat model")
-    path = spec.files[0].resolve(spec.name, models_dir(directory), progress=progress)
-    return LlamaCppChatModel(path, spec.name, n_ctx=n_ctx, n_threads=n_threads)
+    path = spec.files[0].resolve(spec.name, target, progress=progress)
+    built: ChatModel = build_model(spec, path, options)
+    return built

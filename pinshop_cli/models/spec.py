@@ -3,7 +3,9 @@ registry so that built-ins and plugins can describe models without importing it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from .resolve import ModelFile
 
@@ -17,3 +19,7 @@ class ModelSpec:
     files: tuple[ModelFile, ...]
     aliases: tuple[str, ...] = ()
     description: str = ""
+    #: Builds the model from (this spec, its first file resolved, registry.BuildOptions).
+    #: None: the task's built-in factory (models/factories.py), so a plugin can register a
+    #: class of its own and built-ins take the same path.
+    factory: Callable[..., Any] | None = field(default=None, compare=False)

@@ -89,7 +89,7 @@ def photo_detector(retriever: Retriever, detector: str = "auto",
 
     return retriever.prepared(("detector", detector, models_dir), lambda: choose_detector(
         detector, retriever.embedder, lambda: ProductPhotos.from_retriever(retriever),
-        lambda: retriever.store.distinct("category"), models_dir))
+        lambda: retriever.store.distinct("category"), models_dir, device=retriever.device))
 
 
 def region_vectors(embedder: Embedder, regions: list[Region]) -> np.ndarray:

@@ -151,13 +151,15 @@ class Retriever:
 
     def __init__(self, workspace: str | Path | Workspace | None = None,
                  models_dir: str | None = None, rebuild: bool = False,
-                 runtime: str = "auto", allow_stale: bool = True) -> None:
+                 runtime: str = "auto", allow_stale: bool = True,
+                 device: str = "auto") -> None:
         """`rebuild` brings a stale index up to date before using it (a write: only on an
         explicit request such as `match --rebuild`); otherwise a stale index answers (see
         `notes`) when `allow_stale`, and is refused when not."""
         self.ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
         self.store = CatalogStore(self.ws)
         self.models_dir, self.rebuild, self.runtime = models_dir, rebuild, runtime
+        self.device = device  # where the embedder (and match's detector) run
         self.allow_stale = allow_stale
         self._indexes: dict[str, LoadedIndex | None] = {}
         self._columns: dict[str, LabelColumns] = {}
@@ -170,7 +172,7 @@ class Retriever:
         """The embedder the workspace was built with (weights load on first use)."""
         if self._embedder is None:
             self._embedder = workspace_embedder(self.ws, models_dir=self.models_dir,
-                                                runtime=self.runtime)
+                                                runtime=self.runtime, device=self.device)
         return self._embedder
 
     def index(self, kind: str, category: str | None = None, rebuild: bool | None = None

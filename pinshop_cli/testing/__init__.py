@@ -2,5 +2,6 @@
 parts are wired together, never a real model's quality (real small models do that)."""
 
 from .chat import ScriptedCall, ScriptedChatModel
+from .detector import FixedBoxesDetector
 
-__all__ = ["ScriptedCall", "ScriptedChatModel"]
+__all__ = ["FixedBoxesDetector", "ScriptedCall", "ScriptedChatModel"]

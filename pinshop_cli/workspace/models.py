@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 
 def workspace_embedder(ws: Workspace, requested: str | None = None,
-                       models_dir: str | None = None, runtime: str = "auto") -> Embedder:
+                       models_dir: str | None = None, runtime: str = "auto",
+                       device: str = "auto") -> Embedder:
     """The workspace's recorded embedder. `requested` (an ingest's --embedder) is used for
     a new workspace; naming another model than the recorded one is refused. Without a
     request, a workspace with no recorded embedder is an error (nothing ingested yet).
@@ -36,7 +37,7 @@ def workspace_embedder(ws: Workspace, requested: str | None = None,
             raise DamagedFileError(ws.settings_path, "missing, while embeddings/ holds "
                                    "vectors", RECORD_AGAIN)
         raise PinshopError(f"workspace {ws.root} has no embeddings yet: run `pinshop ingest`")
-    return get_embedder(recorded or requested or "auto", models_dir, runtime)
+    return get_embedder(recorded or requested or "auto", models_dir, runtime, device)
 
 
 def record_embedder(ws: Workspace, embedder: Embedder) -> None:
