@@ -176,3 +176,12 @@ def test_gpu_embeddings_agree_with_the_cpu(sample_dir: Path):
     gpu = gpu_embedder.embed_images(images)
     assert float(np.min(np.sum(cpu * gpu, axis=1))) >= 0.999
     assert "cuda:0" in gpu_embedder.runtime_used
+
+
+def test_engine_options_keep_the_cpus_batches_and_grow_on_a_gpu():
+    from pinshop_cli.ingestion.engines import EngineOptions, engine_options
+
+    assert engine_options("cpu", 32, 2, None) == EngineOptions(32, 2, None)
+    if cuda_devices():
+        on_gpu = engine_options("cuda", 32, 2, None)
+        assert on_gpu.batch_size >= 32 and on_gpu.reader_threads >= 2

@@ -9,6 +9,7 @@ commits each receipt as it arrives, so what a killed run finished stays finished
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +31,24 @@ class EngineOptions:
     reader_threads: int = 2
     #: Ray: actors per model stage (default: one per node).
     workers: int | None = None
+
+
+#: A generous estimate of one image's activations in the embedders at fp32 (CLIP ViT-B/32
+#: and EfficientNet-Lite0 at 224 px stay well under it); sizes batches on a GPU.
+GPU_BYTES_PER_IMAGE = 48 << 20
+
+
+def engine_options(device: str, batch_size: int, reader_threads: int,
+                   workers: int | None) -> EngineOptions:
+    """The options a run uses where its models run: on a GPU, batches sized to the device's
+    free memory and a decoding thread per core, so the GPU is not left waiting."""
+    from ..models.device import gpu_batch_size, resolve_device
+
+    placed = resolve_device(device)
+    if placed.is_gpu:
+        batch_size = gpu_batch_size(placed, GPU_BYTES_PER_IMAGE, batch_size)
+        reader_threads = max(reader_threads, os.cpu_count() or 1)
+    return EngineOptions(batch_size, reader_threads, workers)
 
 
 def run_stages(engine: str, plan: pa.Table, stages: list[Stage],

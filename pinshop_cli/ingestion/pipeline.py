@@ -33,7 +33,7 @@ from ..workspace.storage import (
     sql_path,
     write_parquet,
 )
-from .engines import EngineOptions, run_stages
+from .engines import EngineOptions, engine_options, run_stages
 from .plan import pending_pins, pending_products
 from .stages import (
     DecodeImages,
@@ -77,7 +77,7 @@ class IngestConfig:
     workers: int | None = None
 
     def engine_options(self, batch_size: int) -> EngineOptions:
-        return EngineOptions(batch_size, self.reader_threads, self.workers)
+        return engine_options(self.device, batch_size, self.reader_threads, self.workers)
 
 
 @dataclass
