@@ -21,6 +21,7 @@ import hnswlib
 import numpy as np
 from bench_ingest import write_section
 
+from pinshop_cli.engines import LocalEngine
 from pinshop_cli.index.hnsw import measure_recall
 from pinshop_cli.index.shards import ShardedIndex, build_shards
 
@@ -65,7 +66,8 @@ def main() -> None:
                      p50_ms(single, queries)))
         for shards in (2, 4):
             started = time.perf_counter()
-            files = build_shards(vectors, Path(tmp), f"s{shards}", shards, "ip", 16, 200)
+            files = build_shards(vectors, Path(tmp), f"s{shards}", shards, "ip", 16, 200,
+                                 LocalEngine())
             build = time.perf_counter() - started
             index = ShardedIndex.load(Path(tmp), files, "ip", vectors.shape[1],
                                       np.arange(args.n))

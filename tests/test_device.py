@@ -81,7 +81,7 @@ def test_embedders_are_placed_per_call_not_by_a_global():
 
 
 def test_ray_model_actors_ask_for_gpus_only_where_wanted_and_present():
-    from pinshop_cli.ingestion.engines import actor_gpus
+    from pinshop_cli.engines import actor_gpus
 
     assert actor_gpus(["cpu", "cpu"], cluster_gpus=4, model_actors=2) == 0
     assert actor_gpus(["auto"], cluster_gpus=0, model_actors=2) == 0
@@ -179,7 +179,7 @@ def test_gpu_embeddings_agree_with_the_cpu(sample_dir: Path):
 
 
 def test_engine_options_keep_the_cpus_batches_and_grow_on_a_gpu():
-    from pinshop_cli.ingestion.engines import EngineOptions, engine_options
+    from pinshop_cli.engines import EngineOptions, engine_options
 
     assert engine_options("cpu", 32, 2, None) == EngineOptions(32, 2, None)
     if cuda_devices():

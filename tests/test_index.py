@@ -116,10 +116,11 @@ def unit_vectors(n: int, dim: int, seed: int) -> np.ndarray:
 
 
 def test_sharded_search_is_the_exact_merge_of_the_shards(tmp_path):
+    from pinshop_cli.engines import LocalEngine
     from pinshop_cli.index.shards import ShardedIndex, build_shards
 
     vectors = unit_vectors(240, 16, seed=2)
-    files = build_shards(vectors, tmp_path, "t", 3, "ip", 16, 200)
+    files = build_shards(vectors, tmp_path, "t", 3, "ip", 16, 200, LocalEngine())
     sharded = ShardedIndex.load(tmp_path, files, "ip", 16, np.arange(240))
     sharded.set_ef(240)  # >= every shard's size: each shard answers exactly
     labels, distances = sharded.knn_query(vectors[:20], k=10)
@@ -132,13 +133,14 @@ def test_sharded_search_is_the_exact_merge_of_the_shards(tmp_path):
 def test_sharded_recall_is_within_a_hundredth_of_one_index(tmp_path):
     import hnswlib
 
+    from pinshop_cli.engines import LocalEngine
     from pinshop_cli.index.shards import ShardedIndex, build_shards
 
     vectors = unit_vectors(6000, 32, seed=3)
     single = hnswlib.Index(space="ip", dim=32)
     single.init_index(max_elements=6000, M=16, ef_construction=200)
     single.add_items(vectors, np.arange(6000))
-    files = build_shards(vectors, tmp_path, "t", 4, "ip", 16, 200)
+    files = build_shards(vectors, tmp_path, "t", 4, "ip", 16, 200, LocalEngine())
     sharded = ShardedIndex.load(tmp_path, files, "ip", 32, np.arange(6000))
     one, four = measure_recall(single, vectors, 300), measure_recall(sharded, vectors, 300)
     assert four >= one - 0.01, (one, four)

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..cluster import engine_session
+from ..engines import Engine, get_engine
 from ..errors import DamagedFileError, PinshopError
 from ..workspace.embeddings import current_rows_sql, repair_stores, snapshot_hash, to_matrix
 from ..workspace.integrity import require_parquet
@@ -134,7 +134,7 @@ def _build_one(ws: Workspace, rows: pa.Table, name: str, generation: int, kind: 
 
 def _build_sharded(ws: Workspace, rows: pa.Table, name: str, generation: int, kind: str,
                    model_id: str, snapshot: str, M: int, ef_construction: int,
-                   recall_sample: int, shards: int, engine: str) -> IndexManifest:
+                   recall_sample: int, shards: int, engine: Engine) -> IndexManifest:
     import numpy as np
 
     vectors = to_matrix(rows.column("vector"))
@@ -259,7 +259,8 @@ def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = 
     ws = Workspace.open(workspace)
     notes = notes if notes is not None else []
     built: list[IndexManifest] = []
-    with ws.lock(), engine_session(engine, ray_address):
+    runner = get_engine(engine, ray_address)
+    with ws.lock(), runner.session():
         notes += repair_stores(ws)
         if ws.catalog.exists():
             _check_sources(ws, kinds)
@@ -295,7 +296,7 @@ def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = 
                 elif split > 1:
                     built.append(_build_sharded(ws, rows, name, generation, kind, model_id,
                                                 snapshot, M, ef_construction, recall_sample,
-                                                split, engine))
+                                                split, runner))
                 else:
                     built.append(_build_one(ws, rows, name, generation, kind, category,
                                             model_id, snapshot, M, ef_construction,

@@ -11,12 +11,13 @@ calls the rest of pinshop makes, so searching, filtering and updating need no se
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from ..engines import Engine
 
 
 def shard_file(prefix: str, shard: int) -> str:
@@ -44,34 +45,20 @@ def build_shard(vectors: np.ndarray, labels: np.ndarray, space: str, M: int,
 
 
 def build_shards(vectors: np.ndarray, directory: Path, prefix: str, shards: int, space: str,
-                 M: int, ef_construction: int, engine: str = "local") -> list[str]:
-    """Build `shards` graphs over vectors (label = row) in parallel; returns their files."""
+                 M: int, ef_construction: int, engine: Engine) -> list[str]:
+    """Build `shards` graphs over vectors (label = row) in parallel on `engine`; returns
+    their files."""
     import numpy as np
 
-    # Locally the shards share this machine's cores; a Ray task holds one CPU.
-    threads = 1 if engine == "ray" else max(1, _cpus() // shards)
+    threads = engine.job_threads(shards)
     files = [shard_file(prefix, shard) for shard in range(shards)]
     jobs = []
     for shard in range(shards):
         labels = np.arange(shard, len(vectors), shards, dtype=np.int64)
         jobs.append((vectors[labels], labels, space, M, ef_construction,
                      str(directory / files[shard]), threads))
-    if engine == "ray":
-        import ray
-
-        task = ray.remote(num_cpus=1)(build_shard)
-        ray.get([task.remote(*job) for job in jobs])
-    else:
-        with ProcessPoolExecutor(max_workers=min(shards, _cpus())) as pool:
-            list(pool.map(build_shard, *zip(*jobs, strict=True)))
+    engine.map(build_shard, jobs)
     return files
-
-
-def _cpus() -> int:
-    import os
-
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-               else os.cpu_count() or 1)
 
 
 class ShardedIndex:

@@ -1,7 +1,7 @@
 """`ingest`: catalog -> product embeddings; pins -> detections -> crops -> crop embeddings.
 
 The driver: it normalizes the catalog, plans what is not done yet (plan.py), hands the plan
-and the stages (stages.py) to an engine (engines.py: local threads, or Ray), and commits
+and the stages (stages.py) to an engine (../engines.py: local threads, or Ray), and commits
 each batch's receipt as it comes back: parts listed in the manifests, rejects recorded,
 progress advanced. Work is keyed by content hashes, so a killed run resumes where it
 stopped and an unchanged re-run does no model work at all.
@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..cluster import check_engine, engine_session
 from ..detection.crops import PIN_DECODE_SIDE
+from ..engines import Engine, EngineOptions, engine_options, get_engine
 from ..errors import DamagedFileError, PinshopError
 from ..io.catalog import normalize_catalog, rejects_schema
 from ..io.images import DEFAULT_MAX_PIXELS
@@ -33,7 +33,6 @@ from ..workspace.storage import (
     sql_path,
     write_parquet,
 )
-from .engines import EngineOptions, engine_options, run_stages
 from .plan import pending_pins, pending_products
 from .stages import (
     DecodeImages,
@@ -123,8 +122,9 @@ class IngestSummary:
 class _Run:
     """One ingest run's driver state: the workspace, the config, the counters."""
 
-    def __init__(self, ws: Workspace, config: IngestConfig, progress: Progress) -> None:
-        self.ws, self.config, self.progress = ws, config, progress
+    def __init__(self, ws: Workspace, config: IngestConfig, progress: Progress,
+                 engine: Engine) -> None:
+        self.ws, self.config, self.progress, self.engine = ws, config, progress, engine
         self.summary = IngestSummary(str(ws.root), engine=config.engine)
         self.image_rejects: list[dict[str, Any]] = []
         self.catalog_written = False
@@ -162,8 +162,8 @@ class _Run:
         """Run `stages` over `plan` on the configured engine, committing each receipt as it
         arrives; returns the rejects (id, reason, path) the stages reported."""
         rejects: dict[str, list] = {"id": [], "reason": [], "path": []}
-        for receipts in run_stages(self.config.engine, plan, stages,
-                                   self.config.engine_options(batch_size)):
+        for receipts in self.engine.stream(plan, stages,
+                                           self.config.engine_options(batch_size)):
             for receipt in receipts.to_pylist():  # one row per batch
                 if receipt["part"]:
                     store(self.ws, receipt["kind"]).commit(receipt["part"], receipt["rows"])
@@ -383,11 +383,11 @@ def ingest(workspace: str | Path | None = None, catalog: str | Path | None = Non
     if catalog is None and pins is None:
         raise PinshopError("nothing to ingest: pass a CATALOG file and/or --pins DIR")
     config = config or IngestConfig()
-    check_engine(config.engine)  # before the workspace is created
+    engine = get_engine(config.engine, config.ray_address)  # before the workspace is made
     progress = progress or NullProgress()
     ws = Workspace.open(workspace, create=True)
-    with ws.lock(), engine_session(config.engine, config.ray_address):
-        run = _Run(ws, config, progress)
+    with ws.lock(), engine.session():
+        run = _Run(ws, config, progress, engine)
         # Lost or damaged parts: dropped now, so the plans below embed their rows again.
         writing = ("product_image", "product_text", *(("crop",) if pins is not None else ()))
         for message in repair_stores(ws, writing=writing):

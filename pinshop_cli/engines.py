@@ -1,25 +1,35 @@
-"""Engines: run a list of stages over a plan table and yield one receipt per batch.
+"""Engines: where heavy work runs. One protocol (`Engine`), two engines behind it.
 
-`local` runs in this process: reader threads prefetch the light leading stages (decoding)
-of the next batch while the models run on the current one. `ray` is Ray Data batch
-inference: light stages run as tasks, model stages as pools of actors that load their model
-once, and batches stream from the plan to the receipts. Either way the driver (pipeline.py)
-commits each receipt as it arrives, so what a killed run finished stays finished.
+An engine does two kinds of work for the commands:
+- `stream`: run a list of ingest stages over a plan table, yielding one receipt per batch;
+  the driver (ingestion/pipeline.py) commits each receipt as it arrives, so what a killed
+  run finished stays finished;
+- `map`: independent CPU jobs, e.g. the shards of an index (index/shards.py).
+
+`local` runs on this machine: reader threads prefetch the light leading stages (decoding)
+of the next batch while the models run on the current one, and jobs run in processes.
+`ray` is Ray Data batch inference on a cluster joined for one command (`session`): light
+stages run as tasks, model stages as pools of actors that load their model once, and jobs
+run as Ray tasks. A multi-machine run needs the same pinshop and models on every node, and
+a workspace path every node can read and write (a shared file system mounted at one path).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PinshopError
-from .stages import Stage
+from .errors import PinshopError, first_line
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from .ingestion.stages import Stage
 
 #: Logical CPUs held by one light (decode, write) Ray task.
 LIGHT_TASK_CPUS = 0.5
@@ -42,20 +52,13 @@ def engine_options(device: str, batch_size: int, reader_threads: int,
                    workers: int | None) -> EngineOptions:
     """The options a run uses where its models run: on a GPU, batches sized to the device's
     free memory and a decoding thread per core, so the GPU is not left waiting."""
-    from ..models.device import gpu_batch_size, resolve_device
+    from .models.device import gpu_batch_size, resolve_device
 
     placed = resolve_device(device)
     if placed.is_gpu:
         batch_size = gpu_batch_size(placed, GPU_BYTES_PER_IMAGE, batch_size)
         reader_threads = max(reader_threads, os.cpu_count() or 1)
     return EngineOptions(batch_size, reader_threads, workers)
-
-
-def run_stages(engine: str, plan: pa.Table, stages: list[Stage],
-               options: EngineOptions) -> Iterator[pa.Table]:
-    if plan.num_rows == 0:
-        return iter(())
-    return run_ray(plan, stages, options) if engine == "ray" else run_local(plan, stages, options)
 
 
 def _split(batch: pa.Table, pieces: int) -> list[pa.Table]:
@@ -148,7 +151,7 @@ def actor_gpus(devices: list[str], cluster_gpus: float, model_actors: int) -> fl
 
 def run_ray(plan: pa.Table, stages: list[Stage], options: EngineOptions
             ) -> Iterator[pa.Table]:
-    """Ray Data over the cluster joined by cluster.engine_session()."""
+    """Ray Data over the cluster joined by RayEngine.session()."""
     import ray
     import ray.data
 
@@ -181,3 +184,137 @@ def _cause(exc: BaseException) -> str:
         return _cause(cause)
     lines = [line for line in str(exc).splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__
+
+
+class Engine(ABC):
+    """Where a command's heavy work runs (see the module docstring)."""
+
+    name: str
+
+    def session(self) -> AbstractContextManager[None]:
+        """What the engine holds for a whole command (a Ray connection), or nothing."""
+        return nullcontext()
+
+    def stream(self, plan: pa.Table, stages: list[Stage], options: EngineOptions
+               ) -> Iterator[pa.Table]:
+        """`stages` over `plan`, one receipt table per batch, as batches finish."""
+        return self._stream(plan, stages, options) if plan.num_rows else iter(())
+
+    @abstractmethod
+    def _stream(self, plan: pa.Table, stages: list[Stage], options: EngineOptions
+                ) -> Iterator[pa.Table]: ...
+
+    @abstractmethod
+    def map(self, function: Callable[..., Any], jobs: list[tuple[Any, ...]]) -> list[Any]:
+        """`function(*job)` for every job, in parallel; results in job order. `function`
+        must be importable by name (it runs in another process)."""
+
+    @abstractmethod
+    def job_threads(self, jobs: int) -> int:
+        """Threads each of `jobs` parallel map jobs may use."""
+
+
+class LocalEngine(Engine):
+    name = "local"
+
+    def _stream(self, plan: pa.Table, stages: list[Stage], options: EngineOptions
+                ) -> Iterator[pa.Table]:
+        return run_local(plan, stages, options)
+
+    def map(self, function: Callable[..., Any], jobs: list[tuple[Any, ...]]) -> list[Any]:
+        with ProcessPoolExecutor(max_workers=max(1, min(len(jobs), cpus()))) as pool:
+            return list(pool.map(function, *zip(*jobs, strict=True)))
+
+    def job_threads(self, jobs: int) -> int:
+        return max(1, cpus() // max(1, jobs))  # the jobs share this machine's cores
+
+
+class RayEngine(Engine):
+    name = "ray"
+
+    def __init__(self, address: str | None = None) -> None:
+        self.address = address
+
+    def session(self) -> AbstractContextManager[None]:
+        return ray_session(self.address)
+
+    def _stream(self, plan: pa.Table, stages: list[Stage], options: EngineOptions
+                ) -> Iterator[pa.Table]:
+        return run_ray(plan, stages, options)
+
+    def map(self, function: Callable[..., Any], jobs: list[tuple[Any, ...]]) -> list[Any]:
+        import ray
+
+        task = ray.remote(num_cpus=1)(function)
+        return list(ray.get([task.remote(*job) for job in jobs]))
+
+    def job_threads(self, jobs: int) -> int:
+        return 1  # a Ray task holds one CPU
+
+
+ENGINES: dict[str, Callable[[str | None], Engine]] = {
+    "local": lambda address: LocalEngine(), "ray": RayEngine}
+
+
+def get_engine(name: str, ray_address: str | None = None) -> Engine:
+    """The engine `name` (local or ray); a Ray engine joins `ray_address` in its session."""
+    if name not in ENGINES:
+        raise PinshopError(f"unknown engine {name!r}: use {' or '.join(ENGINES)}")
+    return ENGINES[name](ray_address)
+
+
+def cpus() -> int:
+    """The cores this process may use."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else os.cpu_count() or 1)
+
+
+@contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Join the cluster at `address` (else RAY_ADDRESS), or start a local Ray, for the
+    length of the block; leave Ray as found when a caller (a notebook) already joined."""
+    import logging
+
+    try:
+        import ray
+    except ImportError:
+        raise PinshopError("--engine ray needs Ray: pip install 'pinshop[ray]'") from None
+    if ray.is_initialized():
+        yield
+        return
+    target = address or os.environ.get("RAY_ADDRESS") or None
+    if target:
+        _check_reachable(target)
+    try:
+        ray.init(address=target, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        first = first_line(exc)
+        raise PinshopError(f"cannot join the Ray cluster at {target}: {first}") from None
+    import ray.data
+
+    # pinshop shows its own progress: Ray Data's INFO lines go to its log file only.
+    for handler in logging.getLogger("ray.data").handlers:
+        if not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.WARNING)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = context.print_on_execution_start = False
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds on a HOST:PORT nothing listens on: Ray itself retries for minutes."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return  # "auto", "ray://...": Ray's own resolution
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise PinshopError(f"cannot reach the Ray cluster at {address}: "
+                           f"{exc.strerror or exc} (is `ray start --head` running there?)"
+                           ) from None
