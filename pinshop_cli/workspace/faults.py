@@ -1,5 +1,6 @@
-"""Crash injection for tests and bench/stress_kill.py: die like `kill -9` at a chosen file
-operation, deterministically instead of by timing luck.
+"""Test hooks read from the environment, kept in this one module: crash injection for
+tests and bench/stress_kill.py (die like `kill -9` at a chosen file operation,
+deterministically instead of by timing luck), and a smaller compaction fan-out.
 
 Every atomic write (temp file complete, before its rename), every rename and every unlink a
 writer makes passes `fault_point`. With `PINSHOP_FAULT_AT=N` set, the process calls
@@ -39,3 +40,9 @@ def fault_point(operation: str, path: object) -> None:
                 handle.write(f"{number} {operation} {path}\n")
         if at and number == int(at):
             os._exit(137)
+
+
+def compaction_fanout(default: int) -> int:
+    """Files per level before a merge: `default`, or PINSHOP_COMPACT_FANOUT (at least 2),
+    which tests and the kill stress script lower so a handful of rows compacts."""
+    return max(2, int(os.environ.get("PINSHOP_COMPACT_FANOUT") or default))

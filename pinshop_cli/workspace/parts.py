@@ -20,13 +20,13 @@ batches came before. Merging streams row groups, so memory stays at one row grou
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import DamagedFileError
+from .faults import compaction_fanout
 from .integrity import (
     FileRecord,
     file_problem,
@@ -48,9 +48,8 @@ RELIST = "`pinshop index`"
 
 
 def fanout() -> int:
-    """Files per level before a merge; PINSHOP_COMPACT_FANOUT lowers it so that tests and
-    the kill stress script exercise compaction with a handful of rows."""
-    return max(2, int(os.environ.get("PINSHOP_COMPACT_FANOUT") or FANOUT))
+    """Files per level before a merge (tests lower it: faults.compaction_fanout)."""
+    return compaction_fanout(FANOUT)
 LEVEL = re.compile(r"^L(\d+)-")
 NUMBERED = re.compile(r"^L\d+-(\d{8})\.parquet$")
 

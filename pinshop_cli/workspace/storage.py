@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,28 +22,15 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-# mkstemp creates owner-only files; a finished file gets the mode a plain open() would give.
-FILE_MODE = 0o666 & ~_umask()
-
-
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temp path beside `target`; on success fsync it and rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _new_temp(target)
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.chmod(tmp, FILE_MODE)
         fault_point("write", target)
         os.replace(tmp, target)
         fault_point("rename", target)
@@ -54,6 +41,19 @@ def atomic_path(target: Path) -> Iterator[Path]:
             os.close(dir_fd)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _new_temp(target: Path) -> Path:
+    """A new empty file beside `target`, made with mode 0o666 so the process umask gives it
+    the mode a plain open() would (mkstemp's files are owner-only; reading the umask means
+    changing it, which no library should do)."""
+    while True:
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def remove(path: Path) -> None:
