@@ -29,10 +29,21 @@ from .errors import PinshopError, first_line
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from .ingestion.stages import Stage
-
 #: Logical CPUs held by one light (decode, write) Ray task.
 LIGHT_TASK_CPUS = 0.5
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage as an engine needs it: the class, its constructor arguments, and whether it
+    holds a model (one instance per worker, Ray actors) or is light per-batch work."""
+
+    factory: type
+    args: dict[str, Any]
+    model: bool = False
+
+    def build(self) -> Any:
+        return self.factory(**self.args)
 
 
 @dataclass(frozen=True)

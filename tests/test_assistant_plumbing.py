@@ -103,7 +103,7 @@ def test_follow_ups_carry_the_last_turn(reader):
     dialogue = Dialogue()
     first = turn(reader, dialogue, "a black lamp under 150")
     assert (first.category, first.color, first.max_price) == ("lamp", "black", 150.0)
-    dialogue.remember("a black lamp under 150", Reply("", first, LAMPS))
+    dialogue.remember("a black lamp under 150", first, LAMPS)
     assert dialogue.anchor(first) is None
 
     blue = turn(reader, dialogue, "now in blue")
@@ -135,11 +135,11 @@ def test_follow_ups_carry_the_last_turn(reader):
 def test_a_new_request_starts_afresh_and_the_dialogue_remembers_what_was_shown(reader):
     dialogue = Dialogue()
     lamp = turn(reader, dialogue, "a black lamp under 150")
-    dialogue.remember("a black lamp under 150", Reply("", lamp, LAMPS))
+    dialogue.remember("a black lamp under 150", lamp, LAMPS)
     rug = turn(reader, dialogue, "a rug")
     assert (rug.category, rug.color, rug.max_price) == ("rug", None, None)
     assert not dialogue.follows_up(rug, "a rug")
-    dialogue.remember("a rug", Reply("nothing", rug, []))  # nothing shown: keep the lamps
+    dialogue.remember("a rug", rug, [])  # nothing shown: keep the lamps
     assert dialogue.last_products == LAMPS and dialogue.last_intent == rug
     assert dialogue.history == ["a black lamp under 150", "a rug"]
     assert [p.id for p in dialogue.subjects("compare #1 and #3", [], None)] == ["L1", "L3"]

@@ -9,7 +9,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pinshop_cli.ingestion.stages import DecodeImages, EmbedImages, Stage, WriteParts
+from pinshop_cli.engines import Stage
+from pinshop_cli.ingestion.stages import DecodeImages, EmbedImages, WriteParts
 from pinshop_cli.workspace import Workspace
 from pinshop_cli.workspace.parts import PartStore
 

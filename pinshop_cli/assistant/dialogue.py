@@ -16,7 +16,6 @@ from .intent import Intent, is_follow_up
 
 if TYPE_CHECKING:
     from ..retrieval.store import Product
-    from .answer import Reply
 
 ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4}
 
@@ -82,8 +81,9 @@ class Dialogue:
             return chosen
         return [p for p in self.last_products if category in (None, p.category)]
 
-    def remember(self, question: str, reply: Reply) -> None:
+    def remember(self, question: str, intent: Intent, shown: list[Product]) -> None:
+        """A finished turn: its question, what it was read as, and the products shown."""
         self.history.append(question[:300])
-        self.last_intent = reply.intent
-        if reply.products:
-            self.last_products = reply.products
+        self.last_intent = intent
+        if shown:
+            self.last_products = shown

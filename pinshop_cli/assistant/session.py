@@ -141,7 +141,7 @@ class ShoppingAssistant:
 
     def _remember(self, question: str, reply: Reply) -> Reply:
         reply.notes = self.retriever.notes
-        self.dialogue.remember(question, reply)
+        self.dialogue.remember(question, reply.intent, reply.products)
         return reply
 
     # -- the parts, bound to this conversation -----------------------------------------------

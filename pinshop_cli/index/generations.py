@@ -29,10 +29,11 @@ import re
 from pathlib import Path
 
 from ..errors import DamagedFileError
+from ..workspace.embeddings import snapshot_hash
 from ..workspace.integrity import FileRecord, file_problem, record_file
 from ..workspace.layout import Workspace
 from ..workspace.storage import remove
-from .manifest import REPAIR, IndexManifest, manifest_names, read_manifest
+from .manifest import REPAIR, IndexManifest, IndexStatus, manifest_names, read_manifest
 
 GRAPH, IDS, VECTORS = "hnsw", "ids.parquet", "vectors.npy"
 #: name.g<N>.<role>, or the layout before generations (name.<role>, name.shard<i>-<tag>).
@@ -190,3 +191,24 @@ def _sweep_group(ws: Workspace, name: str, generation: int, paths: list[Path]) -
     finally:
         if fd is not None:
             os.close(fd)
+
+
+def index_status(workspace: str | Path | None = None, full: bool = True) -> list[IndexStatus]:
+    """Every index: stale (built from other embeddings than the current) and damaged (a
+    file missing or not matching its recorded checksum; `full` hashes every byte)."""
+    ws = Workspace.open(workspace)
+    snapshots: dict[tuple[str, str], str] = {}
+    statuses = []
+    for name in manifest_names(ws):
+        try:
+            manifest = read_manifest(ws, name)
+        except DamagedFileError as exc:
+            statuses.append(IndexStatus(name, None, False, f"{exc.path}: {exc.reason}"))
+            continue
+        assert manifest is not None
+        key = (manifest.kind, manifest.model_id)
+        if key not in snapshots:
+            snapshots[key] = snapshot_hash(ws, manifest.kind, manifest.model_id)
+        statuses.append(IndexStatus(name, manifest, manifest.snapshot != snapshots[key],
+                                    damage_of(ws, manifest, full)))
+    return statuses

@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DamagedFileError, PinshopError
-from ..workspace.embeddings import snapshot_hash
 from ..workspace.integrity import read_json_object
-from ..workspace.layout import Workspace
-from ..workspace.models import RECORD_AGAIN
+from ..workspace.layout import RECORD_AGAIN, Workspace
 
 #: The command that repairs or rebuilds an index.
 REPAIR = "`pinshop index`"
@@ -111,26 +109,3 @@ def manifest_names(ws: Workspace) -> list[str]:
 def read_manifests(ws: Workspace) -> list[IndexManifest]:
     """Every readable index manifest (a damaged one is an error)."""
     return [m for name in manifest_names(ws) if (m := read_manifest(ws, name)) is not None]
-
-
-def index_status(workspace: str | Path | None = None, full: bool = True) -> list[IndexStatus]:
-    """Every index: stale (built from other embeddings than the current) and damaged (a
-    file missing or not matching its recorded checksum; `full` hashes every byte)."""
-    from .generations import damage_of
-
-    ws = Workspace.open(workspace)
-    snapshots: dict[tuple[str, str], str] = {}
-    statuses = []
-    for name in manifest_names(ws):
-        try:
-            manifest = read_manifest(ws, name)
-        except DamagedFileError as exc:
-            statuses.append(IndexStatus(name, None, False, f"{exc.path}: {exc.reason}"))
-            continue
-        assert manifest is not None
-        key = (manifest.kind, manifest.model_id)
-        if key not in snapshots:
-            snapshots[key] = snapshot_hash(ws, manifest.kind, manifest.model_id)
-        statuses.append(IndexStatus(name, manifest, manifest.snapshot != snapshots[key],
-                                    damage_of(ws, manifest, full)))
-    return statuses

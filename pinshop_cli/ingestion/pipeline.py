@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..detection.crops import PIN_DECODE_SIDE
-from ..engines import Engine, EngineOptions, engine_options, get_engine
+from ..engines import Engine, EngineOptions, Stage, engine_options, get_engine
 from ..errors import DamagedFileError, PinshopError
 from ..io.catalog import normalize_catalog, rejects_schema
 from ..io.images import DEFAULT_MAX_PIXELS
 from ..io.pins import PinFile, scan_pins
+from ..models.recorded import record_embedder, workspace_embedder
 from ..progress import NullProgress, Progress
 from ..workspace.embeddings import repair_stores, store
 from ..workspace.integrity import parquet_problem, require_parquet
 from ..workspace.layout import Workspace
-from ..workspace.models import record_embedder, workspace_embedder
 from ..workspace.parts import PartStore
 from ..workspace.storage import (
     copy_to_parquet,
@@ -40,7 +40,6 @@ from .stages import (
     EmbedImages,
     EmbedTexts,
     NameColors,
-    Stage,
     WriteParts,
 )
 

@@ -18,7 +18,6 @@ back to the driver, which records rejects and lists the parts in the manifests.
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,19 +32,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from PIL import Image
 
-
-
-@dataclass(frozen=True)
-class Stage:
-    """A stage as an engine needs it: the class, its constructor arguments, and whether it
-    holds a model (one instance per worker, Ray actors) or is light per-batch work."""
-
-    factory: type
-    args: dict[str, Any]
-    model: bool = False
-
-    def build(self) -> Any:
-        return self.factory(**self.args)
 
 
 def node_name() -> str:

@@ -30,8 +30,8 @@ from ..index.hnsw import (
     load_index,
     top_k_exact,
 )
+from ..models.recorded import workspace_embedder
 from ..workspace import Workspace
-from ..workspace.models import workspace_embedder
 from .calibration import SimilarityScale, similarity_scale
 from .store import CatalogStore, Filters, LabelColumns, Product
 

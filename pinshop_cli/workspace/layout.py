@@ -30,6 +30,9 @@ from .storage import write_json
 
 DEFAULT_WORKSPACE = "pinshop-data"
 EMBEDDING_KINDS = ("product_image", "product_text", "crop")
+#: What writes workspace.json again.
+RECORD_AGAIN = ("`pinshop ingest CATALOG` (it records the models again; add --embedder if "
+                "not the default)")
 #: The lock file's holder record, written in place at a fixed width (never truncated).
 HOLDER_WIDTH = 64
 
@@ -72,8 +75,6 @@ class Workspace:
         if not self.settings_path.exists():
             return {}
         try:
-            from .models import RECORD_AGAIN
-
             return read_json_object(self.settings_path, RECORD_AGAIN)
         except DamagedFileError:
             if repairing:

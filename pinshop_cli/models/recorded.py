@@ -7,14 +7,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import DamagedFileError, ModelMismatchError, PinshopError
-from .layout import Workspace
-
-#: What writes workspace.json again.
-RECORD_AGAIN = ("`pinshop ingest CATALOG` (it records the models again; add --embedder if "
-                "not the default)")
+from ..workspace.layout import RECORD_AGAIN, Workspace
 
 if TYPE_CHECKING:
-    from ..models import Embedder
+    from .base import Embedder
 
 
 def workspace_embedder(ws: Workspace, requested: str | None = None,
@@ -24,7 +20,7 @@ def workspace_embedder(ws: Workspace, requested: str | None = None,
     a new workspace; naming another model than the recorded one is refused. Without a
     request, a workspace with no recorded embedder is an error (nothing ingested yet).
     The runtime is not recorded: torch and fp32 ONNX vectors agree to cosine 0.9999."""
-    from ..models import get_embedder
+    from .registry import get_embedder
 
     # An ingest (`requested`) records the models again over a damaged workspace.json.
     recorded = ws.settings(repairing=requested is not None).get("embedder")
