@@ -140,3 +140,16 @@ def test_photo_colours_are_stored_and_filter_search(copy_workspace) -> None:
     in_black = similar("P005", workspace=root, color="black", top_k=3).items  # an armchair
     assert in_black and in_black[0].product.id == "P028"  # the black leather club chair
     assert all(i.product.category == "armchair" for i in in_black)
+
+
+def test_a_colour_asked_of_a_region_stays_in_its_category(copy_workspace) -> None:
+    """"This, but in black": each region's answers keep its category (the small demo
+    categories route to the global index, where the colour alone would pick any black
+    product)."""
+    root = copy_workspace()
+    pin = Path(__file__).parent.parent / "sample_data/pins/7303782.jpg"  # five regions
+    found = match([pin], workspace=root, top_k=5, color="black", detector="regions")
+    regions = [o for o in found.pins[0].objects if o.category]
+    assert regions and any(o.matches for o in regions)
+    for region in regions:
+        assert all(m.category == region.category for m in region.matches), region.category

@@ -4,7 +4,7 @@ on top of the Retriever (which also serves chat, /image and the look features)."
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +92,14 @@ def photo_detector(retriever: Retriever, detector: str = "auto",
         lambda: retriever.store.distinct("category"), models_dir, device=retriever.device))
 
 
+def region_filters(filters: Filters, region_category: str) -> Filters:
+    """A region's filters: asked for a colour and no category ("this, but in black"), the
+    answer stays within the region's own category; otherwise the filters as given."""
+    if filters.color and not filters.category and region_category:
+        return replace(filters, category=region_category)
+    return filters
+
+
 def region_vectors(embedder: Embedder, regions: list[Region]) -> np.ndarray:
     """Each region's crop embedding: the one finding it made (regions), else embedded now."""
     import numpy as np
@@ -137,7 +145,8 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
             regions = detect_and_crop(found_detector, [image])[0]
             vectors = region_vectors(embedder, regions)
             for (detection, crop), vector in zip(regions, vectors, strict=True):
-                found = retriever.search(vector[None, :], top_k, "product_image", filters,
+                found = retriever.search(vector[None, :], top_k, "product_image",
+                                         region_filters(filters, detection.category),
                                          category=detection.category or None)
                 named = dominant_colors(crop, top=1)[0]
                 pin.objects.append(MatchedObject(
