@@ -25,6 +25,20 @@ settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+#: Fixtures that run real models (the demo workspace is ingested with the offline pair;
+#: SmolLM2 is real llama.cpp; the person detector is a trained YOLO checkpoint).
+REAL_MODEL_FIXTURES = {"demo_workspace", "copy_workspace", "renamed_sofa_workspace",
+                       "smollm2", "recording_smollm2", "person_detector"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test using a real-model fixture is marked `slow` without saying so itself, so
+    `-m "not slow"` is the plumbing set: fakes, tiny self-built models, no real weights."""
+    for item in items:
+        if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def offline_models(tmp_path_factory: pytest.TempPathFactory,
                    monkeypatch: pytest.MonkeyPatch) -> Path:
