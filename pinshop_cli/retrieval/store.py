@@ -61,10 +61,16 @@ class Product:
         return f"{self.title} ({self.price_text()})"
 
 
+#: The photo's colour family, for a row whose catalog gives no colour of its own: a merchant's
+#: "natural" oak chair is not "cream" because its photo reads beige.
+PHOTO_COLOR = "CASE WHEN coalesce(trim(c.color), '') = '' THEN c.photo_color END"
+
+
 @dataclass(frozen=True)
 class Filters:
     """Constraints on catalog rows; None means 'any'. A colour matches the colour column or
-    the title, or the colour family of the product's photo ("blue" finds a navy sofa)."""
+    the title, or, for a row with no colour of its own, the colour family of its photo
+    ("blue" finds a navy sofa the merchant gave no colour)."""
 
     category: str | None = None
     min_price: float | None = None
@@ -104,7 +110,7 @@ class Filters:
             params["max_price"] = self.max_price
         if self.color:
             clauses.append("(contains(lower(coalesce(c.color, '') || ' ' || c.title), $color) "
-                           "OR c.photo_color = $color_family)")
+                           f"OR {PHOTO_COLOR} = $color_family)")
             params["color"] = self.color.lower()
             params["color_family"] = self.color_family
         return " AND ".join(clauses), params
@@ -120,7 +126,7 @@ class LabelColumns:
     categories: dict[str, int]  # category -> code
     price: np.ndarray  # float64 per label (NaN: no price, never passes a price filter)
     color_text: pa.Array  # lower(color || ' ' || title), for colour filters
-    photo_color: pa.Array  # the colour family of each label's photo (null: none)
+    photo_color: pa.Array  # the colour family of each label's photo (PHOTO_COLOR)
 
     def allowed(self, filters: Filters) -> np.ndarray:
         """Labels passing `filters`."""
@@ -199,7 +205,8 @@ class CatalogStore:
         try:
             table = self._arrow(
                 "SELECT l.label, c.category, c.price::DOUBLE AS price, "
-                "lower(coalesce(c.color, '') || ' ' || c.title) AS color_text, c.photo_color "
+                "lower(coalesce(c.color, '') || ' ' || c.title) AS color_text, "
+                f"{PHOTO_COLOR} AS photo_color "
                 "FROM index_labels l JOIN catalog c ON c.id = l.id ORDER BY l.label")
         finally:
             self.con.unregister("index_labels")
