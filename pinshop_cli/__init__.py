@@ -34,8 +34,8 @@ from .errors import (
 )
 
 _LAZY = {
-    "ingest": "ingestion.pipeline", "IngestConfig": "ingestion.pipeline",
-    "IngestSummary": "ingestion.pipeline",
+    "ingest": "ingestion.pipeline", "IngestConfig": "ingestion.config",
+    "IngestSummary": "ingestion.config",
     "build_indexes": "index.hnsw", "index_status": "index.hnsw", "load_index": "index.hnsw",
     "match": "retrieval.match", "MatchResult": "retrieval.match", "Match": "retrieval.match",
     "run_sql": "sql", "connect": "sql", "run_demo": "demo",

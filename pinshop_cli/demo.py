@@ -8,7 +8,8 @@ from pathlib import Path
 
 from .errors import PinshopError
 from .index.hnsw import IndexManifest, build_indexes
-from .ingestion.pipeline import IngestConfig, IngestSummary, ingest
+from .ingestion.config import IngestConfig, IngestSummary
+from .ingestion.pipeline import ingest
 from .io.events import ingest_events
 from .look.audit import AuditReport, audit
 from .look.complete import CompleteTheLook, complete

@@ -85,7 +85,8 @@ class Shop:
     def ingest(self, catalog: str | Path | None = None, pins: str | Path | None = None,
                config: Any = None, progress: Any = None) -> Any:
         """`pinshop ingest`: an IngestSummary (config: ingestion.pipeline.IngestConfig)."""
-        from .ingestion.pipeline import IngestConfig, ingest
+        from .ingestion.config import IngestConfig
+        from .ingestion.pipeline import ingest
 
         self._forget()
         config = config or IngestConfig(runtime=self.runtime, models_dir=self.models_dir,
