@@ -4,11 +4,13 @@ models the tests build themselves through the same loading code."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import importlib.util
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +41,43 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+def shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A directory every test of the run shares, parallel workers (pytest-xdist) included:
+    what is made there once (ONNX exports, the demo workspace) serves them all."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's base; each worker's own temp dir is below it
+    path = root / name
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def models_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run's one models cache (see offline_models), for fixtures wider than a test."""
+    return shared_dir(tmp_path_factory, "models-cache")
+
+
+@contextmanager
+def made_once(directory: Path) -> Iterator[bool]:
+    """Hold `directory`'s build lock; yields whether it still needs making (another worker
+    may have made it while this one waited). The block marks it made when it succeeds."""
+    with open(directory / ".made.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = directory / ".made"
+        needed = not done.exists()
+        yield needed
+        if needed:
+            done.touch()
+
+
 @pytest.fixture(autouse=True)
 def offline_models(tmp_path_factory: pytest.TempPathFactory,
                    monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No hub, and an empty private models cache: only mirror packages resolve."""
-    cache = tmp_path_factory.getbasetemp() / "models-cache"
-    cache.mkdir(exist_ok=True)
+    """No hub, and one models cache for the run with nothing in it but what tests make
+    (exports are atomic writes, so parallel workers can make the same one safely): only
+    mirror packages resolve. A test that puts weights somewhere uses a directory of its own."""
+    cache = shared_dir(tmp_path_factory, "models-cache")
     monkeypatch.setenv("PINSHOP_OFFLINE", "1")
     monkeypatch.setenv("PINSHOP_MODELS", str(cache))
     monkeypatch.delenv("PINSHOP_HOME", raising=False)
@@ -63,13 +96,15 @@ def demo_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     mp = pytest.MonkeyPatch()
     mp.setenv("PINSHOP_OFFLINE", "1")
-    # The session's one models cache: the ONNX exports are made once, here, for every test.
-    cache = tmp_path_factory.getbasetemp() / "models-cache"
-    cache.mkdir(exist_ok=True)
-    mp.setenv("PINSHOP_MODELS", str(cache))
-    root = tmp_path_factory.mktemp("demo") / "ws"
-    ingest(root, SAMPLE / "catalog.csv", SAMPLE / "pins")
-    build_indexes(root)
+    # The run's one models cache: the ONNX exports are made once, here, for every test.
+    mp.setenv("PINSHOP_MODELS", str(shared_dir(tmp_path_factory, "models-cache")))
+    demo = shared_dir(tmp_path_factory, "demo")
+    root = demo / "ws"
+    with made_once(demo) as needed:  # one build, whichever worker gets here first
+        if needed:
+            shutil.rmtree(root, ignore_errors=True)
+            ingest(root, SAMPLE / "catalog.csv", SAMPLE / "pins")
+            build_indexes(root)
     mp.undo()
     return root
 
@@ -285,7 +320,7 @@ def look_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     mp = pytest.MonkeyPatch()
     mp.setenv("PINSHOP_OFFLINE", "1")
-    mp.setenv("PINSHOP_MODELS", str(tmp_path_factory.getbasetemp() / "models-cache"))
+    mp.setenv("PINSHOP_MODELS", str(shared_dir(tmp_path_factory, "models-cache")))
     root = tmp_path_factory.mktemp("look")
     with open(SAMPLE / "catalog.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))

@@ -63,14 +63,13 @@ def test_auto_falls_back_visibly_when_nothing_resolves():
     assert embedder.source == "offline" and "CLIP weights not found" in embedder.note
 
 
-def test_weights_resolve_from_the_models_dir_first(offline_models, yaml_yolo_checkpoint):
-    (offline_models / "yolo11n.pt").write_bytes(yaml_yolo_checkpoint.read_bytes())
-    try:
-        detector = get_detector("yolo11n", offline_models)
-        assert isinstance(detector, UltralyticsDetector)
-        assert detector.weights == offline_models / "yolo11n.pt"
-    finally:
-        (offline_models / "yolo11n.pt").unlink()
+def test_weights_resolve_from_the_models_dir_first(tmp_path, yaml_yolo_checkpoint):
+    # A directory of its own: the session's models cache is shared by parallel workers,
+    # whose `--detector auto` would pick these weights up.
+    (tmp_path / "yolo11n.pt").write_bytes(yaml_yolo_checkpoint.read_bytes())
+    detector = get_detector("yolo11n", tmp_path)
+    assert isinstance(detector, UltralyticsDetector)
+    assert detector.weights == tmp_path / "yolo11n.pt"
 
 
 @pytest.mark.slow

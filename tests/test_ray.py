@@ -36,11 +36,11 @@ def two_nodes(offline_env: None) -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def offline_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def offline_env(models_cache: Path) -> Iterator[None]:
     """Ray's workers inherit the environment of the processes that start the cluster."""
     mp = pytest.MonkeyPatch()
     mp.setenv("PINSHOP_OFFLINE", "1")
-    mp.setenv("PINSHOP_MODELS", str(tmp_path_factory.getbasetemp() / "models-cache"))
+    mp.setenv("PINSHOP_MODELS", str(models_cache))
     yield
     mp.undo()
 
