@@ -10,7 +10,20 @@ import typer
 
 from pinshop_cli.errors import PinshopError
 
-from . import chat, demo, doctor, events, index, ingest, look, match, models, recommend, sql
+from . import (
+    chat,
+    demo,
+    doctor,
+    events,
+    index,
+    ingest,
+    look,
+    match,
+    models,
+    recommend,
+    serve,
+    sql,
+)
 
 app = typer.Typer(
     name="pinshop",
@@ -48,6 +61,7 @@ app.command("recommend")(recommend.recommend)
 app.command("generate-events")(events.generate_events)
 app.command("chat")(chat.chat)
 app.command("sql")(sql.sql)
+app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 app.command("doctor")(doctor.doctor)
 app.add_typer(models.app, name="models")

@@ -39,3 +39,7 @@ def first_line(exc: BaseException, limit: int | None = None) -> str:
     empty), cut to `limit` characters: how a caught library error reads in one of ours."""
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
+class UnknownProductError(PinshopError):
+    """No product with that id in the catalog (`pinshop serve` answers 404)."""

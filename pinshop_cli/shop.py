@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from .assistant.session import ShoppingAssistant
     from .models.base import ChatModel
     from .retrieval.retriever import Retriever
+    from .retrieval.store import Product
+    from .retrieval.updates import CatalogWriter
 
 
 class Shop:
@@ -45,6 +47,8 @@ class Shop:
 
             resolve_device(device)
         self._retriever: Retriever | None = None
+        self._seen: tuple[tuple[str, int, int], ...] = ()  # what it was loaded from
+        self._writer: CatalogWriter | None = None
         self._chat_models: dict[tuple[str, int, int | None], ChatModel] = {}
 
     @property
@@ -77,9 +81,39 @@ class Shop:
         from .retrieval.retriever import Retriever
 
         if self._retriever is None:
+            self._seen = self.versions()
             self._retriever = Retriever(self.ws, self.models_dir, runtime=self.runtime,
                                         device=self.device)
         return self._retriever
+
+    @property
+    def generation(self) -> int:
+        """Changes each time the Retriever is let go of (a conversation holding the old one
+        must move to the new one)."""
+        return id(self._retriever)
+
+    def versions(self) -> tuple[tuple[str, int, int], ...]:
+        """(name, size, mtime) of the catalog and the index manifests: what a write by
+        another process (ingest, index) changes. A few stat calls."""
+        ws = self.ws
+        paths = [ws.catalog, *sorted(ws.indexes_dir.glob("*.json"))]
+        found = []
+        for path in paths:
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            found.append((path.name, stat.st_size, stat.st_mtime_ns))
+        return tuple(found)
+
+    def refresh(self) -> bool:
+        """Let go of the loaded catalog and indexes if another process rewrote them since
+        (the next answer loads the new state): True when it did. For a long-lived Shop,
+        e.g. `pinshop serve`, before each answer."""
+        if self._retriever is None or self.versions() == self._seen:
+            return False
+        self._forget()
+        return True
 
     # -- writers ---------------------------------------------------------------------------
     def ingest(self, catalog: str | Path | None = None, pins: str | Path | None = None,
@@ -128,6 +162,34 @@ class Shop:
                 retriever.close()
         return match(images, text, retriever=retriever, models_dir=self.models_dir, **options)
 
+    def product(self, product_id: str) -> Product:
+        """One catalog product (a PinshopError when there is none)."""
+        from .errors import UnknownProductError
+        from .retrieval.store import Product
+
+        rows = self.retriever.rows([product_id])
+        if not rows:
+            raise UnknownProductError(f"no product {product_id!r} in the catalog")
+        return Product.from_row(rows[0])
+
+    def update_product(self, product_id: str, **values: Any) -> Product:
+        """A live `price`, `sale_price` or `availability` change (retrieval/updates.py):
+        the loaded catalog answers with it at once, and catalog.parquet has it on return
+        (written under the workspace lock, concurrent changes in one rewrite)."""
+        from .errors import UnknownProductError
+        from .retrieval.updates import CatalogWriter, ProductChange
+
+        change = ProductChange.parse(product_id, values)
+        if not self.retriever.apply(product_id, change.assignments):
+            raise UnknownProductError(f"no product {product_id!r} in the catalog")
+        if self._writer is None:
+            self._writer = CatalogWriter(self.ws)
+        before = self.versions()
+        self._writer.commit(change)
+        if before == self._seen:  # only this shop's own write since loading: keep what is loaded
+            self._seen = self.versions()
+        return self.product(product_id)
+
     def similar(self, reference: str, **options: Any) -> Any:
         """`pinshop similar`: LookAlikes (options: cheaper, max_price, color, category,
         top_k)."""
@@ -165,15 +227,18 @@ class Shop:
         finally:
             strict.close()
 
-    def recommend(self, user: str | None = None, config: Any = None) -> Any:
-        """`pinshop recommend --user U`: that user's recommendations (a cold user gets
-        popular items); with no user, every user's, into recommendations.parquet (returns
-        the row count)."""
+    def recommend(self, user: str | None = None, config: Any = None, session: Any = None
+                  ) -> Any:
+        """`pinshop recommend --user U [--session FILE]`: that user's recommendations (a
+        cold user gets popular items); `session` (a file, an Arrow table or event dicts,
+        as the chat and the API hold them) pulls in the neighbours of what is being looked
+        at, with or without a user. With neither, every user's, into
+        recommendations.parquet (returns the row count)."""
         from . import recommend, recommend_all
 
-        if user is None:
+        if user is None and session is None:
             return recommend_all(self.ws.root, config)
-        return recommend(self.ws.root, user, config)
+        return recommend(self.ws.root, user, config, session)
 
     def evaluate(self, cut: Any = None, config: Any = None) -> Any:
         """`pinshop recommend --evaluate`: an Evaluation."""

@@ -147,7 +147,8 @@ def to_hits(loaded: LoadedIndex, labels: np.ndarray, scores: np.ndarray) -> list
 
 class Retriever:
     """Search one workspace's indexes with catalog filters; loaded objects are kept for
-    the life of the retriever (a chat session, a notebook), and never mutated."""
+    the life of the retriever (a chat session, a notebook), changed only by `apply` (a live
+    price or stock update)."""
 
     def __init__(self, workspace: str | Path | Workspace | None = None,
                  models_dir: str | None = None, rebuild: bool = False,
@@ -326,6 +327,32 @@ class Retriever:
         if name not in self._columns:
             self._columns[name] = self.store.label_columns(loaded.label_table)
         return self._columns[name]
+
+    def apply(self, product_id: str, assignments: dict[str, Any]) -> bool:
+        """A live change to one product (retrieval/updates.py), visible to the next query:
+        its catalog row, and its price in the filter columns of every loaded index (one
+        position each, found by binary search), with the filters prepared on old prices
+        dropped. False when the catalog has no such product."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        if not self.store.apply(product_id, assignments):
+            return False
+        if "price" in assignments:
+            for name, columns in self._columns.items():
+                loaded = self._indexes.get(name)
+                if loaded is None:
+                    continue
+                at = pc.index(loaded.label_table.column("id"), product_id).as_py()
+                if at < 0:
+                    continue
+                label = loaded.label_table.column("label")[at].as_py()
+                position = int(np.searchsorted(columns.labels, label))
+                if position < len(columns.labels) and columns.labels[position] == label:
+                    columns.price[position] = assignments["price"]
+            for key in [k for k in self._filters if len(k) > 1 and isinstance(k[1], Filters)]:
+                del self._filters[key]
+        return True
 
     def similarity_scale(self, kind: str) -> SimilarityScale:
         """How cosines in the global `kind` index rank among its product pairs (once)."""

@@ -40,6 +40,7 @@ class Product:
     availability: str | None = None
     description: str | None = None
     photo_color: str | None = None  # the colour family of its photo (detection/colors.py)
+    sale_price: float | None = None  # a live sale (retrieval/updates.py)
 
     @classmethod
     def from_row(cls, row: dict[str, Any], score: float = 0.0) -> Product:
@@ -48,7 +49,8 @@ class Product:
         return cls(row["id"], row["title"], price, row.get("category"), round(score, 4),
                    row.get("currency"), row.get("brand"), row.get("color"), row.get("image"),
                    row.get("url"), row.get("availability"), row.get("description"),
-                   row.get("photo_color"))
+                   row.get("photo_color"),
+                   float(row["sale_price"]) if row.get("sale_price") is not None else None)
 
     def price_text(self) -> str:
         """'129.00 EUR', from the catalog only."""
@@ -218,6 +220,20 @@ class CatalogStore:
             table.column("price").to_numpy(zero_copy_only=False).astype(np.float64),
             table.column("color_text").combine_chunks(),
             table.column("photo_color").combine_chunks())
+
+    def apply(self, product_id: str, assignments: dict[str, Any]) -> bool:
+        """Set columns of one row in the served catalog (retrieval/updates.py: a live price
+        or stock change); False when there is no such product. The ART index on id finds
+        the row, so this costs the same at any catalog size."""
+        from .updates import PRICE_TYPE
+
+        if "sale_price" in assignments:  # catalogs without sales get the column on first use
+            self.con.execute(f"ALTER TABLE catalog ADD COLUMN IF NOT EXISTS sale_price "
+                             f"{PRICE_TYPE}")
+        sets = ", ".join(f"{name} = ${name}" for name in assignments)
+        found = self.con.execute(f"UPDATE catalog SET {sets} WHERE id = $id",
+                                 {**assignments, "id": product_id}).fetchall()
+        return bool(found and found[0][0])
 
     def rows(self, ids: list[str]) -> list[dict[str, Any]]:
         """Catalog rows for `ids`, in that order (ids not in the catalog are left out)."""

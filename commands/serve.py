@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ._output import DeviceOption, ModelsDirOption, RuntimeOption, WorkspaceOption, err
+
+
+def serve(
+    host: Annotated[str, typer.Option(
+        help="Address to listen on (loopback by default; 0.0.0.0 exposes it).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+    token: Annotated[str | None, typer.Option(
+        envvar="PINSHOP_TOKEN", show_default="generated and printed",
+        help="Bearer token that live updates (PATCH /products/ID) need (or $PINSHOP_TOKEN).")
+    ] = None,
+    model: Annotated[str, typer.Option(
+        help="Chat model for POST /chat: a registered name or a .gguf path.")
+    ] = "qwen2.5-coder-1.5b",
+    workspace: WorkspaceOption = None,
+    models_dir: ModelsDirOption = None,
+    runtime: RuntimeOption = "auto",
+    device: DeviceOption = "auto",
+) -> None:
+    """Serve the workspace over HTTP with warm models: search, photo match, look-alikes,
+    recommendations, a streaming chat, live price and stock updates, and a web page at /.
+    API docs at /docs.
+
+    Example: `pinshop serve -w pinshop-demo --port 8000`
+    """
+    import secrets
+
+    from pinshop_cli.serve import serve as run_server
+
+    if not token:
+        token = secrets.token_urlsafe(24)
+        err.print(f"token for live updates: {token}", highlight=False)
+    err.print(f"serving on http://{host}:{port} (API docs at /docs; Ctrl-C stops)",
+              highlight=False)
+    run_server(workspace, token, host, port, model, str(models_dir) if models_dir else None,
+               runtime, device)

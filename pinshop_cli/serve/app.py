@@ -1,0 +1,178 @@
+"""The FastAPI app: routes that each make one Shop call and return its `--json` shape."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, File, Header, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
+
+from ..errors import PinshopError, UnknownProductError
+from ..shop import Shop
+from .chat import ChatSessions
+from .guard import MAX_K, MAX_TEXT, MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, ServedShop, Unauthorized
+
+log = logging.getLogger("pinshop.serve")
+
+K = Annotated[int, Query(ge=1, le=MAX_K, description=f"Results (1-{MAX_K}).")]
+
+
+def _plain(result: Any) -> Any:
+    """A library result as JSON-ready data (its to_dict(), the CLI's --json shape)."""
+    if hasattr(result, "to_dict"):
+        return result.to_dict()
+    if isinstance(result, list):
+        return [_plain(item) for item in result]
+    return result.__dict__ if hasattr(result, "__dict__") else result
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error is a JSON body with one line; no stack trace leaves the process."""
+    @app.exception_handler(UnknownProductError)
+    async def unknown(_: Request, exc: UnknownProductError) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(PinshopError)
+    async def refused(_: Request, exc: PinshopError) -> JSONResponse:
+        return _error(400, str(exc))
+
+    @app.exception_handler(Unauthorized)
+    async def unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=401,
+                            headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(HTTPException)
+    async def http(_: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        return _error(422, f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(Exception)
+    async def crashed(_: Request, exc: Exception) -> JSONResponse:
+        log.error("request failed", exc_info=exc)
+        return _error(500, "internal error (see the server's log)")
+
+
+def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -> FastAPI:
+    """The API and the web page over `shop`; writes need `token`."""
+    served = ServedShop(shop, token)
+    sessions = ChatSessions(served, chat_model)
+    app = FastAPI(title="pinshop", summary="A shopping catalog that answers in real time.")
+    _install_error_handlers(app)
+    page = files("pinshop_cli.serve").joinpath("static")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        return page.joinpath("index.html").read_text(encoding="utf-8")
+
+    @app.get("/static/app.js", include_in_schema=False)
+    def script() -> Response:
+        return Response(page.joinpath("app.js").read_text(encoding="utf-8"),
+                        media_type="text/javascript")
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/search")
+    def search(q: Annotated[str, Query(min_length=1, max_length=MAX_TEXT)], k: K = 10,
+               category: str | None = None, max_price: float | None = None,
+               color: str | None = None) -> dict[str, Any]:
+        with served.using() as current:
+            result = current.match([], text=q, top_k=k, category=category,
+                                   max_price=max_price, color=color)
+        return {"matches": result.to_dict()["text"]["matches"], "notes": result.notes}
+
+    @app.post("/match")
+    def match(image: Annotated[UploadFile, File()], k: K = 5, category: str | None = None,
+              max_price: float | None = None, color: str | None = None) -> dict[str, Any]:
+        data = image.file.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, f"the photo is over {MAX_UPLOAD_BYTES // 2**20} MiB")
+        with tempfile.TemporaryDirectory(prefix="pinshop-upload-") as scratch:
+            path = Path(scratch) / "upload"
+            path.write_bytes(data)
+            _check_photo(path)
+            with served.using() as current:
+                result = current.match([path], top_k=k, category=category,
+                                       max_price=max_price, color=color)
+        pin = result.to_dict()["pins"][0]
+        if pin["error"]:
+            raise PinshopError(f"the photo could not be read: {pin['error']}")
+        pin["image"] = image.filename or "upload"
+        return pin
+
+    @app.get("/products/{product_id}")
+    def product(product_id: str) -> dict[str, Any]:
+        with served.using() as current:
+            return _plain(current.product(product_id))
+
+    @app.get("/products/{product_id}/photo", include_in_schema=False)
+    def photo(product_id: str) -> FileResponse:
+        with served.using() as current:
+            image = current.product(product_id).image
+        if not image or not Path(image).is_file():
+            raise HTTPException(404, f"product {product_id!r} has no photo")
+        return FileResponse(image)
+
+    @app.patch("/products/{product_id}")
+    def update(product_id: str, changes: Annotated[dict[str, Any], Body()],
+               authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+        """Set `price`, `sale_price` (null ends a sale) and/or `availability`; needs
+        `Authorization: Bearer <token>`."""
+        served.check_token(authorization)
+        with served.using() as current:
+            return _plain(current.update_product(product_id, **changes))
+
+    @app.get("/similar/{product_id}")
+    def similar(product_id: str, cheaper: bool = False, k: K = 10) -> dict[str, Any]:
+        with served.using() as current:
+            return _plain(current.similar(product_id, cheaper=cheaper, top_k=k))
+
+    @app.get("/complete/{product_id}")
+    def complete(product_id: str, k: K = 5) -> dict[str, Any]:
+        with served.using() as current:
+            return _plain(current.complete(product_id, top_k=k))
+
+    @app.get("/recommend/{user}")
+    def recommend(user: str, k: K = 10) -> list[Any]:
+        from ..recommendation.config import RecommendConfig, with_overrides
+
+        with served.using() as current:
+            return _plain(current.recommend(user, with_overrides(RecommendConfig(), k=k)))
+
+    @app.post("/chat")
+    def chat(message: Annotated[str, Body(min_length=1)],
+             session: Annotated[str | None, Body(max_length=64)] = None) -> StreamingResponse:
+        """Server-Sent Events: `session`, then `token` pieces, then `reply` (or `error`)."""
+        return StreamingResponse(sessions.stream(message, session),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})
+
+    return app
+
+
+def _check_photo(path: Path) -> None:
+    """Refuse what is not a photo, or one too large in pixels, before any model runs."""
+    from ..io.images import ImageRejected, check_image
+
+    try:
+        check_image(path, MAX_UPLOAD_PIXELS)
+    except ImageRejected as exc:
+        if "pixels" in str(exc):
+            raise HTTPException(413, f"the photo is too large: {exc}") from None
+        raise PinshopError(f"not a photo pinshop can read: {exc}") from None

@@ -1,0 +1,48 @@
+"""What keeps a served Shop safe under load: caps on requests, the bearer token, and one
+lock that bounds the model work to one call at a time (a burst queues, it does not run the
+process out of memory; the Shop's DuckDB connection and LRUs are not shared across threads)."""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from ..shop import Shop
+
+MAX_K = 100  # results per query
+MAX_TEXT = 500  # characters in a search query (a chat question has its own cap)
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_UPLOAD_PIXELS = 40_000_000  # a 8000 x 5000 photo; a decompression bomb is far above
+
+
+class Unauthorized(Exception):
+    """A write without the server's bearer token."""
+
+
+@dataclass
+class ServedShop:
+    """The one Shop a server answers from, with its token."""
+
+    shop: Shop
+    token: str
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def using(self) -> Iterator[Shop]:
+        """The Shop, for one call at a time; a re-ingest or re-index by another process is
+        picked up here (Shop.refresh: a few stat calls)."""
+        with self._lock:
+            self.shop.refresh()
+            yield self.shop
+
+    def check_token(self, authorization: str | None) -> None:
+        """Accept `Authorization: Bearer <token>` only (compared in constant time)."""
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                                  self.token.encode()):
+            raise Unauthorized("this needs the server's token: Authorization: Bearer <token>")

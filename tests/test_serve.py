@@ -1,0 +1,215 @@
+"""`pinshop serve`: a real server process on loopback, answering over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+TOKEN = "test-token-" + uuid.uuid4().hex
+
+
+class Server:
+    def __init__(self, url: str, workspace: Path) -> None:
+        self.url, self.workspace = url, workspace
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        """(status, parsed JSON body) for one request."""
+        req = urllib.request.Request(self.url + path, data=body, method=method,
+                                     headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=120) as response:
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        return status, json.loads(raw) if raw else None
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return self.request("GET", path)
+
+    def patch(self, path: str, data: dict[str, Any], token: str | None = TOKEN
+              ) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.request("PATCH", path, json.dumps(data).encode(), headers)
+
+    def upload(self, data: bytes, name: str = "photo.jpg") -> tuple[int, Any]:
+        boundary = uuid.uuid4().hex
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
+                f"filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        return self.request("POST", "/match?k=3", body,
+                            {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+
+def bomb_png() -> bytes:
+    """A PNG of 9000 x 5000 one-bit pixels: a few KB of file, 45 million pixels."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("1", (9000, 5000)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(demo_workspace: Path, models_cache: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One `pinshop serve` process for the module, on a private copy of the demo workspace
+    (the tests write prices into it)."""
+    import pinshop_cli
+    from pinshop_cli.synth.events import SynthConfig, generate_for_workspace
+
+    workspace = tmp_path_factory.mktemp("serve") / "ws"
+    shutil.copytree(demo_workspace, workspace, ignore=shutil.ignore_patterns(".lock"))
+    events = workspace.parent / "events.parquet"  # a few shoppers, for /recommend
+    generate_for_workspace(events, SynthConfig(users=20, events=1000), workspace)
+    pinshop_cli.open(workspace).ingest_events(events)
+    port = free_port()
+    env = {**os.environ, "PINSHOP_OFFLINE": "1", "PINSHOP_MODELS": str(models_cache),
+           "PINSHOP_TOKEN": TOKEN}
+    log = (workspace.parent / "server.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from pinshop_cli.commands.main import run; run()", "serve",
+         "-w", str(workspace), "--port", str(port), "--model", "smollm2"],
+        env=env, stdout=log, stderr=subprocess.STDOUT)
+    served = Server(f"http://127.0.0.1:{port}", workspace)
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if served.get("/health")[0] == 200:
+                break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("pinshop serve did not start: "
+                        + (workspace.parent / "server.log").read_text()[-2000:])
+        time.sleep(0.3)
+    yield served
+    process.terminate()  # SIGTERM: uvicorn finishes, then re-raises the signal it caught
+    assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+    log.close()
+    assert "Traceback" not in (workspace.parent / "server.log").read_text()
+
+
+def test_health_and_docs(server: Server) -> None:
+    assert server.get("/health") == (200, {"status": "ok"})
+    status, spec = server.get("/openapi.json")
+    assert status == 200 and {"/search", "/match", "/products/{product_id}",
+                              "/chat"} <= set(spec["paths"])
+
+
+def test_search_has_the_text_block_shape_and_caps_k(server: Server) -> None:
+    status, body = server.get("/search?q=plywood%20chair&k=3&category=chair")
+    assert status == 200
+    assert 0 < len(body["matches"]) <= 3
+    assert {"id", "title", "price", "category", "score"} <= set(body["matches"][0])
+    assert all(m["category"] == "chair" for m in body["matches"])
+    status, body = server.get("/search?q=chair&k=1000")
+    assert status == 422 and "k" in body["error"]
+    status, body = server.get("/search?q=" + "a" * 5000)
+    assert status == 422 and "\n" not in body["error"]
+
+
+def test_match_answers_one_pin_and_bad_uploads_are_one_line_errors(server: Server) -> None:
+    status, pin = server.upload((SAMPLE / "pins" / "7303782.jpg").read_bytes())
+    assert status == 200 and pin["image"] == "photo.jpg" and pin["objects"]
+    obj = pin["objects"][0]
+    assert len(obj["box"]) == 4 and {"id", "title", "price", "score"} <= set(obj["matches"][0])
+    status, body = server.upload(b"this is not a photo")
+    assert status == 400 and body["error"].startswith("not a photo")
+    status, body = server.upload(b"\xff\xd8" + b"\0" * (11 * 2**20))
+    assert status == 413
+    status, body = server.upload(bomb_png(), "bomb.png")
+    assert status == 413 and "pixels" in body["error"]
+    assert server.get("/health")[0] == 200  # still up
+
+
+def test_products_similar_complete_recommend(server: Server) -> None:
+    status, product = server.get("/products/P001")
+    assert status == 200 and product["id"] == "P001" and product["title"]
+    status, body = server.get("/products/NOPE")
+    assert status == 404 and "NOPE" in body["error"]
+    status, body = server.get("/similar/P001?cheaper=true&k=3")
+    assert status == 200 and body["reference"] == "P001"
+    assert all(item["price"] < product["price"] for item in body["items"])
+    assert server.get("/complete/P001")[0] == 200
+    status, body = server.get("/recommend/u1?k=2")
+    assert status == 200 and len(body) == 2 and body[0]["item_id"]
+
+
+def test_live_update_needs_the_token_and_shows_in_the_next_search(server: Server) -> None:
+    import duckdb
+
+    query = "/search?q=plywood%20dining%20chair&k=5&max_price=200"
+    ids = [m["id"] for m in server.get(query)[1]["matches"]]
+    assert "P001" in ids
+    assert server.patch("/products/P001", {"price": 999}, token=None)[0] == 401
+    assert server.patch("/products/P001", {"price": 999}, token="wrong")[0] == 401
+    status, body = server.patch("/products/P001", {"price": "lots"})
+    assert status == 400 and "price" in body["error"]
+    assert server.patch("/products/NOPE", {"price": 1})[0] == 404
+
+    status, product = server.patch("/products/P001", {"price": 999, "sale_price": 899,
+                                                      "availability": "out of stock"})
+    assert status == 200
+    assert (product["price"], product["sale_price"], product["availability"]) == (
+        999, 899, "out_of_stock")
+    assert "P001" not in [m["id"] for m in server.get(query)[1]["matches"]]
+    assert server.get("/products/P001")[1]["availability"] == "out_of_stock"
+    # Persisted through the writer path, and no index became stale.
+    row = duckdb.sql(f"SELECT price::DOUBLE, availability FROM "
+                     f"'{server.workspace / 'catalog.parquet'}' WHERE id = 'P001'").fetchall()
+    assert row == [(999.0, "out_of_stock")]
+    from pinshop_cli.index.generations import index_status
+
+    assert not [s.name for s in index_status(server.workspace) if s.stale]
+    server.patch("/products/P001", {"price": 149, "sale_price": None})
+    assert "P001" in [m["id"] for m in server.get(query)[1]["matches"]]
+
+
+def test_chat_streams_server_sent_events_with_a_session(server: Server) -> None:
+    def ask(message: str, session: str | None) -> list[tuple[str, Any]]:
+        req = urllib.request.Request(
+            server.url + "/chat", method="POST",
+            data=json.dumps({"message": message, "session": session}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=300) as response:
+            assert response.headers["Content-Type"].startswith("text/event-stream")
+            blocks = response.read().decode().strip().split("\n\n")
+        return [(b.split("\n")[0].removeprefix("event: "),
+                 json.loads(b.split("\n")[1].removeprefix("data: "))) for b in blocks]
+
+    events = ask("a chair under 200", None)
+    assert events[0][0] == "session" and events[-1][0] == "reply"
+    session = events[0][1]["session"]
+    reply = events[-1][1]
+    assert set(reply) >= {"answer", "intent", "products"}
+    assert all(p["price"] is None or p["price"] <= 200 for p in reply["products"])
+    followup = ask("cheaper", session)
+    assert followup[0][1]["session"] == session and followup[-1][0] == "reply"
+    assert ask("x" * 3000, session)[-1][0] == "error"
