@@ -18,6 +18,7 @@ from ..detection.crops import PIN_DECODE_SIDE
 from ..engines import Engine, Stage, get_engine
 from ..errors import DamagedFileError, PinshopError
 from ..io.catalog import normalize_catalog, rejects_schema
+from ..io.photo_fetch import PhotoStore
 from ..io.pins import PinFile, scan_pins
 from ..models.recorded import record_embedder, workspace_embedder
 from ..progress import NullProgress, Progress
@@ -58,6 +59,7 @@ class _Run:
         self.summary = IngestSummary(str(ws.root), engine=config.engine)
         self.image_rejects: list[dict[str, Any]] = []
         self.catalog_written = False
+        self.photo_rejects: pa.Table | None = None  # this run's unfetched photo URLs
         self._embedder: Embedder | None = None
 
     @property
@@ -115,8 +117,12 @@ class _Run:
         started = time.perf_counter()
         self.progress.note(f"reading catalog {path}")
         loaded = normalize_catalog(path, self.ws.catalog, self.ws.rejects_dir / "catalog.parquet",
-                                   self.config.max_pixels)
+                                   self.config.max_pixels, PhotoStore(self.ws.root / "photos"))
         self.catalog_written = True
+        self.photo_rejects = loaded.photo_rejects
+        if loaded.photo_rejects is not None and loaded.photo_rejects.num_rows:
+            loaded.notes.append(f"{loaded.photo_rejects.num_rows} photo URLs not fetched: the "
+                                "products stay, text-only (see rejects_product_images)")
         self.summary.rows_ok, self.summary.rows_rejected = loaded.rows_ok, loaded.rows_rejected
         self.summary.rows_added, self.summary.rows_removed, self.summary.rows_changed = (
             loaded.rows_added, loaded.rows_removed, loaded.rows_changed)
@@ -216,11 +222,13 @@ class _Run:
             for message in self._embedder.runtime_notes:
                 self.summary.notes.append(message)
                 self.progress.note(message)
-        if self.image_rejects:
+        if self.image_rejects or self.photo_rejects is not None:
             import pyarrow as pa
 
-            write_parquet(pa.Table.from_pylist(self.image_rejects, rejects_schema()),
-                          self.ws.rejects_dir / "product_images.parquet")
+            rejects = pa.Table.from_pylist(self.image_rejects, rejects_schema())
+            if self.photo_rejects is not None:
+                rejects = pa.concat_tables([self.photo_rejects.cast(rejects_schema()), rejects])
+            write_parquet(rejects, self.ws.rejects_dir / "product_images.parquet")
             self.summary.rows_rejected += len(self.image_rejects)
         if detector_id is not None:
             self.summary.detections = consolidate_detections(self.ws, detector_id)

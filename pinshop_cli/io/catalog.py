@@ -23,6 +23,7 @@ from ..workspace.integrity import parquet_problem
 from ..workspace.storage import atomic_path, copy_to_parquet, rows_version_sql, sql_path
 from . import records
 from .catalog_steps import Plan, ident, normalize, output_names, split
+from .feeds import xml_to_parquet
 from .images import DEFAULT_MAX_PIXELS
 from .text import scan_text
 
@@ -30,8 +31,11 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-SUFFIXES = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
-            ".json": "jsonl", ".parquet": "parquet"}
+    from .photo_fetch import PhotoStore
+
+SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".jsonl": "jsonl",
+            ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".xml": "xml",
+            ".rss": "xml", ".atom": "xml"}
 
 
 @dataclass
@@ -57,6 +61,8 @@ class CatalogSummary:
     rows_added: int = 0
     rows_removed: int = 0
     rows_changed: int = 0
+    #: Photo URLs that could not be fetched: (source, line, id, reason, raw) as rejects.
+    photo_rejects: pa.Table | None = None
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -65,14 +71,27 @@ def _read(con: duckdb.DuckDBPyConnection, path: Path, kind: str, scratch: Path
     """Fill `records` from the catalog file; return (its column names, notes)."""
     if kind == "parquet":
         return records.read_parquet(con, path, path.name), []
+    if kind == "xml":  # RSS 2.0 / Atom: converted once, then read like Parquet
+        converted = scratch / "feed.parquet"
+        xml_to_parquet(path, converted)
+        return records.read_parquet(con, converted, path.name), []
     text = scan_text(path, scratch, path.name, fix_line_ends=kind == "csv",
                      mark_undecodable=kind == "jsonl")
     if kind == "jsonl":
         return records.read_jsonl(con, text, path.name), list(text.notes)
-    names = records.read_csv(con, text, path.name,
-                             delimiter="\t" if path.suffix.lower() == ".tsv" else ",",
+    names = records.read_csv(con, text, path.name, delimiter=_delimiter(path),
                              recover=_id_column)
     return names, list(text.notes)
+
+
+def _delimiter(path: Path) -> str:
+    """Tab for .tsv, and for .txt or .csv whose header has a tab and no comma (Merchant
+    Center's and Pinterest's "TSV" feeds often carry .txt or .csv names)."""
+    if path.suffix.lower() == ".tsv":
+        return "\t"
+    with open(path, "rb") as handle:
+        header = handle.readline(1 << 16)
+    return "\t" if b"\t" in header and b"," not in header else ","
 
 
 def _id_column(names: list[str]) -> list[int]:
@@ -82,7 +101,8 @@ def _id_column(names: list[str]) -> list[int]:
     return [out.index("id")] if "id" in out else []
 
 
-def _run(path: Path, max_pixels: int, threads: int) -> tuple[duckdb.DuckDBPyConnection,
+def _run(path: Path, max_pixels: int, threads: int, photos: PhotoStore | None = None
+         ) -> tuple[duckdb.DuckDBPyConnection,
                                                               list[str], Any]:
     import duckdb
 
@@ -91,8 +111,8 @@ def _run(path: Path, max_pixels: int, threads: int) -> tuple[duckdb.DuckDBPyConn
         raise PinshopError(f"catalog not found: {path}")
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
-        raise PinshopError(f"unsupported catalog format {path.suffix!r}: use .csv, .jsonl or "
-                           ".parquet")
+        raise PinshopError(f"unsupported catalog format {path.suffix!r}: use .csv, .tsv, "
+                           ".jsonl, .parquet or an .xml feed")
     if path.stat().st_size == 0:
         raise PinshopError(f"{path.name} is empty: a catalog needs a header and rows")
     con = duckdb.connect()
@@ -107,7 +127,7 @@ def _run(path: Path, max_pixels: int, threads: int) -> tuple[duckdb.DuckDBPyConn
                                f"{', '.join(names[:12])}); id and title are required")
         if "title" not in {n.strip().lower() for n in names}:
             raise PinshopError(f"{path.name} has no 'title' column; id and title are required")
-        plan = Plan.of(names, path.parent, max_pixels, threads)
+        plan = Plan.of(names, path.parent, max_pixels, threads, photos)
         split(con, normalize(con, plan), plan, path.name)
     except duckdb.Error as exc:
         con.close()
@@ -147,12 +167,14 @@ CATALOG_VERSIONS = {
 
 
 def normalize_catalog(path: str | Path, catalog_target: Path, rejects_target: Path,
-                      max_pixels: int = DEFAULT_MAX_PIXELS) -> CatalogSummary:
+                      max_pixels: int = DEFAULT_MAX_PIXELS,
+                      photos: PhotoStore | None = None) -> CatalogSummary:
     """Normalize a catalog file into `catalog_target` (Parquet) and its refused rows into
     `rejects_target`, both written atomically. A catalog with no usable row is refused
-    with an error and leaves the existing catalog in place."""
+    with an error and leaves the existing catalog in place. Photo URLs are fetched into
+    `photos` (without it they are left out, as photo rejects)."""
     path = Path(path)
-    con, notes, scratch = _run(path, max_pixels, _threads())
+    con, notes, scratch = _run(path, max_pixels, _threads(), photos)
     try:
         ok, rejected = con.execute("SELECT (SELECT count(*) FROM catalog_out), "
                                    "(SELECT count(*) FROM rejects_out)").fetchall()[0]
@@ -165,7 +187,9 @@ def normalize_catalog(path: str | Path, catalog_target: Path, rejects_target: Pa
                 "\"SELECT line, reason FROM rejects_catalog\"`); the existing catalog was kept")
         added, removed, changed = _changes(con, catalog_target, notes)
         copy_to_parquet(con, "SELECT * FROM catalog_out", catalog_target, CATALOG_VERSIONS)
-        return CatalogSummary(int(ok), int(rejected), notes, added, removed, changed)
+        photo_rejects = con.sql("SELECT * FROM photo_rejects_out").to_arrow_table()
+        return CatalogSummary(int(ok), int(rejected), notes, added, removed, changed,
+                              photo_rejects)
     finally:
         con.close()
         scratch.cleanup()

@@ -23,10 +23,13 @@ from typing import TYPE_CHECKING
 
 from ..errors import first_line
 from ..workspace.storage import sha256_file
+from .feeds import AVAILABILITY, feed_sources
 from .images import ImageRejected, check_image
 
 if TYPE_CHECKING:
     import duckdb
+
+    from .photo_fetch import PhotoStore
 
 KNOWN_COLUMNS = (
     "id", "title", "description", "category", "brand", "color",
@@ -85,28 +88,39 @@ class Plan:
     base: Path  # image paths are relative to it
     max_pixels: int
     threads: int
+    #: Fetches photo URLs into the workspace's store (None: a URL photo is not fetched).
+    photos: PhotoStore | None = None
 
     @classmethod
-    def of(cls, names: list[str], base: Path, max_pixels: int, threads: int) -> Plan:
+    def of(cls, names: list[str], base: Path, max_pixels: int, threads: int,
+           photos: PhotoStore | None = None) -> Plan:
         columns = {name: f"c{n}" for n, name in enumerate(output_names(names))}
-        return cls(columns, base, max_pixels, threads)
+        return cls(columns, base, max_pixels, threads, photos)
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """pinshop column -> its field, feed aliases included (`link` feeds `url`)."""
+        return feed_sources(self.columns)
 
     @property
     def extras(self) -> list[tuple[str, str]]:
         """The user's other columns as (field, output name): they keep their field names
         until the split, so no user name can collide with a working column."""
-        return [(c, name) for name, c in self.columns.items() if name not in KNOWN_COLUMNS]
+        return [(c, name) for name, c in self.columns.items()
+                if name not in KNOWN_COLUMNS and name != "sale_price"]
 
     def text(self, name: str) -> str:
         """SQL for the trimmed text of a known column (NULL when empty or absent)."""
-        column = self.columns.get(name)
+        column = self.sources.get(name)
         return f"nullif(trim({column}), '')" if column else "NULL::VARCHAR"
 
 
 # The price text with currency symbols/codes and spaces removed, classified by shape.
 _PRICE_CLEAN = (r"regexp_replace(lower(trim({p})), "
-                r"'^(?:[$€£¥]|usd|eur|gbp|chf|jpy)\s*|\s*(?:[$€£¥]|usd|eur|gbp|chf|jpy)$', "
-                r"'', 'g')")
+                r"'^(?:[$€£¥]|[a-z]{{3}})\s*|\s*(?:[$€£¥]|[a-z]{{3}})$', '', 'g')")
+#: The ISO 4217 code a feed writes beside the amount ("49.99 USD", "EUR 12,50").
+_PRICE_CURRENCY = (r"CASE WHEN trim({p}) ~ '^[A-Za-z]{{3}}\s*[\d.,]+$|^[\d.,]+\s*[A-Za-z]{{3}}$' "
+                   r"THEN upper(regexp_extract({p}, '[A-Za-z]{{3}}')) END")
 _PRICE_SQL = """
     CASE
         WHEN {c} ~ '^\\d+(\\.\\d+)?$' THEN {c}
@@ -122,22 +136,36 @@ Step = Callable[["duckdb.DuckDBPyConnection", str, Plan], str]
 
 
 def typed(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
-    """Known columns trimmed (empty is NULL), category lower-cased, the price cleaned of
-    currency marks and read by its shape (`price_text`, `price_value`); user columns
+    """Known columns trimmed (empty is NULL), the price cleaned of currency marks and read
+    by its shape (`price_text`, `price_value`), its currency taken from a feed's "49.99 USD"
+    when no `currency` column says it, likewise `sale_price`; the category is the last
+    segment of a path ("Home > Furniture > Sofas" is "sofas"), lower-cased; the feed
+    spellings of availability ("in stock") as the spec's (`in_stock`); user columns
     trimmed."""
-    price_raw = plan.text("price")
+    price_raw, sale_raw = plan.text("price"), plan.text("sale_price")
     known = ", ".join(f"{plan.text(name)} AS {name}" for name in KNOWN_COLUMNS
-                      if name not in ("price", "category"))
+                      if name not in ("price", "category", "currency", "availability"))
     extras = "".join(f", nullif(trim({c}), '') AS {c}" for c, _ in plan.extras)
+    stock = plan.text("availability")
+    spelled = f"replace(lower({stock}), ' ', '_')"
+    feed_stock = ", ".join(f"'{value}'" for value in AVAILABILITY)
     return f"""
         WITH cleaned AS (
-            SELECT *, {_PRICE_CLEAN.format(p=price_raw)} AS price_clean FROM {rows}
+            SELECT *, {_PRICE_CLEAN.format(p=price_raw)} AS price_clean,
+                   {_PRICE_CLEAN.format(p=sale_raw)} AS sale_clean FROM {rows}
         ), shaped AS (
-            SELECT *, {_PRICE_SQL.format(c="price_clean")} AS price_text FROM cleaned
+            SELECT *, {_PRICE_SQL.format(c="price_clean")} AS price_text,
+                   {_PRICE_SQL.format(c="sale_clean")} AS sale_text FROM cleaned
         )
-        SELECT line, problem, raw, {known}, lower({plan.text("category")}) AS category,
+        SELECT line, problem, raw, {known},
+               lower(trim(regexp_extract({plan.text("category")}, '([^>]*)$', 1))) AS category,
+               coalesce({plan.text("currency")}, {_PRICE_CURRENCY.format(p=price_raw)})
+                   AS currency,
+               CASE WHEN {spelled} IN ({feed_stock}) THEN {spelled} ELSE {stock} END
+                   AS availability,
                {price_raw} AS price_raw, price_text,
-               try_cast(price_text AS DOUBLE) AS price_value{extras}
+               try_cast(price_text AS DOUBLE) AS price_value,
+               {sale_raw} AS sale_raw, try_cast(sale_text AS DOUBLE) AS sale_value{extras}
         FROM shaped"""
 
 
@@ -155,17 +183,22 @@ def checked(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
             WHEN price_value IS NOT NULL AND NOT (isfinite(price_value)
                  AND price_value < {MAX_PRICE}) THEN
                 'price out of range ' || q60(price_raw) || ' (at most 1e16)'
+            WHEN sale_raw IS NOT NULL AND NOT coalesce(sale_value >= 0
+                 AND sale_value < {MAX_PRICE}, false) THEN
+                'unparsable sale_price ' || q60(sale_raw)
         END AS reason
         FROM {rows}"""
 
 
 def imaged(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
     """The image's resolved path, sha256 and displayed size, and `refusal`: the reason,
-    else why the image is refused."""
+    else why the image is refused. A photo URL that cannot be fetched refuses nothing: the
+    product stays, text-only, and `photo_problem` says why."""
     check_images(con, rows, plan)
     return f"""
         SELECT r.*, i.path AS image_path, i.sha256 AS image_sha256,
                i.width AS image_width, i.height AS image_height,
+               CASE WHEN r.reason IS NULL THEN i.photo_problem END AS photo_problem,
                coalesce(r.reason, i.problem) AS refusal
         FROM {rows} r LEFT JOIN images i ON i.ref = r.image"""
 
@@ -197,6 +230,8 @@ def normalize(con: duckdb.DuckDBPyConnection, plan: Plan) -> str:
 def split(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan, source: str) -> None:
     """Tables `catalog_out` (the clean rows, by line) and `rejects_out`."""
     extras = "".join(f", {c} AS {ident(name)}" for c, name in plan.extras)
+    if "sale_price" in plan.columns:
+        extras = f", CAST(sale_value AS {PRICE_TYPE}) AS sale_price{extras}"
     con.execute(f"""
         CREATE TEMP TABLE catalog_out AS
         SELECT id, title, description, category, brand, color,
@@ -212,15 +247,26 @@ def split(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan, source: str) ->
         CREATE TEMP TABLE rejects_out AS
         SELECT $source AS source, line::BIGINT AS line, id, why AS reason, raw
         FROM {rows} WHERE why IS NOT NULL ORDER BY line""", {"source": source})
+    con.execute(f"""
+        CREATE TEMP TABLE photo_rejects_out AS
+        SELECT $source AS source, line::BIGINT AS line, id, photo_problem AS reason,
+               image AS raw
+        FROM {rows} WHERE why IS NULL AND photo_problem IS NOT NULL ORDER BY line""",
+                {"source": source})
 
 
 def check_images(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> None:
     """Table `images`: each distinct image reference of a row not yet refused -> resolved
-    path, sha256 and displayed size, or why it is refused."""
+    path, sha256 and displayed size, or why it is refused (`problem`, a local file) or
+    left out (`photo_problem`, a URL)."""
     import pyarrow as pa
+
+    from .photo_fetch import is_url
 
     refs = con.sql(f"SELECT DISTINCT image FROM {rows} WHERE reason IS NULL "
                    "AND image IS NOT NULL").to_arrow_table().column("image").to_pylist()
+    urls = [ref for ref in refs if is_url(ref)]
+    files = [ref for ref in refs if not is_url(ref)]
 
     def check(ref: str) -> tuple[str | None, str | None, str | None, tuple[int, int] | None]:
         try:
@@ -235,12 +281,33 @@ def check_images(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> None:
             return None, None, f"image {ref[:200]}: unreadable path ({reason})", None
 
     with ThreadPoolExecutor(max_workers=plan.threads) as pool:
-        results = list(pool.map(check, refs))
-    con.register("images", pa.table({
-        "ref": pa.array(refs, pa.string()),
+        results = list(pool.map(check, files))
+    con.register("local_images", pa.table({
+        "ref": pa.array(files, pa.string()),
         "path": pa.array([r[0] for r in results], pa.string()),
         "sha256": pa.array([r[1] for r in results], pa.string()),
         "problem": pa.array([r[2] for r in results], pa.string()),
         "width": pa.array([r[3][0] if r[3] else None for r in results], pa.int32()),
         "height": pa.array([r[3][1] if r[3] else None for r in results], pa.int32()),
     }))
+    if plan.photos is not None:
+        fetched = plan.photos.fetch(urls)
+        objects = str(plan.photos.root / "objects")
+    else:
+        fetched = pa.table({"url": pa.array(urls, pa.string()),
+                            "sha256": pa.nulls(len(urls), pa.string()),
+                            "width": pa.nulls(len(urls), pa.int32()),
+                            "height": pa.nulls(len(urls), pa.int32()),
+                            "problem": pa.array(["not fetched: no workspace to store photos"]
+                                                * len(urls), pa.string())})
+        objects = ""
+    con.register("fetched_images", fetched)
+    con.execute("""
+        CREATE TEMP TABLE images AS
+        SELECT ref, path, sha256, problem, NULL::VARCHAR AS photo_problem, width, height
+        FROM local_images
+        UNION ALL
+        SELECT url, CASE WHEN sha256 IS NOT NULL
+                         THEN $objects || '/' || left(sha256, 2) || '/' || sha256 END,
+               sha256, NULL, problem, width, height
+        FROM fetched_images""", {"objects": objects})

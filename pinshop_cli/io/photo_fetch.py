@@ -1,0 +1,279 @@
+"""Photo URLs (http, https) fetched into a content-addressed store in the workspace.
+
+    photos/objects/ab/<sha256>      each photo once, named by its content
+    photos/urls.parquet             url -> sha256, size, ETag, Last-Modified (compacted)
+    photos/parts/*.parquet          the same rows of a run still going (or killed)
+
+Fetching is concurrent (threads, a bound per host), with connect and read timeouts,
+retries with backoff on 5xx and time-outs only, redirects followed up to a limit, a byte
+cap, and content-type and decode checks. A URL the store already holds is asked for again
+only with its validators (If-None-Match / If-Modified-Since): a 304 keeps the stored photo,
+so an unchanged photo is never downloaded twice; a URL whose server gave no validator is
+not asked again. Results are written in small atomic parts as they come, so a killed run
+resumes where it stopped. A failed photo is returned with its reason, never raised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import secrets
+import ssl
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin, urlsplit
+
+from ..workspace.storage import read_parquet, remove, write_parquet
+from .images import DEFAULT_MAX_PIXELS, ImageRejected, check_image
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """How photos are fetched (times in seconds)."""
+
+    workers: int = 16
+    per_host: int = 8
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    retries: int = 2  # after the first try; on 5xx and time-outs only
+    backoff: float = 0.5  # seconds before the first retry, doubled after each
+    max_redirects: int = 5
+    max_bytes: int = 20 << 20
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    #: Results per state part: a killed run re-fetches at most this many.
+    part_rows: int = 64
+
+
+class FetchFailed(Exception):
+    """A photo that cannot be had; the message is the reason recorded."""
+
+    def __init__(self, reason: str, retry: bool = False) -> None:
+        super().__init__(reason)
+        self.reason, self.retry = reason, retry
+
+
+def is_url(ref: str) -> bool:
+    return ref[:8].lower().startswith(("http://", "https://"))
+
+
+def _state_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([("url", pa.string()), ("sha256", pa.string()), ("width", pa.int32()),
+                      ("height", pa.int32()), ("etag", pa.string()),
+                      ("last_modified", pa.string()), ("problem", pa.string()),
+                      ("downloaded", pa.bool_())])
+
+
+class PhotoStore:
+    """The store under `root` (the workspace's photos/)."""
+
+    def __init__(self, root: Path, policy: FetchPolicy | None = None) -> None:
+        self.root, self.policy = Path(root), policy or FetchPolicy()
+        self.state_path = self.root / "urls.parquet"
+        self.parts_dir = self.root / "parts"
+
+    def object_path(self, sha256: str) -> Path:
+        return self.root / "objects" / sha256[:2] / sha256
+
+    def known(self) -> pa.Table:
+        """The last good result per URL: the compacted state and any parts a killed run
+        left, later rows first."""
+        import pyarrow as pa
+
+        from ..workspace.storage import query_arrow
+
+        tables = [t for t in [read_parquet(self.state_path)] if t is not None]
+        tables += [read_parquet(p) for p in sorted(self.parts_dir.glob("*.parquet"))]
+        if not tables:
+            return _state_schema().empty_table()
+        rows = pa.concat_tables([t.cast(_state_schema()) for t in tables if t is not None])
+        return query_arrow(
+            "SELECT * EXCLUDE (n) FROM (SELECT *, row_number() OVER () AS n FROM rows) "
+            "WHERE problem IS NULL QUALIFY row_number() OVER (PARTITION BY url ORDER BY n DESC)"
+            " = 1", tables={"rows": rows}).cast(_state_schema())
+
+    def fetch(self, urls: list[str]) -> pa.Table:
+        """Fetch `urls` (distinct); return the state schema, one row per URL: the stored
+        photo's sha256 and size, or its `problem`. `downloaded` says a body came."""
+        import pyarrow as pa
+
+        known = self.known().to_pylist()
+        before = {row["url"]: row for row in known
+                  if self.object_path(row["sha256"]).is_file()}
+        hosts = {urlsplit(u).netloc for u in urls}
+        gates = {host: threading.Semaphore(self.policy.per_host) for host in hosts}
+        pending: list[dict] = []
+        lock = threading.Lock()
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+
+        def one(url: str) -> dict:
+            old = before.get(url)
+            if old is not None and not (old["etag"] or old["last_modified"]):
+                return {**old, "downloaded": False}  # no validator: never asked again
+            with gates[urlsplit(url).netloc]:
+                row = self._fetch_one(url, old)
+            if row["problem"] is None and row["downloaded"]:
+                with lock:
+                    pending.append(row)
+                    if len(pending) >= self.policy.part_rows:
+                        self._save_part(pending[:])
+                        pending.clear()
+            return row
+
+        with ThreadPoolExecutor(max_workers=self.policy.workers) as pool:
+            rows = list(pool.map(one, urls))
+        if pending:
+            self._save_part(pending)
+        self._compact()
+        return pa.Table.from_pylist(rows, _state_schema())
+
+    def _save_part(self, rows: list[dict]) -> None:
+        import pyarrow as pa
+
+        name = f"{time.time_ns():020d}-{os.getpid()}-{threading.get_ident()}.parquet"
+        write_parquet(pa.Table.from_pylist(rows, _state_schema()), self.parts_dir / name)
+
+    def _compact(self) -> None:
+        """Fold the parts into urls.parquet, then drop them."""
+        parts = sorted(self.parts_dir.glob("*.parquet"))
+        if not parts:
+            return
+        write_parquet(self.known(), self.state_path)
+        for part in parts:
+            remove(part)
+
+    # -- one URL -----------------------------------------------------------------------------
+    def _fetch_one(self, url: str, old: dict | None) -> dict:
+        policy = self.policy
+        headers = {"User-Agent": "pinshop", "Accept": "image/*"}
+        if old is not None and old["etag"]:
+            headers["If-None-Match"] = old["etag"]
+        if old is not None and old["last_modified"]:
+            headers["If-Modified-Since"] = old["last_modified"]
+        row = {"url": url, "sha256": None, "width": None, "height": None, "etag": None,
+               "last_modified": None, "problem": None, "downloaded": False}
+        for attempt in range(policy.retries + 1):
+            try:
+                return {**row, **self._get(url, headers, old)}
+            except FetchFailed as exc:
+                if not exc.retry or attempt == policy.retries:
+                    return {**row, "problem": exc.reason}
+                time.sleep(policy.backoff * 2 ** attempt)
+        raise AssertionError("unreachable")
+
+    def _get(self, url: str, headers: dict[str, str], old: dict | None) -> dict:
+        """Follow redirects to a body; store it; return the row's fields."""
+        policy = self.policy
+        for _ in range(policy.max_redirects + 1):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise FetchFailed(f"not an http(s) URL: {url[:120]}")
+            connection = _connect(parts.scheme, parts.hostname, parts.port, policy)
+            try:
+                target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+                try:
+                    connection.request("GET", target, headers=headers)
+                    response = connection.getresponse()
+                except TimeoutError:
+                    raise FetchFailed(f"timed out after {policy.read_timeout:g} s",
+                                      retry=True) from None
+                except ConnectionRefusedError:
+                    raise FetchFailed("connection refused") from None
+                except (OSError, http.client.HTTPException) as exc:
+                    raise FetchFailed(f"connection failed: {_reason(exc)}") from None
+                status = response.status
+                if status in (301, 302, 303, 307, 308) and response.getheader("Location"):
+                    url = urljoin(url, response.getheader("Location", ""))
+                    continue
+                if status == 304 and old is not None:
+                    return {**old, "downloaded": False}
+                if status >= 500:
+                    raise FetchFailed(f"HTTP {status}", retry=True)
+                if status != 200:
+                    raise FetchFailed(f"HTTP {status}")
+                return self._store(response)
+            finally:
+                connection.close()
+        raise FetchFailed("too many redirects")
+
+    def _store(self, response: http.client.HTTPResponse) -> dict:
+        policy = self.policy
+        kind = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
+        if not kind.startswith("image/"):
+            raise FetchFailed(f"not an image: {kind or 'no content type'}")
+        cap = f"larger than {policy.max_bytes / (1 << 20):g} MB"
+        length = response.getheader("Content-Length")
+        if length and length.isdigit() and int(length) > policy.max_bytes:
+            raise FetchFailed(cap)
+        digest, size = hashlib.sha256(), 0
+        incoming = self.root / "objects" / f".incoming-{secrets.token_hex(8)}"
+        incoming.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(incoming, "wb") as out:
+                try:
+                    while block := response.read(CHUNK):
+                        size += len(block)
+                        if size > policy.max_bytes:
+                            raise FetchFailed(cap)
+                        digest.update(block)
+                        out.write(block)
+                except TimeoutError:
+                    raise FetchFailed(f"timed out after {policy.read_timeout:g} s",
+                                      retry=True) from None
+                except (OSError, http.client.HTTPException) as exc:
+                    raise FetchFailed(f"connection failed: {_reason(exc)}", retry=True
+                                      ) from None
+                out.flush()
+                os.fsync(out.fileno())
+            if size == 0:
+                raise FetchFailed("empty body")
+            try:
+                width, height = check_image(incoming, policy.max_pixels)
+            except ImageRejected as exc:
+                raise FetchFailed(str(exc)) from None
+            sha = digest.hexdigest()
+            target = self.object_path(sha)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(incoming, target)  # same content, same name: a race is harmless
+        finally:
+            incoming.unlink(missing_ok=True)
+        return {"sha256": sha, "width": width, "height": height,
+                "etag": response.getheader("ETag"),
+                "last_modified": response.getheader("Last-Modified"), "downloaded": True}
+
+
+def _connect(scheme: str, host: str, port: int | None, policy: FetchPolicy
+             ) -> http.client.HTTPConnection:
+    """A connection opened within the connect timeout, reading within the read timeout."""
+    if scheme == "https":
+        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+            host, port, timeout=policy.connect_timeout, context=ssl.create_default_context())
+    else:
+        connection = http.client.HTTPConnection(host, port, timeout=policy.connect_timeout)
+    try:
+        connection.connect()
+    except TimeoutError:
+        raise FetchFailed(f"connect timed out after {policy.connect_timeout:g} s",
+                          retry=True) from None
+    except ConnectionRefusedError:
+        raise FetchFailed("connection refused") from None
+    except OSError as exc:
+        raise FetchFailed(f"cannot connect: {_reason(exc)}") from None
+    if connection.sock is not None:
+        connection.sock.settimeout(policy.read_timeout)
+    return connection
+
+
+def _reason(exc: BaseException) -> str:
+    return (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)[:120]

@@ -1,0 +1,259 @@
+"""Merchant feeds (Merchant Center / Pinterest TSV, CSV, RSS 2.0 and Atom with the g:
+namespace) and photo URLs fetched from a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pinshop_cli.io.catalog import load_catalog, normalize_catalog
+from pinshop_cli.io.photo_fetch import FetchPolicy, PhotoStore
+
+
+def _jpeg(seed: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (seed * 37 % 256, 90, 200)).save(out, "JPEG")
+    return out.getvalue()
+
+
+class PhotoServer(BaseHTTPRequestHandler):
+    """Serves good photos with ETags, and every way a photo URL goes wrong."""
+
+    seen: Counter = Counter()  # path -> requests
+    bodies: Counter = Counter()  # path -> 200 responses with a body
+    delay = 0.0
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (the http.server name)
+        path = self.path
+        type(self).seen[path] += 1
+        if path.startswith("/ok/"):
+            time.sleep(type(self).delay)
+            etag = f'"{path}"'
+            if self.headers.get("If-None-Match") == etag:
+                return self._send(304, b"")
+            type(self).bodies[path] += 1
+            return self._send(200, _jpeg(len(path)), "image/jpeg", {"ETag": etag})
+        if path == "/missing.jpg":
+            return self._send(404, b"gone", "text/plain")
+        if path == "/broken.jpg":
+            return self._send(500, b"oops", "text/plain")
+        if path == "/slow.jpg":
+            time.sleep(1.0)
+            return self._send(200, _jpeg(1), "image/jpeg")
+        if path == "/page.jpg":
+            return self._send(200, b"<html>hi</html>", "text/html; charset=utf-8")
+        if path == "/loop.jpg":
+            return self._send(302, b"", None, {"Location": "/loop.jpg"})
+        if path == "/moved.jpg":
+            return self._send(301, b"", None, {"Location": "/ok/target.jpg"})
+        if path == "/huge.jpg":
+            return self._send(200, _jpeg(2) + b"\0" * 200_000, "image/jpeg")
+        if path == "/truncated.jpg":
+            return self._send(200, _jpeg(3)[:300], "image/jpeg")
+        if path == "/empty.jpg":
+            return self._send(200, b"", "image/jpeg")
+        self._send(404, b"", "text/plain")
+
+    def _send(self, status: int, body: bytes, kind: str | None = None,
+              headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        if kind:
+            self.send_header("Content-Type", kind)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if body:
+            self.wfile.write(body)
+
+
+@pytest.fixture()
+def server():
+    PhotoServer.seen, PhotoServer.bodies, PhotoServer.delay = Counter(), Counter(), 0.0
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), PhotoServer)
+    httpd.daemon_threads = True
+    httpd.handle_error = lambda *args: None  # a client that hung up on a stall or a cap
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+POLICY = FetchPolicy(workers=8, per_host=4, connect_timeout=2.0, read_timeout=0.3, retries=1,
+                     backoff=0.05, max_redirects=3, max_bytes=100_000)
+
+TSV_HEADER = ("id\ttitle\tdescription\tlink\timage_link\tprice\tsale_price\tavailability\t"
+              "product_type\titem_group_id\tcolor\tsize\tgtin\tcondition\tcustom_label_0\n")
+
+
+def _tsv_row(n: int, image: str, price: str = "49.99 USD", stock: str = "in stock") -> str:
+    return (f"SKU-{n}\tLinen sofa {n}\tA soft sofa\thttps://shop.example/p/{n}\t{image}\t"
+            f"{price}\t39.99 USD\t{stock}\tHome & Garden > Furniture > Sofas\tG-{n // 2}\t"
+            f"green\tL\t0001234{n:05d}\tnew\tsummer\n")
+
+
+def test_merchant_center_tsv_maps_the_public_feed_fields(tmp_path: Path) -> None:
+    feed = tmp_path / "feed.txt"  # Merchant Center TSV feeds often carry .txt names
+    feed.write_text(TSV_HEADER + _tsv_row(1, "", stock="in stock")
+                    + _tsv_row(2, "", "EUR 12,50", "out_of_stock")
+                    + _tsv_row(3, "", "twelve dollars") + _tsv_row(4, "", "10.00 USD", "preorder"))
+    loaded = load_catalog(feed)
+    rows = {r["id"]: r for r in loaded.table.to_pylist()}
+    assert sorted(rows) == ["SKU-1", "SKU-2", "SKU-4"]
+    one = rows["SKU-1"]
+    assert (one["url"], one["price"], one["currency"], one["sale_price"]) == (
+        "https://shop.example/p/1", Decimal("49.99"), "USD", Decimal("39.99"))
+    assert one["category"] == "sofas"
+    assert one["product_type"] == "Home & Garden > Furniture > Sofas"  # the full path kept
+    assert one["availability"] == "in_stock"
+    assert (one["item_group_id"], one["size"], one["gtin"], one["condition"],
+            one["custom_label_0"]) == ("G-0", "L", "000123400001", "new", "summer")
+    assert (rows["SKU-2"]["price"], rows["SKU-2"]["currency"]) == (Decimal("12.50"), "EUR")
+    assert rows["SKU-2"]["availability"] == "out_of_stock"
+    assert rows["SKU-4"]["availability"] == "preorder"
+    [reject] = loaded.rejects.to_pylist()
+    assert (reject["id"], reject["reason"]) == ("SKU-3", "unparsable price 'twelve dollars'")
+
+
+RSS = """<?xml version="1.0"?>
+<rss xmlns:g="http://base.google.com/ns/1.0" version="2.0"><channel>
+<title>Shop</title><link>https://shop.example</link><description>feed</description>
+{items}</channel></rss>"""
+RSS_ITEM = """<item><g:id>A{n}</g:id><title>Oak table {n}</title>
+<link>https://shop.example/t/{n}</link><description>Solid &amp; oiled</description>
+<g:image_link>https://img.example/{n}.jpg</g:image_link>
+<g:additional_image_link>https://img.example/{n}b.jpg</g:additional_image_link>
+<g:additional_image_link>https://img.example/{n}c.jpg</g:additional_image_link>
+<g:price>129.00 USD</g:price><g:availability>backorder</g:availability>
+<g:google_product_category>Furniture &gt; Tables</g:google_product_category>
+<g:shipping><g:country>US</g:country><g:price>5.00 USD</g:price></g:shipping></item>"""
+ATOM = """<?xml version="1.0"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xmlns:g="http://base.google.com/ns/1.0">
+<title>Shop</title>{items}</feed>"""
+ATOM_ENTRY = """<entry><g:id>A{n}</g:id><title>Oak table {n}</title>
+<link href="https://shop.example/t/{n}"/><summary>Solid &amp; oiled</summary>
+<g:image_link>https://img.example/{n}.jpg</g:image_link>
+<g:price>129.00 USD</g:price><g:availability>backorder</g:availability>
+<g:google_product_category>Furniture &gt; Tables</g:google_product_category></entry>"""
+
+
+def test_rss_and_atom_feeds_read_like_the_tsv(tmp_path: Path) -> None:
+    rss, atom = tmp_path / "feed.xml", tmp_path / "feed.atom"
+    rss.write_text(RSS.format(items="".join(RSS_ITEM.format(n=n) for n in range(3))))
+    atom.write_text(ATOM.format(items="".join(ATOM_ENTRY.format(n=n) for n in range(3))))
+    for feed in (rss, atom):
+        loaded = load_catalog(feed)
+        rows = loaded.table.to_pylist()
+        assert [r["id"] for r in rows] == ["A0", "A1", "A2"]
+        first = rows[0]
+        assert (first["title"], first["url"], first["price"], first["currency"]) == (
+            "Oak table 0", "https://shop.example/t/0", Decimal("129.00"), "USD")
+        assert (first["category"], first["availability"]) == ("tables", "backorder")
+        assert first["image_link"] == "https://img.example/0.jpg"
+        assert first["image"] is None  # not fetched without a workspace: left out, kept
+        assert loaded.rejects.num_rows == 0
+    rows = load_catalog(rss).table.to_pylist()
+    assert rows[0]["additional_image_link"] == ("https://img.example/0b.jpg,"
+                                                "https://img.example/0c.jpg")
+    assert rows[0]["shipping"] == "US:5.00 USD"
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<rss><channel><item><g:id>1</item>")
+    with pytest.raises(Exception, match="not well-formed XML"):
+        load_catalog(bad)
+
+
+def test_photo_urls_fetched_failures_kept_and_unchanged_never_downloaded_twice(
+        tmp_path: Path, server: str) -> None:
+    refused = f"http://127.0.0.1:{_closed_port()}/a.jpg"
+    cases = {
+        "ok1": (f"{server}/ok/1.jpg", None),
+        "ok2": (f"{server}/ok/2.jpg", None),
+        "moved": (f"{server}/moved.jpg", None),
+        "missing": (f"{server}/missing.jpg", "HTTP 404"),
+        "broken": (f"{server}/broken.jpg", "HTTP 500"),
+        "slow": (f"{server}/slow.jpg", "timed out after 0.3 s"),
+        "page": (f"{server}/page.jpg", "not an image: text/html"),
+        "loop": (f"{server}/loop.jpg", "too many redirects"),
+        "huge": (f"{server}/huge.jpg", "larger than 0.0953674 MB"),
+        "truncated": (f"{server}/truncated.jpg", "unreadable image: Truncated"),
+        "empty": (f"{server}/empty.jpg", "empty body"),
+        "refused": (refused, "connection refused"),
+    }
+    feed = tmp_path / "feed.tsv"
+    feed.write_text(TSV_HEADER + "".join(
+        _tsv_row(n, url).replace(f"SKU-{n}\t", f"{name}\t", 1)
+        for n, (name, (url, _)) in enumerate(cases.items())))
+    store = PhotoStore(tmp_path / "ws" / "photos", POLICY)
+    summary = normalize_catalog(feed, tmp_path / "ws" / "catalog.parquet",
+                                tmp_path / "ws" / "rejects.parquet", photos=store)
+    assert (summary.rows_ok, summary.rows_rejected) == (len(cases), 0)  # every product kept
+    import pyarrow.parquet as pq
+
+    rows = {r["id"]: r for r in pq.read_table(tmp_path / "ws" / "catalog.parquet").to_pylist()}
+    failures = {r["id"]: r["reason"] for r in summary.photo_rejects.to_pylist()}
+    for name, (_, reason) in cases.items():
+        if reason is None:
+            assert Path(rows[name]["image"]).is_file() and rows[name]["image_sha256"]
+            assert Path(rows[name]["image"]).name == rows[name]["image_sha256"]
+        else:
+            assert rows[name]["image"] is None, name  # text-only until the next ingest
+            assert failures[name].startswith(reason), (name, failures[name])
+    assert PhotoServer.seen["/broken.jpg"] == 2  # one retry on 5xx
+    assert PhotoServer.seen["/missing.jpg"] == 1  # none on 404
+    assert PhotoServer.seen["/loop.jpg"] == 4  # the first try and 3 redirects
+
+    before = PhotoServer.bodies.copy()
+    again = normalize_catalog(feed, tmp_path / "ws" / "catalog.parquet",
+                              tmp_path / "ws" / "rejects.parquet", photos=store)
+    assert PhotoServer.bodies == before  # unchanged photos: 304s, no body downloaded again
+    assert PhotoServer.seen["/missing.jpg"] == 2  # a failed photo is retried next time
+    assert again.photo_rejects.num_rows == summary.photo_rejects.num_rows
+    assert not list(store.parts_dir.glob("*.parquet"))  # compacted into urls.parquet
+
+
+def test_a_killed_fetch_resumes_without_downloading_again(tmp_path: Path, server: str) -> None:
+    PhotoServer.delay = 0.05
+    urls = [f"{server}/ok/{n}.jpg" for n in range(24)]
+    script = (
+        "import sys\n"
+        "from pinshop_cli.io.photo_fetch import FetchPolicy, PhotoStore\n"
+        "PhotoStore(sys.argv[1], FetchPolicy(workers=1, per_host=1, part_rows=2))"
+        ".fetch(sys.argv[2:])\n")
+    child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "photos"), *urls])
+    deadline = time.monotonic() + 20
+    while sum(PhotoServer.bodies.values()) < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    first = sum(PhotoServer.bodies.values())
+    assert 10 <= first < len(urls)
+    PhotoServer.delay = 0.0
+    result = PhotoStore(tmp_path / "photos", POLICY).fetch(urls)
+    assert result.column("problem").null_count == len(urls)
+    # Only the photos past the last saved part (at most part_rows + the one in flight)
+    # are downloaded twice; every other URL was a 304 or a first download.
+    assert sum(PhotoServer.bodies.values()) <= len(urls) + 3
+    assert max(PhotoServer.bodies.values()) <= 2
