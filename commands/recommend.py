@@ -19,6 +19,10 @@ def recommend(
                        "as validation) and store them; later runs use them.")] = False,
     cut: Annotated[str | None, typer.Option(
         help="Evaluation cut date (default: the 80th percentile of event times).")] = None,
+    session: Annotated[str | None, typer.Option(
+        help="The current browsing session: a CSV or Parquet file of events (item_id, "
+             "event, ts); what it looks at pulls in its neighbours. Without --user, "
+             "for an anonymous shopper.")] = None,
     per_category: Annotated[int | None, typer.Option(
         help="At most this many items of one category in a top k (default 3).")] = None,
     workspace: WorkspaceOption = None,
@@ -31,20 +35,23 @@ def recommend(
     purchased items unless they are re-bought; every item carries its reason.
 
     Examples: `pinshop recommend --tune`, `pinshop recommend --user u000042 --k 5`,
-    `pinshop recommend --evaluate`
+    `pinshop recommend --user u000042 --session session.csv`, `pinshop recommend --evaluate`
     """
     from pinshop_cli import PinshopError
     from pinshop_cli.recommendation.config import RecommendConfig, with_overrides
 
     config = with_overrides(RecommendConfig(), k=k, per_category=per_category)
-    if not (tune or evaluate or all_users or user is not None):
-        raise PinshopError("say who for: --user ID, --all, --tune or --evaluate")
+    if not (tune or evaluate or all_users or user is not None or session is not None):
+        raise PinshopError("say who for: --user ID, --session FILE, --all, --tune or "
+                           "--evaluate")
+    if session is not None and (all_users or tune or evaluate):
+        raise PinshopError("--session recommends for one shopper: use it with --user or alone")
     with open_shop(workspace) as shop:
-        _recommend(shop, user, all_users, evaluate, tune, cut, config, json)
+        _recommend(shop, user, all_users, evaluate, tune, cut, config, json, session)
 
 
 def _recommend(shop: Any, user: str | None, all_users: bool, evaluate: bool, tune: bool,
-               cut: str | None, config: Any, json: bool) -> None:
+               cut: str | None, config: Any, json: bool, session: str | None) -> None:
     if tune:
         fitted = shop.tune(config)
         if json:
@@ -72,11 +79,12 @@ def _recommend(shop: Any, user: str | None, all_users: bool, evaluate: bool, tun
         else:
             echo(f"{rows} recommendations written to recommendations.parquet", err=True)
     else:
-        recs = shop.recommend(user, config)
+        recs = shop.recommend(user, config, session)
         if json:
             print_json(recs)
             return
-        table(f"recommendations for {user}", ["rank", "product", "price", "category", "reason"],
+        table(f"recommendations for {user or 'this session'}",
+              ["rank", "product", "price", "category", "reason"],
               [[r.rank, f"{r.title} ({r.item_id})",
                 "" if r.price is None else f"{r.price:.2f}", r.category, r.reason]
                for r in recs])

@@ -187,6 +187,7 @@ def test_fixed_weights_build_only_their_components_and_rank_as_with_all(shop):
     """Scoring with fixed weights skips the components weighted 0; the top k, scores and
     reasons are those of a scorer that built every component."""
     from pinshop_cli.recommendation.config import COMPONENTS
+    from pinshop_cli.recommendation.reasons import blend, recommendations
     from pinshop_cli.recommendation.scorer import Scorer
     from pinshop_cli.recommendation.scorer import scoring_date as _scoring_date
     from pinshop_cli.workspace import Workspace
@@ -196,8 +197,8 @@ def test_fixed_weights_build_only_their_components_and_rank_as_with_all(shop):
     for components in (COMPONENTS, ("cf", "popularity")):
         scorer = Scorer(Workspace.open(shop), RecommendConfig(weights=weights, **NO_DECAY))
         scorer.prepare(_scoring_date(scorer), None, components=components)
-        scorer.blend(weights)
-        tables[components] = (scorer.components, scorer.recommendations().to_pylist())
+        blend(scorer, weights)
+        tables[components] = (scorer.components, recommendations(scorer).to_pylist())
         scorer.close()
     (built_all, every), (built_two, two) = tables.values()
     assert set(built_two) == {"cf", "popularity"} and set(built_all) == set(COMPONENTS)

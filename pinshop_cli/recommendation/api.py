@@ -17,23 +17,37 @@ from ..workspace.storage import write_parquet
 from .config import COMPONENTS, BlendWeights, Evaluation, Recommendation, RecommendConfig
 from .ease import ease_table
 from .metrics import measure, relevant_between
+from .reasons import blend, recommendations
 from .scorer import Scorer, scoring_date
 from .tuning import Tuning, apply, fit, load, save
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any, TypeAlias
+
     import pyarrow as pa
 
+    #: A browsing session: a CSV or Parquet file of events, an Arrow table or event dicts.
+    Session: TypeAlias = str | Path | pa.Table | Sequence[Mapping[str, Any]]
 
-def _score(ws: Workspace, config: RecommendConfig | None, users: pa.Table | None) -> pa.Table:
+ANONYMOUS = "(session)"  # the user id of a session recommended for without one
+
+
+def _score(ws: Workspace, config: RecommendConfig | None, users: pa.Table | None,
+           session: Session | None = None) -> pa.Table:
     """Blended top-k for `users` (everyone with events when None), as of the newest event,
-    with the workspace's fitted weights when there are some."""
+    with the workspace's fitted weights when there are some, and the pull of `session`."""
+    from .session import read_session, session_tables
+
     scorer = Scorer(ws, apply(config or RecommendConfig(), load(ws)))
     try:
         weights = scorer.config.blend_weights
         scorer.prepare(scoring_date(scorer), users,
                        components=tuple(c for c in COMPONENTS if getattr(weights, c) != 0))
-        scorer.blend(weights)
-        return scorer.recommendations()
+        if session is not None:
+            session_tables(scorer, read_session(session))
+        blend(scorer, weights)
+        return recommendations(scorer)
     finally:
         scorer.close()
 
@@ -54,12 +68,17 @@ def tune(workspace: str | Path | None = None, config: RecommendConfig | None = N
 
 
 def recommend(workspace: str | Path | None = None, user: str | None = None,
-              config: RecommendConfig | None = None) -> list[Recommendation]:
-    """Top-k recommendations for one user (a cold user gets popular items)."""
+              config: RecommendConfig | None = None, session: Session | None = None
+              ) -> list[Recommendation]:
+    """Top-k recommendations for one user (a cold user gets popular items); with
+    `session`, the browsing session's neighbours are pulled in (session.py), also for no
+    user at all (an anonymous session)."""
     import pyarrow as pa
 
-    users = None if user is None else pa.table({"user_id": [user]})
-    rows = _score(Workspace.open(workspace), config, users).to_pylist()
+    if user is None and session is None:
+        raise PinshopError("say who for: a user, a session, or recommend_all")
+    users = pa.table({"user_id": [ANONYMOUS if user is None else user]})
+    rows = _score(Workspace.open(workspace), config, users, session).to_pylist()
     return [Recommendation(**row) for row in rows]
 
 
@@ -126,7 +145,7 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
         }
         results = {}
         for name, (weights, table) in methods.items():
-            scorer.blend(weights, table)
+            blend(scorer, weights, table)
             results[name] = measure(con, config.k)
     finally:
         scorer.close()

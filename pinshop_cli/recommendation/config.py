@@ -58,6 +58,8 @@ class RecommendConfig:
     #: An item re-bought (on two or more days) by this share of its buyers, with at least
     #: REBUY_MIN_BUYERS (scorer.py) buyers, may be recommended again to those who bought it.
     rebuy_rate: float = 0.3
+    #: The browsing session's pull (session.py), relative to the blend's largest weight.
+    session_weight: float = 1.0
     #: None: the weights fitted to this workspace (`recommend --tune`), else the defaults.
     weights: BlendWeights | None = None
     memory_limit: str = "4GB"  # DuckDB spills to disk beyond this instead of failing

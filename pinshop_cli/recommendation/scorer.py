@@ -24,6 +24,9 @@ products to scipy (cf, a sparse users x items by items x items product) and BLAS
     score(u, j)  = w_cf * cf / max_u(cf) + w_taste * taste / max_u(taste)
                    + w_pop * popular / max_u(popular) + w_global * global / max_u(global)
                    + w_again * again / max_u(again)
+                   + w_s * session / max_u(session)   (session.py; w_s = session_weight
+                     times the largest weight: the session's best neighbour stands level
+                     with any component's best)
                    over each component's top `candidates` items per user (candidate
                    generation: a blend only reorders what some component ranks highly)
 
@@ -42,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError
 from ..workspace.layout import Workspace
-from .config import COMPONENTS, LIKED_EVENTS, VERBS, BlendWeights, RecommendConfig
+from .config import COMPONENTS, LIKED_EVENTS, BlendWeights, RecommendConfig
 from .tables import connect, label_items, select_users
 
 if TYPE_CHECKING:
@@ -66,6 +69,7 @@ class Scorer:
         # The saved product index, loaded on first use (False: the workspace has none).
         self._product_index: Any = None
         self.components: tuple[str, ...] = ()  # those prepare() built, in the order built
+        self.has_session = False  # table session_part built (context.py)
 
     def close(self) -> None:
         self.con.close()
@@ -81,7 +85,7 @@ class Scorer:
         caller (tuning builds them per half-life). Scoring with fixed weights builds only
         the components they weigh: one left out would only ever add zeros."""
         c = self.config
-        self.components = ()
+        self.components, self.has_session = (), False
         self.sql("CREATE OR REPLACE TEMP TABLE train AS "
                  "SELECT * FROM events WHERE ts < $as_of", as_of=as_of)
         select_users(self.con, users)
@@ -250,21 +254,29 @@ class Scorer:
         if component in COMPONENTS and component not in self.components:
             self.components += (component,)
 
+    def product_index(self) -> Any:
+        """The saved product index (taste.py), None without one; loaded once, with table
+        item_labels (item key <-> index label)."""
+        if self._product_index is None:
+            from .taste import product_index
+
+            self._product_index = product_index(self.ws) or False
+            label_items(self.con, self._product_index or None)
+        return self._product_index or None
+
     def _taste(self) -> pa.Table:
         """(user_id, label, score): cosine between each user's mean liked-item vector and
         the products, top `taste_pool` per user through the saved product index (see
         taste.py). Items cross as index labels (integers), never as id strings."""
         import pyarrow as pa
 
-        from .taste import nearest_labels, product_index, profiles_of
+        from .taste import nearest_labels, profiles_of
 
-        if self._product_index is None:  # item key <-> index label, joined once
-            self._product_index = product_index(self.ws) or False
-            label_items(self.con, self._product_index or None)
+        index = self.product_index()
         empty = pa.table({"user_id": pa.array([], pa.int32()),
                           "label": pa.array([], pa.int64()),
                           "score": pa.array([], pa.float32())})
-        if self._product_index is False:
+        if index is None:
             return empty
         liked = self.con.sql(
             "SELECT i.user_id, l.label, i.strength FROM interactions i "
@@ -272,8 +284,8 @@ class Scorer:
             "WHERE i.liked").to_arrow_table()
         if liked.num_rows == 0:
             return empty
-        users, labels, scores = nearest_labels(self._product_index, *profiles_of(
-            self._product_index, *(liked.column(c).to_numpy() for c in liked.column_names)),
+        users, labels, scores = nearest_labels(index, *profiles_of(
+            index, *(liked.column(c).to_numpy() for c in liked.column_names)),
             self.config.taste_pool)
         return pa.table({"user_id": pa.array(users, pa.int32()),
                          "label": pa.array(labels, pa.int64()),
@@ -282,7 +294,8 @@ class Scorer:
     def gather(self, popularity: str = "popularity") -> None:
         """Table `candidates`: every (user, item) some component proposes, with each
         component's part unweighted, minus what the user may not be offered again. Weights
-        only reorder these, so tuning gathers once and ranks many times.
+        only reorder these, so tuning gathers once and ranks many times. The items of a
+        browsing session are left out: the shopper is looking at them already.
         `popularity` names the table in the category-popularity slot: the evaluation puts
         its baselines there (most_popular, ease) to rank them under the same rules.
         The parts meet in one chain of full outer joins on (user, item): cheaper than a
@@ -291,10 +304,13 @@ class Scorer:
         if not built:
             raise PinshopError("every blend weight is 0: nothing to rank")
         tables = [f"{popularity if c == 'popularity' else c}_part {c}" for c in built]
+        tables += ["session_part session"] if self.has_session else []
         joined = " FULL JOIN ".join(
             [tables[0]] + [f"{table} USING (user_id, item_id)" for table in tables[1:]])
         parts = ", ".join(f"coalesce({c}.part, 0) AS {COLUMNS[c]}" if c in built
                           else f"0::FLOAT AS {COLUMNS[c]}" for c in COMPONENTS)
+        parts += (", coalesce(session.part, 0) AS session" if self.has_session
+                  else ", 0::FLOAT AS session")
         self.sql(f"""
             CREATE OR REPLACE TEMP TABLE candidates AS
             SELECT user_id, item_id, {parts}, k.category_key
@@ -303,6 +319,7 @@ class Scorer:
                        ANTI JOIN rebuyable USING (item_id) WHERE purchased) b
                 USING (user_id, item_id)
             JOIN catalog k ON k.id = item_id
+            {"ANTI JOIN session_items USING (item_id)" if self.has_session else ""}
         """)
 
     def rank(self, weights: BlendWeights, table: str = "ranked", parts: bool = False) -> None:
@@ -311,13 +328,14 @@ class Scorer:
         `candidates` under `weights`, at most `per_category` per category."""
         weighted = ("$w_cf * cf AS cf, $w_taste * taste AS taste, $w_pop * pop AS pop, "
                     "$w_global * bestseller AS bestseller, $w_again * again AS again, "
+                    "$w_session * session AS session, "
                     if parts else "")
         self.sql(f"""
             CREATE OR REPLACE TEMP TABLE {table} AS
             WITH scored AS (
                 SELECT user_id, item_id, category_key, {weighted}
                        $w_cf * cf + $w_taste * taste + $w_pop * pop + $w_global * bestseller
-                       + $w_again * again AS score
+                       + $w_again * again + $w_session * session AS score
                 FROM candidates
             ), capped AS (
                 SELECT * FROM scored WHERE score > 0
@@ -329,48 +347,8 @@ class Scorer:
             FROM capped QUALIFY rank <= $k
         """, w_cf=weights.cf, w_taste=weights.taste, w_pop=weights.popularity,
                  w_global=weights.global_popularity, w_again=weights.again,
+                 w_session=self.config.session_weight * max(weights.to_dict().values()),
                  per_category=self.config.per_category, k=self.config.k)
-
-    def blend(self, weights: BlendWeights, popularity: str = "popularity") -> None:
-        """Top-k per user into table `recs` (user_id, rank, item_id, score, reason)."""
-        self.gather(popularity)
-        self.rank(weights, "recs_ranked", parts=True)
-        verbs = " ".join(f"WHEN '{e}' THEN '{v}'" for e, v in VERBS.items())
-        # "because you saved X": the history item contributing most to cf(u, j), worked
-        # out for the final top k only (none without the cf tables).
-        explained = "SELECT user_id, item_id, item_id AS because FROM recs_ranked WHERE false"
-        if "cf" in self.components:
-            explained = """
-                SELECT t.user_id, t.item_id, arg_max(r.item_id, r.strength * s.sim) AS because
-                FROM recs_ranked t JOIN recent r USING (user_id)
-                JOIN similar_items s ON s.item = r.item_id AND s.neighbor = t.item_id
-                WHERE t.cf > 0 GROUP BY t.user_id, t.item_id"""
-        self.sql(f"""
-            CREATE OR REPLACE TEMP TABLE recs AS
-            WITH explained AS ({explained})
-            SELECT t.user_id, t.rank, t.item_id, t.score,
-                   CASE greatest(t.cf, t.taste, t.pop, t.bestseller, t.again)
-                       WHEN t.cf THEN 'because you '
-                           || (CASE i.top_event {verbs} END) || ' ' || b.title
-                       WHEN t.taste THEN 'visually similar to your saves'
-                       WHEN t.pop THEN 'popular in ' || coalesce(c.category, 'the catalog')
-                       WHEN t.bestseller THEN 'a best seller in the shop'
-                       ELSE 'buy it again'
-                   END AS reason
-            FROM recs_ranked t JOIN catalog c ON c.id = t.item_id
-            LEFT JOIN explained x USING (user_id, item_id)
-            LEFT JOIN catalog b ON b.id = x.because
-            LEFT JOIN interactions i ON i.user_id = t.user_id AND i.item_id = x.because
-        """)
-
-    def recommendations(self) -> pa.Table:
-        return self.con.sql("""
-            SELECT u.user_id, r.rank::INTEGER AS rank, k.item_id, c.title,
-                   c.price::DOUBLE AS price, c.category, round(r.score, 4) AS score, r.reason
-            FROM recs r JOIN catalog c ON c.id = r.item_id
-            JOIN user_keys u ON u.key = r.user_id JOIN item_keys k ON k.key = r.item_id
-            ORDER BY u.user_id, r.rank
-        """).to_arrow_table()
 
 
 def scoring_date(scorer: Scorer) -> datetime:

@@ -1,0 +1,64 @@
+"""The final step: each user's top k under the blend, with the reason of its largest
+weighted term ("because you saved X", "because you looked at X", "trending in rugs this
+week", "popular in sofas", ...), and the rows as the user sees them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .config import VERBS, BlendWeights
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from .scorer import Scorer
+
+
+def blend(scorer: Scorer, weights: BlendWeights, popularity: str = "popularity") -> None:
+    """Top-k per user into table `recs` (user_id, rank, item_id, score, reason)."""
+    scorer.gather(popularity)
+    scorer.rank(weights, "recs_ranked", parts=True)
+    verbs = " ".join(f"WHEN '{e}' THEN '{v}'" for e, v in VERBS.items())
+    # "because you saved X": the history item contributing most to cf(u, j), worked
+    # out for the final top k only (none without the cf tables).
+    explained = "SELECT user_id, item_id, item_id AS because FROM recs_ranked WHERE false"
+    if "cf" in scorer.components:
+        explained = """
+            SELECT t.user_id, t.item_id, arg_max(r.item_id, r.strength * s.sim) AS because
+            FROM recs_ranked t JOIN recent r USING (user_id)
+            JOIN similar_items s ON s.item = r.item_id AND s.neighbor = t.item_id
+            WHERE t.cf > 0 GROUP BY t.user_id, t.item_id"""
+    # The session item that pulled each session candidate in (context.py).
+    looked = ("SELECT * FROM session_because" if scorer.has_session else
+              "SELECT user_id, item_id, item_id AS because FROM recs_ranked WHERE false")
+    scorer.sql(f"""
+        CREATE OR REPLACE TEMP TABLE recs AS
+        WITH explained AS ({explained}), looked AS ({looked})
+        SELECT t.user_id, t.rank, t.item_id, t.score,
+               CASE greatest(t.session, t.cf, t.taste, t.pop, t.bestseller, t.again)
+                   WHEN t.session THEN 'because you looked at ' || s.title
+                   WHEN t.cf THEN 'because you '
+                       || (CASE i.top_event {verbs} END) || ' ' || b.title
+                   WHEN t.taste THEN 'visually similar to your saves'
+                   WHEN t.pop THEN 'popular in ' || coalesce(c.category, 'the catalog')
+                   WHEN t.bestseller THEN 'a best seller in the shop'
+                   ELSE 'buy it again'
+               END AS reason
+        FROM recs_ranked t JOIN catalog c ON c.id = t.item_id
+        LEFT JOIN explained x USING (user_id, item_id)
+        LEFT JOIN catalog b ON b.id = x.because
+        LEFT JOIN interactions i ON i.user_id = t.user_id AND i.item_id = x.because
+        LEFT JOIN looked l ON l.user_id = t.user_id AND l.item_id = t.item_id
+        LEFT JOIN catalog s ON s.id = l.because
+    """)
+
+
+def recommendations(scorer: Scorer) -> pa.Table:
+    """Table `recs` under the shop's ids, with each product's title, price and category."""
+    return scorer.con.sql("""
+        SELECT u.user_id, r.rank::INTEGER AS rank, k.item_id, c.title,
+               c.price::DOUBLE AS price, c.category, round(r.score, 4) AS score, r.reason
+        FROM recs r JOIN catalog c ON c.id = r.item_id
+        JOIN user_keys u ON u.key = r.user_id JOIN item_keys k ON k.key = r.item_id
+        ORDER BY u.user_id, r.rank
+    """).to_arrow_table()

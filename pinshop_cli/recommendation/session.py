@@ -1,0 +1,156 @@
+"""The shopper's current browsing session: what they are looking at now pulls in its
+neighbours, "because you looked at X".
+
+A session is a few events in the events' columns (item_id, event, ts; user_id and weight
+optional) that the workspace has not ingested: the CLI reads them from a file
+(`recommend --session FILE`), the chat and the serve API pass the ones they hold. For the
+user being scored, with s(i) the session's weight on item i:
+
+    s(i)          = sum over the session's events on i of
+                    weight(e) * 0.5 ** (events after e in the session / SESSION_HALF_LIFE)
+    co(i, j)      = sum_u r(u,i) r(u,j) / (||r(., i)|| ||r(., j)||) over all training
+                    interactions (scorer.py's r): bought or saved together
+    look(i, j)    = cos(vector(i), vector(j)), the `neighbors` nearest in the product
+                    index: looks alike
+    session(u, j) = sum over i of s(i) * (co(i, j) + look(i, j)), for j not in the session
+    because(u, j) = the i with the largest term
+
+Each session item keeps its `neighbors` best co-occurrence neighbours: the work grows with
+the buyers of the few session items, never with the catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PinshopError
+from .config import EVENT_WEIGHTS
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from .scorer import Scorer
+
+SESSION_HALF_LIFE = 5.0  # events: the fifth-newest look counts half as much as the newest
+
+
+def read_session(source: str | Path | pa.Table | Sequence[Mapping[str, Any]]) -> pa.Table:
+    """The session's events as a table (item_id, event, weight, position), position 0 the
+    newest: from a CSV or Parquet file, an Arrow table or a list of event dicts."""
+    import duckdb
+    import pyarrow as pa
+
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise PinshopError(f"session file not found: {path}")
+        reader = "read_parquet" if path.suffix.lower() == ".parquet" else "read_csv"
+        table = duckdb.sql(f"SELECT * FROM {reader}($path)", params={"path": str(path)}
+                           ).to_arrow_table()
+    elif isinstance(source, pa.Table):
+        table = source
+    else:
+        table = pa.Table.from_pylist([dict(row) for row in source])
+    missing = [c for c in ("item_id", "event") if c not in table.column_names]
+    if missing and table.num_rows:
+        raise PinshopError(f"a session needs the events' columns item_id, event and ts: "
+                           f"{', '.join(missing)} missing")
+    if table.num_rows == 0:
+        return pa.table({"item_id": pa.array([], pa.string()),
+                         "event": pa.array([], pa.string()),
+                         "weight": pa.array([], pa.float64()),
+                         "position": pa.array([], pa.int64())})
+    known = ", ".join(f"('{e}', {w})" for e, w in EVENT_WEIGHTS.items())
+    order = "ts DESC, " if "ts" in table.column_names else ""
+    weight = "s.weight" if "weight" in table.column_names else "NULL"
+    con = duckdb.connect()
+    con.register("session_in", table)
+    session = con.sql(f"""
+        SELECT s.item_id::VARCHAR AS item_id, lower(s.event::VARCHAR) AS event,
+               coalesce({weight}::DOUBLE, w.weight) AS weight,
+               row_number() OVER (ORDER BY {order}row DESC) - 1 AS position,
+               w.weight IS NULL AS unknown
+        FROM (SELECT *, row_number() OVER () AS row FROM session_in) s
+        LEFT JOIN (VALUES {known}) w(event, weight) ON w.event = lower(s.event::VARCHAR)
+    """).to_arrow_table()
+    con.register("session", session)
+    unknown = con.execute("SELECT any_value(event) FROM session WHERE unknown").fetchone()
+    if unknown and unknown[0] is not None:
+        raise PinshopError(f"unknown session event {unknown[0]!r}: one of "
+                           f"{', '.join(EVENT_WEIGHTS)}")
+    con.close()
+    return session.drop(["unknown"])
+
+
+def session_tables(scorer: Scorer, session: pa.Table) -> None:
+    """Tables session_part (user_id, item_id, part) and session_because (user_id, item_id,
+    because) for every user in table `users` (the one being scored), from `session`
+    (read_session) and table `interactions` (built by Scorer.prepare)."""
+    import numpy as np
+    import pyarrow as pa
+
+    c = scorer.config
+    scorer.con.register("session_in", session)
+    scorer.sql("""
+        CREATE OR REPLACE TEMP TABLE session_items AS
+        SELECT k.key AS item_id,
+               sum(s.weight * pow(0.5, s.position / $half_life)) AS strength
+        FROM session_in s JOIN item_keys k ON k.item_id = s.item_id GROUP BY k.key
+    """, half_life=SESSION_HALF_LIFE)
+    scorer.con.unregister("session_in")
+    scorer.sql("""
+        CREATE OR REPLACE TEMP TABLE session_co AS
+        WITH norms AS (
+            SELECT item_id, sqrt(sum(strength * strength)) AS norm
+            FROM interactions GROUP BY item_id
+        ), pairs AS (
+            SELECT a.item_id AS item, b.item_id AS neighbor, sum(a.strength * b.strength) AS dot
+            FROM interactions a SEMI JOIN session_items s ON s.item_id = a.item_id
+            JOIN interactions b ON b.user_id = a.user_id AND b.item_id <> a.item_id
+            GROUP BY a.item_id, b.item_id
+        )
+        SELECT item, neighbor, dot / (ni.norm * nj.norm) AS sim
+        FROM pairs JOIN norms ni ON ni.item_id = item JOIN norms nj ON nj.item_id = neighbor
+        WHERE ni.norm > 0 AND nj.norm > 0
+        QUALIFY row_number() OVER (PARTITION BY item ORDER BY sim DESC, neighbor) <= $n
+    """, n=c.neighbors)
+    # Looks alike: one batched hnswlib query for the session items' vectors.
+    looks = pa.table({"item": pa.array([], pa.int32()), "label": pa.array([], pa.int64()),
+                      "sim": pa.array([], pa.float32())})
+    index = scorer.product_index()
+    if index is not None:
+        labelled = scorer.con.execute("SELECT s.item_id, l.label FROM session_items s "
+                                      "JOIN item_labels l ON l.key = s.item_id").fetchnumpy()
+        if len(labelled["label"]):
+            k = min(c.neighbors + 1, index.live_count)  # +1: an item finds itself first
+            labels, cosines = index.knn(index.vectors_of(labelled["label"]), k)
+            looks = pa.table({"item": np.repeat(labelled["item_id"], k).astype(np.int32),
+                              "label": labels.ravel().astype(np.int64),
+                              "sim": cosines.ravel().astype(np.float32)})
+    scorer.con.register("session_looks", looks)
+    scorer.sql("""
+        CREATE OR REPLACE TEMP TABLE session_terms AS
+        WITH neighbours AS (
+            SELECT item, neighbor, sim FROM session_co
+            UNION ALL
+            SELECT x.item, l.key AS neighbor, greatest(x.sim, 0) AS sim
+            FROM session_looks x JOIN item_labels l USING (label)
+        )
+        SELECT u.user_id, n.neighbor AS item_id, n.item AS because,
+               sum(s.strength * n.sim) AS score
+        FROM neighbours n JOIN session_items s ON s.item_id = n.item
+        ANTI JOIN session_items x ON x.item_id = n.neighbor
+        CROSS JOIN users u
+        GROUP BY u.user_id, n.neighbor, n.item
+    """)
+    scorer.con.unregister("session_looks")
+    scorer.sql("""
+        CREATE OR REPLACE TEMP TABLE session_because AS
+        SELECT user_id, item_id, arg_max(because, score) AS because FROM session_terms
+        GROUP BY user_id, item_id
+    """)
+    scorer.normalize("session", "SELECT user_id, item_id, sum(score) AS score "
+                                "FROM session_terms GROUP BY user_id, item_id")
+    scorer.has_session = True

@@ -1,0 +1,84 @@
+"""Recommendations in context: the browsing session pulls in its neighbours, "because you
+looked at X", exactly where the session component put them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from pinshop_cli.commands.main import app
+from pinshop_cli.io.events import ingest_events
+from pinshop_cli.recommendation.api import recommend
+from pinshop_cli.recommendation.config import BlendWeights, RecommendConfig
+from pinshop_cli.recommendation.session import read_session
+
+NO_DECAY = dict(half_life_days=1e9, popularity_half_life_days=1e9)
+POPULAR_ONLY = RecommendConfig(weights=BlendWeights(0, 0, 1), **NO_DECAY)
+
+
+@pytest.fixture
+def shop(events_workspace, tmp_path):
+    """As in test_recommend.py: co(A, C) = 0.452, co(A, B) = 0.302, co(A, D) = 0.213;
+    popularity A 8, D 6, B 2, C 2."""
+    rows = [("u1", "A", "view"), ("u1", "B", "view"), ("u1", "C", "view"),
+            ("u2", "A", "view"), ("u2", "A", "view"), ("u2", "C", "view"),
+            ("u3", "A", "view"), ("u3", "B", "view"), ("u3", "D", "cart"),
+            ("t", "A", "save")]
+    source = tmp_path / "events.csv"
+    source.write_text("user_id,item_id,event,ts\n" + "".join(
+        f"{u},{i},{e},2025-01-01 10:00:{n:02d}\n" for n, (u, i, e) in enumerate(rows)))
+    ingest_events(source, events_workspace)
+    return events_workspace
+
+
+def session_file(tmp_path, rows):  # noqa: ANN001, ANN201
+    path = tmp_path / "session.csv"
+    path.write_text("user_id,item_id,event,ts\n" + "".join(
+        f"new,{i},{e},2025-02-01 10:00:{n:02d}\n" for n, (i, e) in enumerate(rows)))
+    return path
+
+
+def test_a_session_view_pulls_in_its_neighbours_because_you_looked_at_it(shop, tmp_path):
+    # Cold user: popularity A 1, D 0.75, B 0.25, C 0.25 (A is left out: it is being looked
+    # at); session C 1, B 0.302/0.452 = 0.67, D 0.213/0.452 = 0.47 (weight 1 = the largest):
+    # C 1.25, D 1.22, B 0.92.
+    recs = recommend(shop, "new", POPULAR_ONLY, session=session_file(tmp_path, [("A", "view")]))
+    by_id = {r.item_id: r for r in recs}
+    assert [r.item_id for r in recs] == ["C", "D", "B"]
+    assert by_id["C"].reason == by_id["B"].reason == "because you looked at Item A"
+    assert by_id["D"].reason == "popular in lamp"  # popularity 0.75 > session 0.47
+    assert by_id["C"].score == pytest.approx(1.25, abs=1e-3)
+    # Without the session the same user gets plain popularity, A first.
+    assert [r.item_id for r in recommend(shop, "new", POPULAR_ONLY)][:2] == ["A", "D"]
+
+
+def test_the_newest_session_item_pulls_hardest(shop, tmp_path):
+    # D then A: A, the newest, weighs 1; D, one event older, 0.5 ** (1/5).
+    recs = recommend(shop, None, POPULAR_ONLY,
+                     session=[{"item_id": "D", "event": "view", "ts": "2025-02-01 10:00"},
+                              {"item_id": "A", "event": "view", "ts": "2025-02-01 10:01"}])
+    assert recs[0].user_id == "(session)"
+    assert {r.item_id for r in recs} == {"B", "C"}  # A and D are the session itself
+    assert all(r.reason.startswith("because you looked at Item ") for r in recs)
+
+
+def test_session_input_is_checked(tmp_path):
+    from pinshop_cli import PinshopError
+
+    with pytest.raises(PinshopError, match="unknown session event 'stare'"):
+        read_session([{"item_id": "A", "event": "stare"}])
+    with pytest.raises(PinshopError, match="item_id, event and ts: event missing"):
+        read_session([{"item_id": "A"}])
+    assert read_session([]).num_rows == 0
+
+
+def test_session_option_on_the_command_line(shop, tmp_path):
+    result = CliRunner().invoke(app, ["recommend", "--user", "t", "--session",
+                                      str(session_file(tmp_path, [("B", "save")])),
+                                      "-w", str(shop), "--json"])
+    assert result.exit_code == 0, result.output
+    recs = json.loads(result.stdout)
+    assert "B" not in [r["item_id"] for r in recs]
+    assert any(r["reason"] == "because you looked at Item B" for r in recs)
