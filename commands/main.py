@@ -11,6 +11,7 @@ import typer
 from pinshop_cli.errors import PinshopError
 
 from . import (
+    changes,
     chat,
     demo,
     doctor,
@@ -61,6 +62,7 @@ app.command("recommend")(recommend.recommend)
 app.command("generate-events")(events.generate_events)
 app.command("chat")(chat.chat)
 app.command("sql")(sql.sql)
+app.command("changes")(changes.changes)
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 app.command("doctor")(doctor.doctor)

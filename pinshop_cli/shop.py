@@ -268,6 +268,13 @@ class Shop:
         return ShoppingAssistant(self.ws, self._chat_models[key], models_dir=self.models_dir,
                                  retriever=self.retriever, runtime=self.runtime, user=user)
 
+    def changes(self, since: str | None = None) -> Any:
+        """`pinshop changes`: the Changes (price drops and rises, back in stock, sold out)
+        since a date, else in the last snapshot."""
+        from .io.history import changes
+
+        return changes(self.ws.root, since)
+
     def sql(self, query: str, allow_writes: bool = False, **options: Any) -> Any:
         """`pinshop sql`: a QueryResult (options: timeout, memory_limit)."""
         from .sql import run_sql

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DamagedFileError, PinshopError, first_line
+from .io.history import history_store
 from .workspace.embeddings import SOURCE_HASH, store
 from .workspace.layout import EMBEDDING_KINDS, Workspace
 
@@ -102,6 +103,10 @@ def workspace_datasets(ws: Workspace, notes: list[str] | None = None) -> dict[st
             notes.append(f"no embeddings_{kind} view: {exc}")
     for path in sorted(ws.rejects_dir.glob("*.parquet")):
         files[f"rejects_{path.stem}"] = [path]
+    try:  # price_history: each product's first row and one per snapshot that changed it
+        files["price_history"] = history_store(ws.root).files(notes)
+    except DamagedFileError as exc:
+        notes.append(f"no price_history view: {exc}")
     datasets = {}
     for name, paths in files.items():
         inside = _inside(ws, [p for p in paths if p.is_file()], notes)

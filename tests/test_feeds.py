@@ -257,3 +257,48 @@ def test_a_killed_fetch_resumes_without_downloading_again(tmp_path: Path, server
     # are downloaded twice; every other URL was a 304 or a first download.
     assert sum(PhotoServer.bodies.values()) <= len(urls) + 3
     assert max(PhotoServer.bodies.values()) <= 2
+
+
+def test_price_history_keeps_first_rows_and_changes_only(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from pinshop_cli.io.history import changes, record_snapshot
+    from pinshop_cli.sql import run_sql
+    from pinshop_cli.workspace.layout import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    feed = tmp_path / "feed.tsv"
+
+    def snapshot(day: int, rows: list[tuple[int, str, str]]) -> int:
+        feed.write_text(TSV_HEADER + "".join(_tsv_row(n, "", price, stock)
+                                             for n, price, stock in rows))
+        normalize_catalog(feed, ws.catalog, ws.rejects_dir / "catalog.parquet")
+        return record_snapshot(ws.root, ws.catalog, datetime(2026, 11, day))
+
+    assert snapshot(1, [(1, "129.00 USD", "in_stock"), (2, "20.00 USD", "in_stock"),
+                        (3, "5.00 USD", "out_of_stock")]) == 3
+    assert snapshot(2, [(1, "129.00 USD", "in_stock"), (2, "20.00 USD", "in_stock"),
+                        (3, "5.00 USD", "out_of_stock")]) == 0  # nothing changed
+    with pytest.raises(Exception, match="not a date"):
+        changes(ws.root, "yesterday")
+    # sale_price is 39.99 in every row: the price paid is the lower of the two
+    assert snapshot(3, [(1, "29.00 USD", "in_stock"), (2, "20.00 USD", "out_of_stock"),
+                        (3, "5.00 USD", "in stock"), (4, "1.00 USD", "in_stock")]) == 4
+    found = {(c.id, c.kind) for c in changes(ws.root)}
+    assert found == {("SKU-1", "price drop"), ("SKU-2", "sold out"),
+                     ("SKU-3", "back in stock")}
+    assert {(c.id, c.kind) for c in changes(ws.root, "2026-11-02")} == found
+    assert changes(ws.root, "2026-11-04") == []
+    history = run_sql("SELECT id, count(*) FROM price_history GROUP BY id ORDER BY id", ws.root)
+    assert history.rows == [("SKU-1", 2), ("SKU-2", 2), ("SKU-3", 2), ("SKU-4", 1)]
+
+    import json
+
+    from typer.testing import CliRunner
+
+    from commands.main import app
+
+    printed = CliRunner().invoke(app, ["changes", "--json", "--since", "2026-11-02",
+                                       "-w", str(ws.root)])
+    assert printed.exit_code == 0, printed.output
+    assert {(c["id"], c["kind"]) for c in json.loads(printed.stdout)} == found

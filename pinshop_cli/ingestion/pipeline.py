@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from ..detection.crops import PIN_DECODE_SIDE
 from ..engines import Engine, Stage, get_engine
 from ..errors import DamagedFileError, PinshopError
 from ..io.catalog import normalize_catalog, rejects_schema
+from ..io.history import record_snapshot
 from ..io.photo_fetch import PhotoStore
 from ..io.pins import PinFile, scan_pins
 from ..models.recorded import record_embedder, workspace_embedder
@@ -119,6 +121,8 @@ class _Run:
         loaded = normalize_catalog(path, self.ws.catalog, self.ws.rejects_dir / "catalog.parquet",
                                    self.config.max_pixels, PhotoStore(self.ws.root / "photos"))
         self.catalog_written = True
+        history = record_snapshot(self.ws.root, self.ws.catalog, _utc_now())
+        loaded.notes.append(f"price history: {history} rows new or changed")
         self.photo_rejects = loaded.photo_rejects
         if loaded.photo_rejects is not None and loaded.photo_rejects.num_rows:
             loaded.notes.append(f"{loaded.photo_rejects.num_rows} photo URLs not fetched: the "
@@ -234,6 +238,11 @@ class _Run:
             self.summary.detections = consolidate_detections(self.ws, detector_id)
         if self.catalog_written or self.summary.embedded.get("product_image"):
             consolidate_colors(self.ws)
+
+
+def _utc_now() -> datetime:
+    """Now as naive UTC, the way the workspace stores timestamps."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def _eq(table: pa.Table, column: str, value: str) -> Any:

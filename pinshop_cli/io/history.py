@@ -1,0 +1,124 @@
+"""Price and stock history: every catalog ingest is a snapshot, and what changed in it is
+appended under `history/` (Parquet parts listed by a manifest and compacted like the
+embeddings, see workspace/parts.py).
+
+A product's first snapshot writes its row; a later one writes a row only when its price,
+sale price, currency or availability differs from its last row. So `price_history(id,
+seen_at, price, sale_price, currency, availability)` holds each product's first row and one
+row per snapshot that changed something, and its size grows with the changes, not with the
+number of ingests. All of it is one DuckDB query over the catalog and the history parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PinshopError
+from ..workspace.parts import PartStore
+from ..workspace.storage import query_arrow, sql_path
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+TRACKED = ("price", "sale_price", "currency", "availability")
+IN_STOCK = "in_stock"
+
+
+def history_store(root: Path) -> PartStore:
+    return PartStore(Path(root) / "history", remake="the next `pinshop ingest`")
+
+
+def _latest_sql(files: list[Path], before: str = "true") -> str:
+    """Each id's last history row (among those meeting `before`)."""
+    if not files:
+        return ("SELECT NULL::VARCHAR AS id, NULL::TIMESTAMP AS seen_at, "
+                "NULL::DECIMAL(18, 2) AS price, NULL::DECIMAL(18, 2) AS sale_price, "
+                "NULL::VARCHAR AS currency, NULL::VARCHAR AS availability WHERE false")
+    paths = ", ".join(sql_path(p) for p in files)
+    return (f"SELECT * FROM read_parquet([{paths}]) WHERE {before} "
+            "QUALIFY row_number() OVER (PARTITION BY id ORDER BY seen_at DESC) = 1")
+
+
+def record_snapshot(root: Path, catalog: Path, seen_at: datetime) -> int:
+    """Append the catalog's changed rows (against each id's last history row) as one part,
+    stamped `seen_at` (naive UTC); return how many."""
+    store = history_store(root)
+    columns = query_arrow(f"DESCRIBE SELECT * FROM read_parquet({sql_path(catalog)})"
+                          ).column("column_name").to_pylist()
+    sale = "c.sale_price" if "sale_price" in columns else "NULL::DECIMAL(18, 2)"
+    changed = query_arrow(f"""
+        SELECT c.id, $seen_at::TIMESTAMP AS seen_at, c.price::DECIMAL(18, 2) AS price,
+               {sale}::DECIMAL(18, 2) AS sale_price, c.currency, c.availability
+        FROM read_parquet({sql_path(catalog)}) c
+        LEFT JOIN ({_latest_sql(store.files())}) l ON l.id = c.id
+        WHERE l.id IS NULL OR c.price IS DISTINCT FROM l.price
+           OR {sale} IS DISTINCT FROM l.sale_price OR c.currency IS DISTINCT FROM l.currency
+           OR c.availability IS DISTINCT FROM l.availability""", {"seen_at": seen_at})
+    store.ensure()
+    if changed.num_rows:
+        store.append(changed, f"{seen_at:%Y%m%dT%H%M%S%f}")
+    return changed.num_rows
+
+
+@dataclass(frozen=True)
+class Change:
+    """One product's change between two snapshots."""
+
+    id: str
+    kind: str  # price drop | price rise | back in stock | sold out
+    seen_at: str
+    old_price: float | None
+    new_price: float | None
+    currency: str | None
+    old_availability: str | None
+    new_availability: str | None
+
+
+def changes(root: Path, since: str | None = None) -> list[Change]:
+    """Price drops and rises (of the price paid: the lower of price and sale price),
+    products back in stock and products sold out: since `since` (a date: each product's
+    last row before it against its last row), else in the last snapshot (its rows against
+    each product's row before)."""
+    files = history_store(root).files()
+    if not files:
+        raise PinshopError("no price history yet: it starts with the next `pinshop ingest` "
+                           "of a catalog")
+    paths = f"read_parquet([{', '.join(sql_path(p) for p in files)}])"
+    params: dict[str, Any] = {}
+    if since is not None:
+        try:
+            params["since"] = datetime.fromisoformat(since)
+        except ValueError:
+            raise PinshopError(f"--since {since!r} is not a date (use YYYY-MM-DD)") from None
+        new = _latest_sql(files)
+        old = _latest_sql(files, "seen_at < $since")
+    else:  # the last snapshot's rows against the row before each
+        new = f"SELECT * FROM {paths} WHERE seen_at = (SELECT max(seen_at) FROM {paths})"
+        old = (f"SELECT * FROM {paths} WHERE seen_at < (SELECT max(seen_at) FROM {paths}) "
+               "QUALIFY row_number() OVER (PARTITION BY id ORDER BY seen_at DESC) = 1")
+    table: pa.Table = query_arrow(f"""
+        WITH pairs AS (
+            SELECT n.id, n.seen_at, least(o.price, o.sale_price)::DOUBLE AS old_price,
+                   least(n.price, n.sale_price)::DOUBLE AS new_price, n.currency,
+                   o.availability AS old_availability, n.availability AS new_availability,
+                   o.currency IS NOT DISTINCT FROM n.currency AS same_currency
+            FROM ({new}) n JOIN ({old}) o USING (id)
+        ), kinds AS (
+            SELECT *, unnest([
+                CASE WHEN same_currency AND new_price < old_price THEN 'price drop' END,
+                CASE WHEN same_currency AND new_price > old_price THEN 'price rise' END,
+                CASE WHEN new_availability = '{IN_STOCK}'
+                      AND old_availability IS DISTINCT FROM '{IN_STOCK}' THEN 'back in stock'
+                END,
+                CASE WHEN old_availability = '{IN_STOCK}'
+                      AND new_availability = 'out_of_stock' THEN 'sold out' END]) AS kind
+            FROM pairs
+        )
+        SELECT id, kind, strftime(seen_at, '%Y-%m-%d %H:%M:%S') AS seen_at, old_price,
+               new_price, currency, old_availability, new_availability
+        FROM kinds WHERE kind IS NOT NULL
+        ORDER BY kind, new_price - old_price, id""", params)
+    return [Change(**row) for row in table.to_pylist()]
