@@ -3,6 +3,7 @@ namespace) and photo URLs fetched from a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import signal
@@ -302,3 +303,176 @@ def test_price_history_keeps_first_rows_and_changes_only(tmp_path: Path) -> None
                                        "-w", str(ws.root)])
     assert printed.exit_code == 0, printed.output
     assert {(c["id"], c["kind"]) for c in json.loads(printed.stdout)} == found
+
+
+SHOPIFY_ROWS = [["Handle",
+                 "Title",
+                 "Body (HTML)",
+                 "Vendor",
+                 "Product Category",
+                 "Type",
+                 "Tags",
+                 "Published",
+                 "Option1 Name",
+                 "Option1 Value",
+                 "Option2 Name",
+                 "Option2 Value",
+                 "Variant SKU",
+                 "Variant Inventory Qty",
+                 "Variant Inventory Policy",
+                 "Variant Price",
+                 "Variant Compare At Price",
+                 "Image Src",
+                 "Image Position",
+                 "Variant Image",
+                 "Status"],
+                ["linen-sofa",
+                 "Linen Sofa",
+                 "<p>Soft <b>linen</b></p>",
+                 "Nordhem",
+                 "Home & Garden > Furniture > Sofas",
+                 "Sofa",
+                 "linen, sofa",
+                 "TRUE",
+                 "Color",
+                 "Green",
+                 "Size",
+                 "2-seat",
+                 "SOFA-G2",
+                 "4",
+                 "deny",
+                 "899.00",
+                 "999.00",
+                 "https://cdn.example/sofa.jpg",
+                 "1",
+                 "",
+                 "active"],
+                ["linen-sofa",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "Green",
+                 "",
+                 "3-seat",
+                 "SOFA-G3",
+                 "0",
+                 "deny",
+                 "1099.00",
+                 "",
+                 "https://cdn.example/sofa-side.jpg",
+                 "2",
+                 "",
+                 ""],
+                ["linen-sofa",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "Blue",
+                 "",
+                 "3-seat",
+                 "SOFA-B3",
+                 "0",
+                 "continue",
+                 "1099.00",
+                 "",
+                 "",
+                 "",
+                 "https://cdn.example/sofa-blue.jpg",
+                 ""],
+                ["linen-sofa",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "https://cdn.example/sofa-back.jpg",
+                 "3",
+                 "",
+                 ""],
+                ["oak-stool",
+                 "Oak Stool",
+                 "Solid oak",
+                 "Nordhem",
+                 "",
+                 "Stool",
+                 "",
+                 "TRUE",
+                 "Title",
+                 "Default Title",
+                 "",
+                 "",
+                 "",
+                 "7",
+                 "deny",
+                 "not-a-price",
+                 "",
+                 "https://cdn.example/stool.jpg",
+                 "1",
+                 "",
+                 "active"],
+                ["",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "",
+                 "ORPHAN",
+                 "1",
+                 "deny",
+                 "5.00",
+                 "",
+                 "",
+                 "",
+                 "",
+                 ""]]
+
+
+def test_shopify_export_is_one_product_per_variant_grouped_by_handle(tmp_path: Path) -> None:
+    export = tmp_path / "products_export.csv"
+    with open(export, "w", newline="") as out:
+        csv.writer(out).writerows(SHOPIFY_ROWS)
+    loaded = load_catalog(export)
+    rows = {r["id"]: r for r in loaded.table.to_pylist()}
+    assert sorted(rows) == ["SOFA-B3", "SOFA-G2", "SOFA-G3"]
+    blue = rows["SOFA-B3"]
+    assert (blue["title"], blue["brand"], blue["item_group_id"]) == (
+        "Linen Sofa", "Nordhem", "linen-sofa")
+    assert (blue["color"], blue["size"], blue["price"]) == ("Blue", "3-seat", Decimal("1099.00"))
+    assert blue["availability"] == "backorder"  # none left, but sold on
+    assert rows["SOFA-G2"]["availability"] == "in_stock"
+    assert rows["SOFA-G3"]["availability"] == "out_of_stock"
+    assert blue["description"] == "Soft linen"
+    assert (blue["category"], blue["product_type"]) == ("sofas", "Sofa")
+    assert blue["additional_image_link"] == "https://cdn.example/sofa-back.jpg"
+    assert blue["variant compare at price"] is None
+    assert rows["SOFA-G2"]["variant compare at price"] == "999.00"
+    reasons = {r["id"]: r["reason"] for r in loaded.rejects.to_pylist()}
+    assert reasons == {"oak-stool-1": "unparsable price 'not-a-price'",
+                       "ORPHAN": "missing Handle"}

@@ -25,6 +25,7 @@ from . import records
 from .catalog_steps import Plan, ident, normalize, output_names, split
 from .feeds import xml_to_parquet
 from .images import DEFAULT_MAX_PIXELS
+from .shopify import is_shopify, regroup
 from .text import scan_text
 
 if TYPE_CHECKING:
@@ -81,6 +82,8 @@ def _read(con: duckdb.DuckDBPyConnection, path: Path, kind: str, scratch: Path
         return records.read_jsonl(con, text, path.name), list(text.notes)
     names = records.read_csv(con, text, path.name, delimiter=_delimiter(path),
                              recover=_id_column)
+    if is_shopify(names):  # one row per variant, grouped by Handle
+        names = regroup(con, names)
     return names, list(text.notes)
 
 
