@@ -213,3 +213,111 @@ def test_chat_streams_server_sent_events_with_a_session(server: Server) -> None:
     followup = ask("cheaper", session)
     assert followup[0][1]["session"] == session and followup[-1][0] == "reply"
     assert ask("x" * 3000, session)[-1][0] == "error"
+
+
+def onto_3_and_4(reading: int, writing: int) -> None:
+    """In the child: `reading` as fd 3, `writing` as fd 4 (by way of fds above 9, so neither
+    overwrites the other)."""
+    import fcntl
+
+    high_reading, high_writing = (fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (reading, writing))
+    os.dup2(high_reading, 3)
+    os.dup2(high_writing, 4)
+
+
+class Browser:
+    """Headless Chromium driven over the DevTools protocol on a pipe (fd 3 in, fd 4 out;
+    NUL-terminated JSON): no driver, no websocket library, nothing on the network."""
+
+    FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--remote-debugging-pipe", "--window-size=1280,900"]
+
+    def __init__(self, profile: Path) -> None:
+        to_browser_r, self._to_browser = os.pipe()
+        self._from_browser, from_browser_w = os.pipe()
+        # The browser reads commands on its fd 3 and writes answers on its fd 4: dup2 makes
+        # those two inheritable, every other pipe end closes on exec.
+        self.process = subprocess.Popen(
+            [CHROMIUM, *self.FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            close_fds=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=lambda: onto_3_and_4(to_browser_r, from_browser_w))
+        os.close(to_browser_r)
+        os.close(from_browser_w)
+        self._buffer, self._next_id, self.session = b"", 0, None
+
+    def send(self, method: str, **params: Any) -> Any:
+        """One command; its result (events that come first are dropped)."""
+        self._next_id += 1
+        message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params}
+        if self.session and not method.startswith("Target."):
+            message["sessionId"] = self.session
+        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        while True:
+            while b"\0" not in self._buffer:
+                chunk = os.read(self._from_browser, 1 << 20)
+                assert chunk, "chromium closed the pipe"
+                self._buffer += chunk
+            raw, self._buffer = self._buffer.split(b"\0", 1)
+            answer = json.loads(raw)
+            if answer.get("id") == self._next_id:
+                assert "error" not in answer, answer["error"]
+                return answer["result"]
+
+    def open(self, url: str) -> None:
+        target = self.send("Target.createTarget", url=url)["targetId"]
+        self.session = self.send("Target.attachToTarget", targetId=target,
+                                 flatten=True)["sessionId"]
+
+    def evaluate(self, expression: str) -> Any:
+        return self.send("Runtime.evaluate", expression=expression,
+                         returnByValue=True)["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 120) -> Any:
+        deadline = time.monotonic() + timeout
+        while not (value := self.evaluate(expression)):
+            assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+            time.sleep(0.2)
+        return value
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        os.close(self._to_browser)
+        os.close(self._from_browser)
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                    reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_web_page_in_headless_chromium(server: Server, tmp_path: Path) -> None:
+    """Upload a photo: regions are boxed and product cards shown; ask the chat: it streams an
+    answer. A screenshot is kept beside the test's files."""
+    import base64
+
+    browser = Browser(tmp_path / "profile")
+    try:
+        browser.open(server.url + "/")
+        browser.wait_for("document.readyState === 'complete' && !!document.getElementById('file')")
+        browser.send("DOM.enable")
+        root = browser.send("DOM.getDocument")["root"]["nodeId"]
+        file_input = browser.send("DOM.querySelector", nodeId=root, selector="#file")["nodeId"]
+        browser.send("DOM.setFileInputFiles", nodeId=file_input,
+                     files=[str(SAMPLE / "pins" / "7303782.jpg")])
+        boxes = browser.wait_for("document.querySelectorAll('#photo .box').length")
+        cards = browser.evaluate("document.querySelectorAll('#cards .card').length")
+        assert boxes >= 1 and cards >= 1
+        assert "% similar" in browser.evaluate("document.querySelector('#cards .meta').textContent")
+
+        browser.evaluate("document.getElementById('message').value = 'a chair under 200';"
+                         "document.getElementById('ask').requestSubmit()")
+        answer = browser.wait_for("document.querySelector('.answer[data-done]')?.textContent")
+        assert answer.strip()
+        shot = browser.send("Page.captureScreenshot", format="png")["data"]
+        screenshot = tmp_path / "serve-page.png"
+        screenshot.write_bytes(base64.b64decode(shot))
+        assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        browser.close()
