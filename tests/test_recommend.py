@@ -123,8 +123,14 @@ def test_evaluation_json_shape_and_blend_beats_the_popularity_baseline(copy_work
     assert tuning["validation_end"] <= data["cut"]  # fitted before the cut only
     validation = tuning["validation"]
     assert all(validation["blend"]["ndcg"] >= m["ndcg"] for m in validation.values())
-    assert set(data["methods"]["blend"]) == {"hit_rate", "recall", "ndcg", "coverage"}
+    assert set(data["methods"]["blend"]) == {"hit_rate", "recall", "ndcg", "coverage",
+                                             "novelty", "diversity", "hit_rate_ci",
+                                             "ndcg_ci", "ndcg_gain_ci"}
     blend, baseline = data["methods"]["blend"], data["methods"]["most_popular_baseline"]
+    low, high = blend["ndcg_ci"]
+    assert low <= blend["ndcg"] <= high and baseline["ndcg_gain_ci"] == [0, 0]
+    assert 0 < blend["diversity"] <= 2 and blend["novelty"] > baseline["novelty"] > 0
+    print(tuning["note"], blend, baseline)
     assert blend["ndcg"] > baseline["ndcg"] and blend["hit_rate"] > baseline["hit_rate"]
     one = json.loads(CliRunner().invoke(app, ["recommend", "--user", "u000003", "--json",
                                               "-w", str(root)]).stdout)
@@ -176,7 +182,7 @@ def test_tune_stores_a_deterministic_fit_that_recommend_then_uses(copy_workspace
     first = tune(root).to_dict()
     assert tune(root).to_dict() == first
     stored = json.loads((root / TUNING_FILE).read_text())
-    assert stored == first and first["chosen"] in {"blend", *COMPONENTS}
+    assert stored == first and first["chosen"] in {"blend", "most_popular", *COMPONENTS}
     # recommend uses the fit: the same as passing the fitted weights explicitly.
     fitted = RecommendConfig(weights=BlendWeights(**first["weights"]),
                              popularity_half_life_days=first["popularity_half_life_days"])

@@ -82,3 +82,48 @@ def test_session_option_on_the_command_line(shop, tmp_path):
     recs = json.loads(result.stdout)
     assert "B" not in [r["item_id"] for r in recs]
     assert any(r["reason"] == "because you looked at Item B" for r in recs)
+
+
+def test_a_gain_inside_the_noise_is_not_significant():
+    import numpy as np
+
+    from pinshop_cli.recommendation.significance import interval, significant_gain
+
+    rng = np.random.default_rng(1)
+    baseline = rng.integers(0, 2, 300).astype(float)  # hit or miss per user
+    noise = baseline.copy()
+    noise[rng.choice(300, 6, replace=False)] = 1  # a handful of users flip
+    noise[rng.choice(300, 5, replace=False)] = 0
+    assert not significant_gain(noise, baseline)[2]
+    better = np.maximum(baseline, rng.integers(0, 2, 300))  # a quarter of users gain a hit
+    gain, low, significant = significant_gain(better, baseline)
+    assert significant and 0 < low < gain
+    low, high = interval(np.r_[np.zeros(50), np.ones(50)])
+    assert low < 0.5 < high and high - low < 0.25
+
+
+def test_intra_list_diversity_and_novelty_by_hand_with_a_fake_index():
+    """Fake index (plumbing): u1's list is two orthogonal vectors (distance 1), u2's two
+    equal ones (distance 0): diversity 0.5. Novelty: A reaches 1 of 2 training users,
+    B none: -log2(2/3) and -log2(1/3)."""
+    import duckdb
+    import numpy as np
+
+    from pinshop_cli.recommendation.novelty import diversity, novelty
+
+    class FakeIndex:
+        def vectors_of(self, labels):  # noqa: ANN001, ANN202
+            return np.eye(3, dtype=np.float32)[[0, 1, 2]][labels]
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE recs AS SELECT * FROM (VALUES (1, 10), (1, 11), (2, 12), "
+                "(2, 12)) t(user_id, item_id)")
+    con.execute("CREATE TABLE item_labels AS SELECT * FROM (VALUES (10, 0), (11, 1), "
+                "(12, 2)) t(key, label)")
+    assert diversity(con, FakeIndex()) == 0.5
+    assert diversity(con, None) is None
+    con.execute("CREATE TABLE interactions AS SELECT * FROM (VALUES (1, 10), (2, 99)) "
+                "t(user_id, item_id)")
+    con.execute("CREATE OR REPLACE TABLE recs AS SELECT * FROM (VALUES (1, 10), (1, 11)) "
+                "t(user_id, item_id)")
+    assert novelty(con) == pytest.approx((-np.log2(2 / 3) - np.log2(1 / 3)) / 2, abs=1e-4)

@@ -7,6 +7,7 @@ here, so the scorer itself only ever sees a complete config.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,9 +17,11 @@ from ..workspace.layout import Workspace
 from ..workspace.storage import write_parquet
 from .config import COMPONENTS, BlendWeights, Evaluation, Recommendation, RecommendConfig
 from .ease import ease_table
-from .metrics import measure, relevant_between
+from .metrics import measure, per_user, relevant_between
+from .novelty import diversity, novelty
 from .reasons import blend, recommendations
 from .scorer import Scorer, scoring_date
+from .significance import interval
 from .tuning import Tuning, apply, fit, load, save
 
 if TYPE_CHECKING:
@@ -97,9 +100,11 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
     """Time split: train on events before `cut` (default: the 80th percentile of event
     times), fit the blend inside that training period (tuning.py; unless `config` fixes
     the weights), score the users active after the cut, and measure hit-rate@k, recall@k,
-    NDCG@k and catalog coverage (metrics.py) for the fitted blend, the unfitted default
-    blend, each component alone, global most-popular and EASE. Relevant items: those a
-    user saved, carted or bought after the cut."""
+    NDCG@k, catalog coverage (metrics.py), novelty and intra-list image diversity
+    (novelty.py), with bootstrap 95% intervals over the test users and of each method's
+    paired NDCG gain over most-popular (significance.py), for the fitted blend, the
+    unfitted default blend, each component alone, global most-popular and EASE. Relevant
+    items: those a user saved, carted or bought after the cut."""
     config = config or RecommendConfig()
     ws = Workspace.open(workspace)
     scorer = Scorer(ws, config)
@@ -143,10 +148,18 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
             "most_popular_baseline": (popularity, "most_popular"),
             "ease": (popularity, "ease"),
         }
-        results = {}
+        results, users = {}, {}
+        index = scorer.product_index()
         for name, (weights, table) in methods.items():
             blend(scorer, weights, table)
-            results[name] = measure(con, config.k)
+            results[name] = replace(measure(con, config.k), novelty=novelty(con),
+                                    diversity=diversity(con, index))
+            users[name] = per_user(con, config.k)
+        baseline = users["most_popular_baseline"]["ndcg"]
+        for name, metrics in results.items():
+            metrics.hit_rate_ci = interval(users[name]["hit"])
+            metrics.ndcg_ci = interval(users[name]["ndcg"])
+            metrics.ndcg_gain_ci = interval(users[name]["ndcg"] - baseline)
     finally:
         scorer.close()
     if tuning is not None:

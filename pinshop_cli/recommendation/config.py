@@ -94,6 +94,15 @@ class Metrics:
     recall: float
     ndcg: float
     coverage: float
+    #: Filled by `evaluate` (novelty.py, significance.py): mean -log2 popularity, mean
+    #: pairwise image distance in a list (None without image vectors), the bootstrap 95%
+    #: intervals of hit rate and NDCG over test users, and of the paired NDCG gain over
+    #: most_popular_baseline.
+    novelty: float | None = None
+    diversity: float | None = None
+    hit_rate_ci: tuple[float, float] | None = None
+    ndcg_ci: tuple[float, float] | None = None
+    ndcg_gain_ci: tuple[float, float] | None = None
 
 
 @dataclass

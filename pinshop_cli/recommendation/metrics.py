@@ -24,6 +24,7 @@ from .config import LIKED_EVENTS, Metrics
 
 if TYPE_CHECKING:
     import duckdb
+    import numpy as np
 
 
 def relevant_between(con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> None:
@@ -36,24 +37,41 @@ def relevant_between(con: duckdb.DuckDBPyConnection, start: datetime, end: datet
     """, {"start": start, "end": end})
 
 
-def measure(con: duckdb.DuckDBPyConnection, k: int, recs: str = "recs") -> Metrics:
-    """Hit rate, recall, NDCG at k and coverage of table `recs` against `relevant`."""
-    row = con.execute(f"""
+def _per_user(recs: str, relevant: str) -> str:
+    """SQL: (user_id, hit, recall, ndcg) for every user of `relevant` (needs $k)."""
+    return f"""
         WITH hits AS (
-            SELECT r.user_id, r.rank FROM {recs} r JOIN relevant v USING (user_id, item_id)
-        ), per_user AS (
+            SELECT r.user_id, r.rank FROM {recs} r JOIN {relevant} v USING (user_id, item_id)
+        ), counted AS (
             SELECT u.user_id, u.n_relevant, count(h.rank) AS hits,
                    coalesce(sum(1.0 / log2(h.rank + 1)), 0) AS dcg,
                    (SELECT sum(1.0 / log2(i + 1)) FROM range(1, least(u.n_relevant, $k) + 1)
                         t(i)) AS idcg
-            FROM (SELECT user_id, count(*) AS n_relevant FROM relevant GROUP BY user_id) u
+            FROM (SELECT user_id, count(*) AS n_relevant FROM {relevant} GROUP BY user_id) u
             LEFT JOIN hits h USING (user_id)
             GROUP BY u.user_id, u.n_relevant
         )
-        SELECT avg((hits > 0)::DOUBLE), avg(hits / n_relevant), avg(dcg / idcg),
+        SELECT user_id, (hits > 0)::DOUBLE AS hit, hits / n_relevant AS recall,
+               dcg / idcg AS ndcg
+        FROM counted"""
+
+
+def measure(con: duckdb.DuckDBPyConnection, k: int, recs: str = "recs",
+            relevant: str = "relevant") -> Metrics:
+    """Hit rate, recall, NDCG at k and coverage of table `recs` against `relevant`."""
+    row = con.execute(f"""
+        WITH per_user AS ({_per_user(recs, relevant)})
+        SELECT avg(hit), avg(recall), avg(ndcg),
                (SELECT count(DISTINCT item_id) FROM {recs})
                    / (SELECT count(*) FROM catalog)::DOUBLE
         FROM per_user
     """, {"k": k}).fetchone()
     assert row is not None
     return Metrics(*(round(float(v or 0), 4) for v in row))
+
+
+def per_user(con: duckdb.DuckDBPyConnection, k: int, recs: str = "recs",
+             relevant: str = "relevant") -> dict[str, np.ndarray]:
+    """hit, recall and ndcg at k per user of `relevant`, in user order (the same order
+    for every `recs`: the rows of two methods pair up for a paired test)."""
+    return con.execute(f"{_per_user(recs, relevant)} ORDER BY user_id", {"k": k}).fetchnumpy()

@@ -12,6 +12,13 @@ The search is small and deterministic:
 2. coordinate ascent over the five weights on GRID, starting from the best single
    component, so the result is never below it on validation. When no blend beats that
    component, the component alone is used and the fit says so.
+
+The search picks among dozens of trials, so its own validation score flatters it. The
+validation users are therefore split in two by a hash of their id: the search runs on
+one half, and the other half judges (significance.py) whether its choice beats the
+simplest strong baseline, all-time most-popular (global popularity without decay). Only a
+gain whose paired-bootstrap 95% interval lies above 0 moves away from the baseline;
+otherwise the baseline is used, and the fit says so.
 """
 
 from __future__ import annotations
@@ -25,30 +32,38 @@ from ..workspace.integrity import read_json_object
 from ..workspace.layout import Workspace
 from ..workspace.storage import write_json
 from .config import COMPONENTS, BlendWeights, Metrics, RecommendConfig
-from .metrics import measure, relevant_between
+from .metrics import measure, per_user, relevant_between
+from .significance import significant_gain
 
 if TYPE_CHECKING:
     from .scorer import Scorer
 
 TUNING_FILE = "recommend_tuning.json"
 VALIDATION_SHARE = 0.2  # of the training events, the newest
-HALF_LIVES = (7.0, 30.0, 120.0, 1e9)  # popularity half-lives tried (1e9: no decay)
+NO_DECAY = 1e9  # the half-life of all-time popularity
+HALF_LIVES = (7.0, 30.0, 120.0, NO_DECAY)  # popularity half-lives tried
 GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 PASSES = 2
 MAX_VALIDATION_USERS = 5000  # a deterministic sample bounds the cost on large shops
+BASELINE = "most_popular"  # chosen when nothing beats all-time most-popular significantly
 
 
 @dataclass
 class Tuning:
     weights: dict[str, float]
     popularity_half_life_days: float
-    chosen: str  # "blend", or the one component used alone
+    chosen: str  # "blend", the one component used alone, or BASELINE
     note: str
     validation_cut: str
     validation_end: str
     validation_users: int
     #: NDCG@k / hit rate@k on validation: the fitted blend, then each component alone.
     validation: dict[str, dict[str, float]]
+    #: The judging half of the validation users: their count, and the search's mean NDCG
+    #: gain over all-time most-popular on them with its lower 95% bound.
+    check_users: int = 0
+    gain_ndcg: float = 0.0
+    gain_ndcg_low: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,10 +85,14 @@ def fit(scorer: Scorer, train_end: datetime) -> Tuning:
         raise PinshopError(f"no saves, carts or purchases between {cut} and {train_end} to "
                            "fit the blend on")
     scorer.prepare(cut, users, popularity=False)
+    # The search half and the judging half (relevant_fit, relevant_check).
+    for half, parity in (("fit", 0), ("check", 1)):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE relevant_{half} AS SELECT * FROM relevant "
+                    f"WHERE hash(user_id) % 2 = {parity}")
 
     def score(weights: BlendWeights) -> Metrics:
         scorer.rank(weights)
-        return measure(con, config.k, "ranked")
+        return measure(con, config.k, "ranked", "relevant_fit")
 
     alone = {name: BlendWeights.alone(name) for name in COMPONENTS}
     best_half_life, best_pop = config.popularity_half_life_days, -1.0
@@ -82,6 +101,8 @@ def fit(scorer: Scorer, train_end: datetime) -> Tuning:
         scorer.popularity_tables(cut, half_life, parts=("global_popularity",))
         scorer.gather()
         ndcg = score(alone["global_popularity"]).ndcg
+        if half_life == NO_DECAY:
+            baseline = per_user(con, config.k, "ranked", "relevant_check")["ndcg"]
         if ndcg > best_pop:
             best_half_life, best_pop = half_life, ndcg
     scorer.popularity_tables(cut, best_half_life)
@@ -108,10 +129,23 @@ def fit(scorer: Scorer, train_end: datetime) -> Tuning:
     note = (f"the fitted blend beats its best component ({start}) on validation"
             if chosen == "blend" else
             f"no blend beat {start} alone on validation: using {start} alone")
+    scorer.rank(current)
+    gain, low, significant = significant_gain(
+        per_user(con, config.k, "ranked", "relevant_check")["ndcg"], baseline)
+    half_life = best_half_life
+    if not significant:
+        note = (f"{chosen} gains {gain:+.4f} NDCG@{config.k} over all-time most-popular on "
+                f"the judging half of the validation users, 95% lower bound {low:+.4f}: "
+                f"not significant, so all-time most-popular is used")
+        chosen, current, half_life = BASELINE, alone["global_popularity"], NO_DECAY
+    else:
+        note += (f"; it gains {gain:+.4f} NDCG@{config.k} over all-time most-popular on the "
+                 f"judging half, 95% lower bound {low:+.4f}")
     validation = {"blend": fitted, **singles}
-    return Tuning(current.to_dict(), best_half_life, chosen, note, str(cut), str(train_end),
+    return Tuning(current.to_dict(), half_life, chosen, note, str(cut), str(train_end),
                   users.num_rows, {name: {"ndcg": m.ndcg, "hit_rate": m.hit_rate}
-                                   for name, m in validation.items()})
+                                   for name, m in validation.items()},
+                  len(baseline), gain, low)
 
 
 def save(ws: Workspace, tuning: Tuning) -> None:
