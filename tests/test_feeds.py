@@ -23,6 +23,8 @@ from PIL import Image
 from pinshop_cli.io.catalog import load_catalog, normalize_catalog
 from pinshop_cli.io.photo_fetch import FetchPolicy, PhotoStore
 
+SAMPLE_PRODUCTS = Path(__file__).resolve().parents[1] / "sample_data" / "products"
+
 
 def _jpeg(seed: int) -> bytes:
     out = io.BytesIO()
@@ -50,6 +52,13 @@ class PhotoServer(BaseHTTPRequestHandler):
                 return self._send(304, b"")
             type(self).bodies[path] += 1
             return self._send(200, _jpeg(len(path)), "image/jpeg", {"ETag": etag})
+        if path.startswith("/products/"):  # the sample catalog's real product photos
+            if self.headers.get("If-Modified-Since"):
+                return self._send(304, b"")
+            type(self).bodies[path] += 1
+            photo = SAMPLE_PRODUCTS / Path(path).name
+            return self._send(200, photo.read_bytes(), "image/jpeg",
+                              {"Last-Modified": "Mon, 02 Nov 2026 10:00:00 GMT"})
         if path == "/missing.jpg":
             return self._send(404, b"gone", "text/plain")
         if path == "/broken.jpg":
@@ -476,3 +485,27 @@ def test_shopify_export_is_one_product_per_variant_grouped_by_handle(tmp_path: P
     reasons = {r["id"]: r["reason"] for r in loaded.rejects.to_pylist()}
     assert reasons == {"oak-stool-1": "unparsable price 'not-a-price'",
                        "ORPHAN": "missing Handle"}
+
+
+def test_ingest_embeds_fetched_photos_and_records_failed_ones(tmp_path: Path, server: str,
+                                                              tiny_clip: str) -> None:
+    from pinshop_cli import IngestConfig, ingest
+    from pinshop_cli.sql import run_sql
+
+    feed = tmp_path / "feed.tsv"
+    feed.write_text(TSV_HEADER + _tsv_row(1, f"{server}/products/P001.jpg")
+                    + _tsv_row(2, f"{server}/products/P002.jpg")
+                    + _tsv_row(3, f"{server}/missing.jpg"))
+    root = tmp_path / "ws"
+    config = IngestConfig(embedder=tiny_clip)  # plumbing: a small CLIP, random weights
+    summary = ingest(root, feed, config=config)
+    assert (summary.rows_ok, summary.embedded["product_image"]) == (3, 2)
+    assert summary.embedded["product_text"] == 3
+    assert run_sql("SELECT id, reason FROM rejects_product_images", root).rows == [
+        ("SKU-3", "HTTP 404")]
+    assert run_sql("SELECT count(*) FROM price_history", root).rows == [(3,)]
+    downloads = sum(PhotoServer.bodies.values())
+    again = ingest(root, feed, config=config)
+    assert not again.model_work_done
+    assert sum(PhotoServer.bodies.values()) == downloads  # If-Modified-Since: 304s
+    assert PhotoServer.seen["/missing.jpg"] == 2  # the failed photo is tried again
