@@ -127,3 +127,36 @@ def test_intra_list_diversity_and_novelty_by_hand_with_a_fake_index():
     con.execute("CREATE OR REPLACE TABLE recs AS SELECT * FROM (VALUES (1, 10), (1, 11)) "
                 "t(user_id, item_id)")
     assert novelty(con) == pytest.approx((-np.log2(2 / 3) - np.log2(1 / 3)) / 2, abs=1e-4)
+
+
+def test_trending_and_seasonal_reasons_appear_exactly_where_they_put_the_item(
+        events_workspace, tmp_path):
+    """Scoring date 2025-06-30 12:00:01. Chairs: 30 the week before last, 10 last week
+    (falling). Lamps: 1 then 22 (D bought twice, C viewed twice): growth (22+5)/(1+5) = 4.5,
+    trending D 3.5*20 = 70, C 3.5*2 = 7 -> 1 and 0.1. A year ago (52 weeks and 3 days) a
+    sofa E sold. All-time popularity A 40, D 20, E 10, C 3 -> 1, 0.5, 0.25, 0.075.
+    Blend 1/1/1: D 1.5 (trending), E 1.25 (seasonal), A 1 (popular), C 0.175 (trending)."""
+    rows = [("u1", "A", "purchase", "2025-06-18 10:00:00"),
+            ("u2", "A", "purchase", "2025-06-18 10:00:00"),
+            ("u3", "A", "purchase", "2025-06-18 10:00:00"),
+            ("u1", "C", "view", "2025-06-18 11:00:00"),
+            ("u4", "A", "purchase", "2025-06-28 10:00:00"),
+            ("u1", "D", "purchase", "2025-06-29 10:00:00"),
+            ("u2", "D", "purchase", "2025-06-29 10:00:00"),
+            ("u3", "C", "view", "2025-06-29 10:00:00"),
+            ("u4", "C", "view", "2025-06-30 12:00:00"),
+            ("u5", "E", "purchase", "2024-07-04 10:00:00")]
+    source = tmp_path / "events.csv"
+    source.write_text("user_id,item_id,event,ts\n" + "".join(
+        f"{u},{i},{e},{t}\n" for u, i, e, t in rows))
+    ingest_events(source, events_workspace)
+    weights = BlendWeights(cf=0, taste=0, popularity=1, trending=1, seasonal=1)
+    recs = recommend(events_workspace, "new", RecommendConfig(weights=weights, **NO_DECAY))
+    assert [(r.item_id, r.reason) for r in recs] == [
+        ("D", "trending in lamp this week"), ("E", "in season: it sold this time last year"),
+        ("A", "popular in chair"), ("C", "trending in lamp this week")]
+    assert [r.score for r in recs] == pytest.approx([1.5, 1.25, 1.0, 0.175], abs=1e-3)
+    # Without the trend components no such reason appears, and the order is popularity's.
+    plain = recommend(events_workspace, "new", POPULAR_ONLY)
+    assert [r.item_id for r in plain] == ["A", "D", "E", "C"]
+    assert not any("trending" in r.reason or "season" in r.reason for r in plain)

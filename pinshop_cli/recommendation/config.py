@@ -19,7 +19,8 @@ LIKED_EVENTS = ("save", "cart", "purchase")
 VERBS = {"view": "viewed", "click": "clicked", "save": "saved", "cart": "added to cart",
          "purchase": "bought"}
 #: The blend's components, in BlendWeights' field order.
-COMPONENTS = ("cf", "taste", "popularity", "global_popularity", "again")
+COMPONENTS = ("cf", "taste", "popularity", "global_popularity", "again", "trending",
+              "seasonal")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class BlendWeights:
     popularity: float = 1.0  # popularity within the categories the user shops
     global_popularity: float = 0.0  # the shop's best sellers, for everyone
     again: float = 0.0  # the user's own re-buyable purchases
+    trending: float = 0.0  # the items whose category's demand grows this week (trends.py)
+    seasonal: float = 0.0  # what sold in the coming weeks last year
 
     @classmethod
     def alone(cls, component: str) -> BlendWeights:

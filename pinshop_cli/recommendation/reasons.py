@@ -35,13 +35,17 @@ def blend(scorer: Scorer, weights: BlendWeights, popularity: str = "popularity")
         CREATE OR REPLACE TEMP TABLE recs AS
         WITH explained AS ({explained}), looked AS ({looked})
         SELECT t.user_id, t.rank, t.item_id, t.score,
-               CASE greatest(t.session, t.cf, t.taste, t.pop, t.bestseller, t.again)
+               CASE greatest(t.session, t.cf, t.taste, t.pop, t.bestseller, t.again,
+                             t.trending, t.seasonal)
                    WHEN t.session THEN 'because you looked at ' || s.title
                    WHEN t.cf THEN 'because you '
                        || (CASE i.top_event {verbs} END) || ' ' || b.title
                    WHEN t.taste THEN 'visually similar to your saves'
                    WHEN t.pop THEN 'popular in ' || coalesce(c.category, 'the catalog')
                    WHEN t.bestseller THEN 'a best seller in the shop'
+                   WHEN t.trending THEN 'trending in ' || coalesce(c.category, 'the shop')
+                       || ' this week'
+                   WHEN t.seasonal THEN 'in season: it sold this time last year'
                    ELSE 'buy it again'
                END AS reason
         FROM recs_ranked t JOIN catalog c ON c.id = t.item_id

@@ -23,7 +23,8 @@ products to scipy (cf, a sparse users x items by items x items product) and BLAS
                    (consumables: see `rebuy_rate`) — "buy it again"
     score(u, j)  = w_cf * cf / max_u(cf) + w_taste * taste / max_u(taste)
                    + w_pop * popular / max_u(popular) + w_global * global / max_u(global)
-                   + w_again * again / max_u(again)
+                   + w_again * again / max_u(again) + w_trending * trending / max_u(.)
+                   + w_seasonal * seasonal / max_u(.)                (trends.py)
                    + w_s * session / max_u(session)   (session.py; w_s = session_weight
                      times the largest weight: the session's best neighbour stands level
                      with any component's best)
@@ -47,6 +48,7 @@ from ..errors import PinshopError
 from ..workspace.layout import Workspace
 from .config import COMPONENTS, LIKED_EVENTS, BlendWeights, RecommendConfig
 from .tables import connect, label_items, select_users
+from .trends import trend_tables
 
 if TYPE_CHECKING:
     import duckdb
@@ -54,7 +56,8 @@ if TYPE_CHECKING:
 
 POPULARITY_PARTS = ("popularity", "global_popularity")
 COLUMNS = {"cf": "cf", "taste": "taste", "popularity": "pop",  # candidates' columns
-           "global_popularity": "bestseller", "again": "again"}
+           "global_popularity": "bestseller", "again": "again", "trending": "trending",
+           "seasonal": "seasonal"}
 REBUY_MIN_BUYERS = 3
 CF_SCORES_PER_CHUNK = 10_000_000  # bounds one sparse CF product (~0.5 GB of arrays)
 
@@ -128,6 +131,7 @@ class Scorer:
         wanted = tuple(part for part in POPULARITY_PARTS if part in components)
         if popularity and wanted:
             self.popularity_tables(as_of, c.popularity_half_life_days, parts=wanted)
+        trend_tables(self, as_of, components)
 
     def _cf(self) -> None:
         """recent (each user's `history` newest items), similar_items (item-item cosine,
@@ -326,16 +330,14 @@ class Scorer:
         """Table `table` (user_id, item_id, category_key, score, rank, and with `parts` the
         weighted parts, which explain a recommendation): each user's top k of
         `candidates` under `weights`, at most `per_category` per category."""
-        weighted = ("$w_cf * cf AS cf, $w_taste * taste AS taste, $w_pop * pop AS pop, "
-                    "$w_global * bestseller AS bestseller, $w_again * again AS again, "
-                    "$w_session * session AS session, "
-                    if parts else "")
+        columns = {**COLUMNS, "session": "session"}
+        weighted = "".join(f"$w_{c} * {column} AS {column}, "
+                           for c, column in columns.items()) if parts else ""
+        total = " + ".join(f"$w_{c} * {column}" for c, column in columns.items())
         self.sql(f"""
             CREATE OR REPLACE TEMP TABLE {table} AS
             WITH scored AS (
-                SELECT user_id, item_id, category_key, {weighted}
-                       $w_cf * cf + $w_taste * taste + $w_pop * pop + $w_global * bestseller
-                       + $w_again * again + $w_session * session AS score
+                SELECT user_id, item_id, category_key, {weighted} {total} AS score
                 FROM candidates
             ), capped AS (
                 SELECT * FROM scored WHERE score > 0
@@ -345,8 +347,7 @@ class Scorer:
             SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY score DESC, item_id)
                 AS rank
             FROM capped QUALIFY rank <= $k
-        """, w_cf=weights.cf, w_taste=weights.taste, w_pop=weights.popularity,
-                 w_global=weights.global_popularity, w_again=weights.again,
+        """, **{f"w_{c}": getattr(weights, c) for c in COMPONENTS},
                  w_session=self.config.session_weight * max(weights.to_dict().values()),
                  per_category=self.config.per_category, k=self.config.k)
 

@@ -9,7 +9,7 @@ the users active in it, and the best by NDCG@k is kept.
 The search is small and deterministic:
 1. the popularity half-life, from HALF_LIVES, by global popularity alone (how fast a
    shop's demand moves; recomputing only that component);
-2. coordinate ascent over the five weights on GRID, starting from the best single
+2. coordinate ascent over the weights on GRID, starting from the best single
    component, so the result is never below it on validation. When no blend beats that
    component, the component alone is used and the fit says so.
 
