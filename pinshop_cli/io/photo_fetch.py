@@ -51,7 +51,7 @@ class FetchPolicy:
     max_bytes: int = 20 << 20
     max_pixels: int = DEFAULT_MAX_PIXELS
     #: Results per state part: a killed run re-fetches at most this many.
-    part_rows: int = 64
+    part_rows: int = 16
 
 
 class FetchFailed(Exception):
@@ -82,6 +82,9 @@ class PhotoStore:
         self.root, self.policy = Path(root), policy or FetchPolicy()
         self.state_path = self.root / "urls.parquet"
         self.parts_dir = self.root / "parts"
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._pools: list[dict[tuple, http.client.HTTPConnection]] = []
 
     def object_path(self, sha256: str) -> Path:
         return self.root / "objects" / sha256[:2] / sha256
@@ -131,8 +134,11 @@ class PhotoStore:
                         pending.clear()
             return row
 
-        with ThreadPoolExecutor(max_workers=self.policy.workers) as pool:
-            rows = list(pool.map(one, urls))
+        try:
+            with ThreadPoolExecutor(max_workers=self.policy.workers) as pool:
+                rows = list(pool.map(one, urls))
+        finally:
+            self._close_idle()
         if pending:
             self._save_part(pending)
         self._compact()
@@ -179,19 +185,11 @@ class PhotoStore:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise FetchFailed(f"not an http(s) URL: {url[:120]}")
-            connection = _connect(parts.scheme, parts.hostname, parts.port, policy)
+            key = (parts.scheme, parts.hostname, parts.port)
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            connection, response = self._request(key, target, headers)
+            keep = False
             try:
-                target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-                try:
-                    connection.request("GET", target, headers=headers)
-                    response = connection.getresponse()
-                except TimeoutError:
-                    raise FetchFailed(f"timed out after {policy.read_timeout:g} s",
-                                      retry=True) from None
-                except ConnectionRefusedError:
-                    raise FetchFailed("connection refused") from None
-                except (OSError, http.client.HTTPException) as exc:
-                    raise FetchFailed(f"connection failed: {_reason(exc)}") from None
                 status = response.status
                 if status in (301, 302, 303, 307, 308) and response.getheader("Location"):
                     url = urljoin(url, response.getheader("Location", ""))
@@ -202,10 +200,52 @@ class PhotoStore:
                     raise FetchFailed(f"HTTP {status}", retry=True)
                 if status != 200:
                     raise FetchFailed(f"HTTP {status}")
-                return self._store(response)
+                row = self._store(response)
+                keep = not response.will_close  # the body was read whole: reusable
+                return row
             finally:
-                connection.close()
+                if keep:
+                    self._idle()[key] = connection
+                else:
+                    connection.close()
         raise FetchFailed("too many redirects")
+
+    def _idle(self) -> dict[tuple, http.client.HTTPConnection]:
+        """This thread's kept-alive connections, by (scheme, host, port)."""
+        if not hasattr(self._local, "idle"):
+            self._local.idle = {}
+            with self._lock:
+                self._pools.append(self._local.idle)
+        return self._local.idle
+
+    def _request(self, key: tuple, target: str, headers: dict[str, str]
+                 ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """Send the GET on this thread's kept-alive connection to the host, else a new one.
+        A kept-alive connection the server has closed meanwhile is tried once afresh."""
+        policy = self.policy
+        kept = self._idle().pop(key, None)
+        for connection in (kept, None) if kept is not None else (None,):
+            fresh = connection is None
+            connection = connection or _connect(key[0], key[1], key[2], policy)
+            try:
+                connection.request("GET", target, headers=headers)
+                return connection, connection.getresponse()
+            except TimeoutError:
+                connection.close()
+                raise FetchFailed(f"timed out after {policy.read_timeout:g} s",
+                                  retry=True) from None
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                if fresh:
+                    raise FetchFailed(f"connection failed: {_reason(exc)}") from None
+        raise AssertionError("unreachable")
+
+    def _close_idle(self) -> None:
+        with self._lock:
+            for pool in self._pools:
+                for connection in pool.values():
+                    connection.close()
+                pool.clear()
 
     def _store(self, response: http.client.HTTPResponse) -> dict:
         policy = self.policy
