@@ -118,8 +118,9 @@ class _Run:
     def catalog(self, path: Path) -> None:
         started = time.perf_counter()
         self.progress.note(f"reading catalog {path}")
+        photos = PhotoStore(self.ws.root / "photos", progress=self.progress)
         loaded = normalize_catalog(path, self.ws.catalog, self.ws.rejects_dir / "catalog.parquet",
-                                   self.config.max_pixels, PhotoStore(self.ws.root / "photos"))
+                                   self.config.max_pixels, photos)
         self.catalog_written = True
         history = record_snapshot(self.ws.root, self.ws.catalog, _utc_now())
         loaded.notes.append(f"price history: {history} rows new or changed")

@@ -28,11 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
+from ..progress import NullProgress
 from ..workspace.storage import read_parquet, remove, write_parquet
 from .images import DEFAULT_MAX_PIXELS, ImageRejected, check_image
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from ..progress import Progress
 
 CHUNK = 1 << 16
 
@@ -78,8 +81,10 @@ def _state_schema() -> pa.Schema:
 class PhotoStore:
     """The store under `root` (the workspace's photos/)."""
 
-    def __init__(self, root: Path, policy: FetchPolicy | None = None) -> None:
+    def __init__(self, root: Path, policy: FetchPolicy | None = None,
+                 progress: Progress | None = None) -> None:
         self.root, self.policy = Path(root), policy or FetchPolicy()
+        self.progress = progress or NullProgress()  # a bar with the rate, in the CLI
         self.state_path = self.root / "urls.parquet"
         self.parts_dir = self.root / "parts"
         self._local = threading.local()
@@ -126,14 +131,17 @@ class PhotoStore:
                 return {**old, "downloaded": False}  # no validator: never asked again
             with gates[urlsplit(url).netloc]:
                 row = self._fetch_one(url, old)
-            if row["problem"] is None and row["downloaded"]:
-                with lock:
+            with lock:
+                self.progress.advance(1)
+                if row["problem"] is None and row["downloaded"]:
                     pending.append(row)
                     if len(pending) >= self.policy.part_rows:
                         self._save_part(pending[:])
                         pending.clear()
             return row
 
+        if urls:
+            self.progress.start("photo URLs", len(urls))
         try:
             with ThreadPoolExecutor(max_workers=self.policy.workers) as pool:
                 rows = list(pool.map(one, urls))
