@@ -95,6 +95,7 @@ def serve(port_file: str) -> None:
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
+    httpd.handle_error = lambda *args: None  # a client killed mid-request (the resume run)
     Path(port_file).write_text(str(httpd.server_address[1]))
     httpd.serve_forever()
 
@@ -117,7 +118,8 @@ def make_feed(path: Path, rows: int, photos: int, base: str, seed: int, changed:
             if changed and rng.random() < changed:
                 price += 5
             out.write(f"SKU-{n}\tProduct {n} linen\tA product for the bench\t"
-                      f"https://shop.example/p/{n}\t{base}/p/{n % photos}.jpg\t"
+                      f"https://shop.example/p/{n}\t"
+                      f"{f'{base}/p/{n % photos}.jpg' if photos else ''}\t"
                       f"{price:.2f} USD\t\t{STOCK[n % 4]}\t{TYPES[n % 4]}\tG-{n // 3}\t"
                       f"green\tL\t{n:013d}\n")
 
@@ -197,6 +199,14 @@ def report(args: argparse.Namespace, scratch: Path, base: str) -> None:
     from pinshop_cli.io.photo_fetch import FetchPolicy, PhotoStore
 
     feed, ws = scratch / "feed.tsv", scratch / "ws"
+    make_feed(feed, args.rows, 0, base, 0, 0.0)
+    bare = run_child("duckdb", feed, ws)
+    text = run_child("pinshop", feed, scratch / "ws-text")
+    print(f"text-only feed: {args.rows:,} rows, {feed.stat().st_size / 1e6:.1f} MB")
+    print(f"  duckdb read_csv       {bare['seconds']:6.2f} s  peak {bare['peak_mb']:6.0f} MB")
+    print(f"  pinshop ingest        {text['seconds']:6.2f} s  peak {text['peak_mb']:6.0f} MB"
+          f"  ({text['seconds'] / bare['seconds']:.1f}x duckdb; {text['rows']:,} rows,"
+          f" {text['history_rows']:,} history rows)")
     make_feed(feed, args.rows, args.photos, base, 0, 0.0)
     size_mb = feed.stat().st_size / 1e6
     bare = run_child("duckdb", feed, ws)
@@ -205,7 +215,7 @@ def report(args: argparse.Namespace, scratch: Path, base: str) -> None:
     make_feed(feed, args.rows, args.photos, base, 1, 0.01)
     second = run_child("pinshop", feed, ws)
     again = stats(base)["bodies"] - sent
-    print(f"feed: {args.rows:,} rows, {size_mb:.1f} MB, {args.photos:,} photo URLs")
+    print(f"feed with photos: {args.rows:,} rows, {size_mb:.1f} MB, {args.photos:,} photo URLs")
     print(f"  duckdb read_csv       {bare['seconds']:6.2f} s  peak {bare['peak_mb']:6.0f} MB")
     print(f"  pinshop first ingest  {first['seconds']:6.2f} s  peak {first['peak_mb']:6.0f} MB"
           f"  ({first['seconds'] / bare['seconds']:.1f}x duckdb; {first['rows']:,} rows, "

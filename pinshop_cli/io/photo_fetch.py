@@ -131,13 +131,16 @@ class PhotoStore:
                 return {**old, "downloaded": False}  # no validator: never asked again
             with gates[urlsplit(url).netloc]:
                 row = self._fetch_one(url, old)
+            full: list[dict] = []
             with lock:
                 self.progress.advance(1)
                 if row["problem"] is None and row["downloaded"]:
                     pending.append(row)
                     if len(pending) >= self.policy.part_rows:
-                        self._save_part(pending[:])
+                        full = pending[:]
                         pending.clear()
+            if full:  # written outside the lock: the other threads go on fetching
+                self._save_part(full)
             return row
 
         if urls:
