@@ -36,6 +36,7 @@ class PhotoServer(BaseHTTPRequestHandler):
     """Serves good photos with ETags, and every way a photo URL goes wrong."""
 
     seen: Counter = Counter()  # path -> requests
+    peers: set = set()  # client ports: one per connection
     bodies: Counter = Counter()  # path -> 200 responses with a body
     delay = 0.0
 
@@ -45,6 +46,7 @@ class PhotoServer(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (the http.server name)
         path = self.path
         type(self).seen[path] += 1
+        type(self).peers.add(self.client_address[1])
         if path.startswith("/ok/"):
             time.sleep(type(self).delay)
             etag = f'"{path}"'
@@ -509,3 +511,36 @@ def test_ingest_embeds_fetched_photos_and_records_failed_ones(tmp_path: Path, se
     assert not again.model_work_done
     assert sum(PhotoServer.bodies.values()) == downloads  # If-Modified-Since: 304s
     assert PhotoServer.seen["/missing.jpg"] == 2  # the failed photo is tried again
+
+
+class KeepAlive(PhotoServer):
+    protocol_version = "HTTP/1.1"
+
+
+class KeepAliveThenClose(KeepAlive):
+    """HTTP/1.1 without `Connection: close`, yet it hangs up after each answer, as a server
+    does when an idle kept-alive connection times out."""
+
+    def do_GET(self) -> None:  # noqa: N802 (the http.server name)
+        super().do_GET()
+        self.close_connection = True
+
+
+@pytest.mark.parametrize(("handler", "connections"), [(KeepAlive, 1), (KeepAliveThenClose, 6)])
+def test_connections_are_kept_alive_and_a_closed_one_is_retried_afresh(
+        tmp_path: Path, handler: type, connections: int) -> None:
+    PhotoServer.seen, PhotoServer.bodies, PhotoServer.peers = Counter(), Counter(), set()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{httpd.server_address[1]}"
+        urls = [f"{base}/ok/{n}.jpg" for n in range(6)]
+        one_thread = FetchPolicy(workers=1, per_host=1)  # every URL after the first reuses
+        result = PhotoStore(tmp_path / "photos", one_thread).fetch(urls)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert result.column("problem").null_count == len(urls)
+    assert sum(PhotoServer.bodies.values()) == len(urls)
+    assert len(PhotoServer.peers) == connections
