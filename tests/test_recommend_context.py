@@ -160,3 +160,39 @@ def test_trending_and_seasonal_reasons_appear_exactly_where_they_put_the_item(
     plain = recommend(events_workspace, "new", POPULAR_ONLY)
     assert [r.item_id for r in plain] == ["A", "D", "E", "C"]
     assert not any("trending" in r.reason or "season" in r.reason for r in plain)
+
+
+def test_the_chat_passes_the_session_it_holds_and_image_neighbours_come_with_it(
+        copy_workspace, tmp_path):
+    """The chat (a scripted fake model: plumbing) shows lamps; the recommender, given the
+    chat's session, pulls in the lamps' nearest products in the image index, each "because
+    you looked at" one of the lamps shown."""
+    import re
+
+    from pinshop_cli.assistant.session import ShoppingAssistant
+    from pinshop_cli.shop import Shop
+    from pinshop_cli.testing import ScriptedChatModel
+
+    def cite_first(messages):  # noqa: ANN001, ANN202
+        first = re.search(r'<product id="([^"]+)"', messages[0]["content"])
+        return f"The [{first.group(1)}] is a great fit for you."
+
+    root = copy_workspace()
+    with Shop(root) as shop:
+        ids = [row[0] for row in shop.sql("SELECT id FROM catalog ORDER BY id LIMIT 2").rows]
+    (tmp_path / "events.csv").write_text(  # an events table to score against, no more
+        "user_id,item_id,event,ts\n" + "".join(f"u1,{i},view,2025-01-01\n" for i in ids))
+    ingest_events(tmp_path / "events.csv", root)
+    assistant = ShoppingAssistant(root, ScriptedChatModel([cite_first]))
+    reply = assistant.ask("a black lamp under 150")
+    shown = {p.id: p.title for p in reply.products}
+    assert [e["item_id"] for e in assistant.looked_at] == list(reversed(list(shown)))
+    with Shop(root) as shop:
+        recs = shop.recommend("someone", RecommendConfig(weights=BlendWeights(0, 0, 1)),
+                              session=assistant.looked_at)
+    looked = [r for r in recs if r.reason.startswith("because you looked at ")]
+    assert looked and not {r.item_id for r in recs} & set(shown)
+    assert {r.reason.removeprefix("because you looked at ") for r in looked} <= set(
+        shown.values())
+    assistant.reset()
+    assert assistant.looked_at == []

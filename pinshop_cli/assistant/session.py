@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Iterable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,10 +76,14 @@ class ShoppingAssistant:
         self.journey = Journey(self.answerer, self.dialogue, self.because, ignore)
         self._taste: ShopperTaste | None = None
         self._taste_looked = False
+        #: The browsing session so far, as view events of the products shown (the first
+        #: shown last, so it weighs most): what `Shop.recommend(user, session=...)` takes.
+        self.looked_at: list[dict[str, str]] = []
 
     def reset(self) -> None:
         """Forget the conversation."""
         self.dialogue.reset()
+        self.looked_at = []
 
     # -- a whole turn ------------------------------------------------------------------------
     def ask_stream(self, question: str) -> Events:
@@ -142,6 +147,9 @@ class ShoppingAssistant:
     def _remember(self, question: str, reply: Reply) -> Reply:
         reply.notes = self.retriever.notes
         self.dialogue.remember(question, reply.intent, reply.products)
+        now = datetime.now(timezone.utc).isoformat()
+        self.looked_at += [{"item_id": p.id, "event": "view", "ts": now}
+                           for p in reversed(reply.products)]
         return reply
 
     # -- the parts, bound to this conversation -----------------------------------------------
