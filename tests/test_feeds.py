@@ -160,6 +160,8 @@ RSS_ITEM = """<item><g:id>A{n}</g:id><title>Oak table {n}</title>
 <g:additional_image_link>https://img.example/{n}b.jpg</g:additional_image_link>
 <g:additional_image_link>https://img.example/{n}c.jpg</g:additional_image_link>
 <g:price>129.00 USD</g:price><g:availability>backorder</g:availability>
+<g:sale_price>99.00 USD</g:sale_price>
+<g:sale_price_effective_date>{sale_dates}</g:sale_price_effective_date>
 <g:google_product_category>Furniture &gt; Tables</g:google_product_category>
 <g:shipping><g:country>US</g:country><g:price>5.00 USD</g:price></g:shipping></item>"""
 ATOM = """<?xml version="1.0"?>
@@ -174,7 +176,10 @@ ATOM_ENTRY = """<entry><g:id>A{n}</g:id><title>Oak table {n}</title>
 
 def test_rss_and_atom_feeds_read_like_the_tsv(tmp_path: Path) -> None:
     rss, atom = tmp_path / "feed.xml", tmp_path / "feed.atom"
-    rss.write_text(RSS.format(items="".join(RSS_ITEM.format(n=n) for n in range(3))))
+    dates = ["2020-01-01T00:00-08:00/2020-01-31T23:59-08:00",  # over: no sale
+             "2020-01-01T00:00Z/2999-12-31T23:59Z", "not a date"]
+    rss.write_text(RSS.format(items="".join(RSS_ITEM.format(n=n, sale_dates=dates[n])
+                                            for n in range(3))))
     atom.write_text(ATOM.format(items="".join(ATOM_ENTRY.format(n=n) for n in range(3))))
     for feed in (rss, atom):
         loaded = load_catalog(feed)
@@ -188,6 +193,7 @@ def test_rss_and_atom_feeds_read_like_the_tsv(tmp_path: Path) -> None:
         assert first["image"] is None  # not fetched without a workspace: left out, kept
         assert loaded.rejects.num_rows == 0
     rows = load_catalog(rss).table.to_pylist()
+    assert [r["sale_price"] for r in rows] == [None, Decimal("99.00"), Decimal("99.00")]
     assert rows[0]["additional_image_link"] == ("https://img.example/0b.jpg,"
                                                 "https://img.example/0c.jpg")
     assert rows[0]["shipping"] == "US:5.00 USD"

@@ -121,6 +121,10 @@ _PRICE_CLEAN = (r"regexp_replace(lower(trim({p})), "
 #: The ISO 4217 code a feed writes beside the amount ("49.99 USD", "EUR 12,50").
 _PRICE_CURRENCY = (r"CASE WHEN trim({p}) ~ '^[A-Za-z]{{3}}\s*[\d.,]+$|^[\d.,]+\s*[A-Za-z]{{3}}$' "
                    r"THEN upper(regexp_extract({p}, '[A-Za-z]{{3}}')) END")
+#: A sale whose effective dates ("2026-11-01T00:00-08:00/2026-11-30T23:59-08:00") both
+#: parse and do not hold now is no sale; dates that do not parse leave the sale as given.
+_SALE_OVER = ("coalesce(NOT (now() BETWEEN try_cast(split_part({d}, '/', 1) AS TIMESTAMPTZ) "
+              "AND try_cast(split_part({d}, '/', 2) AS TIMESTAMPTZ)), false)")
 _PRICE_SQL = """
     CASE
         WHEN {c} ~ '^\\d+(\\.\\d+)?$' THEN {c}
@@ -138,7 +142,8 @@ Step = Callable[["duckdb.DuckDBPyConnection", str, Plan], str]
 def typed(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
     """Known columns trimmed (empty is NULL), the price cleaned of currency marks and read
     by its shape (`price_text`, `price_value`), its currency taken from a feed's "49.99 USD"
-    when no `currency` column says it, likewise `sale_price`; the category is the last
+    when no `currency` column says it, likewise `sale_price` (while its effective dates
+    hold); the category is the last
     segment of a path ("Home > Furniture > Sofas" is "sofas"), lower-cased; the feed
     spellings of availability ("in stock") as the spec's (`in_stock`); user columns
     trimmed."""
@@ -165,7 +170,9 @@ def typed(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
                    AS availability,
                {price_raw} AS price_raw, price_text,
                try_cast(price_text AS DOUBLE) AS price_value,
-               {sale_raw} AS sale_raw, try_cast(sale_text AS DOUBLE) AS sale_value{extras}
+               {sale_raw} AS sale_raw, try_cast(sale_text AS DOUBLE) AS sale_parsed,
+               CASE WHEN {_SALE_OVER.format(d=plan.text("sale_price_effective_date"))}
+                    THEN NULL ELSE try_cast(sale_text AS DOUBLE) END AS sale_value{extras}
         FROM shaped"""
 
 
@@ -183,8 +190,8 @@ def checked(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
             WHEN price_value IS NOT NULL AND NOT (isfinite(price_value)
                  AND price_value < {MAX_PRICE}) THEN
                 'price out of range ' || q60(price_raw) || ' (at most 1e16)'
-            WHEN sale_raw IS NOT NULL AND NOT coalesce(sale_value >= 0
-                 AND sale_value < {MAX_PRICE}, false) THEN
+            WHEN sale_raw IS NOT NULL AND NOT coalesce(sale_parsed >= 0
+                 AND sale_parsed < {MAX_PRICE}, false) THEN
                 'unparsable sale_price ' || q60(sale_raw)
         END AS reason
         FROM {rows}"""
