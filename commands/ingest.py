@@ -20,7 +20,9 @@ from ._output import (
 
 def ingest(
     catalog: Annotated[Path | None, typer.Argument(
-        help="Catalog file: .csv, .jsonl or .parquet (id and title required).")] = None,
+        help="Catalog file: .csv, .tsv, .jsonl or .parquet (id and title required), a "
+             "Merchant Center / Pinterest feed (TSV, CSV, RSS or Atom .xml) or a Shopify "
+             "product export. Photo URLs are fetched into the workspace.")] = None,
     pins: Annotated[Path | None, typer.Option(
         "--pins", help="Directory of pin photos (recursive), one photo, or a list file of "
                        "paths. Pins add to those of earlier runs.")] = None,
