@@ -174,7 +174,8 @@ ATOM_ENTRY = """<entry><g:id>A{n}</g:id><title>Oak table {n}</title>
 <g:google_product_category>Furniture &gt; Tables</g:google_product_category></entry>"""
 
 
-def test_rss_and_atom_feeds_read_like_the_tsv(tmp_path: Path) -> None:
+def test_rss_and_atom_feeds_read_like_the_tsv(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     rss, atom = tmp_path / "feed.xml", tmp_path / "feed.atom"
     dates = ["2020-01-01T00:00-08:00/2020-01-31T23:59-08:00",  # over: no sale
              "2020-01-01T00:00Z/2999-12-31T23:59Z", "not a date"]
@@ -197,6 +198,15 @@ def test_rss_and_atom_feeds_read_like_the_tsv(tmp_path: Path) -> None:
     assert rows[0]["additional_image_link"] == ("https://img.example/0b.jpg,"
                                                 "https://img.example/0c.jpg")
     assert rows[0]["shipping"] == "US:5.00 USD"
+    # A field first seen after the first batch of items is a column like any other.
+    late = tmp_path / "late.xml"
+    late.write_text(RSS.format(items="".join(RSS_ITEM.format(n=n, sale_dates=dates[1])
+                                             for n in range(2))
+                    + "<item><g:id>A9</g:id><title>Late</title><g:mpn>M-9</g:mpn></item>"))
+    monkeypatch.setattr("pinshop_cli.io.feeds.XML_BATCH", 2)
+    rows = load_catalog(late).table.to_pylist()
+    assert [(r["id"], r["mpn"], r["price"]) for r in rows] == [
+        ("A0", None, Decimal("129.00")), ("A1", None, Decimal("129.00")), ("A9", "M-9", None)]
     bad = tmp_path / "bad.xml"
     bad.write_text("<rss><channel><item><g:id>1</item>")
     with pytest.raises(Exception, match="not well-formed XML"):

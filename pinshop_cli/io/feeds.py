@@ -10,8 +10,13 @@ feeds that column and is also kept under its own name, so the full category path
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import PinshopError, first_line
+from ..workspace.storage import sql_path
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
 
 #: pinshop column -> the feed fields that stand for it, first present wins (after the
 #: column itself). Field names as the Merchant Center and Pinterest specifications spell them.
@@ -45,65 +50,75 @@ def xml_to_parquet(path: Path, target: Path) -> None:
     A field given more than once (`additional_image_link`) is joined with commas; a nested
     field (`g:shipping`) is its children's texts joined with colons, as the TSV form writes
     it. Atom's `<link href=...>` is the item's `link`. Parsing is the one per-item loop on
-    the catalog path: no SQL engine here reads XML."""
+    the catalog path: no SQL engine here reads XML. Items go out in batches, each its own
+    part, and DuckDB joins the parts by column name, so a field first seen late (a sale
+    price from item 50,000 on) is a column like any other."""
     import xml.etree.ElementTree as ET
 
+    import duckdb
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    parts = target.parent / f"{target.stem}-parts"
+    parts.mkdir(exist_ok=True)
     columns: dict[str, list[str | None]] = {}
-    writer: pq.ParquetWriter | None = None
-    count = 0
+    count = seen = 0
 
     def flush() -> None:
-        nonlocal writer, columns
-        if not count:
-            return
-        table = pa.table({k: pa.array(v, pa.string()) for k, v in columns.items()})
-        if writer is None:
-            writer = pq.ParquetWriter(target, table.schema)
-        writer.write_table(table.select(writer.schema.names))
-        columns = {k: [] for k in writer.schema.names}
+        nonlocal columns, count
+        if count:
+            table = pa.table({k: pa.array(v, pa.string()) for k, v in columns.items()})
+            pq.write_table(table, parts / f"{seen:012d}.parquet")
+        columns, count = {}, 0
 
-    seen = 0
+    stack: list[ET.Element] = []
     try:
-        for _, element in ET.iterparse(path, events=("end",)):
+        for event, element in ET.iterparse(path, events=("start", "end")):
+            if event == "start":
+                stack.append(element)
+                continue
+            stack.pop()
             if _local(element.tag) not in ("item", "entry"):
                 continue
-            fields: dict[str, str] = {}
-            for child in element:
-                name = _local(child.tag)
-                if name == "link" and child.get("href"):
-                    value: str | None = child.get("href")
-                elif len(child):
-                    value = ":".join((c.text or "").strip() for c in child)
-                else:
-                    value = (child.text or "").strip()
-                if value:
-                    fields[name] = f"{fields[name]},{value}" if name in fields else value
-            for name in fields.keys() - columns.keys():
-                if writer is not None and name not in writer.schema.names:
-                    raise PinshopError(f"{path.name}: item {seen + 1} brings a new field "
-                                       f"{name!r} after the first {XML_BATCH} items")
+            fields = _fields(element)
+            for name in [n for n in fields if n not in columns]:
                 columns[name] = [None] * count
             for name, values in columns.items():
                 values.append(fields.get(name))
             count += 1
             seen += 1
-            element.clear()
+            if stack:  # done with it: an item kept in its parent would hold its memory
+                stack[-1].remove(element)
             if count == XML_BATCH:
                 flush()
-                count = 0
         flush()
     except ET.ParseError as exc:
         raise PinshopError(f"cannot read {path.name}: not well-formed XML "
                            f"({first_line(exc, 160)})") from None
-    finally:
-        if writer is not None:
-            writer.close()
     if seen == 0:
         raise PinshopError(f"{path.name} has no <item> or <entry>: not an RSS 2.0 or Atom "
                            "product feed")
+    with duckdb.connect() as con:
+        con.execute("SET preserve_insertion_order = true")
+        con.execute("COPY (SELECT * FROM read_parquet($parts, union_by_name = true)) TO "
+                    f"{sql_path(target)} (FORMAT parquet)",
+                    {"parts": sorted(str(p) for p in parts.glob("*.parquet"))})
+
+
+def _fields(item: ET.Element) -> dict[str, str]:
+    """An item's fields by name, in the order the feed gives them."""
+    fields: dict[str, str] = {}
+    for child in item:
+        name = _local(child.tag)
+        if name == "link" and child.get("href"):
+            value = child.get("href") or ""
+        elif len(child):
+            value = ":".join((c.text or "").strip() for c in child)
+        else:
+            value = (child.text or "").strip()
+        if value:
+            fields[name] = f"{fields[name]},{value}" if name in fields else value
+    return fields
 
 
 def _local(tag: object) -> str:
