@@ -162,6 +162,13 @@ class Shop:
                 retriever.close()
         return match(images, text, retriever=retriever, models_dir=self.models_dir, **options)
 
+    def match_texts(self, queries: list[Any]) -> list[Any]:
+        """`match --text` for several queries at once (retrieval/batch.py TextQuery each):
+        one embedding call and one catalog lookup for all; a MatchResult per query."""
+        from .retrieval.batch import match_texts
+
+        return match_texts(self.retriever, queries)
+
     def product(self, product_id: str) -> Product:
         """One catalog product (a PinshopError when there is none)."""
         from .errors import UnknownProductError

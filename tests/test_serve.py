@@ -135,6 +135,23 @@ def test_search_has_the_text_block_shape_and_caps_k(server: Server) -> None:
     assert status == 422 and "\n" not in body["error"]
 
 
+def test_concurrent_searches_answered_together_match_each_alone(server: Server) -> None:
+    """Searches queued while the Shop is busy are answered in one call (serve/batching.py):
+    each gets what it gets alone, its own filters included."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = [f"/search?q={q}&k=4" + ("&max_price=300" if n % 2 else "")
+             for n, q in enumerate(["plywood+chair", "green+sofa", "oak+table", "floor+lamp",
+                                    "linen+throw", "bar+stool", "vase", "rug"])]
+    alone = [server.get(path) for path in paths]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(server.get, paths * 2))
+    ids = [[m["id"] for m in body["matches"]] for _, body in alone]
+    assert [[m["id"] for m in body["matches"]] for _, body in together] == ids * 2
+    status, body = server.get("/search?q=chair&max_price=nan")
+    assert status == 400 and "max-price" in body["error"]
+
+
 def test_match_answers_one_pin_and_bad_uploads_are_one_line_errors(server: Server) -> None:
     status, pin = server.upload((SAMPLE / "pins" / "7303782.jpg").read_bytes())
     assert status == 200 and pin["image"] == "photo.jpg" and pin["objects"]

@@ -14,7 +14,9 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from ..errors import PinshopError, UnknownProductError
+from ..retrieval.batch import TextQuery
 from ..shop import Shop
+from .batching import SearchBatcher
 from .chat import ChatSessions
 from .guard import MAX_K, MAX_TEXT, MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, ServedShop, Unauthorized
 
@@ -71,6 +73,7 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
     """The API and the web page over `shop`; writes need `token`."""
     served = ServedShop(shop, token)
     sessions = ChatSessions(served, chat_model)
+    searches = SearchBatcher(served)
     app = FastAPI(title="pinshop", summary="A shopping catalog that answers in real time.")
     _install_error_handlers(app)
     page = files("pinshop_cli.serve").joinpath("static")
@@ -92,9 +95,7 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
     def search(q: Annotated[str, Query(min_length=1, max_length=MAX_TEXT)], k: K = 10,
                category: str | None = None, max_price: float | None = None,
                color: str | None = None) -> dict[str, Any]:
-        with served.using() as current:
-            result = current.match([], text=q, top_k=k, category=category,
-                                   max_price=max_price, color=color)
+        result = searches.search(TextQuery(q, k, category, max_price, color))
         return {"matches": result.to_dict()["text"]["matches"], "notes": result.notes}
 
     @app.post("/match")

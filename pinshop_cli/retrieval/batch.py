@@ -1,0 +1,42 @@
+"""Several text queries answered together: one embedding call and one catalog lookup for
+all of them (what `pinshop serve` does with the searches that queue up while a model call
+runs). Each answer is what `match(text=...)` gives for that query alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .match import MatchResult
+from .retriever import Retriever
+from .store import Filters
+
+
+@dataclass(frozen=True)
+class TextQuery:
+    text: str
+    top_k: int = 10
+    category: str | None = None
+    max_price: float | None = None
+    color: str | None = None
+
+    @property
+    def filters(self) -> Filters:
+        return Filters(category=self.category, max_price=self.max_price, color=self.color)
+
+
+def match_texts(retriever: Retriever, queries: list[TextQuery]) -> list[MatchResult]:
+    """A MatchResult per query, in order (each query's filters are its own)."""
+    embedder = retriever.embedder
+    filters = [query.filters for query in queries]  # a bad one fails before any model work
+    vectors = embedder.embed_texts([query.text for query in queries])
+    hits = [retriever.search(vectors[n:n + 1], query.top_k, retriever.text_kind,
+                             filters[n]).hits[0] for n, query in enumerate(queries)]
+    notes = []
+    if retriever.text_kind == "product_text":
+        notes.append("text matched against product texts (MiniLM); cross-modal search "
+                     "(text -> product photos) needs a CLIP embedder")
+    notes += embedder.runtime_notes + retriever.notes
+    model = f"{embedder.image_model_id} / {embedder.text_model_id}"
+    return [MatchResult(model, "", text=query.text, text_matches=found, notes=list(notes),
+                        runtime=embedder.runtime_used)
+            for query, found in zip(queries, retriever.products_per_query(hits), strict=True)]
