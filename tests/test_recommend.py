@@ -117,8 +117,8 @@ def test_evaluation_json_shape_and_blend_beats_the_popularity_baseline(copy_work
     data = json.loads(out.stdout)
     assert data["k"] == 10 and data["cut"]
     assert set(data["methods"]) == {"blend", "default_blend", "cf", "taste", "popularity",
-                                    "global_popularity", "again", "most_popular_baseline",
-                                    "ease"}
+                                    "global_popularity", "again", "trending", "seasonal",
+                                    "tastemates", "most_popular_baseline", "ease"}
     tuning = data["tuning"]
     assert tuning["validation_end"] <= data["cut"]  # fitted before the cut only
     validation = tuning["validation"]
@@ -130,7 +130,6 @@ def test_evaluation_json_shape_and_blend_beats_the_popularity_baseline(copy_work
     low, high = blend["ndcg_ci"]
     assert low <= blend["ndcg"] <= high and baseline["ndcg_gain_ci"] == [0, 0]
     assert 0 < blend["diversity"] <= 2 and blend["novelty"] > baseline["novelty"] > 0
-    print(tuning["note"], blend, baseline)
     assert blend["ndcg"] > baseline["ndcg"] and blend["hit_rate"] > baseline["hit_rate"]
     one = json.loads(CliRunner().invoke(app, ["recommend", "--user", "u000003", "--json",
                                               "-w", str(root)]).stdout)

@@ -196,3 +196,24 @@ def test_the_chat_passes_the_session_it_holds_and_image_neighbours_come_with_it(
         shown.values())
     assistant.reset()
     assert assistant.looked_at == []
+
+
+def test_shoppers_of_the_same_taste_bring_what_they_bought(copy_workspace, tmp_path):
+    """me bought X; mate bought X and Y; other bought Z and W. Taste vectors: me = v(X),
+    mate = v(X) + v(Y) normalized, other = v(Z) + v(W): mate is the nearer of the two (it
+    shares X), so Y, which only mate has, comes first, for that reason; X is bought."""
+    from pinshop_cli.shop import Shop
+
+    root = copy_workspace()
+    with Shop(root) as shop:
+        x, y, z, w = (row[0] for row in shop.sql(
+            "SELECT id FROM catalog ORDER BY id LIMIT 4").rows)
+    rows = [("me", x), ("mate", x), ("mate", y), ("other", z), ("other", w)]
+    (tmp_path / "events.csv").write_text("user_id,item_id,event,ts\n" + "".join(
+        f"{u},{i},purchase,2025-01-01 10:00:0{n}\n" for n, (u, i) in enumerate(rows)))
+    ingest_events(tmp_path / "events.csv", root)
+    recs = recommend(root, "me", RecommendConfig(weights=BlendWeights.alone("tastemates")))
+    assert recs[0].item_id == y and recs[0].score == pytest.approx(1.0)
+    assert recs[0].reason == "shoppers with your taste bought or saved this"
+    assert x not in [r.item_id for r in recs]
+    assert {r.item_id for r in recs} <= {y, z, w}

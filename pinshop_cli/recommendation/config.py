@@ -20,7 +20,7 @@ VERBS = {"view": "viewed", "click": "clicked", "save": "saved", "cart": "added t
          "purchase": "bought"}
 #: The blend's components, in BlendWeights' field order.
 COMPONENTS = ("cf", "taste", "popularity", "global_popularity", "again", "trending",
-              "seasonal")
+              "seasonal", "tastemates")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class BlendWeights:
     again: float = 0.0  # the user's own re-buyable purchases
     trending: float = 0.0  # the items whose category's demand grows this week (trends.py)
     seasonal: float = 0.0  # what sold in the coming weeks last year
+    tastemates: float = 0.0  # what the shoppers of the nearest taste liked (tastemates.py)
 
     @classmethod
     def alone(cls, component: str) -> BlendWeights:

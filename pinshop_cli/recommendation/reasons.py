@@ -36,7 +36,7 @@ def blend(scorer: Scorer, weights: BlendWeights, popularity: str = "popularity")
         WITH explained AS ({explained}), looked AS ({looked})
         SELECT t.user_id, t.rank, t.item_id, t.score,
                CASE greatest(t.session, t.cf, t.taste, t.pop, t.bestseller, t.again,
-                             t.trending, t.seasonal)
+                             t.trending, t.seasonal, t.mates)
                    WHEN t.session THEN 'because you looked at ' || s.title
                    WHEN t.cf THEN 'because you '
                        || (CASE i.top_event {verbs} END) || ' ' || b.title
@@ -46,6 +46,7 @@ def blend(scorer: Scorer, weights: BlendWeights, popularity: str = "popularity")
                    WHEN t.trending THEN 'trending in ' || coalesce(c.category, 'the shop')
                        || ' this week'
                    WHEN t.seasonal THEN 'in season: it sold this time last year'
+                   WHEN t.mates THEN 'shoppers with your taste bought or saved this'
                    ELSE 'buy it again'
                END AS reason
         FROM recs_ranked t JOIN catalog c ON c.id = t.item_id

@@ -25,6 +25,7 @@ products to scipy (cf, a sparse users x items by items x items product) and BLAS
                    + w_pop * popular / max_u(popular) + w_global * global / max_u(global)
                    + w_again * again / max_u(again) + w_trending * trending / max_u(.)
                    + w_seasonal * seasonal / max_u(.)                (trends.py)
+                   + w_mates * tastemates / max_u(.)                 (tastemates.py)
                    + w_s * session / max_u(session)   (session.py; w_s = session_weight
                      times the largest weight: the session's best neighbour stands level
                      with any component's best)
@@ -48,6 +49,7 @@ from ..errors import PinshopError
 from ..workspace.layout import Workspace
 from .config import COMPONENTS, LIKED_EVENTS, BlendWeights, RecommendConfig
 from .tables import connect, label_items, select_users
+from .tastemates import tastemate_tables
 from .trends import trend_tables
 
 if TYPE_CHECKING:
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
 POPULARITY_PARTS = ("popularity", "global_popularity")
 COLUMNS = {"cf": "cf", "taste": "taste", "popularity": "pop",  # candidates' columns
            "global_popularity": "bestseller", "again": "again", "trending": "trending",
-           "seasonal": "seasonal"}
+           "seasonal": "seasonal", "tastemates": "mates"}
 REBUY_MIN_BUYERS = 3
 CF_SCORES_PER_CHUNK = 10_000_000  # bounds one sparse CF product (~0.5 GB of arrays)
 
@@ -132,6 +134,8 @@ class Scorer:
         if popularity and wanted:
             self.popularity_tables(as_of, c.popularity_half_life_days, parts=wanted)
         trend_tables(self, as_of, components)
+        if "tastemates" in components:
+            tastemate_tables(self)
 
     def _cf(self) -> None:
         """recent (each user's `history` newest items), similar_items (item-item cosine,
