@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
+from xml.sax.saxutils import escape
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -124,6 +125,22 @@ def make_feed(path: Path, rows: int, photos: int, base: str, seed: int, changed:
                       f"green\tL\t{n:013d}\n")
 
 
+def make_rss(path: Path, rows: int) -> None:
+    """The text-only feed as RSS 2.0 with the g: namespace."""
+    with open(path, "w") as out:
+        out.write('<?xml version="1.0"?>\n<rss xmlns:g="http://base.google.com/ns/1.0" '
+                  'version="2.0"><channel><title>bench</title>\n')
+        for n in range(rows):
+            out.write(f"<item><g:id>SKU-{n}</g:id><title>Product {n} linen</title>"
+                      f"<link>https://shop.example/p/{n}</link><description>A product for "
+                      f"the bench</description><g:price>{10 + (n * 7919) % 990 + 0.99:.2f} "
+                      f"USD</g:price><g:availability>{STOCK[n % 4]}</g:availability>"
+                      f"<g:product_type>{escape(TYPES[n % 4])}</g:product_type>"
+                      f"<g:item_group_id>G-{n // 3}</g:item_group_id><g:color>green</g:color>"
+                      f"<g:size>L</g:size><g:gtin>{n:013d}</g:gtin></item>\n")
+        out.write("</channel></rss>\n")
+
+
 def child(kind: str, feed: str, workspace: str) -> None:
     """One measured run in this (fresh) process; prints JSON."""
     started = time.perf_counter()
@@ -207,6 +224,11 @@ def report(args: argparse.Namespace, scratch: Path, base: str) -> None:
     print(f"  pinshop ingest        {text['seconds']:6.2f} s  peak {text['peak_mb']:6.0f} MB"
           f"  ({text['seconds'] / bare['seconds']:.1f}x duckdb; {text['rows']:,} rows,"
           f" {text['history_rows']:,} history rows)")
+    rss = scratch / "feed.xml"
+    make_rss(rss, args.rows)
+    xml = run_child("pinshop", rss, scratch / "ws-xml")
+    print(f"  the same as RSS 2.0   {xml['seconds']:6.2f} s  peak {xml['peak_mb']:6.0f} MB"
+          f"  ({rss.stat().st_size / 1e6:.1f} MB; {xml['rows']:,} rows)")
     make_feed(feed, args.rows, args.photos, base, 0, 0.0)
     size_mb = feed.stat().st_size / 1e6
     bare = run_child("duckdb", feed, ws)
