@@ -38,8 +38,8 @@ from pinshop_cli.workspace.layout import Workspace
 
 HERE = Path(__file__).parent
 CUTS = (0.6, 0.7, 0.8)  # quantiles of event time
-SHOWN = ("blend", "default_blend", "cf", "taste", "popularity", "global_popularity", "again",
-         "trending", "seasonal",
+SHOWN = ("blend", "blend_without_mmr", "default_blend", "cf", "taste", "popularity",
+         "global_popularity", "again", "trending", "seasonal", "tastemates",
          "most_popular_baseline", "ease")
 
 

@@ -116,7 +116,8 @@ def test_evaluation_json_shape_and_blend_beats_the_popularity_baseline(copy_work
     out = CliRunner().invoke(app, ["recommend", "--evaluate", "--json", "-w", str(root)])
     data = json.loads(out.stdout)
     assert data["k"] == 10 and data["cut"]
-    assert set(data["methods"]) == {"blend", "default_blend", "cf", "taste", "popularity",
+    assert set(data["methods"]) == {"blend", "blend_without_mmr", "default_blend", "cf",
+                                    "taste", "popularity",
                                     "global_popularity", "again", "trending", "seasonal",
                                     "tastemates", "most_popular_baseline", "ease"}
     tuning = data["tuning"]
@@ -184,7 +185,8 @@ def test_tune_stores_a_deterministic_fit_that_recommend_then_uses(copy_workspace
     assert stored == first and first["chosen"] in {"blend", "most_popular", *COMPONENTS}
     # recommend uses the fit: the same as passing the fitted weights explicitly.
     fitted = RecommendConfig(weights=BlendWeights(**first["weights"]),
-                             popularity_half_life_days=first["popularity_half_life_days"])
+                             popularity_half_life_days=first["popularity_half_life_days"],
+                             mmr_lambda=first["mmr_lambda"])
     assert ids(recommend(root, "u000003")) == ids(recommend(root, "u000003", fitted))
 
 

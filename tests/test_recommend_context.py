@@ -217,3 +217,29 @@ def test_shoppers_of_the_same_taste_bring_what_they_bought(copy_workspace, tmp_p
     assert recs[0].reason == "shoppers with your taste bought or saved this"
     assert x not in [r.item_id for r in recs]
     assert {r.item_id for r in recs} <= {y, z, w}
+
+
+def test_mmr_trades_a_near_duplicate_for_a_different_item_with_a_fake_index():
+    """Fake index (plumbing): items 1 and 2 have the same photo, 3 another. Relevance 1,
+    0.95, 0.5. lambda 1 keeps 1, 2; lambda 0.5 takes 3 second (0.5*0.5 - 0 = 0.25 beats
+    0.5*0.95 - 0.5*1 = -0.025)."""
+    from types import SimpleNamespace
+
+    import duckdb
+    import numpy as np
+
+    from pinshop_cli.recommendation.mmr import rerank
+
+    vectors = np.array([[1, 0], [1, 0], [0, 1]], np.float32)
+    index = SimpleNamespace(manifest=SimpleNamespace(dim=2),
+                            vectors_of=lambda labels: vectors[labels])
+    con = duckdb.connect()
+    con.execute("CREATE TABLE item_labels AS SELECT * FROM (VALUES (1, 0), (2, 1), (3, 2)) "
+                "t(key, label)")
+    pool = ("SELECT * FROM (VALUES (7, 1, 1.0, 1), (7, 2, 0.95, 2), (7, 3, 0.5, 3)) "
+            "t(user_id, item_id, score, rank)")
+    for lam, expected in ((1.0, [1, 2]), (0.5, [1, 3])):
+        con.execute(f"CREATE OR REPLACE TABLE recs AS {pool}")
+        rerank(con, index, "recs", lam, k=2)
+        assert [r[0] for r in con.execute("SELECT item_id FROM recs ORDER BY rank")
+                .fetchall()] == expected

@@ -143,6 +143,7 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
         popularity = BlendWeights.alone("popularity")
         methods = {
             "blend": (scorer.config.blend_weights, "popularity"),
+            "blend_without_mmr": (scorer.config.blend_weights, "popularity"),
             "default_blend": (BlendWeights(), "popularity"),
             **{name: (BlendWeights.alone(name), "popularity") for name in COMPONENTS},
             "most_popular_baseline": (popularity, "most_popular"),
@@ -151,7 +152,7 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
         results, users = {}, {}
         index = scorer.product_index()
         for name, (weights, table) in methods.items():
-            blend(scorer, weights, table)
+            blend(scorer, weights, table, None if name == "blend" else 1.0)
             results[name] = replace(measure(con, config.k), novelty=novelty(con),
                                     diversity=diversity(con, index))
             users[name] = per_user(con, config.k)

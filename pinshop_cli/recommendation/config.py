@@ -62,6 +62,9 @@ class RecommendConfig:
     #: An item re-bought (on two or more days) by this share of its buyers, with at least
     #: REBUY_MIN_BUYERS (scorer.py) buyers, may be recommended again to those who bought it.
     rebuy_rate: float = 0.3
+    #: MMR's trade of relevance for image variety (mmr.py): 1 keeps the blend's order;
+    #: `recommend --tune` fits it.
+    mmr_lambda: float = 1.0
     #: The browsing session's pull (session.py), relative to the blend's largest weight.
     session_weight: float = 1.0
     #: None: the weights fitted to this workspace (`recommend --tune`), else the defaults.

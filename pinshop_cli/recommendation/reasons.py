@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .config import VERBS, BlendWeights
+from .mmr import POOL_FACTOR, rerank
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -14,10 +15,12 @@ if TYPE_CHECKING:
     from .scorer import Scorer
 
 
-def blend(scorer: Scorer, weights: BlendWeights, popularity: str = "popularity") -> None:
-    """Top-k per user into table `recs` (user_id, rank, item_id, score, reason)."""
+def blend(scorer: Scorer, weights: BlendWeights, popularity: str = "popularity",
+          lam: float | None = None) -> None:
+    """Top-k per user into table `recs` (user_id, rank, item_id, score, reason), diversified
+    by MMR with `lam` (default: the config's)."""
     scorer.gather(popularity)
-    scorer.rank(weights, "recs_ranked", parts=True)
+    diversify(scorer, weights, "recs_ranked", parts=True, lam=lam)
     verbs = " ".join(f"WHEN '{e}' THEN '{v}'" for e, v in VERBS.items())
     # "because you saved X": the history item contributing most to cf(u, j), worked
     # out for the final top k only (none without the cf tables).
@@ -56,6 +59,17 @@ def blend(scorer: Scorer, weights: BlendWeights, popularity: str = "popularity")
         LEFT JOIN looked l ON l.user_id = t.user_id AND l.item_id = t.item_id
         LEFT JOIN catalog s ON s.id = l.because
     """)
+
+
+def diversify(scorer: Scorer, weights: BlendWeights, table: str, parts: bool = False,
+              lam: float | None = None) -> None:
+    """Scorer.rank into `table`, then MMR with `lam` (default: the config's) over a pool
+    of POOL_FACTOR k when it is below 1 and the workspace has image vectors."""
+    lam = scorer.config.mmr_lambda if lam is None else lam
+    index = scorer.product_index() if lam < 1 else None
+    k = scorer.config.k
+    scorer.rank(weights, table, parts, k * POOL_FACTOR if index is not None else k)
+    rerank(scorer.con, index, table, lam, k)
 
 
 def recommendations(scorer: Scorer) -> pa.Table:

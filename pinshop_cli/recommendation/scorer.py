@@ -330,10 +330,11 @@ class Scorer:
             {"ANTI JOIN session_items USING (item_id)" if self.has_session else ""}
         """)
 
-    def rank(self, weights: BlendWeights, table: str = "ranked", parts: bool = False) -> None:
+    def rank(self, weights: BlendWeights, table: str = "ranked", parts: bool = False,
+             k: int | None = None) -> None:
         """Table `table` (user_id, item_id, category_key, score, rank, and with `parts` the
-        weighted parts, which explain a recommendation): each user's top k of
-        `candidates` under `weights`, at most `per_category` per category."""
+        weighted parts, which explain a recommendation): each user's top k (`k`, else the
+        config's) of `candidates` under `weights`, at most `per_category` per category."""
         columns = {**COLUMNS, "session": "session"}
         weighted = "".join(f"$w_{c} * {column} AS {column}, "
                            for c, column in columns.items()) if parts else ""
@@ -353,7 +354,7 @@ class Scorer:
             FROM capped QUALIFY rank <= $k
         """, **{f"w_{c}": getattr(weights, c) for c in COMPONENTS},
                  w_session=self.config.session_weight * max(weights.to_dict().values()),
-                 per_category=self.config.per_category, k=self.config.k)
+                 per_category=self.config.per_category, k=k or self.config.k)
 
 
 def scoring_date(scorer: Scorer) -> datetime:

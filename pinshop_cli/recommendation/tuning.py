@@ -19,6 +19,10 @@ one half, and the other half judges (significance.py) whether its choice beats t
 simplest strong baseline, all-time most-popular (global popularity without decay). Only a
 gain whose paired-bootstrap 95% interval lies above 0 moves away from the baseline;
 otherwise the baseline is used, and the fit says so.
+
+Last, MMR's lambda (mmr.py) for the chosen weights: the smallest of MMR_LAMBDAS (the most
+varied lists) whose NDCG on the search half is within MMR_TOLERANCE of lambda 1's and not
+significantly below it: variety where it costs no measurable accuracy.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from ..workspace.layout import Workspace
 from ..workspace.storage import write_json
 from .config import COMPONENTS, BlendWeights, Metrics, RecommendConfig
 from .metrics import measure, per_user, relevant_between
-from .significance import significant_gain
+from .reasons import diversify
+from .significance import interval, significant_gain
 
 if TYPE_CHECKING:
     from .scorer import Scorer
@@ -45,6 +50,8 @@ HALF_LIVES = (7.0, 30.0, 120.0, NO_DECAY)  # popularity half-lives tried
 GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 PASSES = 2
 MAX_VALIDATION_USERS = 5000  # a deterministic sample bounds the cost on large shops
+MMR_LAMBDAS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+MMR_TOLERANCE = 0.02  # relative NDCG
 BASELINE = "most_popular"  # chosen when nothing beats all-time most-popular significantly
 
 
@@ -64,6 +71,7 @@ class Tuning:
     check_users: int = 0
     gain_ndcg: float = 0.0
     gain_ndcg_low: float = 0.0
+    mmr_lambda: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -141,11 +149,31 @@ def fit(scorer: Scorer, train_end: datetime) -> Tuning:
     else:
         note += (f"; it gains {gain:+.4f} NDCG@{config.k} over all-time most-popular on the "
                  f"judging half, 95% lower bound {low:+.4f}")
+    lam = fit_lambda(scorer, current)
+    if lam < 1:
+        note += f"; MMR lambda {lam:g} (as accurate on validation, more varied)"
     validation = {"blend": fitted, **singles}
     return Tuning(current.to_dict(), half_life, chosen, note, str(cut), str(train_end),
                   users.num_rows, {name: {"ndcg": m.ndcg, "hit_rate": m.hit_rate}
                                    for name, m in validation.items()},
-                  len(baseline), gain, low)
+                  len(baseline), gain, low, lam)
+
+
+def fit_lambda(scorer: Scorer, weights: BlendWeights) -> float:
+    """MMR's lambda for `weights` on the search half (1 without image vectors)."""
+    if scorer.product_index() is None:
+        return 1.0
+    con, k = scorer.con, scorer.config.k
+    ndcg = {}
+    for lam in MMR_LAMBDAS:
+        diversify(scorer, weights, "ranked", lam=lam)
+        ndcg[lam] = per_user(con, k, "ranked", "relevant_fit")["ndcg"]
+    chosen = 1.0
+    for lam in MMR_LAMBDAS[1:]:
+        _, high = interval(ndcg[lam] - ndcg[1.0])
+        if ndcg[lam].mean() >= (1 - MMR_TOLERANCE) * ndcg[1.0].mean() and high >= 0:
+            chosen = lam
+    return chosen
 
 
 def save(ws: Workspace, tuning: Tuning) -> None:
@@ -173,5 +201,7 @@ def apply(config: RecommendConfig, tuning: Tuning | None) -> RecommendConfig:
     half_life = (tuning.popularity_half_life_days
                  if config.popularity_half_life_days == default
                  else config.popularity_half_life_days)
+    lam = tuning.mmr_lambda if config.mmr_lambda == RecommendConfig().mmr_lambda else \
+        config.mmr_lambda
     return replace(config, weights=BlendWeights(**tuning.weights),
-                   popularity_half_life_days=half_life)
+                   popularity_half_life_days=half_life, mmr_lambda=lam)
