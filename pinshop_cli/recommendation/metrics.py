@@ -67,7 +67,8 @@ def measure(con: duckdb.DuckDBPyConnection, k: int, recs: str = "recs",
         FROM per_user
     """, {"k": k}).fetchone()
     assert row is not None
-    return Metrics(*(round(float(v or 0), 4) for v in row))
+    hit_rate, recall, ndcg, coverage = (round(float(v or 0), 4) for v in row)
+    return Metrics(hit_rate, recall, ndcg, coverage)
 
 
 def per_user(con: duckdb.DuckDBPyConnection, k: int, recs: str = "recs",

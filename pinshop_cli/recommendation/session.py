@@ -47,8 +47,9 @@ def read_session(source: str | Path | pa.Table | Sequence[Mapping[str, Any]]) ->
         if not path.is_file():
             raise PinshopError(f"session file not found: {path}")
         reader = "read_parquet" if path.suffix.lower() == ".parquet" else "read_csv"
-        table = duckdb.sql(f"SELECT * FROM {reader}($path)", params={"path": str(path)}
-                           ).to_arrow_table()
+        with duckdb.connect() as reading:
+            table = reading.sql(f"SELECT * FROM {reader}($path)", params={"path": str(path)}
+                                ).to_arrow_table()
     elif isinstance(source, pa.Table):
         table = source
     else:
