@@ -29,7 +29,7 @@ def changes(
     elif not found:
         echo("no price or stock changes")
     else:
-        table(None, ["id", "change", "seen at", "was", "now", "currency", "stock was",
-                     "stock now"],
-              [[c.id, c.kind, c.seen_at, c.old_price, c.new_price, c.currency,
+        table(None, ["id", "title", "change", "seen at", "was", "now", "currency",
+                     "stock was", "stock now"],
+              [[c.id, c.title, c.kind, c.seen_at, c.old_price, c.new_price, c.currency,
                 c.old_availability, c.new_availability] for c in found])

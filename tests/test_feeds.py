@@ -316,6 +316,8 @@ def test_price_history_keeps_first_rows_and_changes_only(tmp_path: Path) -> None
     assert found == {("SKU-1", "price drop"), ("SKU-2", "sold out"),
                      ("SKU-3", "back in stock")}
     assert {(c.id, c.kind) for c in changes(ws.root, "2026-11-02")} == found
+    assert {c.title for c in changes(ws.root)} == {"Linen sofa 1", "Linen sofa 2",
+                                                   "Linen sofa 3"}
     assert changes(ws.root, "2026-11-04") == []
     history = run_sql("SELECT id, count(*) FROM price_history GROUP BY id ORDER BY id", ws.root)
     assert history.rows == [("SKU-1", 2), ("SKU-2", 2), ("SKU-3", 2), ("SKU-4", 1)]

@@ -68,6 +68,7 @@ class Change:
     """One product's change between two snapshots."""
 
     id: str
+    title: str | None  # from the current catalog (None once the product left it)
     kind: str  # price drop | price rise | back in stock | sold out
     seen_at: str
     old_price: float | None
@@ -99,6 +100,9 @@ def changes(root: Path, since: str | None = None) -> list[Change]:
         new = f"SELECT * FROM {paths} WHERE seen_at = (SELECT max(seen_at) FROM {paths})"
         old = (f"SELECT * FROM {paths} WHERE seen_at < (SELECT max(seen_at) FROM {paths}) "
                "QUALIFY row_number() OVER (PARTITION BY id ORDER BY seen_at DESC) = 1")
+    catalog = Path(root) / "catalog.parquet"
+    titles = (f"SELECT id, title FROM read_parquet({sql_path(catalog)})" if catalog.exists()
+              else "SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS title WHERE false")
     table: pa.Table = query_arrow(f"""
         WITH pairs AS (
             SELECT n.id, n.seen_at, least(o.price, o.sale_price)::DOUBLE AS old_price,
@@ -117,8 +121,9 @@ def changes(root: Path, since: str | None = None) -> list[Change]:
                       AND new_availability = 'out_of_stock' THEN 'sold out' END]) AS kind
             FROM pairs
         )
-        SELECT id, kind, strftime(seen_at, '%Y-%m-%d %H:%M:%S') AS seen_at, old_price,
-               new_price, currency, old_availability, new_availability
-        FROM kinds WHERE kind IS NOT NULL
-        ORDER BY kind, new_price - old_price, id""", params)
+        SELECT k.id, c.title, kind, strftime(seen_at, '%Y-%m-%d %H:%M:%S') AS seen_at,
+               old_price, new_price, k.currency, old_availability, new_availability
+        FROM kinds k LEFT JOIN ({titles}) c ON c.id = k.id
+        WHERE kind IS NOT NULL
+        ORDER BY kind, new_price - old_price, k.id""", params)
     return [Change(**row) for row in table.to_pylist()]
