@@ -131,7 +131,8 @@ def test_merchant_center_tsv_maps_the_public_feed_fields(tmp_path: Path) -> None
     feed = tmp_path / "feed.txt"  # Merchant Center TSV feeds often carry .txt names
     feed.write_text(TSV_HEADER + _tsv_row(1, "", stock="in stock")
                     + _tsv_row(2, "", "EUR 12,50", "out_of_stock")
-                    + _tsv_row(3, "", "twelve dollars") + _tsv_row(4, "", "10.00 USD", "preorder"))
+                    + _tsv_row(3, "", "twelve dollars") + _tsv_row(4, "", "10.00 USD", "preorder")
+                    + _tsv_row(5, "", "12 abc"))  # not a currency code: refused, not read
     loaded = load_catalog(feed)
     rows = {r["id"]: r for r in loaded.table.to_pylist()}
     assert sorted(rows) == ["SKU-1", "SKU-2", "SKU-4"]
@@ -146,8 +147,8 @@ def test_merchant_center_tsv_maps_the_public_feed_fields(tmp_path: Path) -> None
     assert (rows["SKU-2"]["price"], rows["SKU-2"]["currency"]) == (Decimal("12.50"), "EUR")
     assert rows["SKU-2"]["availability"] == "out_of_stock"
     assert rows["SKU-4"]["availability"] == "preorder"
-    [reject] = loaded.rejects.to_pylist()
-    assert (reject["id"], reject["reason"]) == ("SKU-3", "unparsable price 'twelve dollars'")
+    assert [(r["id"], r["reason"]) for r in loaded.rejects.to_pylist()] == [
+        ("SKU-3", "unparsable price 'twelve dollars'"), ("SKU-5", "unparsable price '12 abc'")]
 
 
 RSS = """<?xml version="1.0"?>

@@ -116,10 +116,13 @@ class Plan:
 
 
 # The price text with currency symbols/codes and spaces removed, classified by shape.
-_PRICE_CLEAN = (r"regexp_replace(lower(trim({p})), "
-                r"'^(?:[$€£¥]|[a-z]{{3}})\s*|\s*(?:[$€£¥]|[a-z]{{3}})$', '', 'g')")
-#: The ISO 4217 code a feed writes beside the amount ("49.99 USD", "EUR 12,50").
-_PRICE_CURRENCY = (r"CASE WHEN trim({p}) ~ '^[A-Za-z]{{3}}\s*[\d.,]+$|^[\d.,]+\s*[A-Za-z]{{3}}$' "
+#: A currency beside the amount: a symbol, an upper-case ISO 4217 code as feeds write it
+#: ("49.99 USD", "EUR 12,50"), or a few common codes in lower case.
+_CURRENCY = r"(?:[$€£¥]|[A-Z]{{3}}|usd|eur|gbp|chf|jpy)"
+_PRICE_CLEAN = (rf"lower(regexp_replace(trim({{p}}), "
+                rf"'^{_CURRENCY}\s*|\s*{_CURRENCY}$', '', 'g'))")
+_PRICE_CURRENCY = (r"CASE WHEN trim({p}) ~ '^([A-Z]{{3}}|usd|eur|gbp|chf|jpy)\s*[\d.,]+$"
+                   r"|^[\d.,]+\s*([A-Z]{{3}}|usd|eur|gbp|chf|jpy)$' "
                    r"THEN upper(regexp_extract({p}, '[A-Za-z]{{3}}')) END")
 #: A sale whose effective dates ("2026-11-01T00:00-08:00/2026-11-30T23:59-08:00") both
 #: parse and do not hold now is no sale; dates that do not parse leave the sale as given.
