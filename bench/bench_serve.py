@@ -136,14 +136,16 @@ def first_token_s(port: int, question: str, session: str | None) -> tuple[float,
 
 
 def chat_once_first_output_s(workspace: Path, model: str, question: str) -> float:
-    """`pinshop chat --once` in a new process: seconds to its first byte on stdout."""
+    """`pinshop chat --once` in a new process: seconds to the first printed character of
+    its answer on stdout (a blank line comes first)."""
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-c", "from pinshop_cli.commands.main import "
                                 "run; run()", "chat", "-w", str(workspace), "--model", model,
                                 "--once", question], stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL)
     assert process.stdout is not None
-    process.stdout.read(1)
+    while (byte := process.stdout.read(1)) and byte.isspace():
+        pass
     first = time.perf_counter() - started
     process.communicate()
     return first
@@ -265,11 +267,12 @@ Against the library in the same run (a warm in-process Shop, the same calls, seq
 `/search` p50 {served1['/search']:.1f} ms vs `shop.match(text=...)` {bare['search']:.1f} ms
 ({served1['/search'] / bare['search']:.2f}x); `/match` p50 {served1['/match']:.1f} ms vs
 `shop.match([photo])` {bare['match']:.1f} ms ({served1['/match'] / bare['match']:.2f}x).
-One model call runs at a time (guard.py), so at concurrency 8 and 32 a request's latency
-is mostly its wait in the queue.
+One model call runs at a time (serve/guard.py), so at concurrency 8 and 32 a request's
+latency is mostly its wait in the queue; searches queued together are answered in one call
+(serve/batching.py).
 
 `/chat` time to first token (warm server, a new session): {ttft:.2f} s; `pinshop chat
---once` to its first output byte, a new process with {args.chat_model}: {once:.2f} s
+--once` to the first character of its answer, a new process with {args.chat_model}: {once:.2f} s
 ({once / ttft:.1f}x).
 
 A live update at {update['rows']:,} products (synthetic catalog): the served row (DuckDB

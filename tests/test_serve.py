@@ -238,8 +238,16 @@ def test_chat_streams_server_sent_events_with_a_session(server: Server) -> None:
     reply = events[-1][1]
     assert set(reply) >= {"answer", "intent", "products"}
     assert all(p["price"] is None or p["price"] <= 200 for p in reply["products"])
-    # The session is kept (its dialogue is the assistant's, tested in test_dialogue.py); a
-    # question past the chat's cap is an error event, not a broken stream.
+    # Another process rewrites the catalog: the server reloads it, and the session keeps
+    # its dialogue ("cheaper" reads against the chair shown first).
+    from pinshop_cli.retrieval.updates import ProductChange, write_changes
+    from pinshop_cli.workspace import Workspace
+
+    write_changes(Workspace.open(server.workspace), [ProductChange("P003", 1234)])
+    followup = ask("cheaper", session)[-1]
+    assert followup[0] == "reply" and followup[1]["intent"]["category"] == "chair"
+    assert followup[1]["intent"]["max_price"] < reply["products"][0]["price"]
+    # A question past the chat's cap is an error event, not a broken stream.
     refused = ask("x" * 3000, session)
     assert refused[0] == ("session", {"session": session})
     assert refused[-1][0] == "error" and "2,000" in refused[-1][1]["error"]

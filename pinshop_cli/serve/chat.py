@@ -41,8 +41,8 @@ class ChatSessions:
             known = self._sessions.pop(session, None)
         if known is None or known[0] != shop.generation:
             assistant = shop.chat(self.model, n_ctx=self.n_ctx)
-            if known is not None:
-                assistant.dialogue = known[1].dialogue
+            if known is not None:  # the assistant and its journey share one Dialogue
+                assistant.dialogue = assistant.journey.dialogue = known[1].dialogue
         else:
             assistant = known[1]
         with self._lock:
