@@ -20,6 +20,7 @@ match(..., workspace=...)`) do one call each on a temporary Shop.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from .models.base import ChatModel
     from .retrieval.retriever import Retriever
     from .retrieval.store import Product
-    from .retrieval.updates import CatalogWriter
+    from .retrieval.updates import CatalogWriter, ProductChange
 
 
 class Shop:
@@ -49,6 +50,8 @@ class Shop:
         self._retriever: Retriever | None = None
         self._seen: tuple[tuple[str, int, int], ...] = ()  # what it was loaded from
         self._writer: CatalogWriter | None = None
+        self._saving, self._saving_lock = 0, threading.Lock()  # save_update calls running
+        self._own_writes_only = True
         self._chat_models: dict[tuple[str, int, int | None], ChatModel] = {}
 
     @property
@@ -110,7 +113,7 @@ class Shop:
         """Let go of the loaded catalog and indexes if another process rewrote them since
         (the next answer loads the new state): True when it did. For a long-lived Shop,
         e.g. `pinshop serve`, before each answer."""
-        if self._retriever is None or self.versions() == self._seen:
+        if self._retriever is None or self._saving or self.versions() == self._seen:
             return False
         self._forget()
         return True
@@ -181,21 +184,40 @@ class Shop:
 
     def update_product(self, product_id: str, **values: Any) -> Product:
         """A live `price`, `sale_price` or `availability` change (retrieval/updates.py):
-        the loaded catalog answers with it at once, and catalog.parquet has it on return
-        (written under the workspace lock, concurrent changes in one rewrite)."""
+        the loaded catalog answers with it at once, and catalog.parquet has it on return."""
+        self.save_update(self.apply_update(product_id, **values))
+        return self.product(product_id)
+
+    def apply_update(self, product_id: str, **values: Any) -> ProductChange:
+        """The first half of `update_product`: the loaded catalog answers with the change."""
         from .errors import UnknownProductError
-        from .retrieval.updates import CatalogWriter, ProductChange
+        from .retrieval.updates import ProductChange
 
         change = ProductChange.parse(product_id, values)
         if not self.retriever.apply(product_id, change.assignments):
             raise UnknownProductError(f"no product {product_id!r} in the catalog")
-        if self._writer is None:
-            self._writer = CatalogWriter(self.ws)
-        before = self.versions()
-        self._writer.commit(change)
-        if before == self._seen:  # only this shop's own write since loading: keep what is loaded
-            self._seen = self.versions()
-        return self.product(product_id)
+        return change
+
+    def save_update(self, change: ProductChange) -> None:
+        """The second half: `change` written to catalog.parquet under the workspace lock.
+        Threads may call it at once (a server does, outside its own lock): their changes
+        share one rewrite, and `refresh` does not mistake these writes for another
+        process's while they run."""
+        from .retrieval.updates import CatalogWriter
+
+        with self._saving_lock:
+            if self._writer is None:
+                self._writer = CatalogWriter(self.ws)
+            if not self._saving:
+                self._own_writes_only = self.versions() == self._seen
+            self._saving += 1
+        try:
+            self._writer.commit(change)
+        finally:
+            with self._saving_lock:
+                self._saving -= 1
+                if not self._saving and self._own_writes_only:  # keep what is loaded
+                    self._seen = self.versions()
 
     def similar(self, reference: str, **options: Any) -> Any:
         """`pinshop similar`: LookAlikes (options: cheaper, max_price, color, category,

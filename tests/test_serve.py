@@ -209,6 +209,42 @@ def test_live_update_needs_the_token_and_shows_in_the_next_search(server: Server
     assert "P001" in [m["id"] for m in server.get(query)[1]["matches"]]
 
 
+def test_a_burst_of_updates_all_reach_the_catalog_file(server: Server) -> None:
+    """Concurrent PATCHes are saved outside the server's lock (they share rewrites): every
+    one is on disk and served."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import duckdb
+
+    ids = [f"P0{n:02d}" for n in range(10, 18)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda pid: server.patch(f"/products/{pid}",
+                                                         {"sale_price": 11.5}), ids))
+    assert [status for status, _ in answers] == [200] * len(ids)
+    on_disk = duckdb.sql(f"SELECT id, sale_price::DOUBLE FROM "
+                         f"'{server.workspace / 'catalog.parquet'}' WHERE id IN "
+                         f"({', '.join(repr(i) for i in ids)}) ORDER BY id").fetchall()
+    assert on_disk == [(pid, 11.5) for pid in ids]
+    assert all(server.get(f"/products/{pid}")[1]["sale_price"] == 11.5 for pid in ids)
+
+
+def test_a_shops_own_saves_do_not_make_it_reload(copy_workspace: Any) -> None:
+    """Shop.refresh lets go of the catalog for another process's write, not for its own
+    saves, concurrent ones included (a reload costs a full catalog load)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pinshop_cli
+    from pinshop_cli.retrieval.updates import ProductChange, write_changes
+
+    with pinshop_cli.open(copy_workspace()) as shop:
+        changes = [shop.apply_update(f"P0{n:02d}", price=5 + n) for n in range(10, 16)]
+        with ThreadPoolExecutor(6) as pool:
+            list(pool.map(shop.save_update, changes))
+        assert not shop.refresh() and shop.product("P012").price == 17
+        write_changes(shop.ws, [ProductChange("P012", 18.0)])  # as another process would
+        assert shop.refresh() and shop.product("P012").price == 18
+
+
 def test_a_write_by_another_process_is_picked_up_without_a_restart(server: Server) -> None:
     """This test process writes the catalog through the library, as a re-ingest would; the
     server's next answer reads it (Shop.refresh sees the catalog's new stat)."""

@@ -137,7 +137,10 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
         `Authorization: Bearer <token>`."""
         served.check_token(authorization)
         with served.using() as current:
-            return _plain(current.update_product(product_id, **changes))
+            change = current.apply_update(product_id, **changes)
+        served.shop.save_update(change)  # outside the lock: searches go on, saves share a write
+        with served.using() as current:
+            return _plain(current.product(product_id))
 
     @app.get("/similar/{product_id}")
     def similar(product_id: str, cheaper: bool = False, k: K = 10) -> dict[str, Any]:
