@@ -202,6 +202,11 @@ def test_live_update_needs_the_token_and_shows_in_the_next_search(server: Server
     row = duckdb.sql(f"SELECT price::DOUBLE, availability FROM "
                      f"'{server.workspace / 'catalog.parquet'}' WHERE id = 'P001'").fetchall()
     assert row == [(999.0, "out_of_stock")]
+    from pinshop_cli.sql import run_sql
+
+    history = run_sql("SELECT price::DOUBLE, availability FROM price_history WHERE id = 'P001' "
+                      "ORDER BY seen_at DESC LIMIT 1", server.workspace).rows
+    assert [tuple(r) for r in history] == [(999.0, "out_of_stock")]
     from pinshop_cli.index.generations import index_status
 
     assert not [s.name for s in index_status(server.workspace) if s.stale]

@@ -3,7 +3,8 @@
 A change is applied to the served catalog in memory at once (CatalogStore.apply, one UPDATE
 on DuckDB's table by its ART index; Retriever.apply patches the filter columns), and written
 to catalog.parquet through the workspace's one writer path: under the lock, atomically, with
-the same content versions (a price is not part of them, so no index goes stale).
+the same content versions (a price is not part of them, so no index goes stale), and to the
+price history (io/history.py) as a snapshot of the rows that changed.
 
 Writing catalog.parquet rewrites the file, so concurrent changes are group-committed: each
 caller queues its change and whoever holds the flush writes everything queued in one
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import PinshopError
@@ -114,6 +116,7 @@ def write_changes(ws: Workspace, changes: list[ProductChange]) -> None:
     import duckdb
 
     from ..io.catalog import CATALOG_VERSIONS
+    from ..io.history import record_snapshot
 
     with ws.lock(), duckdb.connect() as con:
         con.execute(f"CREATE TABLE catalog AS SELECT * FROM read_parquet({sql_path(ws.catalog)})")
@@ -122,6 +125,9 @@ def write_changes(ws: Workspace, changes: list[ProductChange]) -> None:
         con.execute(f"UPDATE catalog SET {set_clause(list(FIELDS), 'changes')} "
                     "FROM changes WHERE catalog.id = changes.id")
         copy_to_parquet(con, "SELECT * FROM catalog", ws.catalog, CATALOG_VERSIONS)
+        # The price history gets the changed rows, as after an ingest (one snapshot per
+        # group commit).
+        record_snapshot(ws.root, ws.catalog, datetime.now(timezone.utc).replace(tzinfo=None))
 
 
 class CatalogWriter:
