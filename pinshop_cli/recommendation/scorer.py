@@ -74,7 +74,8 @@ class Scorer:
         # The saved product index, loaded on first use (False: the workspace has none).
         self._product_index: Any = None
         self.components: tuple[str, ...] = ()  # those prepare() built, in the order built
-        self.has_session = False  # table session_part built (context.py)
+        self.has_session = False  # table session_part built (session.py)
+        self.gathered: dict[str, str] = {}  # component -> its column in `candidates`
 
     def close(self) -> None:
         self.con.close()
@@ -315,10 +316,12 @@ class Scorer:
         tables += ["session_part session"] if self.has_session else []
         joined = " FULL JOIN ".join(
             [tables[0]] + [f"{table} USING (user_id, item_id)" for table in tables[1:]])
-        parts = ", ".join(f"coalesce({c}.part, 0) AS {COLUMNS[c]}" if c in built
-                          else f"0::FLOAT AS {COLUMNS[c]}" for c in COMPONENTS)
-        parts += (", coalesce(session.part, 0) AS session" if self.has_session
-                  else ", 0::FLOAT AS session")
+        # Only the built components' columns: rank() sums and sorts these for every pair.
+        self.gathered = {c: COLUMNS[c] for c in built}
+        if self.has_session:
+            self.gathered["session"] = "session"
+        parts = ", ".join(f"coalesce({c}.part, 0) AS {column}"
+                          for c, column in self.gathered.items())
         self.sql(f"""
             CREATE OR REPLACE TEMP TABLE candidates AS
             SELECT user_id, item_id, {parts}, k.category_key
@@ -336,9 +339,10 @@ class Scorer:
         weighted parts, which explain a recommendation): each user's top k (`k`, else the
         config's) of `candidates` under `weights`, at most `per_category` per category."""
         columns = {**COLUMNS, "session": "session"}
-        weighted = "".join(f"$w_{c} * {column} AS {column}, "
-                           for c, column in columns.items()) if parts else ""
-        total = " + ".join(f"$w_{c} * {column}" for c, column in columns.items())
+        weighted = "".join(f"$w_{c} * {column} AS {column}, " if c in self.gathered else
+                           f"0::FLOAT AS {column}, " for c, column in columns.items()
+                           ) if parts else ""
+        total = " + ".join(f"$w_{c} * {column}" for c, column in self.gathered.items())
         self.sql(f"""
             CREATE OR REPLACE TEMP TABLE {table} AS
             WITH scored AS (
@@ -352,8 +356,9 @@ class Scorer:
             SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY score DESC, item_id)
                 AS rank
             FROM capped QUALIFY rank <= $k
-        """, **{f"w_{c}": getattr(weights, c) for c in COMPONENTS},
-                 w_session=self.config.session_weight * max(weights.to_dict().values()),
+        """, **{f"w_{c}": (self.config.session_weight * max(weights.to_dict().values())
+                           if c == "session" else getattr(weights, c))
+                for c in self.gathered},
                  per_category=self.config.per_category, k=k or self.config.k)
 
 
