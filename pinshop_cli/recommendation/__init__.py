@@ -2,6 +2,9 @@
 
 Imports run one way, down this list: config (settings, result types, the event vocabulary),
 tables (the workspace's catalog and events under integer keys), taste and ease (the vector
-and EASE maths), scorer (the engine; its docstring holds the formulas), metrics, tuning (the
-fit of the blend), api (recommend, recommend_all, tune, evaluate).
+and EASE maths), trends and tastemates (components the scorer builds), scorer (the engine;
+its docstring holds the formulas), session (the browsing session's pull), mmr and reasons
+(the final list and its reasons), metrics, novelty and significance (how good, how varied,
+more than noise?), tuning (the fit of the blend), api (recommend, recommend_all, tune,
+evaluate).
 """
