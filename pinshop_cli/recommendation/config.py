@@ -8,9 +8,12 @@ scoring engine. The formulas the settings feed are in scorer.py's docstring.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..io.events import EVENT_WEIGHTS
+
+if TYPE_CHECKING:
+    import duckdb
 
 #: Saved, carted or bought: the items a taste profile is made of, and what counts as a hit
 #: when recommendations are evaluated or the blend is fitted.
@@ -129,3 +132,18 @@ class Evaluation:
 
 __all__ = ["BlendWeights", "COMPONENTS", "EVENT_WEIGHTS", "Evaluation", "LIKED_EVENTS",
            "Metrics", "Recommendation", "RecommendConfig", "VERBS", "with_overrides"]
+
+
+class ScoringContext(Protocol):
+    """What a blend component's builder (trends.py, tastemates.py) needs of the Scorer: its
+    connection, its settings, and the two helpers that make a component's part. A protocol,
+    so the builders need not import the scorer that calls them."""
+
+    con: duckdb.DuckDBPyConnection
+    config: RecommendConfig
+
+    def normalize(self, component: str, query: str | None = None, append: bool = False,
+                  **params: Any) -> None: ...
+
+    def product_index(self) -> Any: ...
+

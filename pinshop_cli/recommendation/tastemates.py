@@ -17,14 +17,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .scorer import Scorer
+    from .config import ScoringContext
 
 MATES = 20
 MATE_POOL = 20_000
 CHUNK = 1024  # scored users per product: 1024 x 20,000 floats = 80 MB
 
 
-def tastemate_tables(scorer: Scorer) -> None:
+def tastemate_tables(scorer: ScoringContext) -> None:
     """Table tastemates_part for the users in table `users`, from table `interactions`
     and the product index."""
     import numpy as np

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .scorer import Scorer
+    from .config import ScoringContext
 
 TREND_DAYS = 7
 PRIOR = 5.0  # in event weight: half a purchase, or five views
@@ -29,7 +29,7 @@ SEASON_DAYS = 14
 YEAR = timedelta(days=364)  # 52 weeks: the same weekdays as this year
 
 
-def trend_tables(scorer: Scorer, as_of: datetime, parts: tuple[str, ...]) -> None:
+def trend_tables(scorer: ScoringContext, as_of: datetime, parts: tuple[str, ...]) -> None:
     """trending_part and seasonal_part, of those in `parts`, for the users in table
     `users`, from table `train`."""
     window = timedelta(days=TREND_DAYS)
