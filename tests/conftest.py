@@ -250,6 +250,31 @@ def events_workspace(tmp_path: Path, write_catalog: Callable[..., Path]) -> Path
     return ws.root
 
 
+@pytest.fixture
+def hand_worked_events(events_workspace: Path, tmp_path: Path) -> Path:
+    """Events worked through by hand below.
+
+        r(u1,A)=1 r(u1,B)=1 r(u1,C)=1         ||A|| = sqrt(1+4+1+16) = sqrt(22)
+        r(u2,A)=2 r(u2,C)=1                   ||B|| = sqrt(2), ||C|| = sqrt(2), ||D|| = 6
+        r(u3,A)=1 r(u3,B)=1 r(u3,D)=6 (cart)
+        r(t, A)=4 (save)
+    sim(A,C) = (1*1 + 2*1) / (sqrt22 sqrt2) = 0.452;  sim(A,B) = (1 + 1) / sqrt44 = 0.302
+    sim(A,D) = 1*6 / (sqrt22 * 6) = 0.213             -> cf(t): C 1.81 > B 1.21 > D 0.85
+    popularity (sum of weights): A 8, D 6, B 2, C 2 (tie broken by id), E none
+    """
+    from pinshop_cli.io.events import ingest_events
+
+    rows = [("u1", "A", "view"), ("u1", "B", "view"), ("u1", "C", "view"),
+            ("u2", "A", "view"), ("u2", "A", "view"), ("u2", "C", "view"),
+            ("u3", "A", "view"), ("u3", "B", "view"), ("u3", "D", "cart"),
+            ("t", "A", "save")]
+    source = tmp_path / "events.csv"
+    source.write_text("user_id,item_id,event,ts\n" + "".join(
+        f"{u},{i},{e},2025-01-01 10:00:{n:02d}\n" for n, (u, i, e) in enumerate(rows)))
+    ingest_events(source, events_workspace)
+    return events_workspace
+
+
 @pytest.fixture(scope="session")
 def smollm2() -> Any:
     """SmolLM2-135M through pinshop's chat-model loading code (real llama.cpp inference)."""

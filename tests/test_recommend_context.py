@@ -19,18 +19,9 @@ POPULAR_ONLY = RecommendConfig(weights=BlendWeights(0, 0, 1), **NO_DECAY)
 
 
 @pytest.fixture
-def shop(events_workspace, tmp_path):
-    """As in test_recommend.py: co(A, C) = 0.452, co(A, B) = 0.302, co(A, D) = 0.213;
-    popularity A 8, D 6, B 2, C 2."""
-    rows = [("u1", "A", "view"), ("u1", "B", "view"), ("u1", "C", "view"),
-            ("u2", "A", "view"), ("u2", "A", "view"), ("u2", "C", "view"),
-            ("u3", "A", "view"), ("u3", "B", "view"), ("u3", "D", "cart"),
-            ("t", "A", "save")]
-    source = tmp_path / "events.csv"
-    source.write_text("user_id,item_id,event,ts\n" + "".join(
-        f"{u},{i},{e},2025-01-01 10:00:{n:02d}\n" for n, (u, i, e) in enumerate(rows)))
-    ingest_events(source, events_workspace)
-    return events_workspace
+def shop(hand_worked_events):
+    """The hand-worked events of test_recommend.py (conftest.py has the arithmetic)."""
+    return hand_worked_events
 
 
 def session_file(tmp_path, rows):  # noqa: ANN001, ANN201
