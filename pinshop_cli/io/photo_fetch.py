@@ -115,9 +115,11 @@ class PhotoStore:
         """Fetch `urls` (distinct); return the state schema, one row per URL: the stored
         photo's sha256 and size, or its `problem`. `downloaded` says a body came."""
         import pyarrow as pa
+        import pyarrow.compute as pc
 
-        known = self.known().to_pylist()
-        before = {row["url"]: row for row in known
+        known = self.known()  # only the requested URLs' rows become dicts, not the store's
+        asked = known.filter(pc.is_in(known.column("url"), pa.array(urls, pa.string())))
+        before = {row["url"]: row for row in asked.to_pylist()
                   if self.object_path(row["sha256"]).is_file()}
         hosts = {urlsplit(u).netloc for u in urls}
         gates = {host: threading.Semaphore(self.policy.per_host) for host in hosts}
