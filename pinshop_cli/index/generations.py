@@ -29,11 +29,9 @@ import re
 from pathlib import Path
 
 from ..errors import DamagedFileError
-from ..workspace.embeddings import snapshot_hash
 from ..workspace.integrity import FileRecord, file_problem, record_file
-from ..workspace.layout import Workspace
 from ..workspace.storage import remove
-from .manifest import REPAIR, IndexManifest, IndexStatus, manifest_names, read_manifest
+from .manifest import REPAIR, IndexHome, IndexManifest, manifest_names, read_manifest
 
 GRAPH, IDS, VECTORS = "hnsw", "ids.parquet", "vectors.npy"
 #: name.g<N>.<role>, or the layout before generations (name.<role>, name.shard<i>-<tag>).
@@ -67,7 +65,7 @@ def files_of(manifest: IndexManifest) -> list[str]:
     return [*graph_files(manifest), ids_file(manifest), vectors_file(manifest)]
 
 
-def next_generation(ws: Workspace, name: str, current: IndexManifest | None) -> int:
+def next_generation(ws: IndexHome, name: str, current: IndexManifest | None) -> int:
     """One above the current generation and any found on disk (a killed build's files
     are never reused while they might still be swept)."""
     found = [int(m.group("gen")) for path in ws.indexes_dir.glob(f"{name}.g*")
@@ -75,12 +73,12 @@ def next_generation(ws: Workspace, name: str, current: IndexManifest | None) -> 
     return max([current.generation if current else 0, *found]) + 1
 
 
-def records(ws: Workspace, files: list[str]) -> dict[str, dict[str, object]]:
+def records(ws: IndexHome, files: list[str]) -> dict[str, dict[str, object]]:
     """Size and checksums of each file, for the manifest."""
     return {file: record_file(ws.indexes_dir / file).to_dict() for file in files}
 
 
-def damage_of(ws: Workspace, manifest: IndexManifest, full: bool) -> str | None:
+def damage_of(ws: IndexHome, manifest: IndexManifest, full: bool) -> str | None:
     """"<file>: <reason>" for the first file of the manifest's generation that is missing
     or does not match its record, else None. Generation 0 recorded nothing: only the
     graph and label files' presence is checked."""
@@ -102,7 +100,7 @@ def damage_of(ws: Workspace, manifest: IndexManifest, full: bool) -> str | None:
     return None
 
 
-def require_whole(ws: Workspace, manifest: IndexManifest, full: bool) -> None:
+def require_whole(ws: IndexHome, manifest: IndexManifest, full: bool) -> None:
     if (damage := damage_of(ws, manifest, full)) is not None:
         path, reason = damage.rsplit(": ", 1)
         raise DamagedFileError(path, reason, REPAIR)
@@ -124,7 +122,7 @@ class Hold:
         self.release()
 
 
-def hold(ws: Workspace, manifest: IndexManifest) -> Hold | None:
+def hold(ws: IndexHome, manifest: IndexManifest) -> Hold | None:
     """Hold the manifest's generation; None when it is gone (swept since the manifest was
     read: read the manifest again). A file system without flock holds nothing."""
     try:
@@ -141,7 +139,7 @@ def hold(ws: Workspace, manifest: IndexManifest) -> Hold | None:
     return Hold(fd)
 
 
-def sweep_generations(ws: Workspace, only: str | None = None) -> None:
+def sweep_generations(ws: IndexHome, only: str | None = None) -> None:
     """Remove index files no manifest names (a killed build's, or generations the
     manifest moved past), a generation at a time and only when no reader holds it. Files
     of an index whose manifest is unreadable are kept (`pinshop index` rebuilds it first).
@@ -169,7 +167,7 @@ def sweep_generations(ws: Workspace, only: str | None = None) -> None:
                                                 if p.name not in listed[name]])
 
 
-def _sweep_group(ws: Workspace, name: str, generation: int, paths: list[Path]) -> None:
+def _sweep_group(ws: IndexHome, name: str, generation: int, paths: list[Path]) -> None:
     """Unlink one generation's unlisted files unless a reader holds it; the held ids file
     goes last, so a reader waiting for it finds it unlinked and moves on."""
     if not paths:
@@ -191,24 +189,3 @@ def _sweep_group(ws: Workspace, name: str, generation: int, paths: list[Path]) -
     finally:
         if fd is not None:
             os.close(fd)
-
-
-def index_status(workspace: str | Path | None = None, full: bool = True) -> list[IndexStatus]:
-    """Every index: stale (built from other embeddings than the current) and damaged (a
-    file missing or not matching its recorded checksum; `full` hashes every byte)."""
-    ws = Workspace.open(workspace)
-    snapshots: dict[tuple[str, str], str] = {}
-    statuses = []
-    for name in manifest_names(ws):
-        try:
-            manifest = read_manifest(ws, name)
-        except DamagedFileError as exc:
-            statuses.append(IndexStatus(name, None, False, f"{exc.path}: {exc.reason}"))
-            continue
-        assert manifest is not None
-        key = (manifest.kind, manifest.model_id)
-        if key not in snapshots:
-            snapshots[key] = snapshot_hash(ws, manifest.kind, manifest.model_id)
-        statuses.append(IndexStatus(name, manifest, manifest.snapshot != snapshots[key],
-                                    damage_of(ws, manifest, full)))
-    return statuses

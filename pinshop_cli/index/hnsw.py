@@ -20,14 +20,13 @@ from ..engines import Engine, get_engine
 from ..errors import DamagedFileError, PinshopError
 from ..workspace.embeddings import current_rows_sql, repair_stores, snapshot_hash, to_matrix
 from ..workspace.integrity import require_parquet
-from ..workspace.layout import EMBEDDING_KINDS, Workspace
+from ..workspace.layout import EMBEDDING_KINDS, RECORD_AGAIN, Workspace
 from ..workspace.storage import atomic_path, query_arrow, sql_path, write_json, write_parquet
 from .generations import (
     GRAPH,
     IDS,
     VECTORS,
     damage_of,
-    index_status,
     next_generation,
     prefix,
     records,
@@ -40,12 +39,12 @@ from .manifest import (
     IndexStatus,
     index_name,
     manifest_path,
-    model_for_kind,
     read_manifest,
     read_manifests,
 )
 from .search import measure_recall, search_ef, top_k_exact
 from .shards import ShardedIndex, build_shards
+from .status import index_status
 
 if TYPE_CHECKING:
     import numpy as np
@@ -239,6 +238,17 @@ def _check_sources(ws: Workspace, kinds: tuple[str, ...]) -> None:
     require_parquet(ws.catalog, REINGEST["catalog"])
     if "crop" in kinds and ws.detections.exists():
         require_parquet(ws.detections, REINGEST["detections"])
+
+
+def model_for_kind(ws: Workspace, kind: str) -> str:
+    settings = ws.settings()
+    key = "text_model_id" if kind == "product_text" else "image_model_id"
+    if key not in settings:
+        if not ws.settings_path.exists() and any(ws.embeddings_dir.glob("*/_manifest.json")):
+            raise DamagedFileError(ws.settings_path, "missing, while embeddings/ holds "
+                                   "vectors", RECORD_AGAIN)
+        raise PinshopError(f"workspace {ws.root} has no embeddings yet: run `pinshop ingest`")
+    return str(settings[key])
 
 
 def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = EMBEDDING_KINDS,

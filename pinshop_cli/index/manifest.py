@@ -11,11 +11,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from ..errors import DamagedFileError, PinshopError
+from ..errors import DamagedFileError
 from ..workspace.integrity import read_json_object
-from ..workspace.layout import RECORD_AGAIN, Workspace
+
+
+class IndexHome(Protocol):
+    """Where indexes live: a Workspace (the index files need nothing else of it, so this
+    package does not import the workspace layout that sweeps them)."""
+
+    @property
+    def indexes_dir(self) -> Path: ...
+
 
 #: The command that repairs or rebuilds an index.
 REPAIR = "`pinshop index`"
@@ -67,22 +75,11 @@ def index_name(kind: str, category: str | None = None) -> str:
     return f"{kind}@{re.sub(r'[^a-z0-9]+', '-', category.lower()).strip('-') or 'none'}"
 
 
-def model_for_kind(ws: Workspace, kind: str) -> str:
-    settings = ws.settings()
-    key = "text_model_id" if kind == "product_text" else "image_model_id"
-    if key not in settings:
-        if not ws.settings_path.exists() and any(ws.embeddings_dir.glob("*/_manifest.json")):
-            raise DamagedFileError(ws.settings_path, "missing, while embeddings/ holds "
-                                   "vectors", RECORD_AGAIN)
-        raise PinshopError(f"workspace {ws.root} has no embeddings yet: run `pinshop ingest`")
-    return str(settings[key])
-
-
-def manifest_path(ws: Workspace, name: str) -> Path:
+def manifest_path(ws: IndexHome, name: str) -> Path:
     return ws.indexes_dir / f"{name}.json"
 
 
-def read_manifest(ws: Workspace, name: str) -> IndexManifest | None:
+def read_manifest(ws: IndexHome, name: str) -> IndexManifest | None:
     """The manifest of index `name`; None when there is none, DamagedFileError when it
     cannot be read."""
     path = manifest_path(ws, name)
@@ -102,10 +99,10 @@ def parse_manifest(path: Path, data: dict[str, Any]) -> IndexManifest:
     return manifest
 
 
-def manifest_names(ws: Workspace) -> list[str]:
+def manifest_names(ws: IndexHome) -> list[str]:
     return sorted(path.stem for path in ws.indexes_dir.glob("*.json"))
 
 
-def read_manifests(ws: Workspace) -> list[IndexManifest]:
+def read_manifests(ws: IndexHome) -> list[IndexManifest]:
     """Every readable index manifest (a damaged one is an error)."""
     return [m for name in manifest_names(ws) if (m := read_manifest(ws, name)) is not None]
