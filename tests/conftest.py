@@ -328,6 +328,16 @@ def fake_chat() -> Any:
 
 
 @pytest.fixture
+def fake_embedder() -> Iterator[str]:
+    """The fake embedder (plumbing: coarse colours and hashed words, no weights), registered
+    for the test; yields the name to ingest with, e.g. IngestConfig(embedder=fake_embedder)."""
+    from pinshop_cli.testing import registered_fake_embedder
+
+    with registered_fake_embedder() as name:
+        yield name
+
+
+@pytest.fixture
 def recording_smollm2(smollm2: Any) -> RecordingModel:
     return RecordingModel(smollm2)
 

@@ -72,7 +72,9 @@ def test_changed_row_is_the_only_model_work(copy_workspace, sample_dir, tmp_path
 
 
 def test_bad_rows_and_files_are_recorded_and_the_rest_ingested(tmp_path, write_catalog,
-                                                               bad_images, sample_dir):
+                                                               bad_images, sample_dir,
+                                                               fake_embedder):
+    """Plumbing (the fake embedder): what is rejected, and why."""
     catalog = write_catalog([
         {"id": "a", "title": "Chair", "image": "products/P001.jpg", "price": "10"},
         {"id": "b", "title": "Price?", "price": "ten"},
@@ -83,7 +85,7 @@ def test_bad_rows_and_files_are_recorded_and_the_rest_ingested(tmp_path, write_c
     shutil.copy(sample_dir / "pins" / "7303782.jpg", pins)
     for name in ("zero_byte", "truncated", "text_file"):
         shutil.copy(bad_images[name], pins)
-    summary = ingest(tmp_path / "ws", catalog, pins)
+    summary = ingest(tmp_path / "ws", catalog, pins, IngestConfig(embedder=fake_embedder))
     assert (summary.rows_ok, summary.rows_rejected) == (1, 2)
     assert (summary.pins_ok, summary.pins_rejected) == (1, 3)
     rejected = dict(run_sql("SELECT path, reason FROM rejects_pins", tmp_path / "ws").rows)
@@ -148,7 +150,9 @@ def test_killed_run_resumes_without_duplicates(tmp_path, sample_dir):
 
 
 def test_large_photos_decode_reduced_but_boxes_are_in_original_pixels(tmp_path,
-                                                                      write_catalog):
+                                                                      write_catalog,
+                                                                      fake_embedder):
+    """Plumbing (the fake embedder): boxes come back in the photo's own pixels."""
     from interior_photos import get_all_photos
 
     from pinshop_cli.io.images import decode_scale, load_image
@@ -159,7 +163,8 @@ def test_large_photos_decode_reduced_but_boxes_are_in_original_pixels(tmp_path,
     pins = tmp_path / "pins"
     pins.mkdir()
     shutil.copy(photo, pins)
-    ingest(tmp_path / "ws", write_catalog([{"id": "a", "title": "A"}]), pins)
+    ingest(tmp_path / "ws", write_catalog([{"id": "a", "title": "A"}]), pins,
+           IngestConfig(embedder=fake_embedder))
     box = run_sql("SELECT x1, y1, x2, y2 FROM detections", tmp_path / "ws").rows[0]
     assert box == (0.0, 0.0, 1920.0, 2880.0)  # the whole photo, in its own pixels
 

@@ -27,17 +27,27 @@ class BuildOptions:
     n_threads: int | None = None
 
 
-Factory = Callable[[ModelSpec, Path, BuildOptions], Any]
+#: (spec, its first file resolved or None when it needs none, options) -> the model.
+Factory = Callable[[ModelSpec, Path | None, BuildOptions], Any]
 
 
-def ultralytics_detector(spec: ModelSpec, path: Path, options: BuildOptions) -> Any:
+def weights(spec: ModelSpec, path: Path | None) -> Path:
+    """The weights file a built-in factory needs (a spec registered without files has none)."""
+    if path is None:
+        raise UnknownModelError(f"{spec.name} lists no weights file for its {spec.task} factory")
+    return path
+
+
+def ultralytics_detector(spec: ModelSpec, path: Path | None, options: BuildOptions) -> Any:
+    path = weights(spec, path)
     from .detectors import UltralyticsDetector
 
     return UltralyticsDetector(path, model_id=spec.name, conf=options.conf,
                                device=options.placement.device)
 
 
-def open_clip_embedder(spec: ModelSpec, path: Path, options: BuildOptions) -> Any:
+def open_clip_embedder(spec: ModelSpec, path: Path | None, options: BuildOptions) -> Any:
+    path = weights(spec, path)
     from .embedders import OpenClipEmbedder
 
     return OpenClipEmbedder(spec.architecture, path, f"open_clip:{spec.name}",
@@ -45,7 +55,8 @@ def open_clip_embedder(spec: ModelSpec, path: Path, options: BuildOptions) -> An
                             models_dir=options.models_dir, placement=options.placement)
 
 
-def llama_chat(spec: ModelSpec, path: Path, options: BuildOptions) -> Any:
+def llama_chat(spec: ModelSpec, path: Path | None, options: BuildOptions) -> Any:
+    path = weights(spec, path)
     from .llm import LlamaCppChatModel
 
     return LlamaCppChatModel(path, spec.name, n_ctx=options.n_ctx, n_threads=options.n_threads,
@@ -56,7 +67,7 @@ TASK_FACTORIES: dict[str, Factory] = {
     "detect": ultralytics_detector, "embed": open_clip_embedder, "chat": llama_chat}
 
 
-def build_model(spec: ModelSpec, path: Path, options: BuildOptions) -> Any:
+def build_model(spec: ModelSpec, path: Path | None, options: BuildOptions) -> Any:
     """The spec's own factory, else its task's."""
     factory = spec.factory or TASK_FACTORIES.get(spec.task)
     if factory is None:

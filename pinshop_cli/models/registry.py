@@ -103,9 +103,23 @@ def list_models() -> list[ModelSpec]:
     return list(_specs.values())
 
 
+def unregister(name: str) -> None:
+    """Remove a model and its aliases (a test that registered a fake puts things back)."""
+    spec = _specs.pop(get_spec(name).name)
+    for alias in (spec.name, *spec.aliases):
+        _aliases.pop(alias.lower(), None)
+
+
 def model_status(spec: ModelSpec, directory: str | Path | None = None) -> ModelStatus:
+    if not spec.files:
+        return ModelStatus(spec, None, "needs no files")
     path, where = spec.files[0].locate(models_dir(directory))
     return ModelStatus(spec, path, where)
+
+
+def first_file(spec: ModelSpec, directory: Path) -> Path | None:
+    """The spec's first file, resolved (None for a model that needs no files)."""
+    return spec.files[0].resolve(spec.name, directory) if spec.files else None
 
 
 def pull(name: str, directory: str | Path | None = None,
@@ -181,7 +195,7 @@ def _build_detector(name: str, options: BuildOptions) -> Detector:
         )
     if spec.task != "detect":
         raise UnknownModelError(f"{spec.name} is a {spec.task} model, not a detector")
-    built: Detector = build_model(spec, spec.files[0].resolve(spec.name, directory), options)
+    built: Detector = build_model(spec, first_file(spec, directory), options)
     return built
 
 
@@ -249,7 +263,7 @@ def _build_embedder(name: str, options: BuildOptions) -> Embedder:
     if spec.task != "embed":
         raise UnknownModelError(f"{spec.name} is a {spec.task} model, not an embedder "
                                 "(use --embedder auto|clip|offline|<clip name>)")
-    built: Embedder = build_model(spec, spec.files[0].resolve(spec.name, target), options)
+    built: Embedder = build_model(spec, first_file(spec, target), options)
     return built
 
 

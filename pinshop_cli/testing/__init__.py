@@ -3,5 +3,7 @@ parts are wired together, never a real model's quality (real small models do tha
 
 from .chat import ScriptedCall, ScriptedChatModel
 from .detector import FixedBoxesDetector
+from .embedder import FAKE_EMBEDDER, FakeEmbedder, registered_fake_embedder
 
-__all__ = ["FixedBoxesDetector", "ScriptedCall", "ScriptedChatModel"]
+__all__ = ["FAKE_EMBEDDER", "FakeEmbedder", "FixedBoxesDetector", "ScriptedCall",
+           "ScriptedChatModel", "registered_fake_embedder"]
