@@ -21,7 +21,8 @@ match(..., workspace=...)`) do one call each on a temporary Shop.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,7 @@ class Shop:
         self._writer: CatalogWriter | None = None
         self._saving, self._saving_lock = 0, threading.Lock()  # save_update calls running
         self._own_writes_only = True
+        self._folding: threading.Thread | None = None
         self._chat_models: dict[tuple[str, int, int | None], ChatModel] = {}
 
     @property
@@ -67,7 +69,15 @@ class Shop:
         self.close()
 
     def close(self) -> None:
-        """Let go of the catalog, the index generations held and the chat workers."""
+        """Let go of the catalog, the index generations held and the chat workers; live
+        changes this Shop logged are folded into catalog.parquet first."""
+        if self._writer is not None:
+            from .errors import PinshopError
+
+            try:
+                self.fold_updates()
+            except PinshopError:  # e.g. an ingest holds the lock: the log stays, and the
+                pass  # next Shop to load the catalog applies it
         self._forget()
         for model in self._chat_models.values():
             model.close()
@@ -84,9 +94,14 @@ class Shop:
         from .retrieval.retriever import Retriever
 
         if self._retriever is None:
+            from .retrieval.updates import ChangeLog, apply_pending
+
             self._seen = self.versions()
-            self._retriever = Retriever(self.ws, self.models_dir, runtime=self.runtime,
-                                        device=self.device)
+            retriever = Retriever(self.ws, self.models_dir, runtime=self.runtime,
+                                  device=self.device)
+            # Live changes not yet folded into catalog.parquet (retrieval/updates.py).
+            apply_pending(retriever.store.con, ChangeLog(retriever.ws).pending())
+            self._retriever = retriever
         return self._retriever
 
     @property
@@ -96,10 +111,14 @@ class Shop:
         return id(self._retriever)
 
     def versions(self) -> tuple[tuple[str, int, int], ...]:
-        """(name, size, mtime) of the catalog and the index manifests: what a write by
-        another process (ingest, index) changes. A few stat calls."""
+        """(name, size, mtime) of the catalog, the live-change log and the index manifests:
+        what a write by another process (ingest, index, a PATCH) changes. A few stat calls."""
+        from .retrieval.updates import LOG_DIR
+        from .workspace.parts import MANIFEST
+
         ws = self.ws
-        paths = [ws.catalog, *sorted(ws.indexes_dir.glob("*.json"))]
+        paths = [ws.catalog, ws.root / LOG_DIR / MANIFEST,
+                 *sorted(ws.indexes_dir.glob("*.json"))]
         found = []
         for path in paths:
             try:
@@ -189,30 +208,65 @@ class Shop:
         return self.product(product_id)
 
     def apply_update(self, product_id: str, **values: Any) -> ProductChange:
-        """The first half of `update_product`: the loaded catalog answers with the change."""
+        """The first half of `update_product`: the loaded catalog answers with the change
+        (returned with the product's new price and stock, for the price history)."""
+        from dataclasses import replace
+
         from .errors import UnknownProductError
         from .retrieval.updates import ProductChange
 
         change = ProductChange.parse(product_id, values)
         if not self.retriever.apply(product_id, change.assignments):
             raise UnknownProductError(f"no product {product_id!r} in the catalog")
-        return change
+        row = self.retriever.rows([product_id])[0]
+        tracked = ("price", "sale_price", "currency", "availability")
+        return replace(change, state={name: row.get(name) for name in tracked})
 
     def save_update(self, change: ProductChange) -> None:
-        """The second half: `change` written to catalog.parquet under the workspace lock.
-        Threads may call it at once (a server does, outside its own lock): their changes
-        share one rewrite, and `refresh` does not mistake these writes for another
-        process's while they run."""
+        """The second half: `change` appended to the workspace's change log (and the price
+        history) under the workspace lock. Threads may call it at once (a server does,
+        outside its own lock): their changes share one append, and `refresh` does not
+        mistake these writes for another process's. Past FOLD_AT logged changes a thread
+        folds the log into catalog.parquet in the background."""
+        from .retrieval.updates import FOLD_AT, CatalogWriter
+
+        with self._saving_lock:
+            if self._writer is None:
+                self._writer = CatalogWriter(self.ws)
+            writer = self._writer
+        with self._own_write():
+            writer.commit(change)
+            fold = writer.logged() >= FOLD_AT
+        if fold:
+            with self._saving_lock:
+                if self._folding is not None and self._folding.is_alive():
+                    return
+                self._folding = threading.Thread(target=self.fold_updates, daemon=True,
+                                                 name="pinshop-fold")
+                self._folding.start()
+
+    def fold_updates(self) -> None:
+        """Rewrite catalog.parquet with the logged live changes and empty the log (what a
+        server does in the background, and when it stops); the loaded catalog is kept."""
         from .retrieval.updates import CatalogWriter
 
         with self._saving_lock:
             if self._writer is None:
                 self._writer = CatalogWriter(self.ws)
+            writer = self._writer
+        with self._own_write():
+            writer.fold()
+
+    @contextmanager
+    def _own_write(self) -> Iterator[None]:
+        """A write of this Shop's own changes: `refresh` keeps what is loaded across it
+        (unless another process wrote too, seen before the first of them began)."""
+        with self._saving_lock:
             if not self._saving:
                 self._own_writes_only = self.versions() == self._seen
             self._saving += 1
         try:
-            self._writer.commit(change)
+            yield
         finally:
             with self._saving_lock:
                 self._saving -= 1

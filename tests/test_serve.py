@@ -179,9 +179,17 @@ def test_products_similar_complete_recommend(server: Server) -> None:
     assert status == 200 and len(body) == 2 and body[0]["item_id"]
 
 
-def test_live_update_needs_the_token_and_shows_in_the_next_search(server: Server) -> None:
-    import duckdb
+def on_disk(workspace: Path, ids: list[str]) -> list[tuple[Any, ...]]:
+    """(price, sale_price, availability) of `ids` as a new Shop on `workspace` reads them
+    (catalog.parquet and the change log not yet folded into it)."""
+    import pinshop_cli
 
+    with pinshop_cli.open(workspace) as shop:
+        return [(float(p.price), p.sale_price and float(p.sale_price), p.availability)
+                for p in map(shop.product, ids)]
+
+
+def test_live_update_needs_the_token_and_shows_in_the_next_search(server: Server) -> None:
     query = "/search?q=plywood%20dining%20chair&k=5&max_price=200"
     ids = [m["id"] for m in server.get(query)[1]["matches"]]
     assert "P001" in ids
@@ -198,39 +206,78 @@ def test_live_update_needs_the_token_and_shows_in_the_next_search(server: Server
         999, 899, "out_of_stock")
     assert "P001" not in [m["id"] for m in server.get(query)[1]["matches"]]
     assert server.get("/products/P001")[1]["availability"] == "out_of_stock"
-    # Persisted through the writer path, and no index became stale.
-    row = duckdb.sql(f"SELECT price::DOUBLE, availability FROM "
-                     f"'{server.workspace / 'catalog.parquet'}' WHERE id = 'P001'").fetchall()
-    assert row == [(999.0, "out_of_stock")]
+    # Persisted through the writer path (the change log: a new Shop reads it on top of
+    # catalog.parquet), and no index became stale.
+    assert on_disk(server.workspace, ["P001"]) == [(999.0, 899.0, "out_of_stock")]
+    # The price history gets it behind the response (a snapshot is batched, ~0.5 s).
     from pinshop_cli.sql import run_sql
 
-    history = run_sql("SELECT price::DOUBLE, availability FROM price_history WHERE id = 'P001' "
-                      "ORDER BY seen_at DESC LIMIT 1", server.workspace).rows
+    deadline = time.monotonic() + 60
+    while True:
+        history = run_sql("SELECT price::DOUBLE, availability FROM price_history WHERE id = "
+                          "'P001' ORDER BY seen_at DESC LIMIT 1", server.workspace).rows
+        if [tuple(r) for r in history] == [(999.0, "out_of_stock")] or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert [tuple(r) for r in history] == [(999.0, "out_of_stock")]
-    from pinshop_cli.index.generations import index_status
+    from pinshop_cli.index.status import index_status
 
     assert not [s.name for s in index_status(server.workspace) if s.stale]
     server.patch("/products/P001", {"price": 149, "sale_price": None})
     assert "P001" in [m["id"] for m in server.get(query)[1]["matches"]]
 
 
-def test_a_burst_of_updates_all_reach_the_catalog_file(server: Server) -> None:
-    """Concurrent PATCHes are saved outside the server's lock (they share rewrites): every
+def test_a_burst_of_updates_all_reach_the_change_log(server: Server) -> None:
+    """Concurrent PATCHes are saved outside the server's lock (they share appends): every
     one is on disk and served."""
     from concurrent.futures import ThreadPoolExecutor
-
-    import duckdb
 
     ids = [f"P0{n:02d}" for n in range(10, 18)]
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda pid: server.patch(f"/products/{pid}",
                                                          {"sale_price": 11.5}), ids))
     assert [status for status, _ in answers] == [200] * len(ids)
-    on_disk = duckdb.sql(f"SELECT id, sale_price::DOUBLE FROM "
-                         f"'{server.workspace / 'catalog.parquet'}' WHERE id IN "
-                         f"({', '.join(repr(i) for i in ids)}) ORDER BY id").fetchall()
-    assert on_disk == [(pid, 11.5) for pid in ids]
+    assert [row[1] for row in on_disk(server.workspace, ids)] == [11.5] * len(ids)
     assert all(server.get(f"/products/{pid}")[1]["sale_price"] == 11.5 for pid in ids)
+
+
+def test_live_changes_fold_into_the_catalog_file(copy_workspace: Any) -> None:
+    """A Shop's changes go to the log (catalog.parquet untouched), each field's last value
+    kept; closing the Shop folds them into catalog.parquet and empties the log. A log
+    written for a catalog an ingest has since replaced is ignored."""
+    import duckdb
+
+    import pinshop_cli
+    from pinshop_cli.retrieval.updates import ChangeLog
+
+    root = copy_workspace()
+    catalog = root / "catalog.parquet"
+    before = catalog.read_bytes()
+    with pinshop_cli.open(root) as shop:
+        shop.update_product("P005", price=12)
+        shop.update_product("P005", availability="preorder")
+        assert catalog.read_bytes() == before
+        assert on_disk(root, ["P005"])[0][::2] == (12.0, "preorder")
+    assert duckdb.sql(f"SELECT price::DOUBLE, availability FROM '{catalog}' WHERE id = "
+                      "'P005'").fetchall() == [(12.0, "preorder")]
+    log = ChangeLog(pinshop_cli.open(root).ws)
+    assert log.pending() == [] and log.rows() == 0
+    with pinshop_cli.open(root) as shop:
+        change = shop.apply_update("P006", price=1)
+        shop._writer = None  # noqa: SLF001 - no fold on close: the change stays logged
+        from pinshop_cli.retrieval.updates import log_changes
+
+        log_changes(shop.ws, [change])
+    assert [c.id for c in log.pending()] == ["P006"]
+    assert on_disk(root, ["P006"])[0][0] == 1.0
+    from pinshop_cli.workspace.storage import copy_to_parquet
+
+    with duckdb.connect() as con:  # a new catalog, as an ingest writes it
+        con.execute(f"CREATE TABLE c AS SELECT * FROM '{catalog}'")
+        con.execute("UPDATE c SET title = title || ' (new feed)' WHERE id = 'P001'")
+        copy_to_parquet(con, "SELECT * FROM c", catalog)
+    assert log.pending() == [] and on_disk(root, ["P006"])[0][0] != 1.0
 
 
 def test_a_shops_own_saves_do_not_make_it_reload(copy_workspace: Any) -> None:
