@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,6 +16,12 @@ from ._output import (
     print_json,
     table,
 )
+
+
+def _row(m: Any) -> list[str]:
+    """A match's table row; a family's best variant says what else it comes in."""
+    title = f"{m.title} · {m.family_text()}" if m.family else m.title
+    return [m.id, title, m.price_text(), m.category, f"{m.score:.3f}"]
 
 
 def match(
@@ -69,12 +75,10 @@ def match(
                          " ".join(filter(None, [obj.color, obj.category or obj.class_name])))
                 table(f"{pin.image} · object {number}: {label} ({obj.source}, "
                       f"{obj.score:.2f})", ["id", "title", "price", "category", "score"],
-                      [[m.id, m.title, m.price_text(), m.category, f"{m.score:.3f}"]
-                       for m in obj.matches])
+                      [_row(m) for m in obj.matches])
         if result.text is not None:
             table(f"text: {result.text}", ["id", "title", "price", "category", "score"],
-                  [[m.id, m.title, m.price_text(), m.category, f"{m.score:.3f}"]
-                   for m in result.text_matches])
+                  [_row(m) for m in result.text_matches])
     unread = [pin for pin in result.pins if pin.error]
     if images and len(unread) == len(result.pins) and result.text is None:
         raise PinshopError(f"no image could be read ({unread[0].image}: {unread[0].error})")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError
 from ..io.images import ImageRejected, decode_scale, load_image
+from . import families
 from .retriever import Retriever, SearchResult
 from .store import Filters, Product
 
@@ -118,7 +119,9 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
           runtime: str = "auto") -> MatchResult:
     """Top catalog matches for every detected object in `images`, and/or for `text`. Each
     object is searched in its category's own index when there is one (`index` says which
-    answered). Pass a `retriever` to reuse loaded indexes and models across calls."""
+    answered). A product family (`item_group_id`) is shown once, as its best variant with
+    its `family` summary (retrieval/families.py). Pass a `retriever` to reuse loaded indexes
+    and models across calls."""
     from ..detection.colors import dominant_colors
     from ..detection.crops import PIN_DECODE_SIDE, detect_and_crop
 
@@ -145,22 +148,23 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
             regions = detect_and_crop(found_detector, [image])[0]
             vectors = region_vectors(embedder, regions)
             for (detection, crop), vector in zip(regions, vectors, strict=True):
-                found = retriever.search(vector[None, :], top_k, "product_image",
-                                         region_filters(filters, detection.category),
-                                         category=detection.category or None)
+                found = families.search(retriever, vector[None, :], top_k, "product_image",
+                                        region_filters(filters, detection.category),
+                                        category=detection.category or None)
                 named = dominant_colors(crop, top=1)[0]
                 pin.objects.append(MatchedObject(
                     [v * decode_scale(image) for v in detection.box],
                     detection.category or None, detection.class_name, detection.score,
-                    retriever.products(found.hits[0]), crop, found.index, detection.source,
+                    found.products(retriever)[0], crop, found.index, detection.source,
                     named.family, named.name))
     if text:
         result.text = text
         if retriever.text_kind == "product_text":
             result.notes.append("text matched against product texts (MiniLM); cross-modal "
                                 "search (text -> product photos) needs a CLIP embedder")
-        found = retriever.search_text(text, top_k, filters)
-        result.text_matches = retriever.products(found.hits[0])
+        texts = families.search(retriever, embedder.embed_texts([text]), top_k,
+                                retriever.text_kind, filters)
+        result.text_matches = texts.products(retriever)[0]
     result.runtime = embedder.runtime_used
     result.notes.extend(embedder.runtime_notes + retriever.notes)
     return result

@@ -41,6 +41,9 @@ class Product:
     description: str | None = None
     photo_color: str | None = None  # the colour family of its photo (detection/colors.py)
     sale_price: float | None = None  # a live sale (retrieval/updates.py)
+    # Its family when search showed it for its variants (retrieval/families.py): id,
+    # variants, colours, sizes, summary ("3 colours, 4 sizes").
+    family: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any], score: float = 0.0) -> Product:
@@ -57,6 +60,10 @@ class Product:
         if self.price is None:
             return "price on request"
         return f"{self.price:.2f} {self.currency or ''}".strip()
+
+    def family_text(self) -> str:
+        """'3 colours, 4 sizes' for a product shown for its family, else ''."""
+        return str(self.family["summary"]) if self.family else ""
 
     def render(self) -> str:
         """'Title (129.00 EUR)': how an answer names it, from the catalog only."""

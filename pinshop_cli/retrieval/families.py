@@ -1,0 +1,202 @@
+"""Product families: the variants of one product (a feed's `item_group_id`, a Shopify
+export's `Handle`) shown once in search and `match`, as the best-scoring variant with a
+summary of the rest ("3 colours, 4 sizes").
+
+The search over-fetches (OVERSAMPLE candidates per answer); numpy over the hit table finds
+each hit's family (a binary search in the sorted member ids), keeps each family's best hit
+per query and then the best k per query; a query left with fewer than k families while more
+candidates exist is searched again with a wider fetch. The families and their sizes
+(variants, distinct colours and sizes) are GROUP BYs over the catalog in DuckDB, made once
+per catalog store and kept as arrays. A catalog without `item_group_id`, and every product
+without one, is searched exactly as before.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .retriever import Hit, Retriever, SearchResult
+from .store import CatalogStore, Filters, Product
+
+if TYPE_CHECKING:
+    import numpy as np
+
+FAMILY_COLUMN = "item_group_id"
+OVERSAMPLE = 4  # candidates fetched per family shown, before any widening
+WIDEN = 4  # how much wider each further fetch is, for queries still short of k families
+
+_prepared: weakref.WeakKeyDictionary[CatalogStore, FamilyIndex | None] = \
+    weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def summary(colours: int, sizes: int, variants: int) -> str:
+    """'3 colours, 4 sizes'; '5 variants' when they differ in neither."""
+    parts = [f"{colours} colours" if colours > 1 else "",
+             f"{sizes} sizes" if sizes > 1 else ""]
+    return ", ".join(p for p in parts if p) or f"{variants} variants"
+
+
+@dataclass
+class FamilyIndex:
+    """The catalog's families of two variants or more, as arrays: the member ids sorted
+    (binary search finds a hit's family) with their family codes, and per code the
+    family's id, variants, distinct colours and sizes."""
+
+    member_ids: np.ndarray  # object (str), sorted
+    member_codes: np.ndarray  # int64 family code of each member
+    names: np.ndarray  # object: family id per code
+    variants: np.ndarray  # int64 per code
+    colours: np.ndarray
+    sizes: np.ndarray
+
+    def codes_of(self, ids: np.ndarray) -> np.ndarray:
+        """The family code of each id (-1: none): a binary search per id, no hashing."""
+        import numpy as np
+
+        if not len(self.member_ids) or not len(ids):
+            return np.full(len(ids), -1, np.int64)
+        at = np.minimum(np.searchsorted(self.member_ids, ids), len(self.member_ids) - 1)
+        return np.where(self.member_ids[at] == ids, self.member_codes[at], -1)
+
+    def describe(self, code: int) -> dict[str, Any]:
+        variants, colours, sizes = (int(self.variants[code]), int(self.colours[code]),
+                                    int(self.sizes[code]))
+        return {"id": str(self.names[code]), "variants": variants, "colours": colours,
+                "sizes": sizes, "summary": summary(colours, sizes, variants)}
+
+
+def family_index(store: CatalogStore) -> FamilyIndex | None:
+    """The catalog's families (None without any): two GROUP BYs over the catalog in
+    DuckDB on the first call per store, kept while the store lives."""
+    with _lock:
+        if store not in _prepared:
+            _prepared[store] = _make_index(store)
+        return _prepared[store]
+
+
+def _make_index(store: CatalogStore) -> FamilyIndex | None:
+    import numpy as np
+
+    con = store.con.cursor()
+    try:
+        columns = {r[0] for r in con.execute(
+            "SELECT column_name FROM (DESCRIBE catalog)").fetchall()}
+        if FAMILY_COLUMN not in columns:
+            return None
+
+        def text(name: str) -> str:
+            return (f"nullif(lower(trim({name}::VARCHAR)), '')" if name in columns
+                    else "NULL::VARCHAR")
+
+        con.execute(f"""
+            CREATE TEMP TABLE members AS
+            SELECT id, nullif(trim({FAMILY_COLUMN}::VARCHAR), '') AS family,
+                   {text('color')} AS colour, {text('size')} AS size FROM catalog""")
+        families = con.sql("""
+            SELECT family, count(*) AS variants, count(DISTINCT colour) AS colours,
+                   count(DISTINCT size) AS sizes,
+                   (row_number() OVER (ORDER BY family) - 1)::BIGINT AS code
+            FROM members WHERE family IS NOT NULL GROUP BY family HAVING count(*) > 1
+            ORDER BY family""").to_arrow_table()
+        if not families.num_rows:
+            return None
+        con.register("family_codes", families.select(["family", "code"]))
+        # Byte order of UTF-8 is code point order: numpy's binary search agrees with it.
+        members = con.sql("SELECT m.id, f.code FROM members m JOIN family_codes f "
+                          "USING (family) ORDER BY m.id").to_arrow_table()
+    finally:
+        con.close()
+    return FamilyIndex(
+        members.column("id").to_numpy(zero_copy_only=False).astype(object),
+        members.column("code").to_numpy().astype(np.int64),
+        families.column("family").to_numpy(zero_copy_only=False).astype(object),
+        *(families.column(c).to_numpy().astype(np.int64)
+          for c in ("variants", "colours", "sizes")))
+
+
+def has_families(store: CatalogStore) -> bool:
+    """Whether the catalog has families of two variants or more."""
+    return family_index(store) is not None
+
+
+@dataclass
+class FamilySearch:
+    """A search with each family shown once: the hits (best first per query), the index
+    that answered, and the family of each hit that has one ({id, variants, colours, sizes,
+    summary})."""
+
+    hits: list[list[Hit]]
+    index: str
+    families: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def products(self, retriever: Retriever) -> list[list[Product]]:
+        """The hits' catalog rows (one lookup for all queries), each with its family."""
+        found = retriever.products_per_query(self.hits)
+        for row in found:
+            for product in row:  # the shown products only
+                product.family = self.families.get(product.id)
+        return found
+
+
+def collapse(found: FamilyIndex, hits: list[list[Hit]], k: int
+             ) -> tuple[list[list[Hit]], dict[str, dict[str, Any]]]:
+    """Each query's best hit per family, then its best k, and the families of those hits,
+    in numpy over the hit table (each query's hits come best first; a hit without a family
+    is its own)."""
+    import numpy as np
+
+    sizes = np.fromiter((len(row) for row in hits), np.int64, len(hits))
+    flat = [hit for row in hits for hit in row]
+    total = len(flat)
+    ids = np.empty(total, dtype=object)
+    ids[:] = [hit.id for hit in flat]
+    query = np.repeat(np.arange(len(hits), dtype=np.int64), sizes)
+    codes = found.codes_of(ids)
+    # One key per (query, family), or per (query, hit) for a hit without a family.
+    own = np.where(codes >= 0, codes, len(found.names) + np.arange(total))
+    keys = query * (len(found.names) + total) + own
+    _, first = np.unique(keys, return_index=True)  # each key's first hit: its best
+    keep = np.zeros(total, dtype=bool)
+    keep[first] = True
+    kept = np.concatenate([[0], np.cumsum(keep)])  # kept hits before each position
+    rank = kept[1:] - 1 - kept[np.cumsum(sizes) - sizes][query]  # among its query's kept
+    keep &= rank < k
+    collapsed: list[list[Hit]] = [[] for _ in hits]
+    families: dict[str, dict[str, Any]] = {}
+    for at in np.flatnonzero(keep).tolist():  # at most k per query: what is shown
+        hit = flat[at]
+        collapsed[int(query[at])].append(hit)
+        if codes[at] >= 0:
+            families[hit.id] = found.describe(int(codes[at]))
+    return collapsed, families
+
+
+def search(retriever: Retriever, queries: np.ndarray, k: int, kind: str,
+           filters: Filters | None = None, category: str | None = None) -> FamilySearch:
+    """`Retriever.search` with each family shown once (its best variant): over-fetched,
+    collapsed, and searched wider for the queries that came back short of k families."""
+    store = retriever.store
+    found_families = family_index(store)
+    if found_families is None:
+        plain = retriever.search(queries, k, kind, filters, category)
+        return FamilySearch(plain.hits, plain.index)
+    limit = store.size
+    fetch = min(k * OVERSAMPLE, limit)
+    found: SearchResult = retriever.search(queries, fetch, kind, filters, category)
+    hits, families = collapse(found_families, found.hits, k)
+    while fetch < limit:
+        short = [n for n, row in enumerate(hits)
+                 if len(row) < k and len(found.hits[n]) >= fetch]
+        if not short:
+            break
+        fetch = min(fetch * WIDEN, limit)
+        wider = retriever.search(queries[short], fetch, kind, filters, category)
+        more, more_families = collapse(found_families, wider.hits, k)
+        for position, n in enumerate(short):
+            hits[n], found.hits[n] = more[position], wider.hits[position]
+        families.update(more_families)
+    return FamilySearch(hits, found.index, families)
