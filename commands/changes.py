@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from ._output import JsonOption, WorkspaceOption, echo, open_shop, print_json, table
+from ._output import JsonOption, WorkspaceOption, echo, note, open_shop, print_json, table
 
 
 def changes(
@@ -12,18 +12,26 @@ def changes(
         "--since", help="Compare each product's last price and stock before this date "
                         "(YYYY-MM-DD) with its latest (default: the last two snapshots).")
     ] = None,
+    limit: Annotated[int, typer.Option(
+        "--limit", "-n", min=1, help="Show at most this many changes (the largest drops "
+                                     "first within each kind).")] = 50,
     workspace: WorkspaceOption = None,
     json: JsonOption = False,
 ) -> None:
-    """List price drops and rises, products back in stock and products sold out.
+    """List price drops and rises, products back in stock, sold out and removed.
 
     Every `pinshop ingest` of a catalog is a snapshot; what changed is kept in the
-    price_history view (`pinshop sql "SELECT * FROM price_history"`).
+    price_history view (`pinshop sql "SELECT * FROM price_history"`); a product that left
+    the feed has a row with availability 'removed'.
 
-    Example: `pinshop changes --since 2026-11-01`
+    Example: `pinshop changes --since 2026-11-01 --limit 20`
     """
+    from pinshop_cli.io.history import changes as find_changes
+
     with open_shop(workspace) as shop:
-        found = shop.changes(since=since)
+        found = find_changes(shop.ws.root, since, limit)
+    if found.total > len(found):
+        note(f"showing {len(found)} of {found.total} changes (--limit)")
     if json:
         print_json(found)
     elif not found:

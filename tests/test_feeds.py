@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import signal
 import socket
@@ -333,6 +334,54 @@ def test_price_history_keeps_first_rows_and_changes_only(tmp_path: Path) -> None
                                        "-w", str(ws.root)])
     assert printed.exit_code == 0, printed.output
     assert {(c["id"], c["kind"]) for c in json.loads(printed.stdout)} == found
+
+
+def test_a_product_leaving_the_feed_gets_a_removed_row_and_changes_are_limited(
+        tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from typer.testing import CliRunner
+
+    from commands.main import app
+    from pinshop_cli.io.history import REMOVED, changes, record_snapshot
+    from pinshop_cli.sql import run_sql
+    from pinshop_cli.workspace.layout import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    feed = tmp_path / "feed.tsv"
+
+    def snapshot(day: int, rows: list[tuple[int, str]]) -> int:
+        feed.write_text(TSV_HEADER + "".join(_tsv_row(n, "", price) for n, price in rows))
+        normalize_catalog(feed, ws.catalog, ws.rejects_dir / "catalog.parquet")
+        return record_snapshot(ws.root, ws.catalog, datetime(2026, 11, day))
+
+    assert snapshot(1, [(n, "129.00 USD") for n in range(1, 6)]) == 5
+    assert snapshot(2, [(1, "129.00 USD"), (2, "129.00 USD")]) == 3  # 3, 4, 5 left
+    assert [(c.id, c.kind, c.old_price, c.new_availability) for c in changes(ws.root)] == [
+        (f"SKU-{n}", "removed", 39.99, REMOVED) for n in (3, 4, 5)]
+    assert snapshot(3, [(1, "129.00 USD"), (2, "129.00 USD")]) == 0  # removed once only
+    # A batch of some rows (a live change) is not the whole catalog: it removes nothing.
+    import pyarrow.parquet as pq
+
+    part = tmp_path / "one.parquet"
+    pq.write_table(pq.read_table(ws.catalog).slice(0, 1), part)
+    assert record_snapshot(ws.root, part, datetime(2026, 11, 4)) == 0
+    assert snapshot(5, [(1, "99.00 USD"), (2, "129.00 USD"), (3, "129.00 USD")]) == 2
+    assert {(c.id, c.kind) for c in changes(ws.root)} == {("SKU-3", "back in stock")}
+    history = run_sql("SELECT id, strftime(seen_at, '%d'), availability FROM price_history "
+                      "WHERE id = 'SKU-3' ORDER BY seen_at", ws.root).rows
+    assert history == [("SKU-3", "01", "in_stock"), ("SKU-3", "02", REMOVED),
+                       ("SKU-3", "05", "in_stock")]
+
+    since = changes(ws.root, "2026-11-02", limit=1)
+    assert since.total == 2 and [c.id for c in since] == ["SKU-4"]  # SKU-3 is as it was
+    runner = CliRunner()
+    shown = runner.invoke(app, ["changes", "--since", "2026-11-02", "--limit", "1", "--json",
+                                "-w", str(ws.root)])
+    assert shown.exit_code == 0, shown.output
+    assert [c["id"] for c in json.loads(shown.stdout)] == ["SKU-4"]
+    assert "showing 1 of 2 changes" in shown.stderr
+    assert runner.invoke(app, ["changes", "--limit", "0", "-w", str(ws.root)]).exit_code == 2
 
 
 SHOPIFY_ROWS = [["Handle",

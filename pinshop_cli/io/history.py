@@ -7,6 +7,10 @@ sale price, currency or availability differs from its last row. So `price_histor
 seen_at, price, sale_price, currency, availability)` holds each product's first row and one
 row per snapshot that changed something, and its size grows with the changes, not with the
 number of ingests. All of it is one DuckDB query over the catalog and the history parts.
+
+A product that leaves the feed gets one row more: its last price, sale price and currency
+with availability `removed` (REMOVED), so the history says when it went; if it comes back,
+its next row follows as any change does.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ if TYPE_CHECKING:
 
 TRACKED = ("price", "sale_price", "currency", "availability")
 IN_STOCK = "in_stock"
+#: The availability of a product's history row once it has left the feed.
+REMOVED = "removed"
 
 
 def history_store(root: Path) -> PartStore:
@@ -42,21 +48,34 @@ def _latest_sql(files: list[Path], before: str = "true") -> str:
             "QUALIFY row_number() OVER (PARTITION BY id ORDER BY seen_at DESC) = 1")
 
 
-def record_snapshot(root: Path, catalog: Path, seen_at: datetime) -> int:
+def record_snapshot(root: Path, catalog: Path, seen_at: datetime,
+                    whole: bool | None = None) -> int:
     """Append the catalog's changed rows (against each id's last history row) as one part,
-    stamped `seen_at` (naive UTC); return how many."""
+    stamped `seen_at` (naive UTC); return how many. When `catalog` is the whole catalog
+    (`whole`; by default, when it is the workspace's catalog.parquet, as after an ingest or
+    a fold of live updates), each product in the history but no longer in it gets a
+    REMOVED row; a file of only some rows (a batch of live changes) removes nothing."""
     store = history_store(root)
+    if whole is None:
+        whole = Path(catalog).resolve() == (Path(root) / "catalog.parquet").resolve()
     columns = query_arrow(f"DESCRIBE SELECT * FROM read_parquet({sql_path(catalog)})"
                           ).column("column_name").to_pylist()
     sale = "c.sale_price" if "sale_price" in columns else "NULL::DECIMAL(18, 2)"
+    latest = _latest_sql(store.files())
+    removed = f"""
+        UNION ALL
+        SELECT l.id, $seen_at::TIMESTAMP, l.price, l.sale_price, l.currency, '{REMOVED}'
+        FROM ({latest}) l ANTI JOIN read_parquet({sql_path(catalog)}) c ON c.id = l.id
+        WHERE l.availability IS DISTINCT FROM '{REMOVED}'""" if whole else ""
     changed = query_arrow(f"""
         SELECT c.id, $seen_at::TIMESTAMP AS seen_at, c.price::DECIMAL(18, 2) AS price,
                {sale}::DECIMAL(18, 2) AS sale_price, c.currency, c.availability
         FROM read_parquet({sql_path(catalog)}) c
-        LEFT JOIN ({_latest_sql(store.files())}) l ON l.id = c.id
+        LEFT JOIN ({latest}) l ON l.id = c.id
         WHERE l.id IS NULL OR c.price IS DISTINCT FROM l.price
            OR {sale} IS DISTINCT FROM l.sale_price OR c.currency IS DISTINCT FROM l.currency
-           OR c.availability IS DISTINCT FROM l.availability""", {"seen_at": seen_at})
+           OR c.availability IS DISTINCT FROM l.availability{removed}""",
+                          {"seen_at": seen_at})
     store.ensure()
     if changed.num_rows:
         store.append(changed, f"{seen_at:%Y%m%dT%H%M%S%f}")
@@ -69,7 +88,7 @@ class Change:
 
     id: str
     title: str | None  # from the current catalog (None once the product left it)
-    kind: str  # price drop | price rise | back in stock | sold out
+    kind: str  # price drop | price rise | back in stock | sold out | removed
     seen_at: str
     old_price: float | None
     new_price: float | None
@@ -78,11 +97,20 @@ class Change:
     new_availability: str | None
 
 
-def changes(root: Path, since: str | None = None) -> list[Change]:
+class Changes(list[Change]):
+    """The changes shown (at most the `limit` asked for) and `total`, how many there are."""
+
+    total: int = 0
+
+
+def changes(root: Path, since: str | None = None, limit: int | None = None) -> Changes:
     """Price drops and rises (of the price paid: the lower of price and sale price),
-    products back in stock and products sold out: since `since` (a date: each product's
-    last row before it against its last row), else in the last snapshot (its rows against
-    each product's row before)."""
+    products back in stock, sold out and removed from the feed: since `since` (a date:
+    each product's last row before it against its last row), else in the last snapshot
+    (its rows against each product's row before). At most `limit` of them (all: None),
+    by kind, the largest drops first; `total` says how many there are."""
+    if limit is not None and limit < 1:
+        raise PinshopError(f"--limit must be at least 1, not {limit}")
     files = history_store(root).files()
     if not files:
         raise PinshopError("no price history yet: it starts with the next `pinshop ingest` "
@@ -118,12 +146,20 @@ def changes(root: Path, since: str | None = None) -> list[Change]:
                       AND old_availability IS DISTINCT FROM '{IN_STOCK}' THEN 'back in stock'
                 END,
                 CASE WHEN old_availability = '{IN_STOCK}'
-                      AND new_availability = 'out_of_stock' THEN 'sold out' END]) AS kind
+                      AND new_availability = 'out_of_stock' THEN 'sold out' END,
+                CASE WHEN new_availability = '{REMOVED}'
+                      AND old_availability IS DISTINCT FROM '{REMOVED}' THEN 'removed'
+                END]) AS kind
             FROM pairs
         )
         SELECT k.id, c.title, kind, strftime(seen_at, '%Y-%m-%d %H:%M:%S') AS seen_at,
-               old_price, new_price, k.currency, old_availability, new_availability
+               old_price, new_price, k.currency, old_availability, new_availability,
+               count(*) OVER () AS total
         FROM kinds k LEFT JOIN ({titles}) c ON c.id = k.id
         WHERE kind IS NOT NULL
-        ORDER BY kind, new_price - old_price, k.id""", params)
-    return [Change(**row) for row in table.to_pylist()]
+        ORDER BY kind, new_price - old_price, k.id
+        {"" if limit is None else f"LIMIT {int(limit)}"}""", params)
+    rows = table.drop_columns(["total"]).to_pylist()  # at most `limit`: what is shown
+    found = Changes(Change(**row) for row in rows)
+    found.total = table.column("total")[0].as_py() if table.num_rows else 0
+    return found
