@@ -66,6 +66,10 @@ def similar(
         help="The category to search (default: the product's, or a photo's nearest "
              "products' vote).")] = None,
     top_k: TopKOption = 5,
+    offers: Annotated[bool, typer.Option(
+        "--offers", help="Instead of look-alikes: the same product at other merchants (its "
+                         "`pinshop duplicates` cluster), with price and stock, cheapest "
+                         "first.")] = False,
     report: ReportOption = None,
     workspace: WorkspaceOption = None,
     models_dir: ModelsDirOption = None,
@@ -76,12 +80,16 @@ def similar(
     """Look-alikes of a product or a photo in the same category, most similar first.
 
     Similarity is shown as a percentile: "92% similar" means more alike than 92% of pairs
-    of products in the same category of this catalog.
+    of products in the same category of this catalog. With --offers, the same product's
+    listings at other merchants instead.
 
-    Example: `pinshop similar P005 --cheaper`, `pinshop similar P005 --color green`
+    Example: `pinshop similar P005 --cheaper`, `pinshop similar P005 --color green`,
+    `pinshop similar P005 --offers`
     """
     from pinshop_cli.report.look import render_similar
 
+    if offers:
+        return _offers(reference, workspace, json)
     with open_shop(workspace, models_dir, runtime, device) as shop:
         result = shop.similar(reference, cheaper=cheaper, max_price=max_price, color=color,
                               top_k=top_k, category=category)
@@ -94,6 +102,23 @@ def similar(
           ["id", "title", "price", "similarity"],
           [[i.product.id, i.product.title, i.product.price_text(), i.caption()]
            for i in result.items])
+
+
+def _offers(reference: str, workspace: Path | None, json: bool) -> None:
+    from pinshop_cli.look.duplicates import offers
+
+    with open_shop(workspace) as shop:
+        result = offers(shop.retriever, reference)
+    if json:
+        print_json(result)
+        return
+    for message in result.notes:
+        note(message)
+    table(f"offers for {reference}" + (f" · duplicates cluster {result.cluster}"
+                                       if result.cluster is not None else ""),
+          ["id", "merchant", "title", "price", "stock", ""],
+          [[o.id, o.merchant or "?", o.title, o.price_text(), o.availability or "",
+            "this one" if o.reference else ""] for o in result.offers])
 
 
 def complete(

@@ -1,0 +1,85 @@
+"""`similar ID --offers`: the same product at other merchants, from its duplicates cluster,
+with price and stock, cheapest first (plumbing: synthetic text vectors)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from typer.testing import CliRunner
+
+from commands.main import app
+from pinshop_cli.index.hnsw import build_indexes
+from pinshop_cli.io.catalog import normalize_catalog
+from pinshop_cli.workspace import Workspace
+from pinshop_cli.workspace.embeddings import write_part
+
+LISTINGS = [  # id, merchant, url, price, sale_price, availability
+    ("A1", "Nordhus", "https://nordhus.example/p/a", "100.00", None, "in_stock"),
+    ("A2", None, "https://www.cheapshop.example/item/9", "90.00", "80.00", "out_of_stock"),
+    ("A3", "Nordhus", "https://nordhus.example/p/a-blue", "100.00", None, "in_stock"),
+    ("A4", "Bigbox", "https://bigbox.example/a", "120.00", None, "in_stock"),
+]
+
+
+def _workspace(root: Path) -> Path:
+    rng = np.random.default_rng(5)
+    singles = 30
+    ids = [row[0] for row in LISTINGS] + [f"S{n}" for n in range(singles)]
+    pq.write_table(pa.table({
+        "id": ids,
+        "title": ["Oslo chair"] * len(LISTINGS) + [f"thing {n}" for n in range(singles)],
+        "merchant": [row[1] for row in LISTINGS] + ["Elsewhere"] * singles,
+        "url": [row[2] for row in LISTINGS] + [None] * singles,
+        "price": [row[3] for row in LISTINGS] + ["10.00"] * singles,
+        "sale_price": [row[4] for row in LISTINGS] + [None] * singles,
+        "currency": ["EUR"] * len(ids),
+        "availability": [row[5] for row in LISTINGS] + ["in_stock"] * singles,
+    }), root / "catalog.parquet")
+    ws = Workspace.open(root / "ws", create=True)
+    normalize_catalog(root / "catalog.parquet", ws.catalog, ws.rejects_dir / "catalog.parquet")
+    centre = rng.normal(size=16)
+    vectors = np.vstack([centre + 0.01 * rng.normal(size=(len(LISTINGS), 16)),
+                         rng.normal(size=(singles, 16))]).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    catalog = pq.read_table(ws.catalog, columns=["id", "product_text_hash"])
+    order = [ids.index(pid) for pid in catalog.column("id").to_pylist()]
+    write_part(ws, "product_text", "synthetic-16", catalog.column("id"),
+               catalog.column("product_text_hash"), vectors[order], key="all")
+    ws.update_settings(embedder="offline", text_model_id="synthetic-16",
+                       image_model_id="none", shared_space=False)
+    build_indexes(ws.root, kinds=("product_text",), M=16, ef_construction=100)
+    return ws.root
+
+
+def test_offers_list_other_merchants_cheapest_first(tmp_path: Path) -> None:
+    root = _workspace(tmp_path)
+    runner = CliRunner()
+    missing = runner.invoke(app, ["similar", "A1", "--offers", "-w", str(root)])
+    assert missing.exit_code == 1 and "pinshop duplicates" in str(missing.exception)
+    assert runner.invoke(app, ["duplicates", "--threshold", "0.95", "-w", str(root)]
+                         ).exit_code == 0
+
+    def offers(product: str) -> dict:
+        shown = runner.invoke(app, ["similar", product, "--offers", "--json", "-w", str(root)])
+        assert shown.exit_code == 0, shown.output
+        return json.loads(shown.stdout)
+
+    found = offers("A1")
+    # A3 is at A1's own merchant: another listing there, not another offer.
+    assert [(o["id"], o["merchant"], o["reference"]) for o in found["offers"]] == [
+        ("A2", "cheapshop.example", False), ("A1", "Nordhus", True), ("A4", "Bigbox", False)]
+    cheapest = found["offers"][0]
+    assert (cheapest["price"], cheapest["sale_price"], cheapest["availability"]) == (
+        90.0, 80.0, "out_of_stock")
+    assert found["notes"] == []
+    assert [o["id"] for o in offers("A2")["offers"]] == ["A2", "A1", "A3", "A4"]
+    alone = offers("S3")
+    assert alone["offers"] == [] and "no other merchant" in alone["notes"][0]
+    table = runner.invoke(app, ["similar", "A1", "--offers", "-w", str(root)])
+    assert table.exit_code == 0, table.output
+    assert "80.00 EUR" in table.stdout and "this one" in table.stdout
+    assert runner.invoke(app, ["similar", "nope", "--offers", "-w", str(root)]).exit_code == 1
