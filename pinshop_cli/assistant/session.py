@@ -106,7 +106,10 @@ class ShoppingAssistant:
         timings = {"intent_s": round(time.perf_counter() - started, 3)}
         rows: list[Product] = []
         relaxed: list[str] = []
-        if intent.action == "search":
+        variant = self.variant(intent, question) if intent.action == "search" else None
+        if variant is not None:  # "in a larger size", "in blue": the shown one's variant
+            rows = [variant]
+        elif intent.action == "search":
             rows, relaxed = self.retrieve(intent, question, self.dialogue.anchor(intent))
             if "query" in relaxed and not self.intents.shopping_words(question):
                 # Matches nothing and names nothing a shop sells: not a shopping request.
@@ -171,6 +174,21 @@ class ShoppingAssistant:
         return policy.retrieve(self.retriever, intent.filters(),
                                intent.search_text() or question,
                                anchor.id if anchor is not None else None, self.taste(), request)
+
+    def variant(self, intent: Intent, question: str) -> Product | None:
+        """The shown product's variant a follow-up asks for ("in a larger size", "in
+        blue"; assistant/variants.py): of the numbered one ("#2 in blue"), else of the one
+        recommended first. None when it asks for none or its family has none that fits."""
+        from .variants import asks_for_variant, find_variant
+
+        last = self.dialogue.last_products
+        shown = self.dialogue.anchor(intent) or (last[0] if last else None)
+        if shown is None or not asks_for_variant(question) or (
+                intent.category and shown.category and intent.category != shown.category):
+            # ("sofas in blue" after a tee asks for sofas, not the tee's blue variant)
+            return None
+        found = find_variant(self.store, shown.id, question)
+        return self.retriever.products([Hit(found, 0.0)])[0] if found else None
 
     def subjects(self, question: str) -> list[Product]:
         """The products a compare/decide/buy request is about (Dialogue.subjects)."""
