@@ -1,5 +1,10 @@
 """POST /chat as Server-Sent Events: a session id keeps each conversation's dialogue; the
-answer streams through the same guard as `pinshop chat` (ShoppingAssistant.ask_stream)."""
+answer streams through the same guard as `pinshop chat` (ShoppingAssistant.ask_stream).
+
+A turn does not hold the Shop for its whole length: each step of the turn (up to its next
+piece of text) runs under the Shop's lock, and the chat model lets go of the lock while it
+waits for its next piece (`Unlocking`), so searches, matches and updates are answered
+while the model generates; sending a piece to the client holds nothing."""
 
 from __future__ import annotations
 
@@ -8,10 +13,11 @@ import logging
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError
+from ..models.base import ChatModel
 from .guard import ServedShop
 
 if TYPE_CHECKING:
@@ -23,6 +29,46 @@ MAX_SESSIONS = 256  # conversations kept; the least recently used is forgotten f
 
 def event(name: str, data: Any) -> str:
     return f"event: {name}\ndata: {json.dumps(data, default=str, ensure_ascii=False)}\n\n"
+
+
+class Unlocking(ChatModel):
+    """A chat model that releases `lock` (held by its caller) while it waits for the model,
+    and takes it back before handing over each piece."""
+
+    def __init__(self, model: ChatModel, lock: threading.Lock) -> None:
+        self.model, self.lock = model, lock
+        self.model_id, self.n_ctx = model.model_id, model.n_ctx
+
+    def stream(self, messages: list[dict[str, str]], max_tokens: int = 256,
+               temperature: float = 0.2, json_schema: dict[str, Any] | None = None,
+               repeat_penalty: float = 1.0) -> Iterator[str]:
+        pieces = self.model.stream(messages, max_tokens, temperature, json_schema,
+                                   repeat_penalty)
+        try:
+            while True:
+                self.lock.release()
+                try:
+                    piece = next(pieces, None)
+                finally:
+                    self.lock.acquire()
+                if piece is None:
+                    return
+                yield piece
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:  # a caller that stops reading stops the model
+                close()
+
+    def generate(self, messages: list[dict[str, str]], max_tokens: int = 256,
+                 temperature: float = 0.2, json_schema: dict[str, Any] | None = None) -> str:
+        self.lock.release()
+        try:
+            return self.model.generate(messages, max_tokens, temperature, json_schema)
+        finally:
+            self.lock.acquire()
+
+    def count_tokens(self, text: str) -> int:
+        return self.model.count_tokens(text)
 
 
 class ChatSessions:
@@ -41,6 +87,8 @@ class ChatSessions:
             known = self._sessions.pop(session, None)
         if known is None or known[0] != shop.generation:
             assistant = shop.chat(self.model, n_ctx=self.n_ctx)
+            assistant.model = assistant.answerer.model = Unlocking(assistant.model,
+                                                                   self.served.lock)
             if known is not None:  # the assistant and its journey share one Dialogue
                 assistant.dialogue = assistant.journey.dialogue = known[1].dialogue
         else:
@@ -54,20 +102,35 @@ class ChatSessions:
     def stream(self, message: str, session: str | None) -> Iterator[str]:
         """The events of one turn: `session` (its id), `token` pieces as the guard passes
         them, then `reply` (the `chat --json` shape), or `error` with a one-line reason."""
-        from ..assistant.session import Reply
 
         session = session or secrets.token_urlsafe(12)
         yield event("session", {"session": session})
-        with self.served.using():
-            try:
-                assistant = self._assistant(session)
-                for piece in assistant.ask_stream(message):
-                    if isinstance(piece, Reply):
-                        yield event("reply", piece.to_dict())
-                    else:
-                        yield event("token", {"text": piece})
-            except PinshopError as exc:
-                yield event("error", {"error": str(exc)})
-            except Exception:  # the stream has begun: say so in it, keep the trace in the log
-                log.exception("chat turn failed")
-                yield event("error", {"error": "internal error (see the server's log)"})
+        with self.served.turn():
+            yield from self._turn(message, session)
+
+    def _turn(self, message: str, session: str) -> Iterator[str]:
+        """The turn's events, each step under the Shop's lock, each yield outside it."""
+        from ..assistant.session import Reply
+
+        steps: Generator[Any, None, Any] | None = None
+        try:
+            while True:
+                with self.served.lock:
+                    if steps is None:
+                        steps = self._assistant(session).ask_stream(message)
+                    piece = next(steps, None)
+                if piece is None:
+                    return
+                if isinstance(piece, Reply):
+                    yield event("reply", piece.to_dict())
+                else:
+                    yield event("token", {"text": piece})
+        except PinshopError as exc:
+            yield event("error", {"error": str(exc)})
+        except Exception:  # the stream has begun: say so in it, keep the trace in the log
+            log.exception("chat turn failed")
+            yield event("error", {"error": "internal error (see the server's log)"})
+        finally:
+            if steps is not None:
+                with self.served.lock:  # its clean-up may touch the Shop
+                    steps.close()

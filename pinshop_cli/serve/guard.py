@@ -1,6 +1,8 @@
-"""What keeps a served Shop safe under load: caps on requests, the bearer token, and one
-lock that bounds the model work to one call at a time (a burst queues, it does not run the
-process out of memory; the Shop's DuckDB connection and LRUs are not shared across threads)."""
+"""What keeps a served Shop safe under load: caps on requests, the bearer token, one lock
+that bounds the Shop's work to one call at a time (a burst queues, it does not run the
+process out of memory; the Shop's DuckDB connection and LRUs are not shared across
+threads), and a gate that bounds chat turns: a turn holds the Shop's lock only between the
+chat model's pieces (serve/chat.py), so other requests go on while it generates."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ MAX_K = 100  # results per query
 MAX_TEXT = 500  # characters in a search query (a chat question has its own cap)
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000  # a 8000 x 5000 photo; a decompression bomb is far above
+CHAT_TURNS = 1  # chat turns generating at once (one model; more wait at the gate)
 
 
 class Unauthorized(Exception):
@@ -31,14 +34,37 @@ class ServedShop:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._turns = 0  # chat turns under way: the Shop is not reloaded under them
+        self._chat_gate = threading.BoundedSemaphore(CHAT_TURNS)
 
     @contextmanager
     def using(self) -> Iterator[Shop]:
         """The Shop, for one call at a time; a re-ingest or re-index by another process is
-        picked up here (Shop.refresh: a few stat calls)."""
+        picked up here (Shop.refresh: a few stat calls), unless a chat turn is using the
+        loaded one (the next call after it picks it up)."""
         with self._lock:
-            self.shop.refresh()
+            if not self._turns:
+                self.shop.refresh()
             yield self.shop
+
+    @property
+    def lock(self) -> threading.Lock:
+        """The Shop's lock (a chat turn takes it step by step, see `turn`)."""
+        return self._lock
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """One chat turn: through the gate (CHAT_TURNS at once), with the Shop brought up
+        to date first and kept loaded until the turn ends."""
+        with self._chat_gate:
+            with self._lock:
+                self.shop.refresh()
+                self._turns += 1
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self._turns -= 1
 
     def check_token(self, authorization: str | None) -> None:
         """Accept `Authorization: Bearer <token>` only (compared in constant time)."""
