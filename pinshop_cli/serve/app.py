@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import tempfile
+from decimal import Decimal
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,6 +35,32 @@ def _plain(result: Any) -> Any:
     if isinstance(result, list):
         return [_plain(item) for item in result]
     return result.__dict__ if hasattr(result, "__dict__") else result
+
+
+def _default(value: Any) -> Any:
+    """What json.dumps cannot write itself, as FastAPI's encoder would write it."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):  # a numpy scalar
+        return value.item()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return value.__dict__ if hasattr(value, "__dict__") else str(value)
+
+
+def _json(result: Any) -> Response:
+    """`result` as a JSON response, written by json.dumps: FastAPI's encoder walks every
+    value in Python first (~2.5 ms for ten matches, ~10x json.dumps), which at concurrency
+    8 on two cores was a large share of a search's time."""
+    body = json.dumps(_plain(result), default=_default, ensure_ascii=False, allow_nan=False,
+                      separators=(",", ":"))
+    return Response(body, media_type="application/json")
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -91,16 +120,16 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/search")
+    @app.get("/search", response_class=JSONResponse)
     def search(q: Annotated[str, Query(min_length=1, max_length=MAX_TEXT)], k: K = 10,
                category: str | None = None, max_price: float | None = None,
-               color: str | None = None) -> dict[str, Any]:
+               color: str | None = None) -> Response:
         result = searches.search(TextQuery(q, k, category, max_price, color))
-        return {"matches": result.to_dict()["text"]["matches"], "notes": result.notes}
+        return _json({"matches": result.to_dict()["text"]["matches"], "notes": result.notes})
 
-    @app.post("/match")
+    @app.post("/match", response_class=JSONResponse)
     def match(image: Annotated[UploadFile, File()], k: K = 5, category: str | None = None,
-              max_price: float | None = None, color: str | None = None) -> dict[str, Any]:
+              max_price: float | None = None, color: str | None = None) -> Response:
         data = image.file.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
             raise HTTPException(413, f"the photo is over {MAX_UPLOAD_BYTES // 2**20} MiB")
@@ -115,12 +144,12 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
         if pin["error"]:
             raise PinshopError(f"the photo could not be read: {pin['error']}")
         pin["image"] = image.filename or "upload"
-        return pin
+        return _json(pin)
 
-    @app.get("/products/{product_id}")
-    def product(product_id: str) -> dict[str, Any]:
+    @app.get("/products/{product_id}", response_class=JSONResponse)
+    def product(product_id: str) -> Response:
         with served.using() as current:
-            return _plain(current.product(product_id))
+            return _json(current.product(product_id))
 
     @app.get("/products/{product_id}/photo", include_in_schema=False)
     def photo(product_id: str) -> FileResponse:
@@ -130,9 +159,9 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
             raise HTTPException(404, f"product {product_id!r} has no photo")
         return FileResponse(image)
 
-    @app.patch("/products/{product_id}")
+    @app.patch("/products/{product_id}", response_class=JSONResponse)
     def update(product_id: str, changes: Annotated[dict[str, Any], Body()],
-               authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+               authorization: Annotated[str | None, Header()] = None) -> Response:
         """Set `price`, `sale_price` (null ends a sale) and/or `availability`; needs
         `Authorization: Bearer <token>`."""
         served.check_token(authorization)
@@ -140,24 +169,24 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
             change = current.apply_update(product_id, **changes)
         served.shop.save_update(change)  # outside the lock: searches go on, saves share a write
         with served.using() as current:
-            return _plain(current.product(product_id))
+            return _json(current.product(product_id))
 
-    @app.get("/similar/{product_id}")
-    def similar(product_id: str, cheaper: bool = False, k: K = 10) -> dict[str, Any]:
+    @app.get("/similar/{product_id}", response_class=JSONResponse)
+    def similar(product_id: str, cheaper: bool = False, k: K = 10) -> Response:
         with served.using() as current:
-            return _plain(current.similar(product_id, cheaper=cheaper, top_k=k))
+            return _json(current.similar(product_id, cheaper=cheaper, top_k=k))
 
-    @app.get("/complete/{product_id}")
-    def complete(product_id: str, k: K = 5) -> dict[str, Any]:
+    @app.get("/complete/{product_id}", response_class=JSONResponse)
+    def complete(product_id: str, k: K = 5) -> Response:
         with served.using() as current:
-            return _plain(current.complete(product_id, top_k=k))
+            return _json(current.complete(product_id, top_k=k))
 
-    @app.get("/recommend/{user}")
-    def recommend(user: str, k: K = 10) -> list[Any]:
+    @app.get("/recommend/{user}", response_class=JSONResponse)
+    def recommend(user: str, k: K = 10) -> Response:
         from ..recommendation.config import RecommendConfig, with_overrides
 
         with served.using() as current:
-            return _plain(current.recommend(user, with_overrides(RecommendConfig(), k=k)))
+            return _json(current.recommend(user, with_overrides(RecommendConfig(), k=k)))
 
     @app.post("/chat")
     def chat(message: Annotated[str, Body(min_length=1)],
