@@ -27,10 +27,10 @@ settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-#: Fixtures that run real models (the demo workspace is ingested with the offline pair;
-#: SmolLM2 is real llama.cpp; the person detector is a trained YOLO checkpoint).
+#: Fixtures that run real models (the demo and look workspaces are ingested with the
+#: offline pair; SmolLM2 is real llama.cpp; the person detector is a trained YOLO checkpoint).
 REAL_MODEL_FIXTURES = {"demo_workspace", "copy_workspace", "renamed_sofa_workspace",
-                       "smollm2", "recording_smollm2", "person_detector"}
+                       "look_workspace", "smollm2", "recording_smollm2", "person_detector"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -39,6 +39,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    # Parallel workers (--dist loadfile) take whole files in this order: the first file with
+    # a real model starts the shared demo build (and the ONNX exports) on one worker while
+    # the other works through the plumbing files, instead of waiting on the build's lock.
+    real_files = [item.path for item in items if item.get_closest_marker("slow")]
+    rank = {path: 2 for path in real_files}
+    if real_files:
+        rank[real_files[0]] = 0
+    items.sort(key=lambda item: rank.get(item.path, 1))  # stable: a file's order is kept
 
 
 def shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
