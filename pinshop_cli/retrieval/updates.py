@@ -265,7 +265,7 @@ def record_history(ws: Workspace, changes: list[ProductChange], seen_at: datetim
     scratch = ws.root / LOG_DIR / f".history-{os.getpid()}-{threading.get_ident()}.parquet"
     write_parquet(table, scratch)
     try:
-        record_snapshot(ws.root, scratch, seen_at)
+        record_snapshot(ws.root, scratch, seen_at, whole=False)  # some rows: none removed
     finally:
         scratch.unlink(missing_ok=True)
 
