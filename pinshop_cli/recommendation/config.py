@@ -15,6 +15,8 @@ from ..io.events import EVENT_WEIGHTS
 if TYPE_CHECKING:
     import duckdb
 
+    from ..workspace.layout import Workspace
+
 #: Saved, carted or bought: the items a taste profile is made of, and what counts as a hit
 #: when recommendations are evaluated or the blend is fitted.
 LIKED_EVENTS = ("save", "cart", "purchase")
@@ -68,6 +70,9 @@ class RecommendConfig:
     #: MMR's trade of relevance for image variety (mmr.py): 1 keeps the blend's order;
     #: `recommend --tune` fits it.
     mmr_lambda: float = 1.0
+    #: One slot of each list for an item outside the user's categories that shoppers of
+    #: the same taste liked (serendipity.py).
+    serendipity: bool = True
     #: The browsing session's pull (session.py), relative to the blend's largest weight.
     session_weight: float = 1.0
     #: None: the weights fitted to this workspace (`recommend --tune`), else the defaults.
@@ -139,6 +144,7 @@ class ScoringContext(Protocol):
     connection, its settings, and the two helpers that make a component's part. A protocol,
     so the builders need not import the scorer that calls them."""
 
+    ws: Workspace
     con: duckdb.DuckDBPyConnection
     config: RecommendConfig
 
