@@ -25,6 +25,10 @@ def recommend(
              "for an anonymous shopper.")] = None,
     per_category: Annotated[int | None, typer.Option(
         help="At most this many items of one category in a top k (default 3).")] = None,
+    serendipity: Annotated[bool | None, typer.Option(
+        "--serendipity/--no-serendipity",
+        help="Give the last place to an item outside the shopper's usual categories that "
+             "shoppers of the same taste liked (default on).")] = None,
     workspace: WorkspaceOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -40,7 +44,8 @@ def recommend(
     from pinshop_cli import PinshopError
     from pinshop_cli.recommendation.config import RecommendConfig, with_overrides
 
-    config = with_overrides(RecommendConfig(), k=k, per_category=per_category)
+    config = with_overrides(RecommendConfig(), k=k, per_category=per_category,
+                            serendipity=serendipity)
     if not (tune or evaluate or all_users or user is not None or session is not None):
         raise PinshopError("say who for: --user ID, --session FILE, --all, --tune or "
                            "--evaluate")
@@ -67,8 +72,9 @@ def _recommend(shop: Any, user: str | None, all_users: bool, evaluate: bool, tun
             _show_tuning(result.tuning)
         table(f"evaluation @{result.k}: train before {result.cut} ({result.train_events} "
               f"events), {result.test_users} test users",
-              ["method", "hit rate", "recall", "NDCG", "coverage"],
-              [[name, m.hit_rate, m.recall, m.ndcg, m.coverage]
+              ["method", "hit rate", "recall", "NDCG", "coverage", "novelty", "diversity"],
+              [[name, m.hit_rate, m.recall, m.ndcg, m.coverage, m.novelty,
+                "n/a" if m.diversity is None else m.diversity]
                for name, m in result.methods.items()])
         for note in result.notes:
             echo(note, err=True)

@@ -102,8 +102,9 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
     the weights), score the users active after the cut, and measure hit-rate@k, recall@k,
     NDCG@k, catalog coverage (metrics.py), novelty and intra-list image diversity
     (novelty.py), with bootstrap 95% intervals over the test users and of each method's
-    paired NDCG gain over most-popular (significance.py), for the fitted blend, the
-    unfitted default blend, each component alone, global most-popular and EASE. Relevant
+    paired NDCG gain over most-popular (significance.py), for the fitted blend (with its
+    MMR and serendipity slot, without the slot, and without either), the unfitted default
+    blend, each component alone, global most-popular and EASE. Relevant
     items: those a user saved, carted or bought after the cut."""
     config = config or RecommendConfig()
     ws = Workspace.open(workspace)
@@ -140,19 +141,25 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
         scorer.normalize("ease")
         # Each component alone, and the baselines ranked in the category-popularity slot
         # under the same rules (exclusions, diversity cap).
+        # (weights, table in the popularity slot, MMR lambda, serendipity slot); None: the
+        # config's. Only `blend` is diversified; `blend_without_serendipity` has its MMR
+        # and no slot, `blend_without_mmr` neither (the plain blend).
         popularity = BlendWeights.alone("popularity")
-        methods = {
-            "blend": (scorer.config.blend_weights, "popularity"),
-            "blend_without_mmr": (scorer.config.blend_weights, "popularity"),
-            "default_blend": (BlendWeights(), "popularity"),
-            **{name: (BlendWeights.alone(name), "popularity") for name in COMPONENTS},
-            "most_popular_baseline": (popularity, "most_popular"),
-            "ease": (popularity, "ease"),
+        fitted = scorer.config.blend_weights
+        methods: dict[str, tuple[BlendWeights, str, float | None, bool | None]] = {
+            "blend": (fitted, "popularity", None, None),
+            "blend_without_serendipity": (fitted, "popularity", None, False),
+            "blend_without_mmr": (fitted, "popularity", 1.0, False),
+            "default_blend": (BlendWeights(), "popularity", 1.0, False),
+            **{name: (BlendWeights.alone(name), "popularity", 1.0, False)
+               for name in COMPONENTS},
+            "most_popular_baseline": (popularity, "most_popular", 1.0, False),
+            "ease": (popularity, "ease", 1.0, False),
         }
         results, users = {}, {}
         index = scorer.product_index()
-        for name, (weights, table) in methods.items():
-            blend(scorer, weights, table, None if name == "blend" else 1.0)
+        for name, (weights, table, lam, surprise) in methods.items():
+            blend(scorer, weights, table, lam, surprise)
             results[name] = replace(measure(con, config.k), novelty=novelty(con),
                                     diversity=diversity(con, index))
             users[name] = per_user(con, config.k)

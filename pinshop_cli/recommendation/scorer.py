@@ -92,6 +92,7 @@ class Scorer:
         the components they weigh: one left out would only ever add zeros."""
         c = self.config
         self.components, self.has_session = (), False
+        self.sql("DROP TABLE IF EXISTS mate_pairs")  # a former date's same-taste pairs
         self.sql("CREATE OR REPLACE TEMP TABLE train AS "
                  "SELECT * FROM events WHERE ts < $as_of", as_of=as_of)
         select_users(self.con, users)

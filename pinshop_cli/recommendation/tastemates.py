@@ -25,8 +25,8 @@ CHUNK = 1024  # scored users per product: 1024 x 20,000 floats = 80 MB
 
 
 def tastemate_tables(scorer: ScoringContext) -> None:
-    """Table tastemates_part for the users in table `users`, from table `interactions`
-    and the product index."""
+    """Tables mate_pairs (user_id, mate, sim) and tastemates_part for the users in table
+    `users`, from table `interactions` and the product index."""
     import numpy as np
     import pyarrow as pa
 
@@ -62,12 +62,14 @@ def tastemate_tables(scorer: ScoringContext) -> None:
         if found:
             pairs = {name: np.concatenate([f[n] for f in found])
                      for n, name in enumerate(("user_id", "mate", "sim"))}
-    scorer.con.register("mate_pairs", pa.table({
+    scorer.con.register("found_pairs", pa.table({
         "user_id": pa.array(pairs["user_id"], pa.int32()),
         "mate": pa.array(pairs["mate"], pa.int32()),
         "sim": pa.array(pairs["sim"], pa.float32())}))
+    # Kept for the serendipity slot (serendipity.py) while this scoring date lasts.
+    scorer.con.execute("CREATE OR REPLACE TEMP TABLE mate_pairs AS SELECT * FROM found_pairs")
+    scorer.con.unregister("found_pairs")
     scorer.normalize("tastemates", """
         SELECT m.user_id, i.item_id, sum(m.sim) AS score
         FROM mate_pairs m JOIN interactions i ON i.user_id = m.mate
         WHERE i.liked AND m.sim > 0 GROUP BY m.user_id, i.item_id""")
-    scorer.con.unregister("mate_pairs")

@@ -50,7 +50,7 @@ HALF_LIVES = (7.0, 30.0, 120.0, NO_DECAY)  # popularity half-lives tried
 GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 PASSES = 2
 MAX_VALIDATION_USERS = 5000  # a deterministic sample bounds the cost on large shops
-MMR_LAMBDAS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+MMR_LAMBDAS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 MMR_TOLERANCE = 0.02  # relative NDCG
 BASELINE = "most_popular"  # chosen when nothing beats all-time most-popular significantly
 
