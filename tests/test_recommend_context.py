@@ -4,6 +4,7 @@ looked at X", exactly where the session component put them."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from typer.testing import CliRunner
@@ -234,3 +235,119 @@ def test_mmr_trades_a_near_duplicate_for_a_different_item_with_a_fake_index():
         rerank(con, index, "recs", lam, k=2)
         assert [r[0] for r in con.execute("SELECT item_id FROM recs ORDER BY rank")
                 .fetchall()] == expected
+
+
+def test_style_clusters_by_spherical_k_means():
+    """Plumbing: two tight bundles of directions, 30 vectors each, at any length: k = 60 //
+    20 = 3 at most, and no cluster mixes the bundles; a second fit is the same."""
+    import numpy as np
+
+    from pinshop_cli.recommendation.style import fit_styles
+
+    rng = np.random.default_rng(3)
+    a = np.array([1, 0, 0, 0], np.float32) + rng.normal(0, 0.05, (30, 4))
+    b = np.array([0, 0, 1, 0], np.float32) + rng.normal(0, 0.05, (30, 4))
+    vectors = np.vstack([a, b]) * rng.uniform(0.5, 3, (60, 1))
+    styles = fit_styles(vectors, most=8, min_size=20)
+    assert styles.max() < 3
+    assert not set(styles[:30]) & set(styles[30:])
+    assert (fit_styles(vectors, most=8, min_size=20) == styles).all()
+    assert len(fit_styles(np.zeros((0, 4)), 8, 20)) == 0
+
+
+def planted_styles(monkeypatch, styled):  # noqa: ANN001, ANN201
+    """The style fit replaced by hand: the products in `styled` (ids) are style 1, every
+    other product style 0."""
+    import numpy as np
+
+    from pinshop_cli.recommendation import style
+
+    def fit(vectors, most=0, min_size=0):  # noqa: ANN001, ANN202, ARG001
+        ids = planted["ids"]
+        return np.array([int(i in styled) for i in ids], np.int32)
+
+    planted: dict = {}
+    real_cached = style._cached_or_fitted
+
+    def cached(scorer, index):  # noqa: ANN001, ANN202
+        planted["ids"] = index.label_table.column("id").to_pylist()
+        return real_cached(scorer, index)
+
+    monkeypatch.setattr(style, "fit_styles", fit)
+    monkeypatch.setattr(style, "_cached_or_fitted", cached)
+
+
+def write_events(root, tmp_path, rows):  # noqa: ANN001, ANN201
+    (tmp_path / "events.csv").write_text("user_id,item_id,event,ts\n" + "".join(
+        f"{u},{i},{e},{t}\n" for u, i, e, t in rows))
+    ingest_events(tmp_path / "events.csv", root)
+
+
+def test_a_style_that_grows_more_than_its_category_trends_by_its_style(
+        copy_workspace, tmp_path, monkeypatch):
+    """Planted styles: style 1 = {P001 (a natural oak chair), P004 (a table)}. The week
+    before last: 3 purchases of the chair P007 (style 0), 1 of P004. Last week: 2 of
+    P001. Chairs: (20+5)/(30+5) < 1, falling; style 1: (20+5)/(10+5) = 1.67, growing:
+    P001 trends by its style, 0.67 * 20 = 13.3. Lamps: P010 viewed twice last week, none
+    before: (2+5)/5 = 1.4, trending by category, 0.4 * 2 = 0.8 -> 0.06 of P001's."""
+    from pinshop_cli.shop import Shop
+
+    planted_styles(monkeypatch, {"P001", "P004"})
+    root = copy_workspace()
+    with Shop(root) as shop:
+        lamp = shop.sql("SELECT id FROM catalog WHERE category = 'lamp' ORDER BY id "
+                        "LIMIT 1").rows[0][0]
+        chair = shop.sql("SELECT id FROM catalog WHERE category = 'chair' AND id <> 'P001' "
+                         "ORDER BY id LIMIT 1").rows[0][0]
+    rows = [(f"b{n}", chair, "purchase", f"2025-06-1{7 + n} 10:00:00") for n in range(3)]
+    rows += [("b9", "P004", "purchase", "2025-06-18 10:00:00"),
+             ("c1", "P001", "purchase", "2025-06-28 10:00:00"),
+             ("c2", "P001", "purchase", "2025-06-29 10:00:00"),
+             ("c3", lamp, "view", "2025-06-29 11:00:00"),
+             ("c4", lamp, "view", "2025-06-30 12:00:00")]
+    write_events(root, tmp_path, rows)
+    recs = recommend(root, "new", RecommendConfig(weights=BlendWeights.alone("trending"),
+                                                  serendipity=False, **NO_DECAY))
+    assert [r.item_id for r in recs] == ["P001", lamp]
+    assert recs[0].reason == "trending: natural oak chair style this week"
+    assert recs[1].reason == "trending in lamp this week"
+    assert [r.score for r in recs] == pytest.approx([1.0, 0.06], abs=1e-3)
+
+
+def test_the_serendipity_slot_brings_what_the_same_style_cohort_liked_elsewhere(
+        copy_workspace, tmp_path, monkeypatch):
+    """Planted styles: the chairs P001 and the vase are style 1, the rest style 0. me and
+    u2 like chairs most (style 1); u3 likes a lamp (style 0). The cohort of style 1 (me,
+    u2) bought P001 twice and saved the vase once; u3's lamp is another cohort's. me shops
+    chairs only: the slot is the vase, at the end of the list, for that reason; the lamp,
+    liked by more shoppers overall but of another taste, is not. Without the option no
+    slot; a user with no likes gets none."""
+    from pinshop_cli.shop import Shop
+
+    root = copy_workspace()
+    with Shop(root) as shop:
+        vase, lamp = (shop.sql(f"SELECT id FROM catalog WHERE category = '{c}' ORDER BY id "
+                               "LIMIT 1").rows[0][0] for c in ("vase", "lamp"))
+        chairs = [r[0] for r in shop.sql("SELECT id FROM catalog WHERE category = 'chair' "
+                                         "AND id <> 'P001' ORDER BY id").rows]
+    planted_styles(monkeypatch, {"P001", vase})
+    rows = [("me", "P001", "purchase", "2025-06-01 10:00:00"),
+            ("u2", "P001", "purchase", "2025-06-02 10:00:00"),
+            ("u2", vase, "save", "2025-06-02 11:00:00"),
+            ("u3", lamp, "purchase", "2025-06-03 10:00:00"),
+            ("u4", lamp, "purchase", "2025-06-03 10:00:00"),
+            ("u3", chairs[0], "view", "2025-06-03 11:00:00")]
+    write_events(root, tmp_path, rows)
+    config = RecommendConfig(weights=BlendWeights(0, 0, 1), **NO_DECAY)
+    recs = recommend(root, "me", config)
+    assert [r.item_id for r in recs] == [chairs[0], vase]
+    assert recs[-1].reason == "something different: shoppers with your taste liked this vase"
+    assert recs[0].reason == "popular in chair"
+    assert recs[-1].score == recs[0].score
+    plain = recommend(root, "me", replace(config, serendipity=False))
+    assert [r.item_id for r in plain] == [chairs[0]]
+    assert not any(r.reason.startswith("something different") for r in
+                   recommend(root, "nobody", config))
+    # The k-th place is the slot's: with k 1 the list is the slot alone.
+    assert [r.item_id for r in recommend(root, "me", replace(config, k=1))] == [vase]
+
