@@ -3,24 +3,34 @@
 The model writes a few sentences about the retrieved rows only, citing them as [id]. Every
 sentence is checked (grounding.check) before it is shown, and ids are rendered into catalog
 titles and prices by code; a sentence making a descriptive claim its rows do not support is
-cut. A failing sentence stops the model and a truthful templated answer takes over.
+cut. A failing sentence stops the model and a truthful templated answer takes over. The
+rows' last price changes (assistant/history.py, one query for the rows of the turn) are
+given to the model and are all the guard lets it say about past prices.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .grounding import ID_PATTERN, Violation, check, cited_ids, unsupported_claims
+from .grounding import (
+    ID_PATTERN,
+    Violation,
+    check,
+    cited_ids,
+    unsupported_claims,
+    without_past_prices,
+)
 from .prompt import answer_messages
 
 if TYPE_CHECKING:
     from ..models import ChatModel
     from ..retrieval.store import CatalogStore, Product
     from .dialogue import Dialogue
+    from .history import PriceChange
     from .intent import Intent
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -114,8 +124,16 @@ class Answerer:
         self.catalog_words, self.max_tokens = catalog_words, max_tokens
 
     def messages(self, question: str, products: list[Product], note: str,
-                 history: list[str]) -> list[dict[str, str]]:
-        return answer_messages(self.model, question, products, note, history, self.max_tokens)
+                 history: list[str], changes: Mapping[str, PriceChange] | None = None
+                 ) -> list[dict[str, str]]:
+        return answer_messages(self.model, question, products, note, history, self.max_tokens,
+                               changes)
+
+    def price_changes(self, products: list[Product]) -> dict[str, PriceChange]:
+        """The last price change of each of `products` (only these ids are read)."""
+        from .history import last_price_changes
+
+        return last_price_changes(self.store.ws.root, products)
 
     def stream(self, question: str, products: list[Product], note: str, dialogue: Dialogue
                ) -> Generator[str, None, Answer]:
@@ -129,7 +147,9 @@ class Answerer:
         violations: list[Violation] = []
         buffer = ""
         started = time.perf_counter()
-        timings: dict[str, float] = {}
+        changes = self.price_changes(known)
+        timings: dict[str, float] = {"history_s": round(time.perf_counter() - started, 4)}
+        started = time.perf_counter()
         tokens = 0
         subjects = products  # what a sentence citing no product talks about: the last cited
 
@@ -138,13 +158,14 @@ class Answerer:
             fails a hard check (the answer stops there)."""
             nonlocal violations, subjects
             titles = self.store.titles_in(sentence)
-            problems = check(sentence, known, titles)
+            problems = check(sentence, known, titles, changes)
             if problems:
                 violations = problems
                 return None
             ids = cited_ids(sentence)
             subjects = [p for p in known if p.id in ids] or subjects
-            claims = unsupported_claims(sentence, subjects, self.catalog_words, titles)
+            claims = unsupported_claims(without_past_prices(sentence), subjects,
+                                        self.catalog_words, titles)
             if claims:  # cut the sentence, never show it; the rest of the answer goes on
                 removed.append(f"{sentence} ({'; '.join(str(c) for c in claims)})")
                 return ""
@@ -152,7 +173,7 @@ class Answerer:
             return shown[-1]
 
         for piece in self.model.stream(self.messages(question, products, note,
-                                                     dialogue.history),
+                                                     dialogue.history, changes),
                                        max_tokens=self.max_tokens, temperature=0.3,
                                        repeat_penalty=1.1):
             tokens += 1

@@ -14,16 +14,24 @@ id's own title: otherwise the rendered answer would put one product's name on an
 price. Titles separated from an id by words or a comma ("than the Oslo Chair, [P002] is")
 are comparisons and allowed. Markup: the prompt's `<product>` blocks are data for the
 model; an answer that echoes them is a violation.
+
+Past prices: "down from 129.00 on 2026-11-02", "was 129.00", "reduced from $129" and any
+date the answer writes must be a cited product's last price change as the price history
+gives it (assistant/history.py); the model is given nothing else to date a price by.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 from .vocabulary import AVAILABILITY, COLOURS, DIMENSION, FAMILIES, MATERIALS, QUALITY, words
+
+if TYPE_CHECKING:
+    from .history import PriceChange
 
 ID_PATTERN = re.compile(r"\[([^\[\]\n]{1,40})\]")  # any [token]: it must be a shown id
 PRICE_PATTERN = re.compile(
@@ -47,6 +55,28 @@ MIN_TITLE = 7  # shorter catalog titles ("Rug") are ordinary words, not names
 IN_STOCK = re.compile(r"\b(in stock|available now|available|ships today)\b", re.IGNORECASE)
 OUT_OF_STOCK = re.compile(r"\b(out of stock|sold out|unavailable|not available)\b",
                           re.IGNORECASE)
+# A past price: "down from 129.00", "dropped from $129", "up from 99 EUR" (any number after
+# "from"), or "was 129.00" / "used to cost €129" (a currency or two decimals: "was 2" is not).
+_CURRENCY = r"(?:eur|euros?|usd|dollars?|gbp|pounds?)"
+_AMOUNT = (rf"(?:[$€£]\s?(?P<{{n}}1>\d[\d,]*(?:\.\d+)?)|(?P<{{n}}2>\d[\d,]*(?:\.\d+)?)"
+           rf"(?:\s?{_CURRENCY}\b|\s?[€$£])?)")
+_STRICT = (rf"(?:[$€£]\s?(?P<{{n}}1>\d[\d,]*(?:\.\d+)?)|(?P<{{n}}2>\d[\d,]*\.\d\d)\b"
+           rf"|(?P<{{n}}3>\d[\d,]*(?:\.\d+)?)\s?(?:{_CURRENCY}\b|[€$£]))")
+FROM_CLAIM = re.compile(
+    r"\b(?P<way>down|dropped|drops|reduced|cut|lowered|fell|falls|marked down|discounted|"
+    r"up|raised|rose|rises|increased|went up|gone up)\b[^.!?\d\[\]]{0,24}?\bfrom\s+"
+    + _AMOUNT.format(n="a"), re.IGNORECASE)
+WAS_CLAIM = re.compile(
+    r"\b(?:was|were|used to (?:be|cost)|previously|formerly|originally|once cost|costing)"
+    r"(?:\s+(?:priced at|at|costing|selling for|sold for|only|just))?\s+"
+    + _STRICT.format(n="b"), re.IGNORECASE)
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+DATE_PATTERN = re.compile(
+    r"\b(?P<iso>\d{4}-\d{2}-\d{2})\b"
+    rf"|\b(?P<md>{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}})\b"
+    rf"|\b(?P<dm>\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH},?\s+\d{{4}})\b", re.IGNORECASE)
+_DOWN_WORDS = ("down", "dropped", "drops", "reduced", "cut", "lowered", "fell", "falls",
+               "marked down", "discounted")
 
 
 class Row(Protocol):
@@ -67,11 +97,64 @@ class DescribedRow(Row, Protocol):
 
 @dataclass(frozen=True)
 class Violation:
-    kind: str  # price | id | title | markup | availability
+    kind: str  # price | id | title | markup | availability | history | claim
     detail: str
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.detail}"
+
+
+def _iso_date(match: re.Match[str]) -> str | None:
+    """A date the text writes, as YYYY-MM-DD (None: not a calendar date)."""
+    if match.group("iso"):
+        text, formats = match.group("iso"), ["%Y-%m-%d"]
+    else:
+        text = re.sub(r"(?<=\d)(st|nd|rd|th)\b|[.,]", "", match.group(0), flags=re.IGNORECASE)
+        text = " ".join(text.split())
+        formats = ["%b %d %Y", "%B %d %Y", "%d %b %Y", "%d %B %Y"]
+        text = re.sub(r"\bsept\b", "sep", text, flags=re.IGNORECASE)
+    for form in formats:
+        try:
+            return datetime.strptime(text, form).strftime("%Y-%m-%d")
+        except ValueError:
+            continue
+    return None
+
+
+def history_claims(text: str, changes: Sequence[PriceChange]) -> tuple[list[Violation], str]:
+    """Past prices and dates in `text` that `changes` (the cited products' last price
+    changes) do not state, and the text with the past-price phrases blanked (a supported
+    "was $129" is not a current price for the price check)."""
+    violations = []
+    dates = [(m, _iso_date(m)) for m in DATE_PATTERN.finditer(text)]
+    for match, iso in dates:
+        if iso is None or not any(c.changed_on == iso for c in changes):
+            violations.append(Violation("history", f"{match.group(0)!r} is not the date of a "
+                                                   "price change shown"))
+    said = {iso for _, iso in dates if iso}
+    blanked = text
+    claims = [(m, "a", m.group("way").lower()) for m in FROM_CLAIM.finditer(text)]
+    claims += [(m, "b", "") for m in WAS_CLAIM.finditer(text)]
+    for match, name, way in claims:
+        number = next(g for g in (match.group(f"{name}{i}") for i in (1, 2, 3)
+                                  if f"{name}{i}" in match.re.groupindex) if g)
+        price = float(number.replace(",", ""))
+        fits = [c for c in changes if abs(c.old_price - price) < 0.01
+                and (not way or c.down == (way in _DOWN_WORDS))
+                and (not said or c.changed_on in said)]
+        if not fits:
+            violations.append(Violation("history", f"{match.group(0).strip()!r} is not a price "
+                                                   "change in the price history"))
+        blanked = blanked[:match.start()] + " " * len(match.group(0)) + blanked[match.end():]
+    return violations, blanked
+
+
+def without_past_prices(text: str) -> str:
+    """`text` with its past-price phrases and dates blanked: once `check` has found them
+    in the history, their words ("down" from 129.00) are no descriptive claim."""
+    for pattern in (FROM_CLAIM, WAS_CLAIM, DATE_PATTERN):
+        text = pattern.sub(lambda m: " " * len(m.group(0)), text)
+    return text
 
 
 def cited_ids(text: str) -> list[str]:
@@ -137,8 +220,10 @@ def _mislabelled(text: str, by_id: dict[str, Row],
     return violations
 
 
-def check(text: str, rows: Sequence[Row], catalog_titles: Iterable[str] = ()) -> list[Violation]:
-    """Everything in `text` (model output, before rendering) that the rows do not support."""
+def check(text: str, rows: Sequence[Row], catalog_titles: Iterable[str] = (),
+          history: Mapping[str, PriceChange] | None = None) -> list[Violation]:
+    """Everything in `text` (model output, before rendering) that the rows do not support;
+    past prices and dates only from `history`, the rows' last price changes by id."""
     by_id = {row.id: row for row in rows}
     catalog_titles = list(catalog_titles)  # read twice below; may be a generator
     violations = [Violation("id", f"[{pid}] is not one of the retrieved products")
@@ -146,8 +231,12 @@ def check(text: str, rows: Sequence[Row], catalog_titles: Iterable[str] = ()) ->
     violations += _mislabelled(text, by_id, catalog_titles)
     if MARKUP_PATTERN.search(text):
         violations.append(Violation("markup", "echoes the prompt's <product> data block"))
+    cited = [by_id[pid] for pid in cited_ids(text) if pid in by_id] or list(rows)
+    history = history or {}
+    past, current = history_claims(text, [history[r.id] for r in cited if r.id in history])
+    violations += past
     known_prices = [row.price for row in rows if row.price is not None]
-    for price in _prices(text):
+    for price in _prices(current):
         if not any(abs(price - known) < 0.01 for known in known_prices):
             violations.append(Violation("price", f"{price:g} is not the price of any product "
                                                  "shown"))
@@ -159,7 +248,6 @@ def check(text: str, rows: Sequence[Row], catalog_titles: Iterable[str] = ()) ->
     for title in catalog_titles:
         if len(title) > 6 and title.lower() in remainder:
             violations.append(Violation("title", f"{title!r} was not retrieved"))
-    cited = [by_id[pid] for pid in cited_ids(text) if pid in by_id] or list(rows)
     # A stock claim needs the row to state it: no availability value is no support.
     if OUT_OF_STOCK.search(text):
         if any(row.availability != "out_of_stock" for row in cited):

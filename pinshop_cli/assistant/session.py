@@ -217,4 +217,5 @@ class ShoppingAssistant:
     def _messages(self, question: str, products: list[Product], note: str
                   ) -> list[dict[str, str]]:
         """The answer's prompt for these rows now (bench/eval_chat.py records a few)."""
-        return self.answerer.messages(question, products, note, self.dialogue.history)
+        return self.answerer.messages(question, products, note, self.dialogue.history,
+                                      self.answerer.price_changes(products))

@@ -1,0 +1,192 @@
+"""Chat and the price history: the shown products' last price change is given to the model
+(assistant/history.py) and the guard lets an answer say "down from 129.00 on 2026-11-02" or
+"was 129.00" only when a history row says so (grounding.history_claims).
+
+Plumbing: the fake embedder and the scripted chat model; the guard's checks are unit tests.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from pinshop_cli.assistant.grounding import check
+from pinshop_cli.assistant.history import PriceChange, last_price_changes
+from pinshop_cli.assistant.prompt import HISTORY_RULE, answer_messages
+from pinshop_cli.retrieval.store import Product
+from pinshop_cli.testing import ScriptedChatModel
+
+CHAIR = Product("CHAIR", "Oslo Lounge Chair", 99.0, "chair", currency="EUR")
+SOFA = Product("SOFA", "Bergen Linen Sofa", 900.0, "sofa", currency="EUR")
+DROP = PriceChange("CHAIR", 129.0, 99.0, "EUR", "2026-11-02")
+
+ROWS = [["id", "title", "category", "price", "currency", "item_group_id", "color", "size",
+         "availability"],
+        ["CHAIR", "Oslo lounge chair", "chair", "99", "EUR", "", "green", "", "in_stock"],
+        ["STOOL", "Oslo bar stool", "chair", "60", "EUR", "", "green", "", "in_stock"],
+        ["SOFA", "Bergen linen sofa", "sofa", "900", "EUR", "", "grey", "", "in_stock"]]
+ROWS += [[f"TEE-{c}-{s}", "Cotton tee", "shirt", "20", "EUR", "tee", c, s, "in_stock"]
+         for c in ("red", "blue") for s in ("S", "M", "L")]
+ROWS += [["POLO", "Cotton polo shirt", "shirt", "35", "EUR", "", "red", "M", "in_stock"],
+         ["HENLEY", "Cotton henley shirt", "shirt", "30", "EUR", "", "red", "M", "in_stock"]]
+
+
+@pytest.mark.parametrize("sentence", [
+    "The [CHAIR] is down from 129.00 on 2026-11-02.",
+    "The [CHAIR] is down from €129 since November 2, 2026.",
+    "The [CHAIR] dropped from 129 EUR on 2 Nov 2026.",
+    "The [CHAIR] was 129.00 before.",
+    "The [CHAIR] is down from 129.00, a good deal.",
+])
+def test_a_claim_the_history_supports_passes(sentence: str) -> None:
+    assert check(sentence, [CHAIR, SOFA], [], {"CHAIR": DROP}) == []
+
+
+@pytest.mark.parametrize(("sentence", "without_history"), [
+    ("The [CHAIR] is down from 149.00 on 2026-11-02.", True),  # another old price
+    ("The [CHAIR] is down from 129.00 on 2026-11-03.", True),  # another date
+    ("The [CHAIR] is up from 129.00.", True),  # it went down
+    ("The [CHAIR] was $149 last month.", True),
+    ("The [SOFA] is down from 129.00 on 2026-11-02.", True),  # the chair's change
+    ("The [CHAIR] is a steal; it went on sale on 2026-10-01.", True),  # an invented date
+    ("The [CHAIR] is down from 129.00 on 2026-11-02.", False),  # no history given
+])
+def test_an_invented_past_price_or_date_is_a_violation(sentence: str,
+                                                       without_history: bool) -> None:
+    history = {"CHAIR": DROP} if without_history else {}
+    found = check(sentence, [CHAIR, SOFA], [], history)
+    assert found and all(v.kind == "history" for v in found), found
+
+
+def test_words_that_only_look_like_a_past_price_are_left_alone() -> None:
+    assert check("The [CHAIR] was 2 seats wide in the photo.", [CHAIR], [], {}) == []
+    # A current price written with a currency is still checked as a price.
+    assert [v.kind for v in check("The [CHAIR] costs $129.", [CHAIR], [],
+                                  {"CHAIR": DROP})] == ["price"]
+
+
+def test_the_prompt_gives_a_change_only_with_its_rule() -> None:
+    model = ScriptedChatModel([])
+    with_change = answer_messages(model, "a chair", [CHAIR, SOFA], "", [], 160,
+                                  {"CHAIR": DROP, "ELSEWHERE": DROP})
+    system = with_change[0]["content"]
+    assert 'id="CHAIR">' in system and "price_change: down from 129.00 on 2026-11-02" in system
+    assert system.count("price_change:") == 1 and HISTORY_RULE in system
+    plain = answer_messages(model, "a chair", [CHAIR, SOFA], "", [], 160)[0]["content"]
+    assert "price_change" not in plain and HISTORY_RULE not in plain
+
+
+def _history(root: Path, rows: list[tuple[str, str, float, str]]) -> None:
+    """History rows (id, seen_at, price, availability) appended as one part."""
+    from pinshop_cli.io.history import history_store
+    from pinshop_cli.workspace.storage import query_arrow
+
+    values = ", ".join(f"('{i}', TIMESTAMP '{t}', {p}, '{a}')" for i, t, p, a in rows)
+    table = query_arrow(f"""
+        SELECT id, seen_at, price::DECIMAL(18, 2) AS price, NULL::DECIMAL(18, 2) AS sale_price,
+               'EUR' AS currency, availability
+        FROM (VALUES {values}) v(id, seen_at, price, availability)""")
+    store = history_store(root)
+    store.ensure()
+    store.append(table, f"{datetime.now():%Y%m%dT%H%M%S%f}")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ROWS ingested (its own snapshot: today's prices) with the fake embedder, indexed;
+    then the chair's history says 129.00 on 2026-10-01 and 99.00 from 2026-11-02, and the
+    stool's 80.00, then 70.00 (and today's ingest 60.00: its last change, 70.00 to 60.00)."""
+    from pinshop_cli import IngestConfig, ingest
+    from pinshop_cli.index.hnsw import build_indexes
+    from pinshop_cli.testing import registered_fake_embedder
+
+    base = tmp_path_factory.mktemp("chat_history")
+    source = base / "catalog.csv"
+    with open(source, "w", newline="") as out:
+        csv.writer(out).writerows(ROWS)
+    root = base / "ws"
+    with registered_fake_embedder() as name:
+        ingest(root, source, config=IngestConfig(embedder=name))
+        build_indexes(root)
+    _history(root, [("CHAIR", "2026-10-01 09:00:00", 129.0, "in_stock"),
+                    ("CHAIR", "2026-11-02 09:00:00", 99.0, "in_stock"),
+                    ("SOFA", "2026-10-01 09:00:00", 900.0, "out_of_stock"),
+                    ("STOOL", "2026-10-01 09:00:00", 80.0, "in_stock"),
+                    ("STOOL", "2026-11-02 09:00:00", 70.0, "in_stock")])
+    return root
+
+
+@pytest.fixture
+def assistant_with(workspace: Path) -> Callable[[str], object]:
+    """A ShoppingAssistant on the workspace whose (scripted) model answers `claim` about
+    the chair: "The [CHAIR] is a comfy pick, {claim}."; any intent call reads as nothing."""
+    from pinshop_cli.assistant.session import ShoppingAssistant
+    from pinshop_cli.testing import registered_fake_embedder
+
+    made = []
+
+    def make(claim: str) -> object:
+        def answer(messages: list[dict[str, str]]) -> str:
+            prompt = " ".join(m["content"] for m in messages)
+            if '<product id="' not in prompt:
+                return "{}"  # the intent call: nothing read, the words decide
+            assert re.search(r'<product id="CHAIR">', prompt)
+            return f"The [CHAIR] is a fine pick, {claim}."
+
+        assistant = ShoppingAssistant(workspace, ScriptedChatModel([answer] * 4))
+        made.append(assistant)
+        return assistant
+
+    with registered_fake_embedder():
+        yield make
+    for assistant in made:
+        assistant.retriever.close()  # type: ignore[attr-defined]
+
+
+def test_the_shown_products_last_changes_are_read_and_only_while_they_hold(
+        workspace: Path) -> None:
+    from pinshop_cli.retrieval.retriever import Retriever
+
+    retriever = Retriever(workspace)
+    try:
+        shown = retriever.products([])  # nothing shown: nothing read
+        assert last_price_changes(workspace, shown) == {}
+        rows = {r["id"]: Product.from_row(r) for r in retriever.rows(["CHAIR", "SOFA",
+                                                                       "STOOL"])}
+        found = last_price_changes(workspace, list(rows.values()))
+        rows["STOOL"].price = 55.0  # a live change the history has not caught up with
+        later = last_price_changes(workspace, list(rows.values()))
+    finally:
+        retriever.close()
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    # The sofa changed only its stock: no price change.
+    assert found == {"CHAIR": DROP, "STOOL": PriceChange("STOOL", 70.0, 60.0, "EUR", today)}
+    assert found["CHAIR"].text() == "down from 129.00 on 2026-11-02"
+    assert later == {"CHAIR": DROP}  # the stool's change no longer describes its price
+
+
+def test_chat_keeps_a_price_drop_the_history_supports(assistant_with) -> None:
+    assistant = assistant_with("down from 129.00 on 2026-11-02")
+    reply = assistant.ask("a green lounge chair")
+    assert reply.grounded and not reply.violations, reply.violations
+    assert "down from 129.00 on 2026-11-02" in reply.answer
+    assert "Oslo lounge chair (99.00 EUR)" in reply.answer  # rendered from the catalog
+    prompt = assistant.model.calls[-1].messages[0]["content"]
+    assert "price_change: down from 129.00 on 2026-11-02" in prompt
+
+
+@pytest.mark.parametrize("claim", ["down from 149.00 on 2026-11-02",
+                                   "down from 129.00 on 2026-11-20",
+                                   "it was 119.00 EUR last week"])
+def test_chat_replaces_an_invented_price_change(assistant_with, claim: str) -> None:
+    assistant = assistant_with(claim)
+    reply = assistant.ask("a green lounge chair")
+    assert not reply.grounded and any(v.startswith("history:") for v in reply.violations)
+    assert claim not in reply.answer and "149" not in reply.answer
+    assert reply.answer.startswith("Here is what the catalog has:")
+
