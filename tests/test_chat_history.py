@@ -1,6 +1,7 @@
 """Chat and the price history: the shown products' last price change is given to the model
 (assistant/history.py) and the guard lets an answer say "down from 129.00 on 2026-11-02" or
-"was 129.00" only when a history row says so (grounding.history_claims).
+"was 129.00" only when a history row says so (grounding.history_claims). Chat search and
+`similar` show a product family once (retrieval/families.py).
 
 Plumbing: the fake embedder and the scripted chat model; the guard's checks are unit tests.
 """
@@ -190,3 +191,36 @@ def test_chat_replaces_an_invented_price_change(assistant_with, claim: str) -> N
     assert claim not in reply.answer and "149" not in reply.answer
     assert reply.answer.startswith("Here is what the catalog has:")
 
+
+def test_chat_search_shows_a_family_once(workspace: Path) -> None:
+    from pinshop_cli.retrieval import policy
+    from pinshop_cli.retrieval.retriever import Retriever
+    from pinshop_cli.retrieval.store import Filters
+    from pinshop_cli.testing import registered_fake_embedder
+
+    with registered_fake_embedder():
+        retriever = Retriever(workspace)
+        try:
+            found = policy.retrieve(retriever, Filters(category="shirt"), "red cotton tee")
+            tees = [p for p in found.products if p.id.startswith("TEE-")]
+            assert len(tees) == 1 and len(found.products) == 3  # the tee, polo, henley
+            assert tees[0].family is not None and tees[0].family["summary"] == (
+                "2 colours, 3 sizes")
+            assert all(p.family is None for p in found.products if p not in tees)
+        finally:
+            retriever.close()
+
+
+def test_similar_folds_families(workspace: Path) -> None:
+    """The reference's own family is the reference's: its other variants are not
+    look-alikes; another product's family shows once."""
+    from pinshop_cli.look.similar import similar
+    from pinshop_cli.testing import registered_fake_embedder
+
+    with registered_fake_embedder():
+        like_tee = similar("TEE-red-M", workspace, top_k=5)
+        like_polo = similar("POLO", workspace, top_k=5)
+    assert not [i for i in like_tee.items if i.product.id.startswith("TEE-")]
+    tees = [i.product for i in like_polo.items if i.product.id.startswith("TEE-")]
+    assert len(tees) == 1 and tees[0].family is not None
+    assert tees[0].family["variants"] == 6

@@ -1,5 +1,9 @@
 """`similar`: look-alikes of a product or a photo in the same category, optionally only
-strictly cheaper ones ("92% similar, 38% cheaper")."""
+strictly cheaper ones ("92% similar, 38% cheaper"). A product family (`item_group_id`) is
+shown once, as its most similar variant with its `family` summary (retrieval/families.py);
+the reference's own family is the reference's, so its other colours and sizes are not
+look-alikes (with --cheaper the reference is filtered out, and its family's best cheaper
+variant may be shown)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PinshopError
-from ..retrieval.match import matches
+from ..retrieval import families
 from ..retrieval.retriever import Retriever
 from ..retrieval.store import Filters, Product
 from .reference import resolve_reference
@@ -88,15 +92,15 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
     if ref.category is None:
         notes.append("no category known for the reference: searching the whole catalog")
     filters = Filters(category=ref.category, max_price=limit, color=color)
-    found = retriever.search(ref.vector[None, :], top_k + 1, ref.kind, filters,
-                             category=ref.category)
+    found = families.search(retriever, ref.vector[None, :], top_k + 1, ref.kind, filters,
+                            category=ref.category)
     # Products passing the filters that have no vector of this kind (none were compared):
     # a count in DuckDB against the global index's prepared allowed set.
     every = retriever.route(ref.kind, None, 1)
     unseen = 0
     if every.live_count < retriever.store.size:
         unseen = retriever.store.count(filters) - len(retriever.allowed(every, filters))
-    products = [p for p in matches(retriever, found)[0] if p.id != reference][:top_k]
+    products = [p for p in found.products(retriever)[0] if p.id != reference][:top_k]
     scale = retriever.similarity_scale(ref.kind)
     percents = scale.percent(np.asarray([p.score for p in products], dtype=np.float64))
     result = LookAlikes(reference, ref.product, ref.category, ref.category_source,

@@ -4,7 +4,9 @@ similarity; when none pass, the closest alternatives with constraints relaxed on
 
 The relevance floor tells a request that matches nothing real ("a gold piano") from one the
 catalog answers, and a shopper's taste may re-rank a wider pool of rows that already pass.
-Chat uses this; it needs nothing from the assistant (a taste is anything with `rerank`).
+A product family (`item_group_id`) is shown once, as its best variant with its `family`
+summary: the search is retrieval/families.py's, as in `match`. Chat uses this; it needs
+nothing from the assistant (a taste is anything with `rerank`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from . import families
 from .retriever import Hit
 from .store import Filters, Product
 
@@ -69,10 +72,10 @@ def retrieve(retriever: Retriever, filters: Filters, text: str, anchor: str | No
     index = retriever.route(kind, None, shown)
     pool = shown * 4 if taste else shown + 1  # taste re-ranks a wider pool
     held, vectors = index.vectors_by_id([anchor]) if anchor is not None else ([], None)
-    if held:  # "more like #2": the anchor's own vector
-        found = retriever.search(np.asarray(vectors, np.float32), pool, kind, allowed)
-    else:
-        found = retriever.search_text(text, pool, allowed)
+    # "more like #2": the anchor's own vector (its family is the anchor's, left out).
+    queries = (np.asarray(vectors, np.float32) if held
+               else retriever.embedder.embed_texts([text]))
+    found = families.search(retriever, queries, pool, kind, allowed)
     hits = [h for h in found.hits[0] if h.id != anchor]
     hits = (taste.rerank(hits) if taste else hits)[:shown]
     floor = RELEVANCE_FLOOR.get(retriever.embedder.text_model_id)
@@ -85,4 +88,7 @@ def retrieve(retriever: Retriever, filters: Filters, text: str, anchor: str | No
     if len(hits) < shown:  # rows without a vector of this kind still count
         extra = retriever.store.without_vectors(index.label_table, allowed, shown + 1)
         hits += [Hit(pid, 0.0) for pid in extra if pid != anchor][:shown - len(hits)]
-    return Retrieved(retriever.products(hits), relaxed)
+    products = retriever.products(hits)
+    for product in products:  # the shown rows only
+        product.family = found.families.get(product.id)
+    return Retrieved(products, relaxed)
