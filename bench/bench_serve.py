@@ -237,8 +237,7 @@ def match_profile(workspace: Path, photos: int = 5) -> dict[str, float]:
     import pinshop_cli
 
     steps = {"propose": ("regions.py", "propose"), "embed crops": ("base.py", "embed_images"),
-             "colours": ("colors.py", "dominant_colors"), "catalog rows": ("store.py", "rows"),
-             "decode": ("match.py", "load_images")}
+             "colours": ("colors.py", "dominant_colors"), "catalog rows": ("store.py", "rows")}
     with pinshop_cli.open(workspace) as shop:
         shop.match([PHOTO], top_k=5)
         profile = cProfile.Profile()
