@@ -133,7 +133,7 @@ class Answerer:
         """The last price change of each of `products` (only these ids are read)."""
         from .history import last_price_changes
 
-        return last_price_changes(self.store.ws.root, products)
+        return last_price_changes(self.store.ws.root, products, self.store.con)
 
     def stream(self, question: str, products: list[Product], note: str, dialogue: Dialogue
                ) -> Generator[str, None, Answer]:

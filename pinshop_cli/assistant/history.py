@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 from ..errors import PinshopError
 
 if TYPE_CHECKING:
+    import duckdb
+
     from ..retrieval.store import Product
 
 #: What a change's date is written as, in the prompt and in a claim the guard accepts.
@@ -53,13 +55,41 @@ def _literals(ids: Sequence[str]) -> str:
     return ", ".join("'" + str(i).replace("'", "''") + "'" for i in ids)
 
 
-def last_price_changes(root: Path, products: Sequence[Product]) -> dict[str, PriceChange]:
+def changes_sql(files: Sequence[Path], ids: Sequence[str] | None) -> str:
+    """The query of each id's last price change in the history parts `files`: of `ids`
+    only (filtered before the window functions), or of every product (None)."""
+    from ..io.history import REMOVED
+    from ..workspace.storage import sql_path
+
+    paths = ", ".join(sql_path(p) for p in files)
+    only = f"id IN ({_literals(ids)}) AND " if ids is not None else ""
+    return f"""
+        WITH rows AS (
+            SELECT id, seen_at, price::DOUBLE AS price, currency,
+                   lag(price::DOUBLE) OVER w AS before,
+                   lag(currency) OVER w AS before_currency
+            FROM read_parquet([{paths}])
+            WHERE {only}availability IS DISTINCT FROM '{REMOVED}'
+            WINDOW w AS (PARTITION BY id ORDER BY seen_at)
+        )
+        SELECT id, before AS old_price, price AS new_price, currency,
+               strftime(seen_at, '{DATE_FORMAT}') AS changed_on
+        FROM rows
+        WHERE price IS NOT NULL AND before IS NOT NULL AND price <> before
+          AND currency IS NOT DISTINCT FROM before_currency
+        QUALIFY row_number() OVER (PARTITION BY id ORDER BY seen_at DESC) = 1"""
+
+
+def last_price_changes(root: Path, products: Sequence[Product],
+                       con: duckdb.DuckDBPyConnection | None = None
+                       ) -> dict[str, PriceChange]:
     """The last price change of each of `products` that has one and still holds (its new
     price is the product's price now, in its currency): one query over the history rows
-    of these ids only. Empty without a history (or when it cannot be read: chat then
-    quotes none)."""
-    from ..io.history import REMOVED, history_store
-    from ..workspace.storage import query_arrow, sql_path
+    of these ids only, on a cursor of `con` when given (a catalog store's: a new DuckDB
+    connection costs more than the query). Empty without a history (or when it cannot be
+    read: chat then quotes none)."""
+    from ..io.history import history_store
+    from ..workspace.storage import query_arrow
 
     ids = list(dict.fromkeys(p.id for p in products))
     if not ids:
@@ -70,22 +100,14 @@ def last_price_changes(root: Path, products: Sequence[Product]) -> dict[str, Pri
         return {}
     if not files:
         return {}
-    paths = ", ".join(sql_path(p) for p in files)
-    table = query_arrow(f"""
-        WITH rows AS (
-            SELECT id, seen_at, price::DOUBLE AS price, currency,
-                   lag(price::DOUBLE) OVER w AS before,
-                   lag(currency) OVER w AS before_currency
-            FROM read_parquet([{paths}])
-            WHERE id IN ({_literals(ids)}) AND availability IS DISTINCT FROM '{REMOVED}'
-            WINDOW w AS (PARTITION BY id ORDER BY seen_at)
-        )
-        SELECT id, before AS old_price, price AS new_price, currency,
-               strftime(seen_at, '{DATE_FORMAT}') AS changed_on
-        FROM rows
-        WHERE price IS NOT NULL AND before IS NOT NULL AND price <> before
-          AND currency IS NOT DISTINCT FROM before_currency
-        QUALIFY row_number() OVER (PARTITION BY id ORDER BY seen_at DESC) = 1""")
+    if con is None:
+        table = query_arrow(changes_sql(files, ids))
+    else:
+        cursor = con.cursor()
+        try:
+            table = cursor.sql(changes_sql(files, ids)).to_arrow_table()
+        finally:
+            cursor.close()
     found = {row["id"]: PriceChange(**row) for row in table.to_pylist()}
     now = {p.id: p for p in products}
     return {pid: change for pid, change in found.items() if _holds(change, now[pid])}
