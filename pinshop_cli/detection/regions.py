@@ -6,8 +6,9 @@
    against its own mean over the photo (a beige sofa looks a little like every wall; a lamp
    stands out only where it is).
 2. Where a product stands out most, the connected cells that stand out at least half as much
-   make its box. The products that stand out most give the proposals, overlapping boxes
-   removed.
+   make its box, and those standing out at least 0.65 as much a tighter one (objects are
+   not all one shape of heat: a lamp's base stands out less than its shade). The boxes of
+   the products that stand out most give the proposals, overlapping boxes removed.
 3. Each proposal is cut from the full-resolution photo and embedded as a crop, exactly as
    `match` embeds any region, and searched among the product photos.
 4. A proposal is kept when its best product clears the acceptance bars calibrated on the
@@ -79,9 +80,9 @@ class Acceptance:
 @dataclass(frozen=True)
 class RegionSettings:
     long_side: int = 640  # the photo's side for the feature map (cells of 32 px)
-    proposals: int = 24  # boxes embedded as crops per photo
-    #: A product's box: the connected cells standing out at least this share of its peak.
-    extent: float = 0.5
+    proposals: int = 32  # boxes embedded as crops per photo
+    #: A product's boxes: the connected cells standing out at least each share of its peak.
+    extents: tuple[float, ...] = (0.5, 0.65)
     overlap: float = 0.5  # IoU above which two boxes or regions are one
 
 
@@ -121,7 +122,7 @@ class CatalogRegions(Detector):
             return grid_windows(*image.size)
         pixels = scene_pixels(image, self.settings.long_side)
         features = self.embedder.feature_map(pixels[None])[0]  # type: ignore[attr-defined]
-        boxes, standing = product_boxes(features, self.sketch, self.settings.extent)
+        boxes, standing = product_boxes(features, self.sketch, self.settings.extents)
         rows, columns = features.shape[1:]
         boxes = boxes * np.array([image.width / columns, image.height / rows] * 2, np.float32)
         keep = non_max_suppression(boxes, standing, self.settings.overlap)
@@ -144,11 +145,12 @@ class CatalogRegions(Detector):
                 for i in keep.tolist()]
 
 
-def product_boxes(features: np.ndarray, products: np.ndarray, extent: float
+def product_boxes(features: np.ndarray, products: np.ndarray, extents: Sequence[float]
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """For each of the (P, C) `products`, the box (in cells: x1, y1, x2, y2) of the connected
-    cells of the (C, rows, columns) feature map where it stands out at least `extent` of its
-    peak, and that peak (cosine z-scored over the photo's cells)."""
+    """For each extent, then each of the (P, C) `products`: the box (in cells: x1, y1, x2,
+    y2) of the connected cells of the (C, rows, columns) feature map where it stands out at
+    least `extent` of its peak, and that peak (cosine z-scored over the photo's cells).
+    Returns (len(extents) * P, 4) boxes and their peaks."""
     from scipy import ndimage
 
     channels, rows, columns = features.shape
@@ -156,13 +158,16 @@ def product_boxes(features: np.ndarray, products: np.ndarray, extent: float
     cells = cells / np.maximum(np.linalg.norm(cells, axis=1, keepdims=True), 1e-12)
     cosines = cells @ products.T  # (cells, P)
     standing = (cosines - cosines.mean(axis=0)) / (cosines.std(axis=0) + 1e-6)
-    peaks = standing.max(axis=0)
-    boxes = np.zeros((len(products), 4), np.float32)
-    for j in range(len(products)):  # at most SKETCH products, each a labelling of ~300 cells
-        blobs, _ = ndimage.label((standing[:, j] >= extent * peaks[j]).reshape(rows, columns))
-        ys, xs = np.nonzero(blobs == blobs.reshape(-1)[standing[:, j].argmax()])
-        boxes[j] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-    return boxes, peaks.astype(np.float32)
+    peaks, peak_cells = standing.max(axis=0), standing.argmax(axis=0)
+    boxes = np.zeros((len(extents), len(products), 4), np.float32)
+    for e, extent in enumerate(extents):
+        # at most SKETCH products, each a labelling of ~300 cells
+        above = (standing >= extent * peaks).T.reshape(len(products), rows, columns)
+        for j in range(len(products)):
+            blobs, _ = ndimage.label(above[j])
+            ys, xs = np.nonzero(blobs == blobs.reshape(-1)[peak_cells[j]])
+            boxes[e, j] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    return boxes.reshape(-1, 4), np.tile(peaks, len(extents)).astype(np.float32)
 
 
 def grid_windows(width: int, height: int) -> np.ndarray:
