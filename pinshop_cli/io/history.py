@@ -61,7 +61,9 @@ def record_snapshot(root: Path, catalog: Path, seen_at: datetime,
     columns = query_arrow(f"DESCRIBE SELECT * FROM read_parquet({sql_path(catalog)})"
                           ).column("column_name").to_pylist()
     sale = "c.sale_price" if "sale_price" in columns else "NULL::DECIMAL(18, 2)"
-    latest = _latest_sql(store.files())
+    # A batch of live changes compares only its own ids' last rows (not every product's).
+    latest = _latest_sql(store.files(), "true" if whole else
+                         f"id IN (SELECT id FROM read_parquet({sql_path(catalog)}))")
     removed = f"""
         UNION ALL
         SELECT l.id, $seen_at::TIMESTAMP, l.price, l.sale_price, l.currency, '{REMOVED}'
