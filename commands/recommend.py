@@ -28,7 +28,7 @@ def recommend(
     serendipity: Annotated[bool | None, typer.Option(
         "--serendipity/--no-serendipity",
         help="Give the last place to an item outside the shopper's usual categories that "
-             "shoppers of the same taste liked (default on).")] = None,
+             "shoppers of the same taste liked (default off).")] = None,
     workspace: WorkspaceOption = None,
     json: JsonOption = False,
 ) -> None:

@@ -99,7 +99,8 @@ def test_evaluation_json_shape_and_blend_beats_the_popularity_baseline(copy_work
     out = CliRunner().invoke(app, ["recommend", "--evaluate", "--json", "-w", str(root)])
     data = json.loads(out.stdout)
     assert data["k"] == 10 and data["cut"]
-    assert set(data["methods"]) == {"blend", "blend_without_serendipity",
+    assert set(data["methods"]) == {"blend", "blend_with_serendipity",
+                                    "blend_without_serendipity",
                                     "blend_without_mmr", "default_blend", "cf",
                                     "taste", "popularity",
                                     "global_popularity", "again", "trending", "seasonal",
@@ -120,7 +121,7 @@ def test_evaluation_json_shape_and_blend_beats_the_popularity_baseline(copy_work
                                               "-w", str(root)]).stdout)
     assert len(one) == 10 and set(one[0]) >= {"rank", "item_id", "title", "price", "reason"}
     assert evaluate(root).test_users > 0
-    shown = CliRunner().invoke(app, ["recommend", "--evaluate", "--no-serendipity",
+    shown = CliRunner().invoke(app, ["recommend", "--evaluate", "--serendipity",
                                      "-w", str(root)])
     assert shown.exit_code == 0 and "novelty" in shown.stdout and "diversity" in shown.stdout
 

@@ -338,7 +338,7 @@ def test_the_serendipity_slot_brings_what_the_same_style_cohort_liked_elsewhere(
             ("u4", lamp, "purchase", "2025-06-03 10:00:00"),
             ("u3", chairs[0], "view", "2025-06-03 11:00:00")]
     write_events(root, tmp_path, rows)
-    config = RecommendConfig(weights=BlendWeights(0, 0, 1), **NO_DECAY)
+    config = RecommendConfig(weights=BlendWeights(0, 0, 1), serendipity=True, **NO_DECAY)
     recs = recommend(root, "me", config)
     assert [r.item_id for r in recs] == [chairs[0], vase]
     assert recs[-1].reason == "something different: shoppers with your taste liked this vase"
@@ -346,6 +346,13 @@ def test_the_serendipity_slot_brings_what_the_same_style_cohort_liked_elsewhere(
     assert recs[-1].score == recs[0].score
     plain = recommend(root, "me", replace(config, serendipity=False))
     assert [r.item_id for r in plain] == [chairs[0]]
+    assert recommend(root, "me", RecommendConfig(weights=config.weights, **NO_DECAY)) == plain
+    for flag in ("--serendipity", "--no-serendipity"):  # the option reaches the config
+        out = CliRunner().invoke(app, ["recommend", "--user", "me", flag, "--json",
+                                       "-w", str(root)])
+        assert out.exit_code == 0, out.output
+        reasons = [r["reason"] for r in json.loads(out.stdout)]
+        assert flag == "--serendipity" or not any("different" in r for r in reasons)
     assert not any(r.reason.startswith("something different") for r in
                    recommend(root, "nobody", config))
     # The k-th place is the slot's: with k 1 the list is the slot alone.

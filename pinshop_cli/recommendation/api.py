@@ -142,12 +142,14 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
         # Each component alone, and the baselines ranked in the category-popularity slot
         # under the same rules (exclusions, diversity cap).
         # (weights, table in the popularity slot, MMR lambda, serendipity slot); None: the
-        # config's. Only `blend` is diversified; `blend_without_serendipity` has its MMR
-        # and no slot, `blend_without_mmr` neither (the plain blend).
+        # config's. `blend` is as configured; `blend_with_serendipity` and
+        # `blend_without_serendipity` have its MMR with and without the slot,
+        # `blend_without_mmr` neither (the plain blend).
         popularity = BlendWeights.alone("popularity")
         fitted = scorer.config.blend_weights
         methods: dict[str, tuple[BlendWeights, str, float | None, bool | None]] = {
             "blend": (fitted, "popularity", None, None),
+            "blend_with_serendipity": (fitted, "popularity", None, True),
             "blend_without_serendipity": (fitted, "popularity", None, False),
             "blend_without_mmr": (fitted, "popularity", 1.0, False),
             "default_blend": (BlendWeights(), "popularity", 1.0, False),
