@@ -1,6 +1,7 @@
 """What issue 26's context costs at scale: `recommend --all` over ~1.2M generated events
-with the code of a given git revision (before the issue) and with this checkout, in
-alternating fresh processes; then MMR, the trend and same-taste components, and one user
+with the code of a given git revision (before the issue) and with this checkout (its
+default: with the serendipity slot), in alternating fresh processes; then without the
+slot, MMR, the trend and same-taste components, and one user
 with and without a 10-event browsing session.
 
     python bench/bench_context.py --before 6194bd0 [--repeats 3]
@@ -34,6 +35,8 @@ what, root = sys.argv[2], sys.argv[3]
 started = time.perf_counter()
 if what == "all":
     recommend_all(root, RecommendConfig(weights=BlendWeights()))
+elif what == "all_no_slot":
+    recommend_all(root, RecommendConfig(weights=BlendWeights(), serendipity=False))
 elif what == "all_mmr":
     recommend_all(root, RecommendConfig(weights=BlendWeights(), mmr_lambda=0.7))
 elif what == "all_context":
@@ -49,7 +52,9 @@ else:
 print(json.dumps({"seconds": time.perf_counter() - started}))
 '''
 RUNS = [("before the issue: recommend --all", "before", "all"),
-        ("now: recommend --all", "", "all"), ("now: --all, MMR lambda 0.7", "", "all_mmr"),
+        ("now: recommend --all", "", "all"),
+        ("now: --all without the serendipity slot", "", "all_no_slot"),
+        ("now: --all, MMR lambda 0.7", "", "all_mmr"),
         ("now: --all + trending, seasonal, same-taste (0.25 each)", "", "all_context"),
         ("now: one user", "", "one"), ("now: one user + a 10-event session", "", "one_session")]
 

