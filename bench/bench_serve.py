@@ -51,6 +51,35 @@ QUERIES = ["plywood chair", "green velvet sofa", "oak dining table", "cream armc
 TOKEN = uuid.uuid4().hex
 
 
+
+class Client:
+    """One keep-alive connection to the server; `send` says whether a request got a 200
+    (a dropped connection is an error, and the next request reconnects)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.con = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def send(self, method: str, path: str, body: bytes | str | None = None,
+             headers: dict[str, str] | None = None) -> bool:
+        try:
+            self.con.request(method, path, body, headers or {})
+            response = self.con.getresponse()
+            response.read()
+            return response.status == 200
+        except OSError:
+            self.con.close()
+            self.con = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+            return False
+
+    def patch_price(self, product_id: str, price: float) -> bool:
+        return self.send("PATCH", f"/products/{product_id}", json.dumps({"price": price}),
+                         {"Content-Type": "application/json",
+                          "Authorization": f"Bearer {TOKEN}"})
+
+    def close(self) -> None:
+        self.con.close()
+
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
@@ -76,34 +105,23 @@ def load(port: int, endpoint: str, requests: int, concurrency: int,
 
     def worker() -> None:
         nonlocal errors
-        con = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        client = Client(port)
         for n in counter:
             started = time.perf_counter()
-            try:
-                if endpoint == "PATCH":
-                    pid = (ids or ["P001"])[n % len(ids or ["P001"])]
-                    con.request("PATCH", f"/products/{pid}",
-                                json.dumps({"price": 10 + n % 90}),
-                                {"Content-Type": "application/json",
-                                 "Authorization": f"Bearer {TOKEN}"})
-                elif endpoint == "/match":
-                    con.request("POST", "/match?k=5", photo_body, {"Content-Type": photo_type})
-                elif endpoint == "/search":
-                    q = QUERIES[n % len(QUERIES)].replace(" ", "+")
-                    con.request("GET", f"/search?q={q}&k=10")
-                else:
-                    con.request("GET", endpoint)
-                response = con.getresponse()
-                response.read()
-                ok = response.status == 200
-            except OSError:
-                ok = False
-                con.close()
-                con = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            if endpoint == "PATCH":
+                pid = (ids or ["P001"])[n % len(ids or ["P001"])]
+                ok = client.patch_price(pid, 10 + n % 90)
+            elif endpoint == "/match":
+                ok = client.send("POST", "/match?k=5", photo_body, {"Content-Type": photo_type})
+            elif endpoint == "/search":
+                q = QUERIES[n % len(QUERIES)].replace(" ", "+")
+                ok = client.send("GET", f"/search?q={q}&k=10")
+            else:
+                ok = client.send("GET", endpoint)
             with lock:
                 times.append(time.perf_counter() - started)
                 errors += not ok
-        con.close()
+        client.close()
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
     for thread in threads:
@@ -272,35 +290,24 @@ def soak(port: int, pid: int, seconds: float, ids: list[str]) -> dict[str, Any]:
     photo_body, photo_type = multipart(PHOTO.read_bytes())
 
     def worker(seed: int) -> None:
-        con = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        client = Client(port)
         n = seed
         while time.monotonic() < deadline:
             n += 4
             kind = n % 10
-            try:
-                if kind == 0:
-                    con.request("POST", "/match?k=5", photo_body, {"Content-Type": photo_type})
-                elif kind < 3:
-                    con.request("PATCH", f"/products/{ids[n % len(ids)]}",
-                                json.dumps({"price": 10 + n % 90}),
-                                {"Content-Type": "application/json",
-                                 "Authorization": f"Bearer {TOKEN}"})
-                elif kind < 5:
-                    con.request("GET", f"/products/{ids[n % len(ids)]}")
-                else:
-                    q = QUERIES[n % len(QUERIES)].replace(" ", "+")
-                    con.request("GET", f"/search?q={q}&k=10&max_price={50 + n % 500}")
-                response = con.getresponse()
-                response.read()
-                ok = response.status == 200
-            except OSError:
-                ok = False
-                con.close()
-                con = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            if kind == 0:
+                ok = client.send("POST", "/match?k=5", photo_body, {"Content-Type": photo_type})
+            elif kind < 3:
+                ok = client.patch_price(ids[n % len(ids)], 10 + n % 90)
+            elif kind < 5:
+                ok = client.send("GET", f"/products/{ids[n % len(ids)]}")
+            else:
+                q = QUERIES[n % len(QUERIES)].replace(" ", "+")
+                ok = client.send("GET", f"/search?q={q}&k=10&max_price={50 + n % 500}")
             with lock:
                 counts["requests"] += 1
                 counts["errors"] += not ok
-        con.close()
+        client.close()
 
     threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(4)]
     started = time.monotonic()
