@@ -59,7 +59,7 @@ OUT_OF_STOCK = re.compile(r"\b(out of stock|sold out|unavailable|not available)\
 # "from"), or "was 129.00" / "used to cost €129" (a currency or two decimals: "was 2" is not).
 _CURRENCY = r"(?:eur|euros?|usd|dollars?|gbp|pounds?)"
 _AMOUNT = (rf"(?:[$€£]\s?(?P<{{n}}1>\d[\d,]*(?:\.\d+)?)|(?P<{{n}}2>\d[\d,]*(?:\.\d+)?)"
-           rf"(?:\s?{_CURRENCY}\b|\s?[€$£])?)")
+           rf"(?![\d.,]*\s?%)(?:\s?{_CURRENCY}\b|\s?[€$£])?)")  # "from 100% linen": no price
 _STRICT = (rf"(?:[$€£]\s?(?P<{{n}}1>\d[\d,]*(?:\.\d+)?)|(?P<{{n}}2>\d[\d,]*\.\d\d)\b"
            rf"|(?P<{{n}}3>\d[\d,]*(?:\.\d+)?)\s?(?:{_CURRENCY}\b|[€$£]))")
 FROM_CLAIM = re.compile(
@@ -67,7 +67,7 @@ FROM_CLAIM = re.compile(
     r"up|raised|rose|rises|increased|went up|gone up)\b[^.!?\d\[\]]{0,24}?\bfrom\s+"
     + _AMOUNT.format(n="a"), re.IGNORECASE)
 WAS_CLAIM = re.compile(
-    r"\b(?:was|were|used to (?:be|cost)|previously|formerly|originally|once cost|costing)"
+    r"\b(?:was|were|used to (?:be|cost)|previously|formerly|originally|once cost)"
     r"(?:\s+(?:priced at|at|costing|selling for|sold for|only|just))?\s+"
     + _STRICT.format(n="b"), re.IGNORECASE)
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
