@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .style import style_tables
+from .tastemates import MATES_LIKED
 
 if TYPE_CHECKING:
     from .config import ScoringContext
@@ -36,10 +37,6 @@ SLOT_POOL = 100  # per style cohort, its most liked items considered
 CHOICES = 10  # per user, the most liked candidates the slot picks from
 CHUNK = 16_384  # candidates per block of vector dot products
 
-MATES_LIKED = """
-    SELECT m.user_id, i.item_id, sum(m.sim) AS score
-    FROM mate_pairs m JOIN interactions i ON i.user_id = m.mate
-    WHERE i.liked AND m.sim > 0 GROUP BY m.user_id, i.item_id"""
 COHORT_LIKED = """
     WITH user_style AS (
         SELECT user_id, arg_max(style, strength) AS style FROM (

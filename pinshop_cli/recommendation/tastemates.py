@@ -24,6 +24,14 @@ MATE_POOL = 20_000
 CHUNK = 1024  # scored users per product: 1024 x 20,000 floats = 80 MB
 
 
+#: What each user's taste neighbours (mate_pairs) liked, weighted by how alike they are;
+#: the serendipity slot (serendipity.py) reads the same.
+MATES_LIKED = """
+    SELECT m.user_id, i.item_id, sum(m.sim) AS score
+    FROM mate_pairs m JOIN interactions i ON i.user_id = m.mate
+    WHERE i.liked AND m.sim > 0 GROUP BY m.user_id, i.item_id"""
+
+
 def tastemate_tables(scorer: ScoringContext) -> None:
     """Tables mate_pairs (user_id, mate, sim) and tastemates_part for the users in table
     `users`, from table `interactions` and the product index."""
@@ -69,7 +77,4 @@ def tastemate_tables(scorer: ScoringContext) -> None:
     # Kept for the serendipity slot (serendipity.py) while this scoring date lasts.
     scorer.con.execute("CREATE OR REPLACE TEMP TABLE mate_pairs AS SELECT * FROM found_pairs")
     scorer.con.unregister("found_pairs")
-    scorer.normalize("tastemates", """
-        SELECT m.user_id, i.item_id, sum(m.sim) AS score
-        FROM mate_pairs m JOIN interactions i ON i.user_id = m.mate
-        WHERE i.liked AND m.sim > 0 GROUP BY m.user_id, i.item_id""")
+    scorer.normalize("tastemates", MATES_LIKED)

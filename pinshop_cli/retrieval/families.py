@@ -118,11 +118,6 @@ def _make_index(store: CatalogStore) -> FamilyIndex | None:
           for c in ("variants", "colours", "sizes")))
 
 
-def has_families(store: CatalogStore) -> bool:
-    """Whether the catalog has families of two variants or more."""
-    return family_index(store) is not None
-
-
 @dataclass
 class FamilySearch:
     """A search with each family shown once: the hits (best first per query), the index
