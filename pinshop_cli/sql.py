@@ -51,6 +51,8 @@ DEFAULT_TIMEOUT = 60.0
 MEMORY_SHARE = 0.5
 #: Rows fetched per step, so a stop request is seen between steps of a huge result.
 FETCH_ROWS = 50_000
+#: Seconds a Ctrl-C waits for the query thread to begin before leaving it to quit alone.
+STARTUP_WAIT = 1.0
 
 # Settings applied after the views exist; the last one locks them all.
 LOCKDOWN = (
@@ -260,24 +262,31 @@ def _run_limited(con: Any, query: str, timeout: float | None, allow_writes: bool
     The wait is on an Event the worker sets when done: a Thread.join cut short by Ctrl-C
     can report a running thread as finished."""
     outcome: dict[str, Any] = {}
-    stop, done = threading.Event(), threading.Event()
+    stop, began, done = threading.Event(), threading.Event(), threading.Event()
 
     def work() -> None:
+        began.set()
         try:
+            if stop.is_set():  # Ctrl-C came while the thread was starting
+                raise KeyboardInterrupt
             outcome["result"] = _fetch(con, query, stop, budget)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             outcome["error"] = exc
         finally:
             done.set()
 
-    threading.Thread(target=work, name="pinshop-sql", daemon=True).start()
     try:
+        # Inside the try: Ctrl-C can land in the middle of start(), after the thread is up.
+        threading.Thread(target=work, name="pinshop-sql", daemon=True).start()
         finished = done.wait(timeout) if timeout else _wait_forever(done)
     except KeyboardInterrupt:
-        _interrupt(con, stop, done)
+        stop.set()
+        if began.wait(STARTUP_WAIT):  # a thread that begins later sees `stop` and quits
+            _interrupt(con, done)
         raise
     if not finished:
-        _interrupt(con, stop, done)
+        stop.set()
+        _interrupt(con, done)
         raise PinshopError(f"SQL error: the query ran longer than {timeout:g} s and was "
                            "stopped (pass --timeout SECONDS to allow more, 0 for no limit)")
     if "error" in outcome:
@@ -291,10 +300,9 @@ def _wait_forever(done: threading.Event) -> bool:
     return True
 
 
-def _interrupt(con: Any, stop: threading.Event, done: threading.Event) -> None:
-    """Stop the statement inside DuckDB (and the fetch between chunks), and wait for the
-    worker to let go of the connection."""
-    stop.set()
+def _interrupt(con: Any, done: threading.Event) -> None:
+    """Stop the statement inside DuckDB (the fetch stops between chunks once `stop` is set),
+    and wait for the worker to let go of the connection."""
     while not done.wait(0.05):
         con.interrupt()
 

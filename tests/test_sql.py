@@ -147,6 +147,45 @@ def test_ctrl_c_interrupts_a_running_statement(ws: Path) -> None:
     assert "Traceback" not in (process.stderr.read() if process.stderr else "")
 
 
+@pytest.mark.parametrize("launched", [True, False], ids=["after-launch", "before-launch"])
+def test_ctrl_c_while_the_query_thread_starts_stops_the_query(
+        ws: Path, monkeypatch: pytest.MonkeyPatch, launched: bool) -> None:
+    """A Ctrl-C that lands inside Thread.start() must neither leave DuckDB running (closing
+    the connection would then wait forever) nor wait for a thread that never began."""
+    import threading
+    import time
+
+    class CtrlCDuringStart(threading.Thread):
+        def start(self) -> None:
+            if self.name == "pinshop-sql" and launched:
+                super().start()
+                time.sleep(0.5)  # DuckDB is running the statement when Ctrl-C lands
+            if self.name == "pinshop-sql":
+                raise KeyboardInterrupt
+            super().start()
+
+    endless = ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
+               "SELECT count(*) FROM r")
+    raised: list[BaseException] = []
+
+    def query() -> None:
+        try:
+            run_sql(endless, ws, timeout=0)
+        except BaseException as exc:  # noqa: BLE001 - looked at below
+            raised.append(exc)
+
+    caller = threading.Thread(target=query, daemon=True)
+    monkeypatch.setattr(threading, "Thread", CtrlCDuringStart)
+    caller.start()
+    caller.join(timeout=60)
+    assert not caller.is_alive(), "run_sql hung after a Ctrl-C during thread start"
+    assert len(raised) == 1 and isinstance(raised[0], KeyboardInterrupt)
+    workers = [t for t in threading.enumerate() if t.name == "pinshop-sql"]
+    for worker in workers:  # a worker left inside DuckDB would hang the process's exit
+        worker.join(timeout=30)
+    assert not any(worker.is_alive() for worker in workers)
+
+
 def test_the_memory_limit_is_set_and_can_be_given(ws: Path) -> None:
     from pinshop_cli.sql import available_memory
 
