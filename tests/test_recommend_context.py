@@ -289,7 +289,10 @@ def test_a_style_that_grows_more_than_its_category_trends_by_its_style(
     before last: 3 purchases of the chair P007 (style 0), 1 of P004. Last week: 2 of
     P001. Chairs: (20+5)/(30+5) < 1, falling; style 1: (20+5)/(10+5) = 1.67, growing:
     P001 trends by its style, 0.67 * 20 = 13.3. Lamps: P010 viewed twice last week, none
-    before: (2+5)/5 = 1.4, trending by category, 0.4 * 2 = 0.8 -> 0.06 of P001's."""
+    before: (2+5)/5 = 1.4, trending by category, 0.4 * 2 = 0.8 -> 0.06 of P001's.
+    Style 1's name is a tie, one product each: colours natural oak and white, categories
+    chair and table; a tie goes to the first name, "natural oak chair style" (DuckDB's
+    mode() once named it "natural oak table style")."""
     from pinshop_cli.shop import Shop
 
     planted_styles(monkeypatch, {"P001", "P004"})

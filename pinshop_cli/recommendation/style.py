@@ -8,8 +8,9 @@ like most (serendipity.py).
                    then ITERATIONS rounds of: each product to its nearest centroid by
                    cosine; each centroid the normalized sum of its products (an empty
                    one keeps its place)
-    label(style) = its products' most common colour, when they have one, and most common
-                   category: "black lamp style"
+    label(style) = its products' most common colour, when at least half of them have one,
+                   and most common category: "black lamp style"; a tie goes to the name
+                   first in alphabetical order
 
 Every step is a matrix product or a scatter-add in numpy; no loop over products. The fit
 is cached in the workspace (STYLE_FILE) under a hash of the index's files (the manifest's
@@ -151,14 +152,30 @@ def _named(scorer: ScoringContext, index: Any, labels: np.ndarray, styles: np.nd
     columns = {r[0] for r in con.execute(
         f"DESCRIBE SELECT * FROM read_parquet({sql_path(scorer.ws.catalog)})").fetchall()}
     colour = "c.color" if "color" in columns else "NULL::VARCHAR"
+    # Each style's most common colour and category; a tie goes to the first name (DuckDB's
+    # mode() breaks ties by whichever row its parallel aggregation met first).
     rows = dict(con.execute(f"""
-        SELECT f.style, concat_ws(' ', CASE WHEN 2 * count(nullif(trim({colour}), ''))
-                                            >= count(*) THEN mode(nullif(trim(lower(
-                                            {colour})), '')) END,
-                                  coalesce(mode(c.category), 'catalog')) || ' style'
-        FROM fit_rows f JOIN fit_ids i USING (label)
-        LEFT JOIN read_parquet({sql_path(scorer.ws.catalog)}) c ON c.id = i.id
-        GROUP BY f.style""").fetchall())
+        WITH members AS (
+            SELECT f.style, nullif(trim(lower({colour})), '') AS colour, c.category
+            FROM fit_rows f JOIN fit_ids i USING (label)
+            LEFT JOIN read_parquet({sql_path(scorer.ws.catalog)}) c ON c.id = i.id
+        ), sizes AS (
+            SELECT style, count(*) AS products, count(colour) AS coloured
+            FROM members GROUP BY style
+        ), colours AS (
+            SELECT style, colour FROM members WHERE colour IS NOT NULL GROUP BY style, colour
+            QUALIFY row_number() OVER (PARTITION BY style ORDER BY count(*) DESC, colour) = 1
+        ), categories AS (
+            SELECT style, category FROM members WHERE category IS NOT NULL
+            GROUP BY style, category
+            QUALIFY row_number() OVER (PARTITION BY style ORDER BY count(*) DESC,
+                                       category) = 1
+        )
+        SELECT s.style, concat_ws(' ', CASE WHEN 2 * s.coloured >= s.products
+                                            THEN o.colour END,
+                                  coalesce(g.category, 'catalog')) || ' style'
+        FROM sizes s LEFT JOIN colours o USING (style) LEFT JOIN categories g USING (style)
+        """).fetchall())
     con.unregister("fit_rows")
     con.unregister("fit_ids")
     names = [rows.get(style, "catalog style") for style in range(int(styles.max()) + 1)]
