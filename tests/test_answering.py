@@ -12,6 +12,10 @@ from typer.testing import CliRunner
 
 from pinshop_cli.commands.main import app
 from pinshop_cli.index.hnsw import index_status
+from pinshop_cli.recommendation.api import recommend, recommend_all, tune
+from pinshop_cli.recommendation.config import BlendWeights, RecommendConfig
+from pinshop_cli.recommendation.style import STYLE_FILE
+from pinshop_cli.workspace import Workspace
 
 
 def listing(root: Path) -> dict[str, tuple[int, int]]:
@@ -64,11 +68,17 @@ def test_answering_commands_leave_a_stale_workspace_byte_identical(stale_workspa
         "similar": run("similar", "P005", "-w", ws),
         "complete": run("complete", "P005", "-w", ws),
         "recommend": run("recommend", "--user", "ann", "-w", ws),
+        # The serendipity slot needs the style clusters: fitted in memory, not cached here.
+        "recommend serendipity": run("recommend", "--user", "ann", "--serendipity", "-w", ws),
         "chat": run("chat", "--model", "smollm2", "--threads", "1", "--once",
                     "a green velvet sofa", "-w", ws),
         "sql": run("sql", "SELECT count(*) AS n FROM catalog", "-w", ws),
     }
+    # Trending by style fits the style clusters too (no CLI flag weighs it: the library).
+    recommend(stale_workspace, "ann", RecommendConfig(weights=BlendWeights.alone("trending"),
+                                                      serendipity=True))
     assert listing(stale_workspace) == before  # nothing written, not even the lock file
+    assert not (stale_workspace / STYLE_FILE).exists()
     assert answers["sql"] == [{"n": 43}]
 
     for name in ("match photo", "match text", "similar", "chat"):
@@ -91,3 +101,29 @@ def test_match_rebuild_is_the_explicit_way_to_update(stale_workspace: Path) -> N
     assert not any("older than" in note for note in answer["notes"])
     assert not any(s.stale for s in index_status(stale_workspace)
                    if s.manifest.kind == "product_text" and s.manifest.category is None)
+
+
+def test_styles_are_answered_while_a_writer_holds_the_workspace_and_cached_by_writers(
+        stale_workspace: Path) -> None:
+    """While another writer holds the lock, answering that needs the style clusters still
+    answers, from a fit in memory, and writes nothing; `recommend --all` and `--tune`, the
+    writers, cache the fit, and answers read that cache afterwards: the same names."""
+    import pyarrow.parquet as pq
+
+    config = RecommendConfig(weights=BlendWeights(trending=1.0), serendipity=True)
+    with Workspace.open(stale_workspace).lock():
+        held = listing(stale_workspace)
+        answered = recommend(stale_workspace, "bob", config)
+        assert listing(stale_workspace) == held
+    assert not (stale_workspace / STYLE_FILE).exists()
+
+    assert recommend_all(stale_workspace, config) > 0
+    cache = stale_workspace / STYLE_FILE
+    names = pq.read_schema(cache).metadata[b"names"]
+    assert recommend(stale_workspace, "bob", config) == answered  # the cached fit
+    written = cache.stat().st_mtime_ns
+    tune(stale_workspace)  # the cache is current: not written again
+    assert cache.stat().st_mtime_ns == written
+    cache.unlink()
+    tune(stale_workspace)
+    assert pq.read_schema(cache).metadata[b"names"] == names  # the same seeded fit

@@ -1,7 +1,9 @@
 """The recommender's public functions: recommend, recommend_all, tune and evaluate.
 
 Each opens the workspace, runs one Scorer (scorer.py) for one scoring date and closes it;
-writes to the workspace happen under its lock. The fitted blend (tuning.py) is applied
+writes to the workspace happen under its lock, and only in tune and recommend_all (which
+also keep the style clusters' cache current, style.py); recommend and evaluate write
+nothing. The fitted blend (tuning.py) is applied
 here, so the scorer itself only ever sees a complete config.
 """
 
@@ -22,6 +24,7 @@ from .novelty import diversity, novelty
 from .reasons import blend, recommendations
 from .scorer import Scorer, scoring_date
 from .significance import interval
+from .style import save_styles, uncached_styles
 from .tuning import Tuning, apply, fit, load, save
 
 if TYPE_CHECKING:
@@ -37,9 +40,12 @@ ANONYMOUS = "(session)"  # the user id of a session recommended for without one
 
 
 def _score(ws: Workspace, config: RecommendConfig | None, users: pa.Table | None,
-           session: Session | None = None) -> pa.Table:
+           session: Session | None = None, styles: bool = False
+           ) -> tuple[pa.Table, pa.Table | None]:
     """Blended top-k for `users` (everyone with events when None), as of the newest event,
-    with the workspace's fitted weights when there are some, and the pull of `session`."""
+    with the workspace's fitted weights when there are some, and the pull of `session`;
+    with `styles`, also the style fit for the workspace's cache when it has none current
+    (for a writer to save under the lock)."""
     from .session import read_session, session_tables
 
     scorer = Scorer(ws, apply(config or RecommendConfig(), load(ws)))
@@ -50,7 +56,7 @@ def _score(ws: Workspace, config: RecommendConfig | None, users: pa.Table | None
         if session is not None:
             session_tables(scorer, read_session(session))
         blend(scorer, weights)
-        return recommendations(scorer)
+        return recommendations(scorer), uncached_styles(scorer) if styles else None
     finally:
         scorer.close()
 
@@ -58,15 +64,19 @@ def _score(ws: Workspace, config: RecommendConfig | None, users: pa.Table | None
 def tune(workspace: str | Path | None = None, config: RecommendConfig | None = None
          ) -> Tuning:
     """Fit the blend on the whole history (its newest events as validation) and store the
-    fit in the workspace, where `recommend` picks it up."""
+    fit in the workspace, where `recommend` picks it up (with the style clusters' cache
+    brought up to date)."""
     ws = Workspace.open(workspace)
     scorer = Scorer(ws, config or RecommendConfig())
     try:
         tuning = fit(scorer, scoring_date(scorer))
+        styles = uncached_styles(scorer)
     finally:
         scorer.close()
     with ws.lock():
         save(ws, tuning)
+        if styles is not None:
+            save_styles(ws.root, styles)
     return tuning
 
 
@@ -81,17 +91,20 @@ def recommend(workspace: str | Path | None = None, user: str | None = None,
     if user is None and session is None:
         raise PinshopError("say who for: a user, a session, or recommend_all")
     users = pa.table({"user_id": [ANONYMOUS if user is None else user]})
-    rows = _score(Workspace.open(workspace), config, users, session).to_pylist()
+    rows = _score(Workspace.open(workspace), config, users, session)[0].to_pylist()
     return [Recommendation(**row) for row in rows]
 
 
 def recommend_all(workspace: str | Path | None = None,
                   config: RecommendConfig | None = None) -> int:
-    """Recommendations for every user with events, into recommendations.parquet."""
+    """Recommendations for every user with events, into recommendations.parquet (and the
+    style clusters' cache brought up to date)."""
     ws = Workspace.open(workspace)
-    table = _score(ws, config, None)
+    table, styles = _score(ws, config, None, styles=True)
     with ws.lock():
         write_parquet(table, ws.recommendations)
+        if styles is not None:
+            save_styles(ws.root, styles)
     return int(table.num_rows)
 
 

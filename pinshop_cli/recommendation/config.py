@@ -148,6 +148,7 @@ class ScoringContext(Protocol):
     ws: Workspace
     con: duckdb.DuckDBPyConnection
     config: RecommendConfig
+    styles: Any  # the style fit (a pyarrow Table) once style.py has made or read it
 
     def normalize(self, component: str, query: str | None = None, append: bool = False,
                   **params: Any) -> None: ...

@@ -73,6 +73,7 @@ class Scorer:
         self.con: duckdb.DuckDBPyConnection = connect(ws, config.memory_limit)
         # The saved product index, loaded on first use (False: the workspace has none).
         self._product_index: Any = None
+        self.styles: pa.Table | None = None  # the style fit, once made or read (style.py)
         self.components: tuple[str, ...] = ()  # those prepare() built, in the order built
         self.has_session = False  # table session_part built (session.py)
         self.gathered: dict[str, str] = {}  # component -> its column in `candidates`

@@ -14,14 +14,17 @@ like most (serendipity.py).
 
 Every step is a matrix product or a scatter-add in numpy; no loop over products. The fit
 is cached in the workspace (STYLE_FILE) under a hash of the index's files (the manifest's
-sha256 of each) and of the settings above, so it runs once per index generation.
+sha256 of each) and of the settings above. Only writers holding the workspace lock write
+the cache (`recommend --tune`, `recommend --all`: `uncached_styles` then `save_styles`);
+answering reads it, and without a current one fits in memory and writes nothing, so a
+read-only workspace, or one a writer holds, still gets answers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -40,7 +43,8 @@ CHUNK = 65_536  # products per (chunk x k) similarity block
 
 def style_tables(scorer: ScoringContext) -> bool:
     """Tables item_styles(item_id, style) and style_names(style, name) for the workspace's
-    product index, fitted or read from the cache; empty, and False, without an index."""
+    product index, read from the cache or fitted in memory (never written here: see
+    save_styles); empty, and False, without an index. The fit is kept as scorer.styles."""
     import pyarrow as pa
 
     index = scorer.product_index()
@@ -49,6 +53,7 @@ def style_tables(scorer: ScoringContext) -> bool:
                    ).fetchall()[0][0]:
         return bool(con.execute("SELECT count(*) > 0 FROM item_styles").fetchall()[0][0])
     fitted = _cached_or_fitted(scorer, index) if index is not None else None
+    scorer.styles = fitted
     if fitted is None:
         fitted = pa.table({"label": pa.array([], pa.int64()), "style": pa.array([], pa.int32())})
         names: list[str] = []
@@ -65,6 +70,26 @@ def style_tables(scorer: ScoringContext) -> bool:
     return fitted.num_rows > 0
 
 
+def uncached_styles(scorer: ScoringContext) -> pa.Table | None:
+    """The fit to write with save_styles when the workspace's cache does not hold this
+    index generation's (fitted in memory now unless the scorer already has it); None when
+    the cache is current or there is no product index. Fits without the lock, so that the
+    writer holds it only for the write."""
+    index = scorer.product_index()
+    if index is None or _read_cache(scorer.ws.root / STYLE_FILE, _key(index)) is not None:
+        return None
+    style_tables(scorer)
+    return scorer.styles
+
+
+def save_styles(root: Path, fitted: pa.Table) -> None:
+    """Write a fit (uncached_styles) to the workspace's cache, whole by a rename or not at
+    all; for a writer holding the workspace lock."""
+    from ..workspace.storage import write_parquet
+
+    write_parquet(fitted, Path(root) / STYLE_FILE)
+
+
 def _key(index: Any) -> str:
     """The content hash of the index generation's files and the fit's settings."""
     manifest = index.manifest
@@ -74,28 +99,26 @@ def _key(index: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _cached_or_fitted(scorer: ScoringContext, index: Any) -> pa.Table:
-    """(label, style) with the styles' names in the schema metadata: the workspace's cache
-    when its hash matches the index, else a new fit, written to the cache."""
+def _read_cache(path: Path, key: str) -> pa.Table | None:
+    """The cached fit when it is there, readable and of this index generation (`key`)."""
     import pyarrow.parquet as pq
 
-    from ..workspace.storage import write_parquet
+    try:
+        cached = pq.read_table(path)
+    except (OSError, ValueError):  # none yet, damaged or unreadable: fitted again
+        return None
+    return cached if (cached.schema.metadata or {}).get(b"hash") == key.encode() else None
 
-    key = _key(index)
-    path = scorer.ws.root / STYLE_FILE
-    if path.exists():
-        try:
-            cached = pq.read_table(path)
-            if (cached.schema.metadata or {}).get(b"hash") == key.encode():
-                return cached
-        except (OSError, ValueError):
-            pass  # damaged or unreadable: fitted again and rewritten
+
+def _cached_or_fitted(scorer: ScoringContext, index: Any) -> pa.Table:
+    """(label, style) with the styles' names in the schema metadata: the workspace's cache
+    when its hash matches the index, else a new fit, in memory only."""
+    cached = _read_cache(scorer.ws.root / STYLE_FILE, _key(index))
+    if cached is not None:
+        return cached
     labels = index.label_table.column("label").to_numpy()
     styles = fit_styles(index.vectors_of(labels), STYLES, MIN_PER_STYLE)
-    table = _named(scorer, index, labels, styles)
-    with contextlib.suppress(OSError):  # a cache: written whole by a rename, or not at all
-        write_parquet(table, path)
-    return table
+    return _named(scorer, index, labels, styles)
 
 
 def fit_styles(vectors: np.ndarray, most: int = STYLES, min_size: int = MIN_PER_STYLE,
