@@ -129,6 +129,15 @@ def test_a_runaway_statement_is_stopped_by_the_timeout(ws: Path) -> None:
         run_sql(endless, ws, timeout=0.5)
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """A command started in the background (`cmd &` in a script, as CI may run the suite)
+    inherits an ignored SIGINT, and Python then installs no Ctrl-C handler at all; the
+    child gets the default back, as in a terminal."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_interrupts_a_running_statement(ws: Path) -> None:
     import os
     import signal
@@ -140,7 +149,8 @@ def test_ctrl_c_interrupts_a_running_statement(ws: Path) -> None:
                "SELECT count(*) FROM r")
     process = subprocess.Popen([sys.executable, "-m", "pinshop_cli.commands.main", "sql",
                                 endless, "-w", str(ws), "--timeout", "0"],
-                               stderr=subprocess.PIPE, text=True, env=os.environ)
+                               stderr=subprocess.PIPE, text=True, env=os.environ,
+                               preexec_fn=_ctrl_c_as_in_a_terminal)
     time.sleep(3)  # start-up, then DuckDB is busy
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 130
