@@ -113,6 +113,28 @@ def test_a_family_filling_the_first_fetch_is_searched_wider(tmp_path: Path) -> N
     assert found.families[found.hits[0][0].id]["summary"] == "50 sizes"
 
 
+def test_the_widening_stops_at_max_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    """A query whose first MAX_FETCH candidates are all one family's variants gets that
+    family alone (fewer than k), the same as collapsing a plain search of MAX_FETCH."""
+    ws, vectors, ids = _vector_workspace(tmp_path, groups=2, singles=60, big=50)
+    monkeypatch.setattr(families, "MAX_FETCH", 20)
+    retriever = Retriever(ws)
+    query = vectors[[ids.index("BIG-0")]]
+    found = families.search(retriever, query, 4, "product_text")
+    plain = retriever.search(query, 20, "product_text")
+    assert all(h.id.startswith("BIG") for h in plain.hits[0])  # 20 of the 50 variants
+    assert [h.id for h in found.hits[0]] == [plain.hits[0][0].id]
+    assert found.families[found.hits[0][0].id]["summary"] == "50 sizes"
+    # k beyond the cap: the first fetch (k * OVERSAMPLE = 60) is still made, not cut to
+    # the cap, and is the last: the big family and the 10 others among its 60 candidates.
+    wide = families.search(retriever, query, 15, "product_text")
+    first = retriever.search(query, 60, "product_text")
+    expected, _ = families.collapse(families.family_index(retriever.store), first.hits, 15)
+    assert [h.id for h in wide.hits[0]] == [h.id for h in expected[0]]
+    assert 1 < len(wide.hits[0]) < 15
+
+
 def test_a_catalog_without_families_is_searched_as_before(tmp_path: Path) -> None:
     ws, vectors, _ = _vector_workspace(tmp_path, groups=3, singles=10, with_groups=False)
     retriever = Retriever(ws)

@@ -5,7 +5,9 @@ summary of the rest ("3 colours, 4 sizes").
 The search over-fetches (OVERSAMPLE candidates per answer); numpy over the hit table finds
 each hit's family (a binary search in the sorted member ids), keeps each family's best hit
 per query and then the best k per query; a query left with fewer than k families while more
-candidates exist is searched again with a wider fetch. The families and their sizes
+candidates exist is searched again with a wider fetch, up to MAX_FETCH candidates (or the
+first fetch, when k alone asks for more): past that, a query whose candidates are still a
+few families' variants gets fewer than k. The families and their sizes
 (variants, distinct colours and sizes) are GROUP BYs over the catalog in DuckDB, made once
 per catalog store and kept as arrays. A catalog without `item_group_id`, and every product
 without one, is searched exactly as before.
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 FAMILY_COLUMN = "item_group_id"
 OVERSAMPLE = 4  # candidates fetched per family shown, before any widening
 WIDEN = 4  # how much wider each further fetch is, for queries still short of k families
+MAX_FETCH = 4_096  # candidates per query the widening stops at (a search, not a scan)
 
 _prepared: weakref.WeakKeyDictionary[CatalogStore, FamilyIndex | None] = \
     weakref.WeakKeyDictionary()
@@ -173,14 +176,17 @@ def collapse(found: FamilyIndex, hits: list[list[Hit]], k: int
 def search(retriever: Retriever, queries: np.ndarray, k: int, kind: str,
            filters: Filters | None = None, category: str | None = None) -> FamilySearch:
     """`Retriever.search` with each family shown once (its best variant): over-fetched,
-    collapsed, and searched wider for the queries that came back short of k families."""
+    collapsed, and searched wider for the queries that came back short of k families, up
+    to MAX_FETCH candidates per query (or k * OVERSAMPLE when that is more). A query still
+    short then returns the best families among those candidates, fewer than k: each its
+    best variant, best first, never a plain search's scan of the whole catalog."""
     store = retriever.store
     found_families = family_index(store)
     if found_families is None:
         plain = retriever.search(queries, k, kind, filters, category)
         return FamilySearch(plain.hits, plain.index)
-    limit = store.size
-    fetch = min(k * OVERSAMPLE, limit)
+    fetch = min(k * OVERSAMPLE, store.size)
+    limit = min(store.size, max(MAX_FETCH, fetch))
     found: SearchResult = retriever.search(queries, fetch, kind, filters, category)
     hits, families = collapse(found_families, found.hits, k)
     while fetch < limit:
