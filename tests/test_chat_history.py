@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -166,11 +166,62 @@ def test_the_shown_products_last_changes_are_read_and_only_while_they_hold(
         later = last_price_changes(workspace, list(rows.values()))
     finally:
         retriever.close()
-    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    # The stool's 60.00 is the ingest's snapshot, dated when the fixture ran (not "today":
+    # the fixture may have run before a midnight UTC that the test runs after).
+    from pinshop_cli.io.history import history_store
+    from pinshop_cli.workspace.storage import query_arrow, sql_path
+
+    files = ", ".join(sql_path(p) for p in history_store(workspace).files())
+    today = query_arrow(f"SELECT strftime(seen_at, '%Y-%m-%d') AS day FROM read_parquet("
+                        f"[{files}]) WHERE id = 'STOOL' AND price = 60").column("day")[0].as_py()
     # The sofa changed only its stock: no price change.
     assert found == {"CHAIR": DROP, "STOOL": PriceChange("STOOL", 70.0, 60.0, "EUR", today)}
     assert found["CHAIR"].text() == "down from 129.00 on 2026-11-02"
     assert later == {"CHAIR": DROP}  # the stool's change no longer describes its price
+
+
+@pytest.mark.parametrize("harm", ["removed", "damaged"])
+def test_a_history_part_gone_or_damaged_after_listing_is_answered_without_history(
+        workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, harm: str) -> None:
+    """A part the manifest lists but that a compaction removed, or that is damaged, after
+    the listing: PINSHOP_VERIFY=off makes the listing trust the manifest, which is the
+    window between listing and reading. The read answers without history, and so does
+    chat: no crash."""
+    import shutil
+
+    from pinshop_cli.assistant.session import ShoppingAssistant
+    from pinshop_cli.io.history import history_store
+    from pinshop_cli.retrieval.retriever import Retriever
+    from pinshop_cli.testing import registered_fake_embedder
+
+    root = tmp_path / "ws"
+    shutil.copytree(workspace, root, ignore=shutil.ignore_patterns(".lock"))
+    monkeypatch.setenv("PINSHOP_VERIFY", "off")
+    part = history_store(root).files()[-1]
+    if harm == "removed":
+        part.unlink()
+    else:
+        part.write_bytes(b"not parquet" * 100)
+    retriever = Retriever(root)
+    try:
+        rows = [Product.from_row(r) for r in retriever.rows(["CHAIR", "STOOL"])]
+        assert last_price_changes(root, rows) == {}
+        assert last_price_changes(root, rows, retriever.store.con) == {}
+    finally:
+        retriever.close()
+
+    def answer(messages: list[dict[str, str]]) -> str:
+        prompt = " ".join(m["content"] for m in messages)
+        return "The [CHAIR] is a fine pick." if '<product id="' in prompt else "{}"
+
+    with registered_fake_embedder():
+        assistant = ShoppingAssistant(root, ScriptedChatModel([answer] * 4))
+        try:
+            reply = assistant.ask("a green lounge chair")
+        finally:
+            assistant.retriever.close()
+    assert reply.grounded and "Oslo lounge chair" in reply.answer
+    assert "price_change" not in assistant.model.calls[-1].messages[0]["content"]
 
 
 def test_chat_keeps_a_price_drop_the_history_supports(assistant_with) -> None:

@@ -87,7 +87,10 @@ def last_price_changes(root: Path, products: Sequence[Product],
     price is the product's price now, in its currency): one query over the history rows
     of these ids only, on a cursor of `con` when given (a catalog store's: a new DuckDB
     connection costs more than the query). Empty without a history (or when it cannot be
-    read: chat then quotes none)."""
+    read: chat then quotes none, e.g. a part removed by a compaction between the listing
+    and the read, or a damaged one)."""
+    import duckdb
+
     from ..io.history import history_store
     from ..workspace.storage import query_arrow
 
@@ -100,14 +103,17 @@ def last_price_changes(root: Path, products: Sequence[Product],
         return {}
     if not files:
         return {}
-    if con is None:
-        table = query_arrow(changes_sql(files, ids))
-    else:
-        cursor = con.cursor()
-        try:
-            table = cursor.sql(changes_sql(files, ids)).to_arrow_table()
-        finally:
-            cursor.close()
+    try:
+        if con is None:
+            table = query_arrow(changes_sql(files, ids))
+        else:
+            cursor = con.cursor()
+            try:
+                table = cursor.sql(changes_sql(files, ids)).to_arrow_table()
+            finally:
+                cursor.close()
+    except (duckdb.IOException, duckdb.InvalidInputException):
+        return {}  # gone or damaged since listed: the answer goes without history
     found = {row["id"]: PriceChange(**row) for row in table.to_pylist()}
     now = {p.id: p for p in products}
     return {pid: change for pid, change in found.items() if _holds(change, now[pid])}
