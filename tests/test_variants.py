@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pinshop_cli.assistant.variants import find_variant
+from pinshop_cli.assistant.variants import asks_for_variant, find_variant
 from pinshop_cli.io.catalog import normalize_catalog
 from pinshop_cli.retrieval.store import CatalogStore
 from pinshop_cli.workspace import Workspace
@@ -48,10 +48,33 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> CatalogStore:
     ("TEE-red-M", "anything in leather?", None),
     ("SOFA-2", "a bigger one", "SOFA-3"),  # sizes ranked by their number
     ("LAMP", "in blue", None),  # no family
+    ("TEE-red-M", "in L?", "TEE-red-L"),  # a letter size without the word "size"
+    ("TEE-red-M", "do you have it in XL", None),  # the tee has no XL
+    ("TEE-red-S", "in a medium please", "TEE-red-M"),
+    ("TEE-blue-S", "in red and in a large", "TEE-red-L"),
 ])
 def test_a_follow_up_finds_the_variant_asked_for(store: CatalogStore, shown: str,
                                                  question: str, expected: str | None) -> None:
     assert find_variant(store, shown, question) == expected
+
+
+@pytest.mark.parametrize(("question", "asks"), [
+    ("do you have it in blue?", True),
+    ("and in dark green", True),
+    ("in a larger size?", True),
+    ("does it come in XL", True),
+    ("in an extra large, please", True),
+    ("in size 38", True),
+    ("in blue and bigger", True),
+    ("anything in the living room?", False),
+    ("what would look good in my bedroom", False),
+    ("is it in stock?", False),
+    ("something for a small room in a flat", False),
+    ("in a small room, what fits?", False),
+    ("a lamp to read in bed at night", False),
+])
+def test_only_a_variant_request_asks_for_a_variant(question: str, asks: bool) -> None:
+    assert asks_for_variant(question) == asks
 
 
 def test_chat_answers_in_a_larger_size_with_the_shown_products_variant(

@@ -1,5 +1,5 @@
 """Follow-ups answered among the shown product's own variants (its `item_group_id` family):
-"in a larger size", "a size down", "in blue", "in size M".
+"in a larger size", "a size down", "in blue", "in size M", "in XL".
 
 One DuckDB query over the family's rows: a colour is one of the family's own colours named
 in the question (as whole words), a size step is the next size up or down in the family's
@@ -19,7 +19,21 @@ if TYPE_CHECKING:
 
 LARGER = re.compile(r"\b(larger|bigger|size up|one size up|next size)\b")
 SMALLER = re.compile(r"\b(smaller|size down|one size down)\b")
-NAMED_SIZE = re.compile(r"\bin (?:a )?size ([a-z0-9.-]+)\b")
+NAMED_SIZE = re.compile(r"\bin (?:an? )?size ([a-z0-9.-]+)\b")
+#: Where a phrase "in ..." that asks for a variant ends: the question's end, a comma, or a
+#: word that joins another wish ("in blue and bigger", "in XL please").
+_PHRASE_END = r"(?=\s*(?:$|[?!.,;:]|\b(?:and|or|please|instead|too|then)\b))"
+#: "in XL", "in a medium", "in an extra large size": a letter size or its word, ending the
+#: phrase ("in a small room" is a room).
+LETTER_SIZE = re.compile(r"\bin (?:an? )?(?:size )?(xxs|xs|s|m|l|xl|xxl|xxxl|small|medium|"
+                         r"large|extra large)(?: size)?" + _PHRASE_END)
+#: "in blue", "in dark green", "in oak?": one word (or a shade and a word) ending the
+#: phrase, without an article (only a size takes one: "in a medium"), and not a place or
+#: a state ("in the living room", "in my bedroom", "in a flat", "in stock").
+IN_VARIANT = re.compile(
+    r"\bin (?!(?:a|an|the|my|our|your|his|her|their|this|that|these|those|stock|store|"
+    r"here|there|total|person|time|general)\b)(?:(?:dark|light|pale|deep|bright|navy|sky|"
+    r"forest|olive|royal|baby|off|warm|cool|soft) )?[a-z0-9-]+" + _PHRASE_END)
 #: Letter sizes, smallest first (a size outside it is ranked by its first number).
 SIZE_ORDER = ("xxs", "xs", "s", "m", "l", "xl", "xxl", "xxxl")
 _WORDS = {"small": "s", "medium": "m", "large": "l", "extra large": "xl"}
@@ -34,18 +48,24 @@ def _size_rank(column: str) -> str:
 
 
 def asks_for_variant(question: str) -> bool:
-    """Whether the words could ask for another variant (a colour is checked later, against
-    the family's own colours)."""
+    """Whether the words could ask for another variant: a size step, a named size, or "in"
+    and a word that ends the phrase ("in blue": the colour is checked later, against the
+    family's own colours); "anything in the living room?" asks for none."""
     text = question.lower()
     return bool(LARGER.search(text) or SMALLER.search(text) or NAMED_SIZE.search(text)
-                or re.search(r"\bin\b", text))
+                or LETTER_SIZE.search(text) or IN_VARIANT.search(text))
+
+
+def _named_size(text: str) -> str | None:
+    """The size a question names ("in size M", "in XL", "in a medium"), lower case."""
+    named = NAMED_SIZE.search(text) or LETTER_SIZE.search(text)
+    return _WORDS.get(named.group(1), named.group(1)) if named else None
 
 
 def find_variant(store: CatalogStore, product_id: str, question: str) -> str | None:
     """The id of the variant of `product_id` the question asks for, or None."""
     text = question.lower()
     step = 1 if LARGER.search(text) else -1 if SMALLER.search(text) else 0
-    named = NAMED_SIZE.search(text)
     con = store.con.cursor()
     try:
         columns = {r[0] for r in con.execute(
@@ -85,8 +105,7 @@ def find_variant(store: CatalogStore, product_id: str, question: str) -> str | N
             ORDER BY named_colour DESC, abs(size_step) NULLS LAST, same_size DESC,
                      same_colour DESC, availability IS DISTINCT FROM 'in_stock', id
             LIMIT 1""", {"id": product_id, "words": words, "step": step,
-                         "named": _WORDS.get(named.group(1), named.group(1))
-                         if named else None}).fetchall()
+                         "named": _named_size(text)}).fetchall()
     finally:
         con.close()
     return str(found[0][0]) if found else None
