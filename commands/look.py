@@ -65,11 +65,13 @@ def similar(
     category: Annotated[str | None, typer.Option(
         help="The category to search (default: the product's, or a photo's nearest "
              "products' vote).")] = None,
-    top_k: TopKOption = 5,
+    top_k: Annotated[int | None, typer.Option(
+        "--top-k", "-k", min=1, help="How many products (default 5).")] = None,
     offers: Annotated[bool, typer.Option(
         "--offers", help="Instead of look-alikes: the same product at other merchants (its "
                          "`pinshop duplicates` cluster), with price and stock, cheapest "
-                         "first.")] = False,
+                         "first; every listing, so it takes none of the filters above.")
+    ] = False,
     report: ReportOption = None,
     workspace: WorkspaceOption = None,
     models_dir: ModelsDirOption = None,
@@ -86,13 +88,22 @@ def similar(
     Example: `pinshop similar P005 --cheaper`, `pinshop similar P005 --color green`,
     `pinshop similar P005 --offers`
     """
+    from pinshop_cli import PinshopError
     from pinshop_cli.report.look import render_similar
 
     if offers:
+        given = [flag for flag, value in (("--cheaper", cheaper or None),
+                                          ("--max-price", max_price), ("--color", color),
+                                          ("--category", category), ("--top-k", top_k),
+                                          ("--report", report)) if value is not None]
+        if given:
+            raise PinshopError(f"--offers lists every listing of the product itself: "
+                               f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} "
+                               "not apply to it")
         return _offers(reference, workspace, json)
     with open_shop(workspace, models_dir, runtime, device) as shop:
         result = shop.similar(reference, cheaper=cheaper, max_price=max_price, color=color,
-                              top_k=top_k, category=category)
+                              top_k=5 if top_k is None else top_k, category=category)
     if _report_or_json(result, render_similar, report, json):
         return
     title = (result.reference_product.render() if result.reference_product
@@ -100,8 +111,13 @@ def similar(
     table(f"like {title} · {result.category or 'any category'} ({result.index}; similarity "
           f"ranks among {result.scale})",
           ["id", "title", "price", "similarity"],
-          [[i.product.id, i.product.title, i.product.price_text(), i.caption()]
+          [[i.product.id, _titled(i.product), i.product.price_text(), i.caption()]
            for i in result.items])
+
+
+def _titled(product: Any) -> str:
+    """A look-alike's title; a family's best variant says what else it comes in."""
+    return f"{product.title} · {product.family_text()}" if product.family else product.title
 
 
 def _offers(reference: str, workspace: Path | None, json: bool) -> None:

@@ -277,3 +277,32 @@ def test_similar_folds_families(workspace: Path) -> None:
     tees = [i.product for i in like_polo.items if i.product.id.startswith("TEE-")]
     assert len(tees) == 1 and tees[0].family is not None
     assert tees[0].family["variants"] == 6
+
+
+def test_similar_table_says_what_a_family_comes_in_and_offers_refuse_filters(
+        workspace: Path) -> None:
+    """`similar`'s table shows a family's best variant with its summary, as match's does;
+    --offers, every listing of the product, refuses the look-alike filters in one line."""
+    from typer.testing import CliRunner
+
+    from commands.main import app
+    from pinshop_cli import PinshopError
+    from pinshop_cli.testing import registered_fake_embedder
+
+    runner = CliRunner()
+    with registered_fake_embedder():
+        shown = runner.invoke(app, ["similar", "POLO", "-w", str(workspace)])
+    assert shown.exit_code == 0, shown.output
+    # The title column's cells, the lines a narrow terminal wraps them onto joined again.
+    titles = " ".join(line.split("│")[2].strip() for line in shown.stdout.splitlines()
+                      if line.count("│") == 5)
+    assert "Cotton tee · 2 colours, 3 sizes" in titles
+    assert "Cotton henley shirt ·" not in titles  # no family: the title alone
+    for flags in (["--cheaper"], ["--top-k", "3"], ["--color", "red", "--max-price", "9"]):
+        refused = runner.invoke(app, ["similar", "POLO", "--offers", *flags, "-w",
+                                      str(workspace)])
+        # The app's one funnel prints a PinshopError as "Error: ..." and exits 1.
+        assert refused.exit_code == 1 and isinstance(refused.exception, PinshopError)
+        error = str(refused.exception)
+        assert error.startswith("--offers lists every listing") and "\n" not in error
+        assert all(flag in error for flag in flags if flag.startswith("--"))
