@@ -107,11 +107,19 @@ class Workspace:
         return removed
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
+    def lock(self, sweep: bool = True) -> Iterator[None]:
         """Exclusive lock for writers. flock is released by the OS if the process dies,
         so a killed run never leaves a stale lock behind. The lock file is opened without
         following links and must be a plain file of its own: a link planted at .lock never
-        gets written through. The holder's pid is written in place, never truncated."""
+        gets written through. The holder's pid is written in place, never truncated.
+
+        Taking it sweeps what a killed writer left (`sweep_leftovers`: a walk over the
+        whole workspace, photos included). `sweep=False` skips that, for a small write
+        that leaves nothing a sweep would look for: a live change's log append and its
+        price history rows (retrieval/updates.py); ingest, index and folds sweep.
+
+        When another process holds it: a WorkspaceLockedError whose `holder` is what that
+        process wrote ('pinshop pid N', or '' if it wrote nothing)."""
         _make_dir(self.root)
         fd = _open_lock_file(self.root / ".lock")
         try:
@@ -119,15 +127,17 @@ class Workspace:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.pread(fd, HOLDER_WIDTH, 0).decode("utf-8", "replace").strip()
-                raise WorkspaceLockedError(
+                busy = WorkspaceLockedError(
                     f"workspace {self.root} is being written by {holder or 'another process'}"
-                    "; wait for it to finish (only one writer at a time)"
-                ) from None
+                    "; wait for it to finish (only one writer at a time)")
+                setattr(busy, "holder", holder)  # noqa: B010 - errors.py declares no field
+                raise busy from None
             except OSError as exc:  # e.g. a network file system without locks
                 raise PinshopError(f"cannot lock workspace {self.root}: "
                                    f"{exc.strerror or exc}") from None
             os.pwrite(fd, f"pinshop pid {os.getpid()}".ljust(HOLDER_WIDTH).encode(), 0)
-            self.sweep_leftovers()
+            if sweep:
+                self.sweep_leftovers()
             try:
                 yield
             finally:
