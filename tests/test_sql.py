@@ -151,10 +151,13 @@ def test_ctrl_c_interrupts_a_running_statement(ws: Path) -> None:
                                 endless, "-w", str(ws), "--timeout", "0"],
                                stderr=subprocess.PIPE, text=True, env=os.environ,
                                preexec_fn=_ctrl_c_as_in_a_terminal)
-    time.sleep(3)  # start-up, then DuckDB is busy
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=30) == 130
-    assert "Traceback" not in (process.stderr.read() if process.stderr else "")
+    try:
+        time.sleep(3)  # start-up, then DuckDB is busy
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 130
+        assert "Traceback" not in (process.stderr.read() if process.stderr else "")
+    finally:
+        process.kill()  # a failed run must not leave an endless query behind
 
 
 @pytest.mark.parametrize("launched", [True, False], ids=["after-launch", "before-launch"])
