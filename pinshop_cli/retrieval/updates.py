@@ -1,11 +1,12 @@
 """Live price and stock updates: one product's `price`, `sale_price` and `availability`.
 
-A change is applied to the served catalog in memory at once (CatalogStore.apply, one UPDATE
-on DuckDB's table by its ART index; Retriever.apply patches the filter columns). On disk it
-is appended to a change log, `updates/` in the workspace: small Parquet parts listed by a
-manifest (workspace/parts.py), written through the workspace's one writer path (under the
-lock, atomically), with the changed rows appended to the price history (io/history.py) in
-the same step. A PATCH costs that append, not a rewrite of catalog.parquet.
+A change (retrieval/changes.py: the change model, checked and merged, and its SQL) is
+applied to the served catalog in memory at once (CatalogStore.apply, one UPDATE on DuckDB's
+table by its ART index; Retriever.apply patches the filter columns). On disk it is appended
+to a change log, `updates/` in the workspace: small Parquet parts listed by a manifest
+(workspace/parts.py), written through the workspace's one writer path (under the lock,
+atomically), with the changed rows appended to the price history (io/history.py) in the
+same step. A PATCH costs that append, not a rewrite of catalog.parquet.
 
 Every log row names the catalog it applies to (`base`: a hash of catalog.parquet's footer).
 A Shop loading the catalog applies the log's rows for that catalog on top of it
@@ -23,155 +24,34 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import struct
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import PinshopError
 from ..workspace import Workspace
 from ..workspace.parts import PartStore
 from ..workspace.storage import copy_to_parquet, sql_path, write_parquet
+from .changes import (  # noqa: F401 - AVAILABILITY, PRICE_TYPE: read from here too
+    AVAILABILITY,
+    FIELDS,
+    PRICE_TYPE,
+    ProductChange,
+    apply_pending,
+    changes_table,
+    merged,
+)
 
-if TYPE_CHECKING:
-    import pyarrow as pa
-
-#: Google Merchant Center's availability values (a feed's own spelling is normalized).
-AVAILABILITY = ("in_stock", "out_of_stock", "preorder", "backorder")
-FIELDS = ("price", "sale_price", "availability")
-PRICE_TYPE = "DECIMAL(18,2)"  # the catalog's price column (io/catalog_steps.py)
 LOG_DIR = "updates"
 #: Logged changes past which a server folds the log into catalog.parquet (in the
 #: background): reading the log stays a few small files, the catalog file stays close.
 FOLD_AT = 2000
 HISTORY_DELAY = 0.5  # seconds a history write waits for more changes to join it
 log = logging.getLogger("pinshop.updates")
-
-
-@dataclass(frozen=True)
-class ProductChange:
-    """What one update sets; a field left out is unchanged (`sale_price=None` with
-    `clear_sale` ends a sale). `state` is the product's tracked columns after the change
-    (price, sale_price, currency, availability), for the price history."""
-
-    id: str
-    price: float | None = None
-    sale_price: float | None = None
-    availability: str | None = None
-    clear_sale: bool = False
-    state: dict[str, Any] | None = field(default=None, compare=False)
-
-    @classmethod
-    def parse(cls, product_id: str, values: dict[str, Any]) -> ProductChange:
-        """A change from JSON-like values, each checked (a PinshopError names the bad one)."""
-        unknown = sorted(set(values) - set(FIELDS))
-        if unknown:
-            raise PinshopError(f"unknown field {unknown[0]!r}: a product update sets "
-                               f"{', '.join(FIELDS)}")
-        if not values:
-            raise PinshopError(f"nothing to update: give one of {', '.join(FIELDS)}")
-        price = _price("price", values["price"]) if "price" in values else None
-        if "price" in values and price is None:
-            raise PinshopError("price cannot be null (a product keeps a price)")
-        sale = _price("sale_price", values.get("sale_price"))
-        availability = values.get("availability")
-        if "availability" in values:
-            availability = str(availability or "").strip().lower().replace(" ", "_")
-            if availability not in AVAILABILITY:
-                raise PinshopError(f"availability must be one of {', '.join(AVAILABILITY)}")
-        return cls(product_id, price, sale, availability,
-                   clear_sale="sale_price" in values and sale is None)
-
-    @classmethod
-    def from_assignments(cls, product_id: str, found: dict[str, Any]) -> ProductChange:
-        sale = found.get("sale_price")
-        return cls(product_id, found.get("price"), sale, found.get("availability"),
-                   clear_sale="sale_price" in found and sale is None)
-
-    @property
-    def assignments(self) -> dict[str, Any]:
-        """Column -> new value, for the fields this change sets."""
-        found: dict[str, Any] = {}
-        if self.price is not None:
-            found["price"] = self.price
-        if self.sale_price is not None or self.clear_sale:
-            found["sale_price"] = self.sale_price
-        if self.availability is not None:
-            found["availability"] = self.availability
-        return found
-
-    def then(self, later: ProductChange) -> ProductChange:
-        """This change followed by `later` (same product): each field's last setting."""
-        merged = ProductChange.from_assignments(self.id, {**self.assignments,
-                                                          **later.assignments})
-        return replace(merged, state=later.state or self.state)
-
-
-def _price(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise PinshopError(f"{name} must be a number")
-    try:
-        number = float(value)
-    except ValueError:
-        raise PinshopError(f"{name} must be a number, not {value!r}") from None
-    if not math.isfinite(number) or number < 0 or number >= 1e16:
-        raise PinshopError(f"{name} must be a non-negative amount, not {value!r}")
-    return round(number, 2)
-
-
-def merged(changes: list[ProductChange]) -> list[ProductChange]:
-    """One change per product, in first-seen order: fields set later win, fields set only
-    earlier are kept."""
-    found: dict[str, ProductChange] = {}
-    for change in changes:
-        known = found.get(change.id)
-        found[change.id] = change if known is None else known.then(change)
-    return list(found.values())
-
-
-def set_clause(columns: list[str], source: str) -> str:
-    """`col = CASE WHEN <source>.set_col THEN <source>.col ELSE col END` for each column."""
-    return ", ".join(
-        f"{c} = CASE WHEN {source}.set_{c} THEN {source}.{c}"
-        f"{'::' + PRICE_TYPE if c != 'availability' else ''} ELSE catalog.{c} END"
-        for c in columns)
-
-
-def changes_table(changes: list[ProductChange]) -> pa.Table:
-    """The changes as an Arrow table (id, value and set_ flag per field), one row per
-    product (merged)."""
-    import pyarrow as pa
-
-    latest = merged(changes)
-    rows = [change.assignments for change in latest]
-    columns: dict[str, Any] = {"id": pa.array([c.id for c in latest], pa.string())}
-    for name in FIELDS:
-        kind = pa.string() if name == "availability" else pa.float64()
-        columns[name] = pa.array([row.get(name) for row in rows], kind)
-        columns[f"set_{name}"] = pa.array([name in row for row in rows], pa.bool_())
-    return pa.table(columns)
-
-
-def apply_pending(con: Any, changes: list[ProductChange]) -> None:
-    """Apply `changes` to the table `catalog` of DuckDB connection `con` in one UPDATE (a
-    loaded catalog, before any index's filter columns are built from it)."""
-    if not changes:
-        return
-    con.execute(f"ALTER TABLE catalog ADD COLUMN IF NOT EXISTS sale_price {PRICE_TYPE}")
-    con.register("pending_changes", changes_table(changes))
-    try:
-        con.execute(f"UPDATE catalog SET {set_clause(list(FIELDS), 'pending_changes')} "
-                    "FROM pending_changes WHERE catalog.id = pending_changes.id")
-    finally:
-        con.unregister("pending_changes")
 
 
 def catalog_identity(path: Path) -> str:
