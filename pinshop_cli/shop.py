@@ -16,16 +16,21 @@ first use and stay loaded; a write (`ingest`, `index`, `ingest_events`, `tune`) 
 what it changed, so the next answer reads the new state. Methods are named like the
 commands and take the same options; the free functions of the same names (`pinshop_cli.
 match(..., workspace=...)`) do one call each on a temporary Shop.
+
+A Shop is used by one thread at a time (a server holds a lock around each call), except
+`save_update`, which threads call at once (retrieval/updates.py's group commit).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import PinshopError, UnknownProductError
 from .workspace.layout import Workspace
 
 if TYPE_CHECKING:
@@ -34,6 +39,8 @@ if TYPE_CHECKING:
     from .retrieval.retriever import Retriever
     from .retrieval.store import Product
     from .retrieval.updates import CatalogWriter, ProductChange
+
+log = logging.getLogger("pinshop.shop")
 
 
 class Shop:
@@ -51,8 +58,7 @@ class Shop:
         self._retriever: Retriever | None = None
         self._seen: tuple[tuple[str, int, int], ...] = ()  # what it was loaded from
         self._writer: CatalogWriter | None = None
-        self._saving, self._saving_lock = 0, threading.Lock()  # save_update calls running
-        self._own_writes_only = True
+        self._saving, self._saving_lock = 0, threading.Lock()  # own writes under way
         self._folding: threading.Thread | None = None
         self._chat_models: dict[tuple[str, int, int | None], ChatModel] = {}
 
@@ -70,18 +76,16 @@ class Shop:
 
     def close(self) -> None:
         """Let go of the catalog, the index generations held and the chat workers; live
-        changes this Shop logged are folded into catalog.parquet first."""
-        if self._writer is not None:
-            from .errors import PinshopError
-
-            try:
-                self.fold_updates()
-            except PinshopError:  # e.g. an ingest holds the lock: the log stays, and the
-                pass  # next Shop to load the catalog applies it
-        self._forget()
-        for model in self._chat_models.values():
-            model.close()
-        self._chat_models.clear()
+        changes this Shop logged are folded into catalog.parquet first (a failed fold is
+        logged and lets go all the same: see `_fold_behind`)."""
+        try:
+            if self._writer is not None:
+                self._fold_behind()
+        finally:
+            self._forget()
+            for model in self._chat_models.values():
+                model.close()
+            self._chat_models.clear()
 
     def _forget(self) -> None:
         if self._retriever is not None:
@@ -94,14 +98,10 @@ class Shop:
         from .retrieval.retriever import Retriever
 
         if self._retriever is None:
-            from .retrieval.updates import ChangeLog, apply_pending
-
-            self._seen = self.versions()
-            retriever = Retriever(self.ws, self.models_dir, runtime=self.runtime,
-                                  device=self.device)
-            # Live changes not yet folded into catalog.parquet (retrieval/updates.py).
-            apply_pending(retriever.store.con, ChangeLog(retriever.ws).pending())
-            self._retriever = retriever
+            self._seen = self.versions()  # before reading: a write after it is noticed
+            # (Its catalog store applies the live changes not yet folded.)
+            self._retriever = Retriever(self.ws, self.models_dir, runtime=self.runtime,
+                                        device=self.device)
         return self._retriever
 
     @property
@@ -131,7 +131,8 @@ class Shop:
     def refresh(self) -> bool:
         """Let go of the loaded catalog and indexes if another process rewrote them since
         (the next answer loads the new state): True when it did. For a long-lived Shop,
-        e.g. `pinshop serve`, before each answer."""
+        e.g. `pinshop serve`, before each answer. This Shop's own saves do not count
+        (`_own_write`); while one is under way it waits for the next call."""
         if self._retriever is None or self._saving or self.versions() == self._seen:
             return False
         self._forget()
@@ -193,7 +194,6 @@ class Shop:
 
     def product(self, product_id: str) -> Product:
         """One catalog product (a PinshopError when there is none)."""
-        from .errors import UnknownProductError
         from .retrieval.store import Product
 
         rows = self.retriever.rows([product_id])
@@ -203,75 +203,103 @@ class Shop:
 
     def update_product(self, product_id: str, **values: Any) -> Product:
         """A live `price`, `sale_price` or `availability` change (retrieval/updates.py):
-        the loaded catalog answers with it at once, and catalog.parquet has it on return."""
-        self.save_update(self.apply_update(product_id, **values))
+        in the workspace's change log on return, and in the loaded catalog's answers."""
+        self.save_update(self.prepare_update(product_id, **values))
+        self.apply_saved()
         return self.product(product_id)
 
-    def apply_update(self, product_id: str, **values: Any) -> ProductChange:
-        """The first half of `update_product`: the loaded catalog answers with the change
-        (returned with the product's new price and stock, for the price history)."""
-        from dataclasses import replace
-
-        from .errors import UnknownProductError
+    def prepare_update(self, product_id: str, **values: Any) -> ProductChange:
+        """The change `values` make to a product of the loaded catalog, checked (a
+        PinshopError names a bad value; UnknownProductError when there is no such
+        product); nothing is changed yet."""
         from .retrieval.updates import ProductChange
 
         change = ProductChange.parse(product_id, values)
-        if not self.retriever.apply(product_id, change.assignments):
+        if not self.retriever.rows([product_id]):
             raise UnknownProductError(f"no product {product_id!r} in the catalog")
-        row = self.retriever.rows([product_id])[0]
-        tracked = ("price", "sale_price", "currency", "availability")
-        return replace(change, state={name: row.get(name) for name in tracked})
+        return change
 
     def save_update(self, change: ProductChange) -> None:
-        """The second half: `change` appended to the workspace's change log (and the price
-        history) under the workspace lock. Threads may call it at once (a server does,
-        outside its own lock): their changes share one append, and `refresh` does not
-        mistake these writes for another process's. Past FOLD_AT logged changes a thread
-        folds the log into catalog.parquet in the background."""
-        from .retrieval.updates import FOLD_AT, CatalogWriter
+        """Append `change` to the workspace's change log under the workspace lock; then it
+        waits for `apply_saved`. Threads may call this at once (a server does, outside its
+        own lock): their changes share one append, in the order they came, and `refresh`
+        does not mistake these writes for another process's. When the append fails (e.g.
+        WorkspaceLockedError: another process holds the lock) the change is nowhere.
+        Past FOLD_AT logged changes a thread folds the log into catalog.parquet in the
+        background."""
+        from .retrieval.updates import FOLD_AT
 
-        with self._saving_lock:
-            if self._writer is None:
-                self._writer = CatalogWriter(self.ws)
-            writer = self._writer
-        with self._own_write():
-            writer.commit(change)
-            fold = writer.logged() >= FOLD_AT
-        if fold:
+        writer = self._catalog_writer()
+        writer.save(change)
+        if writer.logged() >= FOLD_AT:
             with self._saving_lock:
                 if self._folding is not None and self._folding.is_alive():
                     return
-                self._folding = threading.Thread(target=self.fold_updates, daemon=True,
+                self._folding = threading.Thread(target=self._fold_behind, daemon=True,
                                                  name="pinshop-fold")
                 self._folding.start()
 
+    def apply_saved(self) -> list[ProductChange]:
+        """Apply every saved change not applied yet to the loaded catalog, in the order the
+        log has them (so concurrent changes to one product end the same in memory as on
+        disk), and queue their price history rows. Returns them, each with the product's
+        tracked columns after it (`state`)."""
+        from dataclasses import replace
+
+        if self._writer is None:
+            return []
+        saved = self._writer.take_saved()
+        if not saved:
+            return []
+        retriever = self.retriever
+        for change in saved:
+            retriever.apply(change.id, change.assignments)
+        rows = {row["id"]: row for row in retriever.rows(sorted({c.id for c in saved}))}
+        tracked = ("price", "sale_price", "currency", "availability")
+        applied = [replace(change, state={name: rows[change.id].get(name) for name in tracked})
+                   for change in saved if change.id in rows]
+        self._writer.queue_history(applied)
+        return applied
+
     def fold_updates(self) -> None:
-        """Rewrite catalog.parquet with the logged live changes and empty the log (what a
-        server does in the background, and when it stops); the loaded catalog is kept."""
+        """Rewrite catalog.parquet with the logged live changes, and any still queued, and
+        empty the log (what a server does in the background, and when it stops); the loaded
+        catalog is kept."""
+        self._catalog_writer().fold()
+
+    def _fold_behind(self) -> None:
+        """A fold no caller waits for (in the background, on close): a failure is logged;
+        the log stays on disk, and whatever loads the catalog next applies it."""
+        try:
+            self.fold_updates()
+        except PinshopError as exc:  # e.g. an ingest holds the lock
+            log.warning("live changes not folded into catalog.parquet yet: %s", exc)
+        except Exception:  # noqa: BLE001 - a fold nobody waits for must not be lost silently
+            log.warning("live changes not folded into catalog.parquet", exc_info=True)
+
+    def _catalog_writer(self) -> CatalogWriter:
         from .retrieval.updates import CatalogWriter
 
         with self._saving_lock:
             if self._writer is None:
-                self._writer = CatalogWriter(self.ws)
-            writer = self._writer
-        with self._own_write():
-            writer.fold()
+                self._writer = CatalogWriter(self.ws, inside=self._own_write)
+            return self._writer
 
     @contextmanager
     def _own_write(self) -> Iterator[None]:
-        """A write of this Shop's own changes: `refresh` keeps what is loaded across it
-        (unless another process wrote too, seen before the first of them began)."""
+        """Around each write of this Shop's live changes, under the workspace lock: if no
+        other process wrote since this Shop last looked (an ingest between two saves
+        included), `refresh` keeps what is loaded across the write; else it reloads."""
         with self._saving_lock:
-            if not self._saving:
-                self._own_writes_only = self.versions() == self._seen
             self._saving += 1
+            ours = self.versions() == self._seen
         try:
             yield
         finally:
             with self._saving_lock:
-                self._saving -= 1
-                if not self._saving and self._own_writes_only:  # keep what is loaded
+                if ours:
                     self._seen = self.versions()
+                self._saving -= 1
 
     def similar(self, reference: str, **options: Any) -> Any:
         """`pinshop similar`: LookAlikes (options: cheaper, max_price, color, category,
@@ -351,12 +379,12 @@ class Shop:
         return ShoppingAssistant(self.ws, self._chat_models[key], models_dir=self.models_dir,
                                  retriever=self.retriever, runtime=self.runtime, user=user)
 
-    def changes(self, since: str | None = None) -> Any:
-        """`pinshop changes`: the Changes (price drops and rises, back in stock, sold out)
-        since a date, else in the last snapshot."""
+    def changes(self, since: str | None = None, limit: int | None = None) -> Any:
+        """`pinshop changes`: the Changes (price drops and rises, back in stock, sold out,
+        removed) since a date, else in the last snapshot; at most `limit` (all: None)."""
         from .io.history import changes
 
-        return changes(self.ws.root, since)
+        return changes(self.ws.root, since, limit)
 
     def sql(self, query: str, allow_writes: bool = False, **options: Any) -> Any:
         """`pinshop sql`: a QueryResult (options: timeout, memory_limit)."""

@@ -263,12 +263,10 @@ def test_live_changes_fold_into_the_catalog_file(copy_workspace: Any) -> None:
                       "'P005'").fetchall() == [(12.0, "preorder")]
     log = ChangeLog(pinshop_cli.open(root).ws)
     assert log.pending() == [] and log.rows() == 0
-    with pinshop_cli.open(root) as shop:
-        change = shop.apply_update("P006", price=1)
-        shop._writer = None  # noqa: SLF001 - no fold on close: the change stays logged
+    with pinshop_cli.open(root) as shop:  # logged the way a save does, with no fold after
         from pinshop_cli.retrieval.updates import log_changes
 
-        log_changes(shop.ws, [change])
+        log_changes(shop.ws, [shop.prepare_update("P006", price=1)])
     assert [c.id for c in log.pending()] == ["P006"]
     assert on_disk(root, ["P006"])[0][0] == 1.0
     from pinshop_cli.workspace.storage import copy_to_parquet
@@ -289,9 +287,10 @@ def test_a_shops_own_saves_do_not_make_it_reload(copy_workspace: Any) -> None:
     from pinshop_cli.retrieval.updates import ProductChange, write_changes
 
     with pinshop_cli.open(copy_workspace()) as shop:
-        changes = [shop.apply_update(f"P0{n:02d}", price=5 + n) for n in range(10, 16)]
+        changes = [shop.prepare_update(f"P0{n:02d}", price=5 + n) for n in range(10, 16)]
         with ThreadPoolExecutor(6) as pool:
             list(pool.map(shop.save_update, changes))
+        assert len(shop.apply_saved()) == 6
         assert not shop.refresh() and shop.product("P012").price == 17
         write_changes(shop.ws, [ProductChange("P012", 18.0)])  # as another process would
         assert shop.refresh() and shop.product("P012").price == 18

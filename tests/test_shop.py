@@ -44,3 +44,14 @@ def test_answering_from_a_workspace_that_does_not_exist_is_one_clear_error(tmp_p
             pytest.raises(PinshopError, match="run `pinshop ingest"):
         shop.match(text="sofa")
     assert not (tmp_path / "nothing").exists()  # asking never creates it
+
+
+def test_changes_takes_the_commands_limit(copy_workspace) -> None:
+    from pinshop_cli.io.history import changes
+
+    root = copy_workspace()
+    with pinshop_cli.open(root) as shop:
+        shown, expected = shop.changes(limit=1), changes(root, None, 1)
+        assert (list(shown), shown.total) == (list(expected), expected.total)
+        with pytest.raises(PinshopError, match="--limit must be at least 1"):
+            shop.changes(limit=0)

@@ -182,6 +182,11 @@ class CatalogStore:
                          f"{sql_path(ws.catalog)})")
         # Catalogs ingested before photos were named have no photo colour yet.
         self.con.execute("ALTER TABLE catalog ADD COLUMN IF NOT EXISTS photo_color VARCHAR")
+        # Live price and stock changes not yet folded into catalog.parquet (a PATCH to a
+        # server): every reader answers with them (retrieval/updates.py; one stat without).
+        from .updates import ChangeLog
+
+        ChangeLog(ws).apply(self.con)
         self.con.execute("CREATE INDEX catalog_id ON catalog (id)")
 
     def close(self) -> None:
@@ -232,7 +237,7 @@ class CatalogStore:
         """Set columns of one row in the served catalog (retrieval/updates.py: a live price
         or stock change); False when there is no such product. The ART index on id finds
         the row, so this costs the same at any catalog size."""
-        from .updates import PRICE_TYPE
+        from .changes import PRICE_TYPE
 
         if "sale_price" in assignments:  # catalogs without sales get the column on first use
             self.con.execute(f"ALTER TABLE catalog ADD COLUMN IF NOT EXISTS sale_price "

@@ -1,23 +1,26 @@
-"""Live price and stock updates: one product's `price`, `sale_price` and `availability`.
+"""Live price and stock updates on disk: the change log, its writer, folds.
 
-A change (retrieval/changes.py: the change model, checked and merged, and its SQL) is
-applied to the served catalog in memory at once (CatalogStore.apply, one UPDATE on DuckDB's
-table by its ART index; Retriever.apply patches the filter columns). On disk it is appended
-to a change log, `updates/` in the workspace: small Parquet parts listed by a manifest
-(workspace/parts.py), written through the workspace's one writer path (under the lock,
-atomically), with the changed rows appended to the price history (io/history.py) in the
-same step. A PATCH costs that append, not a rewrite of catalog.parquet.
+A change (retrieval/changes.py: one product's `price`, `sale_price`, `availability`) is
+appended to a change log, `updates/` in the workspace: small Parquet parts listed by a
+manifest (workspace/parts.py), written under the workspace lock (without its sweep: an
+append leaves nothing to sweep), atomically. A PATCH costs that append, not a rewrite of
+catalog.parquet. The changed products' rows reach the price history (io/history.py) shortly
+after, in one snapshot per burst.
 
-Every log row names the catalog it applies to (`base`: a hash of catalog.parquet's footer).
-A Shop loading the catalog applies the log's rows for that catalog on top of it
-(`pending`, `apply_pending`); rows for an older catalog (one an ingest has since replaced:
-the feed is the newer word) are ignored and dropped by the next fold. Folding
-(`write_changes`) rewrites catalog.parquet with the log and any further changes, then
-empties the log: a server does it in the background when the log grows past `FOLD_AT`
-changes and when it stops, so the catalog file (what `pinshop sql` reads) catches up.
+Every log row names the catalog it applies to (`base`: a hash of catalog.parquet's footer)
+and carries `seq` (time.time_ns() at the append, one more per row; appends are serialized by
+the lock). Whatever loads the catalog (retrieval/store.py's CatalogStore: every Shop,
+Retriever and command) applies the log's rows for that catalog on top of it, in DuckDB
+(`ChangeLog.apply`: each field's last setting by `seq`); rows for an older catalog (one an
+ingest has since replaced: the feed is the newer word) are ignored and dropped by the next
+fold. Folding (`write_changes`) rewrites catalog.parquet with the log and any further
+changes, then empties the log: a server does it in the background when the log grows past
+`FOLD_AT` changes and when it stops, so the catalog file (what `pinshop sql` reads) catches
+up.
 
-Concurrent changes are group-committed: each caller queues its change and whoever holds
-the flush writes everything queued in one append.
+Concurrent changes are group-committed (`CatalogWriter`): each caller queues its change and
+whoever holds the flush writes everything queued in one append, in queue order; a failed
+append fails every change in it, and none of them is written anywhere.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -36,15 +41,18 @@ from typing import Any
 from ..workspace import Workspace
 from ..workspace.parts import PartStore
 from ..workspace.storage import copy_to_parquet, sql_path, write_parquet
-from .changes import (  # noqa: F401 - AVAILABILITY, PRICE_TYPE: read from here too
-    AVAILABILITY,
+from .changes import (
     FIELDS,
     PRICE_TYPE,
     ProductChange,
     apply_pending,
     changes_table,
     merged,
+    update_catalog,
 )
+
+__all__ = ["FOLD_AT", "LOG_DIR", "PRICE_TYPE", "CatalogWriter", "ChangeLog", "ProductChange",
+           "catalog_identity", "log_changes", "record_history", "write_changes"]
 
 LOG_DIR = "updates"
 #: Logged changes past which a server folds the log into catalog.parquet (in the
@@ -52,6 +60,10 @@ LOG_DIR = "updates"
 FOLD_AT = 2000
 HISTORY_DELAY = 0.5  # seconds a history write waits for more changes to join it
 log = logging.getLogger("pinshop.updates")
+
+#: Entered around a write while the workspace lock is held (Shop: to tell its own writes
+#: from another process's).
+Inside = Callable[[], AbstractContextManager[object]]
 
 
 def catalog_identity(path: Path) -> str:
@@ -83,12 +95,17 @@ class ChangeLog:
         """Changes logged (for every catalog: the count the manifest keeps)."""
         return self.store.manifest().rows if self.manifest_path.exists() else 0
 
+    def files(self) -> list[Path]:
+        """The log's listed parts (none when there is no log: one stat)."""
+        return self.store.files() if self.manifest_path.exists() else []
+
     def pending(self, base: str | None = None) -> list[ProductChange]:
         """The logged changes for catalog `base` (default: the current catalog.parquet),
-        merged per product, oldest first."""
+        merged per product, oldest first, as Python objects (to look at; loading and
+        folding use `apply`)."""
         import pyarrow.parquet as pq
 
-        files = self.store.files() if self.manifest_path.exists() else []
+        files = self.files()
         if not files:
             return []
         base = catalog_identity(self.ws.catalog) if base is None else base
@@ -99,6 +116,30 @@ class ChangeLog:
         return merged([ProductChange.from_assignments(row["id"], {
             name: row[name] for name in FIELDS if row[f"set_{name}"]})
             for row in rows if row["base"] == base])
+
+    def apply(self, con: Any, base: str | None = None) -> int:
+        """Apply the logged changes for catalog `base` (default: the current
+        catalog.parquet) to table `catalog` of DuckDB connection `con`: one aggregate over
+        the log's parts (each product's last setting of each field, by `seq`) and one
+        UPDATE, no Python per row. Returns how many products the log changes."""
+        files = self.files()
+        if not files:
+            return 0
+        base = catalog_identity(self.ws.catalog) if base is None else base
+        latest = ", ".join(f"arg_max_null({name}, seq) FILTER (WHERE set_{name}) AS {name}, "
+                           f"coalesce(bool_or(set_{name}), false) AS set_{name}"
+                           for name in FIELDS)
+        parts = ", ".join(sql_path(path) for path in files)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE logged_changes AS SELECT id, {latest} "
+                    f"FROM read_parquet([{parts}], union_by_name = true) "
+                    "WHERE base = $base GROUP BY id", {"base": base})
+        try:
+            found = int(con.execute("SELECT count(*) FROM logged_changes").fetchall()[0][0])
+            if found:
+                update_catalog(con, "logged_changes")
+        finally:
+            con.execute("DROP TABLE logged_changes")
+        return found
 
     def append(self, changes: list[ProductChange], base: str) -> None:
         """Log `changes` for catalog `base` (the caller holds the workspace lock)."""
@@ -154,13 +195,15 @@ def _amount(value: Any) -> float | None:
     return None if value is None else float(value)  # the catalog's DECIMAL
 
 
-def log_changes(ws: Workspace, changes: list[ProductChange]) -> None:
-    """Persist `changes` the cheap way: one small log part, under the lock."""
-    with ws.lock():
+def log_changes(ws: Workspace, changes: list[ProductChange], inside: Inside = nullcontext
+                ) -> None:
+    """Persist `changes` the cheap way: one small log part, under the lock (no sweep)."""
+    with ws.lock(sweep=False), inside():
         ChangeLog(ws).append(changes, catalog_identity(ws.catalog))
 
 
-def write_changes(ws: Workspace, changes: Sequence[ProductChange] = ()) -> None:
+def write_changes(ws: Workspace, changes: Sequence[ProductChange] = (),
+                  inside: Inside = nullcontext) -> None:
     """Fold: catalog.parquet rewritten with the log's changes and then `changes`, under the
     writer lock, atomically, with the catalog's content versions (prices are not in them:
     no index goes stale); then the log is emptied. The history gets what changed."""
@@ -169,18 +212,19 @@ def write_changes(ws: Workspace, changes: Sequence[ProductChange] = ()) -> None:
     from ..io.catalog import CATALOG_VERSIONS
     from ..io.history import record_snapshot
 
-    with ws.lock():
+    with ws.lock(), inside():
         log = ChangeLog(ws)
-        everything = [*log.pending(), *changes]
-        if everything:
+        if log.rows() or changes:
             with duckdb.connect() as con:
                 con.execute(f"CREATE TABLE catalog AS SELECT * FROM "
                             f"read_parquet({sql_path(ws.catalog)})")
-                apply_pending(con, everything)
-                copy_to_parquet(con, "SELECT * FROM catalog", ws.catalog, CATALOG_VERSIONS)
-            # What the history has not seen yet (a change logged by a process killed
-            # before its history write, and `changes`), stamped now.
-            record_snapshot(ws.root, ws.catalog, _now())
+                if log.apply(con) or changes:
+                    apply_pending(con, list(changes))
+                    copy_to_parquet(con, "SELECT * FROM catalog", ws.catalog,
+                                    CATALOG_VERSIONS)
+                    # What the history has not seen yet (a change logged by a process
+                    # killed before its history write, and `changes`), stamped now.
+                    record_snapshot(ws.root, ws.catalog, _now())
         log.clear()
 
 
@@ -189,41 +233,62 @@ def _now() -> datetime:
 
 
 class CatalogWriter:
-    """Group commit of product changes to one workspace's change log; their price history
-    written behind them; folds."""
+    """Group commit of product changes to one workspace's change log, folds, and the price
+    history written behind them. `inside` is entered around each write of the log or the
+    catalog, with the workspace lock held."""
 
-    def __init__(self, ws: Workspace) -> None:
-        self.ws = ws
-        self._queued: list[ProductChange] = []
+    def __init__(self, ws: Workspace, inside: Inside = nullcontext) -> None:
+        self.ws, self.inside = ws, inside
+        self._queued: list[tuple[ProductChange, Future[None]]] = []
+        self._saved: list[ProductChange] = []  # on disk, not yet taken by `take_saved`
         self._queue_lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one writer of this process at a time
         self._history: list[ProductChange] = []
         self._history_ready = threading.Condition()
         self._history_thread: threading.Thread | None = None
 
-    def commit(self, change: ProductChange) -> None:
-        """Queue `change` and return once it is in the log on disk (in this call's append
-        or in one another caller made meanwhile). Its price history row follows within
-        about HISTORY_DELAY (a history snapshot costs ~0.2 s at 100k products, too much to
-        wait for)."""
+    def save(self, change: ProductChange) -> None:
+        """Queue `change` and return once it is in the log on disk (in this call's append,
+        or in an append or fold another caller made meanwhile: in queue order). Raises what
+        that write raised (e.g. WorkspaceLockedError: another process holds the lock); the
+        change is then written nowhere. A saved change waits in `take_saved`."""
+        ticket: Future[None] = Future()
         with self._queue_lock:
-            self._queued.append(change)
+            self._queued.append((change, ticket))
         with self._flush_lock:  # who holds it writes everything queued so far
-            with self._queue_lock:
-                batch, self._queued = self._queued, []
-            if batch:
-                try:
-                    log_changes(self.ws, batch)
-                except BaseException:
-                    with self._queue_lock:  # not written: the next flush tries again
-                        self._queued[:0] = batch
-                    raise
-        if batch:
-            self._queue_history(batch)
+            if not ticket.done():
+                self._write(lambda batch: log_changes(self.ws, batch, self.inside))
+        ticket.result()
 
-    def _queue_history(self, batch: list[ProductChange]) -> None:
+    def _write(self, write: Callable[[list[ProductChange]], None]) -> None:
+        """`write` everything queued (the caller holds the flush lock); every queued caller
+        gets the outcome."""
+        with self._queue_lock:
+            batch, self._queued = self._queued, []
+        changes = [change for change, _ in batch]
+        try:
+            write(changes)
+        except BaseException as exc:
+            for _, ticket in batch:
+                ticket.set_exception(exc)
+            raise
+        with self._queue_lock:
+            self._saved += changes
+        for _, ticket in batch:
+            ticket.set_result(None)
+
+    def take_saved(self) -> list[ProductChange]:
+        """The changes saved since the last call, in the order the log has them."""
+        with self._queue_lock:
+            saved, self._saved = self._saved, []
+        return saved
+
+    def queue_history(self, changes: list[ProductChange]) -> None:
+        """Write the price history of saved `changes` (each with its `state`) behind:
+        within about HISTORY_DELAY, a burst in one snapshot (a snapshot costs ~0.2 s at
+        100k products, too much for a PATCH to wait for)."""
         with self._history_ready:
-            self._history += batch
+            self._history += changes
             self._history_ready.notify()
             if self._history_thread is None or not self._history_thread.is_alive():
                 self._history_thread = threading.Thread(
@@ -247,7 +312,7 @@ class CatalogWriter:
         if not batch:
             return
         try:
-            with self.ws.lock():
+            with self.ws.lock(sweep=False):
                 record_history(self.ws, batch, _now())
         except Exception:  # noqa: BLE001 - the fold's snapshot catches up
             log.warning("price history not written for %d changes (the next fold "
@@ -257,7 +322,8 @@ class CatalogWriter:
         return ChangeLog(self.ws).rows()
 
     def fold(self) -> None:
-        """Fold the log into catalog.parquet (between appends, never during one)."""
+        """Fold the log, and every change still queued, into catalog.parquet (between
+        appends, never during one); the queued changes count as saved."""
         with self._flush_lock:
             self.flush_history()
-            write_changes(self.ws, [])
+            self._write(lambda batch: write_changes(self.ws, batch, self.inside))

@@ -16,12 +16,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
-from ..errors import PinshopError, UnknownProductError
+from ..errors import PinshopError, UnknownProductError, WorkspaceLockedError
 from ..retrieval.batch import TextQuery
 from ..shop import Shop
 from .batching import SearchBatcher
 from .chat import ChatSessions
-from .guard import MAX_K, MAX_TEXT, MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, ServedShop, Unauthorized
+from .guard import (
+    MAX_K,
+    MAX_TEXT,
+    MAX_UPLOAD_BYTES,
+    MAX_UPLOAD_PIXELS,
+    RETRY_AFTER,
+    ServedShop,
+    Unauthorized,
+)
 
 log = logging.getLogger("pinshop.serve")
 
@@ -67,6 +75,12 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def _busy(message: str) -> JSONResponse:
+    """503 with Retry-After: nothing was done, the same request may succeed shortly."""
+    return JSONResponse({"error": message}, status_code=503,
+                        headers={"Retry-After": str(RETRY_AFTER)})
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     """Every error is a JSON body with one line; no stack trace leaves the process."""
     @app.exception_handler(UnknownProductError)
@@ -76,6 +90,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PinshopError)
     async def refused(_: Request, exc: PinshopError) -> JSONResponse:
         return _error(400, str(exc))
+
+    @app.exception_handler(WorkspaceLockedError)
+    async def locked(_: Request, exc: WorkspaceLockedError) -> JSONResponse:
+        holder = getattr(exc, "holder", "") or "another process"
+        return _busy(f"the workspace is busy: {holder} is writing it; try again")
 
     @app.exception_handler(Unauthorized)
     async def unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
@@ -163,12 +182,15 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
     def update(product_id: str, changes: Annotated[dict[str, Any], Body()],
                authorization: Annotated[str | None, Header()] = None) -> Response:
         """Set `price`, `sale_price` (null ends a sale) and/or `availability`; needs
-        `Authorization: Bearer <token>`."""
+        `Authorization: Bearer <token>`. 503 (Retry-After) when another process holds the
+        workspace's lock: then the change is made nowhere."""
         served.check_token(authorization)
         with served.using() as current:
-            change = current.apply_update(product_id, **changes)
-        served.shop.save_update(change)  # outside the lock: searches go on, saves share a write
+            change = current.prepare_update(product_id, **changes)
+        # Outside the lock: searches go on, and concurrent saves share one append.
+        served.shop.save_update(change)
         with served.using() as current:
+            current.apply_saved()  # every change saved so far, in the log's order
             return _json(current.product(product_id))
 
     @app.get("/similar/{product_id}", response_class=JSONResponse)

@@ -19,6 +19,7 @@ MAX_TEXT = 500  # characters in a search query (a chat question has its own cap)
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000  # a 8000 x 5000 photo; a decompression bomb is far above
 CHAT_TURNS = 1  # chat turns generating at once (one model; more wait at the gate)
+RETRY_AFTER = 1  # seconds a refused request is told to wait (Retry-After)
 
 
 class Unauthorized(Exception):

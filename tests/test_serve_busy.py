@@ -1,0 +1,149 @@
+"""The served Shop under contention, over HTTP on loopback (uvicorn in this process, on a
+real Shop over a copy of the demo workspace): a PATCH while another process holds the
+workspace lock is refused at once with a 503 and Retry-After, with nothing half done;
+concurrent PATCHes to one product end the same in memory as on disk."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pinshop_cli
+from pinshop_cli.testing import ScriptedChatModel
+
+TOKEN = "busy-test-token"
+
+
+class Stuck(ScriptedChatModel):
+    """Streams half an answer, then waits for `release` (a turn caught mid-generation)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.generating, self.release = threading.Event(), threading.Event()
+
+    def stream(self, messages: list[dict[str, str]], max_tokens: int = 256,
+               temperature: float = 0.2, json_schema: dict[str, Any] | None = None,
+               repeat_penalty: float = 1.0) -> Iterator[str]:
+        if json_schema is not None:  # the intent, if the rules leave it to the model
+            self.replies = [{}]
+            yield from super().stream(messages, max_tokens, temperature, json_schema)
+            return
+        yield "Here is a chair "
+        self.generating.set()
+        assert self.release.wait(120)
+        yield "for you."
+
+
+class Served:
+    def __init__(self, url: str, shop: pinshop_cli.Shop, model: Stuck) -> None:
+        self.url, self.shop, self.model = url, shop, model
+
+    def request(self, method: str, path: str, data: Any = None,
+                token: str | None = None) -> tuple[int, Any, str]:
+        """(status, headers (names in any case), body text) of one request."""
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        body = None if data is None else json.dumps(data).encode()
+        req = urllib.request.Request(self.url + path, body, headers, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=120) as response:
+                return response.status, response.headers, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers, exc.read().decode()
+
+    def price(self, product_id: str) -> float:
+        status, _, body = self.request("GET", f"/products/{product_id}")
+        assert status == 200
+        return float(json.loads(body)["price"])
+
+
+@pytest.fixture
+def served(copy_workspace: Any) -> Iterator[Served]:
+    import uvicorn
+
+    from pinshop_cli.serve import create_app
+
+    shop = pinshop_cli.open(copy_workspace())
+    model = Stuck()
+    shop._chat_models[("stuck", 4096, None)] = model  # noqa: SLF001
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(create_app(shop, TOKEN, chat_model="stuck"),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield Served(f"http://127.0.0.1:{port}", shop, model)
+    finally:
+        model.release.set()
+        server.should_exit = True
+        thread.join(60)
+        shop.close()
+
+
+def on_disk(workspace: Path, product_id: str) -> float:
+    """The price a new Shop reads: catalog.parquet with the change log on top."""
+    with pinshop_cli.open(workspace) as shop:
+        return float(shop.product(product_id).price or 0)
+
+
+def test_a_patch_while_another_process_writes_is_a_503_and_changes_nothing(
+        served: Served) -> None:
+    from pinshop_cli.retrieval.updates import ChangeLog
+
+    root = served.shop.ws.root
+    before = served.price("P001")
+    holder = subprocess.Popen(  # another process holding the writer lock, as an ingest does
+        [sys.executable, "-c", "import sys\nfrom pinshop_cli.workspace import Workspace\n"
+         "with Workspace.open(sys.argv[1]).lock():\n    print('locked', flush=True)\n"
+         "    sys.stdin.read()", str(root)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        status, headers, body = served.request("PATCH", "/products/P001",
+                                               {"price": before + 7}, TOKEN)
+        assert status == 503 and headers["Retry-After"] == "1"
+        error = json.loads(body)["error"]
+        assert error == f"the workspace is busy: pinshop pid {holder.pid} is writing it; " \
+                        "try again"
+        assert served.price("P001") == before  # not in memory either
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(60)
+    # The refused change is queued nowhere: the next save does not write it.
+    status, _, _ = served.request("PATCH", "/products/P002", {"price": 3}, TOKEN)
+    assert status == 200
+    assert [c.id for c in ChangeLog(served.shop.ws).pending()] == ["P002"]
+    assert served.price("P001") == before == on_disk(root, "P001")
+
+
+def test_concurrent_patches_to_one_product_end_the_same_in_memory_and_on_disk(
+        served: Served) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    prices = [100.0 + n for n in range(40)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda price: served.request(
+            "PATCH", "/products/P003", {"price": price}, TOKEN)[0], prices))
+    assert answers == [200] * len(prices)
+    served_price = served.price("P003")
+    assert served_price in prices
+    assert on_disk(served.shop.ws.root, "P003") == served_price
+

@@ -1,0 +1,97 @@
+"""Live updates below the server, on a real Shop over a copy of the demo workspace: the
+change log's writes take the lock without its sweep, every reader of the catalog applies
+the log, a write by another process between two of the Shop's own saves is noticed, and a
+Shop whose fold fails still lets go."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import pinshop_cli
+from pinshop_cli.retrieval.updates import ChangeLog, ProductChange, log_changes, write_changes
+from pinshop_cli.workspace import Workspace
+
+
+def test_a_live_change_takes_the_lock_without_the_sweep(copy_workspace: Any) -> None:
+    root = copy_workspace()
+    leftover = root / ".left-by-a-killed-writer.tmp"  # what sweep_leftovers removes
+    leftover.write_bytes(b"")
+    with pinshop_cli.open(root) as shop:
+        shop.update_product("P005", price=12)
+        assert leftover.exists() and [c.id for c in ChangeLog(shop.ws).pending()] == ["P005"]
+    assert not leftover.exists()  # the fold on close sweeps, as ingest and index do
+
+
+def test_every_reader_of_the_catalog_applies_the_change_log(copy_workspace: Any) -> None:
+    """What duplicates, audit, `match --rebuild` and the free functions build (a Retriever
+    of their own) answers with logged changes, filters included; each field's last setting
+    wins, a cleared sale included."""
+    from pinshop_cli.retrieval.retriever import Retriever
+    from pinshop_cli.retrieval.store import Filters
+
+    ws = Workspace.open(copy_workspace())
+    log_changes(ws, [ProductChange("P005", price=12.0, sale_price=10.0)])
+    log_changes(ws, [ProductChange("P005", clear_sale=True, availability="preorder")])
+    retriever = Retriever(ws)
+    try:
+        row = retriever.store.rows(["P005"])[0]
+        assert (float(row["price"]), row["sale_price"], row["availability"]) == (
+            12.0, None, "preorder")
+        assert "P005" in retriever.store.ids(Filters(max_price=12)).to_pylist()
+    finally:
+        retriever.close()
+    assert ChangeLog(ws).pending() == [ProductChange("P005", 12.0, None, "preorder",
+                                                     clear_sale=True)]
+
+
+def test_a_write_by_another_process_between_own_saves_is_noticed(copy_workspace: Any) -> None:
+    """Another writer lands between two saves, also while a save is under way (queued
+    behind the flush): the Shop reloads at the next refresh instead of taking that write
+    for its own."""
+    with pinshop_cli.open(copy_workspace()) as shop:
+        shop.update_product("P010", price=20)
+        assert not shop.refresh()  # its own save: no reload
+        write_changes(shop.ws, [ProductChange("P012", 18.0)])  # as another process would
+        shop.update_product("P011", price=21)
+        assert shop.refresh() and shop.product("P012").price == 18
+
+        writer = shop._writer  # noqa: SLF001
+        assert writer is not None
+        change = shop.prepare_update("P013", price=23)
+        with writer._flush_lock:  # noqa: SLF001 - hold the flush: the save waits, queued
+            saving = threading.Thread(target=shop.save_update, args=(change,))
+            saving.start()
+            while not writer._queued:  # noqa: SLF001
+                time.sleep(0.01)
+            write_changes(shop.ws, [ProductChange("P014", 24.0)])  # meanwhile, elsewhere
+        saving.join(60)
+        shop.apply_saved()
+        assert shop.refresh()
+        assert (shop.product("P013").price, shop.product("P014").price) == (23, 24)
+
+
+def test_a_shop_whose_fold_fails_still_lets_go(copy_workspace: Any,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    root = copy_workspace()
+    shop = pinshop_cli.open(root)
+    shop.update_product("P005", price=12)
+    with Workspace.open(root).lock(), caplog.at_level(logging.WARNING):  # an ingest, say
+        shop.close()
+    assert shop._retriever is None  # noqa: SLF001
+    assert "not folded into catalog.parquet yet" in caplog.text
+    assert [c.id for c in ChangeLog(shop.ws).pending()] == ["P005"]  # kept for the next
+
+    shop = pinshop_cli.open(root)
+    shop.update_product("P006", price=13)
+    (root / "catalog.parquet").write_bytes(b"not parquet")  # a fold that fails otherwise
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        shop.close()
+    assert shop._retriever is None  # noqa: SLF001
+    assert any(r.exc_info and "not folded into catalog.parquet" in r.getMessage()
+               for r in caplog.records)
