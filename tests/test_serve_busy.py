@@ -1,7 +1,8 @@
 """The served Shop under contention, over HTTP on loopback (uvicorn in this process, on a
 real Shop over a copy of the demo workspace): a PATCH while another process holds the
-workspace lock is refused at once with a 503 and Retry-After, with nothing half done;
-concurrent PATCHes to one product end the same in memory as on disk."""
+workspace lock, and a chat turn while the chat model is busy, are refused at once with a
+503 and Retry-After, with nothing half done; concurrent PATCHes to one product end the same
+in memory as on disk."""
 
 from __future__ import annotations
 
@@ -147,3 +148,22 @@ def test_concurrent_patches_to_one_product_end_the_same_in_memory_and_on_disk(
     assert served_price in prices
     assert on_disk(served.shop.ws.root, "P003") == served_price
 
+
+def test_a_chat_turn_while_the_model_is_busy_is_a_503_and_other_requests_go_on(
+        served: Served) -> None:
+    events: list[str] = []
+    first = threading.Thread(target=lambda: events.append(
+        served.request("POST", "/chat", {"message": "a chair under 200"})[2]))
+    first.start()
+    assert served.model.generating.wait(120)
+    status, headers, body = served.request("POST", "/chat", {"message": "a sofa"})
+    assert status == 503 and headers["Retry-After"] == "1"
+    assert json.loads(body) == {
+        "error": "the chat model is busy with another conversation; try again"}
+    assert served.price("P001") > 0  # the Shop answers meanwhile
+    served.model.release.set()
+    first.join(120)
+    assert "event: reply" in events[0]
+    served.model.generating.clear()
+    status, _, body = served.request("POST", "/chat", {"message": "a chair under 200"})
+    assert status == 200 and "event: reply" in body  # the gate was let go

@@ -27,6 +27,7 @@ from .guard import (
     MAX_UPLOAD_BYTES,
     MAX_UPLOAD_PIXELS,
     RETRY_AFTER,
+    ChatBusy,
     ServedShop,
     Unauthorized,
 )
@@ -95,6 +96,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def locked(_: Request, exc: WorkspaceLockedError) -> JSONResponse:
         holder = getattr(exc, "holder", "") or "another process"
         return _busy(f"the workspace is busy: {holder} is writing it; try again")
+
+    @app.exception_handler(ChatBusy)
+    async def chat_busy(_: Request, exc: ChatBusy) -> JSONResponse:
+        return _busy(str(exc))
 
     @app.exception_handler(Unauthorized)
     async def unauthorized(_: Request, exc: Unauthorized) -> JSONResponse:
@@ -213,7 +218,8 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
     @app.post("/chat")
     def chat(message: Annotated[str, Body(min_length=1)],
              session: Annotated[str | None, Body(max_length=64)] = None) -> StreamingResponse:
-        """Server-Sent Events: `session`, then `token` pieces, then `reply` (or `error`)."""
+        """Server-Sent Events: `session`, then `token` pieces, then `reply` (or `error`);
+        503 (Retry-After) while the chat model is busy with another conversation."""
         return StreamingResponse(sessions.stream(message, session),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})

@@ -8,6 +8,7 @@ while the model generates; sending a piece to the client holds nothing."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import secrets
@@ -101,12 +102,21 @@ class ChatSessions:
 
     def stream(self, message: str, session: str | None) -> Iterator[str]:
         """The events of one turn: `session` (its id), `token` pieces as the guard passes
-        them, then `reply` (the `chat --json` shape), or `error` with a one-line reason."""
-
+        them, then `reply` (the `chat --json` shape), or `error` with a one-line reason.
+        ChatBusy, raised here before any event, when the chat model is busy with other
+        turns (the turn is begun at once, not on the stream's first read)."""
         session = session or secrets.token_urlsafe(12)
-        yield event("session", {"session": session})
-        with self.served.turn():
+        self.served.begin_turn()
+        events = self._events(message, session)
+        first = next(events)  # begun: its `finally` ends the turn however the stream ends
+        return itertools.chain([first], events)
+
+    def _events(self, message: str, session: str) -> Iterator[str]:
+        try:
+            yield event("session", {"session": session})
             yield from self._turn(message, session)
+        finally:
+            self.served.end_turn()
 
     def _turn(self, message: str, session: str) -> Iterator[str]:
         """The turn's events, each step under the Shop's lock, each yield outside it."""

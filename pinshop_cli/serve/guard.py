@@ -2,7 +2,9 @@
 that bounds the Shop's work to one call at a time (a burst queues, it does not run the
 process out of memory; the Shop's DuckDB connection and LRUs are not shared across
 threads), and a gate that bounds chat turns: a turn holds the Shop's lock only between the
-chat model's pieces (serve/chat.py), so other requests go on while it generates."""
+chat model's pieces (serve/chat.py), so other requests go on while it generates. A turn that
+finds the gate full is refused at once (ChatBusy: a 503), never parked on a worker thread
+that other requests need."""
 
 from __future__ import annotations
 
@@ -18,12 +20,16 @@ MAX_K = 100  # results per query
 MAX_TEXT = 500  # characters in a search query (a chat question has its own cap)
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000  # a 8000 x 5000 photo; a decompression bomb is far above
-CHAT_TURNS = 1  # chat turns generating at once (one model; more wait at the gate)
+CHAT_TURNS = 1  # chat turns generating at once (one model; more are refused, see ChatBusy)
 RETRY_AFTER = 1  # seconds a refused request is told to wait (Retry-After)
 
 
 class Unauthorized(Exception):
     """A write without the server's bearer token."""
+
+
+class ChatBusy(Exception):
+    """CHAT_TURNS chat turns are under way: the chat model is busy."""
 
 
 @dataclass
@@ -50,22 +56,27 @@ class ServedShop:
 
     @property
     def lock(self) -> threading.Lock:
-        """The Shop's lock (a chat turn takes it step by step, see `turn`)."""
+        """The Shop's lock (a chat turn takes it step by step: serve/chat.py)."""
         return self._lock
 
-    @contextmanager
-    def turn(self) -> Iterator[None]:
-        """One chat turn: through the gate (CHAT_TURNS at once), with the Shop brought up
-        to date first and kept loaded until the turn ends."""
-        with self._chat_gate:
+    def begin_turn(self) -> None:
+        """Start one chat turn: through the gate (CHAT_TURNS at once; ChatBusy, without
+        waiting, when it is full), with the Shop brought up to date first and kept loaded
+        until `end_turn`."""
+        if not self._chat_gate.acquire(blocking=False):
+            raise ChatBusy("the chat model is busy with another conversation; try again")
+        try:
             with self._lock:
                 self.shop.refresh()
                 self._turns += 1
-            try:
-                yield
-            finally:
-                with self._lock:
-                    self._turns -= 1
+        except BaseException:
+            self._chat_gate.release()
+            raise
+
+    def end_turn(self) -> None:
+        with self._lock:
+            self._turns -= 1
+        self._chat_gate.release()
 
     def check_token(self, authorization: str | None) -> None:
         """Accept `Authorization: Bearer <token>` only (compared in constant time)."""
