@@ -26,10 +26,8 @@ def changes(
 
     Example: `pinshop changes --since 2026-11-01 --limit 20`
     """
-    from pinshop_cli.io.history import changes as find_changes
-
     with open_shop(workspace) as shop:
-        found = find_changes(shop.ws.root, since, limit)
+        found = shop.changes(since, limit)
     if found.total > len(found):
         note(f"showing {len(found)} of {found.total} changes (--limit)")
     if json:

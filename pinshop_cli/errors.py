@@ -14,7 +14,12 @@ class MissingWeightsError(PinshopError):
 
 
 class WorkspaceLockedError(PinshopError):
-    """Another pinshop process is writing to the same workspace."""
+    """Another pinshop process is writing to the same workspace; `holder` is what that
+    process wrote into the lock file ('pinshop pid N'), or ''."""
+
+    def __init__(self, message: str, holder: str = "") -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class StaleIndexError(PinshopError):

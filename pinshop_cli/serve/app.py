@@ -94,7 +94,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(WorkspaceLockedError)
     async def locked(_: Request, exc: WorkspaceLockedError) -> JSONResponse:
-        holder = getattr(exc, "holder", "") or "another process"
+        holder = exc.holder or "another process"
         return _busy(f"the workspace is busy: {holder} is writing it; try again")
 
     @app.exception_handler(ChatBusy)

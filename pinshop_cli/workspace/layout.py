@@ -127,11 +127,9 @@ class Workspace:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = os.pread(fd, HOLDER_WIDTH, 0).decode("utf-8", "replace").strip()
-                busy = WorkspaceLockedError(
+                raise WorkspaceLockedError(
                     f"workspace {self.root} is being written by {holder or 'another process'}"
-                    "; wait for it to finish (only one writer at a time)")
-                setattr(busy, "holder", holder)  # noqa: B010 - errors.py declares no field
-                raise busy from None
+                    "; wait for it to finish (only one writer at a time)", holder) from None
             except OSError as exc:  # e.g. a network file system without locks
                 raise PinshopError(f"cannot lock workspace {self.root}: "
                                    f"{exc.strerror or exc}") from None
