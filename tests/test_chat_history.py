@@ -291,9 +291,10 @@ def test_similar_table_says_what_a_family_comes_in_and_offers_refuse_filters(
 
     runner = CliRunner()
     with registered_fake_embedder():
-        shown = runner.invoke(app, ["similar", "POLO", "-w", str(workspace)])
+        # Wide enough that no title is cut short with an ellipsis.
+        shown = runner.invoke(app, ["similar", "POLO", "-w", str(workspace)],
+                              env={"COLUMNS": "240"})
     assert shown.exit_code == 0, shown.output
-    # The title column's cells, the lines a narrow terminal wraps them onto joined again.
     titles = " ".join(line.split("│")[2].strip() for line in shown.stdout.splitlines()
                       if line.count("│") == 5)
     assert "Cotton tee · 2 colours, 3 sizes" in titles
