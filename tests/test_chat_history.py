@@ -280,20 +280,22 @@ def test_similar_folds_families(workspace: Path) -> None:
 
 
 def test_similar_table_says_what_a_family_comes_in_and_offers_refuse_filters(
-        workspace: Path) -> None:
+        workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`similar`'s table shows a family's best variant with its summary, as match's does;
     --offers, every listing of the product, refuses the look-alike filters in one line."""
     from typer.testing import CliRunner
 
+    from commands import _output
     from commands.main import app
     from pinshop_cli import PinshopError
     from pinshop_cli.testing import registered_fake_embedder
 
+    # Wide enough that no title is cut short with an ellipsis, whatever the terminal (the
+    # console reads COLUMNS once, at import).
+    monkeypatch.setattr(_output.out, "_width", 240)
     runner = CliRunner()
     with registered_fake_embedder():
-        # Wide enough that no title is cut short with an ellipsis.
-        shown = runner.invoke(app, ["similar", "POLO", "-w", str(workspace)],
-                              env={"COLUMNS": "240"})
+        shown = runner.invoke(app, ["similar", "POLO", "-w", str(workspace)])
     assert shown.exit_code == 0, shown.output
     titles = " ".join(line.split("│")[2].strip() for line in shown.stdout.splitlines()
                       if line.count("│") == 5)
