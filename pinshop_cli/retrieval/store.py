@@ -167,6 +167,10 @@ class LabelColumns:
         return mask
 
 
+#: Reads of a catalog that a fold or an ingest keeps replacing, before giving up.
+LOAD_TRIES = 5
+
+
 class CatalogStore:
     def __init__(self, ws: Workspace) -> None:
         import duckdb
@@ -176,18 +180,34 @@ class CatalogStore:
         require_parquet(ws.catalog, "`pinshop ingest CATALOG`")
         self.ws = ws
         self.con: duckdb.DuckDBPyConnection = duckdb.connect()
-        # Loaded once into DuckDB's columnar memory with an ART index on id: fetching the
-        # rows of 10 hits costs ~2 ms at a million products (a Parquet scan costs ~160 ms).
-        self.con.execute(f"CREATE TABLE catalog AS SELECT * FROM read_parquet("
-                         f"{sql_path(ws.catalog)})")
-        # Catalogs ingested before photos were named have no photo colour yet.
-        self.con.execute("ALTER TABLE catalog ADD COLUMN IF NOT EXISTS photo_color VARCHAR")
-        # Live price and stock changes not yet folded into catalog.parquet (a PATCH to a
-        # server): every reader answers with them (retrieval/updates.py; one stat without).
-        from .updates import ChangeLog
-
-        ChangeLog(ws).apply(self.con)
+        self._load()
         self.con.execute("CREATE INDEX catalog_id ON catalog (id)")
+
+    def _load(self) -> None:
+        """catalog.parquet with the change log's live price and stock changes for it (a
+        PATCH to a server; retrieval/updates.py; one stat without a log), loaded once into
+        DuckDB's columnar memory: with the ART index on id, fetching the rows of 10 hits
+        costs ~2 ms at a million products (a Parquet scan costs ~160 ms). A fold or an
+        ingest that replaces the catalog (and empties the log) meanwhile is read again."""
+        import duckdb
+
+        from .updates import ChangeLog, catalog_identity
+
+        for _ in range(LOAD_TRIES):
+            base = catalog_identity(self.ws.catalog)  # which catalog the log rows must name
+            self.con.execute(f"CREATE OR REPLACE TABLE catalog AS SELECT * FROM "
+                             f"read_parquet({sql_path(self.ws.catalog)})")
+            # Catalogs ingested before photos were named have no photo colour yet.
+            self.con.execute("ALTER TABLE catalog ADD COLUMN IF NOT EXISTS photo_color "
+                             "VARCHAR")
+            try:
+                ChangeLog(self.ws).apply(self.con, base)
+            except duckdb.IOException:  # a fold emptied the log after listing it
+                continue
+            if catalog_identity(self.ws.catalog) == base:
+                return
+        raise PinshopError(f"{self.ws.catalog} kept changing while it was read (another "
+                           "process is writing the workspace): try again")
 
     def close(self) -> None:
         self.con.close()

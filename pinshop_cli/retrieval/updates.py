@@ -36,14 +36,13 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..workspace import Workspace
 from ..workspace.parts import PartStore
 from ..workspace.storage import copy_to_parquet, sql_path, write_parquet
 from .changes import (
     FIELDS,
-    PRICE_TYPE,
     ProductChange,
     apply_pending,
     changes_table,
@@ -51,7 +50,10 @@ from .changes import (
     update_catalog,
 )
 
-__all__ = ["FOLD_AT", "LOG_DIR", "PRICE_TYPE", "CatalogWriter", "ChangeLog", "ProductChange",
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = ["FOLD_AT", "LOG_DIR", "CatalogWriter", "ChangeLog", "ProductChange",
            "catalog_identity", "log_changes", "record_history", "write_changes"]
 
 LOG_DIR = "updates"
@@ -99,47 +101,39 @@ class ChangeLog:
         """The log's listed parts (none when there is no log: one stat)."""
         return self.store.files() if self.manifest_path.exists() else []
 
-    def pending(self, base: str | None = None) -> list[ProductChange]:
+    def pending(self, base: str | None = None) -> pa.Table:
         """The logged changes for catalog `base` (default: the current catalog.parquet),
-        merged per product, oldest first, as Python objects (to look at; loading and
-        folding use `apply`)."""
-        import pyarrow.parquet as pq
+        one row per product: each field's last setting by `seq` and whether it was set
+        (`set_<field>`), as `changes_table` has them. One aggregate over the log's parts in
+        DuckDB; empty (no columns) without a log."""
+        import duckdb
+        import pyarrow as pa
 
         files = self.files()
         if not files:
-            return []
-        base = catalog_identity(self.ws.catalog) if base is None else base
-        rows = []
-        for path in files:
-            rows += pq.ParquetFile(path).read().to_pylist()
-        rows.sort(key=lambda row: row["seq"])
-        return merged([ProductChange.from_assignments(row["id"], {
-            name: row[name] for name in FIELDS if row[f"set_{name}"]})
-            for row in rows if row["base"] == base])
-
-    def apply(self, con: Any, base: str | None = None) -> int:
-        """Apply the logged changes for catalog `base` (default: the current
-        catalog.parquet) to table `catalog` of DuckDB connection `con`: one aggregate over
-        the log's parts (each product's last setting of each field, by `seq`) and one
-        UPDATE, no Python per row. Returns how many products the log changes."""
-        files = self.files()
-        if not files:
-            return 0
+            return pa.table({})
         base = catalog_identity(self.ws.catalog) if base is None else base
         latest = ", ".join(f"arg_max_null({name}, seq) FILTER (WHERE set_{name}) AS {name}, "
                            f"coalesce(bool_or(set_{name}), false) AS set_{name}"
                            for name in FIELDS)
         parts = ", ".join(sql_path(path) for path in files)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE logged_changes AS SELECT id, {latest} "
-                    f"FROM read_parquet([{parts}], union_by_name = true) "
-                    "WHERE base = $base GROUP BY id", {"base": base})
-        try:
-            found = int(con.execute("SELECT count(*) FROM logged_changes").fetchall()[0][0])
-            if found:
+        with duckdb.connect() as con:
+            return con.sql(f"SELECT id, {latest} FROM read_parquet([{parts}], "
+                           "union_by_name = true) WHERE base = $base GROUP BY id ORDER BY id",
+                           params={"base": base}).to_arrow_table()
+
+    def apply(self, con: Any, base: str | None = None) -> int:
+        """Apply the logged changes for catalog `base` (default: the current
+        catalog.parquet) to table `catalog` of DuckDB connection `con` in one UPDATE, no
+        Python per row. Returns how many products the log changes."""
+        found = self.pending(base)
+        if found.num_rows:
+            con.register("logged_changes", found)
+            try:
                 update_catalog(con, "logged_changes")
-        finally:
-            con.execute("DROP TABLE logged_changes")
-        return found
+            finally:
+                con.unregister("logged_changes")
+        return found.num_rows
 
     def append(self, changes: list[ProductChange], base: str) -> None:
         """Log `changes` for catalog `base` (the caller holds the workspace lock)."""
