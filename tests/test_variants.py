@@ -46,6 +46,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> CatalogStore:
     ("TEE-red-S", "in size M", "TEE-red-M"),
     ("TEE-red-M", "in green", None),  # no green tee
     ("TEE-red-M", "anything in leather?", None),
+    ("TEE-red-M", "made in italy?", None),  # asks, but names none of the tee's colours
+    ("TEE-red-M", "in blue for my son?", "TEE-blue-M"),
     ("SOFA-2", "a bigger one", "SOFA-3"),  # sizes ranked by their number
     ("LAMP", "in blue", None),  # no family
     ("TEE-red-M", "in L?", "TEE-red-L"),  # a letter size without the word "size"
@@ -66,12 +68,15 @@ def test_a_follow_up_finds_the_variant_asked_for(store: CatalogStore, shown: str
     ("in an extra large, please", True),
     ("in size 38", True),
     ("in blue and bigger", True),
+    ("in blue for my son?", True),
+    ("in black as well?", True),
+    ("in green with oak legs?", True),
     ("anything in the living room?", False),
     ("what would look good in my bedroom", False),
     ("is it in stock?", False),
     ("something for a small room in a flat", False),
     ("in a small room, what fits?", False),
-    ("a lamp to read in bed at night", False),
+    ("what is in it?", False),
 ])
 def test_only_a_variant_request_asks_for_a_variant(question: str, asks: bool) -> None:
     assert asks_for_variant(question) == asks

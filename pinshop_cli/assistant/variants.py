@@ -20,20 +20,21 @@ if TYPE_CHECKING:
 LARGER = re.compile(r"\b(larger|bigger|size up|one size up|next size)\b")
 SMALLER = re.compile(r"\b(smaller|size down|one size down)\b")
 NAMED_SIZE = re.compile(r"\bin (?:an? )?size ([a-z0-9.-]+)\b")
-#: Where a phrase "in ..." that asks for a variant ends: the question's end, a comma, or a
-#: word that joins another wish ("in blue and bigger", "in XL please").
+#: Where a size phrase "in ..." ends: the question's end, a comma, or a word that joins
+#: another wish ("in XL please", "in a medium and in blue"; "in a small room" is a room).
 _PHRASE_END = r"(?=\s*(?:$|[?!.,;:]|\b(?:and|or|please|instead|too|then)\b))"
 #: "in XL", "in a medium", "in an extra large size": a letter size or its word, ending the
 #: phrase ("in a small room" is a room).
 LETTER_SIZE = re.compile(r"\bin (?:an? )?(?:size )?(xxs|xs|s|m|l|xl|xxl|xxxl|small|medium|"
                          r"large|extra large)(?: size)?" + _PHRASE_END)
-#: "in blue", "in dark green", "in oak?": one word (or a shade and a word) ending the
-#: phrase, without an article (only a size takes one: "in a medium"), and not a place or
-#: a state ("in the living room", "in my bedroom", "in a flat", "in stock").
+#: "in blue", "in dark green for my son?": "in" and a word without an article (only a size
+#: takes one: "in a medium"), not a place or a state ("in the living room", "in my
+#: bedroom", "in a flat", "in stock"). Whether the word is a colour is find_variant's
+#: check, against the family's own colours: a word that is none ("made in italy") costs
+#: one query and the turn is answered by search.
 IN_VARIANT = re.compile(
-    r"\bin (?!(?:a|an|the|my|our|your|his|her|their|this|that|these|those|stock|store|"
-    r"here|there|total|person|time|general)\b)(?:(?:dark|light|pale|deep|bright|navy|sky|"
-    r"forest|olive|royal|baby|off|warm|cool|soft) )?[a-z0-9-]+" + _PHRASE_END)
+    r"\bin (?!(?:a|an|the|my|our|your|his|her|their|this|that|these|those|it|stock|"
+    r"store|here|there|total|person|time|general)\b)[a-z0-9-]+")
 #: Letter sizes, smallest first (a size outside it is ranked by its first number).
 SIZE_ORDER = ("xxs", "xs", "s", "m", "l", "xl", "xxl", "xxxl")
 _WORDS = {"small": "s", "medium": "m", "large": "l", "extra large": "xl"}
@@ -49,8 +50,8 @@ def _size_rank(column: str) -> str:
 
 def asks_for_variant(question: str) -> bool:
     """Whether the words could ask for another variant: a size step, a named size, or "in"
-    and a word that ends the phrase ("in blue": the colour is checked later, against the
-    family's own colours); "anything in the living room?" asks for none."""
+    and a word ("in blue": the colour is checked later, against the family's own colours);
+    "anything in the living room?" asks for none."""
     text = question.lower()
     return bool(LARGER.search(text) or SMALLER.search(text) or NAMED_SIZE.search(text)
                 or LETTER_SIZE.search(text) or IN_VARIANT.search(text))
