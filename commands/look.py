@@ -111,13 +111,8 @@ def similar(
     table(f"like {title} · {result.category or 'any category'} ({result.index}; similarity "
           f"ranks among {result.scale})",
           ["id", "title", "price", "similarity"],
-          [[i.product.id, _titled(i.product), i.product.price_text(), i.caption()]
+          [[i.product.id, i.product.titled(), i.product.price_text(), i.caption()]
            for i in result.items])
-
-
-def _titled(product: Any) -> str:
-    """A look-alike's title; a family's best variant says what else it comes in."""
-    return f"{product.title} · {product.family_text()}" if product.family else product.title
 
 
 def _offers(reference: str, workspace: Path | None, json: bool) -> None:

@@ -20,8 +20,7 @@ from ._output import (
 
 def _row(m: Any) -> list[str]:
     """A match's table row; a family's best variant says what else it comes in."""
-    title = f"{m.title} · {m.family_text()}" if m.family else m.title
-    return [m.id, title, m.price_text(), m.category, f"{m.score:.3f}"]
+    return [m.id, m.titled(), m.price_text(), m.category, f"{m.score:.3f}"]
 
 
 def match(

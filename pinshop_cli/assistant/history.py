@@ -14,17 +14,20 @@ not quoted as a change.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import PinshopError
+from ..errors import PinshopError, first_line
 
 if TYPE_CHECKING:
     import duckdb
 
     from ..retrieval.store import Product
+
+log = logging.getLogger(__name__)
 
 #: What a change's date is written as, in the prompt and in a claim the guard accepts.
 DATE_FORMAT = "%Y-%m-%d"
@@ -112,8 +115,10 @@ def last_price_changes(root: Path, products: Sequence[Product],
                 table = cursor.sql(changes_sql(files, ids)).to_arrow_table()
             finally:
                 cursor.close()
-    except (duckdb.IOException, duckdb.InvalidInputException):
-        return {}  # gone or damaged since listed: the answer goes without history
+    except (duckdb.IOException, duckdb.InvalidInputException) as exc:
+        # Gone (a compaction since the listing) or damaged: the answer goes without history.
+        log.warning("price history not read (%s); answering without it", first_line(exc))
+        return {}
     found = {row["id"]: PriceChange(**row) for row in table.to_pylist()}
     now = {p.id: p for p in products}
     return {pid: change for pid, change in found.items() if _holds(change, now[pid])}

@@ -61,9 +61,10 @@ class Product:
             return "price on request"
         return f"{self.price:.2f} {self.currency or ''}".strip()
 
-    def family_text(self) -> str:
-        """'3 colours, 4 sizes' for a product shown for its family, else ''."""
-        return str(self.family["summary"]) if self.family else ""
+    def titled(self) -> str:
+        """The title; for a product shown for its family, with what else it comes in:
+        'Cotton tee · 3 colours, 4 sizes'."""
+        return f"{self.title} · {self.family['summary']}" if self.family else self.title
 
     def render(self) -> str:
         """'Title (129.00 EUR)': how an answer names it, from the catalog only."""
