@@ -52,6 +52,11 @@ TOKEN = uuid.uuid4().hex
 
 
 
+#: What the section says of a `--baseline` server, when the run had one.
+BEFORE = (' "before" is the server of an earlier commit (`--baseline`, a checkout), answering'
+          ' the same load in the same run, level by level after "now".')
+
+
 class Client:
     """One keep-alive connection to the server; `send` says whether a request got a 200
     (a dropped connection is an error, and the next request reconnects)."""
@@ -480,9 +485,8 @@ requests, {soaked['errors']} errors): {soaked['first_mb']:.0f} MB after the firs
 `python bench/bench_serve.py -w pinshop-demo --requests {args.requests} --photos \
 {args.photos}{' --big W100K' if big_rows else ''}{' --baseline CHECKOUT' if args.baseline else ''}\
 {f' --soak {args.soak:.0f}' if soaked else ''}`: `pinshop serve` processes on loopback, warm,
-on the demo workspace (44 products). "before" is the server of an earlier commit (`--baseline`,
-a checkout), answering the same load in the same run, level by level after "now". Each
-level sends the requests from that many threads, one keep-alive connection each. Wall
+on the demo workspace (44 products).{BEFORE if args.baseline else ""} Each level sends the
+requests from that many threads, one keep-alive connection each. Wall
 times on this machine's 2 cores, shared with other work while it ran.
 
 {table(rows)}
