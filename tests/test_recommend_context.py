@@ -237,6 +237,80 @@ def test_mmr_trades_a_near_duplicate_for_a_different_item_with_a_fake_index():
                 .fetchall()] == expected
 
 
+def test_mmr_keeps_the_protected_head_in_the_blends_order_with_a_fake_index():
+    """Fake index (plumbing): items 1, 2 and 4 have the same photo, 3 another; relevance
+    1, 0.95, 0.5, 0.4; k 3, lambda 0.5. No head: 1, then 3 (0.25 beats 2's 0.5*0.95 -
+    0.5*1 = -0.025), then 2 (-0.025 beats 4's -0.3). A head of 2 keeps the blend's 1, 2
+    and MMR fills the third place: 3. User 8's pool holds two items: at lambda 0 (no
+    relevance left, only variety) both, in pick order, and nothing invented."""
+    from types import SimpleNamespace
+
+    import duckdb
+    import numpy as np
+
+    from pinshop_cli.recommendation.mmr import rerank
+
+    vectors = np.array([[1, 0], [1, 0], [0, 1], [1, 0]], np.float32)
+    index = SimpleNamespace(manifest=SimpleNamespace(dim=2),
+                            vectors_of=lambda labels: vectors[labels])
+    con = duckdb.connect()
+    con.execute("CREATE TABLE item_labels AS SELECT * FROM (VALUES (1, 0), (2, 1), (3, 2), "
+                "(4, 3)) t(key, label)")
+    pool = ("SELECT * FROM (VALUES (7, 1, 1.0, 1), (7, 2, 0.95, 2), (7, 3, 0.5, 3), "
+            "(7, 4, 0.4, 4), (8, 2, 1.0, 1), (8, 4, 0.9, 2)) t(user_id, item_id, score, rank)")
+    for lam, head, expected in ((0.5, 0, [1, 3, 2]), (0.5, 2, [1, 2, 3]),
+                                (0.0, 0, [1, 3, 2])):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE recs AS {pool}")  # as rerank's own
+        rerank(con, index, "recs", lam, k=3, head=head)
+        lists = {u: [r[0] for r in con.execute(
+            "SELECT item_id FROM recs WHERE user_id = ? ORDER BY rank", [u]).fetchall()]
+            for u in (7, 8)}
+        assert lists[7] == expected, (lam, head)
+        assert lists[8] == [2, 4]
+        assert con.execute("SELECT list(rank ORDER BY rank) FROM recs WHERE user_id = 7"
+                           ).fetchone()[0] == [1, 2, 3]
+
+
+def test_a_wider_mmr_pool_raises_diversity_and_a_full_head_is_the_plain_blend(
+        copy_workspace, tmp_path):
+    """On the demo workspace (real image index) with generated shoppers, k 3, lambda 0.3:
+    a pool of k leaves MMR only the order to choose (the plain blend's items, as varied);
+    a pool of 10 k is more varied; a head of k is the plain blend again."""
+    from pinshop_cli.recommendation.novelty import diversity
+    from pinshop_cli.recommendation.reasons import blend, recommendations
+    from pinshop_cli.recommendation.scorer import Scorer, scoring_date
+    from pinshop_cli.workspace import Workspace
+
+    root = copy_workspace()
+    result = CliRunner().invoke(app, ["generate-events", str(tmp_path / "ev.parquet"),
+                                      "--users", "60", "--events", "3000", "-w", str(root)])
+    assert result.exit_code == 0, result.output
+    ingest_events(tmp_path / "ev.parquet", root)
+    base = RecommendConfig(k=3, weights=BlendWeights(), mmr_lambda=0.3, **NO_DECAY)
+    scorer = Scorer(Workspace.open(root), base)
+    try:
+        scorer.prepare(scoring_date(scorer))
+        index = scorer.product_index()
+        assert index is not None
+        measured = {}
+        for name, overrides in (("plain", dict(mmr_lambda=1.0)), ("pool k", dict(mmr_pool=1)),
+                                ("pool 10 k", dict(mmr_pool=10)), ("head k", dict(
+                                    mmr_pool=10, mmr_head=3))):
+            scorer.config = replace(base, **overrides)
+            blend(scorer, base.blend_weights)
+            measured[name] = (diversity(scorer.con, index),
+                              recommendations(scorer).select(["user_id", "item_id"]))
+    finally:
+        scorer.close()
+    plain, lists = measured["plain"]
+    assert measured["head k"][1].equals(lists)
+    assert measured["pool k"][1].sort_by([("user_id", "ascending"), ("item_id", "ascending")]
+                                        ).equals(lists.sort_by([("user_id", "ascending"),
+                                                                ("item_id", "ascending")]))
+    assert measured["pool k"][0] == plain
+    assert measured["pool 10 k"][0] > plain + 0.01
+
+
 def test_style_clusters_by_spherical_k_means():
     """Plumbing: two tight bundles of directions, 30 vectors each, at any length: k = 60 //
     20 = 3 at most, and no cluster mixes the bundles; a second fit is the same."""

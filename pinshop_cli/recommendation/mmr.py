@@ -5,9 +5,13 @@ from a larger pool of the blend's best, trading relevance for variety.
     pick    = argmax over j not yet picked of
               lambda * rel(j) - (1 - lambda) * max over picked s of cos(v_j, v_s)
 
-lambda 1 keeps the blend's order. Items without a vector count as unlike everything. The
+lambda 1 keeps the blend's order. The first `head` places are the blend's own first
+`head` (lambda 1 there): on buy-again data most hits are there, and MMR spends its variety
+on the rest of the list, each pick unlike the head as well; the caller sets the pool's
+size (RecommendConfig.mmr_pool k). Items without a vector count as unlike everything. The
 greedy steps run for all users of a chunk at once on a (users, pool, pool) similarity
-tensor: k numpy steps per chunk, never a loop over users or rows.
+tensor: k numpy steps per chunk, never a loop over users or rows; chunks bound the
+vectors and that tensor to CHUNK_BYTES together.
 """
 
 from __future__ import annotations
@@ -17,18 +21,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import duckdb
 
-POOL_FACTOR = 3  # the pool: 3 k of the blend's best per user
-CHUNK_BYTES = 256 * 2**20  # bounds the chunk's vector tensor
+CHUNK_BYTES = 256 * 2**20  # bounds a chunk's vectors and similarity tensor together
 
 
-def rerank(con: duckdb.DuckDBPyConnection, index: Any, table: str, lam: float, k: int
-           ) -> None:
-    """Rewrite `table` (user_id, item_id, score, rank, ...; a pool per user) as each user's
-    k picked by MMR, ranked in pick order; just the top k when lam >= 1 or no index."""
+def rerank(con: duckdb.DuckDBPyConnection, index: Any, table: str, lam: float, k: int,
+           head: int = 0) -> None:
+    """Rewrite `table` (user_id, item_id, score, rank, ...; a pool per user, in rank order)
+    as each user's k: the blend's first `head`, then picked by MMR, ranked in pick order;
+    just the top k when lam >= 1, head >= k or no index."""
     import numpy as np
     import pyarrow as pa
 
-    if lam >= 1 or index is None:
+    if lam >= 1 or head >= k or index is None:
         con.execute(f"DELETE FROM {table} WHERE rank > {k}")
         return
     rows = con.execute(f"""
@@ -44,7 +48,7 @@ def rerank(con: duckdb.DuckDBPyConnection, index: Any, table: str, lam: float, k
     group = np.repeat(np.arange(len(starts)), sizes)
     slot = np.arange(n) - starts[group]
     picked_rows = []
-    step = max(1, CHUNK_BYTES // (pool * dim * 4))
+    step = max(1, CHUNK_BYTES // (pool * (dim + pool) * 4))
     for first in range(0, len(starts), step):
         last = min(first + step, len(starts))
         mine = (group >= first) & (group < last)
@@ -52,17 +56,21 @@ def rerank(con: duckdb.DuckDBPyConnection, index: Any, table: str, lam: float, k
         rel = np.full((last - first, pool), -np.inf)
         rel[g, s] = rows["score"][mine]
         rel /= np.maximum(rel.max(axis=1, keepdims=True), 1e-12)
+        absent = ~np.isfinite(rel)  # beyond a smaller pool's end
+        rel[absent] = 0  # lambda 0 would make -inf * 0 a NaN
         vectors = np.zeros((last - first, pool, dim), np.float32)
         labels = rows["label"][mine]
         has = labels >= 0
         vectors[g[has], s[has]] = index.vectors_of(labels[has])
         sims = np.einsum("upd,uqd->upq", vectors, vectors)
+        del vectors
         closest = np.zeros((last - first, pool))
         taken = np.zeros((last - first, pool), bool)
         order = []
-        for _ in range(min(k, pool)):
-            value = np.where(taken, -np.inf, lam * rel - (1 - lam) * closest)
-            best = value.argmax(axis=1)
+        for place in range(min(k, pool)):
+            value = np.where(taken | absent, -np.inf, lam * rel - (1 - lam) * closest)
+            # The head: the blend's own order (the pool's slots are in rank order).
+            best = np.full(len(value), place) if place < head else value.argmax(axis=1)
             valid = np.isfinite(value[np.arange(len(best)), best])
             order.append(np.where(valid, best, -1))
             taken[np.arange(len(best)), best] = True

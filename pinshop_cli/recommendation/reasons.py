@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .config import VERBS, BlendWeights
-from .mmr import POOL_FACTOR, rerank
+from .mmr import rerank
 from .serendipity import add_slot
 
 if TYPE_CHECKING:
@@ -83,13 +83,15 @@ def blend(scorer: Scorer, weights: BlendWeights, popularity: str = "popularity",
 
 def diversify(scorer: Scorer, weights: BlendWeights, table: str, parts: bool = False,
               lam: float | None = None) -> None:
-    """Scorer.rank into `table`, then MMR with `lam` (default: the config's) over a pool
-    of POOL_FACTOR k when it is below 1 and the workspace has image vectors."""
-    lam = scorer.config.mmr_lambda if lam is None else lam
-    index = scorer.product_index() if lam < 1 else None
-    k = scorer.config.k
-    scorer.rank(weights, table, parts, k * POOL_FACTOR if index is not None else k)
-    rerank(scorer.con, index, table, lam, k)
+    """Scorer.rank into `table`, then MMR with `lam` (default: the config's) after the
+    config's protected head, over a pool of its `mmr_pool` k, when lam is below 1 and
+    the workspace has image vectors."""
+    config = scorer.config
+    lam = config.mmr_lambda if lam is None else lam
+    k, head = config.k, config.mmr_head
+    index = scorer.product_index() if lam < 1 and head < k else None
+    scorer.rank(weights, table, parts, k * max(1, config.mmr_pool) if index is not None else k)
+    rerank(scorer.con, index, table, lam, k, head)
 
 
 def recommendations(scorer: Scorer) -> pa.Table:
