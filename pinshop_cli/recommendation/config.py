@@ -71,9 +71,9 @@ class RecommendConfig:
     #: `recommend --tune` fits it (with the default head and pool).
     mmr_lambda: float = 1.0
     #: MMR keeps the blend's first `mmr_head` places as they are and picks the rest from a
-    #: pool of the blend's best `mmr_pool` k. Not fitted: on completejourney a protected
-    #: head and a pool of 5-10 k raised the diversity reached at hit@10 0.890 from +6.7% to
-    #: +10%, but kept no more than +3% at the plain blend's 0.894 (BENCHMARKS.md).
+    #: pool of the blend's best `mmr_pool` k. Not fitted: on completejourney they raised the
+    #: diversity reached at hit@10 0.889-0.890 from +7% to +9-11%, but at the plain blend's
+    #: 0.894 gave no more than lambda 0.9 alone (+2.7%; BENCHMARKS.md).
     mmr_head: int = 0
     mmr_pool: int = 3
     #: One slot of each list for an item outside the user's categories that shoppers of
