@@ -4,35 +4,35 @@
     photos/urls.parquet             url -> sha256, size, ETag, Last-Modified (compacted)
     photos/parts/*.parquet          the same rows of a run still going (or killed)
 
-Fetching is concurrent (threads, a bound per host), with connect and read timeouts,
-retries with backoff on 5xx and time-outs only, redirects followed up to a limit, a byte
-cap, and content-type and decode checks. A URL the store already holds is asked for again
-only with its validators (If-None-Match / If-Modified-Since): a 304 keeps the stored photo,
-so an unchanged photo is never downloaded twice; a URL whose server gave no validator is
-not asked again. Results are written in small atomic parts as they come, so a killed run
-resumes where it stopped. A failed photo is returned with its reason, never raised.
+Fetching is concurrent (threads sharing one httpx client, a bound per host), with connect
+and read timeouts, retries with backoff on 5xx and time-outs (and a body cut off) only,
+redirects followed up to a limit, a byte cap, and content-type and decode checks. A URL the
+store already holds is asked for again only with its validators (If-None-Match /
+If-Modified-Since): a 304 keeps the stored photo, so an unchanged photo is never downloaded
+twice; a URL whose server gave no validator is not asked again. Results are written in
+small atomic parts as they come, so a killed run resumes where it stopped. A failed photo
+is returned with its reason, never raised.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 import secrets
-import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from ..progress import NullProgress
 from ..workspace.storage import read_parquet, remove, write_parquet
 from .images import DEFAULT_MAX_PIXELS, ImageRejected, check_image
 
 if TYPE_CHECKING:
+    import httpx
     import pyarrow as pa
 
     from ..progress import Progress
@@ -87,9 +87,6 @@ class PhotoStore:
         self.progress = progress or NullProgress()  # a bar with the rate, in the CLI
         self.state_path = self.root / "urls.parquet"
         self.parts_dir = self.root / "parts"
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._pools: list[dict[tuple, http.client.HTTPConnection]] = []
 
     def object_path(self, sha256: str) -> Path:
         return self.root / "objects" / sha256[:2] / sha256
@@ -132,7 +129,7 @@ class PhotoStore:
             if old is not None and not (old["etag"] or old["last_modified"]):
                 return {**old, "downloaded": False}  # no validator: never asked again
             with gates[urlsplit(url).netloc]:
-                row = self._fetch_one(url, old)
+                row = self._fetch_one(client, url, old)
             full: list[dict] = []
             with lock:
                 self.progress.advance(1)
@@ -145,13 +142,12 @@ class PhotoStore:
                 self._save_part(full)
             return row
 
-        if urls:
+        rows: list[dict] = []
+        if urls:  # no client (nor httpx import) for a catalog of local photos
             self.progress.start("photo URLs", len(urls))
-        try:
-            with ThreadPoolExecutor(max_workers=self.policy.workers) as pool:
+            with _client(self.policy) as client, \
+                    ThreadPoolExecutor(max_workers=self.policy.workers) as pool:
                 rows = list(pool.map(one, urls))
-        finally:
-            self._close_idle()
         if pending:
             self._save_part(pending)
         self._compact()
@@ -173,9 +169,9 @@ class PhotoStore:
             remove(part)
 
     # -- one URL -----------------------------------------------------------------------------
-    def _fetch_one(self, url: str, old: dict | None) -> dict:
+    def _fetch_one(self, client: httpx.Client, url: str, old: dict | None) -> dict:
         policy = self.policy
-        headers = {"User-Agent": "pinshop", "Accept": "image/*"}
+        headers: dict[str, str] = {}
         if old is not None and old["etag"]:
             headers["If-None-Match"] = old["etag"]
         if old is not None and old["last_modified"]:
@@ -184,90 +180,47 @@ class PhotoStore:
                "last_modified": None, "problem": None, "downloaded": False}
         for attempt in range(policy.retries + 1):
             try:
-                return {**row, **self._get(url, headers, old)}
+                return {**row, **self._get(client, url, headers, old)}
             except FetchFailed as exc:
                 if not exc.retry or attempt == policy.retries:
                     return {**row, "problem": exc.reason}
                 time.sleep(policy.backoff * 2 ** attempt)
         raise AssertionError("unreachable")
 
-    def _get(self, url: str, headers: dict[str, str], old: dict | None) -> dict:
-        """Follow redirects to a body; store it; return the row's fields."""
-        policy = self.policy
-        for _ in range(policy.max_redirects + 1):
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise FetchFailed(f"not an http(s) URL: {url[:120]}")
-            key = (parts.scheme, parts.hostname, parts.port)
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            connection, response = self._request(key, target, headers)
-            keep = False
-            try:
-                status = response.status
-                if status in (301, 302, 303, 307, 308) and response.getheader("Location"):
-                    url = urljoin(url, response.getheader("Location", ""))
-                    continue
-                if status == 304 and old is not None:
-                    return {**old, "downloaded": False}
-                if status >= 500:
-                    raise FetchFailed(f"HTTP {status}", retry=True)
-                if status != 200:
-                    raise FetchFailed(f"HTTP {status}")
-                row = self._store(response)
-                keep = not response.will_close  # the body was read whole: reusable
-                return row
-            finally:
-                if keep:
-                    self._idle()[key] = connection
-                else:
-                    connection.close()
-        raise FetchFailed("too many redirects")
+    def _get(self, client: httpx.Client, url: str, headers: dict[str, str], old: dict | None
+             ) -> dict:
+        """GET `url` (the client follows redirects); store the body; return the row's fields.
+        A kept-alive connection the server closed as it was reused is tried once afresh."""
+        import httpx
 
-    def _idle(self) -> dict[tuple, http.client.HTTPConnection]:
-        """This thread's kept-alive connections, by (scheme, host, port)."""
-        if not hasattr(self._local, "idle"):
-            self._local.idle = {}
-            with self._lock:
-                self._pools.append(self._local.idle)
-        return self._local.idle
-
-    def _request(self, key: tuple, target: str, headers: dict[str, str]
-                 ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        """Send the GET on this thread's kept-alive connection to the host, else a new one.
-        A kept-alive connection the server has closed meanwhile is tried once afresh."""
-        policy = self.policy
-        kept = self._idle().pop(key, None)
-        for connection in (kept, None) if kept is not None else (None,):
-            fresh = connection is None
-            connection = connection or _connect(key[0], key[1], key[2], policy)
+        for again in (False, True):
             try:
-                connection.request("GET", target, headers=headers)
-                return connection, connection.getresponse()
-            except TimeoutError:
-                connection.close()
-                raise FetchFailed(f"timed out after {policy.read_timeout:g} s",
-                                  retry=True) from None
-            except (OSError, http.client.HTTPException) as exc:
-                connection.close()
-                if fresh:
-                    raise FetchFailed(f"connection failed: {_reason(exc)}") from None
+                with client.stream("GET", url, headers=headers) as response:
+                    status = response.status_code
+                    if status == 304 and old is not None:
+                        return {**old, "downloaded": False}
+                    if status >= 500:
+                        raise FetchFailed(f"HTTP {status}", retry=True)
+                    if status != 200:
+                        raise FetchFailed(f"HTTP {status}")
+                    return self._store(response)
+            except httpx.RemoteProtocolError as exc:  # no answer: once more, on a new one
+                if again:
+                    raise self._failure(exc, url) from None
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise self._failure(exc, url) from None
         raise AssertionError("unreachable")
 
-    def _close_idle(self) -> None:
-        with self._lock:
-            for pool in self._pools:
-                for connection in pool.values():
-                    connection.close()
-                pool.clear()
+    def _store(self, response: httpx.Response) -> dict:
+        import httpx
 
-    def _store(self, response: http.client.HTTPResponse) -> dict:
         policy = self.policy
-        kind = (response.getheader("Content-Type") or "").split(";")[0].strip().lower()
+        kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if not kind.startswith("image/"):
             raise FetchFailed(f"not an image: {kind or 'no content type'}")
         cap = f"larger than {policy.max_bytes / (1 << 20):g} MB"
-        length = response.getheader("Content-Length")
-        if length and length.isdigit() and int(length) > policy.max_bytes:
+        length = response.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > policy.max_bytes:
             raise FetchFailed(cap)
         digest, size = hashlib.sha256(), 0
         incoming = self.root / "objects" / f".incoming-{secrets.token_hex(8)}"
@@ -275,18 +228,14 @@ class PhotoStore:
         try:
             with open(incoming, "wb") as out:
                 try:
-                    while block := response.read(CHUNK):
+                    for block in response.iter_bytes(CHUNK):
                         size += len(block)
                         if size > policy.max_bytes:
                             raise FetchFailed(cap)
                         digest.update(block)
                         out.write(block)
-                except TimeoutError:
-                    raise FetchFailed(f"timed out after {policy.read_timeout:g} s",
-                                      retry=True) from None
-                except (OSError, http.client.HTTPException) as exc:
-                    raise FetchFailed(f"connection failed: {_reason(exc)}", retry=True
-                                      ) from None
+                except httpx.HTTPError as exc:  # the body cut off or stalled: tried again
+                    raise self._failure(exc, str(response.url), in_body=True) from None
                 out.flush()
                 os.fsync(out.fileno())
             if size == 0:
@@ -302,30 +251,49 @@ class PhotoStore:
         finally:
             incoming.unlink(missing_ok=True)
         return {"sha256": sha, "width": width, "height": height,
-                "etag": response.getheader("ETag"),
-                "last_modified": response.getheader("Last-Modified"), "downloaded": True}
+                "etag": response.headers.get("ETag"),
+                "last_modified": response.headers.get("Last-Modified"), "downloaded": True}
+
+    def _failure(self, exc: Exception, url: str, in_body: bool = False) -> FetchFailed:
+        """The one-line reason for one of httpx's exceptions. Time-outs are tried again, and
+        so is a body cut off; a refused or failed connection is not."""
+        import httpx
+
+        policy, cause = self.policy, _os_error(exc)
+        if isinstance(exc, httpx.TooManyRedirects):
+            return FetchFailed("too many redirects")
+        if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol)):
+            return FetchFailed(f"not an http(s) URL: {url[:120]}")
+        if isinstance(exc, httpx.ConnectTimeout):
+            return FetchFailed(f"connect timed out after {policy.connect_timeout:g} s",
+                               retry=True)
+        if isinstance(exc, httpx.TimeoutException):
+            return FetchFailed(f"timed out after {policy.read_timeout:g} s", retry=True)
+        if isinstance(exc, httpx.ConnectError):
+            if isinstance(cause, ConnectionRefusedError):
+                return FetchFailed("connection refused")
+            return FetchFailed(f"cannot connect: {_reason(cause or exc)}")
+        return FetchFailed(f"connection failed: {_reason(cause or exc)}", retry=in_body)
 
 
-def _connect(scheme: str, host: str, port: int | None, policy: FetchPolicy
-             ) -> http.client.HTTPConnection:
-    """A connection opened within the connect timeout, reading within the read timeout."""
-    if scheme == "https":
-        connection: http.client.HTTPConnection = http.client.HTTPSConnection(
-            host, port, timeout=policy.connect_timeout, context=ssl.create_default_context())
-    else:
-        connection = http.client.HTTPConnection(host, port, timeout=policy.connect_timeout)
-    try:
-        connection.connect()
-    except TimeoutError:
-        raise FetchFailed(f"connect timed out after {policy.connect_timeout:g} s",
-                          retry=True) from None
-    except ConnectionRefusedError:
-        raise FetchFailed("connection refused") from None
-    except OSError as exc:
-        raise FetchFailed(f"cannot connect: {_reason(exc)}") from None
-    if connection.sock is not None:
-        connection.sock.settimeout(policy.read_timeout)
-    return connection
+def _client(policy: FetchPolicy) -> httpx.Client:
+    """One client for a run, shared by its threads: a connection each, kept alive."""
+    import httpx
+
+    return httpx.Client(
+        headers={"User-Agent": "pinshop", "Accept": "image/*"},
+        timeout=httpx.Timeout(policy.read_timeout, connect=policy.connect_timeout),
+        limits=httpx.Limits(max_connections=policy.workers,
+                            max_keepalive_connections=policy.workers),
+        follow_redirects=True, max_redirects=policy.max_redirects)
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The socket error under httpx's and httpcore's wrappers, if there is one."""
+    seen: BaseException | None = exc
+    while seen is not None and not isinstance(seen, OSError):
+        seen = seen.__cause__ or seen.__context__
+    return seen
 
 
 def _reason(exc: BaseException) -> str:
