@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -127,3 +128,25 @@ def test_styles_are_answered_while_a_writer_holds_the_workspace_and_cached_by_wr
     cache.unlink()
     tune(stale_workspace)
     assert pq.read_schema(cache).metadata[b"names"] == names  # the same seeded fit
+
+
+def test_answers_without_a_style_cache_fit_once_per_index_generation(
+        stale_workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process answering again and again without a current cache (a server) fits the
+    style clusters once, not per answer, and writes nothing."""
+    from pinshop_cli.recommendation import style
+
+    fits = []
+    fit = style.fit_styles
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        fits.append(1)
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(style, "fit_styles", counted)
+    monkeypatch.setattr(style, "_LAST_FITS", {})
+    config = RecommendConfig(weights=BlendWeights(trending=1.0), serendipity=True)
+    held = listing(stale_workspace)
+    first = recommend(stale_workspace, "bob", config)
+    assert recommend(stale_workspace, "bob", config) == first
+    assert len(fits) == 1 and listing(stale_workspace) == held

@@ -39,6 +39,10 @@ ITERATIONS = 12
 SEED = 0
 STYLE_FILE = "recommend_styles.parquet"
 CHUNK = 65_536  # products per (chunk x k) similarity block
+#: Per workspace, the last fit made in memory and its index generation's key: a server
+#: answering without a current cache fits once per index generation, not per request
+#: (a deterministic fit, so this is a cache, never a source of different answers).
+_LAST_FITS: dict[str, tuple[str, pa.Table]] = {}
 
 
 def style_tables(scorer: ScoringContext) -> bool:
@@ -112,13 +116,20 @@ def _read_cache(path: Path, key: str) -> pa.Table | None:
 
 def _cached_or_fitted(scorer: ScoringContext, index: Any) -> pa.Table:
     """(label, style) with the styles' names in the schema metadata: the workspace's cache
-    when its hash matches the index, else a new fit, in memory only."""
-    cached = _read_cache(scorer.ws.root / STYLE_FILE, _key(index))
+    when its hash matches the index, else this process's last fit for the workspace when
+    it is of the same index generation, else a new fit, in memory only."""
+    key = _key(index)
+    cached = _read_cache(scorer.ws.root / STYLE_FILE, key)
     if cached is not None:
         return cached
+    root = str(Path(scorer.ws.root).resolve())
+    if (last := _LAST_FITS.get(root)) is not None and last[0] == key:
+        return last[1]
     labels = index.label_table.column("label").to_numpy()
     styles = fit_styles(index.vectors_of(labels), STYLES, MIN_PER_STYLE)
-    return _named(scorer, index, labels, styles)
+    fitted = _named(scorer, index, labels, styles)
+    _LAST_FITS[root] = (key, fitted)
+    return fitted
 
 
 def fit_styles(vectors: np.ndarray, most: int = STYLES, min_size: int = MIN_PER_STYLE,
