@@ -31,6 +31,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 #: offline pair; SmolLM2 is real llama.cpp; the person detector is a trained YOLO checkpoint).
 REAL_MODEL_FIXTURES = {"demo_workspace", "copy_workspace", "renamed_sofa_workspace",
                        "look_workspace", "smollm2", "recording_smollm2", "person_detector"}
+#: The fixtures built on the run's one shared demo workspace.
+DEMO_FIXTURES = {"demo_workspace", "copy_workspace", "renamed_sofa_workspace"}
+#: Files of a minute or more on two cores that use nothing shared (a Ray cluster of their
+#: own; generated inputs), started early by the parallel schedule below.
+LONG_FILES = {"test_ray.py", "test_properties.py"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -39,14 +44,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-    # Parallel workers (--dist loadfile) take whole files in this order: the first file with
-    # a real model starts the shared demo build (and the ONNX exports) on one worker while
-    # the other works through the plumbing files, instead of waiting on the build's lock.
-    real_files = [item.path for item in items if item.get_closest_marker("slow")]
-    rank = {path: 2 for path in real_files}
-    if real_files:
-        rank[real_files[0]] = 0
-    items.sort(key=lambda item: rank.get(item.path, 1))  # stable: a file's order is kept
+    # Parallel workers (--dist loadfile) take whole files in this order: the first file on
+    # the demo workspace starts its build (and the ONNX exports) on one worker while the
+    # other takes the long files that share nothing; then the other real-model files, which
+    # find the build done; the many short plumbing files last, so that the workers end
+    # together instead of one waiting on a long file taken late.
+    demo_files = [item.path for item in items
+                  if DEMO_FIXTURES & set(getattr(item, "fixturenames", ()))]
+    rank = {item.path: 2 for item in items if item.get_closest_marker("slow")}
+    rank.update({item.path: 1 for item in items if item.path.name in LONG_FILES})
+    if demo_files:
+        rank[demo_files[0]] = 0
+    items.sort(key=lambda item: rank.get(item.path, 3))  # stable: a file's order is kept
 
 
 def shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
