@@ -348,31 +348,17 @@ def test_a_chat_turn_lets_other_requests_in_while_it_generates(copy_workspace: A
     import pinshop_cli
     from pinshop_cli.serve.chat import ChatSessions
     from pinshop_cli.serve.guard import ServedShop
-    from pinshop_cli.testing import ScriptedChatModel
+    from pinshop_cli.testing import StuckChatModel
 
-    generating, release = threading.Event(), threading.Event()
-
-    class Stuck(ScriptedChatModel):
-        def stream(self, messages: list[dict[str, str]], max_tokens: int = 256,
-                   temperature: float = 0.2, json_schema: dict[str, Any] | None = None,
-                   repeat_penalty: float = 1.0) -> Iterator[str]:
-            if json_schema is not None:  # the intent, if the rules leave it to the model
-                self.replies = [{}]
-                yield from super().stream(messages, max_tokens, temperature, json_schema)
-                return
-            yield "Here is a chair "
-            generating.set()
-            assert release.wait(120)
-            yield "for you."
-
+    stuck = StuckChatModel()
     with pinshop_cli.open(copy_workspace()) as shop:
-        shop._chat_models[("stuck", 4096, None)] = Stuck()  # noqa: SLF001
+        shop._chat_models[("stuck", 4096, None)] = stuck  # noqa: SLF001
         served = ServedShop(shop, "token")
         events: list[str] = []
         chat = threading.Thread(target=lambda: events.extend(
             ChatSessions(served, "stuck").stream("a chair under 200", None)))
         chat.start()
-        assert generating.wait(120)
+        assert stuck.generating.wait(120)
         found: list[str] = []
 
         def other_request() -> None:
@@ -383,7 +369,7 @@ def test_a_chat_turn_lets_other_requests_in_while_it_generates(copy_workspace: A
         other.start()
         other.join(120)
         assert found == ["P001"] and chat.is_alive()
-        release.set()
+        stuck.release.set()
         chat.join(120)
     assert events[0].startswith("event: session") and events[-1].startswith("event: reply")
 

@@ -21,33 +21,13 @@ from typing import Any
 import pytest
 
 import pinshop_cli
-from pinshop_cli.testing import ScriptedChatModel
+from pinshop_cli.testing import StuckChatModel
 
 TOKEN = "busy-test-token"
 
 
-class Stuck(ScriptedChatModel):
-    """Streams half an answer, then waits for `release` (a turn caught mid-generation)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.generating, self.release = threading.Event(), threading.Event()
-
-    def stream(self, messages: list[dict[str, str]], max_tokens: int = 256,
-               temperature: float = 0.2, json_schema: dict[str, Any] | None = None,
-               repeat_penalty: float = 1.0) -> Iterator[str]:
-        if json_schema is not None:  # the intent, if the rules leave it to the model
-            self.replies = [{}]
-            yield from super().stream(messages, max_tokens, temperature, json_schema)
-            return
-        yield "Here is a chair "
-        self.generating.set()
-        assert self.release.wait(120)
-        yield "for you."
-
-
 class Served:
-    def __init__(self, url: str, shop: pinshop_cli.Shop, model: Stuck) -> None:
+    def __init__(self, url: str, shop: pinshop_cli.Shop, model: StuckChatModel) -> None:
         self.url, self.shop, self.model = url, shop, model
 
     def request(self, method: str, path: str, data: Any = None,
@@ -77,7 +57,7 @@ def served(copy_workspace: Any) -> Iterator[Served]:
     from pinshop_cli.serve import create_app
 
     shop = pinshop_cli.open(copy_workspace())
-    model = Stuck()
+    model = StuckChatModel()
     shop._chat_models[("stuck", 4096, None)] = model  # noqa: SLF001
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

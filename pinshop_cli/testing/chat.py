@@ -12,11 +12,15 @@ Each model call takes the next scripted reply:
   whatever the prompt lists).
 Every call is recorded (`calls`), with whether the caller stopped reading before the end.
 Tokens are counted by a simple rule: one per PIECE_CHARS characters, rounded up.
+
+`StuckChatModel` streams half an answer and then waits for its `release` event: a turn
+caught mid-generation, for tests of what else goes on meanwhile.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -101,3 +105,27 @@ def _empty(prop: dict[str, Any]) -> Any:
         return next((v for v in ("none", "any") if v in prop["enum"]), prop["enum"][0])
     return {"string": "", "number": 0, "integer": 0, "array": [], "boolean": False,
             "object": {}}.get(prop.get("type", "string"), "")
+
+
+class StuckChatModel(ScriptedChatModel):
+    """Streams "Here is a chair ", sets `generating`, waits for `release`, then ends the
+    answer; a call for the intent (constrained to a JSON schema) is answered at once."""
+
+    model_id = "stuck-fake"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.generating, self.release = threading.Event(), threading.Event()
+
+    def stream(self, messages: list[dict[str, str]], max_tokens: int = 256,
+               temperature: float = 0.2, json_schema: dict[str, Any] | None = None,
+               repeat_penalty: float = 1.0) -> Iterator[str]:
+        if json_schema is not None:
+            self.replies = [{}]
+            yield from super().stream(messages, max_tokens, temperature, json_schema)
+            return
+        yield "Here is a chair "
+        self.generating.set()
+        if not self.release.wait(120):
+            raise AssertionError(f"{self.model_id}: never released")
+        yield "for you."
