@@ -24,7 +24,8 @@ def pinshop(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 def test_help_does_not_import_torch():
     code = ("import sys\nfrom pinshop_cli.commands.main import app\n"
             "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('torch', 'ultralytics', 'open_clip', 'numpy', 'pyarrow') "
+            "heavy = [m for m in ('torch', 'ultralytics', 'open_clip', 'numpy', 'pyarrow', "
+            "'httpx', 'duckdb') "
             "if m in sys.modules]\nprint('HEAVY', heavy)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "HEAVY []" in done.stdout
