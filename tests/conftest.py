@@ -33,9 +33,16 @@ REAL_MODEL_FIXTURES = {"demo_workspace", "copy_workspace", "renamed_sofa_workspa
                        "look_workspace", "smollm2", "recording_smollm2", "person_detector"}
 #: The fixtures built on the run's one shared demo workspace.
 DEMO_FIXTURES = {"demo_workspace", "copy_workspace", "renamed_sofa_workspace"}
-#: Files of a minute or more on two cores that use nothing shared (a Ray cluster of their
-#: own; generated inputs), started early by the parallel schedule below.
-LONG_FILES = {"test_ray.py", "test_properties.py"}
+#: The files of half a minute or more, with their seconds on two cores (run with
+#: `--durations=0` to refresh): the schedule below sends the longest first.
+LONG_FILES = {"test_properties.py": 65, "test_ray.py": 50, "test_chat.py": 50,
+              "test_onnx.py": 30}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist otherwise sends files largest first (most tests), not in the order below.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -46,16 +53,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
     # Parallel workers (--dist loadfile) take whole files in this order: the first file on
     # the demo workspace starts its build (and the ONNX exports) on one worker while the
-    # other takes the long files that share nothing; then the other real-model files, which
-    # find the build done; the many short plumbing files last, so that the workers end
-    # together instead of one waiting on a long file taken late.
+    # other takes the longest file; then the other long files, longest first, and the
+    # real-model files, which find the build done; the many short plumbing files last, so
+    # that the workers end together instead of one waiting on a long file taken late.
     demo_files = [item.path for item in items
                   if DEMO_FIXTURES & set(getattr(item, "fixturenames", ()))]
-    rank = {item.path: 2 for item in items if item.get_closest_marker("slow")}
-    rank.update({item.path: 1 for item in items if item.path.name in LONG_FILES})
-    if demo_files:
-        rank[demo_files[0]] = 0
-    items.sort(key=lambda item: rank.get(item.path, 3))  # stable: a file's order is kept
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        if demo_files and item.path == demo_files[0]:
+            return (0, 0)
+        if item.path.name in LONG_FILES:
+            return (1, -LONG_FILES[item.path.name])
+        return (2 if item.get_closest_marker("slow") else 3, 0)
+
+    items.sort(key=rank)  # stable: a file's order is kept
 
 
 def shared_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
