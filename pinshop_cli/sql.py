@@ -153,6 +153,35 @@ def _embeddings_view(names: set[str]) -> str | None:
     return " UNION ALL ".join(parts) or None
 
 
+def _apply_change_log(con: Any, ws: Workspace, catalog: Any, notes: list[str] | None
+                      ) -> None:
+    """The `catalog` view shows the live changes (PATCH) not yet folded into catalog.parquet,
+    as every other reader of the catalog does (retrieval/updates.py)."""
+    from .retrieval.changes import changed_catalog_sql
+    from .retrieval.updates import ChangeLog
+
+    log = ChangeLog(ws)
+    files = log.files()
+    if not files:
+        return
+    if len(_inside(ws, files, notes if notes is not None else [])) < len(files):
+        return  # a part linking out of the workspace is never read (named in notes)
+    try:
+        pending = log.pending()
+    except Exception as exc:  # a damaged log: the folded catalog, said so  # noqa: BLE001
+        if notes is not None:
+            notes.append(f"catalog shows the last folded prices: the change log is "
+                         f"unreadable ({first_line(exc)})")
+        return
+    if not pending.num_rows:
+        return
+    con.unregister("catalog")
+    con.register("catalog_folded", catalog)  # catalog.parquet as it is on disk
+    con.register("catalog_changes", pending)
+    con.execute("CREATE TEMP VIEW catalog AS " + changed_catalog_sql(
+        "catalog_folded", "catalog_changes", set(catalog.schema.names)))
+
+
 def _read_only_database() -> Any:
     """A connection whose default database is an empty, read-only database file. The file
     is unlinked at once: the open handle keeps it alive and nothing is left behind."""
@@ -190,6 +219,8 @@ def connect(workspace: str | Path | None = None, allow_writes: bool = False,
         for name, dataset in datasets.items():
             con.register(name, dataset)  # a temporary view scanning the Arrow dataset
         views = set(datasets)
+        if "catalog" in views:
+            _apply_change_log(con, ws, datasets["catalog"], notes)
         for kind in EMBEDDING_KINDS:
             if current := _current_view(kind, views):
                 con.execute(f"CREATE TEMP VIEW embeddings_{kind} AS {current}")

@@ -30,8 +30,8 @@ def test_a_live_change_takes_the_lock_without_the_sweep(copy_workspace: Any) -> 
 
 def test_every_reader_of_the_catalog_applies_the_change_log(copy_workspace: Any) -> None:
     """What duplicates, audit, `match --rebuild` and the free functions build (a Retriever
-    of their own) answers with logged changes, filters included; each field's last setting
-    wins, a cleared sale included."""
+    of their own) answers with logged changes, filters included, and so does `pinshop
+    sql`'s catalog view; each field's last setting wins, a cleared sale included."""
     from pinshop_cli.retrieval.retriever import Retriever
     from pinshop_cli.retrieval.store import Filters
 
@@ -46,6 +46,11 @@ def test_every_reader_of_the_catalog_applies_the_change_log(copy_workspace: Any)
         assert "P005" in retriever.store.ids(Filters(max_price=12)).to_pylist()
     finally:
         retriever.close()
+    shown = pinshop_cli.run_sql("SELECT price, sale_price, availability FROM catalog "
+                                "WHERE id = 'P005'", workspace=ws.root).rows
+    assert [(float(p), s, a) for p, s, a in shown] == [(12.0, None, "preorder")]
+    assert pinshop_cli.run_sql("SELECT count(*) FROM catalog", workspace=ws.root).rows == \
+        pinshop_cli.run_sql("SELECT count(*) FROM catalog_folded", workspace=ws.root).rows
     assert ChangeLog(ws).pending().to_pylist() == [{
         "id": "P005", "price": 12.0, "set_price": True, "sale_price": None,
         "set_sale_price": True, "availability": "preorder", "set_availability": True}]

@@ -105,12 +105,27 @@ def merged(changes: list[ProductChange]) -> list[ProductChange]:
     return list(found.values())
 
 
+def changed(column: str, source: str, current: str) -> str:
+    """`column`'s value after `source`'s change: its setting where it set one, else
+    `current`."""
+    cast = "" if column == "availability" else "::" + PRICE_TYPE
+    return f"CASE WHEN {source}.set_{column} THEN {source}.{column}{cast} ELSE {current} END"
+
+
 def set_clause(columns: list[str], source: str) -> str:
     """`col = CASE WHEN <source>.set_col THEN <source>.col ELSE col END` for each column."""
-    return ", ".join(
-        f"{c} = CASE WHEN {source}.set_{c} THEN {source}.{c}"
-        f"{'::' + PRICE_TYPE if c != 'availability' else ''} ELSE catalog.{c} END"
-        for c in columns)
+    return ", ".join(f"{c} = {changed(c, source, f'catalog.{c}')}" for c in columns)
+
+
+def changed_catalog_sql(catalog: str, source: str, columns: set[str]) -> str:
+    """A SELECT of `catalog` (whose columns are `columns`) with `source`'s changes applied
+    by id: what `update_catalog` does in place, as a query (a catalog without a
+    `sale_price` column gains one)."""
+    replaced = [f"{changed(c, 's', f'c.{c}')} AS {c}" for c in FIELDS if c in columns]
+    added = [f"{changed(c, 's', 'NULL::' + (PRICE_TYPE if c != 'availability' else 'VARCHAR'))}"
+             f" AS {c}" for c in FIELDS if c not in columns]
+    return (f"SELECT c.* REPLACE ({', '.join(replaced)}){''.join(', ' + a for a in added)} "
+            f"FROM {catalog} c LEFT JOIN {source} s ON s.id = c.id")
 
 
 def changes_table(changes: list[ProductChange]) -> pa.Table:
