@@ -153,25 +153,23 @@ def _embeddings_view(names: set[str]) -> str | None:
     return " UNION ALL ".join(parts) or None
 
 
-def _apply_change_log(con: Any, ws: Workspace, catalog: Any, notes: list[str] | None
-                      ) -> None:
+def _apply_change_log(con: Any, ws: Workspace, catalog: Any, notes: list[str]) -> None:
     """The `catalog` view shows the live changes (PATCH) not yet folded into catalog.parquet,
     as every other reader of the catalog does (retrieval/updates.py)."""
+    import duckdb
+
     from .retrieval.changes import changed_catalog_sql
     from .retrieval.updates import ChangeLog
 
     log = ChangeLog(ws)
-    files = log.files()
-    if not files:
-        return
-    if len(_inside(ws, files, notes if notes is not None else [])) < len(files):
-        return  # a part linking out of the workspace is never read (named in notes)
     try:
+        files = log.files(notes)
+        if not files or len(_inside(ws, files, notes)) < len(files):
+            return  # no log; or a part links out of the workspace: never read (in notes)
         pending = log.pending()
-    except Exception as exc:  # a damaged log: the folded catalog, said so  # noqa: BLE001
-        if notes is not None:
-            notes.append(f"catalog shows the last folded prices: the change log is "
-                         f"unreadable ({first_line(exc)})")
+    except (DamagedFileError, OSError, duckdb.Error) as exc:
+        notes.append(f"catalog shows the last folded prices: the change log is unreadable "
+                     f"({first_line(exc)})")
         return
     if not pending.num_rows:
         return
@@ -206,6 +204,7 @@ def connect(workspace: str | Path | None = None, allow_writes: bool = False,
     import duckdb
 
     ws = Workspace.open(workspace)
+    notes = notes if notes is not None else []
     con = duckdb.connect() if allow_writes else _read_only_database()
     try:
         con.execute("SET TimeZone = 'UTC'")  # timestamps are stored as naive UTC

@@ -127,3 +127,16 @@ def test_a_fold_landing_while_a_reader_loads_loses_no_change(
     finally:
         retriever.close()
     assert folded and ChangeLog(ws).rows() == 0
+
+
+def test_sql_over_a_damaged_change_log_shows_the_folded_catalog_and_says_so(
+        copy_workspace: Any) -> None:
+    ws = Workspace.open(copy_workspace())
+    query = "SELECT price FROM catalog WHERE id = 'P005'"
+    folded = pinshop_cli.run_sql(query, workspace=ws.root).rows
+    log_changes(ws, [ProductChange("P005", price=12.0)])
+    for part in ChangeLog(ws).files():
+        part.write_bytes(b"not parquet")
+    result = pinshop_cli.run_sql(query, workspace=ws.root)
+    assert result.rows == folded and float(folded[0][0]) != 12.0
+    assert any("is damaged" in note for note in result.notes), result.notes

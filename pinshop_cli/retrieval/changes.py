@@ -105,11 +105,15 @@ def merged(changes: list[ProductChange]) -> list[ProductChange]:
     return list(found.values())
 
 
+def _sql_type(column: str) -> str:
+    return "VARCHAR" if column == "availability" else PRICE_TYPE
+
+
 def changed(column: str, source: str, current: str) -> str:
     """`column`'s value after `source`'s change: its setting where it set one, else
     `current`."""
-    cast = "" if column == "availability" else "::" + PRICE_TYPE
-    return f"CASE WHEN {source}.set_{column} THEN {source}.{column}{cast} ELSE {current} END"
+    return (f"CASE WHEN {source}.set_{column} THEN {source}.{column}::{_sql_type(column)} "
+            f"ELSE {current} END")
 
 
 def set_clause(columns: list[str], source: str) -> str:
@@ -121,11 +125,11 @@ def changed_catalog_sql(catalog: str, source: str, columns: set[str]) -> str:
     """A SELECT of `catalog` (whose columns are `columns`) with `source`'s changes applied
     by id: what `update_catalog` does in place, as a query (a catalog without a
     `sale_price` column gains one)."""
-    replaced = [f"{changed(c, 's', f'c.{c}')} AS {c}" for c in FIELDS if c in columns]
-    added = [f"{changed(c, 's', 'NULL::' + (PRICE_TYPE if c != 'availability' else 'VARCHAR'))}"
-             f" AS {c}" for c in FIELDS if c not in columns]
-    return (f"SELECT c.* REPLACE ({', '.join(replaced)}){''.join(', ' + a for a in added)} "
-            f"FROM {catalog} c LEFT JOIN {source} s ON s.id = c.id")
+    replaced = ", ".join(f"{changed(c, 's', f'c.{c}')} AS {c}" for c in FIELDS if c in columns)
+    added = "".join(f", {changed(c, 's', f'NULL::{_sql_type(c)}')} AS {c}" for c in FIELDS
+                    if c not in columns)
+    return f"SELECT c.* REPLACE ({replaced}){added} FROM {catalog} c LEFT JOIN {source} s " \
+           "ON s.id = c.id"
 
 
 def changes_table(changes: list[ProductChange]) -> pa.Table:

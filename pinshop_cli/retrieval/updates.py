@@ -97,9 +97,10 @@ class ChangeLog:
         """Changes logged (for every catalog: the count the manifest keeps)."""
         return self.store.manifest().rows if self.manifest_path.exists() else 0
 
-    def files(self) -> list[Path]:
-        """The log's listed parts (none when there is no log: one stat)."""
-        return self.store.files() if self.manifest_path.exists() else []
+    def files(self, notes: list[str] | None = None) -> list[Path]:
+        """The log's listed parts that are whole (none when there is no log: one stat); a
+        damaged one is left out, and described in `notes`."""
+        return self.store.files(notes) if self.manifest_path.exists() else []
 
     def pending(self, base: str | None = None) -> pa.Table:
         """The logged changes for catalog `base` (default: the current catalog.parquet),
