@@ -3,6 +3,8 @@ self-built model through the same loading code."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -88,11 +90,17 @@ def test_plumbing_yaml_built_yolo_random_weights_runs_through_ingest(tmp_path, w
                                                                      yaml_yolo_checkpoint,
                                                                      sample_dir):
     catalog = write_catalog([{"id": "a", "title": "Chair", "image": "products/P001.jpg"}])
-    summary = ingest(tmp_path / "ws", catalog, sample_dir / "pins",
-                     IngestConfig(detector=str(yaml_yolo_checkpoint)))
+    pins = tmp_path / "pins"
+    shutil.copytree(sample_dir / "pins", pins)
+    (pins / "cut-short.jpg").write_bytes((pins / "7303782.jpg").read_bytes()[:2000])
+    config = IngestConfig(detector=str(yaml_yolo_checkpoint))
+    summary = ingest(tmp_path / "ws", catalog, pins, config)
     assert summary.detector == "tiny-yolov8n.pt+regions"  # the catalog adds its regions
     # Random weights find nothing real; every pin still yields at least one region.
-    assert summary.detections >= summary.pins_ok == 6
+    assert summary.detections >= summary.pins_ok == 6 and summary.pins_rejected == 1
+    # The next run retries only the broken pin: a batch with no image to detect in.
+    again = ingest(tmp_path / "ws", catalog, pins, config)
+    assert (again.pins_rejected, again.pins_ok, again.embedded["crop"]) == (1, 6, 0)
 
 
 def test_plumbing_tiny_openclip_random_weights_shares_one_space(tmp_path, write_catalog,

@@ -90,6 +90,8 @@ class UltralyticsDetector(Detector):
                          f"prompts ({_reason(exc)}); it detects its own classes")
 
     def detect_batch(self, images: Sequence[Image.Image]) -> list[list[Detection]]:
+        if not images:  # a batch whose pins all failed to decode; ultralytics refuses []
+            return []
         model = self._load()
         results = model.predict(list(images), conf=self.conf, imgsz=self.imgsz,
                                 verbose=False, device=str(self.device))
