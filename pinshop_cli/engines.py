@@ -17,6 +17,7 @@ a workspace path every node can read and write (a shared file system mounted at 
 from __future__ import annotations
 
 import os
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -188,13 +189,25 @@ def run_ray(plan: pa.Table, stages: list[Stage], options: EngineOptions
         raise PinshopError(f"the Ray engine failed: {_cause(exc)}") from None
 
 
+#: A line of a worker's traceback naming the error it raised ("OSError: disk full").
+_RAISED = re.compile(r"^([\w.]*?)(\w+(?:Error|Exception)): (.+)$", re.M)
+
+
 def _cause(exc: BaseException) -> str:
-    """The user's error inside Ray's wrapping (a PinshopError from a worker, say)."""
-    cause = getattr(exc, "cause", None) or exc.__cause__
-    if isinstance(cause, BaseException) and cause is not exc:
-        return _cause(cause)
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
+    """The user's error inside Ray's wrapping: a PinshopError from a worker says its
+    message, another error raised in a worker its name and message (Ray passes on the
+    worker's traceback as text, under its own advice on retries)."""
+    inner = exc
+    while isinstance(deeper := getattr(inner, "cause", None) or inner.__cause__,
+                     BaseException) and deeper is not inner:
+        inner = deeper
+    if isinstance(inner, PinshopError):
+        return first_line(inner)
+    for module, name, message in _RAISED.findall(str(exc)):
+        if not module.startswith("ray."):
+            return message if name == "PinshopError" else f"{name}: {message}"
+    lines = [line for line in str(inner).splitlines() if line.strip()]
+    return lines[-1] if lines else type(inner).__name__
 
 
 class Engine(ABC):
