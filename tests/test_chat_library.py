@@ -61,7 +61,8 @@ def test_a_crash_in_the_native_library_is_one_line_and_the_next_answer_works(smo
 
 def test_chat_once_reports_a_crash_on_one_line_with_exit_1(demo_workspace, tmp_path) -> None:
     """End to end: a chat model whose native load dies (a fake llama_cpp module that
-    segfaults, first on the worker's path) gives `Error: ...` and exit 1, not 139."""
+    segfaults, first on the worker's path) gives `Error: ...` and exit 1, not 139. The
+    child finds the demo build's ONNX exports in the run's models cache: no torch import."""
     fake = tmp_path / "fake" / "llama_cpp"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text(
@@ -71,7 +72,7 @@ def test_chat_once_reports_a_crash_on_one_line_with_exit_1(demo_workspace, tmp_p
     env = {**os.environ, "PYTHONPATH": str(fake.parent)}
     done = subprocess.run(
         [sys.executable, "-m", "pinshop_cli.commands.main", "chat", "--model", "smollm2",
-         "--once", "a green sofa", "--json", "--runtime", "torch", "-w", str(demo_workspace)],
+         "--once", "a green sofa", "--json", "-w", str(demo_workspace)],
         capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 1, done.stderr
     error = done.stderr.strip().splitlines()[-1]
