@@ -32,7 +32,7 @@ EXPORT_VERSION = 1  # bump when the export recipe changes: old exports are then 
 FP32_MIN_COSINE = 0.9999
 INT8_MIN_COSINE = 0.99
 INT8_MIN_SPEEDUP = 1.2  # below this, fp32's exactness is worth more than the time
-TIMING_ROWS = 128  # the speed-up is timed on this many sample rows (the cosine on all)
+TIMING_ROWS = 64  # the speed-up is timed on this many sample rows (the cosine on all)
 TRACE_ROWS = 2  # sample rows the exporter traces with
 FP16_MIN_COSINE = 0.999  # a GPU forward runs in half precision only when this close to fp32
 
