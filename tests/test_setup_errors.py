@@ -196,3 +196,23 @@ def test_an_unknown_engine_and_an_unreachable_ray_cluster_are_one_line_errors(
     done = pinshop("ingest", catalog, "-w", str(tmp_path / "b"), "--engine", "ray",
                    "--ray-address", "127.0.0.1:1")  # nothing listens on port 1
     assert_one_line_error(done, "cannot reach the Ray cluster at 127.0.0.1:1")
+
+
+def test_a_worker_error_is_named_not_rays_retry_advice() -> None:
+    """Plumbing: Ray passes a worker's traceback on as text under its own wrapper; the
+    one-line error names what the worker raised (the text is Ray's, abridged)."""
+    from pinshop_cli.engines import _cause
+
+    wrapped = RuntimeError(
+        "ray::MapWorker(MapBatches(DetectAndCrop)).submit() (pid=1, ip=127.0.0.1)\n"
+        '  File "predictor.py", line 300, in setup_source\n'
+        '    raise FileNotFoundError("No images found in source.")\n'
+        "FileNotFoundError: No images found in source.\n\n"
+        "The above exception was the direct cause of the following exception:\n\n"
+        "ray.exceptions.UserCodeException: UDF failed to process a data block.\n"
+        "To change retry attempts, configure `ray.data.DataContext.get_current()`")
+    assert _cause(wrapped) == "FileNotFoundError: No images found in source."
+    from_pinshop = RuntimeError("pinshop_cli.errors.PinshopError: cannot read a.jpg\n"
+                                "ray.exceptions.UserCodeException: UDF failed")
+    assert _cause(from_pinshop) == "cannot read a.jpg"
+    assert _cause(RuntimeError("lost\nthe node died")) == "the node died"
