@@ -55,8 +55,10 @@ def pins_with_a_bad_file(sample_dir: Path, tmp_path_factory: pytest.TempPathFact
     return pins
 
 
-def run(root: Path, sample_dir: Path, pins: Path, detector: Path, **engine: object):
-    config = IngestConfig(detector=str(detector), batch_size=4, text_batch_size=16, **engine)
+def run(root: Path, sample_dir: Path, pins: Path, **engine: object):
+    # Catalog-guided regions, the offline default: a model stage that reads the run's own
+    # product-photo vectors. (YOLO weights through ingest: test_models.)
+    config = IngestConfig(detector="regions", batch_size=4, text_batch_size=16, **engine)
     return ingest(root, sample_dir / "catalog.csv", pins, config)
 
 
@@ -67,11 +69,10 @@ def rejects(root: Path) -> dict[str, list[tuple[str, ...]]]:
 
 
 def test_ray_and_local_engines_agree_and_batches_run_on_both_nodes(
-        two_nodes: object, tmp_path: Path, sample_dir: Path, pins_with_a_bad_file: Path,
-        person_detector: Path) -> None:
-    local = run(tmp_path / "local", sample_dir, pins_with_a_bad_file, person_detector)
-    on_ray = run(tmp_path / "ray", sample_dir, pins_with_a_bad_file, person_detector,
-                 engine="ray", workers=2)
+        two_nodes: object, tmp_path: Path, sample_dir: Path, pins_with_a_bad_file: Path
+        ) -> None:
+    local = run(tmp_path / "local", sample_dir, pins_with_a_bad_file)
+    on_ray = run(tmp_path / "ray", sample_dir, pins_with_a_bad_file, engine="ray", workers=2)
 
     assert on_ray.engine == "ray" and len(on_ray.nodes) == 2, on_ray.nodes
     for field in ("rows_ok", "rows_rejected", "pins_ok", "pins_rejected", "detections",
