@@ -112,8 +112,7 @@ def _weights_sha256(paths: tuple[Path, ...], models_dir: Path) -> str:
 
 
 def _settings(precision: str) -> dict[str, Any]:
-    settings: dict[str, Any] = {"opset": OPSET, "precision": precision,
-                                "recipe": EXPORT_VERSION}
+    settings: dict[str, Any] = {"opset": OPSET, "precision": precision, "recipe": EXPORT_VERSION}
     if precision == "int8":  # the acceptance rule decides what is cached
         settings |= {"min_cosine": INT8_MIN_COSINE, "min_speedup": INT8_MIN_SPEEDUP}
     return settings
