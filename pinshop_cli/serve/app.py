@@ -145,10 +145,10 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
         return {"status": "ok"}
 
     @app.get("/search", response_class=JSONResponse)
-    def search(q: Annotated[str, Query(min_length=1, max_length=MAX_TEXT)], k: K = 10,
-               category: str | None = None, max_price: float | None = None,
-               color: str | None = None) -> Response:
-        result = searches.search(TextQuery(q, k, category, max_price, color))
+    async def search(q: Annotated[str, Query(min_length=1, max_length=MAX_TEXT)], k: K = 10,
+                     category: str | None = None, max_price: float | None = None,
+                     color: str | None = None) -> Response:
+        result = await searches.search(TextQuery(q, k, category, max_price, color))
         return _json({"matches": result.to_dict()["text"]["matches"], "notes": result.notes})
 
     @app.post("/match", response_class=JSONResponse)

@@ -1,46 +1,75 @@
-"""Searches that arrive while the Shop is busy are answered together: each request queues
-its query, and whoever gets the Shop next answers everything queued in one call
-(Shop.match_texts: one embedding call, one catalog lookup). At concurrency 8 this turns
-eight embedding calls into one or two."""
+"""Searches that arrive while the Shop is busy are answered together. A request queues its
+query and awaits it on the event loop; one drain thread at a time takes the Shop and
+answers everything queued in one call (Shop.match_texts: one embedding call, one catalog
+lookup), then whatever queued meanwhile, until the queue is empty. Requests wait on the
+event loop rather than each holding a pool thread, so they reach the queue while a batch
+runs, and the batches grow with the load."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from concurrent.futures import Future
 from typing import Any
 
 from ..retrieval.batch import TextQuery
 from .guard import ServedShop
 
+Waiting = tuple[TextQuery, "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
 
 class SearchBatcher:
     def __init__(self, served: ServedShop) -> None:
         self.served = served
-        self._queued: list[tuple[TextQuery, Future[Any]]] = []
+        self._queued: list[Waiting] = []
+        self._draining = False
         self._queue_lock = threading.Lock()
 
-    def search(self, query: TextQuery) -> Any:
+    async def search(self, query: TextQuery) -> Any:
         """The MatchResult of `query`, answered alone or with the others queued with it."""
-        answer: Future[Any] = Future()
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Any] = loop.create_future()
         with self._queue_lock:
-            self._queued.append((query, answer))
-        with self.served.using() as shop:
+            self._queued.append((query, answer, loop))
+            start, self._draining = not self._draining, True
+        if start:
+            threading.Thread(target=self._drain, name="pinshop-search", daemon=True).start()
+        return await answer
+
+    def _drain(self) -> None:
+        while True:
             with self._queue_lock:
                 batch, self._queued = self._queued, []
-            if batch:
-                self._answer(shop, batch)
-        return answer.result()  # set by this call or by the one that took it
+                if not batch:
+                    self._draining = False
+                    return
+            try:
+                with self.served.using() as shop:
+                    outcomes = self._answer(shop, [query for query, _, _ in batch])
+            except Exception as exc:  # no Shop to answer with (e.g. a reload failed)
+                outcomes = [(False, exc)] * len(batch)
+            for (_, answer, loop), (ok, value) in zip(batch, outcomes, strict=True):
+                if not loop.is_closed():  # else the server stopped and nobody waits
+                    loop.call_soon_threadsafe(_settle, answer, ok, value)
 
     @staticmethod
-    def _answer(shop: Any, batch: list[tuple[TextQuery, Future[Any]]]) -> None:
+    def _answer(shop: Any, queries: list[TextQuery]) -> list[tuple[bool, Any]]:
+        """(True, result) or (False, error) for each query."""
         try:
-            results = shop.match_texts([query for query, _ in batch])
+            return [(True, result) for result in shop.match_texts(queries)]
         except Exception:  # one query's error must not fail the others: each alone
-            for query, answer in batch:
+            outcomes: list[tuple[bool, Any]] = []
+            for query in queries:
                 try:
-                    answer.set_result(shop.match_texts([query])[0])
+                    outcomes.append((True, shop.match_texts([query])[0]))
                 except Exception as exc:
-                    answer.set_exception(exc)
-            return
-        for (_, answer), result in zip(batch, results, strict=True):
-            answer.set_result(result)
+                    outcomes.append((False, exc))
+            return outcomes
+
+
+def _settle(answer: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if answer.cancelled():  # the client went away
+        return
+    if ok:
+        answer.set_result(value)
+    else:
+        answer.set_exception(value)
