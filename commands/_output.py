@@ -128,15 +128,17 @@ def echo(message: str, err: bool = False) -> None:
     typer.echo(clean(message), err=err)
 
 
-def table(title: str | None, columns: list[str], rows: list[list[Any]]) -> None:
+def table(title: str | None, columns: list[str], rows: list[list[Any]],
+          wrap: str | None = None) -> None:
     """Rows as a table on stdout. Values are data, never markup: a title holding "[/]" or
-    "[bold]" prints as written."""
+    "[bold]" prints as written. With `wrap`, only that column wraps on a narrow terminal
+    (a title), the others keep their values on one line."""
     from rich.markup import escape
     from rich.table import Table
 
     grid = Table(title=escape(clean(title)) if title else None, title_justify="left")
     for column in columns:
-        grid.add_column(escape(clean(str(column))))
+        grid.add_column(escape(clean(str(column))), no_wrap=wrap is not None and column != wrap)
     for row in rows:
         grid.add_row(*("" if v is None else escape(clean(str(v))) for v in row))
     out.print(grid)

@@ -35,7 +35,23 @@ def changes(
     elif not found:
         echo("no price or stock changes")
     else:
-        table(None, ["id", "title", "change", "seen at", "was", "now", "currency",
-                     "stock was", "stock now"],
-              [[c.id, c.title, c.kind, c.seen_at, c.old_price, c.new_price, c.currency,
-                c.old_availability, c.new_availability] for c in found])
+        # Six columns, not nine, so that a row fits 80 columns (--json has every field);
+        # the change column says what changed, so stock shows what it is now.
+        currencies = {c.currency for c in found}
+        one = currencies.pop() if len(currencies) == 1 else None
+        table(None, ["id", "title", "change", "seen on", f"price ({one})" if one else "price",
+                     "stock"],
+              [[c.id, c.title, c.kind, c.seen_at[:10],
+                _was_now(c.old_price, c.new_price, None if one else c.currency),
+                c.new_availability or c.old_availability] for c in found],
+              wrap="title")
+
+
+def _was_now(old: object, new: object, unit: str | None = None) -> str:
+    """"149.0 → 129.0 EUR" for a change, "129.0 EUR" for none, the known side when the
+    other is missing."""
+    if old is not None and new is not None and old != new:
+        shown = f"{old} → {new}"
+    else:
+        shown = "" if old is None and new is None else str(new if new is not None else old)
+    return f"{shown} {unit}" if unit and shown else shown

@@ -334,6 +334,12 @@ def test_price_history_keeps_first_rows_and_changes_only(tmp_path: Path) -> None
                                        "-w", str(ws.root)])
     assert printed.exit_code == 0, printed.output
     assert {(c["id"], c["kind"]) for c in json.loads(printed.stdout)} == found
+    # The table fits 80 columns: only titles wrap; a change reads "was → now".
+    shown = CliRunner().invoke(app, ["changes", "--since", "2026-11-02", "-w", str(ws.root)],
+                               env={"COLUMNS": "80"})
+    assert shown.exit_code == 0 and "…" not in shown.stdout, shown.stdout
+    assert "2026-11-03" in shown.stdout and "39.99 → 29.0" in shown.stdout
+    assert max(map(len, shown.stdout.splitlines())) <= 80
 
 
 def test_a_product_leaving_the_feed_gets_a_removed_row_and_changes_are_limited(
