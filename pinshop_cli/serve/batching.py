@@ -8,6 +8,7 @@ runs, and the batches grow with the load."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from typing import Any
 
@@ -32,24 +33,35 @@ class SearchBatcher:
             self._queued.append((query, answer, loop))
             start, self._draining = not self._draining, True
         if start:
-            threading.Thread(target=self._drain, name="pinshop-search", daemon=True).start()
+            try:
+                threading.Thread(target=self._drain, name="pinshop-search", daemon=True).start()
+            except BaseException:  # no thread: the next search must try again
+                with self._queue_lock:
+                    self._draining = False
+                raise
         return await answer
 
     def _drain(self) -> None:
-        while True:
+        batch: list[Waiting] = []
+        try:
+            while True:
+                with self._queue_lock:
+                    batch, self._queued = self._queued, []
+                    if not batch:
+                        self._draining = False
+                        return
+                try:
+                    with self.served.using() as shop:
+                        outcomes = self._answer(shop, [query for query, _, _ in batch])
+                except Exception as exc:  # no Shop to answer with (e.g. a reload failed)
+                    outcomes = [(False, exc)] * len(batch)
+                _settle_all(batch, outcomes)
+        except BaseException as exc:  # never leave a search waiting, nor the flag set
             with self._queue_lock:
-                batch, self._queued = self._queued, []
-                if not batch:
-                    self._draining = False
-                    return
-            try:
-                with self.served.using() as shop:
-                    outcomes = self._answer(shop, [query for query, _, _ in batch])
-            except Exception as exc:  # no Shop to answer with (e.g. a reload failed)
-                outcomes = [(False, exc)] * len(batch)
-            for (_, answer, loop), (ok, value) in zip(batch, outcomes, strict=True):
-                if not loop.is_closed():  # else the server stopped and nobody waits
-                    loop.call_soon_threadsafe(_settle, answer, ok, value)
+                left, self._queued, self._draining = self._queued, [], False
+            failed = RuntimeError(f"the search failed: {exc}")
+            _settle_all(batch + left, [(False, failed)] * (len(batch) + len(left)))
+            raise
 
     @staticmethod
     def _answer(shop: Any, queries: list[TextQuery]) -> list[tuple[bool, Any]]:
@@ -66,8 +78,15 @@ class SearchBatcher:
             return outcomes
 
 
+def _settle_all(waiting: list[Waiting], outcomes: list[tuple[bool, Any]]) -> None:
+    """Hand each outcome to its request's event loop (skipped once the server stopped)."""
+    for (_, answer, loop), (ok, value) in zip(waiting, outcomes, strict=True):
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_settle, answer, ok, value)
+
+
 def _settle(answer: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if answer.cancelled():  # the client went away
+    if answer.done():  # the client went away, or a failure already answered it
         return
     if ok:
         answer.set_result(value)
