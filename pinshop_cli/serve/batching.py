@@ -32,13 +32,8 @@ class SearchBatcher:
         with self._queue_lock:
             self._queued.append((query, answer, loop))
             start, self._draining = not self._draining, True
-        if start:
-            try:
-                threading.Thread(target=self._drain, name="pinshop-search", daemon=True).start()
-            except BaseException:  # no thread: the next search must try again
-                with self._queue_lock:
-                    self._draining = False
-                raise
+        if start:  # on the loop's pool: a thread reused, not one started per burst
+            loop.run_in_executor(None, self._drain)
         return await answer
 
     def _drain(self) -> None:
