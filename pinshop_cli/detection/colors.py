@@ -141,15 +141,22 @@ def dominant_colors(image: Image.Image, top: int = 2) -> list[NamedColor]:
 
 def _kmeans(points: np.ndarray, k: int, iterations: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """Plain Lloyd iterations from a deterministic farthest-point start."""
-    centres = [points[np.argmin(points[:, 0])]]  # the darkest pixel
-    for _ in range(1, k):
-        distance = np.min([np.linalg.norm(points - c, axis=1) for c in centres], axis=0)
-        centres.append(points[int(distance.argmax())])
-    centre_array = np.array(centres)
+    centres = np.empty((k, points.shape[1]))
+    centres[0] = points[np.argmin(points[:, 0])]  # the darkest pixel
+    distance = np.linalg.norm(points - centres[0], axis=1)
+    for c in range(1, k):
+        centres[c] = points[int(distance.argmax())]
+        distance = np.minimum(distance, np.linalg.norm(points - centres[c], axis=1))
     for _ in range(iterations):
-        labels = np.linalg.norm(points[:, None] - centre_array[None], axis=2).argmin(axis=1)
-        for c in range(k):
-            if (labels == c).any():
-                centre_array[c] = points[labels == c].mean(axis=0)
-    labels = np.linalg.norm(points[:, None] - centre_array[None], axis=2).argmin(axis=1)
-    return labels, centre_array
+        labels = _nearest(points, centres)
+        counts = np.bincount(labels, minlength=k)
+        sums = np.stack([np.bincount(labels, weights=points[:, d], minlength=k)
+                         for d in range(points.shape[1])], axis=1)
+        filled = counts > 0  # an empty cluster keeps its centre
+        centres[filled] = sums[filled] / counts[filled, None]
+    return _nearest(points, centres), centres
+
+
+def _nearest(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Each point's nearest centre (squared distances without the points' own norms)."""
+    return np.argmin((centres * centres).sum(axis=1) - 2.0 * points @ centres.T, axis=1)

@@ -24,6 +24,8 @@ from .retriever import Hit, Retriever, SearchResult
 from .store import CatalogStore, Filters, Product
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import numpy as np
 
 FAMILY_COLUMN = "item_group_id"
@@ -133,11 +135,22 @@ class FamilySearch:
 
     def products(self, retriever: Retriever) -> list[list[Product]]:
         """The hits' catalog rows (one lookup for all queries), each with its family."""
-        found = retriever.products_per_query(self.hits)
-        for row in found:
+        return products_of(retriever, [self])[0]
+
+
+def products_of(retriever: Retriever, searches: Sequence[FamilySearch]
+                ) -> list[list[list[Product]]]:
+    """`FamilySearch.products` of several searches (a photo's regions, each searched with
+    its own filters) with one catalog lookup for all of them."""
+    found = iter(retriever.products_per_query([hits for s in searches for hits in s.hits]))
+    answers = []
+    for search in searches:
+        rows = [next(found) for _ in search.hits]
+        for row in rows:
             for product in row:  # the shown products only
-                product.family = self.families.get(product.id)
-        return found
+                product.family = search.families.get(product.id)
+        answers.append(rows)
+    return answers
 
 
 def collapse(found: FamilyIndex, hits: list[list[Hit]], k: int

@@ -147,16 +147,18 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
                 continue
             regions = detect_and_crop(found_detector, [image])[0]
             vectors = region_vectors(embedder, regions)
-            for (detection, crop), vector in zip(regions, vectors, strict=True):
-                found = families.search(retriever, vector[None, :], top_k, "product_image",
+            searches = [families.search(retriever, vector[None, :], top_k, "product_image",
                                         region_filters(filters, detection.category),
                                         category=detection.category or None)
+                        for (detection, _), vector in zip(regions, vectors, strict=True)]
+            for (detection, crop), found, products in zip(
+                    regions, searches, families.products_of(retriever, searches), strict=True):
                 named = dominant_colors(crop, top=1)[0]
                 pin.objects.append(MatchedObject(
                     [v * decode_scale(image) for v in detection.box],
                     detection.category or None, detection.class_name, detection.score,
-                    found.products(retriever)[0], crop, found.index, detection.source,
-                    named.family, named.name))
+                    products[0], crop, found.index, detection.source, named.family,
+                    named.name))
     if text:
         result.text = text
         if retriever.text_kind == "product_text":
