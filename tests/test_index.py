@@ -80,7 +80,7 @@ def sample_rows(sample_dir: Path) -> list[dict[str, str]]:
 def write_beside_sample_images(rows: list[dict[str, str]], sample_dir: Path,
                                tmp_path: Path) -> Path:
     """A catalog of `rows` whose relative image paths still resolve."""
-    shutil.copytree(sample_dir / "products", tmp_path / "products")
+    shutil.copytree(sample_dir / "products", tmp_path / "products", dirs_exist_ok=True)
     catalog = tmp_path / "catalog.csv"
     with open(catalog, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -106,6 +106,29 @@ def test_index_updates_in_place_for_added_changed_and_removed_products(copy_work
     assert not any(s.stale for s in index_status(root))
     hit = match(text="brand new walnut bench", workspace=root).text_matches[0]
     assert hit.id == "NEW1"
+    renamed = match(text="renamed oak armchair", workspace=root).text_matches[0]
+    assert renamed.title == "Renamed Oak Armchair"
+
+
+def test_an_update_after_the_newest_product_was_removed_adds_after_every_label_given(
+        copy_workspace, sample_dir, tmp_path):
+    """Labels are never reused, and a removed product's label stays in the graph (marked
+    deleted): after the product holding an index's highest label is removed, the next
+    update still adds after it. (Before, any change after such a removal failed every
+    later `pinshop index` with "could not broadcast": the new vectors were sized by the
+    live labels only.)"""
+    root = copy_workspace()
+    rows = sample_rows(sample_dir)
+    newest = {**rows[1], "id": "NEW1", "title": "Brand New Walnut Bench", "image": ""}
+    for catalog_rows in ([*rows, newest], rows):  # NEW1 added (label 44), then removed
+        ingest(root, write_beside_sample_images(catalog_rows, sample_dir, tmp_path))
+        build_indexes(root)
+    rows[0]["title"] = "Renamed Oak Armchair"
+    ingest(root, write_beside_sample_images(rows, sample_dir, tmp_path))
+    built = {m.name: m for m in build_indexes(root)}
+    labels = pq.read_table(Path(root) / "indexes" / ids_file(built["product_text"]))
+    assert labels.column("label").to_pylist()[-1] == 45  # after NEW1's 44, not 44 again
+    assert "NEW1" not in labels.column("id").to_pylist()
     renamed = match(text="renamed oak armchair", workspace=root).text_matches[0]
     assert renamed.title == "Renamed Oak Armchair"
 

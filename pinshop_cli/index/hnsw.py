@@ -176,7 +176,11 @@ def _update_one(ws: Workspace, rows: pa.Table, manifest: IndexManifest, generati
     new = query_arrow("SELECT r.* FROM rows_ r ANTI JOIN indexed USING (id, source_hash) "
                       "ORDER BY id", tables={"rows_": rows, "indexed": indexed})
     started = time.perf_counter()
-    top = int(pc.max(indexed.column("label")).as_py()) if indexed.num_rows else -1
+    old_vectors = np.load(ws.indexes_dir / vectors_file(manifest), mmap_mode="r")
+    # Labels are never reused: a removed product's label stays in the graph, marked deleted,
+    # and in the vectors file, one row per label given; the live labels' maximum can be lower.
+    top = max(int(pc.max(indexed.column("label")).as_py()) if indexed.num_rows else -1,
+              len(old_vectors) - 1)
     index = load_graph(ws, manifest, indexed.column("label").to_numpy(),
                        max_elements=max(top + 1, 1) + new.num_rows)
     for label in gone.column("label").to_pylist():  # deletions are few; hnswlib takes one
@@ -184,7 +188,6 @@ def _update_one(ws: Workspace, rows: pa.Table, manifest: IndexManifest, generati
         with contextlib.suppress(RuntimeError):
             index.mark_deleted(label)
     fresh = np.arange(top + 1, top + 1 + new.num_rows, dtype=np.int64)
-    old_vectors = np.load(ws.indexes_dir / vectors_file(manifest), mmap_mode="r")
     vectors = np.zeros((top + 1 + new.num_rows, manifest.dim), np.float32)
     vectors[:len(old_vectors)] = old_vectors
     if new.num_rows:
