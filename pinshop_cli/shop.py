@@ -106,8 +106,7 @@ class Shop:
 
     @property
     def generation(self) -> int:
-        """Changes each time the Retriever is let go of (a conversation holding the old one
-        must move to the new one)."""
+        """Changes each time the Retriever is let go of (a conversation moves to the new one)."""
         return id(self._retriever)
 
     def versions(self) -> tuple[tuple[str, int, int], ...]:
@@ -129,10 +128,9 @@ class Shop:
         return tuple(found)
 
     def refresh(self) -> bool:
-        """Let go of the loaded catalog and indexes if another process rewrote them since
-        (the next answer loads the new state): True when it did. For a long-lived Shop,
-        e.g. `pinshop serve`, before each answer. This Shop's own saves do not count
-        (`_own_write`); while one is under way it waits for the next call."""
+        """Let go of the loaded catalog and indexes if another process rewrote them since (the
+        next answer loads the new state): True when it did; for `pinshop serve`, before each
+        answer. Not for this Shop's own saves (`_own_write`), nor while one is under way."""
         if self._retriever is None or self._saving or self.versions() == self._seen:
             return False
         self._forget()
@@ -153,9 +151,12 @@ class Shop:
     def index(self, **options: Any) -> Any:
         """`pinshop index`: the manifests built or updated (options as build_indexes)."""
         from .index.hnsw import build_indexes
+        from .recommendation.api import refresh_styles
 
         self._forget()
-        return build_indexes(self.ws.root, **options)
+        built = build_indexes(self.ws.root, **options)
+        refresh_styles(self.ws.root)  # a style cache, where one is kept, fitted to the new index
+        return built
 
     def ingest_events(self, path: str | Path) -> Any:
         """`pinshop ingest-events`: an EventsSummary."""

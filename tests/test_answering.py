@@ -130,6 +130,33 @@ def test_styles_are_answered_while_a_writer_holds_the_workspace_and_cached_by_wr
     assert pq.read_schema(cache).metadata[b"names"] == names  # the same seeded fit
 
 
+def test_pinshop_index_fits_a_kept_style_cache_to_the_indexes_it_builds(
+        stale_workspace: Path, tmp_path: Path) -> None:
+    """Where the workspace keeps a style cache, `pinshop index` fits it to the new index
+    generation, so answers read it rather than fitting in memory until the next --tune;
+    where it keeps none, indexing writes none."""
+    from pinshop_cli import ingest
+    from pinshop_cli.recommendation.style import _key, _read_cache
+    from pinshop_cli.recommendation.taste import product_index
+
+    def index() -> None:
+        assert CliRunner().invoke(app, ["index", "-w", str(stale_workspace)]).exit_code == 0
+
+    def current() -> bool:
+        found = product_index(Workspace.open(stale_workspace))
+        return _read_cache(stale_workspace / STYLE_FILE, _key(found)) is not None
+
+    index()
+    assert not (stale_workspace / STYLE_FILE).exists()
+    tune(stale_workspace)
+    assert current()
+    catalog = tmp_path / "catalog.csv"  # the fixture's catalog, the sofa renamed again
+    catalog.write_text(catalog.read_text().replace("Emerald Velvet Sofa", "Jade Velvet Sofa"))
+    ingest(stale_workspace, catalog)
+    index()
+    assert current()  # before: the cache held the former generation's fit
+
+
 def test_answers_without_a_style_cache_fit_once_per_index_generation(
         stale_workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A process answering again and again without a current cache (a server) fits the
