@@ -25,6 +25,8 @@ def doctor(
 
     Example: `pinshop doctor`
     """
+    from rich.markup import escape
+
     from pinshop_cli.doctor import doctor as run_doctor
 
     report = run_doctor(workspace, models_dir, chat_model=model, generate=not no_generate)
@@ -35,7 +37,8 @@ def doctor(
               [[c.name, c.status, c.detail] for c in report.checks])
         for check in report.checks:
             if check.fix:
-                err.print(f"{MARKS[check.status]} {check.name}: {check.fix}", highlight=False)
+                err.print(f"{MARKS[check.status]} {escape(check.name)}: {escape(check.fix)}",
+                          highlight=False)  # a fix such as "pip install 'ray[data]'" is text
         err.print("pinshop is usable" if report.ok else
                   "[bold red]pinshop is not usable until the FAIL lines are fixed[/]")
     if not report.ok:

@@ -1,5 +1,7 @@
 """Typed errors. Each message names the fix; the CLI prints it on one line and exits 1."""
 
+from datetime import datetime
+
 
 class PinshopError(Exception):
     """A user-facing error: bad input, missing model file, locked or stale workspace."""
@@ -48,3 +50,11 @@ def first_line(exc: BaseException, limit: int | None = None) -> str:
 
 class UnknownProductError(PinshopError):
     """No product with that id in the catalog (`pinshop serve` answers 404)."""
+
+
+def parse_date(text: str, option: str) -> datetime:
+    """A date or timestamp a user typed (ISO 8601), or a one-line error naming `option`."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise PinshopError(f"{option} {text!r} is not a date (use YYYY-MM-DD)") from None

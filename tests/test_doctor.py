@@ -75,3 +75,18 @@ def test_a_workspace_path_through_a_file_fails(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("x")
     check = directory_check("workspace", tmp_path / "notes.txt" / "ws")
     assert check.status == "fail" and "is a file" in check.detail and check.fix
+
+
+def test_a_fix_is_printed_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fixes are commands to copy: brackets in them are text, not terminal markup (rich
+    dropped "[data]" from "ray[data]", which installs Ray without Ray Data)."""
+    from typer.testing import CliRunner
+
+    from pinshop_cli.commands.main import app
+    from pinshop_cli.doctor import Check, DoctorReport
+
+    report = DoctorReport([Check("ray", "warn", "not installed", "pip install 'ray[data]<3'")])
+    monkeypatch.setattr(doctor_module, "doctor", lambda *args, **kwargs: report)
+    done = CliRunner().invoke(app, ["doctor", "--no-generate"])
+    assert done.exit_code == 0
+    assert "warn ray: pip install 'ray[data]<3'" in done.output

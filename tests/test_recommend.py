@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pinshop_cli.commands.main import app
+from pinshop_cli.errors import PinshopError
 from pinshop_cli.io.events import ingest_events
 from pinshop_cli.recommendation.api import evaluate, recommend, recommend_all
 from pinshop_cli.recommendation.config import BlendWeights, RecommendConfig
@@ -71,6 +72,13 @@ def test_recommend_all_writes_every_user(shop):
     assert recommend_all(shop, RecommendConfig(k=2, **NO_DECAY)) == 8
     users = run_sql("SELECT user_id, count(*) FROM recommendations GROUP BY 1 ORDER BY 1", shop)
     assert users.rows == [("t", 2), ("u1", 2), ("u2", 2), ("u3", 2)]
+
+
+def test_a_cut_that_is_not_a_date_is_a_one_line_error(shop):
+    out = CliRunner().invoke(app, ["recommend", "--evaluate", "--cut", "notadate", "-w",
+                                   str(shop)])
+    assert out.exit_code == 1 and isinstance(out.exception, PinshopError)  # one line, exit 1
+    assert str(out.exception) == "--cut 'notadate' is not a date (use YYYY-MM-DD)"
 
 
 def test_metrics_on_a_hand_computed_case():

@@ -120,7 +120,9 @@ def not_checkpoints(tmp_path: Path) -> list[Path]:
     empty.write_bytes(b"")
     state_dict = tmp_path / "weights-only.pt"
     torch.save({"layer.weight": torch.zeros(2)}, state_dict)
-    return [text, empty, state_dict]
+    notes = tmp_path / "README.md"  # not .pt: ultralytics would only fail on first predict
+    notes.write_text("# a text file\n")
+    return [text, empty, state_dict, notes]
 
 
 def test_detector_that_is_not_an_ultralytics_checkpoint(not_checkpoints: list[Path]) -> None:

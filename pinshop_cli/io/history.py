@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PinshopError
+from ..errors import PinshopError, parse_date
 from ..workspace.parts import PartStore
 from ..workspace.storage import query_arrow, sql_path
 
@@ -120,10 +120,7 @@ def changes(root: Path, since: str | None = None, limit: int | None = None) -> C
     paths = f"read_parquet([{', '.join(sql_path(p) for p in files)}])"
     params: dict[str, Any] = {}
     if since is not None:
-        try:
-            params["since"] = datetime.fromisoformat(since)
-        except ValueError:
-            raise PinshopError(f"--since {since!r} is not a date (use YYYY-MM-DD)") from None
+        params["since"] = parse_date(since, "--since")
         new = _latest_sql(files)
         old = _latest_sql(files, "seen_at < $since")
     else:  # the last snapshot's rows against the row before each

@@ -57,12 +57,16 @@ class UltralyticsDetector(Detector):
         if self._model is None:
             # Predictions run with verbose=False; the CLI entry point also turns off
             # ultralytics' run-time pip installs and banners (YOLO_AUTOINSTALL/VERBOSE).
+            import numpy as np
             from ultralytics import YOLO
 
             if not self.weights.is_file():
                 raise PinshopError(f"detector file not found: {self.weights}")
             try:
                 model = YOLO(str(self.weights))
+                if self.weights.suffix != ".pt":  # an export loads its backend on first use
+                    model.predict(np.zeros((64, 64, 3), np.uint8), verbose=False,
+                                  device=str(self.device))
             except Exception as exc:  # torch/pickle/ultralytics each raise their own types
                 raise PinshopError(f"cannot load detector {self.weights}: not an ultralytics "
                                    f"checkpoint ({_reason(exc)})") from None

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import PinshopError
+from ..errors import PinshopError, parse_date
 from ..workspace.layout import Workspace
 from ..workspace.storage import write_parquet
 from .config import COMPONENTS, BlendWeights, Evaluation, Recommendation, RecommendConfig
@@ -148,7 +148,7 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
             row = con.execute("SELECT quantile_disc(ts, 0.8) FROM all_events").fetchone()
             cut_at = row[0] if row else None
         else:
-            cut_at = datetime.fromisoformat(str(cut))
+            cut_at = cut if isinstance(cut, datetime) else parse_date(cut, "--cut")
         if cut_at is None:
             raise PinshopError("events.parquet is empty: ingest some events first")
         tuning = fit(scorer, cut_at) if config.weights is None else None
