@@ -180,6 +180,13 @@ def test_products_similar_complete_recommend(server: Server) -> None:
     assert status == 200 and body["reference"] == "P001"
     assert all(item["price"] < product["price"] for item in body["items"])
     assert server.get("/complete/P001")[0] == 200
+    # A client names products only: a file beside the server (it runs in this process's
+    # directory) is not read, nor told apart from a missing one.
+    beside = next(path.name for path in sorted(Path.cwd().iterdir()) if path.is_file())
+    for endpoint in ("similar", "complete"):
+        for name in (beside, "no-such-file.jpg"):
+            status, body = server.get(f"/{endpoint}/{name}")
+            assert status == 404 and body["error"] == f"no product {name!r} in the catalog"
     status, body = server.get("/recommend/u1?k=2")
     assert status == 200 and len(body) == 2 and body[0]["item_id"]
 

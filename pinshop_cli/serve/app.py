@@ -198,14 +198,18 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
             current.apply_saved()  # every change saved so far, in the log's order
             return _json(current.product(product_id))
 
+    # The CLI's reference may also be a photo's path; a client's is a product id only (a
+    # path would read the server's files): an unknown id is a 404 before any lookup.
     @app.get("/similar/{product_id}", response_class=JSONResponse)
     def similar(product_id: str, cheaper: bool = False, k: K = 10) -> Response:
         with served.using() as current:
+            current.product(product_id)
             return _json(current.similar(product_id, cheaper=cheaper, top_k=k))
 
     @app.get("/complete/{product_id}", response_class=JSONResponse)
     def complete(product_id: str, k: K = 5) -> Response:
         with served.using() as current:
+            current.product(product_id)
             return _json(current.complete(product_id, top_k=k))
 
     @app.get("/recommend/{user}", response_class=JSONResponse)
