@@ -33,10 +33,13 @@ def serve(
 
     from pinshop_cli.serve import serve as run_server
 
-    if not token:
-        token = secrets.token_urlsafe(24)
-        err.print(f"token for live updates: {token}", highlight=False)
-    err.print(f"serving on http://{host}:{port} (API docs at /docs; Ctrl-C stops)",
-              highlight=False)
+    generated = not token
+    token = token or secrets.token_urlsafe(24)
+
+    def ready(address: str) -> None:  # once listening, the workspace loaded
+        if generated:
+            err.print(f"token for live updates: {token}", highlight=False)
+        err.print(f"serving on {address} (API docs at /docs; Ctrl-C stops)", highlight=False)
+
     run_server(workspace, token, host, port, model, str(models_dir) if models_dir else None,
-               runtime, device)
+               runtime, device, ready)

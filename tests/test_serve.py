@@ -127,6 +127,22 @@ def test_health_and_docs(server: Server) -> None:
                               "/chat"} <= set(spec["paths"])
 
 
+def test_a_port_in_use_or_no_workspace_is_an_error_before_serving_is_announced(
+        server: Server, tmp_path: Path) -> None:
+    port = server.url.rsplit(":", 1)[1]
+    errors = []
+    for args in (["-w", str(server.workspace), "--port", port],
+                 ["-w", str(tmp_path / "none"), "--port", "0"]):
+        done = subprocess.run([sys.executable, "-m", "pinshop_cli.commands.main", "serve",
+                               *args], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PINSHOP_OFFLINE": "1"})
+        assert done.returncode == 1, done.stderr
+        errors.append(done.stderr.strip())
+    assert errors[0] == f"Error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert errors[1].startswith("Error: no workspace at") and "\n" not in errors[1]
+    assert server.get("/health")[0] == 200
+
+
 def test_search_has_the_text_block_shape_and_caps_k(server: Server) -> None:
     status, body = server.get("/search?q=plywood%20chair&k=3&category=chair")
     assert status == 200

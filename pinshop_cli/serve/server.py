@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import signal
+import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
+from ..errors import PinshopError
 from ..shop import Shop
 
 
@@ -18,18 +20,41 @@ class _Stopped(Exception):
 
 def serve(workspace: str | Path | None, token: str, host: str = "127.0.0.1", port: int = 8000,
           chat_model: str = "qwen2.5-coder-1.5b", models_dir: str | None = None,
-          runtime: str = "auto", device: str = "auto") -> None:
+          runtime: str = "auto", device: str = "auto",
+          ready: Callable[[str], None] | None = None) -> None:
     """Serve `workspace` until SIGINT or SIGTERM (uvicorn finishes the requests in flight,
     then the Shop lets go of its catalog, indexes and chat workers, its live changes
-    folded into catalog.parquet and the price history)."""
+    folded into catalog.parquet and the price history). The address is bound and the
+    workspace loaded first, so that a port in use or a missing workspace is an error
+    before `ready` is called with the address served."""
     import uvicorn
 
     from .app import create_app
 
-    with _sigterm_raises(), Shop(workspace, models_dir, runtime, device) as shop:
+    sock = listen(host, port)
+    with sock, _sigterm_raises(), Shop(workspace, models_dir, runtime, device) as shop:
         shop.match([], text="warm up", top_k=1)  # catalog, text model, index: before requests
         app = create_app(shop, token, chat_model)
-        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=10)
+        if ready is not None:
+            bound_host, bound_port = sock.getsockname()[:2]
+            ready(f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:"
+                  f"{bound_port}")
+        uvicorn.Server(config).run(sockets=[sock])
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port) (port 0: any free one), or a one-line error."""
+    # IPv6 for an address with colons, as uvicorn decides; a name resolves to IPv4.
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except (OSError, UnicodeError) as exc:
+        sock.close()
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise PinshopError(f"cannot listen on {host}:{port}: {reason}") from None
+    return sock
 
 
 @contextmanager
