@@ -64,7 +64,8 @@ def ingest(
         print_json(summary)
         return
     rows = [["catalog rows", summary.rows_ok, f"{summary.rows_rejected} rejected"],
-            ["pins", summary.pins_ok, f"{summary.pins_rejected} rejected"],
+            ["pins", summary.pins_ok, f"{summary.pins_rejected} rejected"
+             + (f", {summary.pins_removed} removed" if summary.pins_removed else "")],
             ["detections", summary.detections, f"detector {summary.detector or '-'}"]]
     for kind, count in summary.embedded.items():
         rows.append([f"{kind} embeddings", count,
@@ -75,7 +76,7 @@ def ingest(
     runtime = f", {summary.runtime}" if summary.runtime else ""
     table(f"ingest into {summary.workspace} ({summary.embedder}{runtime})", ["", "count", ""],
           rows)
-    if not summary.model_work_done:
+    if summary.unchanged:
         typer.echo("Nothing changed since the last ingest: no model work done.", err=True)
     if summary.rows_rejected or summary.pins_rejected:
         typer.echo("Rejected rows and files with reasons: pinshop sql "

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
 from pinshop_cli import (
     IngestConfig,
@@ -21,6 +22,7 @@ from pinshop_cli import (
     WorkspaceLockedError,
     ingest,
 )
+from pinshop_cli.commands.main import app
 from pinshop_cli.sql import run_sql
 from pinshop_cli.workspace.embeddings import load_embeddings
 from pinshop_cli.workspace.parts import PartStore
@@ -179,9 +181,11 @@ def test_pins_of_later_runs_add_unless_replace(copy_workspace, sample_dir, tmp_p
     ingest(root, pins=extra)
     paths = pq.read_table(Path(root) / "pins.parquet").column("path").to_pylist()
     assert len(paths) == 7  # the 6 sample pins stay, the new one is added
-    ingest(root, pins=extra, config=replace(IngestConfig(), replace_pins=True))
+    summary = ingest(root, pins=extra, config=replace(IngestConfig(), replace_pins=True))
     pins = pq.read_table(Path(root) / "pins.parquet").column("path").to_pylist()
     assert [Path(p).name for p in pins] == ["P001.jpg"]
+    # No model work (P001.jpg was embedded by the first run), yet not "nothing changed".
+    assert summary.pins_removed == 6 and not summary.model_work_done and not summary.unchanged
     detections = pq.read_table(Path(root) / "detections.parquet")
     assert set(detections.column("path").to_pylist()) == set(pins)  # old crops are gone
 
@@ -196,3 +200,16 @@ def test_a_shrunk_catalog_is_reported_not_unchanged(copy_workspace, sample_dir, 
     assert (summary.rows_added, summary.rows_removed, summary.rows_changed) == (0, 5, 0)
     assert any("5 removed" in note for note in summary.notes)
     assert summary.to_dict()["unchanged"] is False
+
+
+def test_the_cli_says_nothing_changed_only_when_nothing_did(copy_workspace, sample_dir,
+                                                            tmp_path):
+    root = copy_workspace()
+    shutil.copytree(sample_dir / "products", tmp_path / "products")
+    lines = (sample_dir / "catalog.csv").read_text().splitlines(keepends=True)
+    (tmp_path / "catalog.csv").write_text("".join(lines[:-5]))
+    said = [CliRunner().invoke(app, ["ingest", str(tmp_path / "catalog.csv"), "-w", str(root)])
+            for _ in range(2)]  # 5 products gone, no model work; then truly nothing
+    assert [s.exit_code for s in said] == [0, 0]
+    assert "5 removed" in said[0].output and "Nothing changed" not in said[0].output
+    assert "Nothing changed since the last ingest" in said[1].output

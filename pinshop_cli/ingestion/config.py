@@ -56,6 +56,7 @@ class IngestSummary:
     rows_changed: int = 0
     pins_ok: int = 0
     pins_rejected: int = 0
+    pins_removed: int = 0  # with replace_pins: earlier pins this run's folder no longer has
     detections: int = 0
     embedded: dict[str, int] = field(default_factory=dict)  # new vectors per kind
     already_done: dict[str, int] = field(default_factory=dict)  # skipped, hash unchanged
@@ -69,9 +70,10 @@ class IngestSummary:
 
     @property
     def unchanged(self) -> bool:
-        """Nothing new: no model work and the catalog kept every row as it was."""
+        """Nothing new: no model work, the catalog kept every row as it was and no pin
+        was dropped."""
         return not (self.model_work_done or self.rows_added or self.rows_removed
-                    or self.rows_changed)
+                    or self.rows_changed or self.pins_removed)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "model_work_done": self.model_work_done,

@@ -210,7 +210,11 @@ class _Run:
         if (problem := parquet_problem(self.ws.pins) if self.ws.pins.exists() else None):
             self.note(f"{self.ws.pins} was damaged ({problem}): rewritten from this run's "
                       "pins (pins of earlier runs not scanned again are left out)")
-        if not self.config.replace_pins and self.ws.pins.exists() and problem is None:
+        if self.config.replace_pins and self.ws.pins.exists() and problem is None:
+            self.summary.pins_removed = int(query_arrow(
+                f"SELECT count(*) AS n FROM read_parquet({sql_path(self.ws.pins)}) ANTI JOIN "
+                "new USING (path)", tables={"new": pins}).column("n")[0].as_py())
+        elif self.ws.pins.exists() and problem is None:
             # Earlier runs' pins stay; a path scanned again takes this run's row.
             pins = query_arrow(
                 f"SELECT * FROM read_parquet({sql_path(self.ws.pins)}) ANTI JOIN new USING "
