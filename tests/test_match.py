@@ -169,6 +169,25 @@ def test_nan_price_bound_is_a_clear_error_not_ignored(demo_workspace):
 
     with pytest.raises(PinshopError, match="max-price must be a number"):
         match(text="sofa", workspace=demo_workspace, max_price=float("nan"))
+    with pytest.raises(PinshopError, match="max-price must be 0 or more, not -5"):
+        match(text="sofa", workspace=demo_workspace, max_price=-5)
+
+
+def test_a_filter_that_matches_no_product_says_so(demo_workspace, sample_dir):
+    """An empty answer names the filter that alone matches nothing, for text and photos."""
+    said = {name: match(text="sofa", workspace=demo_workspace, **options).notes
+            for name, options in {"category": {"category": "spaceship"},
+                                  "color": {"color": "xyzzy"}, "price": {"max_price": 1},
+                                  "together": {"category": "sofa", "max_price": 200}}.items()}
+    assert "no product is in category 'spaceship' (the catalog has armchair, bed" in \
+        " ".join(said["category"])
+    assert "no product's colour, title or photo is 'xyzzy'" in said["color"]
+    assert "no product costs 1 or less" in said["price"]
+    assert not any(note.startswith("no product") for note in said["together"])  # each alone
+    pin = sample_dir / "pins" / "7303782.jpg"  # matches some
+    photo = match([pin], workspace=demo_workspace, color="xyzzy")
+    assert all(not found.matches for found in photo.pins[0].objects)
+    assert "no product's colour, title or photo is 'xyzzy'" in photo.notes
 
 
 def test_detected_objects_search_their_category_index(demo_workspace):

@@ -167,6 +167,10 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
         texts = families.search(retriever, embedder.embed_texts([text]), top_k,
                                 retriever.text_kind, filters)
         result.text_matches = texts.products(retriever)[0]
+    emptied = (text and not result.text_matches) or any(
+        not found.matches for pin in result.pins for found in pin.objects)
+    if emptied and not filters.empty and (why := retriever.store.why_empty(filters)):
+        result.notes.append(why)
     result.runtime = embedder.runtime_used
     result.notes.extend(embedder.runtime_notes + retriever.notes)
     return result

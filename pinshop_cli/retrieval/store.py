@@ -92,6 +92,8 @@ class Filters:
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
                 raise PinshopError(f"{name.replace('_', '-')} must be a number, not {value}")
+            if value is not None and value < 0:
+                raise PinshopError(f"{name.replace('_', '-')} must be 0 or more, not {value:g}")
 
     @property
     def color_family(self) -> str | None:
@@ -230,6 +232,25 @@ class CatalogStore:
         condition, params = filters.where()
         return int(self.con.execute(f"SELECT count(*) FROM catalog c WHERE {condition}",
                                     params or None).fetchall()[0][0])
+
+    def why_empty(self, filters: Filters) -> str | None:
+        """For an answer the filters left empty: the filter that alone matches no product,
+        said so (None when each matches some: then only together, or near the query, none)."""
+        from dataclasses import replace
+
+        for name in ("category", "color", "min_price", "max_price"):
+            value = getattr(filters, name)
+            if value in (None, "") or self.count(replace(Filters(), **{name: value})):
+                continue
+            if name == "category":
+                known = self.distinct("category")
+                return (f"no product is in category {filters.category!r} (the catalog has "
+                        f"{', '.join(known[:12])}{', ...' if len(known) > 12 else ''})")
+            if name == "color":
+                return f"no product's colour, title or photo is {filters.color!r}"
+            bound = "or more" if name == "min_price" else "or less"
+            return f"no product costs {value:g} {bound}"
+        return None
 
     def label_columns(self, label_table: pa.Table) -> LabelColumns:
         """The filter columns of the catalog aligned with an index's labels."""
