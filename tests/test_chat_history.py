@@ -245,6 +245,19 @@ def test_chat_replaces_an_invented_price_change(assistant_with, claim: str) -> N
     assert reply.answer.startswith("Here is what the catalog has:")
 
 
+def test_a_cut_lead_sentence_leaves_the_template_not_its_alternatives(assistant_with
+                                                                      ) -> None:
+    """The guard cuts the lead sentence for a claim its row does not support; what followed
+    it ("... is a nice alternative") would read as if the right product were a second
+    choice, so the answer stops and the truthful template answers instead."""
+    assistant = assistant_with("and so comfortable for reading. If you want another look, "
+                               "the [CHAIR] is a nice alternative")
+    reply = assistant.ask("a green lounge chair")
+    assert reply.removed and "comfortable" in reply.removed[0]
+    assert reply.answer.startswith("Here is what the catalog has:"), reply.answer
+    assert "alternative" not in reply.answer
+
+
 def test_chat_search_shows_a_family_once(workspace: Path) -> None:
     from pinshop_cli.retrieval import policy
     from pinshop_cli.retrieval.retriever import Retriever

@@ -145,6 +145,7 @@ class Answerer:
         shown: list[str] = []
         removed: list[str] = []
         violations: list[Violation] = []
+        lead_cut = False  # the first sentence, the recommendation, was cut
         buffer = ""
         started = time.perf_counter()
         changes = self.price_changes(known)
@@ -155,8 +156,8 @@ class Answerer:
 
         def accept(sentence: str) -> str | None:
             """The sentence as shown; "" when cut for an unsupported claim; None when it
-            fails a hard check (the answer stops there)."""
-            nonlocal violations, subjects
+            fails a hard check or is the lead and cut (the answer stops there)."""
+            nonlocal violations, subjects, lead_cut
             titles = self.store.titles_in(sentence)
             problems = check(sentence, known, titles, changes)
             if problems:
@@ -168,7 +169,10 @@ class Answerer:
                                         self.catalog_words, titles)
             if claims:  # cut the sentence, never show it; the rest of the answer goes on
                 removed.append(f"{sentence} ({'; '.join(str(c) for c in claims)})")
-                return ""
+                # ... unless it was the lead: what follows it ("X is a nice alternative")
+                # reads wrong without it, so the answer stops and the template leads.
+                lead_cut = not shown
+                return None if lead_cut else ""
             shown.append(render(sentence, known))
             return shown[-1]
 
@@ -206,7 +210,7 @@ class Answerer:
                 position[p.id] = at
                 said_text = said_text.replace(p.title.lower(), " " * len(p.title))
         cited = sorted((p for p in known if p.id in position), key=lambda p: position[p.id])
-        if violations or not cited:
+        if violations or lead_cut or not cited:
             shown.append(template(products))
             yield shown[-1]
             cited = products
