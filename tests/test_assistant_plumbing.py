@@ -205,3 +205,21 @@ def test_chat_once_prints_the_streamed_answer_or_only_the_json(demo_workspace, m
     plain = CliRunner().invoke(app, ["chat", "--once", "a black lamp",
                                      "-w", str(demo_workspace)])
     assert plain.exit_code == 0 and " ".join(plain.stdout.split()) == data["answer"]
+
+
+def test_a_follow_up_after_a_photo_is_about_the_product_recommended_first(
+        demo_workspace, fake_chat, sample_dir):
+    """/image shows a room of several kinds of product; "now in black" then asks for the
+    first one in black, not for black things in general (before: a black bed)."""
+    from pinshop_cli.assistant.session import ShoppingAssistant
+
+    assistant = ShoppingAssistant(demo_workspace, fake_chat)
+    try:
+        photo = assistant.shop_image(sample_dir / "pins" / "7303782.jpg")
+        lead = photo.products[0]
+        assert len({p.category for p in photo.candidates}) > 1
+        black = assistant.ask("now in black")
+        assert black.products and {p.category for p in black.products} == {lead.category}
+        assert "black" in f"{black.products[0].color} {black.products[0].title}".lower()
+    finally:
+        assistant.retriever.close()

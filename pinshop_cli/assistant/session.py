@@ -141,15 +141,20 @@ class ShoppingAssistant:
                         category=categories.pop() if len(categories) == 1 else None)
         ask = question or "Which of these products match the photo?"
         reply = yield from self.journey.step(ask, intent, products, [], {})
-        yield self._remember(ask, reply)
+        # A follow-up ("now in black") is about the product recommended first, so it
+        # searches that product's category, not the photo's mix of them.
+        lead = reply.products[0] if reply.products else None
+        yield self._remember(ask, reply, Intent(category=lead.category) if lead else None)
 
     def shop_image(self, image: str | Path, question: str = "") -> Reply:
         """/image without the text pieces: the Reply."""
         return reply_of(self.shop_image_stream(image, question))
 
-    def _remember(self, question: str, reply: Reply) -> Reply:
+    def _remember(self, question: str, reply: Reply, follow: Intent | None = None) -> Reply:
+        """Keep the turn for follow-ups (`follow`: the intent they carry on, if not the
+        reply's own)."""
         reply.notes = self.retriever.notes
-        self.dialogue.remember(question, reply.intent, reply.products)
+        self.dialogue.remember(question, follow or reply.intent, reply.products)
         now = datetime.now(timezone.utc).isoformat()
         self.looked_at += [{"item_id": p.id, "event": "view", "ts": now}
                            for p in reversed(reply.products)]
