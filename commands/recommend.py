@@ -77,7 +77,8 @@ def _recommend(shop: Any, user: str | None, all_users: bool, evaluate: bool, tun
                 "n/a" if m.diversity is None else m.diversity]
                for name, m in result.methods.items()])
         for note in result.notes:
-            echo(note, err=True)
+            if not result.tuning or note != result.tuning["note"]:  # shown with the fit
+                echo(note, err=True)
     elif all_users:
         rows = shop.recommend(config=config)
         if json:

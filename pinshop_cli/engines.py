@@ -302,7 +302,8 @@ def ray_session(address: str | None) -> Iterator[None]:
     try:
         import ray
     except ImportError:
-        raise PinshopError("--engine ray needs Ray: pip install 'pinshop[ray]'") from None
+        raise PinshopError("--engine ray needs Ray: pip install -e '.[ray]' in pinshop's "
+                           "checkout") from None
     if ray.is_initialized():
         yield
         return

@@ -193,6 +193,9 @@ def test_a_catalog_with_no_usable_rows_keeps_the_existing_one(tmp_path):
     good.write_text("id,title\nA,Chair\n")
     header_only.write_text("id,title\n")
     target, rejects = tmp_path / "catalog.parquet", tmp_path / "rejects.parquet"
+    with pytest.raises(PinshopError, match=r"header.csv has no usable rows \(no data rows\); "
+                       "no catalog was written"):
+        normalize_catalog(header_only, target, rejects)  # no catalog yet
     normalize_catalog(good, target, rejects)
     with pytest.raises(PinshopError, match="existing catalog was kept"):
         normalize_catalog(header_only, target, rejects)

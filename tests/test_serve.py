@@ -226,6 +226,9 @@ def test_live_update_needs_the_token_and_shows_in_the_next_search(server: Server
     status, body = server.patch("/products/P001", {"price": "lots"})
     assert status == 400 and "price" in body["error"]
     assert server.patch("/products/NOPE", {"price": 1})[0] == 404
+    status, body = server.request("PATCH", "/products/P001", b"{price: 1", {
+        "Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+    assert status == 400 and body["error"].startswith("the body is not valid JSON ("), body
 
     status, product = server.patch("/products/P001", {"price": 999, "sale_price": 899,
                                                       "availability": "out of stock"})

@@ -185,9 +185,11 @@ def normalize_catalog(path: str | Path, catalog_target: Path, rejects_target: Pa
             con.execute(f"COPY rejects_out TO {sql_path(tmp)} (FORMAT parquet, "
                         "COMPRESSION zstd)")
         if ok == 0:
-            raise PinshopError(
-                f"{path.name} has no usable rows ({rejected} rejected: see `pinshop sql "
-                "\"SELECT line, reason FROM rejects_catalog\"`); the existing catalog was kept")
+            kept = ("; the existing catalog was kept" if catalog_target.exists()
+                    else "; no catalog was written")
+            seen = (f"{rejected} rejected: see `pinshop sql \"SELECT line, reason FROM "
+                    "rejects_catalog\"`" if rejected else "no data rows")
+            raise PinshopError(f"{path.name} has no usable rows ({seen}){kept}")
         added, removed, changed = _changes(con, catalog_target, notes)
         copy_to_parquet(con, "SELECT * FROM catalog_out", catalog_target, CATALOG_VERSIONS)
         photo_rejects = con.sql("SELECT * FROM photo_rejects_out").to_arrow_table()

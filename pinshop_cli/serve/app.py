@@ -113,6 +113,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
+        if first.get("type") == "json_invalid":  # its loc is a character offset
+            reason = first.get("ctx", {}).get("error", "decode error")
+            return _error(400, f"the body is not valid JSON ({reason})")
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
         return _error(422, f"{where}: {first.get('msg', 'invalid')}")
 
