@@ -213,3 +213,15 @@ def test_the_cli_says_nothing_changed_only_when_nothing_did(copy_workspace, samp
     assert [s.exit_code for s in said] == [0, 0]
     assert "5 removed" in said[0].output and "Nothing changed" not in said[0].output
     assert "Nothing changed since the last ingest" in said[1].output
+
+
+def test_a_first_ingest_that_fails_leaves_no_workspace_behind(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,title\n,no id\n")
+    for catalog, said in ((bad, "no usable rows (1 rejected, the first at line 2: missing id); "
+                                "no catalog was written"),
+                          (tmp_path / "missing.csv", "not found")):
+        with pytest.raises(PinshopError) as caught:
+            ingest(tmp_path / "new", catalog)
+        assert said in str(caught.value)
+        assert not (tmp_path / "new").exists()  # no .lock, embeddings/ or parts/ left

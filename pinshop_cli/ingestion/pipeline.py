@@ -9,6 +9,7 @@ stopped and an unchanged re-run does no model work at all.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -329,15 +330,26 @@ def ingest(workspace: str | Path | None = None, catalog: str | Path | None = Non
            pins: str | Path | None = None, config: IngestConfig | None = None,
            progress: Progress | None = None) -> IngestSummary:
     """Ingest a catalog and/or a folder of pins into a workspace (created if needed)."""
-    from ..detection.choose import choose_detector
-    from ..detection.products import ProductPhotos, catalog_categories
-
     if catalog is None and pins is None:
         raise PinshopError("nothing to ingest: pass a CATALOG file and/or --pins DIR")
     config = config or IngestConfig()
     engine = get_engine(config.engine, config.ray_address)  # before the workspace is made
     progress = progress or NullProgress()
+    fresh = not Workspace.where(workspace).exists()
     ws = Workspace.open(workspace, create=True)
+    try:
+        return _ingest(ws, catalog, pins, config, progress, engine)
+    except BaseException:
+        if fresh and not ws.catalog.exists():  # a first ingest that failed leaves no skeleton
+            shutil.rmtree(ws.root, ignore_errors=True)
+        raise
+
+
+def _ingest(ws: Workspace, catalog: str | Path | None, pins: str | Path | None,
+            config: IngestConfig, progress: Progress, engine: Engine) -> IngestSummary:
+    from ..detection.choose import choose_detector
+    from ..detection.products import ProductPhotos, catalog_categories
+
     with ws.lock(), engine.session():
         run = _Run(ws, config, progress, engine)
         # Lost or damaged parts: dropped now, so the plans below embed their rows again.

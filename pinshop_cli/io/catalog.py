@@ -185,10 +185,13 @@ def normalize_catalog(path: str | Path, catalog_target: Path, rejects_target: Pa
             con.execute(f"COPY rejects_out TO {sql_path(tmp)} (FORMAT parquet, "
                         "COMPRESSION zstd)")
         if ok == 0:
-            kept = ("; the existing catalog was kept" if catalog_target.exists()
+            first = con.execute("SELECT line, reason FROM rejects_out ORDER BY line LIMIT 1"
+                                ).fetchall()
+            seen = (f"{rejected} rejected, the first at line {first[0][0]}: {first[0][1]}"
+                    if first else "no data rows")
+            kept = ("; the existing catalog was kept (every reason: `pinshop sql \"SELECT "
+                    "line, reason FROM rejects_catalog\"`)" if catalog_target.exists()
                     else "; no catalog was written")
-            seen = (f"{rejected} rejected: see `pinshop sql \"SELECT line, reason FROM "
-                    "rejects_catalog\"`" if rejected else "no data rows")
             raise PinshopError(f"{path.name} has no usable rows ({seen}){kept}")
         added, removed, changed = _changes(con, catalog_target, notes)
         copy_to_parquet(con, "SELECT * FROM catalog_out", catalog_target, CATALOG_VERSIONS)

@@ -44,7 +44,7 @@ class Workspace:
     @classmethod
     def open(cls, path: str | Path | None = None, create: bool = False) -> Workspace:
         """Resolve `path`, else $PINSHOP_HOME, else ./pinshop-data."""
-        root = Path(path or os.environ.get("PINSHOP_HOME") or DEFAULT_WORKSPACE).expanduser()
+        root = cls.where(path)
         if root.exists() and not root.is_dir():
             raise PinshopError(f"workspace {root} is a file, not a directory: "
                                "pass a directory with -w/--workspace (or PINSHOP_HOME)")
@@ -55,6 +55,11 @@ class Workspace:
                 f"no workspace at {root}: run `pinshop ingest CATALOG -w {root}` first"
             )
         return cls(root.resolve())
+
+    @staticmethod
+    def where(path: str | Path | None = None) -> Path:
+        """The directory `open` would use, without looking at it."""
+        return Path(path or os.environ.get("PINSHOP_HOME") or DEFAULT_WORKSPACE).expanduser()
 
     catalog = property(lambda self: self.root / "catalog.parquet")
     pins = property(lambda self: self.root / "pins.parquet")
