@@ -28,7 +28,7 @@ from ..progress import NullProgress, Progress
 from ..workspace.embeddings import repair_stores, store
 from ..workspace.integrity import parquet_problem, require_parquet
 from ..workspace.layout import Workspace
-from ..workspace.parts import PartStore
+from ..workspace.parts import MANIFEST, PartStore
 from ..workspace.storage import (
     copy_to_parquet,
     query_arrow,
@@ -339,8 +339,12 @@ def ingest(workspace: str | Path | None = None, catalog: str | Path | None = Non
     ws = Workspace.open(workspace, create=True)
     try:
         return _ingest(ws, catalog, pins, config, progress, engine)
-    except BaseException:
-        if fresh and not ws.catalog.exists():  # a first ingest that failed leaves no skeleton
+    except PinshopError:
+        # A first ingest refused (no catalog, no usable row) leaves no skeleton; one that
+        # made anything to resume from (fetched photos, embedded parts) keeps it.
+        made = (p for p in ws.root.rglob("*") if p.is_file() and p.parent != ws.rejects_dir
+                and p.name not in (".lock", MANIFEST))  # parts' lists, not parts
+        if fresh and next(made, None) is None:
             shutil.rmtree(ws.root, ignore_errors=True)
         raise
 
