@@ -136,6 +136,7 @@ def test_pinshop_index_fits_a_kept_style_cache_to_the_indexes_it_builds(
     generation, so answers read it rather than fitting in memory until the next --tune;
     where it keeps none, indexing writes none."""
     from pinshop_cli import ingest
+    from pinshop_cli.recommendation.api import refresh_styles
     from pinshop_cli.recommendation.style import _key, _read_cache
     from pinshop_cli.recommendation.taste import product_index
 
@@ -146,7 +147,7 @@ def test_pinshop_index_fits_a_kept_style_cache_to_the_indexes_it_builds(
         found = product_index(Workspace.open(stale_workspace))
         return _read_cache(stale_workspace / STYLE_FILE, _key(found)) is not None
 
-    index()
+    assert not refresh_styles(stale_workspace)  # no cache kept: none written
     assert not (stale_workspace / STYLE_FILE).exists()
     tune(stale_workspace)
     assert current()

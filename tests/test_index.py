@@ -122,10 +122,10 @@ def test_an_update_after_the_newest_product_was_removed_adds_after_every_label_g
     newest = {**rows[1], "id": "NEW1", "title": "Brand New Walnut Bench", "image": ""}
     for catalog_rows in ([*rows, newest], rows):  # NEW1 added (label 44), then removed
         ingest(root, write_beside_sample_images(catalog_rows, sample_dir, tmp_path))
-        build_indexes(root)
+        build_indexes(root, kinds=("product_text",), recall_sample=0)
     rows[0]["title"] = "Renamed Oak Armchair"
     ingest(root, write_beside_sample_images(rows, sample_dir, tmp_path))
-    built = {m.name: m for m in build_indexes(root)}
+    built = {m.name: m for m in build_indexes(root, kinds=("product_text",), recall_sample=0)}
     labels = pq.read_table(Path(root) / "indexes" / ids_file(built["product_text"]))
     assert labels.column("label").to_pylist()[-1] == 45  # after NEW1's 44, not 44 again
     assert "NEW1" not in labels.column("id").to_pylist()
