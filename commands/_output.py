@@ -129,18 +129,22 @@ def echo(message: str, err: bool = False) -> None:
 
 
 def table(title: str | None, columns: list[str], rows: list[list[Any]],
-          wrap: str | None = None) -> None:
+          wrap: str | None = None, key: str | None = None) -> None:
     """Rows as a table on stdout. Values are data, never markup: a title holding "[/]" or
     "[bold]" prints as written. With `wrap`, only that column wraps on a narrow terminal
-    (a title), the others keep their values on one line."""
+    (a title), the others keep their values on one line. The `key` column (what tells
+    rows apart: a name) is never cut short; the others give way to it."""
     from rich.markup import escape
     from rich.table import Table
 
+    cells = [["" if v is None else escape(clean(str(v))) for v in row] for row in rows]
     grid = Table(title=escape(clean(title)) if title else None, title_justify="left")
-    for column in columns:
-        grid.add_column(escape(clean(str(column))), no_wrap=wrap is not None and column != wrap)
-    for row in rows:
-        grid.add_row(*("" if v is None else escape(clean(str(v))) for v in row))
+    for n, column in enumerate(columns):
+        whole = max((len(row[n]) for row in cells), default=0) if column == key else None
+        grid.add_column(escape(clean(str(column))), min_width=whole,
+                        no_wrap=(wrap is not None and column != wrap) or column == key)
+    for row in cells:
+        grid.add_row(*row)
     out.print(grid)
 
 

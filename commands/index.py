@@ -54,7 +54,7 @@ def index(
             return
         table("indexes", ["name", "count", "built_at", "state"],
               [[s.name, s.manifest.count if s.manifest else "", s.manifest.built_at
-                if s.manifest else "", s.state] for s in statuses])
+                if s.manifest else "", s.state] for s in statuses], key="name")
         for s in statuses:  # the whole reason, which a narrow table cuts short
             if s.damage:
                 note(f"index {s.name} is damaged ({s.damage}): run `pinshop index`")
@@ -69,7 +69,8 @@ def index(
     if json:
         print_json(manifests)
         return
-    table("indexes built", ["name", "model", "count", "dim", "shards", "build s", "size KiB",
-                            "recall@10"],
-          [[x.name, x.model_id, x.count, x.dim, len(x.shards) or 1, x.build_seconds,
-            round(x.size_bytes / 1024, 1), x.recall_at_10] for x in manifests])
+    # Every index, built now or already current (a no-op run lists them unchanged).
+    table("indexes", ["name", "model", "count", "dim", "shards", "build s", "size KiB",
+                      "recall@10"],
+          [[x.name, x.model_id, x.count, x.dim, len(x.shards) or 1, f"{x.build_seconds:.2f}",
+            round(x.size_bytes / 1024, 1), x.recall_at_10] for x in manifests], key="name")

@@ -41,7 +41,7 @@ def list_(models_dir: ModelsDirOption = None, json: JsonOption = False) -> None:
         return
     table("models", ["name", "task", "architecture", "license", "present", "where"],
           [[r["name"], r["task"], r["architecture"], r["license"],
-            "yes" if r["present"] else "no", r["where"]] for r in rows])
+            "yes" if r["present"] else "no", r["where"]] for r in rows], key="name")
 
 
 @app.command()

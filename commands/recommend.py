@@ -73,9 +73,10 @@ def _recommend(shop: Any, user: str | None, all_users: bool, evaluate: bool, tun
         table(f"evaluation @{result.k}: train before {result.cut} ({result.train_events} "
               f"events), {result.test_users} test users",
               ["method", "hit rate", "recall", "NDCG", "coverage", "novelty", "diversity"],
-              [[name, m.hit_rate, m.recall, m.ndcg, m.coverage, m.novelty,
-                "n/a" if m.diversity is None else m.diversity]
-               for name, m in result.methods.items()])
+              [[name, *(f"{v:.3f}" for v in (m.hit_rate, m.recall, m.ndcg, m.coverage,
+                                                m.novelty)),
+                "n/a" if m.diversity is None else f"{m.diversity:.3f}"]
+               for name, m in result.methods.items()], key="method")
         for note in result.notes:
             if not result.tuning or note != result.tuning["note"]:  # shown with the fit
                 echo(note, err=True)

@@ -123,3 +123,18 @@ def test_demo_runs_ingest_index_match_recommend(tmp_path, sample_dir):
     assert "P001" in result.stdout  # the chair pins' best match
     assert "most_popular_baseline" in result.stdout
     assert (tmp_path / "demo.html").read_text().startswith("<!doctype html>")
+
+
+def test_narrow_tables_keep_the_names_that_tell_rows_apart(demo_workspace):
+    """At 80 columns the other columns give way: model, index and method names stay whole
+    (before: `yoloe-11s-…` twice, every index `product…`)."""
+    from pinshop_cli.models.registry import list_models
+
+    shown = {args[0]: CliRunner().invoke(app, [*args, "-w", str(demo_workspace)]
+                                         if args[0] == "index" else args,
+                                         env={"COLUMNS": "80"}).stdout
+             for args in (["models", "list"], ["index", "--status"])}
+    lines = shown["models"].splitlines()
+    assert all(any(f"│ {spec.name} " in line for line in lines) for spec in list_models())
+    assert "│ product_text@armchair " in shown["index"]
+    assert max(map(len, lines)) <= 80
