@@ -190,6 +190,15 @@ def test_match_answers_one_pin_and_bad_uploads_are_one_line_errors(server: Serve
 def test_products_similar_complete_recommend(server: Server) -> None:
     status, product = server.get("/products/P001")
     assert status == 200 and product["id"] == "P001" and product["title"]
+    # A photo is the URL that serves it, never a path on the server's disk.
+    assert product["image"] == "/products/P001/photo"
+    with urllib.request.urlopen(server.url + product["image"], timeout=60) as response:
+        assert response.headers["content-type"] == "image/jpeg" and response.read(2) == \
+            b"\xff\xd8"
+    status, similar = server.get("/similar/P001?k=2")
+    assert all(item["image"].startswith("/products/") for item in similar["items"]
+               if item["image"])
+    assert str(server.workspace.parent) not in json.dumps(similar)
     status, body = server.get("/products/NOPE")
     assert status == 404 and "NOPE" in body["error"]
     status, body = server.get("/similar/P001?cheaper=true&k=3")
