@@ -223,3 +223,20 @@ def test_a_follow_up_after_a_photo_is_about_the_product_recommended_first(
         assert "black" in f"{black.products[0].color} {black.products[0].title}".lower()
     finally:
         assistant.retriever.close()
+
+
+def test_a_product_id_in_the_question_is_that_product(demo_workspace, fake_chat):
+    """Ids are what the tables show: "tell me about P005" talks about P005 (before: an
+    out-of-scope refusal), and "compare P001 and P005" compares those two."""
+    from pinshop_cli.assistant.session import ShoppingAssistant
+
+    assistant = ShoppingAssistant(demo_workspace, fake_chat)
+    try:
+        about = assistant.ask("tell me about P005")
+        assert about.intent.action == "search" and [p.id for p in about.products] == ["P005"]
+        both = assistant.ask("compare P001 and P005.")
+        assert {p.id for p in both.candidates} == {"P001", "P005"}
+        assert assistant.store.ids_in("a 3-seat sofa under 1500, like P001/P005?") == [
+            "P001", "P005"]  # words with digits that are no id are not read as ids
+    finally:
+        assistant.retriever.close()

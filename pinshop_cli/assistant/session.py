@@ -106,8 +106,11 @@ class ShoppingAssistant:
         timings = {"intent_s": round(time.perf_counter() - started, 3)}
         rows: list[Product] = []
         relaxed: list[str] = []
+        named = self.retriever.products([Hit(pid, 0.0) for pid in self.store.ids_in(question)])
         variant = self.variant(intent, question) if intent.action == "search" else None
-        if variant is not None:  # "in a larger size", "in blue": the shown one's variant
+        if named and intent.action in ("search", "out_of_scope"):
+            intent.action, rows = "search", named  # "tell me about P200": that product
+        elif variant is not None:  # "in a larger size", "in blue": the shown one's variant
             rows = [variant]
         elif intent.action == "search":
             rows, relaxed = self.retrieve(intent, question, self.dialogue.anchor(intent))
@@ -197,8 +200,8 @@ class ShoppingAssistant:
 
     def subjects(self, question: str) -> list[Product]:
         """The products a compare/decide/buy request is about (Dialogue.subjects)."""
-        named = self.retriever.products([Hit(pid, 0.0)
-                                         for pid in self.store.named_in(question.lower())])
+        named = self.retriever.products([Hit(pid, 0.0) for pid in dict.fromkeys(
+            self.store.ids_in(question) + self.store.named_in(question.lower()))])
         return self.dialogue.subjects(question, named,
                                       self.intents.explicit(question).get("category"))
 

@@ -8,6 +8,7 @@ the same at 44 rows and at a million.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,7 @@ class Product:
 
 #: The photo's colour family, for a row whose catalog gives no colour of its own: a merchant's
 #: "natural" oak chair is not "cream" because its photo reads beige.
+ID_WORD = re.compile(r"[\w.\-]*\d[\w.\-]*")  # a word with a digit: may be an id
 PHOTO_COLOR = "CASE WHEN coalesce(trim(c.color), '') = '' THEN c.photo_color END"
 
 
@@ -320,6 +322,17 @@ class CatalogStore:
             "SELECT DISTINCT title FROM catalog WHERE length(title) >= $n "
             "AND contains($text, lower(title))", {"n": min_length, "text": text.lower()}
         ).fetchall()]
+
+    def ids_in(self, text: str) -> list[str]:
+        """Catalog ids that `text` names as words, in its order ("tell me about P200").
+        Only words with a digit are looked up, so a plain word is never read as an id."""
+        words = list(dict.fromkeys(w.rstrip(".-") for w in ID_WORD.findall(text)))[:16]
+        if not words:
+            return []
+        found = {r[0] for r in self.con.execute(
+            "SELECT id FROM catalog WHERE id IN (SELECT unnest($words))", {"words": words}
+        ).fetchall()}
+        return [w for w in words if w in found]
 
     def named_in(self, text: str, min_length: int = 7) -> list[str]:
         """Ids of the products whose title occurs in `text` (longest titles first)."""
