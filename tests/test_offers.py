@@ -22,7 +22,9 @@ LISTINGS = [  # id, merchant, url, price, sale_price, availability
     ("A2", None, "https://www.cheapshop.example/item/9", "90.00", "80.00", "out_of_stock"),
     ("A3", "Nordhus", "https://nordhus.example/p/a-blue", "100.00", None, "in_stock"),
     ("A4", "Bigbox", "https://bigbox.example/a", "120.00", None, "in_stock"),
+    ("A5", "Greenshop", "https://greenshop.example/a", "95.00", None, "in_stock"),
 ]
+COLOURS = ["natural", None, "blue", "Natural ", "black"]  # A5: another colour, a variant
 
 
 def _workspace(root: Path) -> Path:
@@ -38,6 +40,7 @@ def _workspace(root: Path) -> Path:
         "sale_price": [row[4] for row in LISTINGS] + [None] * singles,
         "currency": ["EUR"] * len(ids),
         "availability": [row[5] for row in LISTINGS] + ["in_stock"] * singles,
+        "color": COLOURS + [None] * singles,
     }), root / "catalog.parquet")
     ws = Workspace.open(root / "ws", create=True)
     normalize_catalog(root / "catalog.parquet", ws.catalog, ws.rejects_dir / "catalog.parquet")
@@ -69,14 +72,15 @@ def test_offers_list_other_merchants_cheapest_first(tmp_path: Path) -> None:
         return json.loads(shown.stdout)
 
     found = offers("A1")
-    # A3 is at A1's own merchant: another listing there, not another offer.
+    # A3 is at A1's own merchant: another listing there, not another offer; A5 is black,
+    # A1 natural: a variant, not another offer (A2 states no colour: it may be one).
     assert [(o["id"], o["merchant"], o["reference"]) for o in found["offers"]] == [
         ("A2", "cheapshop.example", False), ("A1", "Nordhus", True), ("A4", "Bigbox", False)]
     cheapest = found["offers"][0]
     assert (cheapest["price"], cheapest["sale_price"], cheapest["availability"]) == (
         90.0, 80.0, "out_of_stock")
     assert found["notes"] == []
-    assert [o["id"] for o in offers("A2")["offers"]] == ["A2", "A1", "A3", "A4"]
+    assert [o["id"] for o in offers("A2")["offers"]] == ["A2", "A5", "A1", "A3", "A4"]
     alone = offers("S3")
     assert alone["offers"] == [] and "no other merchant" in alone["notes"][0]
     table = runner.invoke(app, ["similar", "A1", "--offers", "-w", str(root)])

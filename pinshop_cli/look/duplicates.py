@@ -297,8 +297,8 @@ def offers(retriever: Retriever, product_id: str) -> Offers:
     """The listings in `product_id`'s duplicates cluster (duplicates.parquet, written by
     `pinshop duplicates`) at other merchants, with the reference's own, cheapest first (the
     price paid: the lower of price and sale price), then in stock first. Prices and stock
-    are the catalog's current ones; a listing at the reference's own merchant is left out
-    (another variant or a re-listing, not another offer)."""
+    are the catalog's current ones; a listing at the reference's own merchant, or in
+    another stated colour, is left out (a variant or a re-listing, not another offer)."""
     from ..errors import UnknownProductError
     from ..workspace.storage import sql_path
 
@@ -323,13 +323,17 @@ def offers(retriever: Retriever, product_id: str) -> Offers:
                        {column('price', 'DOUBLE')} AS price,
                        {column('sale_price', 'DOUBLE')} AS sale_price,
                        {column('currency')} AS currency, {column('availability')}
-                           AS availability, {column('url')} AS url, c.id = $id AS reference
+                           AS availability, {column('url')} AS url, c.id = $id AS reference,
+                       lower(trim({column('color')})) AS color
                 FROM clusters d JOIN catalog c USING (id)
                 WHERE d.cluster = (SELECT cluster FROM clusters WHERE id = $id)
-            )
-            SELECT * FROM listings
-            WHERE reference OR merchant IS NULL OR merchant IS DISTINCT FROM
-                  (SELECT merchant FROM listings WHERE reference)
+            ), own AS (SELECT merchant, color FROM listings WHERE reference)
+            SELECT * EXCLUDE (color) FROM listings
+            WHERE reference OR ((merchant IS NULL OR merchant IS DISTINCT FROM
+                                 (SELECT merchant FROM own))
+                  -- another stated colour is a variant of it, not another offer
+                  AND (color IS NULL OR (SELECT color FROM own) IS NULL
+                       OR color = (SELECT color FROM own)))
             ORDER BY least(price, sale_price) NULLS LAST,
                      availability IS DISTINCT FROM 'in_stock', id""",
                         params={"id": product_id}).to_arrow_table()
