@@ -76,7 +76,7 @@ def _recommend(shop: Any, user: str | None, all_users: bool, evaluate: bool, tun
               [[name, *(f"{v:.3f}" for v in (m.hit_rate, m.recall, m.ndcg, m.coverage,
                                                 m.novelty)),
                 "n/a" if m.diversity is None else f"{m.diversity:.3f}"]
-               for name, m in result.methods.items()], key="method")
+               for name, m in result.methods.items()])
         for note in result.notes:
             if not result.tuning or note != result.tuning["note"]:  # shown with the fit
                 echo(note, err=True)
