@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from ._output import JsonOption, WorkspaceOption, echo, open_shop, print_json, table
+from ._output import JsonOption, WorkspaceOption, echo, note, open_shop, print_json, table
 
 
 def ingest_events(
@@ -27,6 +27,8 @@ def ingest_events(
     if json:
         print_json(summary)
         return
+    for message in summary.notes:
+        note(message)
     table(f"events from {events}", ["ok", "rejected", "new", "total in workspace"],
           [[summary.rows_ok, summary.rows_rejected, summary.added, summary.total]])
     if summary.rows_rejected:

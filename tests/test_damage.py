@@ -40,7 +40,7 @@ def with_events(copy_workspace: Callable[[], Path], tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("command", [
     ["match", "--text", "green velvet sofa"], ["similar", "P005"], ["index"],
-    ["recommend", "--user", "ann"]])
+    ["recommend", "--user", "ann"], ["changes"]])
 def test_a_damaged_catalog(with_events: Path, command: list[str]) -> None:
     garble(with_events / "catalog.parquet")
     error = fails_as_damaged(*command, "-w", str(with_events))
@@ -53,8 +53,16 @@ def test_damaged_events_and_tuning(with_events: Path) -> None:
     assert error.path.endswith("recommend_tuning.json") and "--tune" in error.fix
     (with_events / "recommend_tuning.json").unlink()
     garble(with_events / "events.parquet")
-    error = fails_as_damaged("recommend", "--user", "ann", "-w", str(with_events))
-    assert error.path.endswith("events.parquet") and "ingest-events" in error.fix
+    for command in (["recommend", "--user", "ann"], ["complete", "P005"]):
+        error = fails_as_damaged(*command, "-w", str(with_events))
+        assert error.path.endswith("events.parquet") and "ingest-events" in error.fix
+    # ... and the fix it names works: the file's rows replace the unreadable ones, said so.
+    events = with_events.parent / "more-events.csv"
+    events.write_text("user_id,item_id,event,ts\ncat,P001,purchase,2026-11-05T10:00:00\n")
+    summary = ingest_events(events, with_events)
+    assert (summary.added, summary.total) == (1, 1) and "was damaged" in summary.notes[0]
+    assert CliRunner().invoke(app, ["recommend", "--user", "cat", "-w", str(with_events)]
+                              ).exit_code == 0
 
 
 @pytest.mark.parametrize("damage", ["garbled", "deleted"])

@@ -40,11 +40,12 @@ Paths are passed to DuckDB as bound parameters, never pasted into SQL.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError, first_line
+from ..workspace.integrity import parquet_problem
 from ..workspace.layout import Workspace
 from ..workspace.storage import write_parquet
 from . import records
@@ -77,6 +78,7 @@ class EventsSummary:
     total: int
     duplicates: int = 0  # valid rows identical to another row of the file or a stored event
     encoding: str | None = None  # the text encoding a CSV was read with
+    notes: list[str] = field(default_factory=list)
 
 
 def ingest_events(path: str | Path, workspace: str | Path | None = None) -> EventsSummary:
@@ -93,6 +95,7 @@ def ingest_events(path: str | Path, workspace: str | Path | None = None) -> Even
     if not ws.catalog.exists():
         raise PinshopError(f"no catalog in {ws.root}: events refer to catalog item ids; "
                            "run `pinshop ingest CATALOG` first")
+    notes: list[str] = []
     with duckdb.connect() as con, tempfile.TemporaryDirectory(prefix="pinshop-events-") as tmp:
         con.execute("SET TimeZone = 'UTC'")  # timestamps are stored as naive UTC
         names, encoding = _read(con, path, Path(tmp))
@@ -104,14 +107,20 @@ def ingest_events(path: str | Path, workspace: str | Path | None = None) -> Even
                        coalesce(weight, CASE event {_default_weights()} END) AS weight
                 FROM checked WHERE reason IS NULL""", tables={"checked": checked})
             with ws.lock():
-                before, merged = _merge(con, new, ws.events)
+                # A damaged events.parquet is what `recommend` sends the user here to fix:
+                # its rows cannot be read, so this file's rows replace it.
+                damage = parquet_problem(ws.events) if ws.events.exists() else None
+                if damage is not None:
+                    notes.append(f"{ws.events} was damaged ({damage}): written again from "
+                                 f"{path.name} alone; ingest your other events files again")
+                before, merged = _merge(con, new, None if damage else ws.events)
                 write_parquet(merged, ws.events)
                 write_parquet(rejects, ws.rejects_dir / "events.parquet")
         except duckdb.Error as exc:
             raise PinshopError(f"cannot ingest {path.name}: {first_line(exc)}") from None
     added = merged.num_rows - before
     return EventsSummary(new.num_rows, rejects.num_rows, added, merged.num_rows,
-                         duplicates=new.num_rows - added, encoding=encoding)
+                         duplicates=new.num_rows - added, encoding=encoding, notes=notes)
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -222,9 +231,10 @@ def _rejects(con: Any, source: str, checked: pa.Table) -> pa.Table:
                   tables={"checked": checked})
 
 
-def _merge(con: Any, new: pa.Table, events: Path) -> tuple[int, pa.Table]:
-    """(rows stored before, the distinct union of the stored and the new events)."""
-    if not events.exists():
+def _merge(con: Any, new: pa.Table, events: Path | None) -> tuple[int, pa.Table]:
+    """(rows stored before, the distinct union of the stored and the new events; None or a
+    missing file: none stored)."""
+    if events is None or not events.exists():
         return 0, _arrow(con, f"SELECT DISTINCT * FROM new ORDER BY {ORDER}", tables={"new": new})
     stored = "SELECT user_id, item_id, event, ts, weight FROM read_parquet($events)"
     before = _arrow(con, f"SELECT count(*) AS n FROM ({stored})", {"events": str(events)})

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError, parse_date
+from ..workspace.integrity import require_parquet
 from ..workspace.parts import PartStore
 from ..workspace.storage import query_arrow, sql_path
 
@@ -128,6 +129,8 @@ def changes(root: Path, since: str | None = None, limit: int | None = None) -> C
         old = (f"SELECT * FROM {paths} WHERE seen_at < (SELECT max(seen_at) FROM {paths}) "
                "QUALIFY row_number() OVER (PARTITION BY id ORDER BY seen_at DESC) = 1")
     catalog = Path(root) / "catalog.parquet"
+    if catalog.exists():  # titles come from it: damaged, one line naming the fix
+        require_parquet(catalog, "`pinshop ingest CATALOG`")
     titles = (f"SELECT id, title FROM read_parquet({sql_path(catalog)})" if catalog.exists()
               else "SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS title WHERE false")
     table: pa.Table = query_arrow(f"""

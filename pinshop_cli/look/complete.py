@@ -152,8 +152,14 @@ def workspace_scenes(ws: Workspace, before: str | None = None) -> pa.Table:
     (only those before `before`, a timestamp, when given: for evaluations)."""
     import pyarrow as pa
 
+    from ..index.hnsw import REINGEST
+    from ..workspace.integrity import require_parquet
+    from ..workspace.layout import EVENTS_AGAIN
     from ..workspace.storage import query_arrow
 
+    for path, fix in ((ws.detections, REINGEST["detections"]), (ws.events, EVENTS_AGAIN)):
+        if path.exists():  # damaged: one line naming the fix, not a DuckDB traceback
+            require_parquet(path, fix)
     parts = []
     if ws.detections.exists():
         parts.append(f"SELECT pin_id AS scene, category, NULL::VARCHAR AS item, 'pins' AS "

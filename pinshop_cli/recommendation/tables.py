@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import PinshopError
 from ..workspace.integrity import require_parquet
+from ..workspace.layout import EVENTS_AGAIN
 from ..workspace.storage import sql_path
 
 if TYPE_CHECKING:
@@ -33,8 +34,7 @@ def connect(ws: Workspace, memory_limit: str) -> duckdb.DuckDBPyConnection:
 
     if not ws.events.exists():
         raise PinshopError(f"no events in {ws.root}: run `pinshop ingest-events FILE`")
-    require_parquet(ws.events, "`pinshop ingest-events FILE` (it writes events.parquet "
-                               "again from the files you ingest)")
+    require_parquet(ws.events, EVENTS_AGAIN)
     require_parquet(ws.catalog, "`pinshop ingest CATALOG`")
     con = duckdb.connect()
     tmp = ws.root / ".duckdb-tmp"

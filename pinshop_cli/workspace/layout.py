@@ -33,6 +33,8 @@ EMBEDDING_KINDS = ("product_image", "product_text", "crop")
 #: What writes workspace.json again.
 RECORD_AGAIN = ("`pinshop ingest CATALOG` (it records the models again; add --embedder if "
                 "not the default)")
+EVENTS_AGAIN = ("`pinshop ingest-events FILE` (it writes events.parquet again from the files "
+                "you ingest)")
 #: The lock file's holder record, written in place at a fixed width (never truncated).
 HOLDER_WIDTH = 64
 
