@@ -281,6 +281,8 @@ def run_sql(query: str, workspace: str | Path | None = None, allow_writes: bool 
             columns, rows = _run_limited(con, query, timeout, allow_writes,
                                          _memory_limit_bytes(con))
             return QueryResult(columns, rows, notes)
+        except PinshopError as exc:  # a view left out for damage fails as "does not exist"
+            raise (PinshopError(f"{exc} ({'; '.join(notes)})") if notes else exc) from None
         finally:
             con.close()
 
@@ -380,7 +382,8 @@ def _one_line(exc: BaseException, allow_writes: bool) -> BaseException:
     import duckdb
 
     if isinstance(exc, duckdb.PermissionException):
-        scope = ("files outside the workspace's exports/ directory are off limits"
+        scope = ("files outside the workspace's exports/ directory are off limits; a relative "
+                 "path starts from the current directory, so give exports/ files by full path"
                  if allow_writes else "pinshop sql is read-only over the workspace views")
         return PinshopError(f"SQL error: {first_line(exc)} ({scope})")
     if isinstance(exc, duckdb.InterruptException):

@@ -233,8 +233,11 @@ def test_junk_files_are_skipped_with_a_note(ws: Path) -> None:
     assert result.rows == [(2,)]
     assert len(result.notes) == 2 and all("not a readable Parquet" in n for n in result.notes)
     assert run_sql("SELECT count(*) FROM embeddings", ws).rows == [(2,)]
-    with pytest.raises(PinshopError, match="rejects_junk"):
+    with pytest.raises(PinshopError, match="rejects_junk") as caught:
         run_sql("SELECT * FROM rejects_junk", ws)
+    # The query fails as "does not exist"; the error says which file was left out, and why.
+    assert "skipped" in str(caught.value) and "junk.parquet: not a readable Parquet" in \
+        str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_quoted_workspace_path(tmp_path: Path, ws: Path) -> None:
