@@ -152,6 +152,18 @@ def test_merchant_center_tsv_maps_the_public_feed_fields(tmp_path: Path) -> None
         ("SKU-3", "unparsable price 'twelve dollars'"), ("SKU-5", "unparsable price '12 abc'")]
 
 
+def test_a_row_without_product_type_takes_its_google_product_category(tmp_path: Path
+                                                                       ) -> None:
+    """Feeds fill product_type on some items only: the fallback is per row, not per file."""
+    feed = tmp_path / "feed.tsv"
+    feed.write_text("id\ttitle\tprice\tproduct_type\tgoogle_product_category\n"
+                    "T1\tLamp\t10.00 USD\t\tHome & Garden > Lighting > Lamps\n"
+                    "T2\tSofa\t20.00 USD\tLiving > Sofas\tFurniture > Sofas\n"
+                    "T3\tRug\t30.00 USD\t\t\n")
+    rows = {r["id"]: r["category"] for r in load_catalog(feed).table.to_pylist()}
+    assert rows == {"T1": "lamps", "T2": "sofas", "T3": None}
+
+
 RSS = """<?xml version="1.0"?>
 <rss xmlns:g="http://base.google.com/ns/1.0" version="2.0"><channel>
 <title>Shop</title><link>https://shop.example</link><description>feed</description>

@@ -98,8 +98,8 @@ class Plan:
         return cls(columns, base, max_pixels, threads, photos)
 
     @property
-    def sources(self) -> dict[str, str]:
-        """pinshop column -> its field, feed aliases included (`link` feeds `url`)."""
+    def sources(self) -> dict[str, list[str]]:
+        """pinshop column -> its fields, feed aliases included (`link` feeds `url`)."""
         return feed_sources(self.columns)
 
     @property
@@ -111,8 +111,10 @@ class Plan:
 
     def text(self, name: str) -> str:
         """SQL for the trimmed text of a known column (NULL when empty or absent)."""
-        column = self.sources.get(name)
-        return f"nullif(trim({column}), '')" if column else "NULL::VARCHAR"
+        fields = [f"nullif(trim({field}), '')" for field in self.sources.get(name, [])]
+        if not fields:
+            return "NULL::VARCHAR"
+        return fields[0] if len(fields) == 1 else f"coalesce({', '.join(fields)})"
 
 
 # The price text with currency symbols/codes and spaces removed, classified by shape.

@@ -18,8 +18,9 @@ from ..workspace.storage import sql_path
 if TYPE_CHECKING:
     import xml.etree.ElementTree as ET
 
-#: pinshop column -> the feed fields that stand for it, first present wins (after the
-#: column itself). Field names as the Merchant Center and Pinterest specifications spell them.
+#: pinshop column -> the feed fields that stand for it, in order (after the column itself):
+#: per row, the first that is not empty wins. Field names as the Merchant Center and
+#: Pinterest specifications spell them.
 ALIASES: dict[str, tuple[str, ...]] = {
     "url": ("link",),
     "image": ("image_link",),
@@ -32,16 +33,14 @@ XML_SUFFIXES = (".xml", ".rss", ".atom")
 XML_BATCH = 20_000
 
 
-def feed_sources(columns: dict[str, str]) -> dict[str, str]:
-    """pinshop column -> the field it is read from: its own column, else a feed alias."""
-    sources = dict(columns)
+def feed_sources(columns: dict[str, str]) -> dict[str, list[str]]:
+    """pinshop column -> the fields it is read from, first non-empty wins, row by row: its
+    own column, then the feed aliases present (an item with no `product_type` takes its
+    `google_product_category`)."""
+    sources = {name: [field] for name, field in columns.items()}
     for name, aliases in ALIASES.items():
-        if name not in sources:
-            for alias in aliases:
-                if alias in columns:
-                    sources[name] = columns[alias]
-                    break
-    return sources
+        sources.setdefault(name, []).extend(columns[a] for a in aliases if a in columns)
+    return {name: fields for name, fields in sources.items() if fields}
 
 
 def xml_to_parquet(path: Path, target: Path) -> None:
