@@ -333,6 +333,9 @@ def test_price_history_keeps_first_rows_and_changes_only(tmp_path: Path) -> None
     assert {c.title for c in changes(ws.root)} == {"Linen sofa 1", "Linen sofa 2",
                                                    "Linen sofa 3"}
     assert changes(ws.root, "2026-11-04") == []
+    # Since before the history starts: each product from its first row (SKU-4, first seen on
+    # the 3rd, has not changed since); before, nothing showed without an earlier row.
+    assert {(c.id, c.kind) for c in changes(ws.root, "2026-10-01")} == found
     history = run_sql("SELECT id, count(*) FROM price_history GROUP BY id ORDER BY id", ws.root)
     assert history.rows == [("SKU-1", 2), ("SKU-2", 2), ("SKU-3", 2), ("SKU-4", 1)]
 

@@ -109,7 +109,8 @@ class Changes(list[Change]):
 def changes(root: Path, since: str | None = None, limit: int | None = None) -> Changes:
     """Price drops and rises (of the price paid: the lower of price and sale price),
     products back in stock, sold out and removed from the feed: since `since` (a date:
-    each product's last row before it against its last row), else in the last snapshot
+    each product's last row before it, else its first row from then on, against its last
+    row), else in the last snapshot
     (its rows against each product's row before). At most `limit` of them (all: None),
     by kind, the largest drops first; `total` says how many there are."""
     if limit is not None and limit < 1:
@@ -123,7 +124,12 @@ def changes(root: Path, since: str | None = None, limit: int | None = None) -> C
     if since is not None:
         params["since"] = parse_date(since, "--since")
         new = _latest_sql(files)
-        old = _latest_sql(files, "seen_at < $since")
+        # A product first seen since then (or all, when the history starts later) is
+        # compared from its first row: its changes within the period still show.
+        old = (f"SELECT * FROM ({_latest_sql(files, 'seen_at < $since')}) UNION ALL "
+               f"SELECT * FROM (SELECT * FROM {paths} WHERE seen_at >= $since AND id NOT IN "
+               f"(SELECT id FROM {paths} WHERE seen_at < $since) QUALIFY row_number() OVER "
+               "(PARTITION BY id ORDER BY seen_at) = 1)")
     else:  # the last snapshot's rows against the row before each
         new = f"SELECT * FROM {paths} WHERE seen_at = (SELECT max(seen_at) FROM {paths})"
         old = (f"SELECT * FROM {paths} WHERE seen_at < (SELECT max(seen_at) FROM {paths}) "
