@@ -9,7 +9,7 @@ from ._output import JsonOption, WorkspaceOption, note, open_shop, print_json, t
 
 def sql(
     query: Annotated[str, typer.Argument(help="SQL over the views catalog, pins, detections, "
-                                              "embeddings, rejects_* ...")],
+                                              "embeddings, `rejects_SOURCE` ...")],
     allow_writes: Annotated[bool, typer.Option(
         "--allow-writes", help="Also let the query write files (COPY ... TO) in the "
                                "workspace's exports/ directory, and nowhere else; takes the "
@@ -26,9 +26,10 @@ def sql(
     """Run DuckDB SQL over the workspace tables, read-only.
 
     The views are catalog, pins, detections, events, recommendations, duplicates, audit,
-    embeddings, embeddings_<kind> (one current vector per id) and rejects_<source>. Nothing outside
-    the workspace can be read (links leading out of it are skipped); nothing can be written
-    unless --allow-writes, and then only into <workspace>/exports/.
+    price_history, embeddings, `embeddings_KIND` (one current vector per id) and
+    `rejects_SOURCE`. Nothing outside the workspace can be read (links leading out of it are
+    skipped); nothing can be written unless --allow-writes, and then only into
+    `WORKSPACE/exports/`, named by full path.
 
     Example: `pinshop sql "SELECT category, count(*) FROM catalog GROUP BY 1"`
     """

@@ -164,6 +164,16 @@ def test_a_row_without_product_type_takes_its_google_product_category(tmp_path: 
     assert rows == {"T1": "lamps", "T2": "sofas", "T3": None}
 
 
+def test_euro_and_pound_signs_name_their_currency(tmp_path: Path) -> None:
+    """€ and £ name one currency each; $ and ¥ do not (USD or CAD, JPY or CNY), so a feed
+    moving between "€12,50" and "12.50 EUR" keeps comparing like with like."""
+    feed = tmp_path / "feed.csv"
+    feed.write_text('id,title,price\nA,a,"€12,50"\nB,b,£20.00\nC,c,$1299.00\nD,d,20 €\n')
+    rows = {r["id"]: (r["price"], r["currency"]) for r in load_catalog(feed).table.to_pylist()}
+    assert rows == {"A": (Decimal("12.50"), "EUR"), "B": (Decimal("20.00"), "GBP"),
+                    "C": (Decimal("1299.00"), None), "D": (Decimal("20.00"), "EUR")}
+
+
 RSS = """<?xml version="1.0"?>
 <rss xmlns:g="http://base.google.com/ns/1.0" version="2.0"><channel>
 <title>Shop</title><link>https://shop.example</link><description>feed</description>

@@ -109,6 +109,9 @@ def _run(path: Path, max_pixels: int, threads: int, photos: PhotoStore | None = 
                                                               list[str], Any]:
     import duckdb
 
+    if str(path).startswith(("http:/", "https:/")):  # a Path keeps one slash of "//"
+        raise PinshopError("pinshop reads a catalog from a file: download the feed first "
+                           "(e.g. curl -o feed.xml URL), then ingest that file")
     path = Path(path)
     if not path.is_file():
         raise PinshopError(f"catalog not found: {path}")

@@ -123,9 +123,13 @@ class Plan:
 _CURRENCY = r"(?:[$€£¥]|[A-Z]{{3}}|usd|eur|gbp|chf|jpy)"
 _PRICE_CLEAN = (rf"lower(regexp_replace(trim({{p}}), "
                 rf"'^{_CURRENCY}\s*|\s*{_CURRENCY}$', '', 'g'))")
+#: The two symbols that name one currency (€, £) count as its code; $ and ¥ do not (USD or
+#: CAD, JPY or CNY): their rows take the `currency` column or stay without one.
 _PRICE_CURRENCY = (r"CASE WHEN trim({p}) ~ '^([A-Z]{{3}}|usd|eur|gbp|chf|jpy)\s*[\d.,]+$"
                    r"|^[\d.,]+\s*([A-Z]{{3}}|usd|eur|gbp|chf|jpy)$' "
-                   r"THEN upper(regexp_extract({p}, '[A-Za-z]{{3}}')) END")
+                   r"THEN upper(regexp_extract({p}, '[A-Za-z]{{3}}')) "
+                   r"WHEN trim({p}) ~ '^€\s*[\d.,]+$|^[\d.,]+\s*€$' THEN 'EUR' "
+                   r"WHEN trim({p}) ~ '^£\s*[\d.,]+$|^[\d.,]+\s*£$' THEN 'GBP' END")
 #: A sale whose effective dates ("2026-11-01T00:00-08:00/2026-11-30T23:59-08:00") both
 #: parse and do not hold now is no sale; dates that do not parse leave the sale as given.
 _SALE_OVER = ("coalesce(NOT (now() BETWEEN try_cast(split_part({d}, '/', 1) AS TIMESTAMPTZ) "
