@@ -124,7 +124,8 @@ class _Run:
                                    self.config.max_pixels, photos)
         self.catalog_written = True
         history = record_snapshot(self.ws.root, self.ws.catalog, _utc_now())
-        loaded.notes.append(f"price history: {history} rows new or changed")
+        loaded.notes.append(f"price history: {history} new or changed "
+                            f"row{'' if history == 1 else 's'}")
         self.photo_rejects = loaded.photo_rejects
         if loaded.photo_rejects is not None and loaded.photo_rejects.num_rows:
             loaded.notes.append(f"{loaded.photo_rejects.num_rows} photo URLs not fetched: the "
@@ -133,9 +134,9 @@ class _Run:
         self.summary.rows_added, self.summary.rows_removed, self.summary.rows_changed = (
             loaded.rows_added, loaded.rows_removed, loaded.rows_changed)
         if loaded.rows_removed or loaded.rows_changed:
-            loaded.notes.append(f"catalog: {loaded.rows_added} rows added, "
-                                f"{loaded.rows_removed} removed, {loaded.rows_changed} changed "
-                                "since the last ingest")
+            loaded.notes.append(f"catalog rows since the last ingest: {loaded.rows_added} "
+                                f"added, {loaded.rows_removed} removed, "
+                                f"{loaded.rows_changed} changed")
         for message in loaded.notes:
             self.summary.notes.append(message)
             self.progress.note(message)
