@@ -134,17 +134,18 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]],
     "[bold]" prints as written. With `wrap`, only that column wraps on a narrow terminal
     (a title), the others keep their values on one line. The `key` column (what tells
     rows apart: a name) is never cut short; the others give way to it."""
+    from rich.cells import cell_len
     from rich.markup import escape
     from rich.table import Table
 
-    cells = [["" if v is None else escape(clean(str(v))) for v in row] for row in rows]
+    shown = [["" if v is None else clean(str(v)) for v in row] for row in rows]
     grid = Table(title=escape(clean(title)) if title else None, title_justify="left")
-    for n, column in enumerate(columns):
-        whole = max((len(row[n]) for row in cells), default=0) if column == key else None
+    for n, column in enumerate(columns):  # the key's width: its longest value, in cells
+        whole = max((cell_len(row[n]) for row in shown), default=0) if column == key else None
         grid.add_column(escape(clean(str(column))), min_width=whole,
                         no_wrap=(wrap is not None and column != wrap) or column == key)
-    for row in cells:
-        grid.add_row(*row)
+    for row in shown:
+        grid.add_row(*(escape(value) for value in row))
     out.print(grid)
 
 

@@ -155,7 +155,7 @@ class Shop:
 
         self._forget()
         built = build_indexes(self.ws.root, **options)
-        refresh_styles(self.ws.root)  # a style cache, where one is kept, fitted to the new index
+        refresh_styles(self.ws.root, options.get("notes"))  # a kept style cache: refitted
         return built
 
     def ingest_events(self, path: str | Path) -> Any:

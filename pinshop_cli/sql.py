@@ -278,11 +278,12 @@ def run_sql(query: str, workspace: str | Path | None = None, allow_writes: bool 
         con = connect(ws.root, allow_writes=allow_writes, notes=notes,
                       memory_limit=memory_limit, spill_dir=spill)
         try:
-            columns, rows = _run_limited(con, query, timeout, allow_writes,
-                                         _memory_limit_bytes(con))
-            return QueryResult(columns, rows, notes)
+            return QueryResult(*_run_limited(con, query, timeout, allow_writes,
+                                             _memory_limit_bytes(con)), notes)
         except PinshopError as exc:  # a view left out for damage fails as "does not exist"
-            raise (PinshopError(f"{exc} ({'; '.join(notes)})") if notes else exc) from None
+            if notes and "does not exist" in str(exc):
+                raise PinshopError(f"{exc} ({'; '.join(notes)})") from None
+            raise
         finally:
             con.close()
 

@@ -229,6 +229,7 @@ def test_a_product_id_in_the_question_is_that_product(demo_workspace, fake_chat)
     """Ids are what the tables show: "tell me about P005" talks about P005 (before: an
     out-of-scope refusal), and "compare P001 and P005" compares those two."""
     from pinshop_cli.assistant.session import ShoppingAssistant
+    from pinshop_cli.retrieval.store import ID_WORD
 
     assistant = ShoppingAssistant(demo_workspace, fake_chat)
     try:
@@ -238,5 +239,6 @@ def test_a_product_id_in_the_question_is_that_product(demo_workspace, fake_chat)
         assert {p.id for p in both.candidates} == {"P001", "P005"}
         assert assistant.store.ids_in("a 3-seat sofa under 1500, like P001/P005?") == [
             "P001", "P005"]  # words with digits that are no id are not read as ids
+        assert ID_WORD.findall("a sofa for 4 people under $1,200") == []  # numbers: never
     finally:
         assistant.retriever.close()

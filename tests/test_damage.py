@@ -61,6 +61,7 @@ def test_damaged_events_and_tuning(with_events: Path) -> None:
     events.write_text("user_id,item_id,event,ts\ncat,P001,purchase,2026-11-05T10:00:00\n")
     summary = ingest_events(events, with_events)
     assert (summary.added, summary.total) == (1, 1) and "was damaged" in summary.notes[0]
+    assert len(list(with_events.glob("events.parquet.damaged-*"))) == 1  # kept aside
     assert CliRunner().invoke(app, ["recommend", "--user", "cat", "-w", str(with_events)]
                               ).exit_code == 0
 

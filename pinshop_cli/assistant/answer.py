@@ -145,7 +145,8 @@ class Answerer:
         shown: list[str] = []
         removed: list[str] = []
         violations: list[Violation] = []
-        lead_cut = False  # the first sentence, the recommendation, was cut
+        lead_cut = False  # the first sentence naming a product, the recommendation, was cut
+        named_yet = False  # a sentence shown so far names a product
         buffer = ""
         started = time.perf_counter()
         changes = self.price_changes(known)
@@ -157,7 +158,7 @@ class Answerer:
         def accept(sentence: str) -> str | None:
             """The sentence as shown; "" when cut for an unsupported claim; None when it
             fails a hard check or is the lead and cut (the answer stops there)."""
-            nonlocal violations, subjects, lead_cut
+            nonlocal violations, subjects, lead_cut, named_yet
             titles = self.store.titles_in(sentence)
             problems = check(sentence, known, titles, changes)
             if problems:
@@ -169,10 +170,12 @@ class Answerer:
                                         self.catalog_words, titles)
             if claims:  # cut the sentence, never show it; the rest of the answer goes on
                 removed.append(f"{sentence} ({'; '.join(str(c) for c in claims)})")
-                # ... unless it was the lead: what follows it ("X is a nice alternative")
-                # reads wrong without it, so the answer stops and the template leads.
-                lead_cut = not shown
+                # ... unless it was the lead, the first to name a product: what follows it
+                # ("X is a nice alternative") reads wrong without it, so the answer stops
+                # and the template leads.
+                lead_cut = bool(ids) and not named_yet
                 return None if lead_cut else ""
+            named_yet = named_yet or bool(ids)
             shown.append(render(sentence, known))
             return shown[-1]
 

@@ -49,7 +49,7 @@ class Dialogue:
         # still in force); "more expensive" lifts the old ceiling.
         price = shown[0].price if shown else None
         if intent.reference == "cheaper" and price is not None:
-            ceiling = min(price - 0.01, intent.max_price or price)
+            ceiling = max(0.0, min(price - 0.01, intent.max_price or price))
             intent = replace(intent, max_price=round(ceiling, 2), min_price=None)
         elif intent.reference == "more_expensive" and price is not None:
             floor = max(price + 0.01, intent.min_price or price)

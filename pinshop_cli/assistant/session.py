@@ -108,7 +108,8 @@ class ShoppingAssistant:
         relaxed: list[str] = []
         named = self.retriever.products([Hit(pid, 0.0) for pid in self.store.ids_in(question)])
         variant = self.variant(intent, question) if intent.action == "search" else None
-        if named and intent.action in ("search", "out_of_scope"):
+        if named and variant is None and intent.reference == "none" and intent.action in (
+                "search", "out_of_scope"):
             intent.action, rows = "search", named  # "tell me about P200": that product
         elif variant is not None:  # "in a larger size", "in blue": the shown one's variant
             rows = [variant]

@@ -9,6 +9,7 @@ stopped and an unchanged re-run does no model work at all.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import asdict
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..detection.crops import PIN_DECODE_SIDE
 from ..engines import Engine, Stage, get_engine
-from ..errors import DamagedFileError, PinshopError
+from ..errors import DamagedFileError, PinshopError, WorkspaceLockedError
 from ..io.catalog import normalize_catalog, rejects_schema
 from ..io.history import record_snapshot
 from ..io.photo_fetch import PhotoStore
@@ -340,14 +341,20 @@ def ingest(workspace: str | Path | None = None, catalog: str | Path | None = Non
     ws = Workspace.open(workspace, create=True)
     try:
         return _ingest(ws, catalog, pins, config, progress, engine)
-    except PinshopError:
-        # A first ingest refused (no catalog, no usable row) leaves no skeleton; one that
-        # made anything to resume from (fetched photos, embedded parts) keeps it.
+    except PinshopError as exc:  # a lock refusal: another writer's workspace, maybe new too
+        if fresh and not isinstance(exc, WorkspaceLockedError):
+            _remove_skeleton(ws)
+        raise
+
+
+def _remove_skeleton(ws: Workspace) -> None:
+    """A refused first ingest's workspace, unless it holds anything to resume from (fetched
+    photos, embedded parts) or another writer has it now."""
+    with contextlib.suppress(WorkspaceLockedError), ws.lock(sweep=False):
         made = (p for p in ws.root.rglob("*") if p.is_file() and p.parent != ws.rejects_dir
                 and p.name not in (".lock", MANIFEST))  # parts' lists, not parts
-        if fresh and next(made, None) is None:
+        if next(made, None) is None:
             shutil.rmtree(ws.root, ignore_errors=True)
-        raise
 
 
 def _ingest(ws: Workspace, catalog: str | Path | None, pins: str | Path | None,

@@ -40,6 +40,7 @@ Paths are passed to DuckDB as bound parameters, never pasted into SQL.
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -110,10 +111,14 @@ def ingest_events(path: str | Path, workspace: str | Path | None = None) -> Even
                 # A damaged events.parquet is what `recommend` sends the user here to fix:
                 # its rows cannot be read, so this file's rows replace it.
                 damage = parquet_problem(ws.events) if ws.events.exists() else None
-                if damage is not None:
-                    notes.append(f"{ws.events} was damaged ({damage}): written again from "
-                                 f"{path.name} alone; ingest your other events files again")
-                before, merged = _merge(con, new, None if damage else ws.events)
+                if damage is not None and damage.startswith("unreadable:"):  # EACCES, EIO
+                    raise PinshopError(f"cannot read {ws.events}: {damage}")
+                if damage is not None:  # kept aside, never dropped
+                    aside = ws.events.with_name(f"events.parquet.damaged-{time.time_ns()}")
+                    ws.events.replace(aside)
+                    notes.append(f"{ws.events} was damaged ({damage}), moved to {aside.name}: "
+                                 f"written again from {path.name}; ingest the others again")
+                before, merged = _merge(con, new, ws.events)
                 write_parquet(merged, ws.events)
                 write_parquet(rejects, ws.rejects_dir / "events.parquet")
         except duckdb.Error as exc:
@@ -231,10 +236,9 @@ def _rejects(con: Any, source: str, checked: pa.Table) -> pa.Table:
                   tables={"checked": checked})
 
 
-def _merge(con: Any, new: pa.Table, events: Path | None) -> tuple[int, pa.Table]:
-    """(rows stored before, the distinct union of the stored and the new events; None or a
-    missing file: none stored)."""
-    if events is None or not events.exists():
+def _merge(con: Any, new: pa.Table, events: Path) -> tuple[int, pa.Table]:
+    """(rows stored before, the distinct union of the stored and the new events)."""
+    if not events.exists():
         return 0, _arrow(con, f"SELECT DISTINCT * FROM new ORDER BY {ORDER}", tables={"new": new})
     stored = "SELECT user_id, item_id, event, ts, weight FROM read_parquet($events)"
     before = _arrow(con, f"SELECT count(*) AS n FROM ({stored})", {"events": str(events)})

@@ -80,24 +80,29 @@ def tune(workspace: str | Path | None = None, config: RecommendConfig | None = N
     return tuning
 
 
-def refresh_styles(workspace: str | Path | None = None) -> bool:
+def refresh_styles(workspace: str | Path | None = None, notes: list[str] | None = None
+                   ) -> bool:
     """After `pinshop index`: where the workspace keeps a style clusters' cache (its
     recommendations use styles), fit it to the new index generation and write it, so that
     answers read it rather than each fitting in memory (18 s at 1M products) until the next
-    `--tune` or `--all`. Returns whether it was written."""
+    `--tune` or `--all`. Returns whether it was written; why not, when it failed (damaged
+    events, another writer), goes to `notes`: the indexes it follows stand either way."""
     ws = Workspace.open(workspace)
     if not (ws.root / STYLE_FILE).exists():
         return False
-    scorer = Scorer(ws, RecommendConfig())
     try:
-        styles = uncached_styles(scorer)
-    finally:
-        scorer.close()
-    if styles is None:
+        scorer = Scorer(ws, RecommendConfig())
+        try:
+            styles = uncached_styles(scorer)
+        finally:
+            scorer.close()
+        if styles is not None:
+            with ws.lock():
+                save_styles(ws.root, styles)
+    except PinshopError as exc:
+        (notes if notes is not None else []).append(f"style clusters not refitted: {exc}")
         return False
-    with ws.lock():
-        save_styles(ws.root, styles)
-    return True
+    return styles is not None
 
 
 def recommend(workspace: str | Path | None = None, user: str | None = None,

@@ -74,7 +74,9 @@ class Product:
 
 #: The photo's colour family, for a row whose catalog gives no colour of its own: a merchant's
 #: "natural" oak chair is not "cream" because its photo reads beige.
-ID_WORD = re.compile(r"[\w.\-]*\d[\w.\-]*")  # a word with a digit: may be an id
+#: A word with a letter and a digit may be an id (P200, SKU-12); a bare number is a price or
+#: a size far more often than an id.
+ID_WORD = re.compile(r"(?=[\w.\-]*[A-Za-z])[\w.\-]*\d[\w.\-]*")
 PHOTO_COLOR = "CASE WHEN coalesce(trim(c.color), '') = '' THEN c.photo_color END"
 
 
@@ -325,7 +327,7 @@ class CatalogStore:
 
     def ids_in(self, text: str) -> list[str]:
         """Catalog ids that `text` names as words, in its order ("tell me about P200").
-        Only words with a digit are looked up, so a plain word is never read as an id."""
+        Only words with a letter and a digit are looked up (ID_WORD)."""
         words = list(dict.fromkeys(w.rstrip(".-") for w in ID_WORD.findall(text)))[:16]
         if not words:
             return []

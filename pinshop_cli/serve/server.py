@@ -45,13 +45,18 @@ def serve(workspace: str | Path | None, token: str, host: str = "127.0.0.1", por
 
 def listen(host: str, port: int) -> socket.socket:
     """A socket bound to (host, port) (port 0: any free one), or a one-line error."""
-    # IPv6 for an address with colons, as uvicorn decides; a name resolves to IPv4.
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock = None
     try:
+        # IPv6 for an address with colons, as uvicorn decides; a name resolves to IPv4.
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        # Listening now, not when uvicorn starts: connections made after "serving on" queue
+        # up, and a second server on the port fails here rather than after announcing.
+        sock.listen(2048)
     except (OSError, UnicodeError) as exc:
-        sock.close()
+        if sock is not None:
+            sock.close()
         reason = getattr(exc, "strerror", None) or str(exc)
         raise PinshopError(f"cannot listen on {host}:{port}: {reason}") from None
     return sock
