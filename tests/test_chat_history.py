@@ -258,6 +258,14 @@ def test_a_cut_lead_sentence_leaves_the_template_not_its_alternatives(assistant_
     assert "alternative" not in reply.answer
 
 
+def test_a_sentence_cut_off_by_the_token_limit_is_not_shown(assistant_with) -> None:
+    """The model stopped at max_tokens mid-sentence: its unfinished words are dropped, the
+    finished sentences stay (before: '... options such as Here is what the catalog has')."""
+    assistant = assistant_with("really. It comes with " + "many " * 400 + "options")
+    reply = assistant.ask("a green lounge chair")
+    assert "fine pick, really." in reply.answer and "many" not in reply.answer, reply.answer
+
+
 def test_chat_search_shows_a_family_once(workspace: Path) -> None:
     from pinshop_cli.retrieval import policy
     from pinshop_cli.retrieval.retriever import Retriever

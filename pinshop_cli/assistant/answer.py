@@ -198,8 +198,8 @@ class Answerer:
                     yield said + " "
             if failed:
                 break
-        else:
-            if buffer.strip() and (said := accept(buffer.strip())):
+        else:  # the model's last words, unless cut off by max_tokens mid-sentence
+            if buffer.strip() and tokens < self.max_tokens and (said := accept(buffer.strip())):
                 yield said + " "
         timings["generate_s"] = round(time.perf_counter() - started, 3)
         timings["tokens"] = tokens
