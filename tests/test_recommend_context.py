@@ -46,6 +46,19 @@ def test_a_session_view_pulls_in_its_neighbours_because_you_looked_at_it(shop, t
     assert [r.item_id for r in recommend(shop, "new", POPULAR_ONLY)][:2] == ["A", "D"]
 
 
+def test_a_session_of_unknown_items_is_an_error_not_a_popular_list(shop, tmp_path):
+    from pinshop_cli.errors import PinshopError
+
+    unknown = session_file(tmp_path, [("NOPE", "view"), ("ZZZ", "save")])
+    with pytest.raises(PinshopError, match=r"none of the session's items is in the catalog "
+                                           r"\(e.g. 'NOPE', 'ZZZ'\)"):
+        recommend(shop, None, POPULAR_ONLY, session=unknown)
+    # One known item is enough: the unknown ones are left out.
+    mixed = session_file(tmp_path, [("NOPE", "view"), ("A", "view")])
+    assert [r.item_id for r in recommend(shop, "new", POPULAR_ONLY, session=mixed)] == [
+        "C", "D", "B"]
+
+
 def test_the_newest_session_item_pulls_hardest(shop, tmp_path):
     # D then A: A, the newest, weighs 1; D, one event older, 0.5 ** (1/5).
     recs = recommend(shop, None, POPULAR_ONLY,

@@ -100,6 +100,13 @@ def session_tables(scorer: Scorer, session: pa.Table) -> None:
                sum(s.weight * pow(0.5, s.position / $half_life)) AS strength
         FROM session_in s JOIN item_keys k ON k.item_id = s.item_id GROUP BY k.key
     """, half_life=SESSION_HALF_LIFE)
+    if session.num_rows and not scorer.con.execute("SELECT count(*) FROM session_items"
+                                                   ).fetchall()[0][0]:
+        # Every id unknown (a typo, another shop's export): not an anonymous popular list.
+        unknown = scorer.con.execute("SELECT DISTINCT item_id FROM session_in ORDER BY 1 "
+                                     "LIMIT 3").fetchall()
+        raise PinshopError("none of the session's items is in the catalog (e.g. "
+                           f"{', '.join(repr(r[0]) for r in unknown)})")
     scorer.con.unregister("session_in")
     scorer.sql("""
         CREATE OR REPLACE TEMP TABLE session_co AS
