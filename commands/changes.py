@@ -47,11 +47,12 @@ def changes(
               wrap="title")
 
 
-def _was_now(old: object, new: object, unit: str | None = None) -> str:
-    """"149.0 → 129.0 EUR" for a change, "129.0 EUR" for none, the known side when the
-    other is missing."""
+def _was_now(old: float | None, new: float | None, unit: str | None = None) -> str:
+    """"149.00 → 129.00 EUR" for a change, "129.00 EUR" for none, the known side when the
+    other is missing (two decimals, as every other table shows prices)."""
     if old is not None and new is not None and old != new:
-        shown = f"{old} → {new}"
+        shown = f"{old:.2f} → {new:.2f}"
     else:
-        shown = "" if old is None and new is None else str(new if new is not None else old)
+        known = new if new is not None else old
+        shown = "" if known is None else f"{known:.2f}"
     return f"{shown} {unit}" if unit and shown else shown

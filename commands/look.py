@@ -185,8 +185,8 @@ def duplicates(
     note(f"{result.clusters} cluster(s) of {result.table.num_rows} products at threshold "
          f"{result.threshold:g}; all in duplicates.parquet")
     table(None, ["cluster", "id", "title", "brand", "price", "nearest", "score"],
-          [[m["cluster"], m["id"], m["title"], m["brand"], m["price"], m["nearest"],
-            f"{m['score']:.3f}"]
+          [[m["cluster"], m["id"], m["title"], m["brand"],
+            "" if m["price"] is None else f"{m['price']:.2f}", m["nearest"], f"{m['score']:.3f}"]
            for c in result.to_dict(limit=20)["shown"] for m in c["members"]])
 
 

@@ -363,7 +363,7 @@ def test_price_history_keeps_first_rows_and_changes_only(tmp_path: Path) -> None
     shown = CliRunner().invoke(app, ["changes", "--since", "2026-11-02", "-w", str(ws.root)],
                                env={"COLUMNS": "80"})
     assert shown.exit_code == 0 and "…" not in shown.stdout, shown.stdout
-    assert "2026-11-03" in shown.stdout and "39.99 → 29.0" in shown.stdout
+    assert "2026-11-03" in shown.stdout and "39.99 → 29.00" in shown.stdout
     assert max(map(len, shown.stdout.splitlines())) <= 80
 
 
