@@ -72,11 +72,11 @@ class Product:
         return f"{self.title} ({self.price_text()})"
 
 
-#: The photo's colour family, for a row whose catalog gives no colour of its own: a merchant's
-#: "natural" oak chair is not "cream" because its photo reads beige.
 #: A word with a letter and a digit may be an id (P200, SKU-12); a bare number is a price or
 #: a size far more often than an id.
 ID_WORD = re.compile(r"(?=[\w.\-]*[A-Za-z])[\w.\-]*\d[\w.\-]*")
+#: The photo's colour family, for a row whose catalog gives no colour of its own: a merchant's
+#: "natural" oak chair is not "cream" because its photo reads beige.
 PHOTO_COLOR = "CASE WHEN coalesce(trim(c.color), '') = '' THEN c.photo_color END"
 
 
