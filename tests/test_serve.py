@@ -149,6 +149,9 @@ def test_search_has_the_text_block_shape_and_caps_k(server: Server) -> None:
     assert 0 < len(body["matches"]) <= 3
     assert {"id", "title", "price", "category", "score"} <= set(body["matches"][0])
     assert all(m["category"] == "chair" for m in body["matches"])
+    status, body = server.get("/search?q=sofa&category=spaceship")  # says which filter
+    assert status == 200 and body["matches"] == [] and any(
+        n.startswith("no product is in category 'spaceship'") for n in body["notes"])
     status, body = server.get("/search?q=chair&k=1000")
     assert status == 422 and "k" in body["error"]
     status, body = server.get("/search?q=" + "a" * 5000)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import families
-from .match import MatchResult
+from .match import MatchResult, empty_because
 from .retriever import Retriever
 from .store import Filters
 
@@ -45,6 +45,7 @@ def match_texts(retriever: Retriever, queries: list[TextQuery]) -> list[MatchRes
     for row in products:
         for product in row:  # the shown products only
             product.family = family_of.get(product.id)
-    return [MatchResult(model, "", text=query.text, text_matches=shown, notes=list(notes),
+    return [MatchResult(model, "", text=query.text, text_matches=shown,
+                        notes=notes + ([] if shown else empty_because(retriever, wanted)),
                         runtime=embedder.runtime_used)
-            for query, shown in zip(queries, products, strict=True)]
+            for query, shown, wanted in zip(queries, products, filters, strict=True)]

@@ -111,6 +111,13 @@ def region_vectors(embedder: Embedder, regions: list[Region]) -> np.ndarray:
                      for detection, _ in regions])
 
 
+def empty_because(retriever: Retriever, filters: Filters) -> list[str]:
+    """For an answer left empty: a note naming the filter that alone matches no product,
+    if one does (CatalogStore.why_empty)."""
+    why = None if filters.empty else retriever.store.why_empty(filters)
+    return [why] if why else []
+
+
 def match(images: Sequence[str | Path] = (), text: str | None = None,
           workspace: str | Path | None = None, top_k: int = 5, category: str | None = None,
           max_price: float | None = None, color: str | None = None, rebuild: bool = False,
@@ -169,8 +176,7 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
         result.text_matches = texts.products(retriever)[0]
     emptied = (text and not result.text_matches) or any(
         not found.matches for pin in result.pins for found in pin.objects)
-    if emptied and not filters.empty and (why := retriever.store.why_empty(filters)):
-        result.notes.append(why)
+    result.notes += empty_because(retriever, filters) if emptied else []
     result.runtime = embedder.runtime_used
     result.notes.extend(embedder.runtime_notes + retriever.notes)
     return result
