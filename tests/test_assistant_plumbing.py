@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 
 import pytest
 
@@ -187,6 +188,23 @@ def test_a_failing_sentence_stops_the_model_and_the_template_takes_over(demo_wor
     assert not reply.grounded and reply.violations[0].startswith("price")
     assert pieces == [reply.answer] and reply.answer.startswith("Here is what the catalog has")
     assert "$5" not in reply.answer
+
+
+def test_a_sentence_introducing_what_the_guard_cut_goes_with_it(demo_workspace):
+    from pinshop_cli.assistant.session import ShoppingAssistant
+
+    def introduce_then(after: str) -> Callable[[list[dict[str, str]]], str]:
+        def answer(messages: list[dict[str, str]]) -> str:
+            return f"Prices vary by size. Here is a breakdown:\n{after}"
+        return answer
+
+    cut = ScriptedChatModel([introduce_then("- Lamp: $25.")])
+    reply = ShoppingAssistant(demo_workspace, cut).ask("a black lamp under 150")
+    assert reply.violations and "breakdown" not in reply.answer
+    assert reply.answer.startswith("Prices vary by size. Here is what the catalog has")
+    kept = ScriptedChatModel([introduce_then("Lamps differ in shade and base.")])
+    answer = ShoppingAssistant(demo_workspace, kept).ask("a black lamp under 150").answer
+    assert "Here is a breakdown: Lamps differ in shade and base." in answer
 
 
 def test_chat_once_prints_the_streamed_answer_or_only_the_json(demo_workspace, monkeypatch):

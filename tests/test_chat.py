@@ -31,10 +31,10 @@ def test_intent_extraction_returns_schema_valid_json(demo_workspace, smollm2):
     assert (intent.category, intent.color, intent.max_price) == ("sofa", "green", 1500.0)
 
 
-def test_invented_price_is_caught_and_replaced(demo_workspace, recording_smollm2):
-    assistant = ShoppingAssistant(demo_workspace, recording_smollm2)
+def test_invented_price_is_caught_and_replaced(demo_workspace, fresh_recording_smollm2):
+    assistant = ShoppingAssistant(demo_workspace, fresh_recording_smollm2)
     reply = assistant.ask("What is the price of a sofa? Give me the exact dollar price.")
-    raw_answer = recording_smollm2.raw[-1]
+    raw_answer = fresh_recording_smollm2.raw[-1]
     assert check(raw_answer, reply.products), "precondition: the model invented something"
     assert not reply.grounded and any(v.startswith("price") for v in reply.violations)
     assert check(reply.answer.replace(" EUR)", ")"), reply.products) == []

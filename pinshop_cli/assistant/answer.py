@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -179,6 +179,16 @@ class Answerer:
             shown.append(render(sentence, known))
             return shown[-1]
 
+        introduction = ""  # a shown sentence ending in ":", held until what it introduces
+
+        def release(said: str) -> Iterator[str]:
+            nonlocal introduction
+            if introduction:
+                yield introduction + " "
+            introduction = said if said.endswith(":") else ""
+            if not introduction:
+                yield said + " "
+
         for piece in self.model.stream(self.messages(question, products, note,
                                                      dialogue.history, changes),
                                        max_tokens=self.max_tokens, temperature=0.3,
@@ -195,12 +205,14 @@ class Answerer:
                     failed = True
                     break
                 if said:
-                    yield said + " "
+                    yield from release(said)
             if failed:
                 break
         else:  # the model's last words, unless cut off by max_tokens mid-sentence
             if buffer.strip() and tokens < self.max_tokens and (said := accept(buffer.strip())):
-                yield said + " "
+                yield from release(said)
+        if introduction:  # what it introduced never came: "here is a breakdown:" alone
+            shown.remove(introduction)
         timings["generate_s"] = round(time.perf_counter() - started, 3)
         timings["tokens"] = tokens
         # The rows the answer names, in the order it names them: the first is the one the
