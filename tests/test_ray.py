@@ -48,9 +48,10 @@ def offline_env(models_cache: Path) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def pins_with_a_bad_file(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     pins = tmp_path_factory.mktemp("pins")
-    for photo in sorted((sample_dir / "pins").iterdir()):
+    photos = sorted((sample_dir / "pins").iterdir())
+    for photo in photos[:2]:  # the engines' agreement needs a few pins, not all (time)
         shutil.copy(photo, pins / photo.name)
-    first = sorted((sample_dir / "pins").iterdir())[0]
+    first = photos[0]
     (pins / "truncated.jpg").write_bytes(first.read_bytes()[:2000])
     return pins
 
