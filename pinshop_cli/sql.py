@@ -27,8 +27,7 @@ the memory available when it starts (DuckDB's own default is 80% of RAM). Spills
 private temp directory, never the workspace.
 
 A file that is not readable Parquet (a stray or half-copied file in rejects/) does not break
-every query: it is skipped and named in `QueryResult.notes`, as is an embeddings part found
-damaged.
+every query: it is skipped and named in `QueryResult.notes`, as is a damaged part.
 """
 
 from __future__ import annotations
@@ -72,25 +71,25 @@ class QueryResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _readable_parquet(paths: list[Path], notes: list[str]) -> list[Path]:
-    """The paths whose Parquet footer parses; the others are named in `notes`."""
+def _readable_parquet(paths: list[Path], notes: list[str]) -> dict[Path, Any]:
+    """The paths whose Parquet footer parses, with their Arrow schemas; the others are
+    named in `notes`."""
     import pyarrow.parquet as pq
 
-    good = []
+    good = {}
     for path in paths:
         try:
-            pq.read_metadata(path)
+            good[path] = pq.read_schema(path)
         except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
             notes.append(f"skipped {path}: not a readable Parquet file "
                          f"({first_line(exc)})")
-            continue
-        good.append(path)
     return good
 
 
 def workspace_datasets(ws: Workspace, notes: list[str] | None = None) -> dict[str, Any]:
     """View name -> pyarrow dataset, for every readable table present whose real path lies
     inside the workspace."""
+    import pyarrow as pa
     import pyarrow.dataset as ds
 
     notes = notes if notes is not None else []
@@ -112,8 +111,9 @@ def workspace_datasets(ws: Workspace, notes: list[str] | None = None) -> dict[st
     datasets = {}
     for name, paths in files.items():
         inside = _inside(ws, [p for p in paths if p.is_file()], notes)
-        if good := _readable_parquet(inside, notes):
-            datasets[name] = ds.dataset([str(p) for p in good], format="parquet")
+        if good := _readable_parquet(inside, notes):  # all parts' columns: old ones lack some
+            datasets[name] = ds.dataset([str(p) for p in good], format="parquet",
+                                        schema=pa.unify_schemas(list(good.values())))
     return datasets
 
 

@@ -388,8 +388,9 @@ def test_a_product_leaving_the_feed_gets_a_removed_row_and_changes_are_limited(
 
     assert snapshot(1, [(n, "129.00 USD") for n in range(1, 6)]) == 5
     assert snapshot(2, [(1, "129.00 USD"), (2, "129.00 USD")]) == 3  # 3, 4, 5 left
-    assert [(c.id, c.kind, c.old_price, c.new_availability) for c in changes(ws.root)] == [
-        (f"SKU-{n}", "removed", 39.99, REMOVED) for n in (3, 4, 5)]
+    assert [(c.id, c.title, c.kind, c.old_price, c.new_availability)
+            for c in changes(ws.root)] == [  # named though no longer in the catalog
+        (f"SKU-{n}", f"Linen sofa {n}", "removed", 39.99, REMOVED) for n in (3, 4, 5)]
     assert snapshot(3, [(1, "129.00 USD"), (2, "129.00 USD")]) == 0  # removed once only
     # A batch of some rows (a live change) is not the whole catalog: it removes nothing.
     import pyarrow.parquet as pq
@@ -413,6 +414,35 @@ def test_a_product_leaving_the_feed_gets_a_removed_row_and_changes_are_limited(
     assert [c["id"] for c in json.loads(shown.stdout)] == ["SKU-4"]
     assert "showing 1 of 2 changes" in shown.stderr
     assert runner.invoke(app, ["changes", "--limit", "0", "-w", str(ws.root)]).exit_code == 2
+
+
+def test_history_parts_written_before_titles_were_kept_still_read(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    import pyarrow.parquet as pq
+
+    from pinshop_cli.io.history import changes, history_store, record_snapshot
+    from pinshop_cli.sql import run_sql
+    from pinshop_cli.workspace.layout import Workspace
+
+    first, ws = (Workspace.open(tmp_path / name, create=True) for name in ("first", "ws"))
+    feed = tmp_path / "feed.tsv"
+    feed.write_text(TSV_HEADER + "".join(_tsv_row(n, "") for n in (1, 2)))
+    normalize_catalog(feed, first.catalog, first.rejects_dir / "catalog.parquet")
+    record_snapshot(first.root, first.catalog, datetime(2026, 11, 1))
+    (written,) = history_store(first.root).files()  # as an earlier pinshop wrote it
+    untitled = history_store(ws.root)
+    untitled.ensure()
+    untitled.append(pq.read_table(written).drop_columns(["title"]), "20261101")
+    feed.write_text(TSV_HEADER + _tsv_row(1, "", "19.99 USD", "out of stock"))
+    normalize_catalog(feed, ws.catalog, ws.rejects_dir / "catalog.parquet")
+    assert record_snapshot(ws.root, ws.catalog, datetime(2026, 11, 2)) == 2
+    assert {(c.id, c.kind, c.title) for c in changes(ws.root)} == {
+        ("SKU-1", "price drop", "Linen sofa 1"), ("SKU-1", "sold out", "Linen sofa 1"),
+        ("SKU-2", "removed", None)}  # the earlier pinshop kept no title of SKU-2
+    rows = run_sql("SELECT id, title FROM price_history ORDER BY seen_at, id", ws.root).rows
+    assert rows == [("SKU-1", None), ("SKU-2", None), ("SKU-1", "Linen sofa 1"),
+                    ("SKU-2", None)]
 
 
 SHOPIFY_ROWS = [["Handle",

@@ -61,17 +61,15 @@ def _literals(ids: Sequence[str]) -> str:
 def changes_sql(files: Sequence[Path], ids: Sequence[str] | None) -> str:
     """The query of each id's last price change in the history parts `files`: of `ids`
     only (filtered before the window functions), or of every product (None)."""
-    from ..io.history import REMOVED
-    from ..workspace.storage import sql_path
+    from ..io.history import REMOVED, history_rows_sql
 
-    paths = ", ".join(sql_path(p) for p in files)
     only = f"id IN ({_literals(ids)}) AND " if ids is not None else ""
     return f"""
         WITH rows AS (
             SELECT id, seen_at, price::DOUBLE AS price, currency,
                    lag(price::DOUBLE) OVER w AS before,
                    lag(currency) OVER w AS before_currency
-            FROM read_parquet([{paths}])
+            FROM {history_rows_sql(list(files))}
             WHERE {only}availability IS DISTINCT FROM '{REMOVED}'
             WINDOW w AS (PARTITION BY id ORDER BY seen_at)
         )

@@ -7,10 +7,12 @@ sale price, currency or availability differs from its last row. So `price_histor
 seen_at, price, sale_price, currency, availability)` holds each product's first row and one
 row per snapshot that changed something, and its size grows with the changes, not with the
 number of ingests. All of it is one DuckDB query over the catalog and the history parts.
+Each row also keeps the product's `title` then, so a product that has left the catalog is
+still named (parts written before titles were kept read it as NULL).
 
-A product that leaves the feed gets one row more: its last price, sale price and currency
-with availability `removed` (REMOVED), so the history says when it went; if it comes back,
-its next row follows as any change does.
+A product that leaves the feed gets one row more: its last price, sale price, currency and
+title with availability `removed` (REMOVED), so the history says when it went; if it comes
+back, its next row follows as any change does.
 """
 
 from __future__ import annotations
@@ -38,14 +40,26 @@ def history_store(root: Path) -> PartStore:
     return PartStore(Path(root) / "history", remake="the next `pinshop ingest`")
 
 
+def history_rows_sql(files: list[Path]) -> str:
+    """A subquery of every history row in `files`, with the same columns whichever parts
+    are there (a part written before titles were kept reads its titles as NULL)."""
+    import pyarrow.parquet as pq
+
+    if not files:
+        return ("(SELECT NULL::VARCHAR AS id, NULL::TIMESTAMP AS seen_at, "
+                "NULL::DECIMAL(18, 2) AS price, NULL::DECIMAL(18, 2) AS sale_price, "
+                "NULL::VARCHAR AS currency, NULL::VARCHAR AS availability, "
+                "NULL::VARCHAR AS title WHERE false)")
+    titled = any("title" in pq.read_schema(path).names for path in files)
+    paths = ", ".join(sql_path(p) for p in files)
+    return (f"(SELECT id, seen_at, price, sale_price, currency, availability, "
+            f"{'title' if titled else 'NULL::VARCHAR AS title'} "
+            f"FROM read_parquet([{paths}], union_by_name = true))")
+
+
 def _latest_sql(files: list[Path], before: str = "true") -> str:
     """Each id's last history row (among those meeting `before`)."""
-    if not files:
-        return ("SELECT NULL::VARCHAR AS id, NULL::TIMESTAMP AS seen_at, "
-                "NULL::DECIMAL(18, 2) AS price, NULL::DECIMAL(18, 2) AS sale_price, "
-                "NULL::VARCHAR AS currency, NULL::VARCHAR AS availability WHERE false")
-    paths = ", ".join(sql_path(p) for p in files)
-    return (f"SELECT * FROM read_parquet([{paths}]) WHERE {before} "
+    return (f"SELECT * FROM {history_rows_sql(files)} WHERE {before} "
             "QUALIFY row_number() OVER (PARTITION BY id ORDER BY seen_at DESC) = 1")
 
 
@@ -62,17 +76,20 @@ def record_snapshot(root: Path, catalog: Path, seen_at: datetime,
     columns = query_arrow(f"DESCRIBE SELECT * FROM read_parquet({sql_path(catalog)})"
                           ).column("column_name").to_pylist()
     sale = "c.sale_price" if "sale_price" in columns else "NULL::DECIMAL(18, 2)"
+    title = "c.title" if "title" in columns else "NULL::VARCHAR"
     # A batch of live changes compares only its own ids' last rows (not every product's).
     latest = _latest_sql(store.files(), "true" if whole else
                          f"id IN (SELECT id FROM read_parquet({sql_path(catalog)}))")
     removed = f"""
         UNION ALL
-        SELECT l.id, $seen_at::TIMESTAMP, l.price, l.sale_price, l.currency, '{REMOVED}'
+        SELECT l.id, $seen_at::TIMESTAMP, l.price, l.sale_price, l.currency, '{REMOVED}',
+               l.title
         FROM ({latest}) l ANTI JOIN read_parquet({sql_path(catalog)}) c ON c.id = l.id
         WHERE l.availability IS DISTINCT FROM '{REMOVED}'""" if whole else ""
     changed = query_arrow(f"""
         SELECT c.id, $seen_at::TIMESTAMP AS seen_at, c.price::DECIMAL(18, 2) AS price,
-               {sale}::DECIMAL(18, 2) AS sale_price, c.currency, c.availability
+               {sale}::DECIMAL(18, 2) AS sale_price, c.currency, c.availability,
+               {title}::VARCHAR AS title
         FROM read_parquet({sql_path(catalog)}) c
         LEFT JOIN ({latest}) l ON l.id = c.id
         WHERE l.id IS NULL OR c.price IS DISTINCT FROM l.price
@@ -90,7 +107,7 @@ class Change:
     """One product's change between two snapshots."""
 
     id: str
-    title: str | None  # from the current catalog (None once the product left it)
+    title: str | None  # the catalog's now, else the history's last (None: never kept)
     kind: str  # price drop | price rise | back in stock | sold out | removed
     seen_at: str
     old_price: float | None
@@ -119,7 +136,7 @@ def changes(root: Path, since: str | None = None, limit: int | None = None) -> C
     if not files:
         raise PinshopError("no price history yet: it starts with the next `pinshop ingest` "
                            "of a catalog")
-    paths = f"read_parquet([{', '.join(sql_path(p) for p in files)}])"
+    paths = history_rows_sql(files)
     params: dict[str, Any] = {}
     if since is not None:
         params["since"] = parse_date(since, "--since")
@@ -144,7 +161,8 @@ def changes(root: Path, since: str | None = None, limit: int | None = None) -> C
             SELECT n.id, n.seen_at, least(o.price, o.sale_price)::DOUBLE AS old_price,
                    least(n.price, n.sale_price)::DOUBLE AS new_price, n.currency,
                    o.availability AS old_availability, n.availability AS new_availability,
-                   o.currency IS NOT DISTINCT FROM n.currency AS same_currency
+                   o.currency IS NOT DISTINCT FROM n.currency AS same_currency,
+                   coalesce(n.title, o.title) AS title
             FROM ({new}) n JOIN ({old}) o USING (id)
         ), kinds AS (
             SELECT *, unnest([
@@ -160,7 +178,8 @@ def changes(root: Path, since: str | None = None, limit: int | None = None) -> C
                 END]) AS kind
             FROM pairs
         )
-        SELECT k.id, c.title, kind, strftime(seen_at, '%Y-%m-%d %H:%M:%S') AS seen_at,
+        SELECT k.id, coalesce(c.title, k.title) AS title, kind,
+               strftime(seen_at, '%Y-%m-%d %H:%M:%S') AS seen_at,
                old_price, new_price, k.currency, old_availability, new_availability,
                count(*) OVER () AS total
         FROM kinds k LEFT JOIN ({titles}) c ON c.id = k.id
