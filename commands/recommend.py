@@ -24,11 +24,11 @@ def recommend(
              "event, ts); what it looks at pulls in its neighbours. Without --user, "
              "for an anonymous shopper.")] = None,
     per_category: Annotated[int | None, typer.Option(
-        help="At most this many items of one category in a top k (default 3).")] = None,
+        min=1, help="At most this many items of one category in a top k (default 3).")] = None,
     serendipity: Annotated[bool | None, typer.Option(
         "--serendipity/--no-serendipity",
         help="Give the last place to an item outside the shopper's usual categories that "
-             "shoppers of the same taste liked (default off).")] = None,
+             "shoppers of the same taste liked (default off; lists of 2 or more).")] = None,
     workspace: WorkspaceOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -51,6 +51,11 @@ def recommend(
                            "--evaluate")
     if session is not None and (all_users or tune or evaluate):
         raise PinshopError("--session recommends for one shopper: use it with --user or alone")
+    if user is not None and (all_users or tune or evaluate):
+        raise PinshopError("--user recommends for one shopper: leave out --all, --tune and "
+                           "--evaluate")
+    if cut is not None and not evaluate:
+        raise PinshopError("--cut is the evaluation's cut date: use it with --evaluate")
     with open_shop(workspace) as shop:
         _recommend(shop, user, all_users, evaluate, tune, cut, config, json, session)
 
@@ -73,10 +78,9 @@ def _recommend(shop: Any, user: str | None, all_users: bool, evaluate: bool, tun
         table(f"evaluation @{result.k}: train before {result.cut} ({result.train_events} "
               f"events), {result.test_users} test users",
               ["method", "hit rate", "recall", "NDCG", "coverage", "novelty", "diversity"],
-              [[name, *(f"{v:.3f}" for v in (m.hit_rate, m.recall, m.ndcg, m.coverage,
-                                                m.novelty)),
-                "n/a" if m.diversity is None else f"{m.diversity:.3f}"]
-               for name, m in result.methods.items()])
+              [[name, *(f"{v:.3f}" for v in (m.hit_rate, m.recall, m.ndcg, m.coverage)),
+                *("n/a" if v is None else f"{v:.3f}" for v in (m.novelty, m.diversity))]
+               for name, m in result.methods.items()], key="method")
         for note in result.notes:
             if not result.tuning or note != result.tuning["note"]:  # shown with the fit
                 echo(note, err=True)

@@ -202,14 +202,14 @@ class Shop:
             raise UnknownProductError(f"no product {product_id!r} in the catalog")
         return Product.from_row(rows[0])
 
-    def update_product(self, product_id: str, **values: Any) -> Product:
+    def update_product(self, product_id: str, /, **values: Any) -> Product:
         """A live `price`, `sale_price` or `availability` change (retrieval/updates.py):
         in the workspace's change log on return, and in the loaded catalog's answers."""
         self.save_update(self.prepare_update(product_id, **values))
         self.apply_saved()
         return self.product(product_id)
 
-    def prepare_update(self, product_id: str, **values: Any) -> ProductChange:
+    def prepare_update(self, product_id: str, /, **values: Any) -> ProductChange:
         """The change `values` make to a product of the loaded catalog, checked (a
         PinshopError names a bad value; UnknownProductError when there is no such
         product); nothing is changed yet."""

@@ -72,11 +72,80 @@ def test_the_newest_session_item_pulls_hardest(shop, tmp_path):
 def test_session_input_is_checked(tmp_path):
     from pinshop_cli import PinshopError
 
-    with pytest.raises(PinshopError, match="unknown session event 'stare'"):
+    with pytest.raises(PinshopError, match="session event 1: unknown event type 'stare'"):
         read_session([{"item_id": "A", "event": "stare"}])
-    with pytest.raises(PinshopError, match="item_id, event and ts: event missing"):
+    with pytest.raises(PinshopError, match=r"the session lacks column\(s\) event; it needs "
+                                           r"item_id, event \(user_id, ts, weight optional\)"):
         read_session([{"item_id": "A"}])
-    assert read_session([]).num_rows == 0
+    assert read_session([]).num_rows == 0  # a conversation that has shown nothing yet
+
+
+@pytest.mark.parametrize("content, error", [
+    ("item_id,event,ts,weight\nA,view,2025-02-01,heavy\n",
+     "session.csv line 2: bad weight 'heavy'"),
+    ("item_id,event,ts,weight\nA,view,2025-02-01,nan\nB,view,2025-02-01,-1\n",
+     "session.csv line 2: bad weight 'nan': not a finite number \\(and 1 more\\)"),
+    ("item_id,event,ts,weight\nA,view,2025-02-01,1e308\n",
+     "line 2: bad weight '1e308': must be from 0 to 1e9"),
+    ("item_id,event,ts\nA,view,yesterday\n", "line 2: bad timestamp 'yesterday'"),
+    ("item_id,event,ts\n,view,2025-02-01\n", "line 2: missing item_id"),
+    ("item_id,event,ts\nA,,2025-02-01\n", "line 2: missing event"),
+    ("item_id,event,ts\n", "session.csv has no events"),
+    ("", "cannot read session.csv|session.csv is empty"),
+    (b"\x00\x01\x02PK\x03\x04" * 50, "session.csv"),
+])
+def test_a_bad_session_file_is_a_one_line_error(tmp_path, content, error):
+    from pinshop_cli import PinshopError
+
+    path = tmp_path / "session.csv"
+    (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+    with pytest.raises(PinshopError, match=error) as caught:
+        read_session(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_session_file_must_be_csv_or_parquet_and_a_file(tmp_path):
+    from pinshop_cli import PinshopError
+
+    (tmp_path / "session.jsonl").write_text('{"item_id": "A", "event": "view"}\n')
+    with pytest.raises(PinshopError, match="unsupported session format '.jsonl'"):
+        read_session(tmp_path / "session.jsonl")
+    (tmp_path / "fake.parquet").write_text("item_id,event\nA,view\n")
+    with pytest.raises(PinshopError, match="cannot read fake.parquet: not a readable Parquet"):
+        read_session(tmp_path / "fake.parquet")
+    with pytest.raises(PinshopError, match="is a directory: name the session file"):
+        read_session(tmp_path)
+
+
+def test_session_times_are_read_as_times_and_the_newest_weighs_most(tmp_path):
+    # Epoch seconds, an ISO time with an offset and a plain one: ordered as instants, not
+    # as text ("9..." sorts after "2..." as text, and is the oldest here).
+    path = tmp_path / "session.csv"
+    path.write_text("item_id,event,ts\n"
+                    "OLD,view,946684800\n"  # 2000-01-01
+                    "NEW,view,2025-02-01T12:00:00+02:00\n"  # 10:00 UTC
+                    "MID,save,2025-02-01 09:00:00\n")
+    session = read_session(path).to_pydict()
+    assert session["item_id"] == ["NEW", "MID", "OLD"]
+    assert session["position"] == [0, 1, 2]
+    assert session["weight"] == [1.0, 4.0, 1.0]  # the event types' defaults
+    # Without ts, the rows' order is the session's: the last row is the newest.
+    path.write_text("item_id,event\nA,view\nB,view\n")
+    assert read_session(path).column("item_id").to_pylist() == ["B", "A"]
+
+
+@pytest.mark.parametrize("argv, error", [
+    (["--user", "t", "--all"], "--user recommends for one shopper"),
+    (["--user", "t", "--evaluate"], "--user recommends for one shopper"),
+    (["--all", "--cut", "2025-01-01"], "--cut is the evaluation's cut date"),
+    (["--user", " "], "a user id cannot be blank"),
+    (["--user", "t", "--per-category", "0"], "Invalid value for '--per-category'"),
+])
+def test_recommend_refuses_options_that_do_not_go_together(shop, argv, error):
+    result = CliRunner().invoke(app, ["recommend", *argv, "-w", str(shop)])
+    # A usage error is in the output; a PinshopError is what `pinshop` prints as "Error:".
+    said = result.output + str(result.exception or "")
+    assert result.exit_code != 0 and error in said, said
 
 
 def test_session_option_on_the_command_line(shop, tmp_path):
@@ -445,6 +514,7 @@ def test_the_serendipity_slot_brings_what_the_same_style_cohort_liked_elsewhere(
         assert flag == "--serendipity" or not any("different" in r for r in reasons)
     assert not any(r.reason.startswith("something different") for r in
                    recommend(root, "nobody", config))
-    # The k-th place is the slot's: with k 1 the list is the slot alone.
-    assert [r.item_id for r in recommend(root, "me", replace(config, k=1))] == [vase]
+    # The k-th place is the slot's, but a list of one has no place to spare: no slot.
+    assert recommend(root, "me", replace(config, k=1)) == recommend(
+        root, "me", replace(config, k=1, serendipity=False))
 

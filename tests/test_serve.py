@@ -48,12 +48,17 @@ class Server:
             headers["Authorization"] = f"Bearer {token}"
         return self.request("PATCH", path, json.dumps(data).encode(), headers)
 
-    def upload(self, data: bytes, name: str = "photo.jpg") -> tuple[int, Any]:
+    def post(self, path: str, data: Any) -> tuple[int, Any]:
+        return self.request("POST", path, json.dumps(data).encode(),
+                            {"Content-Type": "application/json"})
+
+    def upload(self, data: bytes, name: str = "photo.jpg", query: str = ""
+               ) -> tuple[int, Any]:
         boundary = uuid.uuid4().hex
         body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; "
                 f"filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
                 ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
-        return self.request("POST", "/match?k=3", body,
+        return self.request("POST", "/match?k=3" + query, body,
                             {"Content-Type": f"multipart/form-data; boundary={boundary}"})
 
 
@@ -181,6 +186,11 @@ def test_match_answers_one_pin_and_bad_uploads_are_one_line_errors(server: Serve
     assert status == 200 and pin["image"] == "photo.jpg" and pin["objects"]
     obj = pin["objects"][0]
     assert len(obj["box"]) == 4 and {"id", "title", "price", "score"} <= set(obj["matches"][0])
+    # A filter that leaves nothing says so, as /search does.
+    status, pin = server.upload((SAMPLE / "pins" / "7303782.jpg").read_bytes(),
+                                query="&category=zzz")
+    assert status == 200 and not any(o["matches"] for o in pin["objects"])
+    assert any("zzz" in note for note in pin["notes"]), pin["notes"]
     status, body = server.upload(b"this is not a photo")
     assert status == 400 and body["error"].startswith("not a photo")
     status, body = server.upload(b"\xff\xd8" + b"\0" * (11 * 2**20))
@@ -217,6 +227,19 @@ def test_products_similar_complete_recommend(server: Server) -> None:
             assert status == 404 and body["error"] == f"no product {name!r} in the catalog"
     status, body = server.get("/recommend/u1?k=2")
     assert status == 200 and len(body) == 2 and body[0]["item_id"]
+    # The browsing session a client holds, with or without a user (recommend --session).
+    looked = [{"item_id": "P001", "event": "view"}, {"item_id": "P002", "event": "save"}]
+    for who in ({"user": "u1"}, {}):
+        status, body = server.post("/recommend", {"session": looked, "k": 3, **who})
+        assert status == 200 and len(body) == 3, body
+        assert not {"P001", "P002"} & {r["item_id"] for r in body}  # being looked at
+        assert any(r["reason"].startswith("because you looked at ") for r in body)
+    status, body = server.post("/recommend", {"session": [{"item_id": "P001",
+                                                            "event": "stare"}]})
+    assert status == 400 and body["error"] == (
+        "session event 1: unknown event type 'stare'")
+    assert server.post("/recommend", {"session": []})[0] == 400
+    assert server.get("/recommend/%20")[0] == 400  # a blank user id
 
 
 def on_disk(workspace: Path, ids: list[str]) -> list[tuple[Any, ...]]:
@@ -238,6 +261,9 @@ def test_live_update_needs_the_token_and_shows_in_the_next_search(server: Server
     status, body = server.patch("/products/P001", {"price": "lots"})
     assert status == 400 and "price" in body["error"]
     assert server.patch("/products/NOPE", {"price": 1})[0] == 404
+    for key in ("product_id", "self", "title"):  # only the documented fields
+        status, body = server.patch("/products/P001", {key: "x"})
+        assert status == 400 and body["error"].startswith(f"unknown field '{key}'"), body
     status, body = server.request("PATCH", "/products/P001", b"{price: 1", {
         "Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
     assert status == 400 and body["error"].startswith("the body is not valid JSON ("), body
@@ -377,10 +403,9 @@ def test_chat_streams_server_sent_events_with_a_session(server: Server) -> None:
     followup = ask("cheaper", session)[-1]
     assert followup[0] == "reply" and followup[1]["intent"]["category"] == "chair"
     assert followup[1]["intent"]["max_price"] < reply["products"][0]["price"]
-    # A question past the chat's cap is an error event, not a broken stream.
-    refused = ask("x" * 3000, session)
-    assert refused[0] == ("session", {"session": session})
-    assert refused[-1][0] == "error" and "2,000" in refused[-1][1]["error"]
+    # A question past the chat's cap is refused before a stream or a model starts.
+    status, body = server.post("/chat", {"message": "x" * 3000, "session": session})
+    assert status == 422 and "at most 2000 characters" in body["error"], body
 
 
 def test_a_chat_turn_lets_other_requests_in_while_it_generates(copy_workspace: Any) -> None:

@@ -89,9 +89,7 @@ def ingest_events(path: str | Path, workspace: str | Path | None = None) -> Even
     path = Path(path)
     if not path.is_file():
         raise PinshopError(f"events file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise PinshopError(f"unsupported events format {suffix!r}: use .csv or .parquet")
+    check_format(path, "events")
     ws = Workspace.open(workspace)
     if not ws.catalog.exists():
         raise PinshopError(f"no catalog in {ws.root}: events refer to catalog item ids; "
@@ -99,13 +97,13 @@ def ingest_events(path: str | Path, workspace: str | Path | None = None) -> Even
     notes: list[str] = []
     with duckdb.connect() as con, tempfile.TemporaryDirectory(prefix="pinshop-events-") as tmp:
         con.execute("SET TimeZone = 'UTC'")  # timestamps are stored as naive UTC
-        names, encoding = _read(con, path, Path(tmp))
+        names, encoding = read_records(con, path, Path(tmp))
         try:
-            checked = _check(con, _columns(path, names), ws.catalog)
+            checked = check_events(con, columns(path.name, names, REQUIRED), ws.catalog)
             rejects = _rejects(con, path.name, checked)
             new = _arrow(con, f"""
                 SELECT user_id, item_id, event, ts,
-                       coalesce(weight, CASE event {_default_weights()} END) AS weight
+                       coalesce(weight, CASE event {default_weight_sql()} END) AS weight
                 FROM checked WHERE reason IS NULL""", tables={"checked": checked})
             with ws.lock():
                 # A damaged events.parquet is what `recommend` sends the user here to fix:
@@ -130,8 +128,19 @@ def ingest_events(path: str | Path, workspace: str | Path | None = None) -> Even
 
 # -- reading -------------------------------------------------------------------------------
 
-def _read(con: Any, path: Path, scratch: Path) -> tuple[list[str], str | None]:
-    """Fill the table `records` from the events file: (its column names, the encoding a
+def check_format(path: Path, what: str) -> None:
+    """Refuse a file that is not there or not CSV or Parquet (`what` names it in errors)."""
+    if path.is_dir():
+        raise PinshopError(f"{path} is a directory: name the {what} file")
+    if not path.is_file():
+        raise PinshopError(f"{what} file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise PinshopError(f"unsupported {what} format {suffix!r}: use .csv or .parquet")
+
+
+def read_records(con: Any, path: Path, scratch: Path) -> tuple[list[str], str | None]:
+    """Fill the table `records` from an events file: (its column names, the encoding a
     CSV was read with)."""
     if path.suffix.lower() == ".parquet":
         return records.read_parquet(con, path, path.name), None
@@ -139,23 +148,32 @@ def _read(con: Any, path: Path, scratch: Path) -> tuple[list[str], str | None]:
     return records.read_csv(con, text, path.name, multiline=False), text.encoding
 
 
-def _columns(path: Path, names: list[str]) -> dict[str, int]:
+def columns(name: str, names: list[str], required: tuple[str, ...]) -> dict[str, int]:
     """Our field -> the index of the file's column; names match case-insensitively, trimmed
     (the first of two that match wins)."""
     found: dict[str, int] = {}
-    for index, name in enumerate(names):
-        found.setdefault(name.strip().lower(), index)
-    if missing := [c for c in REQUIRED if c not in found]:
-        raise PinshopError(f"{path.name} lacks column(s) {', '.join(missing)}; "
-                           f"events need {', '.join(REQUIRED)} (weight optional)")
+    for index, column in enumerate(names):
+        found.setdefault(column.strip().lower(), index)
+    if missing := [c for c in required if c not in found]:
+        optional = ", ".join(f for f in FIELDS if f not in required)
+        raise PinshopError(f"{name} lacks column(s) {', '.join(missing)}; "
+                           f"it needs {', '.join(required)} ({optional} optional)")
     return {f: found[f] for f in FIELDS if f in found}
 
 
 # -- checking -------------------------------------------------------------------------------
 
-def _check(con: Any, columns: dict[str, int], catalog: Path) -> pa.Table:
+def check_events(con: Any, columns: dict[str, int], catalog: Path | None,
+                 required: tuple[str, ...] = REQUIRED) -> pa.Table:
     """The rows of `records` with parsed ts and weight and a `reason` (NULL when the row
-    is valid; the reader's problem when it could not read the line)."""
+    is valid; the reader's problem when it could not read the line). A row must have each
+    `required` field; its item id must be in `catalog` (unless None)."""
+    missing = "\n".join(f"WHEN p.{f} IS NULL THEN 'missing {f}'"
+                        for f in ("user_id", "item_id", "event") if f in required)
+    no_ts = "'missing ts'" if "ts" in required else "NULL"
+    unknown_item = ("WHEN c.id IS NULL THEN 'unknown item id ''' || p.item_id || ''''"
+                    if catalog else "")
+    ids = "read_parquet($catalog)" if catalog else "(SELECT NULL::VARCHAR AS id)"
     fields = ", ".join(f"c{columns[f]} AS {f}" if f in columns else f"NULL::VARCHAR AS {f}"
                        for f in FIELDS)
     events = ", ".join(f"'{e}'" for e in EVENT_WEIGHTS)
@@ -197,11 +215,9 @@ def _check(con: Any, columns: dict[str, int], catalog: Path) -> pa.Table:
                p.weight_raw, p.ts, p.weight,
         CASE
             WHEN p.problem IS NOT NULL THEN p.problem
-            WHEN p.user_id IS NULL THEN 'missing user_id'
-            WHEN p.item_id IS NULL THEN 'missing item_id'
-            WHEN p.event IS NULL THEN 'missing event'
+            {missing}
             WHEN p.event NOT IN ({events}) THEN 'unknown event type ''' || p.event || ''''
-            WHEN p.ts_raw IS NULL THEN 'missing ts'
+            WHEN p.ts_raw IS NULL THEN {no_ts}
             WHEN p.ts IS NULL AND (p.ts_tz IS NOT NULL OR isfinite(p.ts_num))
                 THEN 'bad timestamp ''' || p.ts_raw || ''': {window}'
                      || CASE WHEN p.ts_tz IS NULL AND p.ts_num > {MILLIS_ABOVE}
@@ -213,12 +229,12 @@ def _check(con: Any, columns: dict[str, int], catalog: Path) -> pa.Table:
                 THEN 'bad weight ''' || p.weight_raw || ''': not a finite number'
             WHEN p.weight < 0 OR p.weight > {MAX_WEIGHT}
                 THEN 'bad weight ''' || p.weight_raw || ''': must be from 0 to 1e9'
-            WHEN c.id IS NULL THEN 'unknown item id ''' || p.item_id || ''''
+            {unknown_item}
         END AS reason
         FROM timed p
-        LEFT JOIN (SELECT DISTINCT CAST(id AS VARCHAR) AS id FROM read_parquet($catalog)) c
+        LEFT JOIN (SELECT DISTINCT CAST(id AS VARCHAR) AS id FROM {ids}) c
             ON c.id = p.item_id
-        ORDER BY p.line""", {"catalog": str(catalog)})
+        ORDER BY p.line""", {"catalog": str(catalog)} if catalog else None)
 
 
 def _rejects(con: Any, source: str, checked: pa.Table) -> pa.Table:
@@ -248,7 +264,7 @@ def _merge(con: Any, new: pa.Table, events: Path) -> tuple[int, pa.Table]:
     return int(before.column("n")[0].as_py()), merged
 
 
-def _default_weights() -> str:
+def default_weight_sql() -> str:
     return " ".join(f"WHEN '{e}' THEN {w}" for e, w in EVENT_WEIGHTS.items())
 
 

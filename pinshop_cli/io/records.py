@@ -36,6 +36,7 @@ from .text import Text
 
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow as pa
 
 MAX_LINE_BYTES = 8 << 20
 RAW_CHARS = 2000
@@ -283,3 +284,21 @@ def read_parquet(con: duckdb.DuckDBPyConnection, path: Path, name: str) -> list[
         raise PinshopError(f"cannot read {name}: not a readable Parquet file "
                            f"({first_line(exc, 200)})") from None
     return names
+
+
+def read_arrow(con: duckdb.DuckDBPyConnection, table: pa.Table) -> list[str]:
+    """Fill `records` from an Arrow table held in memory (line: the row number from 1), as
+    `read_parquet` does from a file."""
+    import pyarrow as pa
+
+    # The row number travels with the rows: a scan's order is not the table's.
+    numbered = pa.table({"line": pa.array(range(1, table.num_rows + 1), pa.int64()),
+                         **{f"c{i}": column for i, column in enumerate(table.columns)}})
+    fields = ", ".join(f"TRY_CAST(c{i} AS VARCHAR) AS c{i}" for i in range(table.num_columns))
+    con.register("arrow_records", numbered)
+    con.execute(f"""
+        CREATE TEMP TABLE records AS
+        SELECT line, NULL::VARCHAR AS problem, NULL::VARCHAR AS raw, {fields}
+        FROM arrow_records""")
+    con.unregister("arrow_records")
+    return list(table.column_names)

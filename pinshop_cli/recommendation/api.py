@@ -115,6 +115,8 @@ def recommend(workspace: str | Path | None = None, user: str | None = None,
 
     if user is None and session is None:
         raise PinshopError("say who for: a user, a session, or recommend_all")
+    if user is not None and not user.strip():
+        raise PinshopError("a user id cannot be blank")
     users = pa.table({"user_id": [ANONYMOUS if user is None else user]})
     rows = _score(Workspace.open(workspace), config, users, session)[0].to_pylist()
     return [Recommendation(**row) for row in rows]
@@ -203,6 +205,10 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
             results[name] = replace(measure(con, config.k), novelty=novelty(con),
                                     diversity=diversity(con, index))
             users[name] = per_user(con, config.k)
+        notes += [f"{name} recommended nothing at this cut" + (
+                      ": it needs sales in the same weeks a year before"
+                      if name == "seasonal" else "")
+                  for name, metrics in results.items() if metrics.novelty is None]
         baseline = users["most_popular_baseline"]["ndcg"]
         for name, metrics in results.items():
             metrics.hit_rate_ci = interval(users[name]["hit"])

@@ -116,7 +116,8 @@ class Metrics:
     recall: float
     ndcg: float
     coverage: float
-    #: Filled by `evaluate` (novelty.py, significance.py): mean -log2 popularity, mean
+    #: Filled by `evaluate` (novelty.py, significance.py): mean -log2 popularity (None for
+    #: a method that recommended nothing), mean
     #: pairwise image distance in a list (None without image vectors), the bootstrap 95%
     #: intervals of hit rate and NDCG over test users, and of the paired NDCG gain over
     #: most_popular_baseline.

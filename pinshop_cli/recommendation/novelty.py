@@ -17,15 +17,16 @@ if TYPE_CHECKING:
     import duckdb
 
 
-def novelty(con: duckdb.DuckDBPyConnection, recs: str = "recs") -> float:
-    """Mean -log2 popularity of table `recs`' items, against table `interactions`."""
+def novelty(con: duckdb.DuckDBPyConnection, recs: str = "recs") -> float | None:
+    """Mean -log2 popularity of table `recs`' items, against table `interactions`; None
+    when `recs` is empty (a component with nothing to say, e.g. no sales a year ago)."""
     row = con.execute(f"""
         WITH reach AS (SELECT item_id, count(*) AS users FROM interactions GROUP BY item_id),
              everyone AS (SELECT count(DISTINCT user_id) AS n FROM interactions)
         SELECT avg(-log2((coalesce(r.users, 0) + 1) / (e.n + 1)))
         FROM {recs} x LEFT JOIN reach r USING (item_id) CROSS JOIN everyone e
     """).fetchone()
-    return round(float(row[0] or 0), 4) if row else 0.0
+    return None if row is None or row[0] is None else round(float(row[0]), 4)
 
 
 def diversity(con: duckdb.DuckDBPyConnection, index: Any, recs: str = "recs"

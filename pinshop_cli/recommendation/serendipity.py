@@ -19,8 +19,8 @@ different: shoppers with your taste liked this lamp".
                     liked by the neighbours, and far from what the list shows
 
 The pick replaces the list's k-th item (or joins a shorter list at its end) and carries
-the score of the item it follows. A user with no liked item, or a workspace without a
-product index (no styles), gets no slot.
+the score of the item it follows. A user with no liked item, a workspace without a
+product index (no styles), or a list of one (k = 1: no place to spare) gets no slot.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def add_slot(scorer: ScoringContext, table: str, use_mates: bool, session: bool 
     Returns the number of slots filled."""
     con, k = scorer.con, scorer.config.k
     con.execute(f"ALTER TABLE {table} ADD COLUMN surprise BOOLEAN DEFAULT false")
-    if not scorer.config.serendipity or not style_tables(scorer):
+    if not scorer.config.serendipity or k < 2 or not style_tables(scorer):
         return 0
     has_mates = con.execute("SELECT count(*) FROM duckdb_tables() "
                             "WHERE table_name = 'mate_pairs'").fetchall()[0][0]

@@ -1,7 +1,7 @@
 """The shopper's current browsing session: what they are looking at now pulls in its
 neighbours, "because you looked at X".
 
-A session is a few events in the events' columns (item_id, event, ts; user_id and weight
+A session is a few events in the events' columns (item_id, event; ts, weight and user_id
 optional) that the workspace has not ingested: the CLI reads them from a file
 (`recommend --session FILE`), the chat and the serve API pass the ones they hold. For the
 user being scored, with s(i) the session's weight on item i:
@@ -21,12 +21,14 @@ the buyers of the few session items, never with the catalog.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError
-from .config import EVENT_WEIGHTS
+from ..io.events import check_events, check_format, columns, default_weight_sql, read_records
+from ..io.records import read_arrow
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -38,51 +40,50 @@ SESSION_HALF_LIFE = 5.0  # events: the fifth-newest look counts half as much as 
 
 def read_session(source: str | Path | pa.Table | Sequence[Mapping[str, Any]]) -> pa.Table:
     """The session's events as a table (item_id, event, weight, position), position 0 the
-    newest: from a CSV or Parquet file, an Arrow table or a list of event dicts."""
+    newest: from a CSV or Parquet file, an Arrow table or a list of event dicts.
+
+    Each row is checked as an ingested event is (io/events.py), except that user_id is
+    not needed and ts may be left out (then the rows' order is the session's, the last row
+    the newest): a bad row is an error that names it. Item ids are matched to the catalog
+    when the session is scored; one that is not there pulls in nothing."""
     import duckdb
     import pyarrow as pa
 
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise PinshopError(f"session file not found: {path}")
-        reader = "read_parquet" if path.suffix.lower() == ".parquet" else "read_csv"
-        with duckdb.connect() as reading:
-            table = reading.sql(f"SELECT * FROM {reader}($path)", params={"path": str(path)}
-                                ).to_arrow_table()
-    elif isinstance(source, pa.Table):
-        table = source
-    else:
-        table = pa.Table.from_pylist([dict(row) for row in source])
-    missing = [c for c in ("item_id", "event") if c not in table.column_names]
-    if missing and table.num_rows:
-        raise PinshopError(f"a session needs the events' columns item_id, event and ts: "
-                           f"{', '.join(missing)} missing")
-    if table.num_rows == 0:
-        return pa.table({"item_id": pa.array([], pa.string()),
-                         "event": pa.array([], pa.string()),
-                         "weight": pa.array([], pa.float64()),
-                         "position": pa.array([], pa.int64())})
-    known = ", ".join(f"('{e}', {w})" for e, w in EVENT_WEIGHTS.items())
-    order = "ts DESC, " if "ts" in table.column_names else ""
-    weight = "s.weight" if "weight" in table.column_names else "NULL"
-    con = duckdb.connect()
-    con.register("session_in", table)
-    session = con.sql(f"""
-        SELECT s.item_id::VARCHAR AS item_id, lower(s.event::VARCHAR) AS event,
-               coalesce({weight}::DOUBLE, w.weight) AS weight,
-               row_number() OVER (ORDER BY {order}row DESC) - 1 AS position,
-               w.weight IS NULL AS unknown
-        FROM (SELECT *, row_number() OVER () AS row FROM session_in) s
-        LEFT JOIN (VALUES {known}) w(event, weight) ON w.event = lower(s.event::VARCHAR)
-    """).to_arrow_table()
-    con.register("session", session)
-    unknown = con.execute("SELECT any_value(event) FROM session WHERE unknown").fetchone()
-    if unknown and unknown[0] is not None:
-        raise PinshopError(f"unknown session event {unknown[0]!r}: one of "
-                           f"{', '.join(EVENT_WEIGHTS)}")
-    con.close()
-    return session.drop(["unknown"])
+    if not isinstance(source, (str, Path)):
+        table = source if isinstance(source, pa.Table) else pa.Table.from_pylist(
+            [{key: None if value is None else str(value) for key, value in dict(row).items()}
+             for row in source])
+        if table.num_rows == 0:  # a conversation that has shown nothing yet
+            return pa.table({"item_id": pa.array([], pa.string()),
+                             "event": pa.array([], pa.string()),
+                             "weight": pa.array([], pa.float64()),
+                             "position": pa.array([], pa.int64())})
+    with duckdb.connect() as con, tempfile.TemporaryDirectory(prefix="pinshop-session-") as tmp:
+        con.execute("SET TimeZone = 'UTC'")  # ts with an offset compare as instants
+        if isinstance(source, (str, Path)):
+            path = Path(source)
+            check_format(path, "session")
+            names, _ = read_records(con, path, Path(tmp))
+            name, row = path.name, f"{path.name} line"
+        else:
+            names, name, row = read_arrow(con, table), "the session", "session event"
+        found = columns(name, names, ("item_id", "event"))
+        checked = check_events(con, found, None,
+                               ("item_id", "event", *(("ts",) if "ts" in found else ())))
+        con.register("checked", checked)
+        bad = con.execute("SELECT line, reason, count(*) OVER () FROM checked "
+                          "WHERE reason IS NOT NULL ORDER BY line LIMIT 1").fetchone()
+        if bad is not None:
+            more = f" (and {bad[2] - 1} more)" if bad[2] > 1 else ""
+            raise PinshopError(f"{row} {bad[0]}: {bad[1]}{more}")
+        if checked.num_rows == 0:
+            raise PinshopError(f"{name} has no events: a session needs at least one "
+                               "(item_id, event)")
+        return con.sql(f"""
+            SELECT item_id, event,
+                   coalesce(weight, CASE event {default_weight_sql()} END) AS weight,
+                   row_number() OVER (ORDER BY ts DESC NULLS LAST, line DESC) - 1 AS position
+            FROM checked ORDER BY position""").to_arrow_table()
 
 
 def session_tables(scorer: Scorer, session: pa.Table) -> None:

@@ -22,7 +22,8 @@ otherwise the baseline is used, and the fit says so.
 
 Last, MMR's lambda (mmr.py) for the chosen weights: the smallest of MMR_LAMBDAS (the most
 varied lists) whose NDCG on the search half is within MMR_TOLERANCE of lambda 1's and not
-significantly below it: variety where it costs no measurable accuracy.
+significantly below it: variety where it costs no measurable accuracy. With fewer than
+MIN_MMR_USERS users in that half nothing is measurable, and lambda stays 1.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ PASSES = 2
 MAX_VALIDATION_USERS = 5000  # a deterministic sample bounds the cost on large shops
 MMR_LAMBDAS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 MMR_TOLERANCE = 0.02  # relative NDCG
+#: Below this many users in the search half, "within 2% and not significantly below" holds
+#: for any lambda (7 users: every interval spans 0), so the most varied would always win.
+MIN_MMR_USERS = 100
 BASELINE = "most_popular"  # chosen when nothing beats all-time most-popular significantly
 
 
@@ -149,9 +153,14 @@ def fit(scorer: Scorer, train_end: datetime) -> Tuning:
     else:
         note += (f"; it gains {gain:+.4f} NDCG@{config.k} over all-time most-popular on the "
                  f"judging half, 95% lower bound {low:+.4f}")
-    lam = fit_lambda(scorer, current)
+    search_users = con.execute("SELECT count(DISTINCT user_id) FROM relevant_fit"
+                               ).fetchall()[0][0]
+    lam = fit_lambda(scorer, current) if search_users >= MIN_MMR_USERS else 1.0
     if lam < 1:
         note += f"; MMR lambda {lam:g} (as accurate on validation, more varied)"
+    elif search_users < MIN_MMR_USERS:
+        note += (f"; MMR lambda stays 1: {search_users} validation users are too few to "
+                 "tell the lambdas apart")
     validation = {"blend": fitted, **singles}
     return Tuning(current.to_dict(), half_life, chosen, note, str(cut), str(train_end),
                   users.num_rows, {name: {"ndcg": m.ndcg, "hit_rate": m.hit_rate}

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 AVAILABILITY = ("in_stock", "out_of_stock", "preorder", "backorder")
 FIELDS = ("price", "sale_price", "availability")
 PRICE_TYPE = "DECIMAL(18,2)"  # the catalog's price column (io/catalog_steps.py)
+MAX_AMOUNT = 1e16  # DECIMAL(18,2) holds 16 digits before the point
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,9 @@ def _price(name: str, value: Any) -> float | None:
         number = float(value)
     except ValueError:
         raise PinshopError(f"{name} must be a number, not {value!r}") from None
-    if not math.isfinite(number) or number < 0 or number >= 1e16:
-        raise PinshopError(f"{name} must be a non-negative amount, not {value!r}")
+    if not math.isfinite(number) or number < 0 or number >= MAX_AMOUNT:
+        raise PinshopError(f"{name} must be an amount from 0 to below {MAX_AMOUNT:.0e}, "
+                           f"not {value!r}")
     return round(number, 2)
 
 

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from ..assistant.session import MAX_QUESTION_CHARS
 from ..errors import PinshopError, UnknownProductError, WorkspaceLockedError
 from ..retrieval.batch import TextQuery
 from ..shop import Shop
@@ -24,6 +25,7 @@ from .batching import SearchBatcher
 from .chat import ChatSessions
 from .guard import (
     MAX_K,
+    MAX_SESSION_EVENTS,
     MAX_TEXT,
     MAX_UPLOAD_BYTES,
     MAX_UPLOAD_PIXELS,
@@ -184,7 +186,8 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
         pin = result.to_dict()["pins"][0]
         if pin["error"]:
             raise PinshopError(f"the photo could not be read: {pin['error']}")
-        pin["image"] = image.filename or "upload"
+        # As /search: an answer a filter left empty says which filter.
+        pin.update(image=image.filename or "upload", notes=result.notes)
         return _json(pin)
 
     @app.get("/products/{product_id}", response_class=JSONResponse)
@@ -231,13 +234,26 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
 
     @app.get("/recommend/{user}", response_class=JSONResponse)
     def recommend(user: str, k: K = 10) -> Response:
+        return recommend_in_session([], user, k)
+
+    @app.post("/recommend", response_class=JSONResponse)
+    def recommend_in_session(
+            session: Annotated[list[dict[str, Any]], Body(max_length=MAX_SESSION_EVENTS)],
+            user: Annotated[str | None, Body(min_length=1, max_length=200)] = None,
+            k: Annotated[int, Body(ge=1, le=MAX_K)] = 10) -> Response:
+        """The browsing session's events (`item_id`, `event`; `ts`, `weight` optional, the
+        last the newest without ts) pull in their neighbours, for `user` or, without one,
+        an anonymous shopper: `recommend --session`."""
         from ..recommendation.config import RecommendConfig, with_overrides
 
+        if user is None and not session:  # else Shop.recommend would write everyone's
+            raise PinshopError("say who for: a user, or the session's events")
         with served.using() as current:
-            return _json(current.recommend(user, with_overrides(RecommendConfig(), k=k)))
+            return _json(current.recommend(user, with_overrides(RecommendConfig(), k=k),
+                                           session or None))
 
     @app.post("/chat")
-    def chat(message: Annotated[str, Body(min_length=1)],
+    def chat(message: Annotated[str, Body(min_length=1, max_length=MAX_QUESTION_CHARS)],
              session: Annotated[str | None, Body(max_length=64)] = None) -> StreamingResponse:
         """Server-Sent Events: `session`, then `token` pieces, then `reply` (or `error`);
         503 (Retry-After) while the chat model is busy with another conversation."""

@@ -18,6 +18,7 @@ from ..shop import Shop
 
 MAX_K = 100  # results per query
 MAX_TEXT = 500  # characters in a search query (a chat question has its own cap)
+MAX_SESSION_EVENTS = 1000  # a browsing session's events in one POST /recommend
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000  # a 8000 x 5000 photo; a decompression bomb is far above
 CHAT_TURNS = 1  # chat turns generating at once (one model; more are refused, see ChatBusy)
