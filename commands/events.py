@@ -38,7 +38,9 @@ def ingest_events(
 def generate_events(
     out: Annotated[Path, typer.Argument(help="Where to write the events (.parquet or .csv).")],
     users: Annotated[int, typer.Option(min=1, help="Number of shoppers.")] = 500,
-    events: Annotated[int, typer.Option(min=1, help="Approximate number of events.")] = 50_000,
+    events: Annotated[int, typer.Option(
+        min=1, help="Events to write: at most this many, short by less than one "
+                    "browsing session.")] = 50_000,
     days: Annotated[int, typer.Option(min=1, help="Days of history.")] = 180,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     workspace: WorkspaceOption = None,

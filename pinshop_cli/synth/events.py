@@ -32,7 +32,7 @@ EVENTS_PER_VIEW = 1.0 + 0.25 * (1 + 0.30 * (1 + 0.35 * (1 + 0.50)))  # expected,
 @dataclass(frozen=True)
 class SynthConfig:
     users: int = 1000
-    events: int = 100_000  # approximate
+    events: int = 100_000  # at most; short of it by less than one session
     start: datetime = datetime(2025, 1, 1)
     days: int = 180
     seed: int = 0
@@ -103,26 +103,36 @@ def generate_events(item_ids: list[str], categories: list[str], styles: np.ndarr
     view_time = session_start[view_session] + 45.0 * offset
     rows_user, rows_item, rows_event, rows_time = [view_user], [view_item], \
         [np.full(len(view_item), "view", dtype=object)], [view_time]
-    alive = np.ones(len(view_item), dtype=bool)
+    alive, alive_steps = np.ones(len(view_item), dtype=bool), []
     boost = 1.0 + np.clip(view_affinity, 0, 1)
     for step, (event, probability) in enumerate(FUNNEL, start=1):
-        alive &= rng.random(len(view_item)) < np.clip(probability * boost, 0, 0.95)
+        alive = alive & (rng.random(len(view_item)) < np.clip(probability * boost, 0, 0.95))
+        alive_steps.append(alive)
         rows_user.append(view_user[alive])
         rows_item.append(view_item[alive])
         rows_event.append(np.full(int(alive.sum()), event, dtype=object))
         rows_time.append(view_time[alive] + 20.0 * step)
 
-    seconds = np.concatenate(rows_time)
+    # A style match raises the funnel above EVENTS_PER_VIEW, so there are more sessions'
+    # events than asked for: whole sessions, drawn at random, are kept up to the count
+    # (a purchase never loses its view).
+    row_session = np.concatenate([view_session] + [view_session[a] for a in alive_steps])
+    per_session = np.bincount(row_session, minlength=n_sessions)
+    drawn = rng.permutation(n_sessions)
+    kept = np.zeros(n_sessions, dtype=bool)
+    kept[drawn[np.cumsum(per_session[drawn]) <= c.events]] = True
+    keep = kept[row_session]
+    seconds = np.concatenate(rows_time)[keep]
     order = np.argsort(seconds, kind="stable")
     start_us = int(c.start.timestamp() * 1_000_000) if c.start.tzinfo else int(
         (c.start - datetime(1970, 1, 1)).total_seconds() * 1_000_000)
     ts = (start_us + (seconds[order] * 1_000_000).astype(np.int64))
     user_names = np.array([f"u{n:06d}" for n in range(c.users)], dtype=object)
     return pa.table({
-        "user_id": pa.array(user_names[np.concatenate(rows_user)[order]], pa.string()),
-        "item_id": pa.array(np.asarray(item_ids, dtype=object)[np.concatenate(rows_item)[order]],
-                            pa.string()),
-        "event": pa.array(np.concatenate(rows_event)[order], pa.string()),
+        "user_id": pa.array(user_names[np.concatenate(rows_user)[keep][order]], pa.string()),
+        "item_id": pa.array(np.asarray(item_ids, dtype=object)[
+            np.concatenate(rows_item)[keep][order]], pa.string()),
+        "event": pa.array(np.concatenate(rows_event)[keep][order], pa.string()),
         "ts": pa.array(ts, pa.timestamp("us")),
     })
 
