@@ -98,7 +98,8 @@ def _recommend(shop: Any, user: str | None, all_users: bool, evaluate: bool, tun
         table(f"recommendations for {user or 'this session'}",
               ["rank", "product", "price", "category", "reason"],
               [[r.rank, f"{r.title} ({r.item_id})",
-                "" if r.price is None else f"{r.price:.2f}", r.category, r.reason]
+                "" if r.price is None else f"{r.price:.2f} {r.currency or ''}".strip(),
+                r.category, r.reason]
                for r in recs])
 
 

@@ -46,6 +46,20 @@ def test_a_session_view_pulls_in_its_neighbours_because_you_looked_at_it(shop, t
     assert [r.item_id for r in recommend(shop, "new", POPULAR_ONLY)][:2] == ["A", "D"]
 
 
+def test_live_prices_and_stock_reach_recommendations(shop):
+    """A server's PATCH (the change log, not folded yet) is what recommendations show: a
+    sold-out product is not offered, a new price is the one shown."""
+    from pinshop_cli.retrieval.updates import ProductChange, write_changes
+    from pinshop_cli.workspace import Workspace
+
+    assert [r.item_id for r in recommend(shop, "new", POPULAR_ONLY)][:2] == ["A", "D"]
+    write_changes(Workspace.open(shop), [ProductChange("A", availability="out_of_stock"),
+                                         ProductChange("D", price=77)])
+    recs = recommend(shop, "new", POPULAR_ONLY)
+    assert [r.item_id for r in recs] == ["D", "B", "C"]
+    assert recs[0].price == 77
+
+
 def test_a_session_of_unknown_items_is_an_error_not_a_popular_list(shop, tmp_path):
     from pinshop_cli.errors import PinshopError
 

@@ -52,7 +52,8 @@ def _score(ws: Workspace, config: RecommendConfig | None, users: pa.Table | None
     try:
         weights = scorer.config.blend_weights
         scorer.prepare(scoring_date(scorer), users,
-                       components=tuple(c for c in COMPONENTS if getattr(weights, c) != 0))
+                       components=tuple(c for c in COMPONENTS if getattr(weights, c) != 0),
+                       in_stock_only=True)
         if session is not None:
             session_tables(scorer, read_session(session))
         blend(scorer, weights)

@@ -103,6 +103,7 @@ class Recommendation:
     item_id: str
     title: str
     price: float | None
+    currency: str | None
     category: str | None
     score: float
     reason: str
@@ -156,6 +157,7 @@ class ScoringContext(Protocol):
     con: duckdb.DuckDBPyConnection
     config: RecommendConfig
     styles: Any  # the style fit (a pyarrow Table) once style.py has made or read it
+    in_stock_only: bool  # sold-out items are not offered (Scorer.prepare)
 
     def normalize(self, component: str, query: str | None = None, append: bool = False,
                   **params: Any) -> None: ...

@@ -95,10 +95,12 @@ def diversify(scorer: Scorer, weights: BlendWeights, table: str, parts: bool = F
 
 
 def recommendations(scorer: Scorer) -> pa.Table:
-    """Table `recs` under the shop's ids, with each product's title, price and category."""
+    """Table `recs` under the shop's ids, with each product's title, price, currency and
+    category."""
     return scorer.con.sql("""
         SELECT u.user_id, r.rank::INTEGER AS rank, k.item_id, c.title,
-               c.price::DOUBLE AS price, c.category, round(r.score, 4) AS score, r.reason
+               c.price::DOUBLE AS price, c.currency, c.category, round(r.score, 4) AS score,
+               r.reason
         FROM recs r JOIN catalog c ON c.id = r.item_id
         JOIN user_keys u ON u.key = r.user_id JOIN item_keys k ON k.key = r.item_id
         ORDER BY u.user_id, r.rank

@@ -76,6 +76,7 @@ class Scorer:
         self.styles: pa.Table | None = None  # the style fit, once made or read (style.py)
         self.components: tuple[str, ...] = ()  # those prepare() built, in the order built
         self.has_session = False  # table session_part built (session.py)
+        self.in_stock_only = False  # sold-out items are left out of the candidates
         self.gathered: dict[str, str] = {}  # component -> its column in `candidates`
 
     def close(self) -> None:
@@ -85,14 +86,18 @@ class Scorer:
         self.con.execute(query, params or None)
 
     def prepare(self, as_of: datetime, users: pa.Table | None = None,
-                popularity: bool = True, components: tuple[str, ...] = COMPONENTS) -> None:
+                popularity: bool = True, components: tuple[str, ...] = COMPONENTS,
+                in_stock_only: bool = False) -> None:
         """Build the tables of `components` from events before `as_of` for `users` (a
         one-column table `user_id` of user ids, or of this scorer's integer keys; all users
         with events when None). `popularity` False leaves the popularity tables to the
         caller (tuning builds them per half-life). Scoring with fixed weights builds only
-        the components they weigh: one left out would only ever add zeros."""
+        the components they weigh: one left out would only ever add zeros.
+        `in_stock_only`: nothing sold out is offered (recommending now; an evaluation at a
+        past cut does not know that day's stock)."""
         c = self.config
         self.components, self.has_session = (), False
+        self.in_stock_only = in_stock_only
         self.sql("DROP TABLE IF EXISTS mate_pairs")  # a former date's same-taste pairs
         self.sql("CREATE OR REPLACE TEMP TABLE train AS "
                  "SELECT * FROM events WHERE ts < $as_of", as_of=as_of)
@@ -331,7 +336,7 @@ class Scorer:
             ANTI JOIN (SELECT user_id, item_id FROM interactions
                        ANTI JOIN rebuyable USING (item_id) WHERE purchased) b
                 USING (user_id, item_id)
-            JOIN catalog k ON k.id = item_id
+            JOIN catalog k ON k.id = item_id {"AND NOT k.sold_out" if self.in_stock_only else ""}
             {"ANTI JOIN session_items USING (item_id)" if self.has_session else ""}
         """)
 

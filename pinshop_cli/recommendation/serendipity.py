@@ -83,6 +83,7 @@ def add_slot(scorer: ScoringContext, table: str, use_mates: bool, session: bool 
         SELECT l.user_id, l.item_id, k.category_key,
                (l.score / max(l.score) OVER (PARTITION BY l.user_id))::FLOAT AS liked
         FROM liked l JOIN catalog k ON k.id = l.item_id
+                                   {"AND NOT k.sold_out" if scorer.in_stock_only else ""}
         ANTI JOIN usual u ON u.user_id = l.user_id
                           AND u.category_key IS NOT DISTINCT FROM k.category_key
         ANTI JOIN {table} t ON t.user_id = l.user_id AND t.item_id = l.item_id

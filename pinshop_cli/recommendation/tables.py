@@ -5,7 +5,8 @@ of any length), and ids come back as strings only for the rows shown. The tables
 
     all_events(user_id, item_id, event, weight, ts)   events.parquet as ingested (a view)
     item_keys(item_id, key), user_keys(user_id, key)  id <-> key
-    catalog(id, title, category, price, category_key) products, by item key
+    catalog(id, title, category, price,               products, by item key, with the
+            currency, sold_out, category_key)         change log's live price and stock
     events(user_id, item_id, event, weight, ts)       all_events, by user and item key
     users(user_id)                                    the user keys being scored
     item_labels(key, label)                           item key <-> product index label
@@ -16,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import PinshopError
+from ..retrieval.updates import ChangeLog
 from ..workspace.integrity import require_parquet
 from ..workspace.layout import EVENTS_AGAIN
 from ..workspace.storage import sql_path
@@ -51,12 +53,21 @@ def connect(ws: Workspace, memory_limit: str) -> duckdb.DuckDBPyConnection:
         CREATE TEMP TABLE user_keys AS
         SELECT user_id, (row_number() OVER (ORDER BY user_id))::INTEGER AS key
         FROM (SELECT DISTINCT user_id FROM all_events)""")
+    # The catalog as every reader sees it: with the live price and stock changes (a
+    # server's PATCH) that are not folded into catalog.parquet yet.
     con.execute(f"""
+        CREATE TEMP TABLE catalog AS SELECT id, title, category, price, currency, availability
+        FROM read_parquet({sql_path(ws.catalog)})""")
+    ChangeLog(ws).apply(con)
+    con.execute("ALTER TABLE catalog RENAME TO live_catalog")
+    con.execute("""
         CREATE TEMP TABLE catalog AS
-        SELECT k.key AS id, c.title, c.category, c.price,
+        SELECT k.key AS id, c.title, c.category, c.price, c.currency,
+               coalesce(c.availability = 'out_of_stock', false) AS sold_out,
                -- the diversity cap sorts by category: an integer sorts faster
                dense_rank() OVER (ORDER BY c.category)::INTEGER AS category_key
-        FROM read_parquet({sql_path(ws.catalog)}) c JOIN item_keys k ON k.item_id = c.id""")
+        FROM live_catalog c JOIN item_keys k ON k.item_id = c.id""")
+    con.execute("DROP TABLE live_catalog")
     con.execute("""
         CREATE TEMP TABLE events AS
         SELECT u.key AS user_id, i.key AS item_id, e.event, e.weight, e.ts
