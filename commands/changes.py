@@ -18,7 +18,7 @@ def changes(
     workspace: WorkspaceOption = None,
     json: JsonOption = False,
 ) -> None:
-    """List price drops and rises, products back in stock, sold out and removed.
+    """List price drops and rises, products back in stock, sold out, removed and back.
 
     Every `pinshop ingest` of a catalog is a snapshot; what changed is kept in the
     price_history view (`pinshop sql "SELECT * FROM price_history"`); a product that left

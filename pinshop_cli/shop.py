@@ -381,8 +381,8 @@ class Shop:
                                  retriever=self.retriever, runtime=self.runtime, user=user)
 
     def changes(self, since: str | None = None, limit: int | None = None) -> Any:
-        """`pinshop changes`: the Changes (price drops and rises, back in stock, sold out,
-        removed) since a date, else in the last snapshot; at most `limit` (all: None)."""
+        """`pinshop changes`: the Changes (drops, rises, back in stock, sold out, removed,
+        back in the feed) since a date, else in the last snapshot; at most `limit`."""
         from .io.history import changes
 
         return changes(self.ws.root, since, limit)

@@ -399,7 +399,7 @@ def test_a_product_leaving_the_feed_gets_a_removed_row_and_changes_are_limited(
     pq.write_table(pq.read_table(ws.catalog).slice(0, 1), part)
     assert record_snapshot(ws.root, part, datetime(2026, 11, 4)) == 0
     assert snapshot(5, [(1, "99.00 USD"), (2, "129.00 USD"), (3, "129.00 USD")]) == 2
-    assert {(c.id, c.kind) for c in changes(ws.root)} == {("SKU-3", "back in stock")}
+    assert {(c.id, c.kind) for c in changes(ws.root)} == {("SKU-3", "back in the feed")}
     history = run_sql("SELECT id, strftime(seen_at, '%d'), availability FROM price_history "
                       "WHERE id = 'SKU-3' ORDER BY seen_at", ws.root).rows
     assert history == [("SKU-3", "01", "in_stock"), ("SKU-3", "02", REMOVED),

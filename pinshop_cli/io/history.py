@@ -108,7 +108,7 @@ class Change:
 
     id: str
     title: str | None  # the catalog's now, else the history's last (None: never kept)
-    kind: str  # price drop | price rise | back in stock | sold out | removed
+    kind: str  # price drop | price rise | back in stock | sold out | removed | back in the feed
     seen_at: str
     old_price: float | None
     new_price: float | None
@@ -125,11 +125,11 @@ class Changes(list[Change]):
 
 def changes(root: Path, since: str | None = None, limit: int | None = None) -> Changes:
     """Price drops and rises (of the price paid: the lower of price and sale price),
-    products back in stock, sold out and removed from the feed: since `since` (a date:
-    each product's last row before it, else its first row from then on, against its last
-    row), else in the last snapshot
-    (its rows against each product's row before). At most `limit` of them (all: None),
-    by kind, the largest drops first; `total` says how many there are."""
+    products back in stock, sold out, removed from the feed and back in it: since `since`
+    (a date: each product's last row before it, else its first row from then on, against
+    its last row), else in the last snapshot (its rows against each product's row
+    before). At most `limit` of them (all: None), by kind, the largest drops first;
+    `total` says how many there are."""
     if limit is not None and limit < 1:
         raise PinshopError(f"--limit must be at least 1, not {limit}")
     files = history_store(root).files()
@@ -169,7 +169,11 @@ def changes(root: Path, since: str | None = None, limit: int | None = None) -> C
                 CASE WHEN same_currency AND new_price < old_price THEN 'price drop' END,
                 CASE WHEN same_currency AND new_price > old_price THEN 'price rise' END,
                 CASE WHEN new_availability = '{IN_STOCK}'
-                      AND old_availability IS DISTINCT FROM '{IN_STOCK}' THEN 'back in stock'
+                      AND old_availability IS DISTINCT FROM '{IN_STOCK}'
+                      AND old_availability IS DISTINCT FROM '{REMOVED}' THEN 'back in stock'
+                END,
+                CASE WHEN old_availability = '{REMOVED}'
+                      AND new_availability IS DISTINCT FROM '{REMOVED}' THEN 'back in the feed'
                 END,
                 CASE WHEN old_availability = '{IN_STOCK}'
                       AND new_availability = 'out_of_stock' THEN 'sold out' END,
