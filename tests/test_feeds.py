@@ -253,6 +253,9 @@ def test_photo_urls_fetched_failures_kept_and_unchanged_never_downloaded_twice(
         "truncated": (f"{server}/truncated.jpg", "unreadable image: Truncated"),
         "empty": (f"{server}/empty.jpg", "empty body"),
         "refused": (refused, "connection refused"),
+        # Never sent: the client refuses the URL (one malformed URL crashed the ingest).
+        "malformed": ("http://[::1/x.jpg", "not an http(s) URL"),
+        "ftp": ("ftp://127.0.0.1/x.jpg", "not an http(s) URL"),
     }
     feed = tmp_path / "feed.tsv"
     feed.write_text(TSV_HEADER + "".join(
@@ -284,6 +287,18 @@ def test_photo_urls_fetched_failures_kept_and_unchanged_never_downloaded_twice(
     assert PhotoServer.seen["/missing.jpg"] == 2  # a failed photo is retried next time
     assert again.photo_rejects.num_rows == summary.photo_rejects.num_rows
     assert not list(store.parts_dir.glob("*.parquet"))  # compacted into urls.parquet
+
+
+def test_a_file_url_is_a_local_photo(tmp_path: Path) -> None:
+    photo = next(SAMPLE_PRODUCTS.glob("*.jpg"))
+    feed = tmp_path / "feed.tsv"
+    feed.write_text(TSV_HEADER + _tsv_row(1, photo.as_uri()) + _tsv_row(2, "file:///nope.jpg"))
+    summary = normalize_catalog(feed, tmp_path / "catalog.parquet", tmp_path / "rejects.parquet")
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(tmp_path / "catalog.parquet").to_pylist()
+    assert [(r["id"], r["image"]) for r in rows] == [("SKU-1", str(photo))]
+    assert summary.rows_rejected == 1  # a local photo that is not there, as a plain path
 
 
 def test_a_killed_fetch_resumes_without_downloading_again(tmp_path: Path, server: str) -> None:

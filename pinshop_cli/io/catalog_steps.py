@@ -277,7 +277,7 @@ def check_images(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> None:
     left out (`photo_problem`, a URL)."""
     import pyarrow as pa
 
-    from .photo_fetch import is_url
+    from .photo_fetch import is_url, local_path
 
     refs = con.sql(f"SELECT DISTINCT image FROM {rows} WHERE reason IS NULL "
                    "AND image IS NOT NULL").to_arrow_table().column("image").to_pylist()
@@ -286,7 +286,7 @@ def check_images(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> None:
 
     def check(ref: str) -> tuple[str | None, str | None, str | None, tuple[int, int] | None]:
         try:
-            candidate = Path(ref).expanduser()
+            candidate = local_path(ref)
             candidate = candidate if candidate.is_absolute() else plan.base / candidate
             size = check_image(candidate, plan.max_pixels)
             return str(candidate.resolve()), sha256_file(candidate), None, size

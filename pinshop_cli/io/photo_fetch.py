@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import threading
 import time
@@ -25,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ..progress import NullProgress
 from ..workspace.storage import read_parquet, remove, write_parquet
@@ -65,8 +66,24 @@ class FetchFailed(Exception):
         self.reason, self.retry = reason, retry
 
 
+#: "scheme://": a photo somewhere else. Only http(s) is fetched; another scheme (ftp://,
+#: s3://) is a photo that cannot be had, and its product is kept text-only. file:// is a
+#: local path.
+REMOTE = re.compile(r"(?!file://)[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
 def is_url(ref: str) -> bool:
-    return ref[:8].lower().startswith(("http://", "https://"))
+    """Whether an image reference names a remote photo rather than a local file."""
+    return REMOTE.match(ref) is not None
+
+
+def local_path(ref: str) -> Path:
+    """A local image reference as a path: file:///x/y.jpg (percent-escapes decoded) or a
+    plain path."""
+    if ref[:7].lower() == "file://":
+        rest = ref[7:]
+        return Path(unquote(rest[9:] if rest[:10].lower() == "localhost/" else rest))
+    return Path(ref).expanduser()
 
 
 def _state_schema() -> pa.Schema:
@@ -118,7 +135,7 @@ class PhotoStore:
         asked = known.filter(pc.is_in(known.column("url"), pa.array(urls, pa.string())))
         before = {row["url"]: row for row in asked.to_pylist()
                   if self.object_path(row["sha256"]).is_file()}
-        hosts = {urlsplit(u).netloc for u in urls}
+        hosts = {_host(u) for u in urls}
         gates = {host: threading.Semaphore(self.policy.per_host) for host in hosts}
         pending: list[dict] = []
         lock = threading.Lock()
@@ -128,7 +145,7 @@ class PhotoStore:
             old = before.get(url)
             if old is not None and not (old["etag"] or old["last_modified"]):
                 return {**old, "downloaded": False}  # no validator: never asked again
-            with gates[urlsplit(url).netloc]:
+            with gates[_host(url)]:
                 row = self._fetch_one(client, url, old)
             full: list[dict] = []
             with lock:
@@ -274,6 +291,15 @@ class PhotoStore:
                 return FetchFailed("connection refused")
             return FetchFailed(f"cannot connect: {_reason(cause or exc)}")
         return FetchFailed(f"connection failed: {_reason(cause or exc)}", retry=in_body)
+
+
+def _host(url: str) -> str:
+    """The URL's host, for the per-host limit; "" for one too malformed to split (its
+    fetch then fails with the row's reason, "not an http(s) URL")."""
+    try:
+        return urlsplit(url).netloc
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return ""
 
 
 def _client(policy: FetchPolicy) -> httpx.Client:
