@@ -28,6 +28,8 @@ def changes(
     """
     with open_shop(workspace) as shop:
         found = shop.changes(since, limit)
+    for text in found.notes:  # damaged history parts: what this answer may miss
+        note(text)
     if found.total > len(found):
         note(f"showing {len(found)} of {found.total} changes (--limit)")
     if json:

@@ -431,6 +431,50 @@ def test_a_product_leaving_the_feed_gets_a_removed_row_and_changes_are_limited(
     assert runner.invoke(app, ["changes", "--limit", "0", "-w", str(ws.root)]).exit_code == 2
 
 
+def test_a_damaged_history_is_said_and_repaired_and_prices_never_cross_currencies(
+        tmp_path: Path) -> None:
+    """A damaged part's rows are left out of `changes`, which says so; a garbled manifest
+    is an error naming `pinshop index`, which (as ingest does) lists the parts again. A
+    price in another currency is no 'before' for the new one."""
+    from datetime import datetime
+
+    import pyarrow.parquet as pq
+
+    from pinshop_cli.errors import DamagedFileError
+    from pinshop_cli.io.history import changes, history_store, record_snapshot
+    from pinshop_cli.workspace.embeddings import repair_stores
+    from pinshop_cli.workspace.layout import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    feed = tmp_path / "feed.csv"
+
+    def snapshot(day: int, rows: list[tuple[int, str]]) -> None:
+        feed.write_text("id,title,price,currency,availability\n" + "".join(
+            f"SKU-{n},Sofa {n},{price}\n" for n, price in rows))
+        normalize_catalog(feed, ws.catalog, ws.rejects_dir / "catalog.parquet")
+        record_snapshot(ws.root, ws.catalog, datetime(2026, 11, day))
+
+    snapshot(1, [(1, "100,USD,in_stock"), (2, "100,USD,out_of_stock")])
+    snapshot(2, [(1, "90,USD,in_stock"), (2, "100,USD,out_of_stock")])
+    snapshot(3, [(1, "90,USD,in_stock"), (2, "80,EUR,in_stock")])
+    assert [(c.id, c.kind, c.old_price, c.new_price, c.currency) for c in changes(ws.root)
+            ] == [("SKU-2", "back in stock", None, 80.0, "EUR")]
+    store = history_store(ws.root)
+    day2 = next(p for p in store.files() if pq.read_table(p).num_rows == 1
+                and pq.read_table(p).column("price")[0].as_py() == 90)
+    day2.write_bytes(day2.read_bytes()[:100])
+    found = changes(ws.root, "2026-11-01")
+    assert any(f"{day2} is damaged" in note and "cannot be made again" in note
+               for note in found.notes), found.notes
+    assert any("its rows are lost" in note for note in repair_stores(ws))
+    assert not changes(ws.root, "2026-11-01").notes
+    store.manifest_path.write_text("{garbage")
+    with pytest.raises(DamagedFileError, match="run `pinshop index`"):
+        changes(ws.root)
+    assert any("listed again" in note for note in repair_stores(ws))
+    assert [c.kind for c in changes(ws.root, "2026-11-01")] == ["back in stock"]
+
+
 def test_history_parts_written_before_titles_were_kept_still_read(tmp_path: Path) -> None:
     from datetime import datetime
 

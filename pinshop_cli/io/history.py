@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError, parse_date
 from ..workspace.integrity import require_parquet
+from ..workspace.layout import Workspace
 from ..workspace.parts import PartStore
 from ..workspace.storage import query_arrow, sql_path
 
@@ -37,7 +38,8 @@ REMOVED = "removed"
 
 
 def history_store(root: Path) -> PartStore:
-    return PartStore(Path(root) / "history", remake="the next `pinshop ingest`")
+    """The price history's parts: a lost one cannot be made again (the feed has moved on)."""
+    return PartStore(Workspace(Path(root)).history_dir, remake=None)
 
 
 def history_rows_sql(files: list[Path]) -> str:
@@ -118,9 +120,11 @@ class Change:
 
 
 class Changes(list[Change]):
-    """The changes shown (at most the `limit` asked for) and `total`, how many there are."""
+    """The changes shown (at most the `limit` asked for), `total`, how many there are, and
+    `notes` (history parts left out as damaged: the answer may miss what they held)."""
 
     total: int = 0
+    notes: list[str]
 
 
 def changes(root: Path, since: str | None = None, limit: int | None = None) -> Changes:
@@ -132,7 +136,8 @@ def changes(root: Path, since: str | None = None, limit: int | None = None) -> C
     `total` says how many there are."""
     if limit is not None and limit < 1:
         raise PinshopError(f"--limit must be at least 1, not {limit}")
-    files = history_store(root).files()
+    notes: list[str] = []
+    files = history_store(root).files(notes)
     if not files:
         raise PinshopError("no price history yet: it starts with the next `pinshop ingest` "
                            "of a catalog")
@@ -184,7 +189,9 @@ def changes(root: Path, since: str | None = None, limit: int | None = None) -> C
         )
         SELECT k.id, coalesce(c.title, k.title) AS title, kind,
                strftime(seen_at, '%Y-%m-%d %H:%M:%S') AS seen_at,
-               old_price, new_price, k.currency, old_availability, new_availability,
+               -- a price in another currency is no "before" for this one
+               CASE WHEN same_currency THEN old_price END AS old_price, new_price,
+               k.currency, old_availability, new_availability,
                count(*) OVER () AS total
         FROM kinds k LEFT JOIN ({titles}) c ON c.id = k.id
         WHERE kind IS NOT NULL
@@ -193,4 +200,5 @@ def changes(root: Path, since: str | None = None, limit: int | None = None) -> C
     rows = table.drop_columns(["total"]).to_pylist()  # at most `limit`: what is shown
     found = Changes(Change(**row) for row in rows)
     found.total = table.column("total")[0].as_py() if table.num_rows else 0
+    found.notes = notes
     return found

@@ -71,6 +71,7 @@ class Workspace:
     embeddings_dir = property(lambda self: self.root / "embeddings")
     detection_parts_dir = property(lambda self: self.root / "parts" / "detections")
     color_parts_dir = property(lambda self: self.root / "parts" / "colors")
+    history_dir = property(lambda self: self.root / "history")  # price history parts
     indexes_dir = property(lambda self: self.root / "indexes")
     rejects_dir = property(lambda self: self.root / "rejects")
     settings_path = property(lambda self: self.root / "workspace.json")

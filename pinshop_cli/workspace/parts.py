@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 
 MANIFEST = "_manifest.json"
 FANOUT = 8
-#: What lists the parts again when a manifest is lost (`index` takes the lock and repairs).
+#: What lists the parts again when a manifest is lost, and drops damaged parts (`index`
+#: and `ingest` take the lock and repair every store).
 RELIST = "`pinshop index`"
 
 
@@ -72,7 +73,8 @@ class PartStore:
     """Append-only Parquet parts under one directory, with one schema. `remake` is the
     command that produces a lost part's rows again (named in notes)."""
 
-    def __init__(self, directory: Path, remake: str = "`pinshop ingest`") -> None:
+    def __init__(self, directory: Path, remake: str | None = "`pinshop ingest`") -> None:
+        """`remake`: what makes a lost part's rows again (None: nothing can, e.g. history)."""
         self.directory = directory
         self.remake = remake
 
@@ -108,8 +110,9 @@ class PartStore:
             if problem is None:
                 good.append(path)
             elif notes is not None:
-                notes.append(f"{path} is damaged ({problem}): left out until {self.remake} "
-                             "makes its rows again")
+                notes.append(f"{path} is damaged ({problem}): left out " + (
+                    f"until {self.remake} makes its rows again" if self.remake else
+                    f"(its rows cannot be made again; {RELIST} drops it)"))
         return good
 
     def _on_disk(self) -> list[Path]:
@@ -217,7 +220,8 @@ class PartStore:
         for name, problem in bad.items():
             remove(self.directory / name)
             notes.append(f"{self.directory / name} was damaged ({problem}): dropped from "
-                         f"the manifest; {self.remake} makes its rows again")
+                         "the manifest; " + (f"{self.remake} makes its rows again"
+                                             if self.remake else "its rows are lost"))
         return notes
 
     def _relist(self, reason: str) -> str:
