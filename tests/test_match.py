@@ -167,7 +167,7 @@ def test_html_report_is_self_contained_and_shows_boxes_and_products(demo_workspa
 def test_nan_price_bound_is_a_clear_error_not_ignored(demo_workspace):
     from pinshop_cli import PinshopError
 
-    with pytest.raises(PinshopError, match="max-price must be a number"):
+    with pytest.raises(PinshopError, match="max-price must be a finite number"):
         match(text="sofa", workspace=demo_workspace, max_price=float("nan"))
     with pytest.raises(PinshopError, match="max-price must be 0 or more, not -5"):
         match(text="sofa", workspace=demo_workspace, max_price=-5)
@@ -188,6 +188,29 @@ def test_a_filter_that_matches_no_product_says_so(demo_workspace, sample_dir):
     photo = match([pin], workspace=demo_workspace, color="xyzzy")
     assert all(not found.matches for found in photo.pins[0].objects)
     assert "no product's colour, title or photo is 'xyzzy'" in photo.notes
+
+
+def test_a_regions_filtered_answer_does_not_depend_on_k_and_an_empty_one_says_why(
+        demo_workspace, sample_dir):
+    """A region's category index answers only when it holds k products passing the
+    filters (it answered whenever it held k products: `--category sofa -k 1` emptied every
+    region of a room, `-k 5` gave sofas); a category asked for routes to its own index."""
+    pin = [sample_dir / "pins" / "7303782.jpg"]
+    firsts = set()
+    for k in (1, 2, 5):  # the demo has two sofas with photos
+        sofas = match(pin, workspace=demo_workspace, top_k=k, category="sofa").pins[0]
+        assert all(len(o.matches) == min(k, 2) and {m.category for m in o.matches} ==
+                   {"sofa"} for o in sofas.objects), k
+        firsts.add(tuple(o.matches[0].id for o in sofas.objects))
+        cheap = match(pin, workspace=demo_workspace, top_k=k, max_price=60).pins[0]
+        assert all(len(o.matches) == k for o in cheap.objects), k
+    assert len(firsts) == 1  # the best sofa per region, whatever k
+    black = match(pin, workspace=demo_workspace, top_k=3, color="black")
+    empty = {o.category for o in black.pins[0].objects if not o.matches}
+    assert empty and "no product has all of: category 'stool', colour 'black'" in black.notes
+    # A black chair exists, without a photo: said so, not a silent empty region.
+    assert any(note.startswith("1 product has all of: category 'chair', colour 'black'; "
+                               "none has a photo") for note in black.notes), black.notes
 
 
 def test_detected_objects_search_their_category_index(demo_workspace):

@@ -111,11 +111,27 @@ def region_vectors(embedder: Embedder, regions: list[Region]) -> np.ndarray:
                      for detection, _ in regions])
 
 
-def empty_because(retriever: Retriever, filters: Filters) -> list[str]:
+def empty_because(retriever: Retriever, filters: Filters, kind: str | None = None
+                  ) -> list[str]:
     """For an answer left empty: a note naming the filter that alone matches no product,
-    if one does (CatalogStore.why_empty)."""
-    why = None if filters.empty else retriever.store.why_empty(filters)
-    return [why] if why else []
+    if one does (CatalogStore.why_empty); else, for a photo's region (`kind`
+    product_image), that the products passing have no photo a region could match."""
+    if filters.empty:
+        return []
+    why = retriever.store.why_empty(filters)
+    if why:
+        return [why]
+    loaded = retriever.index(kind) if kind == "product_image" else None
+    if loaded is None:
+        return []
+    passing = retriever.store.count(filters)
+    if not passing:
+        return [f"no product has all of: {filters.describe()}"]
+    if not len(retriever.allowed(loaded, filters)):
+        return [f"{passing} product{'s have' if passing > 1 else ' has'} all of: "
+                f"{filters.describe()}; none has a photo a region could match "
+                "(`match --text` searches them)"]
+    return []
 
 
 def match(images: Sequence[str | Path] = (), text: str | None = None,
@@ -154,10 +170,13 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
                 continue
             regions = detect_and_crop(found_detector, [image])[0]
             vectors = region_vectors(embedder, regions)
+            # A region is searched in its category's index unless the filters name
+            # another category (then that one's).
             searches = [families.search(retriever, vector[None, :], top_k, "product_image",
-                                        region_filters(filters, detection.category),
-                                        category=detection.category or None)
-                        for (detection, _), vector in zip(regions, vectors, strict=True)]
+                                        wanted, category=wanted.category or
+                                        detection.category or None)
+                        for (detection, _), vector in zip(regions, vectors, strict=True)
+                        for wanted in [region_filters(filters, detection.category)]]
             for (detection, crop), found, products in zip(
                     regions, searches, families.products_of(retriever, searches), strict=True):
                 named = dominant_colors(crop, top=1)[0]
@@ -174,9 +193,14 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
         texts = families.search(retriever, embedder.embed_texts([text]), top_k,
                                 retriever.text_kind, filters)
         result.text_matches = texts.products(retriever)[0]
-    emptied = (text and not result.text_matches) or any(
-        not found.matches for pin in result.pins for found in pin.objects)
-    result.notes += empty_because(retriever, filters) if emptied else []
+    if text and not result.text_matches:
+        result.notes += empty_because(retriever, filters)
+    # Each region left empty under its own filters (its category, for a colour alone).
+    for wanted in dict.fromkeys(region_filters(filters, found.category or "")
+                                for pin in result.pins for found in pin.objects
+                                if not found.matches):
+        result.notes += [note for note in empty_because(retriever, wanted, "product_image")
+                         if note not in result.notes]
     result.runtime = embedder.runtime_used
     result.notes.extend(embedder.runtime_notes + retriever.notes)
     return result

@@ -218,12 +218,16 @@ class Retriever:
         found = self.index(kind, category, rebuild)
         return found if found is not None and found.manifest.category == category else None
 
-    def route(self, kind: str, category: str | None, k: int) -> LoadedIndex:
-        """The category's own index when it exists and holds at least k products, else the
-        global index of `kind`."""
+    def route(self, kind: str, category: str | None, k: int,
+              filters: Filters | None = None) -> LoadedIndex:
+        """The category's own index when it exists and holds at least k products passing
+        `filters`, else the global index of `kind` (so whether a filtered answer is empty
+        never depends on k)."""
         if category:
             routed = self.category_index(kind, category)
-            if routed is not None and routed.live_count >= k:
+            if routed is not None and (
+                    len(self.allowed(routed, filters)) if filters and not filters.empty
+                    else routed.live_count) >= k:
                 return routed
         loaded = self.index(kind)
         if loaded is None:
@@ -233,9 +237,9 @@ class Retriever:
     def search(self, queries: np.ndarray, k: int, kind: str, filters: Filters | None = None,
                category: str | None = None) -> SearchResult:
         """Top-k catalog hits per query vector, within `filters`, routed by `category`."""
-        loaded = self.route(kind, category, k)
-        name = loaded.manifest.name
         filters = filters or Filters()
+        loaded = self.route(kind, category, k, filters)
+        name = loaded.manifest.name
         if filters.empty and not self.has_removed(loaded):
             return SearchResult(to_hits(loaded, *search_index(loaded, queries, k)), name)
         allowed = self.allowed(loaded, filters)  # only products still in the catalog

@@ -95,7 +95,8 @@ class Filters:
         for name in ("min_price", "max_price"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
-                raise PinshopError(f"{name.replace('_', '-')} must be a number, not {value}")
+                raise PinshopError(f"{name.replace('_', '-')} must be a finite number, "
+                                   f"not {value}")
             if value is not None and value < 0:
                 raise PinshopError(f"{name.replace('_', '-')} must be 0 or more, not {value:g}")
 
@@ -105,6 +106,14 @@ class Filters:
         from ..detection.colors import word_family
 
         return word_family(self.color)
+
+    def describe(self) -> str:
+        """The filters in words: "category 'chair', colour 'black', at most 60"."""
+        parts = [f"category {self.category!r}" if self.category else "",
+                 f"colour {self.color!r}" if self.color else "",
+                 f"at least {self.min_price:g}" if self.min_price else "",
+                 f"at most {self.max_price:g}" if self.max_price is not None else ""]
+        return ", ".join(part for part in parts if part)
 
     @property
     def empty(self) -> bool:
