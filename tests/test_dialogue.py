@@ -96,3 +96,40 @@ def test_user_taste_reranks_and_explains_from_events(copy_workspace, tmp_path, f
     assert because in ("Because you saved the Sand Linen Throw Blanket.",
                        "Because you saved the Dome Linen Floor Lamp.")
     assert plain.because(daybed) == ""
+
+
+def test_an_item_reference_points_at_a_shown_product_and_is_no_price(demo_workspace,
+                                                                     fake_chat, sample_dir):
+    """"more like #2" is read by rules as a reference (the model read "2" as a price and
+    invented a category); a number past what was shown is an error, not a guess."""
+    import pytest
+
+    from pinshop_cli import PinshopError
+    from pinshop_cli.assistant.intent import Intent
+
+    assistant = ShoppingAssistant(demo_workspace, fake_chat)
+    sofas = assistant.ask("a sofa under 1500")  # the fake model's answer cites one
+    more = assistant.ask("more like #1")
+    assert more.intent_source == "rules" and more.intent.item_number == 1
+    assert more.intent.category == sofas.products[0].category == "sofa"
+    assert more.intent.max_price == 1500.0  # carried on, never 1
+    invented = Intent(category="bed", max_price=2.0, reference="item_number", item_number=2)
+    read = assistant.intents.validated(invented, "more like #2", shown=True)
+    assert (read.category, read.max_price, read.item_number) == (None, None, 2)
+    with pytest.raises(PinshopError, match="there is no #9 to point at: the last answer "
+                                           "showed"):
+        assistant.ask("#9")
+    assistant.reset()
+    with pytest.raises(PinshopError, match="nothing is shown yet"):
+        assistant.ask("#2")
+
+
+def test_like_this_but_in_black_finds_the_black_one_though_the_photo_is_not(
+        demo_workspace, fake_chat, sample_dir):
+    """After /image, the look's product is the anchor; a black chair passes the colour
+    (the anchor, oak, does not: it was counted as if it did, and black was relaxed)."""
+    assistant = ShoppingAssistant(demo_workspace, fake_chat)
+    assistant.shop_image(sample_dir / "pins" / "7303782.jpg")
+    black = assistant.ask("like this but in black")
+    assert black.exact and [p.id for p in black.products] == ["P035"]
+    assert (black.intent.category, black.intent.color) == ("chair", "black")

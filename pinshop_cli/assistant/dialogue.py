@@ -12,12 +12,10 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from .intent import Intent, is_follow_up
+from .intent import ORDINALS, Intent, is_follow_up
 
 if TYPE_CHECKING:
     from ..retrieval.store import Product
-
-ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4}
 
 
 @dataclass
@@ -38,6 +36,8 @@ class Dialogue:
     def resolve(self, intent: Intent, question: str = "") -> Intent:
         """Carry the previous turn into follow-ups and turn references into bounds."""
         previous, shown = self.last_intent, self.last_products
+        pointed = self.anchor(intent) if intent.reference == "item_number" else None
+        named = intent.category
         if previous is not None and intent.category is None and (
                 intent.reference != "none" or is_follow_up(question)):
             intent = replace(intent, category=previous.category,
@@ -45,6 +45,8 @@ class Dialogue:
                              color=intent.color or previous.color,
                              min_price=intent.min_price or previous.min_price,
                              max_price=intent.max_price or previous.max_price)
+        if pointed is not None and named is None and pointed.category:
+            intent = replace(intent, category=pointed.category)  # "more like #2": its kind
         # "Cheaper" means cheaper than the product recommended first (and within any bound
         # still in force); "more expensive" lifts the old ceiling.
         price = shown[0].price if shown else None

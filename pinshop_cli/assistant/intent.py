@@ -49,6 +49,10 @@ FOLLOW_UP_WORDS = re.compile(r"\b(that|it|this|those|them|one|ones|instead|now|a
                              r"again|another|other|cheaper|pricier)\b", re.IGNORECASE)
 CONSTRAINT_ONLY = re.compile(r"^\s*(?:(?:in|under|below|over|above|for|at most|less than|"
                              r"up to)\s+)?[$€£]?[\w,.-]{1,12}\s*[?.!]?\s*$", re.IGNORECASE)
+#: A shown item pointed at: "#2", "number 2", "the second one".
+ITEM_REFERENCE = re.compile(r"#\s?(\d+)|\bnumber (\d+)\b|\bthe (first|second|third|fourth) one\b",
+                            re.IGNORECASE)
+ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4}
 INTENT_TOKENS = 160
 
 INTENT_PROMPT = """Extract the shopper's request as JSON.
@@ -103,8 +107,16 @@ def request_words(question: str) -> str:
 
 
 def is_follow_up(question: str) -> bool:
-    """'now in blue', 'cheaper?', 'that one in oak', 'under 300': refers to the last turn."""
-    return bool(FOLLOW_UP_WORDS.search(question) or CONSTRAINT_ONLY.match(question))
+    """'now in blue', 'cheaper?', 'that one in oak', 'under 300', 'more like #2': refers to
+    the last turn."""
+    return bool(FOLLOW_UP_WORDS.search(question) or CONSTRAINT_ONLY.match(question)
+                or ITEM_REFERENCE.search(question))
+
+
+def item_reference(question: str) -> int | None:
+    """The shown item a question points at: "#2", "number 2", "the second one" -> 2."""
+    m = ITEM_REFERENCE.search(question.lower())
+    return None if m is None else int(m.group(1) or m.group(2) or ORDINALS[m.group(3)])
 
 
 def _number(text: str) -> float:
@@ -136,10 +148,8 @@ def explicit_constraints(question: str, categories: list[str], colors: list[str]
         found["reference"] = "cheaper"
     elif re.search(r"\b(more expensive|pricier|higher end|fancier)\b", text):
         found["reference"] = "more_expensive"
-    ordinals = {"first": 1, "second": 2, "third": 3, "fourth": 4}
-    if m := re.search(r"#\s?(\d)|number (\d)|the (first|second|third|fourth) one", text):
-        found["reference"] = "item_number"
-        found["item_number"] = int(m.group(1) or m.group(2) or ordinals[m.group(3)])
+    if (number := item_reference(text)) is not None:
+        found["reference"], found["item_number"] = "item_number", number
     elif re.search(r"\b(like (that|this|it)|similar)\b", text) and "reference" not in found:
         found["reference"] = "similar"
     for color in sorted(set(colors) | COLOURS, key=len, reverse=True):
@@ -237,7 +247,9 @@ class IntentReader:
         """Keep only what the user's words support; explicit words win over the model.
         Small models invent bounds, colours and references; these rules remove them."""
         text = question.lower()
-        numbers = {float(n.replace(",", "")) for n in re.findall(r"\d[\d,]*(?:\.\d+)?", text)}
+        # "#2" points at an item: its number is no price.
+        numbers = {float(n.replace(",", "")) for n in re.findall(
+            r"\d[\d,]*(?:\.\d+)?", ITEM_REFERENCE.sub(" ", text))}
         said = set(re.findall(r"[a-z]+", text))
         intent = replace(
             intent,

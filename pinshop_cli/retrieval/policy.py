@@ -64,7 +64,9 @@ def retrieve(retriever: Retriever, filters: Filters, text: str, anchor: str | No
     kind = retriever.text_kind
     for drop in LADDER:
         allowed = relax(filters, drop)
-        if retriever.count(allowed, kind) > (anchor is not None):
+        # The anchor is left out of the answer: it must not be the only row that passes.
+        if retriever.count(allowed, kind) > (
+                anchor is not None and retriever.store.passes(anchor, allowed)):
             relaxed = [d for d in drop if getattr(filters, _FIELD[d])]
             break
     else:

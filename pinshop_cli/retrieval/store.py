@@ -246,6 +246,13 @@ class CatalogStore:
         return int(self.con.execute(f"SELECT count(*) FROM catalog c WHERE {condition}",
                                     params or None).fetchall()[0][0])
 
+    def passes(self, product_id: str, filters: Filters) -> bool:
+        """Whether that product passes `filters` (one lookup on the id index)."""
+        condition, params = filters.where()
+        return bool(self.con.execute(
+            f"SELECT count(*) FROM catalog c WHERE c.id = $pid AND {condition}",
+            {**params, "pid": product_id}).fetchall()[0][0])
+
     def why_empty(self, filters: Filters) -> str | None:
         """For an answer the filters left empty: the filter that alone matches no product,
         said so (None when each matches some: then only together, or near the query, none)."""
