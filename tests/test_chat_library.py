@@ -87,3 +87,19 @@ def test_a_missing_model_file_never_starts_a_worker(tmp_path) -> None:
     with pytest.raises(PinshopError, match="cannot read chat model"):
         model.count_tokens("hi")
     assert model._worker is None
+
+
+def test_a_worker_whose_parent_left_while_it_loaded_exits_quietly(smollm2) -> None:
+    """`pinshop chat` quit before the model loaded: the worker's "ready" met a closed pipe
+    and printed a BrokenPipeError traceback into the shopper's terminal."""
+    from pinshop_cli.models.llama_worker import write_frame
+
+    worker = subprocess.Popen([sys.executable, "-m", "pinshop_cli.models.llama_worker"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    assert worker.stdin is not None and worker.stdout is not None
+    write_frame(worker.stdin, {"path": str(smollm2.path), "n_ctx": 512, "n_threads": 1,
+                               "seed": 0})
+    worker.stdout.close()  # the parent is gone before the model is ready
+    _, stderr = worker.communicate(timeout=120)
+    assert worker.returncode == 0 and b"Traceback" not in stderr, stderr.decode()[-500:]

@@ -132,7 +132,10 @@ def main() -> None:
     os.dup2(2, 1)
     # Ctrl-C reaches the whole process group: the parent decides, and sends "stop".
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    serve(os.fdopen(0, "rb", buffering=0), replies)
+    try:
+        serve(os.fdopen(0, "rb", buffering=0), replies)
+    except BrokenPipeError:  # the parent is gone (it quit while the model loaded): no one
+        os._exit(0)          # to tell, and flushing at exit would only raise again
 
 
 if __name__ == "__main__":
