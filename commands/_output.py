@@ -117,6 +117,27 @@ def open_shop(workspace: Path | None, models_dir: Path | None = None,
     return open_workspace(workspace, str(models_dir) if models_dir else None, runtime, device)
 
 
+def check_report(report: Path | None) -> None:
+    """Refuse a --report that cannot become a file, before any work is done."""
+    from pinshop_cli.errors import PinshopError
+
+    if report is not None and report.is_dir():
+        raise PinshopError(f"--report {report} is a directory: pass a file name")
+
+
+def write_report_page(text: str, report: Path) -> None:
+    """Write an HTML report atomically; an unwritable place is a one-line error."""
+    from pinshop_cli.errors import PinshopError
+    from pinshop_cli.report.html import write_page
+
+    check_report(report)
+    try:
+        write_page(text, report)
+    except OSError as exc:
+        raise PinshopError(f"cannot write --report {report}: {exc.strerror or exc}") from None
+    typer.echo(f"report written to {report}", err=True)
+
+
 def note(message: str) -> None:
     from rich.markup import escape
 

@@ -18,6 +18,7 @@ from ._output import (
     open_shop,
     print_json,
     table,
+    write_report_page,
 )
 
 ReferenceArgument = Annotated[str, typer.Argument(
@@ -32,26 +33,13 @@ def _report_or_json(result: Any, render: Callable[[Any], str], report: Path | No
     """Write the HTML report when asked; then print the JSON (True: done) or the notes
     (False: the caller prints its table)."""
     if report:
-        _write(render(result), report)
+        write_report_page(render(result), report)
     if json:
         print_json(result)
         return True
     for message in getattr(result, "notes", []):
         note(message)
     return False
-
-
-def _write(text: str, report: Path) -> None:
-    from pinshop_cli.errors import PinshopError
-    from pinshop_cli.report.html import write_page
-
-    if report.is_dir():
-        raise PinshopError(f"--report {report} is a directory: pass a file name")
-    try:
-        write_page(text, report)
-    except OSError as exc:
-        raise PinshopError(f"cannot write --report {report}: {exc.strerror or exc}") from None
-    typer.echo(f"report written to {report}", err=True)
 
 
 def similar(

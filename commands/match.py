@@ -11,10 +11,12 @@ from ._output import (
     ModelsDirOption,
     RuntimeOption,
     WorkspaceOption,
+    check_report,
     note,
     open_shop,
     print_json,
     table,
+    write_report_page,
 )
 
 
@@ -52,15 +54,15 @@ def match(
     Example: `pinshop match sample_data/pins/7303782.jpg --top-k 3 --report out.html`
     """
     from pinshop_cli import PinshopError
-    from pinshop_cli.report.html import write_report
+    from pinshop_cli.report.html import render_report
 
+    check_report(report)
     with open_shop(workspace, models_dir, runtime, device) as shop:
         result = shop.match(images or [], text=text, top_k=top_k, category=category,
                             max_price=max_price, color=color, rebuild=rebuild,
                             detector=detector)
     if report:
-        write_report(result, report)
-        typer.echo(f"report written to {report}", err=True)
+        write_report_page(render_report(result), report)
     if json:
         print_json(result)
     else:

@@ -96,6 +96,12 @@ def test_complete_picks_other_categories_learned_from_baskets(retriever):
     assert {pick.product.id for pick in result.picks[:2]} == {"P010", "P012"}
     assert "saved or bought with armchair (20 of 20 baskets)" in result.picks[0].reason
     assert "bought together 10 times" in result.picks[0].reason
+    # A shorter list is the first picks of a longer one (k chose how many categories
+    # competed, so -k 1 and -k 2 disagreed on the best pick).
+    ids = [pick.product.id for pick in result.picks]
+    for k in (1, 2, 3):
+        assert [p.product.id for p in complete("P005", retriever=retriever, top_k=k).picks
+                ] == ids[:k]
 
 
 def test_duplicates_cluster_a_reshot_photo_and_a_shared_file(retriever):

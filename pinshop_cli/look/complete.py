@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 BASKET_EVENTS = ("save", "cart", "purchase")  # the events that say "I want these together"
 SMOOTHING = 1.0  # added to a category's scene count: one co-occurrence in one scene is weak
 CANDIDATES = 50  # products fetched per compatible category before ranking
+CATEGORY_POOL = 10  # compatible categories ranked together, at least
 SOURCE_WORDS = {"pins": "pinned", "events": "saved or bought"}  # the verb of a source
 SCENE_WORDS = {"pins": "pins", "events": "baskets", "events+pins": "pins and baskets"}
 
@@ -221,7 +222,9 @@ def rank_picks(retriever: Retriever, compatibility: Compatibility, scene: list[s
     evaluations' baseline: the category's most popular products, by popularity alone."""
     import numpy as np
 
-    categories = compatibility.categories_for(scene, top=top_k)
+    # The same categories whatever k (up to CATEGORY_POOL), so a shorter list is the first
+    # picks of a longer one.
+    categories = compatibility.categories_for(scene, top=max(top_k, CATEGORY_POOL))
     bought = compatibility.bought_with(reference_id) if reference_id and by == "style" else {}
     reference_baskets = (compatibility.popularity_of([reference_id]).get(reference_id, 0)
                          if reference_id and bought else 0)
