@@ -19,9 +19,9 @@ from ._output import (
     print_json,
 )
 
-HELP = """Ask for products in plain words: "a green sofa under 1500", "now something cheaper",
-"more like #2". Commands: /image PATH (shop a photo), /reset (forget the conversation),
-/help, /quit. Ctrl-C stops an answer; Ctrl-D or /quit leaves."""
+COMMANDS = "/image PATH (shop a photo), /reset (forget the conversation), /help, /quit"
+HELP = f"""Ask for products in plain words: "a green sofa under 1500", "now something cheaper",
+"more like #2". Commands: {COMMANDS}. Ctrl-C stops an answer; Ctrl-D or /quit leaves."""
 
 
 def chat(
@@ -46,6 +46,13 @@ def chat(
 
     Example: `pinshop chat --once "a cream armchair under 600"`
     """
+    from pinshop_cli import PinshopError
+
+    if json and once is None:
+        raise PinshopError("--json goes with --once QUESTION (the interactive session "
+                           "prints text)")
+    if once is not None and not once.strip():
+        raise PinshopError("--once needs a question, e.g. --once \"a cream armchair\"")
     with open_shop(workspace, models_dir, runtime, device) as shop:
         with RichProgress() as progress:
             assistant = shop.chat(model, user=user, n_ctx=ctx, threads=threads,
@@ -82,11 +89,17 @@ def _converse(assistant: Any) -> None:
             assistant.reset()
             err.print("[dim]conversation forgotten[/]")
             continue
+        command = line.split(maxsplit=1)[0]
+        if command.startswith("/") and command != "/image" or line == "/image":
+            said = "usage: /image PATH [question]" if command == "/image" else \
+                f"unknown command {command}"
+            err.print(f"{said}; commands: {COMMANDS}", highlight=False, markup=False)
+            continue
         out.print("[bold magenta]pinshop>[/] ", end="")
         try:
-            if line.startswith("/image"):
-                path, _, question = line[len("/image"):].strip().partition(" ")
-                _print_stream(assistant.shop_image_stream(Path(path).expanduser(), question))
+            if command == "/image":
+                path, question = _image_argument(line[len("/image"):].strip())
+                _print_stream(assistant.shop_image_stream(path, question))
             else:
                 _print_stream(assistant.ask_stream(line))
         except KeyboardInterrupt:
@@ -94,6 +107,25 @@ def _converse(assistant: Any) -> None:
         except PinshopError as exc:
             err.print(f"[red]Error:[/] {exc}", highlight=False)
         out.print()
+
+
+def _image_argument(text: str) -> tuple[Path, str]:
+    """/image's photo and question: a quoted path ('my pic.jpg'), else the longest run of
+    words naming a file (a path may hold spaces), else the first word."""
+    import shlex
+
+    if text[:1] in ("'", '"'):
+        try:
+            words = shlex.split(text)
+            return Path(words[0]).expanduser(), " ".join(words[1:])
+        except ValueError:  # an unclosed quote: read it as written
+            pass
+    words = text.split(" ")
+    for end in range(len(words), 0, -1):
+        path = Path(" ".join(words[:end])).expanduser()
+        if path.is_file():
+            return path, " ".join(words[end:]).strip()
+    return Path(words[0]).expanduser(), " ".join(words[1:]).strip()
 
 
 def _print_stream(events: Generator[Any, None, None], soft_wrap: bool = True) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -61,6 +62,31 @@ def test_match_json_on_stdout_and_report(demo_workspace, sample_dir, tmp_path):
     assert "P004" in [o["matches"][0]["id"] for o in objects]  # the round table, among others
     assert all(m["price"] <= 800 for o in objects for m in o["matches"])
     assert report.read_text().startswith("<!doctype html>")
+
+
+def test_a_report_that_cannot_be_a_file_is_refused_before_any_work(demo_workspace,
+                                                                    tmp_path):
+    for command in (["match", "--text", "sofa"], ["similar", "P005"]):
+        done = pinshop(*command, "--report", str(tmp_path), "-w", str(demo_workspace))
+        assert done.returncode == 1 and "Traceback" not in done.stderr
+        assert done.stderr.strip() == f"Error: --report {tmp_path} is a directory: pass a " \
+                                      "file name"
+
+
+def test_chat_arguments_and_image_paths_with_spaces(demo_workspace, tmp_path):
+    """--json needs --once, --once needs a question (both before a model loads); /image
+    takes a path with spaces, quoted or not (it took the first word)."""
+    from commands.chat import _image_argument
+
+    for argv, said in ((["--json"], "--json goes with --once"),
+                       (["--once", " "], "--once needs a question")):
+        result = CliRunner().invoke(app, ["chat", *argv, "-w", str(demo_workspace)])
+        assert result.exit_code == 1 and said in str(result.exception)
+    photo = tmp_path / "my pic.jpg"
+    photo.write_bytes(b"")
+    assert _image_argument(f"{photo} which chair?") == (photo, "which chair?")
+    assert _image_argument(f"'{photo}' which chair?") == (photo, "which chair?")
+    assert _image_argument("nope.jpg is it") == (Path("nope.jpg"), "is it")  # said later
 
 
 def test_ingest_json_then_state_through_the_library(tmp_path, write_catalog):
