@@ -20,6 +20,8 @@ def sql(
     memory_limit: Annotated[str | None, typer.Option(
         "--memory-limit", help="DuckDB memory limit, e.g. 4GB (default: half the memory "
                                "available).")] = None,
+    limit: Annotated[int, typer.Option(
+        min=1, help="Rows shown in the table (--json writes them all).")] = 1000,
     workspace: WorkspaceOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -40,5 +42,9 @@ def sql(
         note(message)
     if json:
         print_json([dict(zip(result.columns, row, strict=True)) for row in result.rows])
-    else:
-        table(None, result.columns, [list(row) for row in result.rows])
+        return
+    # A terminal table of 100k rows took minutes to draw and was unreadable.
+    if len(result.rows) > limit:
+        note(f"showing {limit:,} of {len(result.rows):,} rows (--limit N; --json writes "
+             "them all)")
+    table(None, result.columns, [list(row) for row in result.rows[:limit]])

@@ -11,9 +11,8 @@ the user's SQL:
   becomes a view: it is skipped with a note;
 - the default database is an empty database file opened read-only, so `CREATE TABLE` and
   `CREATE VIEW` fail (temporary tables are allowed: they live in memory and vanish);
-- `lock_configuration` keeps the statement from switching any of this back on.
-
-Built-in extensions (parquet, json, icu) are already loaded, so `LOAD json` is a no-op.
+- `lock_configuration` keeps the statement from switching any of this back on (the
+  built-in extensions parquet, json and icu are loaded already: `LOAD json` is a no-op).
 
 `allow_writes=True` (opt-in) is a writer: it takes the workspace lock, uses an in-memory
 database and lets statements read and write files in `<workspace>/exports/` only
@@ -46,8 +45,7 @@ from .workspace.embeddings import SOURCE_HASH, store
 from .workspace.layout import EMBEDDING_KINDS, Workspace
 
 DEFAULT_TIMEOUT = 60.0
-#: Share of the memory available at start that one statement may use.
-MEMORY_SHARE = 0.5
+MEMORY_SHARE = 0.5  # of the memory available at start, what one statement may use
 #: Rows fetched per step, so a stop request is seen between steps of a huge result.
 FETCH_ROWS = 50_000
 #: Seconds a Ctrl-C waits for the query thread to begin before leaving it to quit alone.
@@ -271,6 +269,8 @@ def run_sql(query: str, workspace: str | Path | None = None, allow_writes: bool 
     """Run `query` over the workspace views; DuckDB errors become one-line PinshopErrors.
     `timeout` (seconds; None or 0: none) interrupts the statement inside DuckDB, as does
     Ctrl-C; `memory_limit` bounds DuckDB's memory (default: half of what is available)."""
+    if not query.strip():
+        raise PinshopError("no SQL to run: pass a query")
     ws = Workspace.open(workspace)
     with (ws.lock() if allow_writes else contextlib.nullcontext(),
           tempfile.TemporaryDirectory(prefix="pinshop-sql-spill-") as spill):

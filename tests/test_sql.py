@@ -3,11 +3,14 @@ workspace when asked, and junk files in the workspace never break every query.""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from pinshop_cli import PinshopError
+from pinshop_cli.commands.main import app
 from pinshop_cli.sql import connect, run_sql
 from pinshop_cli.workspace.parts import PartStore
 
@@ -252,3 +255,16 @@ def test_views_show_one_current_vector_per_id_after_a_change(renamed_sofa_worksp
     assert dupes.rows == []
     total = run_sql("SELECT count(*) FROM embeddings WHERE kind = 'product_text'", root)
     assert total.rows == [(44,)]
+
+
+def test_a_large_result_shows_its_first_rows_and_says_how_many(demo_workspace):
+    """A terminal table of every row (100k: minutes to draw, 2 GB) shows --limit rows and
+    says so; --json writes them all; an empty query is an error."""
+    query = "SELECT * FROM range(5000)"
+    shown = CliRunner().invoke(app, ["sql", query, "--limit", "3", "-w", str(demo_workspace)])
+    assert shown.exit_code == 0 and "showing 3 of 5,000 rows" in shown.output
+    assert "4999" not in shown.stdout
+    every = CliRunner().invoke(app, ["sql", query, "--json", "-w", str(demo_workspace)])
+    assert len(json.loads(every.stdout)) == 5000
+    empty = CliRunner().invoke(app, ["sql", " ", "-w", str(demo_workspace)])
+    assert empty.exit_code == 1 and "no SQL to run" in str(empty.exception)
