@@ -41,11 +41,11 @@ from typing import Any
 
 from .errors import DamagedFileError, PinshopError, first_line
 from .io.history import history_store
+from .limits import default_memory_limit, memory_limit_bytes
 from .workspace.embeddings import SOURCE_HASH, store
 from .workspace.layout import EMBEDDING_KINDS, Workspace
 
 DEFAULT_TIMEOUT = 60.0
-MEMORY_SHARE = 0.5  # of the memory available at start, what one statement may use
 #: Rows fetched per step, so a stop request is seen between steps of a huge result.
 FETCH_ROWS = 50_000
 #: Seconds a Ctrl-C waits for the query thread to begin before leaving it to quit alone.
@@ -128,11 +128,14 @@ def _inside(ws: Workspace, paths: list[Path], notes: list[str]) -> list[Path]:
     return kept
 
 
-def _current_view(kind: str, names: set[str]) -> str | None:
+def _current_view(kind: str, datasets: dict[str, Any]) -> str | None:
     """embeddings_<kind>: exactly one current vector per id. A product row is current when
-    its hash still matches the catalog's; a crop when its detection is still listed."""
+    its hash still matches the catalog's; a crop when its detection is still listed (none
+    when the table lacks that column: another table copied over it)."""
     source = "detections" if kind == "crop" else "catalog"
-    if f"parts_{kind}" not in names or source not in names:
+    column = "det_id" if kind == "crop" else SOURCE_HASH[kind]
+    table = datasets.get(source)
+    if f"parts_{kind}" not in datasets or table is None or column not in table.schema.names:
         return None
     if kind == "crop":
         join = "JOIN detections s ON s.det_id = e.id"
@@ -211,7 +214,7 @@ def connect(workspace: str | Path | None = None, allow_writes: bool = False,
         con.execute("SET temp_directory = $dir", {"dir": spill_dir or ""})
         # Spills may take as much disk as the memory limit, not DuckDB's 90% of the disk.
         con.execute("SET max_temp_directory_size = $size",
-                    {"size": f"{_memory_limit_bytes(con) >> 20}MiB"})
+                    {"size": f"{memory_limit_bytes(con) >> 20}MiB"})
         datasets = workspace_datasets(ws, notes)
         for name, dataset in datasets.items():
             con.register(name, dataset)  # a temporary view scanning the Arrow dataset
@@ -219,7 +222,7 @@ def connect(workspace: str | Path | None = None, allow_writes: bool = False,
         if "catalog" in views:
             _apply_change_log(con, ws, datasets["catalog"], notes)
         for kind in EMBEDDING_KINDS:
-            if current := _current_view(kind, views):
+            if current := _current_view(kind, datasets):
                 con.execute(f"CREATE TEMP VIEW embeddings_{kind} AS {current}")
                 views.add(f"embeddings_{kind}")
         if union := _embeddings_view(views):
@@ -250,19 +253,6 @@ def exports_dir(ws: Workspace) -> Path:
     return path
 
 
-def available_memory() -> int:
-    """Bytes of memory available to new allocations (MemAvailable), else free memory."""
-    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as handle:
-        for line in handle:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def default_memory_limit() -> str:
-    return f"{max(256, int(available_memory() * MEMORY_SHARE) >> 20)}MB"
-
-
 def run_sql(query: str, workspace: str | Path | None = None, allow_writes: bool = False,
             timeout: float | None = DEFAULT_TIMEOUT, memory_limit: str | None = None
             ) -> QueryResult:
@@ -279,7 +269,7 @@ def run_sql(query: str, workspace: str | Path | None = None, allow_writes: bool 
                       memory_limit=memory_limit, spill_dir=spill)
         try:
             return QueryResult(*_run_limited(con, query, timeout, allow_writes,
-                                             _memory_limit_bytes(con)), notes)
+                                             memory_limit_bytes(con)), notes)
         except PinshopError as exc:  # a view left out for damage fails as "does not exist"
             if notes and "does not exist" in str(exc):
                 raise PinshopError(f"{exc} ({'; '.join(notes)})") from None
@@ -368,14 +358,6 @@ def _resident_bytes() -> int:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _memory_limit_bytes(con: Any) -> int:
-    """The connection's memory limit, as DuckDB shows it ("3.7 GiB"), in bytes."""
-    value, _, unit = str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-                         ).partition(" ")
-    scale = {"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
-    return int(float(value) * scale.get(unit.strip(), 1 << 30))
 
 
 def _one_line(exc: BaseException, allow_writes: bool) -> BaseException:

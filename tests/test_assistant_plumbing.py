@@ -121,12 +121,12 @@ def test_follow_ups_carry_the_last_turn(reader):
     assert pricier.category == "lamp" and pricier.max_price is None
     assert pricier.min_price == 79.01
 
-    model = ScriptedChatModel([{"category": "any", "query": "lamp", "reference": "item_number",
-                                "item_number": 2}])
-    second = turn(reader, dialogue, "more like #2", model)
-    assert '"category": "lamp"' in model.calls[0].messages[0]["content"]  # the last request
+    second = turn(reader, dialogue, "more like #2")  # the rules read a reference
     assert (second.reference, second.item_number, second.category) == (
         "item_number", 2, "lamp")
+    model = ScriptedChatModel([{"category": "any", "query": "lamp", "reference": "similar"}])
+    turn(reader, dialogue, "something along those lines", model)
+    assert '"category": "lamp"' in model.calls[0].messages[0]["content"]  # the last request
     assert dialogue.anchor(second) == LAMPS[1]
     similar = turn(reader, dialogue, "something similar",
                    ScriptedChatModel([{"reference": "similar"}]))

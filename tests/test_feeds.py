@@ -289,6 +289,28 @@ def test_photo_urls_fetched_failures_kept_and_unchanged_never_downloaded_twice(
     assert not list(store.parts_dir.glob("*.parquet"))  # compacted into urls.parquet
 
 
+def test_a_damaged_photo_state_is_left_out_and_written_anew(tmp_path: Path, server: str
+                                                             ) -> None:
+    """photos/urls.parquet truncated, or another table copied over it: the ingest goes on
+    (it raised ArrowInvalid, or a schema mismatch), says so, and asks for the photos again."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    feed = tmp_path / "feed.tsv"
+    feed.write_text(TSV_HEADER + _tsv_row(1, f"{server}/ok/1.jpg"))
+    store = PhotoStore(tmp_path / "ws" / "photos", POLICY)
+    target = (tmp_path / "ws" / "catalog.parquet", tmp_path / "ws" / "rejects.parquet")
+    normalize_catalog(feed, *target, photos=store)
+    for damage in (lambda p: p.write_bytes(p.read_bytes()[:50]),
+                   lambda p: pq.write_table(pa.table({"x": [1]}), p)):
+        damage(store.state_path)
+        store = PhotoStore(tmp_path / "ws" / "photos", POLICY)
+        summary = normalize_catalog(feed, *target, photos=store)
+        assert summary.rows_ok == 1 and summary.photo_rejects.num_rows == 0
+        assert any("urls.parquet was damaged" in note for note in summary.notes)
+        assert PhotoStore(store.root, POLICY).known().num_rows == 1  # written anew
+
+
 def test_a_file_url_is_a_local_photo(tmp_path: Path) -> None:
     photo = next(SAMPLE_PRODUCTS.glob("*.jpg"))
     feed = tmp_path / "feed.tsv"

@@ -203,7 +203,7 @@ def test_ctrl_c_while_the_query_thread_starts_stops_the_query(
 
 
 def test_the_memory_limit_is_set_and_can_be_given(ws: Path) -> None:
-    from pinshop_cli.sql import available_memory
+    from pinshop_cli.limits import available_memory
 
     default = run_sql("SELECT current_setting('memory_limit')", ws).rows[0][0]
     value, unit = default.split()

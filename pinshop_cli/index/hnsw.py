@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..engines import Engine, get_engine
 from ..errors import DamagedFileError, PinshopError
 from ..workspace.embeddings import current_rows_sql, repair_stores, snapshot_hash, to_matrix
-from ..workspace.integrity import require_parquet
+from ..workspace.integrity import require_catalog, require_parquet
 from ..workspace.layout import EMBEDDING_KINDS, RECORD_AGAIN, Workspace
 from ..workspace.storage import atomic_path, query_arrow, sql_path, write_json, write_parquet
 from .generations import (
@@ -56,7 +56,7 @@ __all__ = ["IndexManifest", "IndexStatus", "LoadedIndex", "build_indexes", "inde
 
 SPACE = "ip"  # vectors are L2-normalized, so inner product == cosine similarity
 #: Where a catalog or detections file comes from again.
-REINGEST = {"catalog": "`pinshop ingest CATALOG`", "detections": "`pinshop ingest --pins DIR`"}
+REINGEST = {"detections": "`pinshop ingest --pins DIR`"}
 
 
 def _current(ws: Workspace, kind: str, model_id: str) -> pa.Table:
@@ -238,7 +238,7 @@ def _inspect(ws: Workspace, name: str, notes: list[str]) -> IndexManifest | None
 
 def _check_sources(ws: Workspace, kinds: tuple[str, ...]) -> None:
     """The tables the embeddings are joined with must be readable before any build."""
-    require_parquet(ws.catalog, REINGEST["catalog"])
+    require_catalog(ws.catalog)
     if "crop" in kinds and ws.detections.exists():
         require_parquet(ws.detections, REINGEST["detections"])
 

@@ -27,7 +27,7 @@ from ..io.pins import PinFile, scan_pins
 from ..models.recorded import record_embedder, workspace_embedder
 from ..progress import NullProgress, Progress
 from ..workspace.embeddings import repair_stores, store
-from ..workspace.integrity import parquet_problem, require_parquet
+from ..workspace.integrity import parquet_problem, require_catalog
 from ..workspace.layout import Workspace
 from ..workspace.parts import MANIFEST, PartStore
 from ..workspace.storage import (
@@ -379,7 +379,7 @@ def _ingest(ws: Workspace, catalog: str | Path | None, pins: str | Path | None,
             elif not ws.catalog.exists():
                 raise PinshopError("no catalog yet: pass a CATALOG file with the first ingest")
             else:
-                require_parquet(ws.catalog, "`pinshop ingest CATALOG`")
+                require_catalog(ws.catalog)
             run.product_images()
             run.product_texts()
             if pins is not None:

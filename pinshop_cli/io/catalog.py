@@ -135,6 +135,7 @@ def _run(path: Path, max_pixels: int, threads: int, photos: PhotoStore | None = 
             raise PinshopError(f"{path.name} has no 'title' column; id and title are required")
         plan = Plan.of(names, path.parent, max_pixels, threads, photos)
         split(con, normalize(con, plan), plan, path.name)
+        notes += photos.notes if photos is not None else []
     except duckdb.Error as exc:
         con.close()
         scratch.cleanup()

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError, parse_date
-from ..workspace.integrity import require_parquet
+from ..workspace.integrity import require_catalog
 from ..workspace.layout import Workspace
 from ..workspace.parts import PartStore
 from ..workspace.storage import query_arrow, sql_path
@@ -158,7 +158,7 @@ def changes(root: Path, since: str | None = None, limit: int | None = None) -> C
                "QUALIFY row_number() OVER (PARTITION BY id ORDER BY seen_at DESC) = 1")
     catalog = Path(root) / "catalog.parquet"
     if catalog.exists():  # titles come from it: damaged, one line naming the fix
-        require_parquet(catalog, "`pinshop ingest CATALOG`")
+        require_catalog(catalog)
     titles = (f"SELECT id, title FROM read_parquet({sql_path(catalog)})" if catalog.exists()
               else "SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS title WHERE false")
     table: pa.Table = query_arrow(f"""

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from ..errors import first_line
 from ..progress import NullProgress
 from ..workspace.storage import read_parquet, remove, write_parquet
 from .images import DEFAULT_MAX_PIXELS, ImageRejected, check_image
@@ -104,6 +105,7 @@ class PhotoStore:
         self.progress = progress or NullProgress()  # a bar with the rate, in the CLI
         self.state_path = self.root / "urls.parquet"
         self.parts_dir = self.root / "parts"
+        self.notes: list[str] = []  # damaged state files, left out
 
     def object_path(self, sha256: str) -> Path:
         return self.root / "objects" / sha256[:2] / sha256
@@ -115,15 +117,29 @@ class PhotoStore:
 
         from ..workspace.storage import query_arrow
 
-        tables = [t for t in [read_parquet(self.state_path)] if t is not None]
-        tables += [read_parquet(p) for p in sorted(self.parts_dir.glob("*.parquet"))]
+        files = [self.state_path, *sorted(self.parts_dir.glob("*.parquet"))]
+        tables = [t for t in map(self._read, files) if t is not None]
         if not tables:
             return _state_schema().empty_table()
-        rows = pa.concat_tables([t.cast(_state_schema()) for t in tables if t is not None])
+        rows = pa.concat_tables(tables)
         return query_arrow(
             "SELECT * EXCLUDE (n) FROM (SELECT *, row_number() OVER () AS n FROM rows) "
             "WHERE problem IS NULL QUALIFY row_number() OVER (PARTITION BY url ORDER BY n DESC)"
             " = 1", tables={"rows": rows}).cast(_state_schema())
+
+    def _read(self, path: Path) -> pa.Table | None:
+        """One state file in the state schema; a damaged one (truncated, another table
+        copied over it) is left out and said: its URLs are asked for again, and the next
+        compaction writes the state anew."""
+        import pyarrow as pa
+
+        try:
+            table = read_parquet(path)
+            return None if table is None else table.cast(_state_schema())
+        except (pa.ArrowInvalid, OSError, ValueError, KeyError) as exc:
+            self.notes.append(f"{path} was damaged ({first_line(exc, 120)}): left out; "
+                              "its photos are asked for again")
+            return None
 
     def fetch(self, urls: list[str]) -> pa.Table:
         """Fetch `urls` (distinct); return the state schema, one row per URL: the stored

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import PinshopError
 from ..retrieval.updates import ChangeLog
-from ..workspace.integrity import require_parquet
+from ..workspace.integrity import require_catalog, require_parquet
 from ..workspace.layout import EVENTS_AGAIN
 from ..workspace.storage import sql_path
 
@@ -37,7 +37,7 @@ def connect(ws: Workspace, memory_limit: str) -> duckdb.DuckDBPyConnection:
     if not ws.events.exists():
         raise PinshopError(f"no events in {ws.root}: run `pinshop ingest-events FILE`")
     require_parquet(ws.events, EVENTS_AGAIN)
-    require_parquet(ws.catalog, "`pinshop ingest CATALOG`")
+    require_catalog(ws.catalog)
     con = duckdb.connect()
     tmp = ws.root / ".duckdb-tmp"
     con.execute(f"SET memory_limit = '{memory_limit}'")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError
 from ..workspace import Workspace
-from ..workspace.integrity import require_parquet
+from ..workspace.integrity import require_catalog
 from ..workspace.storage import sql_path
 
 if TYPE_CHECKING:
@@ -193,7 +193,7 @@ class CatalogStore:
 
         if not ws.catalog.exists():
             raise PinshopError(f"no catalog in {ws.root}: run `pinshop ingest CATALOG` first")
-        require_parquet(ws.catalog, "`pinshop ingest CATALOG`")
+        require_catalog(ws.catalog)
         self.ws = ws
         self.con: duckdb.DuckDBPyConnection = duckdb.connect()
         self._load()

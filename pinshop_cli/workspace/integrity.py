@@ -124,10 +124,27 @@ def parquet_metadata(path: Path) -> pq.FileMetaData:
     return pq.read_metadata(path)
 
 
-def require_parquet(path: Path, fix: str) -> None:
-    """Raise DamagedFileError unless `path` (which must exist) is readable Parquet."""
+def require_parquet(path: Path, fix: str, columns: tuple[str, ...] = ()) -> None:
+    """Raise DamagedFileError unless `path` (which must exist) is readable Parquet with
+    `columns` (another table copied over it is as damaged as a truncated one)."""
     if (problem := parquet_problem(path)) is not None:
         raise DamagedFileError(path, problem, fix)
+    if columns:
+        have = set(parquet_metadata(path).schema.names)
+        if missing := [c for c in columns if c not in have]:
+            raise DamagedFileError(path, f"not a catalog pinshop wrote: no column "
+                                   f"{', '.join(missing[:3])}", fix)
+
+
+#: What every reader of catalog.parquet relies on (io/catalog_steps.py writes them).
+CATALOG_COLUMNS = ("id", "title", "category", "price", "currency", "availability", "image",
+                   "image_sha256", "product_text_hash")
+CATALOG_FIX = "`pinshop ingest CATALOG`"
+
+
+def require_catalog(path: Path) -> None:
+    """Raise DamagedFileError unless `path` is a catalog.parquet pinshop wrote."""
+    require_parquet(path, CATALOG_FIX, CATALOG_COLUMNS)
 
 
 def read_json_object(path: Path, fix: str) -> dict[str, Any]:
