@@ -105,6 +105,10 @@ def test_product_text_is_title_category_colour_brand(tmp_path, write_catalog):
     ("12.5", Decimal("12.50")), ("$1,299.50", Decimal("1299.50")), ("€12,50", Decimal("12.50")),
     ("1.234,56 EUR", Decimal("1234.56")), ("1,234", Decimal("1234.00")), ("1e3", Decimal("1000")),
     ("0", Decimal("0")),
+    # One group of three after a point is thousands, as after a comma ("1.299 EUR" was
+    # read as 1.30); French groups with spaces, plain or no-break.
+    ("1.299 EUR", Decimal("1299.00")), ("1 299,00 EUR", Decimal("1299.00")),
+    ("1\u202f299,00 €", Decimal("1299.00")), ("0.125", Decimal("0.13")),
 ])
 def test_price_formats(tmp_path, price, expected):
     path = tmp_path / "c.csv"
@@ -125,11 +129,29 @@ def test_bad_prices_are_rejects_not_crashes(tmp_path, price, reason):
     assert reasons_by_line(load)[2].startswith(reason)
 
 
+def test_a_price_names_its_currency_beside_a_symbol_and_a_sale_keeps_to_it(tmp_path):
+    path = tmp_path / "c.tsv"
+    path.write_text("id\ttitle\tprice\tsale_price\nA\tChair\t$1,299.00 USD\t\n"
+                    "B\tLamp\t50.00 USD\t40.00 EUR\nC\tRug\t50.00 USD\t40.00 USD\n")
+    load = load_catalog(path)
+    rows = rows_by_id(load)
+    assert (rows["A"]["price"], rows["A"]["currency"]) == (Decimal("1299.00"), "USD")
+    assert rows["C"]["sale_price"] == Decimal("40.00")
+    # A sale in another currency was stored as the price's ("40 USD").
+    assert reasons_by_line(load) == {3: "sale_price '40.00 EUR' is in EUR, the price in USD"}
+
+
 def test_latin1_and_mixed_encodings(tmp_path):
     latin = tmp_path / "latin.csv"
     latin.write_bytes(b"id,title\nP1,Caf\xe9\n")
     load = load_catalog(latin)
-    assert rows_by_id(load)["P1"]["title"] == "Café" and "Latin-1" in load.notes[0]
+    assert rows_by_id(load)["P1"]["title"] == "Café" and "Windows-1252" in load.notes[0]
+    # Excel's 8-bit export writes the euro sign as 0x80: read as Latin-1 it was a control
+    # character, the price unparsable and the product rejected.
+    euro = tmp_path / "euro.csv"
+    euro.write_bytes('id,title,price\nP1,Caf\u00e9 chair,"\u20ac12,50"\n'.encode("cp1252"))
+    row = rows_by_id(load_catalog(euro))["P1"]
+    assert (row["price"], row["currency"]) == (Decimal("12.50"), "EUR")
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_bytes(b'{"id": "A", "title": "Caf\xc3\xa9"}\n{"id": "B", "title": "Caf\xe9"}\n')
     load = load_catalog(mixed)

@@ -139,12 +139,13 @@ def test_parquet_with_nan_and_millisecond_values(events_workspace, tmp_path):
     assert reasons[2][1] == "bad weight 'nan': not a finite number"
 
 
-def test_a_latin1_file_is_read_as_latin1(events_workspace, tmp_path):
+def test_an_8bit_file_is_read_as_windows_1252(events_workspace, tmp_path):
     summary, reasons, stored = ingest_csv(
-        events_workspace, tmp_path, "Zoë,A,view,2025-01-01,\nJosé,B,view,2025-01-02,\n"
-        .encode("latin-1"))
-    assert (summary.rows_ok, summary.rows_rejected, summary.encoding) == (2, 0, "latin-1")
-    assert [row[0] for row in stored] == ["Zoë", "José"]
+        events_workspace, tmp_path, "Zoë,A,view,2025-01-01,\nJosé’s,B,view,2025-01-02,\n"
+        .encode("cp1252"))
+    assert (summary.rows_ok, summary.rows_rejected, summary.encoding) == (
+        2, 0, "windows-1252")
+    assert [row[0] for row in stored] == ["Zoë", "José’s"]  # the curly quote too
 
 
 @pytest.mark.parametrize("chunk, newline", [(None, b"\n"), (1, b"\n"), (2, b"\r\n"),

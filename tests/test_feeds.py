@@ -122,16 +122,17 @@ TSV_HEADER = ("id\ttitle\tdescription\tlink\timage_link\tprice\tsale_price\tavai
               "product_type\titem_group_id\tcolor\tsize\tgtin\tcondition\tcustom_label_0\n")
 
 
-def _tsv_row(n: int, image: str, price: str = "49.99 USD", stock: str = "in stock") -> str:
+def _tsv_row(n: int, image: str, price: str = "49.99 USD", stock: str = "in stock",
+             sale: str = "39.99 USD") -> str:
     return (f"SKU-{n}\tLinen sofa {n}\tA soft sofa\thttps://shop.example/p/{n}\t{image}\t"
-            f"{price}\t39.99 USD\t{stock}\tHome & Garden > Furniture > Sofas\tG-{n // 2}\t"
+            f"{price}\t{sale}\t{stock}\tHome & Garden > Furniture > Sofas\tG-{n // 2}\t"
             f"green\tL\t0001234{n:05d}\tnew\tsummer\n")
 
 
 def test_merchant_center_tsv_maps_the_public_feed_fields(tmp_path: Path) -> None:
     feed = tmp_path / "feed.txt"  # Merchant Center TSV feeds often carry .txt names
     feed.write_text(TSV_HEADER + _tsv_row(1, "", stock="in stock")
-                    + _tsv_row(2, "", "EUR 12,50", "out_of_stock")
+                    + _tsv_row(2, "", "EUR 12,50", "out_of_stock", sale="EUR 9,99")
                     + _tsv_row(3, "", "twelve dollars") + _tsv_row(4, "", "10.00 USD", "preorder")
                     + _tsv_row(5, "", "12 abc"))  # not a currency code: refused, not read
     loaded = load_catalog(feed)

@@ -222,8 +222,14 @@ def catalog_header(draw: st.DrawFn) -> list[str]:
     return draw(st.permutations(names))
 
 
+def _encoded(text: str, encoding: str) -> bytes:
+    """"latin-1" here is a legacy 8-bit export: Windows-1252, as pinshop reads it."""
+    return text.encode("cp1252" if encoding == "latin-1" else encoding)
+
+
 def _latin1(text: str) -> str:
-    return text.encode("latin-1", "replace").decode("latin-1")
+    """What survives a legacy 8-bit export: pinshop reads those as Windows-1252."""
+    return text.encode("cp1252", "replace").decode("cp1252")
 
 
 @st.composite
@@ -265,7 +271,7 @@ def csv_catalogs(draw: st.DrawFn) -> dict:
         buffer = io.StringIO()
         csv.writer(buffer, quoting=quoting, lineterminator="\r\n").writerow(row)
         text = buffer.getvalue()[:-2] + terminator
-        return text.encode("latin-1" if enc == "latin-1" else "utf-8")
+        return text.encode("cp1252" if enc == "latin-1" else "utf-8")
 
     data = bytearray(b"\xef\xbb\xbf" if encoding == "utf-8-sig" else b"")
     data += encoded(header, "latin-1" if encoding == "latin-1" else "utf-8")
@@ -493,7 +499,7 @@ def jsonl_catalogs(draw: st.DrawFn) -> dict:
                 obj.setdefault("title", draw(TITLES))
             text = json.dumps(obj, ensure_ascii=ascii_only)
         enc = draw(st.sampled_from(["utf-8", "latin-1"])) if encoding == "mixed" else encoding
-        raw = (_latin1(text).encode("latin-1") if enc == "latin-1"
+        raw = (_latin1(text).encode("cp1252") if enc == "latin-1"
                else text.encode("utf-8"))
         if obj is not None and _is_utf8(raw) and not any(math.isnan(v) or math.isinf(v)
                                                          for v in _floats(obj)):
@@ -822,13 +828,13 @@ def event_csvs(draw: st.DrawFn) -> dict:
             valid[len(lines)] = row["expect"]
     tail = terminator if draw(st.booleans()) or not rows else ""
     if encoding in ("latin-1", "mixed") and any(
-            UTF8_SEQUENCE.search(t.encode(e)) for t, e in lines):
+            UTF8_SEQUENCE.search(_encoded(t, e)) for t, e in lines):
         # The file holds UTF-8: it is read as UTF-8, and its Latin-1 lines are rejected.
         valid = {line: v for line, v in valid.items() if lines[line - 1][0].isascii()}
     if encoding == "utf-16":
         data = (terminator.join(t for t, _ in lines) + tail).encode("utf-16")
     else:
-        data = terminator.encode().join(t.encode(e) for t, e in lines) + tail.encode()
+        data = terminator.encode().join(_encoded(t, e) for t, e in lines) + tail.encode()
         if encoding == "utf-8-sig":
             data = b"\xef\xbb\xbf" + data
     return {"data": data, "expected": expected, "optional": optional, "valid": valid,

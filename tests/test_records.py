@@ -48,7 +48,9 @@ def test_scan_text_gives_utf8_with_lf_line_ends(tmp_path, monkeypatch, chunk):
                   "utf-16", False),
         "cr-only": (b"a,b\rc,d\r", b"a,b\nc,d\n", "utf-8", True),
         "stray-cr": (b"a,b\nc\r,d\r\n", b"a,b\nc ,d\n", "utf-8", False),
-        "latin-1": (b"a,b\nCaf\xe9,x\n", b"a,b\nCaf\xc3\xa9,x\n", "latin-1", False),
+        "latin-1": (b"a,b\nCaf\xe9,x\n", b"a,b\nCaf\xc3\xa9,x\n", "windows-1252", False),
+        "windows-1252": (b"a\n\x80 12,50\n\x81\n", "a\n€ 12,50\n\x81\n".encode(),
+                         "windows-1252", False),
         "mixed": (b"\xc3\xa9\n\xe9\n", b"\xc3\xa9\n\xe9\n", "utf-8", False),
     }
     for name, (data, expected, encoding, cr_only) in cases.items():

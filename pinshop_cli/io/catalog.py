@@ -1,7 +1,7 @@
 """Catalog normalization in DuckDB: CSV / JSONL / Parquet in, one clean Parquet table plus
 rejects out, without a Python loop over rows.
 
-1. text (`text.py`): encoding (UTF-8, UTF-16, Latin-1, mixed) and line ends, settled once;
+1. text (`text.py`): encoding (UTF-8, UTF-16, Windows-1252, mixed) and line ends, settled once;
 2. records (`records.py`): the file as the table `records`, every field as text, each
    record with the line it came from, and the records the reader refused with their reason;
 3. the normalize steps (`catalog_steps.py`): typed, checked, imaged, deduplicated, then

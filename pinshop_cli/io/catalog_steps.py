@@ -117,25 +117,34 @@ class Plan:
         return fields[0] if len(fields) == 1 else f"coalesce({', '.join(fields)})"
 
 
-# The price text with currency symbols/codes and spaces removed, classified by shape.
+# The price text with currency symbols/codes removed and no-break spaces made plain
+# (French "1\u202f299,00 €"), classified by shape.
 #: A currency beside the amount: a symbol, an upper-case ISO 4217 code as feeds write it
 #: ("49.99 USD", "EUR 12,50"), or a few common codes in lower case.
 _CURRENCY = r"(?:[$€£¥]|[A-Z]{{3}}|usd|eur|gbp|chf|jpy)"
-_PRICE_CLEAN = (rf"lower(regexp_replace(trim({{p}}), "
-                rf"'^{_CURRENCY}\s*|\s*{_CURRENCY}$', '', 'g'))")
+_NO_BREAK = "\u00a0\u202f"  # the spaces that group thousands in French and other locales
+_PRICE_CLEAN = (rf"lower(regexp_replace(regexp_replace(trim({{p}}), "
+                rf"'^{_CURRENCY}\s*|\s*{_CURRENCY}$', '', 'g'), '[{_NO_BREAK}]', ' ', 'g'))")
 #: The two symbols that name one currency (€, £) count as its code; $ and ¥ do not (USD or
-#: CAD, JPY or CNY): their rows take the `currency` column or stay without one.
-_PRICE_CURRENCY = (r"CASE WHEN trim({p}) ~ '^([A-Z]{{3}}|usd|eur|gbp|chf|jpy)\s*[\d.,]+$"
-                   r"|^[\d.,]+\s*([A-Z]{{3}}|usd|eur|gbp|chf|jpy)$' "
-                   r"THEN upper(regexp_extract({p}, '[A-Za-z]{{3}}')) "
-                   r"WHEN trim({p}) ~ '^€\s*[\d.,]+$|^[\d.,]+\s*€$' THEN 'EUR' "
-                   r"WHEN trim({p}) ~ '^£\s*[\d.,]+$|^[\d.,]+\s*£$' THEN 'GBP' END")
+#: CAD, JPY or CNY): their rows take the `currency` column or stay without one. A code
+#: counts beside a symbol too ("$1,299.00 USD").
+_CODE = "([A-Z]{{3}}|usd|eur|gbp|chf|jpy)"
+_AMOUNT = f"\\d[\\d., {_NO_BREAK}]*"
+_PRICE_CURRENCY = (
+    f"CASE WHEN trim({{p}}) ~ '^{_CODE}\\s*[$€£¥]?\\s*{_AMOUNT}$"
+    f"|^[$€£¥]?\\s*{_AMOUNT}\\s*{_CODE}$' "
+    f"THEN upper(regexp_extract({{p}}, '[A-Za-z]{{{{3}}}}')) "
+    f"WHEN trim({{p}}) ~ '^€\\s*{_AMOUNT}$|^{_AMOUNT}\\s*€$' THEN 'EUR' "
+    f"WHEN trim({{p}}) ~ '^£\\s*{_AMOUNT}$|^{_AMOUNT}\\s*£$' THEN 'GBP' END")
 #: A sale whose effective dates ("2026-11-01T00:00-08:00/2026-11-30T23:59-08:00") both
 #: parse and do not hold now is no sale; dates that do not parse leave the sale as given.
 _SALE_OVER = ("coalesce(NOT (now() BETWEEN try_cast(split_part({d}, '/', 1) AS TIMESTAMPTZ) "
               "AND try_cast(split_part({d}, '/', 2) AS TIMESTAMPTZ)), false)")
 _PRICE_SQL = """
     CASE
+        WHEN {c} ~ '^[1-9]\\d{{0,2}}\\.\\d{{3}}$' THEN replace({c}, '.', '')
+        WHEN {c} ~ '^\\d{{1,3}}( \\d{{3}})+(,\\d+)?$' THEN replace(replace({c}, ' ', ''), ',', '.')
+        WHEN {c} ~ '^\\d{{1,3}}( \\d{{3}})+(\\.\\d+)?$' THEN replace({c}, ' ', '')
         WHEN {c} ~ '^\\d+(\\.\\d+)?$' THEN {c}
         WHEN {c} ~ '^\\d{{1,3}}(,\\d{{3}})+(\\.\\d+)?$' THEN replace({c}, ',', '')
         WHEN {c} ~ '^\\d{{1,3}}(\\.\\d{{3}})+(,\\d+)?$'
@@ -180,6 +189,7 @@ def typed(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
                {price_raw} AS price_raw, price_text,
                try_cast(price_text AS DOUBLE) AS price_value,
                {sale_raw} AS sale_raw, try_cast(sale_text AS DOUBLE) AS sale_parsed,
+               {_PRICE_CURRENCY.format(p=sale_raw)} AS sale_currency,
                CASE WHEN {_SALE_OVER.format(d=plan.text("sale_price_effective_date"))}
                     THEN NULL ELSE try_cast(sale_text AS DOUBLE) END AS sale_value{extras}
         FROM shaped"""
@@ -202,6 +212,9 @@ def checked(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
             WHEN sale_raw IS NOT NULL AND NOT coalesce(sale_parsed >= 0
                  AND sale_parsed < {MAX_PRICE}, false) THEN
                 'unparsable sale_price ' || q60(sale_raw)
+            WHEN sale_currency <> upper(currency) THEN
+                'sale_price ' || q60(sale_raw) || ' is in ' || sale_currency
+                || ', the price in ' || upper(currency)
         END AS reason
         FROM {rows}"""
 

@@ -24,13 +24,13 @@ readers catalogs use too):
 - CSV text is comma-separated, quoted with `"` (a quote inside a quoted field doubled),
   never sniffed, one record per line: events never need a field that spans lines, so a line
   whose quotes do not pair up is rejected on its own and never swallows the lines after it.
-  It is UTF-8 (a BOM is fine), UTF-16 with a BOM, or a legacy 8-bit export read as Latin-1
-  as a whole, so `Café` stays `Café`; a UTF-8 file with a few undecodable lines gets those
-  lines rejected. Line ends may be LF, CRLF or CR alone. Malformed lines (too many or too
-  few fields, a stray or unclosed quote) are rejected with the reason, in the same words
-  as a catalog's. Blank lines are not rows. A file that cannot be read at all (binary,
-  empty, corrupt Parquet, no permission, a header with broken quoting) is refused with a
-  one-line error.
+  It is UTF-8 (a BOM is fine), UTF-16 with a BOM, or a legacy 8-bit export read as
+  Windows-1252 as a whole, so `Café` stays `Café`; a UTF-8 file with a few undecodable
+  lines gets those lines rejected. Line ends may be LF, CRLF or CR alone. Malformed lines
+  (too many or too few fields, a stray or unclosed quote) are rejected with the reason, in
+  the same words as a catalog's. Blank lines are not rows. A file that cannot be read at
+  all (binary, empty, corrupt Parquet, no permission, a header with broken quoting) is
+  refused with a one-line error.
 - Line numbers: for CSV the physical line in the file, the header being line 1 (blank
   lines before it count); for Parquet the row number, from 1.
 

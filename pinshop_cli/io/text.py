@@ -6,7 +6,7 @@ otherwise guess on its own, and hands the readers a working copy they can take a
 - encoding: UTF-16 with a BOM (Excel's "Unicode text") is decoded to a UTF-8 copy, so
   characters beyond the BMP (emoji) load; a file that is all UTF-8 (a BOM is fine) is read
   as it is; a file with bytes that are not UTF-8 and no UTF-8 multi-byte sequence anywhere
-  is a legacy 8-bit export, read as Latin-1 as a whole (through a UTF-8 copy, so `Café`
+  is a legacy 8-bit export, read as Windows-1252 as a whole (through a UTF-8 copy, so `Café`
   stays `Café`); a mostly-UTF-8 file is "mixed": its lines that are not UTF-8 are left for
   the reader to reject (or marked with U+FFFD in the copy, for readers that cannot);
 - binary: a NUL byte near the start refuses the file (for readers that ask);
@@ -32,6 +32,11 @@ CHUNK = 4 << 20
 #: A NUL byte within this many bytes of the start makes a file binary.
 BINARY_PROBE = 1 << 20
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+EIGHT_BIT = "windows-1252"  # a legacy export's encoding: Excel's 8-bit default
+#: Where Windows-1252 differs from Latin-1 (0x80-0x9F), by byte; the five it leaves
+#: undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D) are not here, and stay Latin-1's.
+CP1252 = {b: bytes([b]).decode("cp1252") for b in range(0x80, 0xA0)
+          if b not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)}
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class Text:
 
     path: Path  # the working copy (or the source, when it needed no change)
     scratch: Path  # where the copies are, and where a reader may write its own
-    encoding: str  # what the source was read as: 'utf-8', 'utf-16' or 'latin-1'
+    encoding: str  # what the source was read as: 'utf-8', 'utf-16' or 'windows-1252'
     mixed: bool = False  # mostly UTF-8, with some lines that are not
     cr_line_ends: bool = False  # CR alone was the line end
     notes: tuple[str, ...] = ()
@@ -91,9 +96,10 @@ def _scan(path: Path, scratch: Path, name: str, fix_line_ends: bool, mark_undeco
         path = _recode(path, scratch / "utf16.txt", _decode_utf16(name))
     else:
         encoding = detect_encoding(path)
-        if encoding == "latin-1":
-            notes.append(f"{name} is not UTF-8: read as Latin-1")
-            path = _recode(path, scratch / "latin1.txt", _decoder("latin-1"))
+        if encoding == EIGHT_BIT:
+            notes.append(f"{name} is not UTF-8: read as Windows-1252 (Latin-1 with €, "
+                         "curly quotes and dashes)")
+            path = _recode(path, scratch / "8bit.txt", _decode_8bit)
         elif encoding == "mixed":
             encoding, mixed = "utf-8", True
             notes.append(f"{name} mixes UTF-8 with another encoding: lines that are not "
@@ -114,7 +120,7 @@ def _scan(path: Path, scratch: Path, name: str, fix_line_ends: bool, mark_undeco
 
 
 def detect_encoding(path: Path) -> str:
-    """'utf-8' when the whole file decodes as UTF-8; 'latin-1' when it holds no UTF-8
+    """'utf-8' when the whole file decodes as UTF-8; EIGHT_BIT when it holds no UTF-8
     multi-byte sequence at all (a legacy 8-bit export); else 'mixed'."""
     strict = codecs.getincrementaldecoder("utf-8")()
     try:
@@ -128,7 +134,14 @@ def detect_encoding(path: Path) -> str:
     for block in blocks(path):
         if re.search(r"[^\x00-\x7f\ufffd]", lenient.decode(block)):
             return "mixed"
-    return "latin-1"
+    return EIGHT_BIT
+
+
+def _decode_8bit(block: bytes, final: bool) -> str:
+    """Windows-1252, Excel's 8-bit default: Latin-1 but for 0x80-0x9F (€ ‚ „ … ' ' " " –),
+    where the five bytes it leaves undefined stay Latin-1's. One byte per character, so a
+    block cut anywhere decodes the same."""
+    return block.decode("latin-1").translate(CP1252)
 
 
 def _decoder(encoding: str, errors: str = "strict") -> Callable[[bytes, bool], str]:
