@@ -26,7 +26,8 @@ def _row(m: Any) -> list[str]:
 
 
 def match(
-    images: Annotated[list[Path] | None, typer.Argument(help="Pin photos to shop.")] = None,
+    images: Annotated[list[Path] | None, typer.Argument(
+        help="Pin photos to shop (a folder: the photos in it).")] = None,
     text: Annotated[str | None, typer.Option(
         help="A text query, e.g. 'green velvet sofa'.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Matches per object.")] = 5,
@@ -54,11 +55,13 @@ def match(
     Example: `pinshop match sample_data/pins/7303782.jpg --top-k 3 --report out.html`
     """
     from pinshop_cli import PinshopError
+    from pinshop_cli.io.pins import photos_in
     from pinshop_cli.report.html import render_report
 
     check_report(report)
+    images = [photo for path in images or [] for photo in photos_in(path)]  # folders opened
     with open_shop(workspace, models_dir, runtime, device) as shop:
-        result = shop.match(images or [], text=text, top_k=top_k, category=category,
+        result = shop.match(images, text=text, top_k=top_k, category=category,
                             max_price=max_price, color=color, rebuild=rebuild,
                             detector=detector)
     if report:

@@ -62,6 +62,12 @@ def test_match_json_on_stdout_and_report(demo_workspace, sample_dir, tmp_path):
     assert "P004" in [o["matches"][0]["id"] for o in objects]  # the round table, among others
     assert all(m["price"] <= 800 for o in objects for m in o["matches"])
     assert report.read_text().startswith("<!doctype html>")
+    # A folder is its photos, as for `ingest --pins` (it was one unreadable "image").
+    folder = pinshop("match", str(sample_dir / "pins"), "--top-k", "1", "--json",
+                     "-w", str(demo_workspace))
+    pins = json.loads(folder.stdout)["pins"]
+    assert len(pins) == len(list((sample_dir / "pins").glob("*.jpg"))) > 1
+    assert not any(pin["error"] for pin in pins)
 
 
 def test_a_report_that_cannot_be_a_file_is_refused_before_any_work(demo_workspace,

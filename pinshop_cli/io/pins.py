@@ -111,6 +111,15 @@ def _candidates(source: Path) -> Iterable[Candidate]:
     return [(source, "")] if _is_image(source) else _listed(source)
 
 
+def photos_in(source: Path) -> list[Path]:
+    """The photos a path names, as `ingest --pins` finds them: a directory's images (walked),
+    a list file's lines, or the image itself; a path that names none is returned as it is
+    (its reader says why)."""
+    if not source.is_dir():
+        return [source]
+    return [path for path, reason in _walk(source) if not reason]
+
+
 def _inspect(path: Path, max_pixels: int) -> tuple[str, int, int, str, int]:
     """Resolved path, (width, height) as displayed, sha256 and size in bytes."""
     with open_checked(path, max_pixels) as image:
