@@ -109,8 +109,9 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
                     for p, pct in zip(products, percents, strict=True)]
     what = "photo" if ref.kind == "product_image" else "text vector"
     if unseen > 0:
-        result.notes.append(f"{unseen} products passing these filters have no {what} and "
-                            "were not compared")
+        result.notes.append(f"{unseen} product{'s' if unseen > 1 else ''} passing these "
+                            f"filters ha{'ve' if unseen > 1 else 's'} no {what} and "
+                            f"{'were' if unseen > 1 else 'was'} not compared")
     if not result.items:
         result.notes.append(f"no other product with a {what} passes these filters" +
                             (": nothing cheaper in this category" if cheaper else ""))
