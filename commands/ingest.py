@@ -29,7 +29,7 @@ def ingest(
     replace_pins: Annotated[bool, typer.Option(
         "--replace", help="Make this run's --pins the workspace's only pins.")] = False,
     embedder: Annotated[str, typer.Option(
-        help="auto | clip | offline | <registered name> | clip:CONFIG.json:CHECKPOINT")] = "auto",
+        help="auto | clip | offline | a registered name | clip:CONFIG.json:CHECKPOINT")] = "auto",
     detector: Annotated[str, typer.Option(
         help="auto | none | <registered name> | path to an ultralytics .pt")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per model batch.")] = 32,

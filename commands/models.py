@@ -47,7 +47,7 @@ def list_(models_dir: ModelsDirOption = None, json: JsonOption = False) -> None:
 @app.command()
 def export(
     embedder: Annotated[str, typer.Argument(
-        help="auto | clip | offline | <registered name> | clip:CONFIG.json:CHECKPOINT")
+        help="auto | clip | offline | a registered name | clip:CONFIG.json:CHECKPOINT")
     ] = "auto",
     int8: Annotated[bool, typer.Option(
         "--int8", help="Also make an int8 export; used (by --runtime onnx-int8) only where it "
