@@ -405,6 +405,23 @@ def test_price_history_keeps_first_rows_and_changes_only(tmp_path: Path) -> None
     assert max(map(len, shown.stdout.splitlines())) <= 80
 
 
+def test_a_preorder_that_runs_out_is_sold_out(tmp_path: Path) -> None:
+    from datetime import datetime
+
+    from pinshop_cli.io.history import changes, record_snapshot
+    from pinshop_cli.workspace.layout import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    feed = tmp_path / "feed.tsv"
+    for day, stock in ((1, "preorder"), (2, "out_of_stock")):
+        feed.write_text(TSV_HEADER + _tsv_row(1, "", stock=stock) + _tsv_row(2, "", stock=stock
+                        .replace("preorder", "backorder")))
+        normalize_catalog(feed, ws.catalog, ws.rejects_dir / "catalog.parquet")
+        record_snapshot(ws.root, ws.catalog, datetime(2026, 11, day))
+    assert [(c.id, c.kind) for c in changes(ws.root)] == [("SKU-1", "sold out"),
+                                                          ("SKU-2", "sold out")]
+
+
 def test_a_product_leaving_the_feed_gets_a_removed_row_and_changes_are_limited(
         tmp_path: Path) -> None:
     from datetime import datetime

@@ -180,7 +180,7 @@ def changes(root: Path, since: str | None = None, limit: int | None = None) -> C
                 CASE WHEN old_availability = '{REMOVED}'
                       AND new_availability IS DISTINCT FROM '{REMOVED}' THEN 'back in the feed'
                 END,
-                CASE WHEN old_availability = '{IN_STOCK}'
+                CASE WHEN old_availability IN ('{IN_STOCK}', 'preorder', 'backorder')
                       AND new_availability = 'out_of_stock' THEN 'sold out' END,
                 CASE WHEN new_availability = '{REMOVED}'
                       AND old_availability IS DISTINCT FROM '{REMOVED}' THEN 'removed'
