@@ -87,7 +87,7 @@ def main() -> None:
             tar.extractall(before, filter="data")
         root = Path(tmp) / "ws"
         events = write_synthetic_workspace(str(root), items=5000, users=20000,
-                                           events=1_000_000)
+                                           events=1_200_000)  # the 1.2M
         pq.write_table(events, Path(tmp) / "events.parquet")
         ingest_events(Path(tmp) / "events.parquet", root)
         build_indexes(root, kinds=("product_text",), by_category=False)

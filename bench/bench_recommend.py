@@ -1,7 +1,7 @@
 """`recommend --all` (DuckDB SQL) vs a straightforward pandas implementation of the same
 scoring, on generated events, each in its own process for a clean peak-memory reading.
 
-    python bench/bench_recommend.py --events 1000000 10000000
+    python bench/bench_recommend.py --events 1200000 12000000
 
 Writes its section of BENCHMARKS.md. Also checks that both produce the same top-1 for
 (almost) every user, so the comparison is like for like.
@@ -88,7 +88,7 @@ def top1_agreement(duck: str, pandas_path: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--events", type=int, nargs="+", default=[1_200_000, 12_000_000])
     parser.add_argument("--out", type=Path, default=HERE.parent / "BENCHMARKS.md")
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of each implementation where both run (median reported)")
