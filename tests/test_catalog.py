@@ -105,10 +105,11 @@ def test_product_text_is_title_category_colour_brand(tmp_path, write_catalog):
     ("12.5", Decimal("12.50")), ("$1,299.50", Decimal("1299.50")), ("€12,50", Decimal("12.50")),
     ("1.234,56 EUR", Decimal("1234.56")), ("1,234", Decimal("1234.00")), ("1e3", Decimal("1000")),
     ("0", Decimal("0")),
-    # One group of three after a point is thousands, as after a comma ("1.299 EUR" was
-    # read as 1.30); French groups with spaces, plain or no-break.
-    ("1.299 EUR", Decimal("1299.00")), ("1 299,00 EUR", Decimal("1299.00")),
-    ("1\u202f299,00 €", Decimal("1299.00")), ("0.125", Decimal("0.13")),
+    # French groups with spaces, plain or no-break, also before the currency; three
+    # decimals stay decimals (a numeric Parquet column, a dinar price).
+    ("1 299,00 EUR", Decimal("1299.00")), ("1\u202f299,00\u202f€", Decimal("1299.00")),
+    ("12,50\u00a0€", Decimal("12.50")), ("USD $1,299", Decimal("1299.00")),
+    ("1.250", Decimal("1.25")), ("2.500 KWD", Decimal("2.50")),
 ])
 def test_price_formats(tmp_path, price, expected):
     path = tmp_path / "c.csv"

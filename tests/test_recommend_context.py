@@ -92,6 +92,13 @@ def test_session_input_is_checked(tmp_path):
                                            r"item_id, event \(user_id, ts, weight optional\)"):
         read_session([{"item_id": "A"}])
     assert read_session([]).num_rows == 0  # a conversation that has shown nothing yet
+    # A key that only later events carry is read (the first event set the columns).
+    with pytest.raises(PinshopError, match="session event 1: missing ts"):
+        read_session([{"item_id": "A", "event": "view"},
+                      {"item_id": "B", "event": "view", "ts": "2024-01-02"}])
+    weighted = read_session([{"item_id": "A", "event": "view"},
+                             {"item_id": "B", "event": "view", "weight": 3}])
+    assert weighted.column("weight").to_pylist() == [3.0, 1.0]
 
 
 @pytest.mark.parametrize("content, error", [
@@ -102,6 +109,7 @@ def test_session_input_is_checked(tmp_path):
     ("item_id,event,ts,weight\nA,view,2025-02-01,1e308\n",
      "line 2: bad weight '1e308': must be from 0 to 1e9"),
     ("item_id,event,ts\nA,view,yesterday\n", "line 2: bad timestamp 'yesterday'"),
+    ("item_id,event,weight\nA,view,-5\n", "line 2: bad weight '-5'"),  # no ts: checked too
     ("item_id,event,ts\n,view,2025-02-01\n", "line 2: missing item_id"),
     ("item_id,event,ts\nA,,2025-02-01\n", "line 2: missing event"),
     ("item_id,event,ts\n", "session.csv has no events"),

@@ -123,26 +123,26 @@ class Plan:
 #: ("49.99 USD", "EUR 12,50"), or a few common codes in lower case.
 _CURRENCY = r"(?:[$€£¥]|[A-Z]{{3}}|usd|eur|gbp|chf|jpy)"
 _NO_BREAK = "\u00a0\u202f"  # the spaces that group thousands in French and other locales
-_PRICE_CLEAN = (rf"lower(regexp_replace(regexp_replace(trim({{p}}), "
-                rf"'^{_CURRENCY}\s*|\s*{_CURRENCY}$', '', 'g'), '[{_NO_BREAK}]', ' ', 'g'))")
+_SPACED = f"regexp_replace(trim({{p}}), '[{_NO_BREAK}]', ' ', 'g')"
+_PRICE_CLEAN = (rf"lower(regexp_replace({_SPACED}, "
+                rf"'^(?:{_CURRENCY}\s*)+|(?:\s*{_CURRENCY})+$', '', 'g'))")
 #: The two symbols that name one currency (€, £) count as its code; $ and ¥ do not (USD or
 #: CAD, JPY or CNY): their rows take the `currency` column or stay without one. A code
 #: counts beside a symbol too ("$1,299.00 USD").
 _CODE = "([A-Z]{{3}}|usd|eur|gbp|chf|jpy)"
 _AMOUNT = f"\\d[\\d., {_NO_BREAK}]*"
 _PRICE_CURRENCY = (
-    f"CASE WHEN trim({{p}}) ~ '^{_CODE}\\s*[$€£¥]?\\s*{_AMOUNT}$"
+    f"CASE WHEN {_SPACED} ~ '^{_CODE}\\s*[$€£¥]?\\s*{_AMOUNT}$"
     f"|^[$€£¥]?\\s*{_AMOUNT}\\s*{_CODE}$' "
     f"THEN upper(regexp_extract({{p}}, '[A-Za-z]{{{{3}}}}')) "
-    f"WHEN trim({{p}}) ~ '^€\\s*{_AMOUNT}$|^{_AMOUNT}\\s*€$' THEN 'EUR' "
-    f"WHEN trim({{p}}) ~ '^£\\s*{_AMOUNT}$|^{_AMOUNT}\\s*£$' THEN 'GBP' END")
+    f"WHEN {_SPACED} ~ '^€\\s*{_AMOUNT}$|^{_AMOUNT}\\s*€$' THEN 'EUR' "
+    f"WHEN {_SPACED} ~ '^£\\s*{_AMOUNT}$|^{_AMOUNT}\\s*£$' THEN 'GBP' END")
 #: A sale whose effective dates ("2026-11-01T00:00-08:00/2026-11-30T23:59-08:00") both
 #: parse and do not hold now is no sale; dates that do not parse leave the sale as given.
 _SALE_OVER = ("coalesce(NOT (now() BETWEEN try_cast(split_part({d}, '/', 1) AS TIMESTAMPTZ) "
               "AND try_cast(split_part({d}, '/', 2) AS TIMESTAMPTZ)), false)")
 _PRICE_SQL = """
     CASE
-        WHEN {c} ~ '^[1-9]\\d{{0,2}}\\.\\d{{3}}$' THEN replace({c}, '.', '')
         WHEN {c} ~ '^\\d{{1,3}}( \\d{{3}})+(,\\d+)?$' THEN replace(replace({c}, ' ', ''), ',', '.')
         WHEN {c} ~ '^\\d{{1,3}}( \\d{{3}})+(\\.\\d+)?$' THEN replace({c}, ' ', '')
         WHEN {c} ~ '^\\d+(\\.\\d+)?$' THEN {c}

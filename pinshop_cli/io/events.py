@@ -170,7 +170,7 @@ def check_events(con: Any, columns: dict[str, int], catalog: Path | None,
     `required` field; its item id must be in `catalog` (unless None)."""
     missing = "\n".join(f"WHEN p.{f} IS NULL THEN 'missing {f}'"
                         for f in ("user_id", "item_id", "event") if f in required)
-    no_ts = "'missing ts'" if "ts" in required else "NULL"
+    no_ts = "WHEN p.ts_raw IS NULL THEN 'missing ts'" if "ts" in required else ""
     unknown_item = ("WHEN c.id IS NULL THEN 'unknown item id ''' || p.item_id || ''''"
                     if catalog else "")
     ids = "read_parquet($catalog)" if catalog else "(SELECT NULL::VARCHAR AS id)"
@@ -217,12 +217,13 @@ def check_events(con: Any, columns: dict[str, int], catalog: Path | None,
             WHEN p.problem IS NOT NULL THEN p.problem
             {missing}
             WHEN p.event NOT IN ({events}) THEN 'unknown event type ''' || p.event || ''''
-            WHEN p.ts_raw IS NULL THEN {no_ts}
+            {no_ts}
             WHEN p.ts IS NULL AND (p.ts_tz IS NOT NULL OR isfinite(p.ts_num))
                 THEN 'bad timestamp ''' || p.ts_raw || ''': {window}'
                      || CASE WHEN p.ts_tz IS NULL AND p.ts_num > {MILLIS_ABOVE}
                              THEN ' (read as epoch milliseconds)' ELSE '' END
-            WHEN p.ts IS NULL THEN 'bad timestamp ''' || p.ts_raw || ''''
+            WHEN p.ts IS NULL AND p.ts_raw IS NOT NULL
+                THEN 'bad timestamp ''' || p.ts_raw || ''''
             WHEN p.weight_raw IS NOT NULL AND p.weight IS NULL
                 THEN 'bad weight ''' || p.weight_raw || ''''
             WHEN NOT isfinite(p.weight)

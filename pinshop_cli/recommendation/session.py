@@ -50,9 +50,11 @@ def read_session(source: str | Path | pa.Table | Sequence[Mapping[str, Any]]) ->
     import pyarrow as pa
 
     if not isinstance(source, (str, Path)):
-        table = source if isinstance(source, pa.Table) else pa.Table.from_pylist(
-            [{key: None if value is None else str(value) for key, value in dict(row).items()}
-             for row in source])
+        rows = [] if isinstance(source, pa.Table) else [dict(row) for row in source]
+        keys = list(dict.fromkeys(key for row in rows for key in row))  # every row's keys
+        table = source if isinstance(source, pa.Table) else pa.table(
+            {key: pa.array([None if row.get(key) is None else str(row[key]) for row in rows],
+                           pa.string()) for key in keys})
         if table.num_rows == 0:  # a conversation that has shown nothing yet
             return pa.table({"item_id": pa.array([], pa.string()),
                              "event": pa.array([], pa.string()),
