@@ -50,8 +50,8 @@ FOLLOW_UP_WORDS = re.compile(r"\b(that|it|this|those|them|one|ones|instead|now|a
 CONSTRAINT_ONLY = re.compile(r"^\s*(?:(?:in|under|below|over|above|for|at most|less than|"
                              r"up to)\s+)?[$€£]?[\w,.-]{1,12}\s*[?.!]?\s*$", re.IGNORECASE)
 #: A shown item pointed at: "#2", "number 2", "the second one".
-ITEM_REFERENCE = re.compile(r"#\s?(\d+)|\bnumber (\d+)\b|\bthe (first|second|third|fourth) one\b",
-                            re.IGNORECASE)
+ITEM_REFERENCE = re.compile(r"#\s?(\d{1,2})\b|\bnumber (\d{1,2})\b|"
+                            r"\bthe (first|second|third|fourth) one\b", re.IGNORECASE)
 ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4}
 INTENT_TOKENS = 160
 
@@ -274,6 +274,8 @@ class IntentReader:
         if "min_price" in explicit and "max_price" not in explicit:
             intent.max_price = None
         intent = replace(intent, **explicit)
+        if intent.reference == "item_number" and not shown:
+            intent.reference = "none"  # "what is your #1 sofa": nothing to point at yet
         if intent.reference != "item_number":
             intent.item_number = None
         return intent

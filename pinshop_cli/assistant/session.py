@@ -103,11 +103,10 @@ class ShoppingAssistant:
         started = time.perf_counter()
         ruled = self.rule_intent(question)
         intent = self.dialogue.resolve(ruled or self.extract_intent(question), question)
-        shown = len(self.dialogue.last_products)
         if intent.action == "search" and intent.reference == "item_number" and \
-                self.dialogue.anchor(intent) is None:
-            raise PinshopError(f"there is no #{intent.item_number} to point at: " + (
-                f"the last answer showed {shown}" if shown else "nothing is shown yet"))
+                self.dialogue.anchor(intent) is None:  # (with nothing shown there is none)
+            raise PinshopError(f"there is no #{intent.item_number} to point at: the last "
+                               f"answer showed {len(self.dialogue.last_products)}")
         timings = {"intent_s": round(time.perf_counter() - started, 3)}
         rows: list[Product] = []
         relaxed: list[str] = []
