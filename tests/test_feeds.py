@@ -506,7 +506,9 @@ def test_a_damaged_history_is_said_and_repaired_and_prices_never_cross_currencie
     found = changes(ws.root, "2026-11-01")
     assert any(f"{day2} is damaged" in note and "cannot be made again" in note
                for note in found.notes), found.notes
-    assert any("its rows are lost" in note for note in repair_stores(ws))
+    assert any("its rows cannot be made again (the file is kept aside" in note
+               for note in repair_stores(ws))
+    assert len(list(store.directory.glob("*.damaged-*"))) == 1  # never deleted
     assert not changes(ws.root, "2026-11-01").notes
     store.manifest_path.write_text("{garbage")
     with pytest.raises(DamagedFileError, match="run `pinshop index`"):

@@ -107,7 +107,7 @@ class Workspace:
             remove(path)
             removed += 1
         stores = [*self.embeddings_dir.glob("*"), self.detection_parts_dir,
-                  self.color_parts_dir]
+                  self.color_parts_dir, self.history_dir]  # a killed compaction's sources
         for directory in stores:
             if directory.is_dir() and not directory.is_symlink():
                 PartStore(directory).sweep()

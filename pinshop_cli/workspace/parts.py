@@ -21,6 +21,7 @@ batches came before. Merging streams row groups, so memory stays at one row grou
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -209,7 +210,9 @@ class PartStore:
         if lost is not None:
             return [self._relist(lost)]
         bad = {name: problem for name in current.files if (problem := self._problem(
-            self.directory / name, current.checks.get(name), full)) is not None}
+            self.directory / name, current.checks.get(name), full)) is not None
+               # rows nothing can make again are not dropped for a read that may pass
+               and not (self.remake is None and problem.startswith("unreadable"))}
         unrecorded = [n for n in current.files if n not in current.checks and n not in bad]
         if not bad and not unrecorded:
             return []
@@ -218,10 +221,14 @@ class PartStore:
         self._save(keep, self._rows(keep), current.sequence + 1, checks)
         notes = []
         for name, problem in bad.items():
-            remove(self.directory / name)
-            notes.append(f"{self.directory / name} was damaged ({problem}): dropped from "
-                         "the manifest; " + (f"{self.remake} makes its rows again"
-                                             if self.remake else "its rows are lost"))
+            path = self.directory / name
+            if self.remake is None:  # kept aside for whoever can read some of it
+                path.replace(path.with_name(f"{name}.damaged-{time.time_ns()}"))
+            else:
+                remove(path)
+            notes.append(f"{path} was damaged ({problem}): dropped from the manifest; " + (
+                f"{self.remake} makes its rows again" if self.remake else
+                "its rows cannot be made again (the file is kept aside as .damaged-*)"))
         return notes
 
     def _relist(self, reason: str) -> str:
