@@ -35,16 +35,16 @@ def sql(
 
     Example: `pinshop sql "SELECT category, count(*) FROM catalog GROUP BY 1"`
     """
-    with open_shop(workspace) as shop:
+    with open_shop(workspace) as shop:  # a table fetches only the rows it shows
         result = shop.sql(query, allow_writes=allow_writes, timeout=timeout or None,
-                          memory_limit=memory_limit)
+                          memory_limit=memory_limit, max_rows=None if json else limit)
     for message in result.notes:
         note(message)
     if json:
         print_json([dict(zip(result.columns, row, strict=True)) for row in result.rows])
         return
     # A terminal table of 100k rows took minutes to draw and was unreadable.
-    if len(result.rows) > limit:
-        note(f"showing {limit:,} of {len(result.rows):,} rows (--limit N; --json writes "
+    if result.more:
+        note(f"showing the first {limit:,} rows; there are more (--limit N; --json writes "
              "them all)")
-    table(None, result.columns, [list(row) for row in result.rows[:limit]])
+    table(None, result.columns, [list(row) for row in result.rows])

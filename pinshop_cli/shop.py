@@ -388,7 +388,7 @@ class Shop:
         return changes(self.ws.root, since, limit)
 
     def sql(self, query: str, allow_writes: bool = False, **options: Any) -> Any:
-        """`pinshop sql`: a QueryResult (options: timeout, memory_limit)."""
+        """`pinshop sql`: a QueryResult (options: timeout, memory_limit, max_rows)."""
         from .sql import run_sql
 
         return run_sql(query, self.ws.root, allow_writes=allow_writes, **options)

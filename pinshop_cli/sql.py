@@ -67,6 +67,7 @@ class QueryResult:
     columns: list[str]
     rows: list[tuple[Any, ...]]
     notes: list[str] = field(default_factory=list)
+    more: bool = False  # rows past `max_rows` were left unfetched
 
 
 def _readable_parquet(paths: list[Path], notes: list[str]) -> dict[Path, Any]:
@@ -254,11 +255,12 @@ def exports_dir(ws: Workspace) -> Path:
 
 
 def run_sql(query: str, workspace: str | Path | None = None, allow_writes: bool = False,
-            timeout: float | None = DEFAULT_TIMEOUT, memory_limit: str | None = None
-            ) -> QueryResult:
+            timeout: float | None = DEFAULT_TIMEOUT, memory_limit: str | None = None,
+            max_rows: int | None = None) -> QueryResult:
     """Run `query` over the workspace views; DuckDB errors become one-line PinshopErrors.
     `timeout` (seconds; None or 0: none) interrupts the statement inside DuckDB, as does
-    Ctrl-C; `memory_limit` bounds DuckDB's memory (default: half of what is available)."""
+    Ctrl-C; `memory_limit` bounds DuckDB's memory (default: half of what is available);
+    `max_rows` stops the fetch there (`QueryResult.more` says whether rows were left)."""
     if not query.strip():
         raise PinshopError("no SQL to run: pass a query")
     ws = Workspace.open(workspace)
@@ -268,8 +270,10 @@ def run_sql(query: str, workspace: str | Path | None = None, allow_writes: bool 
         con = connect(ws.root, allow_writes=allow_writes, notes=notes,
                       memory_limit=memory_limit, spill_dir=spill)
         try:
-            return QueryResult(*_run_limited(con, query, timeout, allow_writes,
-                                             memory_limit_bytes(con)), notes)
+            columns, rows = _run_limited(con, query, timeout, allow_writes,
+                                         memory_limit_bytes(con), max_rows)
+            more = max_rows is not None and len(rows) > max_rows
+            return QueryResult(columns, rows[:max_rows] if more else rows, notes, more)
         except PinshopError as exc:  # a view left out for damage fails as "does not exist"
             if notes and "does not exist" in str(exc):
                 raise PinshopError(f"{exc} ({'; '.join(notes)})") from None
@@ -279,7 +283,8 @@ def run_sql(query: str, workspace: str | Path | None = None, allow_writes: bool 
 
 
 def _run_limited(con: Any, query: str, timeout: float | None, allow_writes: bool,
-                 budget: int) -> tuple[list[str], list[tuple[Any, ...]]]:
+                 budget: int, max_rows: int | None = None
+                 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Execute and fetch in a worker thread; the main thread waits, and interrupts DuckDB
     at the deadline or on Ctrl-C (a signal never reaches a thread blocked inside DuckDB).
     The wait is on an Event the worker sets when done: a Thread.join cut short by Ctrl-C
@@ -292,7 +297,7 @@ def _run_limited(con: Any, query: str, timeout: float | None, allow_writes: bool
         try:
             if stop.is_set():  # Ctrl-C came while the thread was starting
                 raise KeyboardInterrupt
-            outcome["result"] = _fetch(con, query, stop, budget)
+            outcome["result"] = _fetch(con, query, stop, budget, max_rows)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             outcome["error"] = exc
         finally:
@@ -330,8 +335,8 @@ def _interrupt(con: Any, done: threading.Event) -> None:
         con.interrupt()
 
 
-def _fetch(con: Any, query: str, stop: threading.Event, budget: int
-           ) -> tuple[list[str], list[tuple[Any, ...]]]:
+def _fetch(con: Any, query: str, stop: threading.Event, budget: int,
+           max_rows: int | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run `query` and fetch its rows in chunks. DuckDB's memory limit does not cover the
     Python rows of a huge result, so the process may grow by at most `budget` bytes while
     it runs (a cross join of two 10^9 ranges reached 8 GB in 12 s without this)."""
@@ -340,8 +345,11 @@ def _fetch(con: Any, query: str, stop: threading.Event, budget: int
     if con.description is None:  # a statement with no result set
         return [], []
     columns, rows = [column[0] for column in con.description], []
-    while not stop.is_set() and (chunk := con.fetchmany(FETCH_ROWS)):
+    wanted = FETCH_ROWS if max_rows is None else min(FETCH_ROWS, max_rows + 1)
+    while not stop.is_set() and (chunk := con.fetchmany(wanted)):
         rows.extend(chunk)
+        if max_rows is not None and len(rows) > max_rows:  # one more: there are more
+            break
         if _resident_bytes() - baseline > budget:
             raise PinshopError(f"SQL error: the result outgrew the memory limit "
                                f"({budget >> 20} MiB) after {len(rows):,} rows: add a LIMIT, "
