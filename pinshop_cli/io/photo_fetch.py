@@ -70,7 +70,7 @@ class FetchFailed(Exception):
 #: "scheme://": a photo somewhere else. Only http(s) is fetched; another scheme (ftp://,
 #: s3://) is a photo that cannot be had, and its product is kept text-only. file:// is a
 #: local path.
-REMOTE = re.compile(r"(?!file://)[A-Za-z][A-Za-z0-9+.\-]*://")
+REMOTE = re.compile(r"(?!file://)[A-Za-z][A-Za-z0-9+.\-]*://", re.IGNORECASE)
 
 
 def is_url(ref: str) -> bool:

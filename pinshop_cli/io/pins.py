@@ -112,9 +112,8 @@ def _candidates(source: Path) -> Iterable[Candidate]:
 
 
 def photos_in(source: Path) -> list[Path]:
-    """The photos a path names, as `ingest --pins` finds them: a directory's images (walked),
-    a list file's lines, or the image itself; a path that names none is returned as it is
-    (its reader says why)."""
+    """The photos a path names: a directory's images, walked as `ingest --pins` walks it;
+    any other path as it is (its reader says why it is no photo)."""
     if not source.is_dir():
         return [source]
     return [path for path, reason in _walk(source) if not reason]

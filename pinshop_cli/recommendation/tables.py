@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import PinshopError
-from ..retrieval.updates import ChangeLog
+from ..retrieval.updates import ChangeLog, catalog_identity
 from ..workspace.integrity import require_catalog, require_parquet
 from ..workspace.layout import EVENTS_AGAIN
 from ..workspace.storage import sql_path
@@ -55,10 +55,15 @@ def connect(ws: Workspace, memory_limit: str) -> duckdb.DuckDBPyConnection:
         FROM (SELECT DISTINCT user_id FROM all_events)""")
     # The catalog as every reader sees it: with the live price and stock changes (a
     # server's PATCH) that are not folded into catalog.parquet yet.
+    base = catalog_identity(ws.catalog)  # the log rows that apply name this catalog
     con.execute(f"""
         CREATE TEMP TABLE catalog AS SELECT id, title, category, price, currency, availability
         FROM read_parquet({sql_path(ws.catalog)})""")
-    ChangeLog(ws).apply(con)
+    try:
+        ChangeLog(ws).apply(con, base)
+    except duckdb.IOException:  # a server folded the log meanwhile
+        raise PinshopError("the catalog changed while it was read (a server folded its live "
+                           "changes into it): run the command again") from None
     con.execute("ALTER TABLE catalog RENAME TO live_catalog")
     con.execute("""
         CREATE TEMP TABLE catalog AS
