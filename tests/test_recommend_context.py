@@ -58,6 +58,9 @@ def test_live_prices_and_stock_reach_recommendations(shop):
     recs = recommend(shop, "new", POPULAR_ONLY)
     assert [r.item_id for r in recs] == ["D", "B", "C"]
     assert recs[0].price == 77
+    # Left out before each component's top N: one candidate a component still fills.
+    assert [r.item_id for r in recommend(shop, "new", replace(POPULAR_ONLY, candidates=1))
+            ] == ["D"]
 
 
 def test_a_session_of_unknown_items_is_an_error_not_a_popular_list(shop, tmp_path):

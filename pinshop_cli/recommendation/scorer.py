@@ -98,6 +98,9 @@ class Scorer:
         c = self.config
         self.components, self.has_session = (), False
         self.in_stock_only = in_stock_only
+        if in_stock_only:  # left out of every component's candidates, before its top N
+            self.sql("CREATE OR REPLACE TEMP TABLE sold_out_items AS "
+                     "SELECT id AS item_id FROM catalog WHERE sold_out")
         self.sql("DROP TABLE IF EXISTS mate_pairs")  # a former date's same-taste pairs
         self.sql("CREATE OR REPLACE TEMP TABLE train AS "
                  "SELECT * FROM events WHERE ts < $as_of", as_of=as_of)
@@ -259,11 +262,12 @@ class Scorer:
         source = f"WITH {component} AS ({query})" if query else ""
         into = (f"INSERT INTO {component}_part" if append else
                 f"CREATE OR REPLACE TEMP TABLE {component}_part AS")
+        sold = " ANTI JOIN sold_out_items USING (item_id)" if self.in_stock_only else ""
         self.sql(f"""
             {into} {source}
             SELECT user_id, item_id,
                    (score / nullif(first_value(score) OVER best, 0))::FLOAT AS part
-            FROM {component}
+            FROM {component}{sold}
             WINDOW best AS (PARTITION BY user_id ORDER BY score DESC, item_id)
             QUALIFY row_number() OVER best <= $candidates
         """, candidates=self.config.candidates, **params)
