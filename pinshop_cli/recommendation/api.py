@@ -48,14 +48,15 @@ def _score(ws: Workspace, config: RecommendConfig | None, users: pa.Table | None
     (for a writer to save under the lock)."""
     from .session import read_session, session_tables
 
+    events = None if session is None else read_session(session)  # bad input: before work
     scorer = Scorer(ws, apply(config or RecommendConfig(), load(ws)))
     try:
         weights = scorer.config.blend_weights
         scorer.prepare(scoring_date(scorer), users,
                        components=tuple(c for c in COMPONENTS if getattr(weights, c) != 0),
                        in_stock_only=True)
-        if session is not None:
-            session_tables(scorer, read_session(session))
+        if events is not None:
+            session_tables(scorer, events)
         blend(scorer, weights)
         return recommendations(scorer), uncached_styles(scorer) if styles else None
     finally:
