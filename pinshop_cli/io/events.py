@@ -87,8 +87,6 @@ def ingest_events(path: str | Path, workspace: str | Path | None = None) -> Even
     import duckdb
 
     path = Path(path)
-    if not path.is_file():
-        raise PinshopError(f"events file not found: {path}")
     check_format(path, "events")
     ws = Workspace.open(workspace)
     if not ws.catalog.exists():

@@ -38,8 +38,7 @@ REMOVED = "removed"
 
 
 def history_store(root: Path) -> PartStore:
-    """The price history's parts: a lost one cannot be made again (the feed has moved on)."""
-    return PartStore(Workspace(Path(root)).history_dir, remake=None)
+    return Workspace(Path(root)).history_store()
 
 
 def history_rows_sql(files: list[Path]) -> str:

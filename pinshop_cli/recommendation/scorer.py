@@ -340,7 +340,7 @@ class Scorer:
             ANTI JOIN (SELECT user_id, item_id FROM interactions
                        ANTI JOIN rebuyable USING (item_id) WHERE purchased) b
                 USING (user_id, item_id)
-            JOIN catalog k ON k.id = item_id {"AND NOT k.sold_out" if self.in_stock_only else ""}
+            JOIN catalog k ON k.id = item_id
             {"ANTI JOIN session_items USING (item_id)" if self.has_session else ""}
         """)
 

@@ -50,11 +50,7 @@ def read_session(source: str | Path | pa.Table | Sequence[Mapping[str, Any]]) ->
     import pyarrow as pa
 
     if not isinstance(source, (str, Path)):
-        rows = [] if isinstance(source, pa.Table) else [dict(row) for row in source]
-        keys = list(dict.fromkeys(key for row in rows for key in row))  # every row's keys
-        table = source if isinstance(source, pa.Table) else pa.table(
-            {key: pa.array([None if row.get(key) is None else str(row[key]) for row in rows],
-                           pa.string()) for key in keys})
+        table = source if isinstance(source, pa.Table) else _events_table(source)
         if table.num_rows == 0:  # a conversation that has shown nothing yet
             return pa.table({"item_id": pa.array([], pa.string()),
                              "event": pa.array([], pa.string()),
@@ -86,6 +82,16 @@ def read_session(source: str | Path | pa.Table | Sequence[Mapping[str, Any]]) ->
                    coalesce(weight, CASE event {default_weight_sql()} END) AS weight,
                    row_number() OVER (ORDER BY ts DESC NULLS LAST, line DESC) - 1 AS position
             FROM checked ORDER BY position""").to_arrow_table()
+
+
+def _events_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """Event dicts as text columns, one for every key any of them has (a session holds a
+    few events: at most the API's 1,000)."""
+    import pyarrow as pa
+
+    keys = dict.fromkeys(key for row in rows for key in row)
+    return pa.table({key: pa.array([None if row.get(key) is None else str(row[key])
+                                    for row in rows], pa.string()) for key in keys})
 
 
 def session_tables(scorer: Scorer, session: pa.Table) -> None:

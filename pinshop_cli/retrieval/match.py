@@ -172,11 +172,13 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
             vectors = region_vectors(embedder, regions)
             # A region is searched in its category's index unless the filters name
             # another category (then that one's).
+            narrowed = [region_filters(filters, detection.category)
+                        for detection, _ in regions]
             searches = [families.search(retriever, vector[None, :], top_k, "product_image",
-                                        wanted, category=wanted.category or
-                                        detection.category or None)
-                        for (detection, _), vector in zip(regions, vectors, strict=True)
-                        for wanted in [region_filters(filters, detection.category)]]
+                                        own, category=own.category or detection.category
+                                        or None)
+                        for (detection, _), vector, own in zip(regions, vectors, narrowed,
+                                                               strict=True)]
             for (detection, crop), found, products in zip(
                     regions, searches, families.products_of(retriever, searches), strict=True):
                 named = dominant_colors(crop, top=1)[0]

@@ -64,7 +64,7 @@ def repair_stores(ws: Workspace, full: bool = True, writing: tuple[str, ...] = (
     stores = [store(ws, kind) for kind in EMBEDDING_KINDS] + [detection_store(ws)]
     stores += [PartStore(directory) for directory in sorted(ws.root.glob("parts/*"))
                if directory != ws.detection_parts_dir and not directory.is_symlink()]
-    stores.append(PartStore(ws.history_dir, remake=None))  # price history: not made again
+    stores.append(ws.history_store())
     notes: list[str] = []
     for part_store in stores:
         if part_store.directory.is_dir():

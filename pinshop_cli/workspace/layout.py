@@ -22,11 +22,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import DamagedFileError, PinshopError, WorkspaceLockedError
 from .integrity import read_json_object
 from .storage import write_json
+
+if TYPE_CHECKING:
+    from .parts import PartStore
 
 DEFAULT_WORKSPACE = "pinshop-data"
 EMBEDDING_KINDS = ("product_image", "product_text", "crop")
@@ -75,6 +78,13 @@ class Workspace:
     indexes_dir = property(lambda self: self.root / "indexes")
     rejects_dir = property(lambda self: self.root / "rejects")
     settings_path = property(lambda self: self.root / "workspace.json")
+
+    def history_store(self) -> PartStore:
+        """The price history's parts: a lost one cannot be made again (the feed has moved
+        on), so repairs keep it aside rather than drop it."""
+        from .parts import PartStore
+
+        return PartStore(self.history_dir, remake=None)
 
     # -- recorded settings -------------------------------------------------------------
     def settings(self, repairing: bool = False) -> dict[str, Any]:
