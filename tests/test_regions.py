@@ -14,7 +14,12 @@ from PIL import Image
 
 from pinshop_cli import match
 from pinshop_cli.detection.colors import dominant_colors, family, srgb_to_lab, word_family
-from pinshop_cli.detection.regions import Acceptance, non_max_suppression, product_boxes
+from pinshop_cli.detection.regions import (
+    Acceptance,
+    non_max_suppression,
+    product_boxes,
+    standing_out,
+)
 from pinshop_cli.detection.vocabulary import CategoryVocabulary
 
 
@@ -24,7 +29,7 @@ def test_plumbing_a_product_standing_out_in_a_block_of_cells_gets_that_box() -> 
     products /= np.linalg.norm(products, axis=1, keepdims=True)
     features = rng.normal(scale=0.3, size=(16, 8, 10)).astype(np.float32)
     features[:, 2:5, 6:9] += 3 * products[1][:, None, None]  # product 1 at rows 2-4, cols 6-8
-    boxes, peaks = product_boxes(features, products, extents=(0.5, 0.65))
+    boxes, peaks = product_boxes(standing_out(features, products), 8, 10, extents=(0.5, 0.65))
     assert boxes[1].tolist() == [6, 2, 9, 5]  # x1, y1, x2, y2 in cells
     assert boxes[3 + 1].tolist() == [6, 2, 9, 5]  # the tighter extent: the same block
     assert peaks.shape == (6,) and peaks[1] > 1 and peaks[4] == peaks[1]

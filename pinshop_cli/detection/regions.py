@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 REGIONS = "regions"  # the source and class name of a catalog-guided region
 SKETCH = 512  # product photos each cell is compared with
+BOX_CHUNK = 64  # products whose boxes are drawn at a time (see propose)
 GRID_SCALES = (0.9, 0.6, 0.4, 0.25)  # window sides, as a share of the photo, without a map
 
 
@@ -122,10 +123,22 @@ class CatalogRegions(Detector):
             return grid_windows(*image.size)
         pixels = scene_pixels(image, self.settings.long_side)
         features = self.embedder.feature_map(pixels[None])[0]  # type: ignore[attr-defined]
-        boxes, standing = product_boxes(features, self.sketch, self.settings.extents)
         rows, columns = features.shape[1:]
-        boxes = boxes * np.array([image.width / columns, image.height / rows] * 2, np.float32)
-        keep = non_max_suppression(boxes, standing, self.settings.overlap)
+        standing = standing_out(features, self.sketch)
+        to_pixels = np.array([image.width / columns, image.height / rows] * 2, np.float32)
+        # Boxes are drawn for the products that stand out most first, a chunk at a time:
+        # suppression keeps boxes in order of their peak, so once enough are kept, the
+        # products standing out less could not change them (most photos need one chunk).
+        order = np.argsort(-standing.max(axis=0), kind="stable")
+        boxes, peaks = np.empty((0, 4), np.float32), np.empty(0, np.float32)
+        for start in range(0, len(order), BOX_CHUNK):
+            more, more_peaks = product_boxes(standing[:, order[start:start + BOX_CHUNK]],
+                                             rows, columns, self.settings.extents)
+            boxes = np.concatenate([boxes, more * to_pixels])
+            peaks = np.concatenate([peaks, more_peaks])
+            keep = non_max_suppression(boxes, peaks, self.settings.overlap)
+            if len(keep) >= self.settings.proposals:
+                break
         return boxes[keep[:self.settings.proposals]]
 
     # -- step 4 ----------------------------------------------------------------------------
@@ -145,25 +158,31 @@ class CatalogRegions(Detector):
                 for i in keep.tolist()]
 
 
-def product_boxes(features: np.ndarray, products: np.ndarray, extents: Sequence[float]
+def standing_out(features: np.ndarray, products: np.ndarray) -> np.ndarray:
+    """How much each of the (P, C) `products` stands out in each cell of the (C, rows,
+    columns) feature map: its cosine z-scored over the photo's cells, (rows * columns, P)."""
+    channels = features.shape[0]
+    cells = features.reshape(channels, -1).T
+    cells = cells / np.maximum(np.linalg.norm(cells, axis=1, keepdims=True), 1e-12)
+    cosines = cells @ products.T
+    standing: np.ndarray = (cosines - cosines.mean(axis=0)) / (cosines.std(axis=0) + 1e-6)
+    return standing
+
+
+def product_boxes(standing: np.ndarray, rows: int, columns: int, extents: Sequence[float]
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """For each extent, then each of the (P, C) `products`: the box (in cells: x1, y1, x2,
-    y2) of the connected cells of the (C, rows, columns) feature map where it stands out at
-    least `extent` of its peak, and that peak (cosine z-scored over the photo's cells).
-    Returns (len(extents) * P, 4) boxes and their peaks."""
+    """For each extent, then each product (a column of `standing`, see standing_out): the
+    box (in cells: x1, y1, x2, y2) of the connected cells where it stands out at least
+    `extent` of its peak, and that peak. Returns (len(extents) * P, 4) boxes and peaks."""
     from scipy import ndimage
 
-    channels, rows, columns = features.shape
-    cells = features.reshape(channels, rows * columns).T
-    cells = cells / np.maximum(np.linalg.norm(cells, axis=1, keepdims=True), 1e-12)
-    cosines = cells @ products.T  # (cells, P)
-    standing = (cosines - cosines.mean(axis=0)) / (cosines.std(axis=0) + 1e-6)
+    products = standing.shape[1]
     peaks, peak_cells = standing.max(axis=0), standing.argmax(axis=0)
-    boxes = np.zeros((len(extents), len(products), 4), np.float32)
+    boxes = np.zeros((len(extents), products, 4), np.float32)
     for e, extent in enumerate(extents):
-        # at most SKETCH products, each a labelling of ~300 cells
-        above = (standing >= extent * peaks).T.reshape(len(products), rows, columns)
-        for j in range(len(products)):
+        # a labelling of ~300 cells a product, for a chunk of products (see propose)
+        above = (standing >= extent * peaks).T.reshape(products, rows, columns)
+        for j in range(products):
             blobs, _ = ndimage.label(above[j])
             ys, xs = np.nonzero(blobs == blobs.reshape(-1)[peak_cells[j]])
             boxes[e, j] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
