@@ -15,10 +15,13 @@ from PIL import Image
 from pinshop_cli import match
 from pinshop_cli.detection.colors import dominant_colors, family, srgb_to_lab, word_family
 from pinshop_cli.detection.regions import (
+    BOX_CHUNK,
     Acceptance,
+    RegionSettings,
     non_max_suppression,
     product_boxes,
     standing_out,
+    strongest_boxes,
 )
 from pinshop_cli.detection.vocabulary import CategoryVocabulary
 
@@ -33,6 +36,24 @@ def test_plumbing_a_product_standing_out_in_a_block_of_cells_gets_that_box() -> 
     assert boxes[1].tolist() == [6, 2, 9, 5]  # x1, y1, x2, y2 in cells
     assert boxes[3 + 1].tolist() == [6, 2, 9, 5]  # the tighter extent: the same block
     assert peaks.shape == (6,) and peaks[1] > 1 and peaks[4] == peaks[1]
+
+
+@pytest.mark.parametrize("proposals", [4, 32, 200])
+def test_plumbing_boxes_drawn_a_chunk_at_a_time_are_those_of_all_products(proposals: int
+                                                                          ) -> None:
+    """Drawing the boxes of the products standing out most first, a chunk at a time, keeps
+    the boxes that suppression over every product's boxes keeps."""
+    rng = np.random.default_rng(1)
+    products = rng.normal(size=(3 * BOX_CHUNK + 5, 16)).astype(np.float32)
+    features = rng.normal(size=(16, 12, 16)).astype(np.float32)
+    standing = standing_out(features, products / np.linalg.norm(products, axis=1)[:, None])
+    to_pixels = np.array([40.0, 37.5] * 2, np.float32)
+    settings = RegionSettings(proposals=proposals)
+    every, peaks = product_boxes(standing, 12, 16, settings.extents)
+    every = every * to_pixels
+    expected = every[non_max_suppression(every, peaks, settings.overlap)[:proposals]]
+    found = strongest_boxes(standing, 12, 16, to_pixels, settings)
+    assert len(found) == min(proposals, len(expected)) and np.array_equal(found, expected)
 
 
 def test_plumbing_non_max_suppression_keeps_the_best_of_overlapping_boxes() -> None:

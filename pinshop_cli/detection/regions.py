@@ -124,22 +124,9 @@ class CatalogRegions(Detector):
         pixels = scene_pixels(image, self.settings.long_side)
         features = self.embedder.feature_map(pixels[None])[0]  # type: ignore[attr-defined]
         rows, columns = features.shape[1:]
-        standing = standing_out(features, self.sketch)
         to_pixels = np.array([image.width / columns, image.height / rows] * 2, np.float32)
-        # Boxes are drawn for the products that stand out most first, a chunk at a time:
-        # suppression keeps boxes in order of their peak, so once enough are kept, the
-        # products standing out less could not change them (most photos need one chunk).
-        order = np.argsort(-standing.max(axis=0), kind="stable")
-        boxes, peaks = np.empty((0, 4), np.float32), np.empty(0, np.float32)
-        for start in range(0, len(order), BOX_CHUNK):
-            more, more_peaks = product_boxes(standing[:, order[start:start + BOX_CHUNK]],
-                                             rows, columns, self.settings.extents)
-            boxes = np.concatenate([boxes, more * to_pixels])
-            peaks = np.concatenate([peaks, more_peaks])
-            keep = non_max_suppression(boxes, peaks, self.settings.overlap)
-            if len(keep) >= self.settings.proposals:
-                break
-        return boxes[keep[:self.settings.proposals]]
+        return strongest_boxes(standing_out(features, self.sketch), rows, columns, to_pixels,
+                               self.settings)
 
     # -- step 4 ----------------------------------------------------------------------------
     def accept(self, boxes: np.ndarray, vectors: np.ndarray, labels: np.ndarray,
@@ -187,6 +174,26 @@ def product_boxes(standing: np.ndarray, rows: int, columns: int, extents: Sequen
             ys, xs = np.nonzero(blobs == blobs.reshape(-1)[peak_cells[j]])
             boxes[e, j] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
     return boxes.reshape(-1, 4), np.tile(peaks, len(extents)).astype(np.float32)
+
+
+def strongest_boxes(standing: np.ndarray, rows: int, columns: int, to_pixels: np.ndarray,
+                    settings: RegionSettings) -> np.ndarray:
+    """The `settings.proposals` boxes (in pixels: cells times `to_pixels`) of the products
+    standing out most, overlapping ones suppressed. They are drawn a chunk of products at a
+    time, those standing out most first: suppression keeps boxes in the order of their
+    peaks, so once enough are kept, the products standing out less cannot change them (most
+    photos need one chunk)."""
+    order = np.argsort(-standing.max(axis=0), kind="stable")
+    boxes, peaks = np.empty((0, 4), np.float32), np.empty(0, np.float32)
+    for start in range(0, len(order), BOX_CHUNK):
+        more, more_peaks = product_boxes(standing[:, order[start:start + BOX_CHUNK]], rows,
+                                         columns, settings.extents)
+        boxes = np.concatenate([boxes, more * to_pixels])
+        peaks = np.concatenate([peaks, more_peaks])
+        keep = non_max_suppression(boxes, peaks, settings.overlap)
+        if len(keep) >= settings.proposals:
+            break
+    return boxes[keep[:settings.proposals]]
 
 
 def grid_windows(width: int, height: int) -> np.ndarray:
