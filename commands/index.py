@@ -14,10 +14,13 @@ def index(
              "category's own index).")] = True,
     rebuild: Annotated[bool, typer.Option(
         "--rebuild", help="Rebuild from scratch instead of updating in place.")] = False,
-    m: Annotated[int, typer.Option("--m", help="HNSW M (graph degree).")] = 16,
-    ef_construction: Annotated[int, typer.Option(help="HNSW ef_construction.")] = 200,
+    m: Annotated[int | None, typer.Option(
+        "--m", min=2, help="HNSW M (graph degree) of the graphs built [default: 16].")] = None,
+    ef_construction: Annotated[int | None, typer.Option(
+        min=1, help="HNSW ef_construction of the graphs built [default: 200].")] = None,
     recall_sample: Annotated[int, typer.Option(
-        help="Queries used to measure recall@10 against exact search (0: skip).")] = 200,
+        min=0, help="Queries used to measure recall@10 against exact search (0: skip).")
+    ] = 200,
     shards: Annotated[int | None, typer.Option(
         min=1, help="Split each kind's global index into N graphs built in parallel and "
                     "searched together (default: keep the current count, else 1).")] = None,

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from typer.testing import CliRunner
 
 from pinshop_cli import StaleIndexError, Workspace, build_indexes, index_status, ingest, match
+from pinshop_cli.commands.main import app
 from pinshop_cli.index.generations import ids_file
 from pinshop_cli.index.hnsw import measure_recall, top_k_exact
 from pinshop_cli.retrieval.retriever import Retriever
@@ -193,5 +195,32 @@ def test_index_shards_are_listed_updated_in_place_and_undone(copy_workspace, tmp
         sorted(updated.shards)  # the old generation was swept
     assert match(text="brand new walnut bench", workspace=root).text_matches[0].id == "NEW1"
 
+    damaged = Path(root) / "indexes" / updated.shards[1]
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    notes: list[str] = []
+    rebuilt = {m.name: m for m in build_indexes(root, notes=notes)}["product_text"]
+    assert len(rebuilt.shards) == 3 and rebuilt.count == len(rows)  # the count is kept
+    assert any("damaged" in n and "product_text" in n for n in notes), notes
+
     whole = {m.name: m for m in build_indexes(root, shards=1)}["product_text"]
     assert whole.shards == [] and not list((Path(root) / "indexes").glob("*.shard*.hnsw"))
+
+
+def test_graph_settings_out_of_range_are_refused_before_any_work(copy_workspace) -> None:
+    """hnswlib crashed the process on M 0 (and failed on M 1 or a negative
+    ef_construction): the library refuses them, the CLI answers with a usage error."""
+    from pinshop_cli.errors import PinshopError
+
+    root = copy_workspace()
+    for bad in ({"M": 0}, {"M": 1}, {"ef_construction": 0}, {"recall_sample": -5},
+                {"shards": 0}):
+        with pytest.raises(PinshopError, match="must be at least"):
+            build_indexes(root, rebuild=True, **bad)
+    for args in (["--m", "0"], ["--ef-construction", "-1"], ["--recall-sample", "-5"]):
+        result = CliRunner().invoke(app, ["index", "--rebuild", "-w", str(root), *args])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+
+    notes: list[str] = []
+    kept = {m.name: m for m in build_indexes(root, M=32, notes=notes)}["product_text"]
+    assert kept.M == 16 and any("M 32 (it has 16)" in n and "--rebuild" in n
+                                for n in notes), notes

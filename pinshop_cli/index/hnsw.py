@@ -55,6 +55,7 @@ __all__ = ["IndexManifest", "IndexStatus", "LoadedIndex", "build_indexes", "inde
            "search_ef", "top_k_exact"]
 
 SPACE = "ip"  # vectors are L2-normalized, so inner product == cosine similarity
+DEFAULT_M, DEFAULT_EF_CONSTRUCTION = 16, 200  # the graphs pinshop index builds
 #: Where a catalog or detections file comes from again.
 REINGEST = {"detections": "`pinshop ingest --pins DIR`"}
 
@@ -222,18 +223,39 @@ def _categories(ws: Workspace) -> list[str]:
                        f"read_parquet({sql_path(ws.catalog)}) ORDER BY c").column("c").to_pylist()
 
 
-def _inspect(ws: Workspace, name: str, notes: list[str]) -> IndexManifest | None:
+def _inspect(ws: Workspace, name: str, notes: list[str]) -> tuple[IndexManifest | None, int]:
     """The index's manifest when it and every file it names are whole (checked in full),
-    else None (rebuild it) with a note saying what was damaged."""
+    else None (rebuild it) with a note saying what was damaged; and the number of shards
+    it had (1 when unknown), which a rebuild keeps."""
     try:
         manifest = read_manifest(ws, name)
     except DamagedFileError as exc:
         notes.append(f"index {name}: {exc.path} was damaged ({exc.reason}): rebuilt")
-        return None
-    if manifest is not None and (damage := damage_of(ws, manifest, full=True)) is not None:
+        return None, 1
+    if manifest is None:
+        return None, 1
+    shards = len(manifest.shards) or 1
+    if (damage := damage_of(ws, manifest, full=True)) is not None:
         notes.append(f"index {name}: {damage.replace(': ', ' was damaged (', 1)}): rebuilt")
-        return None
-    return manifest
+        return None, shards
+    return manifest, shards
+
+
+def _check_settings(M: int | None, ef_construction: int | None, recall_sample: int,
+                    shards: int | None) -> None:
+    # hnswlib crashes the process on M 0 and fails to allocate on M 1.
+    for name, value, least in (("M", M, 2), ("ef_construction", ef_construction, 1),
+                               ("recall_sample", recall_sample, 0), ("shards", shards, 1)):
+        if value is not None and value < least:
+            raise PinshopError(f"{name} must be at least {least} (got {value})")
+
+
+def _kept_settings(kept: IndexManifest, asked: dict[str, int | None]) -> list[str]:
+    """A note when graph settings were asked for an index that is current (kept as is)."""
+    differ = [f"{key} {value} (it has {getattr(kept, key)})" for key, value in asked.items()
+              if value is not None and value != getattr(kept, key)]
+    return [f"index {kept.name} is current and kept as built: {', '.join(differ)} applies "
+            "to a new build (--rebuild)"] if differ else []
 
 
 def _check_sources(ws: Workspace, kinds: tuple[str, ...]) -> None:
@@ -255,8 +277,9 @@ def model_for_kind(ws: Workspace, kind: str) -> str:
 
 
 def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = EMBEDDING_KINDS,
-                  by_category: bool = True, M: int = 16, ef_construction: int = 200,
-                  recall_sample: int = 200, rebuild: bool = False, shards: int | None = None,
+                  by_category: bool = True, M: int | None = None,
+                  ef_construction: int | None = None, recall_sample: int = 200,
+                  rebuild: bool = False, shards: int | None = None,
                   engine: str = "local", ray_address: str | None = None,
                   notes: list[str] | None = None) -> list[IndexManifest]:
     """One index per embedding kind, and per product category with `by_category` (Shop The
@@ -266,9 +289,14 @@ def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = 
     every build or update. What was repaired is appended to `notes`.
 
     `shards` > 1 splits each kind's global index into that many graphs, built in parallel
-    (processes, or Ray tasks with engine="ray"); None keeps what an existing index has."""
+    (processes, or Ray tasks with engine="ray"); None keeps what an existing index has
+    (also when a damaged one is rebuilt). `M` (default 16) and `ef_construction` (default
+    200) shape the graphs built; an index kept or updated in place keeps its own."""
     import pyarrow.compute as pc
 
+    _check_settings(M, ef_construction, recall_sample, shards)
+    asked = {"M": M, "ef_construction": ef_construction}
+    M, ef_construction = M or DEFAULT_M, ef_construction or DEFAULT_EF_CONSTRUCTION
     ws = Workspace.open(workspace)
     notes = notes if notes is not None else []
     built: list[IndexManifest] = []
@@ -286,13 +314,13 @@ def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = 
             every: pa.Table | None = None  # loaded only when an index needs work
             for category in groups:
                 name = index_name(kind, category)
-                old = _inspect(ws, name, notes)
-                split = 1 if category is not None else (
-                    shards or (len(old.shards) or 1 if old is not None else 1))
+                old, had_shards = _inspect(ws, name, notes)
+                split = 1 if category is not None else (shards or had_shards)
                 if old is not None and (len(old.shards) or 1) != split:
                     old = None  # a new shard count: build anew
                 if old is not None and old.snapshot == snapshot and not rebuild:
                     built.append(old)
+                    notes += _kept_settings(old, asked)
                     continue
                 if every is None:
                     every = _current(ws, kind, model_id)
