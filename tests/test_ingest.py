@@ -115,6 +115,25 @@ def test_nothing_to_ingest_is_a_clear_error(tmp_path):
         ingest(tmp_path / "ws")
 
 
+def test_a_mistyped_pins_folder_is_an_error_before_any_model_work(tmp_path, sample_dir):
+    progress = []
+
+    class Recorded:
+        def start(self, stage: str, total: int) -> None:
+            progress.append(stage)
+
+        def note(self, message: str) -> None:
+            pass
+
+        def advance(self, count: int = 1) -> None:
+            pass
+
+    with pytest.raises(PinshopError, match="pins not found"):
+        ingest(tmp_path / "ws", sample_dir / "catalog.csv", tmp_path / "no-such-folder",
+               progress=Recorded())
+    assert progress == [] and not (tmp_path / "ws").exists()  # nothing embedded, nothing left
+
+
 def _ids(root: Path, kind: str) -> list[str]:
     return [r[0] for r in run_sql(f"SELECT id FROM embeddings WHERE kind = '{kind}'", root).rows]
 
@@ -181,11 +200,22 @@ def test_pins_of_later_runs_add_unless_replace(copy_workspace, sample_dir, tmp_p
     ingest(root, pins=extra)
     paths = pq.read_table(Path(root) / "pins.parquet").column("path").to_pylist()
     assert len(paths) == 7  # the 6 sample pins stay, the new one is added
+    # The same photo under another name, in a later run: a duplicate, not a second pin.
+    copy = tmp_path / "copy-of-a-pin"
+    copy.mkdir()
+    shutil.copy(extra / "P001.jpg", copy / "again.jpg")
+    again = ingest(root, pins=copy)
+    pins = pq.read_table(Path(root) / "pins.parquet").to_pylist()
+    assert again.pins_ok == 0 and again.pins_rejected == 1
+    assert [(p["status"], p["reason"]) for p in pins if p["path"].endswith("again.jpg")] == \
+        [("rejected", f"duplicate of {extra / 'P001.jpg'}")]
+    assert len({p["pin_id"] for p in pins if p["status"] == "ok"}) == 7
     summary = ingest(root, pins=extra, config=replace(IngestConfig(), replace_pins=True))
     pins = pq.read_table(Path(root) / "pins.parquet").column("path").to_pylist()
     assert [Path(p).name for p in pins] == ["P001.jpg"]
     # No model work (P001.jpg was embedded by the first run), yet not "nothing changed".
-    assert summary.pins_removed == 6 and not summary.model_work_done and not summary.unchanged
+    # (the 6 sample pins and the rejected copy are removed)
+    assert summary.pins_removed == 7 and not summary.model_work_done and not summary.unchanged
     detections = pq.read_table(Path(root) / "detections.parquet")
     assert set(detections.column("path").to_pylist()) == set(pins)  # old crops are gone
 

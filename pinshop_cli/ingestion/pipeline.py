@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ from ..errors import DamagedFileError, PinshopError, WorkspaceLockedError
 from ..io.catalog import normalize_catalog, rejects_schema
 from ..io.history import record_snapshot
 from ..io.photo_fetch import PhotoStore
-from ..io.pins import PinFile, scan_pins
+from ..io.pins import check_pins_source, scan_pins
 from ..models.recorded import record_embedder, workspace_embedder
 from ..progress import NullProgress, Progress
 from ..workspace.embeddings import repair_stores, store
@@ -38,6 +37,7 @@ from ..workspace.storage import (
     write_parquet,
 )
 from .config import IngestConfig, IngestSummary
+from .pin_rows import duplicates_of_earlier, pins_table, with_rejects
 from .plan import pending_pins, pending_products
 from .stages import (
     DecodeImages,
@@ -181,7 +181,7 @@ class _Run:
     def pins(self, source: Path, detector: Detector) -> None:
         started = time.perf_counter()
         self.progress.note(f"scanning pins in {source}")
-        scanned = _pins_table(scan_pins(source, self.config.max_pixels))
+        scanned = pins_table(scan_pins(source, self.config.max_pixels))
         plan = pending_pins(self.ws, detector.model_id, scanned)
         ok = scanned.filter(_eq(scanned, "status", "ok")).num_rows
         self.summary.already_done["crop"] = ok - plan.num_rows
@@ -207,12 +207,14 @@ class _Run:
                                "model_id": model_id}),
         ]
         rejects = self.execute(plan, stages, self.config.batch_size)
-        pins = _with_rejects(scanned, rejects["id"], rejects["reason"])
-        self.summary.pins_ok = pins.filter(_eq(pins, "status", "ok")).num_rows
-        self.summary.pins_rejected = pins.num_rows - self.summary.pins_ok
+        pins = with_rejects(scanned, rejects["id"], rejects["reason"])
         if (problem := parquet_problem(self.ws.pins) if self.ws.pins.exists() else None):
             self.note(f"{self.ws.pins} was damaged ({problem}): rewritten from this run's "
                       "pins (pins of earlier runs not scanned again are left out)")
+        elif self.ws.pins.exists() and not self.config.replace_pins:
+            pins = duplicates_of_earlier(self.ws.pins, pins)
+        self.summary.pins_ok = pins.filter(_eq(pins, "status", "ok")).num_rows
+        self.summary.pins_rejected = pins.num_rows - self.summary.pins_ok
         if self.config.replace_pins and self.ws.pins.exists() and problem is None:
             self.summary.pins_removed = int(query_arrow(
                 f"SELECT count(*) AS n FROM read_parquet({sql_path(self.ws.pins)}) ANTI JOIN "
@@ -257,30 +259,6 @@ def _eq(table: pa.Table, column: str, value: str) -> Any:
     import pyarrow.compute as pc
 
     return pc.equal(table.column(column), value)
-
-
-def _pins_table(pins: list[PinFile]) -> pa.Table:
-    import pyarrow as pa
-
-    schema = pa.schema([("pin_id", pa.string()), ("path", pa.string()),
-                        ("sha256", pa.string()), ("bytes", pa.int64()), ("width", pa.int32()),
-                        ("height", pa.int32()), ("status", pa.string()), ("reason", pa.string())])
-    return pa.Table.from_pylist([asdict(p) for p in pins], schema)
-
-
-def _with_rejects(pins: pa.Table, pin_ids: list[str], reasons: list[str]) -> pa.Table:
-    """The scanned pins with the stages' rejects (a file that changed since the scan)."""
-    import pyarrow as pa
-
-    if not pin_ids:
-        return pins
-    rejected = pa.table({"pin_id": pa.array(pin_ids, pa.string()),
-                         "why": pa.array(reasons, pa.string())})
-    return query_arrow(
-        "SELECT p.* REPLACE (CASE WHEN r.why IS NULL THEN p.status ELSE 'rejected' END "
-        "AS status, coalesce(r.why, p.reason) AS reason) FROM pins p "
-        "LEFT JOIN rejected r USING (pin_id) ORDER BY p.path",
-        tables={"pins": pins, "rejected": rejected}).cast(pins.schema)
 
 
 def consolidate_colors(ws: Workspace) -> None:
@@ -373,6 +351,8 @@ def _ingest(ws: Workspace, catalog: str | Path | None, pins: str | Path | None,
         except DamagedFileError as exc:
             run.note(f"{exc.path} was damaged ({exc.reason}): recorded again from this run")
         detector_id = None
+        if pins is not None:  # a mistyped folder: said before any model work
+            check_pins_source(Path(pins))
         try:
             if catalog is not None:
                 run.catalog(Path(catalog))

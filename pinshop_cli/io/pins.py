@@ -98,16 +98,22 @@ def _is_image(path: Path) -> bool:
     return head.startswith(_SIGNATURES) or (head[:4] == b"RIFF" and head[8:] == b"WEBP")
 
 
-def _candidates(source: Path) -> Iterable[Candidate]:
+def check_pins_source(source: Path) -> int:
+    """The file mode of a pins source that can be one (a directory, an image or a list
+    file), else a PinshopError saying why: checked before an ingest's model work."""
     try:
         mode = os.stat(source).st_mode
     except (OSError, ValueError) as exc:
         raise PinshopError(f"pins not found: {source} ({os_reason(exc)}); pass a directory, "
                            "an image or a list file") from None
-    if stat.S_ISDIR(mode):
-        return _walk(source)
-    if not stat.S_ISREG(mode):  # a FIFO or device would block or never end
+    if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):  # a FIFO would block, a device not end
         raise PinshopError(f"pins source {source} is not a directory or a regular file")
+    return mode
+
+
+def _candidates(source: Path) -> Iterable[Candidate]:
+    if stat.S_ISDIR(check_pins_source(source)):
+        return _walk(source)
     return [(source, "")] if _is_image(source) else _listed(source)
 
 

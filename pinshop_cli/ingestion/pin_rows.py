@@ -1,0 +1,55 @@
+"""The pins table of a run: the scanned files as rows, with the rejects the stages found
+and the duplicates of pins that earlier runs kept."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..workspace.storage import query_arrow, sql_path
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from ..io.pins import PinFile
+
+
+def pins_table(pins: list[PinFile]) -> pa.Table:
+    import pyarrow as pa
+
+    schema = pa.schema([("pin_id", pa.string()), ("path", pa.string()),
+                        ("sha256", pa.string()), ("bytes", pa.int64()), ("width", pa.int32()),
+                        ("height", pa.int32()), ("status", pa.string()), ("reason", pa.string())])
+    return pa.Table.from_pylist([asdict(p) for p in pins], schema)
+
+
+def duplicates_of_earlier(earlier: Path, pins: pa.Table) -> pa.Table:
+    """This run's pins, those with the content of a pin an earlier run kept under another
+    path (not scanned again now) rejected as its duplicates, as within one run."""
+    return query_arrow(f"""
+        WITH kept AS (
+            SELECT pin_id, min(path) AS path FROM read_parquet({sql_path(earlier)}) e
+            WHERE status = 'ok' AND NOT EXISTS (SELECT 1 FROM new n WHERE n.path = e.path)
+            GROUP BY pin_id)
+        SELECT n.* REPLACE (
+                   CASE WHEN k.path IS NULL THEN n.status ELSE 'rejected' END AS status,
+                   CASE WHEN k.path IS NULL THEN n.reason ELSE 'duplicate of ' || k.path END
+                       AS reason)
+        FROM new n LEFT JOIN kept k ON k.pin_id = n.pin_id AND n.status = 'ok'
+        ORDER BY n.path""", tables={"new": pins}).cast(pins.schema)
+
+
+def with_rejects(pins: pa.Table, pin_ids: list[str], reasons: list[str]) -> pa.Table:
+    """The scanned pins with the stages' rejects (a file that changed since the scan)."""
+    import pyarrow as pa
+
+    if not pin_ids:
+        return pins
+    rejected = pa.table({"pin_id": pa.array(pin_ids, pa.string()),
+                         "why": pa.array(reasons, pa.string())})
+    return query_arrow(
+        "SELECT p.* REPLACE (CASE WHEN r.why IS NULL THEN p.status ELSE 'rejected' END "
+        "AS status, coalesce(r.why, p.reason) AS reason) FROM pins p "
+        "LEFT JOIN rejected r USING (pin_id) ORDER BY p.path",
+        tables={"pins": pins, "rejected": rejected}).cast(pins.schema)
