@@ -42,7 +42,7 @@ def generate_events(
         min=1, help="Events to write: at most this many, short by less than one "
                     "browsing session.")] = 50_000,
     days: Annotated[int, typer.Option(min=1, help="Days of history.")] = 180,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Generate realistic synthetic shoppers' events for the workspace catalog.

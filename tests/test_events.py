@@ -313,3 +313,38 @@ def test_generated_events_stop_at_the_count_asked_for_with_whole_sessions():
                             .astype(str), events.column("item_id").to_numpy(
                                 zero_copy_only=False).astype(str))
         assert np.isin(pairs[kinds == "purchase"], pairs[kinds == "view"]).all()
+
+
+def test_style_affinity_a_block_at_a_time_equals_all_at_once():
+    import numpy as np
+
+    from pinshop_cli.synth.events import style_affinity
+
+    rng = np.random.default_rng(0)
+    users, styles = rng.normal(size=(30, 8)), rng.normal(size=(50, 8)).astype(np.float32)
+    who, candidates = rng.integers(0, 30, size=1000), rng.integers(0, 50, size=(1000, 12))
+    whole = np.einsum("vd,vkd->vk", users[who], styles[candidates])
+    assert np.array_equal(style_affinity(users, styles, who, candidates, block=64), whole)
+
+
+def test_generate_events_refuses_what_it_cannot_write(copy_workspace, tmp_path):
+    """One-line errors where a directory, an unreadable suffix, a negative seed, more
+    shoppers than events (their styles took 43 GB for 10M) or too few events for one
+    session gave a traceback, a Parquet file named .json or an empty file."""
+    from typer.testing import CliRunner
+
+    from pinshop_cli.commands.main import app
+
+    root = str(copy_workspace())
+    for args, message in (([str(tmp_path)], "is a directory"),
+                          ([str(tmp_path / "ev.json")], "as .parquet or .csv"),
+                          ([str(tmp_path / "ev.csv"), "--users", "1000000", "--events",
+                            "100"], "at most one shopper per event"),
+                          ([str(tmp_path / "ev.csv"), "--users", "1", "--events", "3"],
+                           "no whole shopping session fits")):
+        result = CliRunner().invoke(app, ["generate-events", *args, "-w", root])
+        assert result.exit_code == 1 and message in str(result.exception), result.output
+        assert not (tmp_path / "ev.csv").exists() and not (tmp_path / "ev.json").exists()
+    result = CliRunner().invoke(app, ["generate-events", str(tmp_path / "ev.csv"), "--seed",
+                                      "-1", "-w", root])
+    assert result.exit_code == 2 and "Traceback" not in result.output

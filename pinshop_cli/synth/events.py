@@ -39,7 +39,7 @@ class SynthConfig:
     category_concentration: float = 0.3  # Dirichlet alpha: lower = more focused users
     style_strength: float = 6.0  # how much style, vs popularity, drives a choice
     candidates_per_view: int = 12
-    chunk: int = 500_000  # views scored at once (bounds memory)
+    chunk: int = 500_000  # views drawn at once (bounds memory; see also style_affinity)
 
 
 def generate_events(item_ids: list[str], categories: list[str], styles: np.ndarray,
@@ -60,8 +60,11 @@ def generate_events(item_ids: list[str], categories: list[str], styles: np.ndarr
     preference = rng.dirichlet(np.full(n_cat, c.category_concentration), size=c.users)
     favourite = preference.argmax(axis=1)
     anchors = np.stack([rng.choice(by_category[f], size=3) for f in favourite])
-    user_style = styles[anchors].mean(axis=1) + rng.normal(0, 0.3 / np.sqrt(styles.shape[1]),
-                                                           size=(c.users, styles.shape[1]))
+    # The anchors' mean, without a (users, 3, dim) array.
+    centre = (styles[anchors[:, 0]] + styles[anchors[:, 1]] + styles[anchors[:, 2]]) / 3
+    user_style = centre + rng.normal(0, 0.3 / np.sqrt(styles.shape[1]),
+                                     size=(c.users, styles.shape[1]))
+    del centre
     user_style /= np.linalg.norm(user_style, axis=1, keepdims=True)
     activity = rng.lognormal(0, 1, size=c.users)
 
@@ -90,7 +93,7 @@ def generate_events(item_ids: list[str], categories: list[str], styles: np.ndarr
         cats = view_category[part]
         picks = (rng.random((len(cats), c.candidates_per_view)) * sizes[cats][:, None])
         candidates = padded[cats[:, None], picks.astype(np.int64)]
-        affinity = np.einsum("vd,vkd->vk", user_style[view_user[part]], styles[candidates])
+        affinity = style_affinity(user_style, styles, view_user[part], candidates)
         utility = (c.style_strength * affinity + popularity[candidates]
                    + rng.gumbel(size=affinity.shape))
         best = utility.argmax(axis=1)
@@ -135,6 +138,21 @@ def generate_events(item_ids: list[str], categories: list[str], styles: np.ndarr
         "event": pa.array(np.concatenate(rows_event)[keep][order], pa.string()),
         "ts": pa.array(ts, pa.timestamp("us")),
     })
+
+
+def style_affinity(user_style: np.ndarray, styles: np.ndarray, users: np.ndarray,
+                   candidates: np.ndarray, block: int = 4096) -> np.ndarray:
+    """(views, k) cosines of each view's user style with its k candidate items' styles, a
+    block of views at a time: all at once, 500,000 views of 12 candidates of 384-d text
+    vectors held 9 GB."""
+    import numpy as np
+
+    affinity = np.empty(candidates.shape, dtype=np.result_type(user_style, styles))
+    for start in range(0, len(candidates), block):
+        rows = slice(start, start + block)
+        affinity[rows] = np.einsum("vd,vkd->vk", user_style[users[rows]],
+                                   styles[candidates[rows]])
+    return affinity
 
 
 def synthetic_catalog(items: int, categories: int = 12, dim: int = 32, seed: int = 0
@@ -199,6 +217,14 @@ def generate_for_workspace(out: str | Path, config: SynthConfig,
     from ..workspace.layout import Workspace
     from ..workspace.storage import read_parquet, write_parquet
 
+    out = Path(out)
+    if out.is_dir():
+        raise PinshopError(f"{out} is a directory: name the events file to write")
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise PinshopError(f"{out.name}: events are written as .parquet or .csv")
+    if config.users > config.events:  # users' styles are held in memory: bounded by events
+        raise PinshopError(f"{config.users} shoppers for {config.events} events: ask for at "
+                           "most one shopper per event")
     ws = Workspace.open(workspace)
     catalog = read_parquet(ws.catalog)
     model = ws.settings().get("text_model_id")
@@ -209,7 +235,9 @@ def generate_for_workspace(out: str | Path, config: SynthConfig,
                         catalog.column("category").to_pylist(), strict=True))
     events = generate_events(vectors.ids, [category[i] or "" for i in vectors.ids],
                              vectors.vectors, config)
-    out = Path(out)
+    if not events.num_rows:
+        raise PinshopError(f"no whole shopping session fits in {config.events} events: ask "
+                           "for more (a session holds about 5)")
     if out.suffix.lower() == ".csv":
         pcsv.write_csv(events, out)
     else:
