@@ -22,7 +22,8 @@ def demo(
     from pinshop_cli.demo import run_demo
     from pinshop_cli.report.html import write_report
 
-    err.rule("1. ingest sample_data/catalog.csv and sample_data/pins")
+    source = data or Path("sample_data")
+    err.rule(f"1. ingest {source / 'catalog.csv'} and {source / 'pins'}")
     with RichProgress() as progress:
         result = run_demo(workspace, data, progress=progress)
     summary = result.ingest

@@ -3,7 +3,7 @@ runs. The sample has no real shoppers, so the demo generates synthetic ones (see
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import PinshopError
@@ -40,9 +40,13 @@ class DemoResult:
 
 
 def find_sample_data(explicit: str | Path | None = None) -> Path:
-    candidates = [Path(explicit)] if explicit else [
-        Path.cwd() / "sample_data", Path(__file__).resolve().parent.parent / "sample_data"]
-    for candidate in candidates:
+    if explicit:
+        if not (Path(explicit) / "catalog.csv").is_file():
+            raise PinshopError(f"{explicit} has no catalog.csv: --data names the sample data "
+                               "folder (catalog.csv, products/, pins/)")
+        return Path(explicit)
+    for candidate in (Path.cwd() / "sample_data",
+                      Path(__file__).resolve().parent.parent / "sample_data"):
         if (candidate / "catalog.csv").is_file():
             return candidate
     raise PinshopError("sample_data/ not found: run from a pinshop checkout or pass --data DIR")
@@ -52,11 +56,13 @@ def run_demo(workspace: str | Path = "pinshop-demo", data: str | Path | None = N
              config: IngestConfig | None = None, progress: Progress | None = None) -> DemoResult:
     sample = find_sample_data(data)
     progress = progress or NullProgress()
+    # The demo's pins are the sample's: those of an earlier demo from other data go.
+    config = replace(config or IngestConfig(), replace_pins=True)
     summary = ingest(workspace, sample / "catalog.csv", sample / "pins", config, progress)
     manifests = build_indexes(workspace)
     pins = sorted((sample / "pins").glob("*.jpg"))
     result = match(pins, text="green velvet sofa", workspace=workspace, top_k=3,
-                   detector=(config or IngestConfig()).detector)
+                   detector=config.detector)
     progress.note("generating 200 synthetic shoppers' events for the recommender")
     events = Path(workspace) / "synthetic-events.parquet"
     generate_for_workspace(events, SynthConfig(users=200, events=20_000), workspace)

@@ -147,6 +147,14 @@ def test_index_status_reports_current_indexes(demo_workspace):
     assert not any(statuses.values())
 
 
+def test_demo_data_without_a_catalog_names_the_folder(tmp_path):
+    """It said "sample_data/ not found: ... pass --data DIR" to a user who had."""
+    result = CliRunner().invoke(app, ["demo", "--data", str(tmp_path), "-w",
+                                      str(tmp_path / "demo")])
+    assert result.exit_code == 1 and f"{tmp_path} has no catalog.csv" in str(result.exception)
+    assert not (tmp_path / "demo").exists()
+
+
 def test_demo_runs_ingest_index_match_recommend(tmp_path, sample_dir):
     result = CliRunner().invoke(app, ["demo", "-w", str(tmp_path / "demo"), "--report",
                                       str(tmp_path / "demo.html")])
