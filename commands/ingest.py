@@ -68,8 +68,9 @@ def ingest(
              + (f", {summary.pins_removed} removed" if summary.pins_removed else "")],
             ["detections", summary.detections, f"detector {summary.detector or '-'}"]]
     for kind, count in summary.embedded.items():
-        rows.append([f"{kind} embeddings", count,
-                     f"{summary.already_done.get(kind, 0)} unchanged, skipped"])
+        skipped = summary.already_done.get(kind, 0)
+        rows.append([f"{kind} embeddings", count, f"{skipped} unchanged, skipped" if kind !=
+                     "crop" else f"the crops of {skipped} unchanged pins skipped"])
     rows += [[f"seconds: {stage}", seconds, ""] for stage, seconds in summary.seconds.items()]
     if summary.engine == "ray":
         rows += [[f"batches on node {node}", count, ""] for node, count in summary.nodes.items()]

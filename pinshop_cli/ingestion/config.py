@@ -59,7 +59,8 @@ class IngestSummary:
     pins_removed: int = 0  # with replace_pins: earlier pins this run's folder no longer has
     detections: int = 0
     embedded: dict[str, int] = field(default_factory=dict)  # new vectors per kind
-    already_done: dict[str, int] = field(default_factory=dict)  # skipped, hash unchanged
+    #: Skipped, their hash unchanged: products per product kind, pins (not crops) for crop.
+    already_done: dict[str, int] = field(default_factory=dict)
     #: Batches of model work per node that ran them (a host name, or a Ray node id).
     nodes: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
