@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -60,6 +61,16 @@ LOCKDOWN = (
     "SET python_enable_replacements = false",  # no scanning of the caller's Python variables
     "SET enable_external_access = false",
 )
+
+
+#: The command that makes each workspace view, named when a query asks for a missing one.
+MADE_BY = {**dict.fromkeys(("catalog", "rejects_catalog", "embeddings_product_image",
+                            "embeddings_product_text"), "`pinshop ingest CATALOG`"),
+           **dict.fromkeys(("pins", "detections", "embeddings_crop", "rejects_pins"),
+                           "`pinshop ingest --pins DIR`"),
+           **dict.fromkeys(("events", "rejects_events"), "`pinshop ingest-events FILE`"),
+           "recommendations": "`pinshop recommend --all`",
+           "duplicates": "`pinshop duplicates`", "audit": "`pinshop audit`"}
 
 
 @dataclass
@@ -230,7 +241,7 @@ def connect(workspace: str | Path | None = None, allow_writes: bool = False,
             con.execute(f"CREATE TEMP VIEW embeddings AS {union}")
         if allow_writes:
             con.execute("SET allowed_directories = $dirs",
-                        {"dirs": [f"{exports_dir(ws)}{os.sep}"]})
+                        {"dirs": [f"{ws.exports_dir()}{os.sep}"]})
         for statement in LOCKDOWN:
             con.execute(statement)
         con.execute("SET lock_configuration = true")
@@ -241,17 +252,6 @@ def connect(workspace: str | Path | None = None, allow_writes: bool = False,
         con.close()
         raise
     return con
-
-
-def exports_dir(ws: Workspace) -> Path:
-    """Where `--allow-writes` may write: created on demand, refused when it is a link (a
-    COPY must never land outside the workspace)."""
-    path = ws.root / "exports"
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise PinshopError(f"{path} is not a plain directory: remove it (sql --allow-writes "
-                           "writes only into the workspace's own exports/)")
-    path.mkdir(exist_ok=True)
-    return path
 
 
 def run_sql(query: str, workspace: str | Path | None = None, allow_writes: bool = False,
@@ -275,8 +275,12 @@ def run_sql(query: str, workspace: str | Path | None = None, allow_writes: bool 
             more = max_rows is not None and len(rows) > max_rows
             return QueryResult(columns, rows[:max_rows] if more else rows, notes, more)
         except PinshopError as exc:  # a view left out for damage fails as "does not exist"
-            if notes and "does not exist" in str(exc):
-                raise PinshopError(f"{exc} ({'; '.join(notes)})") from None
+            missing = re.search(r"Table with name (\w+) does not exist", str(exc))
+            why = notes + ([f"this workspace has no {missing[1]} yet: "
+                            f"{MADE_BY[missing[1]]} makes it"]
+                           if missing and missing[1] in MADE_BY else [])
+            if why and missing:
+                raise PinshopError(f"{exc} ({'; '.join(why)})") from None
             raise
         finally:
             con.close()

@@ -43,6 +43,15 @@ def test_views_answer_queries(ws: Path) -> None:
     assert run_sql("SELECT count(*), max(len(vector)) FROM embeddings", ws).rows == [(2, 2)]
 
 
+def test_a_view_the_workspace_has_not_made_yet_names_what_makes_it(ws: Path) -> None:
+    with pytest.raises(PinshopError, match=r"no pins yet: `pinshop ingest --pins DIR` makes"):
+        run_sql("SELECT count(*) FROM pins", ws)
+    with pytest.raises(PinshopError, match=r"no events yet: `pinshop ingest-events FILE`"):
+        run_sql("SELECT * FROM events JOIN catalog ON id = item_id", ws)
+    with pytest.raises(PinshopError, match=r"does not exist!$"):  # not a workspace view
+        run_sql("SELECT * FROM no_such_table", ws)
+
+
 @pytest.mark.parametrize("statement", [
     "COPY (SELECT 1) TO '{ws}/catalog.parquet'",
     "COPY catalog TO '{ws}/../stolen.csv'",

@@ -86,6 +86,16 @@ class Workspace:
 
         return PartStore(self.history_dir, remake=None)
 
+    def exports_dir(self) -> Path:
+        """Where `sql --allow-writes` may write: created on demand, refused when it is a
+        link (a COPY must never land outside the workspace)."""
+        path = self.root / "exports"
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            raise PinshopError(f"{path} is not a plain directory: remove it (sql "
+                               "--allow-writes writes only into the workspace's own exports/)")
+        path.mkdir(exist_ok=True)
+        return path
+
     # -- recorded settings -------------------------------------------------------------
     def settings(self, repairing: bool = False) -> dict[str, Any]:
         """What workspace.json records ({} before the first ingest). A damaged file is a
