@@ -40,6 +40,7 @@ def test_a_broken_model_file_fails_with_its_fix(tmp_path: Path) -> None:
     broken = models / "efficientnet-lite0-57934424.pth"  # the cache wins over the mirror
     broken.write_bytes(real.read_bytes()[:100_000])  # a download cut short
     (models / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf").write_text("<html>404</html>")
+    (models / "yolo11n.pt").write_text("garbage\n")  # no recorded checksum: its format
     done = subprocess.run(
         [sys.executable, "-m", "pinshop_cli.commands.main", "doctor", "--json",
          "--no-generate", "--models-dir", str(models), "-w", str(tmp_path / "ws")],
@@ -53,6 +54,8 @@ def test_a_broken_model_file_fails_with_its_fix(tmp_path: Path) -> None:
     assert image["fix"] == f"rm '{broken}' && pinshop models pull efficientnet-lite0"
     chat = checks["model qwen2.5-coder-0.5b"]
     assert chat["status"] == "fail" and "size" in chat["detail"]
+    detector = checks["model yolo11n"]
+    assert detector["status"] == "fail" and "not a .pt model file" in detector["detail"]
     assert all(c["fix"] for c in report["checks"] if c["status"] != "ok")
 
 

@@ -69,7 +69,9 @@ class UltralyticsDetector(Detector):
                                   device=str(self.device))
             except Exception as exc:  # torch/pickle/ultralytics each raise their own types
                 raise PinshopError(f"cannot load detector {self.weights}: not an ultralytics "
-                                   f"checkpoint ({_reason(exc)})") from None
+                                   f"checkpoint ({_reason(exc)}); remove it or pull it "
+                                   "again (`pinshop models pull`), or pass --detector "
+                                   "regions, which needs no weights") from None
             # A classification checkpoint loads fine but has no boxes to give.
             if getattr(model, "task", "detect") not in BOX_TASKS:
                 raise PinshopError(f"cannot use {self.weights} as a detector: it is an "

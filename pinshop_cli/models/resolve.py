@@ -30,6 +30,26 @@ def offline() -> bool:
     return any(os.environ.get(k, "").lower() in {"1", "true", "yes"} for k in OFFLINE_SWITCHES)
 
 
+#: How files of each suffix start: a PyTorch checkpoint is a zip archive (or, saved by an
+#: old torch, a pickle), a GGUF model its magic bytes.
+FILE_STARTS = {".pt": (b"PK\x03\x04", b"\x80"), ".gguf": (b"GGUF",)}
+
+
+def format_problem(path: Path) -> str | None:
+    """What is wrong with a file that does not start as its suffix's format does (an HTML
+    error page or a text file saved under a model's name), else None."""
+    starts = FILE_STARTS.get(path.suffix.lower())
+    if starts is None:
+        return None
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if not head:
+        return "the file is empty"
+    if not head.startswith(starts):
+        return f"not a {path.suffix} model file (it starts with {head!r})"
+    return None
+
+
 @dataclass(frozen=True)
 class ModelFile:
     """One fixed file (or directory) a model needs, and every place it can come from."""
@@ -71,9 +91,12 @@ class ModelFile:
         return target
 
     def verify(self, path: Path) -> str | None:
-        """None if the file matches its recorded size and sha256, else what is wrong."""
-        if path.is_dir() or (self.size is None and self.sha256 is None):
+        """None if the file matches its recorded size and sha256 (without them: when it
+        starts as its format does), else what is wrong."""
+        if path.is_dir():
             return None
+        if self.size is None and self.sha256 is None:
+            return format_problem(path)
         if self.size is not None and path.stat().st_size != self.size:
             return f"size {path.stat().st_size:,} != expected {self.size:,}"
         if self.sha256 and sha256_file(path) != self.sha256:
