@@ -58,8 +58,14 @@ def ingest(
                           replace_pins=replace_pins, engine=engine, ray_address=ray_address,
                           workers=workers, runtime=runtime, device=device,
                           models_dir=str(models_dir) if models_dir else None)
-    with RichProgress() as progress, open_shop(workspace, models_dir, runtime, device) as shop:
-        summary = shop.ingest(catalog, pins, config, progress)
+    try:
+        with (RichProgress() as progress,
+              open_shop(workspace, models_dir, runtime, device) as shop):
+            summary = shop.ingest(catalog, pins, config, progress)
+    except KeyboardInterrupt:
+        typer.echo("Interrupted: the batches already written are kept; the same command "
+                   "resumes from them.", err=True)
+        raise
     if json:
         print_json(summary)
         return

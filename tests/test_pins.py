@@ -44,7 +44,8 @@ def test_scan_rejects_bad_files_and_duplicates(tmp_path, bad_images, sample_dir)
 
 def test_list_file_of_paths(tmp_path, sample_dir):
     listing = tmp_path / "pins.txt"
-    listing.write_text(f"# my pins\n{sample_dir / 'pins' / '7303994.jpg'}\nmissing.jpg\n")
+    photo = sample_dir / "pins" / "7303994.jpg"
+    listing.write_text(f"# my pins\n{photo}\nmissing.jpg\n{photo}\n")  # one listed twice
     found = scan_pins(listing, max_pixels=64_000_000)
     assert [p.status for p in found] == ["ok", "rejected"]
     assert "image not found" in found[1].reason

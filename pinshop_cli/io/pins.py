@@ -147,10 +147,14 @@ def scan_pins(source: Path, max_pixels: int) -> list[PinFile]:
     hash and a header check. A PinshopError only when `source` itself is unusable."""
     pins: list[PinFile] = []
     seen: dict[str, str] = {}
+    listed: set[str] = set()
     for path, reason in _candidates(Path(source)):
         # A refused row names the entry as found: resolving a dangling symlink or a link to
         # /dev/zero would name its target instead, and a symlink loop cannot be resolved.
         pin = PinFile(_storable(os.path.abspath(path)))
+        if pin.path in listed:  # a list file naming a path twice: one row
+            continue
+        listed.add(pin.path)
         pins.append(pin)
         try:
             if reason:
