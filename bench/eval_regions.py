@@ -153,8 +153,9 @@ def main() -> None:
         medians = {k: statistics.median(v) for k, v in times.items()}
         many = tmp / "many-pins"  # the 12 rooms 4 times: a steadier rate
         many.mkdir()
-        for copy, jpeg_quality in enumerate((95, 90, 85, 80)):
-            for path in pins.glob("*.jpg"):
+        for path in pins.glob("*.jpg"):
+            (many / f"0-{path.name}").write_bytes(path.read_bytes())
+            for copy, jpeg_quality in enumerate((90, 85, 80), start=1):
                 # Re-encoded, not copied: ingest keeps one pin per distinct file content.
                 Image.open(path).save(many / f"{copy}-{path.name}", quality=jpeg_quality)
         ingested = {detector: pin_ingest(tmp, catalog, many, detector, f"ingest-{detector}")

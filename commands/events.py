@@ -37,7 +37,8 @@ def ingest_events(
 
 def generate_events(
     out: Annotated[Path, typer.Argument(help="Where to write the events (.parquet or .csv).")],
-    users: Annotated[int, typer.Option(min=1, help="Number of shoppers.")] = 500,
+    users: Annotated[int, typer.Option(
+        min=1, help="Number of shoppers (at most one per event).")] = 500,
     events: Annotated[int, typer.Option(
         min=1, help="Events to write: at most this many, short by less than one "
                     "browsing session.")] = 50_000,

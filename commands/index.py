@@ -4,6 +4,8 @@ from typing import Annotated
 
 import typer
 
+from pinshop_cli.index.manifest import DEFAULT_EF_CONSTRUCTION, DEFAULT_M
+
 from ._output import JsonOption, WorkspaceOption, note, open_shop, print_json, table
 
 
@@ -15,9 +17,11 @@ def index(
     rebuild: Annotated[bool, typer.Option(
         "--rebuild", help="Rebuild from scratch instead of updating in place.")] = False,
     m: Annotated[int | None, typer.Option(
-        "--m", min=2, help="HNSW M (graph degree) of the graphs built [default: 16].")] = None,
+        "--m", min=2, help="HNSW M (graph degree) of the graphs built "
+                           f"[default: {DEFAULT_M}].")] = None,
     ef_construction: Annotated[int | None, typer.Option(
-        min=1, help="HNSW ef_construction of the graphs built [default: 200].")] = None,
+        min=1, help="HNSW ef_construction of the graphs built "
+                    f"[default: {DEFAULT_EF_CONSTRUCTION}].")] = None,
     recall_sample: Annotated[int, typer.Option(
         min=0, help="Queries used to measure recall@10 against exact search (0: skip).")
     ] = 200,

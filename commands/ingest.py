@@ -75,8 +75,9 @@ def ingest(
             ["detections", summary.detections, f"detector {summary.detector or '-'}"]]
     for kind, count in summary.embedded.items():
         skipped = summary.already_done.get(kind, 0)
-        rows.append([f"{kind} embeddings", count, f"{skipped} unchanged, skipped" if kind !=
-                     "crop" else f"the crops of {skipped} unchanged pins skipped"])
+        rows.append([f"{kind} embeddings", count,
+                     f"the crops of {skipped} unchanged pins skipped" if kind == "crop"
+                     else f"{skipped} unchanged, skipped"])
     rows += [[f"seconds: {stage}", seconds, ""] for stage, seconds in summary.seconds.items()]
     if summary.engine == "ray":
         rows += [[f"batches on node {node}", count, ""] for node, count in summary.nodes.items()]

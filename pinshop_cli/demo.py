@@ -3,7 +3,7 @@ runs. The sample has no real shoppers, so the demo generates synthetic ones (see
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PinshopError
@@ -56,8 +56,7 @@ def run_demo(workspace: str | Path = "pinshop-demo", data: str | Path | None = N
              config: IngestConfig | None = None, progress: Progress | None = None) -> DemoResult:
     sample = find_sample_data(data)
     progress = progress or NullProgress()
-    # The demo's pins are the sample's: those of an earlier demo from other data go.
-    config = replace(config or IngestConfig(), replace_pins=True)
+    config = config or IngestConfig()
     summary = ingest(workspace, sample / "catalog.csv", sample / "pins", config, progress)
     manifests = build_indexes(workspace)
     pins = sorted((sample / "pins").glob("*.jpg"))

@@ -123,6 +123,7 @@ def model_checks(directory: Path) -> list[Check]:
     """Each registered model: present where, and verified against its size and sha256."""
     from .models import list_models, model_status
     from .models.llm import check_gguf
+    from .models.resolve import FILE_STARTS
 
     checks = []
     for spec in list_models():
@@ -143,7 +144,8 @@ def model_checks(directory: Path) -> list[Check]:
             checks.append(Check(name, "fail", f"{status.path}: {problem}",
                                 f"rm '{status.path}' && pinshop models pull {spec.name}"))
             continue
-        how = "verified (size, sha256)" if file.sha256 else "present (no recorded checksum)"
+        how = ("verified (size, sha256)" if file.sha256 else "present (no recorded checksum"
+               + ("; its format checked)" if status.path.suffix in FILE_STARTS else ")"))
         checks.append(Check(name, "ok", f"{how}, from {status.where}: {status.path}"))
     return checks
 

@@ -64,7 +64,8 @@ LOCKDOWN = (
 
 
 #: The command that makes each workspace view, named when a query asks for a missing one.
-MADE_BY = {**dict.fromkeys(("catalog", "rejects_catalog", "embeddings_product_image",
+MADE_BY = {**dict.fromkeys(("catalog", "rejects_catalog", "rejects_product_images",
+                            "price_history", "embeddings", "embeddings_product_image",
                             "embeddings_product_text"), "`pinshop ingest CATALOG`"),
            **dict.fromkeys(("pins", "detections", "embeddings_crop", "rejects_pins"),
                            "`pinshop ingest --pins DIR`"),
@@ -276,9 +277,9 @@ def run_sql(query: str, workspace: str | Path | None = None, allow_writes: bool 
             return QueryResult(columns, rows[:max_rows] if more else rows, notes, more)
         except PinshopError as exc:  # a view left out for damage fails as "does not exist"
             missing = re.search(r"Table with name (\w+) does not exist", str(exc))
-            why = notes + ([f"this workspace has no {missing[1]} yet: "
-                            f"{MADE_BY[missing[1]]} makes it"]
-                           if missing and missing[1] in MADE_BY else [])
+            view = missing[1].lower() if missing else ""
+            why = notes or ([f"this workspace has no {view} yet: {MADE_BY[view]} makes it"]
+                            if view in MADE_BY else [])  # notes: it was left out for damage
             if why and missing:
                 raise PinshopError(f"{exc} ({'; '.join(why)})") from None
             raise

@@ -216,3 +216,22 @@ def test_size_is_recorded_as_displayed(tmp_path):
     assert (pin.width, pin.height) == (20, 40)
     assert check_image(tmp_path / "turned.jpg") == (20, 40)
     assert load_image(tmp_path / "turned.jpg").size == (20, 40)
+
+
+def test_only_a_pin_an_earlier_run_kept_under_another_path_is_a_duplicate(tmp_path):
+    import pyarrow.parquet as pq
+
+    from pinshop_cli.ingestion.pin_rows import duplicates_of_earlier, pins_table
+
+    kept_path = "/photos/a\nroom.jpg"  # a line break in a name: the reason stays one line
+    pq.write_table(pins_table([
+        PinFile(kept_path, "h" * 16, "h"), PinFile("/photos/rescanned.jpg", "r" * 16, "r"),
+        PinFile("/photos/bad.jpg", "b" * 16, "b", status="rejected", reason="truncated")]),
+        tmp_path / "pins.parquet")
+    now = pins_table([PinFile("/new/copy.jpg", "h" * 16, "h"),
+                      PinFile("/photos/rescanned.jpg", "r" * 16, "r"),  # not its own copy
+                      PinFile("/new/bad-again.jpg", "b" * 16, "b")])  # its first was refused
+    rows = {r["path"]: (r["status"], r["reason"])
+            for r in duplicates_of_earlier(tmp_path / "pins.parquet", now).to_pylist()}
+    assert rows == {"/new/copy.jpg": ("rejected", "duplicate of /photos/a room.jpg"),
+                    "/photos/rescanned.jpg": ("ok", ""), "/new/bad-again.jpg": ("ok", "")}

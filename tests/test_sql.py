@@ -45,7 +45,7 @@ def test_views_answer_queries(ws: Path) -> None:
 
 def test_a_view_the_workspace_has_not_made_yet_names_what_makes_it(ws: Path) -> None:
     with pytest.raises(PinshopError, match=r"no pins yet: `pinshop ingest --pins DIR` makes"):
-        run_sql("SELECT count(*) FROM pins", ws)
+        run_sql("SELECT count(*) FROM Pins", ws)  # as typed: the hint still comes
     with pytest.raises(PinshopError, match=r"no events yet: `pinshop ingest-events FILE`"):
         run_sql("SELECT * FROM events JOIN catalog ON id = item_id", ws)
     with pytest.raises(PinshopError, match=r"does not exist!$"):  # not a workspace view

@@ -184,6 +184,8 @@ def strongest_boxes(standing: np.ndarray, rows: int, columns: int, to_pixels: np
     peaks, so once enough are kept, the products standing out less cannot change them (most
     photos need one chunk)."""
     order = np.argsort(-standing.max(axis=0), kind="stable")
+    # The boxes kept so far: one suppressed never suppresses another, so each chunk is
+    # weighed against these alone.
     boxes, peaks = np.empty((0, 4), np.float32), np.empty(0, np.float32)
     for start in range(0, len(order), BOX_CHUNK):
         more, more_peaks = product_boxes(standing[:, order[start:start + BOX_CHUNK]], rows,
@@ -191,9 +193,10 @@ def strongest_boxes(standing: np.ndarray, rows: int, columns: int, to_pixels: np
         boxes = np.concatenate([boxes, more * to_pixels])
         peaks = np.concatenate([peaks, more_peaks])
         keep = non_max_suppression(boxes, peaks, settings.overlap)
-        if len(keep) >= settings.proposals:
+        boxes, peaks = boxes[keep], peaks[keep]
+        if len(boxes) >= settings.proposals:
             break
-    return boxes[keep[:settings.proposals]]
+    return boxes[:settings.proposals]
 
 
 def grid_windows(width: int, height: int) -> np.ndarray:

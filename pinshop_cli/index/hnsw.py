@@ -35,6 +35,8 @@ from .generations import (
 )
 from .loaded import LoadedIndex, load_graph, load_index, read_labels
 from .manifest import (
+    DEFAULT_EF_CONSTRUCTION,
+    DEFAULT_M,
     IndexManifest,
     IndexStatus,
     index_name,
@@ -55,7 +57,6 @@ __all__ = ["IndexManifest", "IndexStatus", "LoadedIndex", "build_indexes", "inde
            "search_ef", "top_k_exact"]
 
 SPACE = "ip"  # vectors are L2-normalized, so inner product == cosine similarity
-DEFAULT_M, DEFAULT_EF_CONSTRUCTION = 16, 200  # the graphs pinshop index builds
 #: Where a catalog or detections file comes from again.
 REINGEST = {"detections": "`pinshop ingest --pins DIR`"}
 
@@ -250,12 +251,17 @@ def _check_settings(M: int | None, ef_construction: int | None, recall_sample: i
             raise PinshopError(f"{name} must be at least {least} (got {value})")
 
 
-def _kept_settings(kept: IndexManifest, asked: dict[str, int | None]) -> list[str]:
-    """A note when graph settings were asked for an index that is current (kept as is)."""
-    differ = [f"{key} {value} (it has {getattr(kept, key)})" for key, value in asked.items()
-              if value is not None and value != getattr(kept, key)]
-    return [f"index {kept.name} is current and kept as built: {', '.join(differ)} applies "
-            "to a new build (--rebuild)"] if differ else []
+def _kept_settings(kept: list[IndexManifest], asked: dict[str, int | None]) -> list[str]:
+    """One note naming the indexes kept or updated in place, so built with other graph
+    settings than those asked for (which apply to new builds only)."""
+    differing = [m.name for m in kept if any(value is not None and value != getattr(m, key)
+                                             for key, value in asked.items())]
+    if not differing:
+        return []
+    wanted = ", ".join(f"{key} {value}" for key, value in asked.items() if value is not None)
+    return [f"{wanted} applies to new builds: {len(differing)} index(es) kept their own "
+            f"({', '.join(differing[:3])}{', ...' if len(differing) > 3 else ''}); "
+            "pass --rebuild to build them anew"]
 
 
 def _check_sources(ws: Workspace, kinds: tuple[str, ...]) -> None:
@@ -300,6 +306,7 @@ def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = 
     ws = Workspace.open(workspace)
     notes = notes if notes is not None else []
     built: list[IndexManifest] = []
+    kept: list[IndexManifest] = []  # kept or updated in place: their graph settings stay
     runner = get_engine(engine, ray_address)
     with ws.lock(), runner.session():
         notes += repair_stores(ws)
@@ -320,7 +327,7 @@ def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = 
                     old = None  # a new shard count: build anew
                 if old is not None and old.snapshot == snapshot and not rebuild:
                     built.append(old)
-                    notes += _kept_settings(old, asked)
+                    kept.append(old)
                     continue
                 if every is None:
                     every = _current(ws, kind, model_id)
@@ -334,6 +341,7 @@ def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = 
                       and (ws.indexes_dir / vectors_file(old)).exists()):
                     built.append(_update_one(ws, rows, old, generation, snapshot,
                                              recall_sample))
+                    kept.append(old)
                 elif split > 1:
                     built.append(_build_sharded(ws, rows, name, generation, kind, model_id,
                                                 snapshot, M, ef_construction, recall_sample,
@@ -344,4 +352,5 @@ def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = 
                                             recall_sample))
     if not built:
         raise PinshopError(f"no embeddings in {ws.root}: run `pinshop ingest` first")
+    notes += _kept_settings(kept, asked)
     return built

@@ -29,6 +29,8 @@ class IndexHome(Protocol):
 REPAIR = "`pinshop index`"
 
 
+DEFAULT_M, DEFAULT_EF_CONSTRUCTION = 16, 200  # the graphs pinshop index builds
+
 @dataclass(frozen=True)
 class IndexManifest:
     name: str

@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING
 
 from ..workspace.storage import query_arrow, sql_path
 
+#: What str.splitlines breaks lines at.
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -26,16 +29,17 @@ def pins_table(pins: list[PinFile]) -> pa.Table:
 
 def duplicates_of_earlier(earlier: Path, pins: pa.Table) -> pa.Table:
     """This run's pins, those with the content of a pin an earlier run kept under another
-    path (not scanned again now) rejected as its duplicates, as within one run."""
+    path (not scanned again now) rejected as its duplicates, as within one run (a reason
+    is one line: line breaks in the path become a space, as in io/images.one_line)."""
     return query_arrow(f"""
         WITH kept AS (
             SELECT pin_id, min(path) AS path FROM read_parquet({sql_path(earlier)}) e
             WHERE status = 'ok' AND NOT EXISTS (SELECT 1 FROM new n WHERE n.path = e.path)
             GROUP BY pin_id)
         SELECT n.* REPLACE (
-                   CASE WHEN k.path IS NULL THEN n.status ELSE 'rejected' END AS status,
-                   CASE WHEN k.path IS NULL THEN n.reason ELSE 'duplicate of ' || k.path END
-                       AS reason)
+                   CASE WHEN k.pin_id IS NULL THEN n.status ELSE 'rejected' END AS status,
+                   CASE WHEN k.pin_id IS NULL THEN n.reason ELSE 'duplicate of '
+                       || regexp_replace(k.path, '[{LINE_BREAKS}]+', ' ', 'g') END AS reason)
         FROM new n LEFT JOIN kept k ON k.pin_id = n.pin_id AND n.status = 'ok'
         ORDER BY n.path""", tables={"new": pins}).cast(pins.schema)
 

@@ -182,6 +182,9 @@ class _Run:
         started = time.perf_counter()
         self.progress.note(f"scanning pins in {source}")
         scanned = pins_table(scan_pins(source, self.config.max_pixels))
+        problem = parquet_problem(self.ws.pins) if self.ws.pins.exists() else None
+        if self.ws.pins.exists() and problem is None and not self.config.replace_pins:
+            scanned = duplicates_of_earlier(self.ws.pins, scanned)  # before any model work
         plan = pending_pins(self.ws, detector.model_id, scanned)
         ok = scanned.filter(_eq(scanned, "status", "ok")).num_rows
         self.summary.already_done["crop"] = ok - plan.num_rows
@@ -208,11 +211,9 @@ class _Run:
         ]
         rejects = self.execute(plan, stages, self.config.batch_size)
         pins = with_rejects(scanned, rejects["id"], rejects["reason"])
-        if (problem := parquet_problem(self.ws.pins) if self.ws.pins.exists() else None):
+        if problem:
             self.note(f"{self.ws.pins} was damaged ({problem}): rewritten from this run's "
                       "pins (pins of earlier runs not scanned again are left out)")
-        elif self.ws.pins.exists() and not self.config.replace_pins:
-            pins = duplicates_of_earlier(self.ws.pins, pins)
         self.summary.pins_ok = pins.filter(_eq(pins, "status", "ok")).num_rows
         self.summary.pins_rejected = pins.num_rows - self.summary.pins_ok
         if self.config.replace_pins and self.ws.pins.exists() and problem is None:
@@ -312,6 +313,8 @@ def ingest(workspace: str | Path | None = None, catalog: str | Path | None = Non
     """Ingest a catalog and/or a folder of pins into a workspace (created if needed)."""
     if catalog is None and pins is None:
         raise PinshopError("nothing to ingest: pass a CATALOG file and/or --pins DIR")
+    if pins is not None:  # a mistyped folder: said before any work on the workspace
+        check_pins_source(Path(pins))
     config = config or IngestConfig()
     engine = get_engine(config.engine, config.ray_address)  # before the workspace is made
     progress = progress or NullProgress()
@@ -351,8 +354,6 @@ def _ingest(ws: Workspace, catalog: str | Path | None, pins: str | Path | None,
         except DamagedFileError as exc:
             run.note(f"{exc.path} was damaged ({exc.reason}): recorded again from this run")
         detector_id = None
-        if pins is not None:  # a mistyped folder: said before any model work
-            check_pins_source(Path(pins))
         try:
             if catalog is not None:
                 run.catalog(Path(catalog))

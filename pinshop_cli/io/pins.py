@@ -151,15 +151,16 @@ def scan_pins(source: Path, max_pixels: int) -> list[PinFile]:
     for path, reason in _candidates(Path(source)):
         # A refused row names the entry as found: resolving a dangling symlink or a link to
         # /dev/zero would name its target instead, and a symlink loop cannot be resolved.
-        pin = PinFile(_storable(os.path.abspath(path)))
-        if pin.path in listed:  # a list file naming a path twice: one row
+        found = os.path.abspath(path)
+        if found in listed:  # a list file naming a path twice: one row
             continue
-        listed.add(pin.path)
+        listed.add(found)
+        pin = PinFile(_storable(found))
         pins.append(pin)
         try:
             if reason:
                 raise ImageRejected(reason)
-            if pin.path != os.path.abspath(path):
+            if pin.path != found:
                 raise ImageRejected("file name is not valid UTF-8 (rename the file)")
             pin.path, pin.width, pin.height, pin.sha256, pin.bytes = _inspect(path, max_pixels)
         except ImageRejected as exc:

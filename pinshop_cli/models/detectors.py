@@ -68,9 +68,13 @@ class UltralyticsDetector(Detector):
                     model.predict(np.zeros((64, 64, 3), np.uint8), verbose=False,
                                   device=str(self.device))
             except Exception as exc:  # torch/pickle/ultralytics each raise their own types
+                from .registry import list_models
+
+                fix = (f"rm '{self.weights}' && pinshop models pull {self.model_id}"
+                       if self.model_id in {m.name for m in list_models()}
+                       else f"replace {self.weights}")
                 raise PinshopError(f"cannot load detector {self.weights}: not an ultralytics "
-                                   f"checkpoint ({_reason(exc)}); remove it or pull it "
-                                   "again (`pinshop models pull`), or pass --detector "
+                                   f"checkpoint ({_reason(exc)}); {fix}, or pass --detector "
                                    "regions, which needs no weights") from None
             # A classification checkpoint loads fine but has no boxes to give.
             if getattr(model, "task", "detect") not in BOX_TASKS:

@@ -142,8 +142,13 @@ def verify(name: str, directory: str | Path | None = None) -> list[str]:
         path, _ = file.locate(models_dir(directory))
         if path is None:
             problems.append(f"{file.filename}: missing")
-        elif problem := file.verify(path):
-            problems.append(f"{path}: {problem}")
+        else:
+            try:
+                problem = file.verify(path)
+            except OSError as exc:
+                problem = f"unreadable ({exc.strerror or exc})"
+            if problem:
+                problems.append(f"{path}: {problem}")
     return problems
 
 

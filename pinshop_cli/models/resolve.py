@@ -32,7 +32,9 @@ def offline() -> bool:
 
 #: How files of each suffix start: a PyTorch checkpoint is a zip archive (or, saved by an
 #: old torch, a pickle), a GGUF model its magic bytes.
-FILE_STARTS = {".pt": (b"PK\x03\x04", b"\x80"), ".gguf": (b"GGUF",)}
+TORCH_STARTS = (b"PK\x03\x04", b"\x80")
+FILE_STARTS = {".pt": TORCH_STARTS, ".pth": TORCH_STARTS, ".bin": TORCH_STARTS,
+               ".gguf": (b"GGUF",)}
 
 
 def format_problem(path: Path) -> str | None:
