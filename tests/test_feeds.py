@@ -165,6 +165,15 @@ def test_a_row_without_product_type_takes_its_google_product_category(tmp_path: 
     assert rows == {"T1": "lamps", "T2": "sofas", "T3": None}
 
 
+def test_a_category_path_keeps_its_last_named_segment(tmp_path: Path) -> None:
+    """A trailing ">" (or markup with ">" in it) left the category empty, without a note."""
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text('id,title,category\nA,a,Home > Benches >\nB,b,"chair\'><b>x</b>"\n'
+                       "C,c,>\n")
+    rows = {r["id"]: r["category"] for r in load_catalog(catalog).table.to_pylist()}
+    assert rows == {"A": "benches", "B": "x</b", "C": None}
+
+
 def test_euro_and_pound_signs_name_their_currency(tmp_path: Path) -> None:
     """€ and £ name one currency each; $ and ¥ do not (USD or CAD, JPY or CNY), so a feed
     moving between "€12,50" and "12.50 EUR" keeps comparing like with like."""

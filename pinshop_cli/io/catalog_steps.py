@@ -162,7 +162,8 @@ def typed(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
     by its shape (`price_text`, `price_value`), its currency taken from a feed's "49.99 USD"
     when no `currency` column says it, likewise `sale_price` (while its effective dates
     hold); the category is the last
-    segment of a path ("Home > Furniture > Sofas" is "sofas"), lower-cased; the feed
+    segment of a path ("Home > Furniture > Sofas" is "sofas", "Home > Sofas >" too),
+    lower-cased; the feed
     spellings of availability ("in stock") as the spec's (`in_stock`); user columns
     trimmed."""
     price_raw, sale_raw = plan.text("price"), plan.text("sale_price")
@@ -181,7 +182,8 @@ def typed(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
                    {_PRICE_SQL.format(c="sale_clean")} AS sale_text FROM cleaned
         )
         SELECT line, problem, raw, {known},
-               lower(trim(regexp_extract({plan.text("category")}, '([^>]*)$', 1))) AS category,
+               nullif(lower(trim(regexp_extract(rtrim({plan.text("category")}, '> '),
+                                                '([^>]*)$', 1))), '') AS category,
                coalesce({plan.text("currency")}, {_PRICE_CURRENCY.format(p=price_raw)})
                    AS currency,
                CASE WHEN {spelled} IN ({feed_stock}) THEN {spelled} ELSE {stock} END
