@@ -66,8 +66,8 @@ class PhotoServer(BaseHTTPRequestHandler):
             return self._send(404, b"gone", "text/plain")
         if path == "/broken.jpg":
             return self._send(500, b"oops", "text/plain")
-        if path == "/slow.jpg":
-            time.sleep(1.0)
+        if path == "/slow.jpg":  # past POLICY's read timeout, each of the two tries
+            time.sleep(4.5)
             return self._send(200, _jpeg(1), "image/jpeg")
         if path == "/page.jpg":
             return self._send(200, b"<html>hi</html>", "text/html; charset=utf-8")
@@ -115,7 +115,9 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
-POLICY = FetchPolicy(workers=8, per_host=4, connect_timeout=2.0, read_timeout=0.3, retries=1,
+# A read timeout well above a loaded machine's answer time: at 0.3 s, a 404 answered late
+# under load was retried as a timeout, and the one-request count failed.
+POLICY = FetchPolicy(workers=8, per_host=4, connect_timeout=2.0, read_timeout=2.0, retries=1,
                      backoff=0.05, max_redirects=3, max_bytes=100_000)
 
 TSV_HEADER = ("id\ttitle\tdescription\tlink\timage_link\tprice\tsale_price\tavailability\t"
@@ -256,7 +258,7 @@ def test_photo_urls_fetched_failures_kept_and_unchanged_never_downloaded_twice(
         "moved": (f"{server}/moved.jpg", None),
         "missing": (f"{server}/missing.jpg", "HTTP 404"),
         "broken": (f"{server}/broken.jpg", "HTTP 500"),
-        "slow": (f"{server}/slow.jpg", "timed out after 0.3 s"),
+        "slow": (f"{server}/slow.jpg", "timed out after 2 s"),
         "page": (f"{server}/page.jpg", "not an image: text/html"),
         "loop": (f"{server}/loop.jpg", "too many redirects"),
         "huge": (f"{server}/huge.jpg", "larger than 0.0953674 MB"),
