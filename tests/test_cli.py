@@ -61,7 +61,11 @@ def test_match_json_on_stdout_and_report(demo_workspace, sample_dir, tmp_path):
     objects = data["pins"][0]["objects"]
     assert "P004" in [o["matches"][0]["id"] for o in objects]  # the round table, among others
     assert all(m["price"] <= 800 for o in objects for m in o["matches"])
-    assert report.read_text().startswith("<!doctype html>")
+    page = report.read_text()
+    assert page.startswith("<!doctype html>")
+    for o in objects:  # each region's colour, as the README's quickstart says
+        assert o["color"] and f" · {o['color']} <span class='swatch' " \
+            f"style='background:{o['color_name']}'" in page
     # A folder is its photos, as for `ingest --pins` (it was one unreadable "image").
     folder = pinshop("match", str(sample_dir / "pins"), "--top-k", "1", "--json",
                      "-w", str(demo_workspace))

@@ -29,6 +29,7 @@ h1{font-size:20px} h2{font-size:16px;margin-top:32px} .note{color:#8a5a00}
 border:1px solid #ddd;border-radius:6px} .crop img{width:140px;height:140px;object-fit:contain}
 .match{width:150px;font-size:12px} .match img{width:140px;height:140px;object-fit:contain;
 background:#eee} .score{color:#555} .price{font-weight:600}
+.swatch{display:inline-block;width:12px;height:12px;border:1px solid #999;vertical-align:middle}
 """
 
 
@@ -89,12 +90,22 @@ def render_report(result: MatchResult) -> str:
             label = html.escape(obj.category or obj.class_name)
             cards = "".join(product_card(m) for m in obj.matches) or "<p>no match</p>"
             parts.append(f"<div class='object'><div class='crop'>{crop}<div>#{number} {label}"
-                         f" ({obj.score:.2f})</div></div>{cards}</div>")
+                         f" ({obj.score:.2f}){colour_label(obj.color, obj.color_name)}</div>"
+                         f"</div>{cards}</div>")
     if result.text is not None:
         parts.append(f"<h2>text: {html.escape(result.text)}</h2><div class='object'>")
         parts += [product_card(m) for m in result.text_matches]
         parts.append("</div>")
     return page("pinshop match", parts)
+
+
+def colour_label(family: str | None, name: str | None) -> str:
+    """A region's colour: its family in words and a swatch of its nearest CSS colour."""
+    if not family:
+        return ""
+    swatch = (f"<span class='swatch' style='background:{html.escape(name)}' title="
+              f"'{html.escape(name)}'></span>" if name else "")
+    return f" · {html.escape(family)} {swatch}"
 
 
 def write_report(result: MatchResult, target: str | Path) -> Path:
