@@ -50,6 +50,9 @@ WorkspaceOption = Annotated[
     typer.Option("--workspace", "-w", envvar="PINSHOP_HOME", show_default="./pinshop-data",
                  help="Workspace directory (or $PINSHOP_HOME)."),
 ]
+#: What --detector takes, for every command with one.
+DETECTOR_HELP = ("auto (a detector where weights resolve, plus the catalog's regions) | regions "
+                 "(catalog-guided only) | none (the whole photo) | a model name | a .pt path")
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 ModelsDirOption = Annotated[
     Path | None,

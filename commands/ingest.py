@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from ._output import (
+    DETECTOR_HELP,
     DeviceOption,
     JsonOption,
     ModelsDirOption,
@@ -31,7 +32,7 @@ def ingest(
     embedder: Annotated[str, typer.Option(
         help="auto | clip | offline | a registered name | clip:CONFIG.json:CHECKPOINT")] = "auto",
     detector: Annotated[str, typer.Option(
-        help="auto | none | <registered name> | path to an ultralytics .pt")] = "auto",
+        help=DETECTOR_HELP)] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Images per model batch.")] = 32,
     engine: Annotated[str, typer.Option(
         help="local (threads here) or ray (Ray Data: this machine or a cluster).")] = "local",

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from ._output import (
+    DETECTOR_HELP,
     DeviceOption,
     JsonOption,
     ModelsDirOption,
@@ -123,7 +124,7 @@ def _offers(reference: str, workspace: Path | None, json: bool) -> None:
 def complete(
     reference: ReferenceArgument,
     top_k: TopKOption = 5,
-    detector: Annotated[str, typer.Option(help="auto | none | name | path to .pt")] = "auto",
+    detector: Annotated[str, typer.Option(help=DETECTOR_HELP)] = "auto",
     report: ReportOption = None,
     workspace: WorkspaceOption = None,
     models_dir: ModelsDirOption = None,

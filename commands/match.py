@@ -6,6 +6,7 @@ from typing import Annotated, Any
 import typer
 
 from ._output import (
+    DETECTOR_HELP,
     DeviceOption,
     JsonOption,
     ModelsDirOption,
@@ -39,11 +40,10 @@ def match(
     report: Annotated[Path | None, typer.Option(
         help="Write a self-contained HTML report (pins, boxes, matched products).")] = None,
     rebuild: Annotated[bool, typer.Option(
-        "--rebuild", help="Rebuild a stale index instead of refusing.")] = False,
+        "--rebuild", help="Update a stale index first (without it, a stale index answers, "
+                          "with a note).")] = False,
     detector: Annotated[str, typer.Option(
-        help="auto (a detector where weights resolve, plus the catalog's regions) | regions "
-             "(catalog-guided only) | none (the whole photo) | a model name | a .pt path"
-    )] = "auto",
+        help=DETECTOR_HELP)] = "auto",
     workspace: WorkspaceOption = None,
     models_dir: ModelsDirOption = None,
     runtime: RuntimeOption = "auto",
