@@ -158,13 +158,16 @@ def export_checks(directory: Path) -> list[Check]:
         manifest = export.manifest
         name = f"onnx {manifest.get('model')} ({manifest.get('precision')})"
         detail = f"{manifest.get('check')}: {export.path.name}"
-        if not export.path.exists():
+        if not export.accepted and manifest.get("precision") == "int8":
+            # Refused by its agreement check, as designed: the fp32 export runs instead.
+            checks.append(Check(name, "ok", f"{detail}; refused by its check, fp32 runs"))
+        elif not export.accepted:
+            checks.append(Check(name, "warn", f"{detail}; not accepted, torch runs instead"))
+        elif not export.path.exists():
             checks.append(Check(name, "warn", f"{detail}; the .onnx file is missing",
                                 "pinshop models export"))
-        elif export.accepted:
-            checks.append(Check(name, "ok", detail))
         else:
-            checks.append(Check(name, "warn", f"{detail}; not accepted, torch runs instead"))
+            checks.append(Check(name, "ok", detail))
     if not checks:
         checks.append(Check("onnx exports", "warn", f"none in {directory / 'onnx'} (made on "
                             "first use)", "pinshop models export offline"))

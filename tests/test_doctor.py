@@ -93,3 +93,18 @@ def test_a_fix_is_printed_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
     done = CliRunner().invoke(app, ["doctor", "--no-generate"])
     assert done.exit_code == 0
     assert "warn ray: pip install 'ray[data]<3'" in done.output
+
+
+def test_an_int8_export_refused_by_its_check_is_not_a_warning(tmp_path: Path) -> None:
+    """`models export --int8` refuses an int8 export whose agreement check fails, as the
+    README says; doctor warned about it with a fix that could not clear it."""
+    onnx = tmp_path / "onnx"
+    onnx.mkdir()
+    (onnx / "m-int8.json").write_text(json.dumps({
+        "model": "m", "precision": "int8", "accepted": False,
+        "check": "min cosine to fp32 0.9886 < 0.99"}))
+    (onnx / "m-fp32.json").write_text(json.dumps({
+        "model": "m", "precision": "fp32", "accepted": True, "check": "ok"}))
+    checks = {c.name: c for c in doctor_module.export_checks(tmp_path)}
+    assert checks["onnx m (int8)"].status == "ok" and "refused" in checks["onnx m (int8)"].detail
+    assert checks["onnx m (fp32)"].status == "warn"  # accepted, yet its .onnx is missing
