@@ -62,6 +62,28 @@ def test_plumbing_non_max_suppression_keeps_the_best_of_overlapping_boxes() -> N
         == [1, 2]
 
 
+def test_plumbing_products_sharing_a_photo_leave_the_acceptance_bars_as_they_were() -> None:
+    """Colour variants and other merchants' listings share a photo: each product's nearest
+    other was its twin at cosine 1, so every bar sat at 1 and no region was ever accepted."""
+    import pyarrow as pa
+
+    from pinshop_cli.detection.products import ProductPhotos, _in_memory_index
+
+    vectors = np.random.default_rng(0).normal(size=(30, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def photos(rows: np.ndarray) -> ProductPhotos:
+        ids = pa.array([f"P{n}" for n in range(len(rows))])
+        return ProductPhotos(_in_memory_index(rows, ids, "m"), np.full(len(rows), None), rows)
+
+    alone = Acceptance.calibrate(photos(vectors))
+    twinned = Acceptance.calibrate(photos(np.concatenate([vectors, vectors])))
+    assert alone.threshold < 0.99 and alone.margin > 0
+    # The same distribution, each value twice (quantiles interpolate a little differently).
+    assert np.allclose([twinned.threshold, twinned.floor, twinned.margin],
+                       [alone.threshold, alone.floor, alone.margin], rtol=0.05)
+
+
 def test_acceptance_is_calibrated_on_the_catalog(demo_workspace) -> None:
     from pinshop_cli.detection.products import ProductPhotos
     from pinshop_cli.retrieval.retriever import Retriever

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 REGIONS = "regions"  # the source and class name of a catalog-guided region
 SKETCH = 512  # product photos each cell is compared with
 BOX_CHUNK = 64  # products whose boxes are drawn at a time (see propose)
+SAME_PHOTO = 0.9999  # a cosine this close to 1: the same photo under two products
+TWINS = 8  # products sharing one photo that the bars look past
 GRID_SCALES = (0.9, 0.6, 0.4, 0.25)  # window sides, as a share of the photo, without a map
 
 
@@ -67,10 +69,17 @@ class Acceptance:
             return cls(0.0, 0.0, 0.0)
         rng = np.random.default_rng(seed)
         picked = rng.choice(labels, size=min(sample, len(labels)), replace=False)
-        found, scores = photos.search(photos.vectors_of(picked), 3)
-        # The nearest and second-nearest other products: each product's own hit dropped.
-        others = -np.sort(-np.where(found == picked[:, None], -np.inf, scores), axis=1)[:, :2]
-        nearest, gap = others[:, 0], others[:, 0] - others[:, 1]
+        found, scores = photos.search(photos.vectors_of(picked), min(len(photos), 3 + TWINS))
+        # The nearest and second-nearest other photos: each product's own hit dropped, and
+        # the products sharing its photo (colour variants, other merchants' listings), which
+        # would put every bar at a cosine of 1.
+        own = (found == picked[:, None]) | (scores >= SAME_PHOTO)
+        others = -np.sort(-np.where(own, -np.inf, scores), axis=1)
+        nearest, second = others[:, 0], second_photo(others)
+        whole = np.isfinite(second)
+        if not whole.any():
+            return cls(0.0, 0.0, 0.0)
+        nearest, gap = nearest[whole], nearest[whole] - second[whole]
         return cls(float(np.quantile(nearest, 0.5)), float(np.quantile(nearest, 0.1)),
                    float(np.quantile(gap, 0.75)))
 
@@ -110,8 +119,8 @@ class CatalogRegions(Detector):
         if not len(boxes):
             return []
         vectors = self.embedder.embed_images([image.crop(tuple(box)) for box in boxes.tolist()])
-        labels, scores = self.products.search(vectors, 2)
-        second = scores[:, 1] if scores.shape[1] > 1 else np.full(len(scores), -1.0)
+        labels, scores = self.products.search(vectors, min(len(self.products), 2 + TWINS))
+        second = np.maximum(second_photo(scores), -1.0)  # -1: no other photo
         passing = self.acceptance.accepts(scores[:, 0], second)
         return self.accept(boxes, vectors, labels[:, 0], scores[:, 0], passing)
 
@@ -154,6 +163,14 @@ def standing_out(features: np.ndarray, products: np.ndarray) -> np.ndarray:
     cosines = cells @ products.T
     standing: np.ndarray = (cosines - cosines.mean(axis=0)) / (cosines.std(axis=0) + 1e-6)
     return standing
+
+
+def second_photo(scores: np.ndarray) -> np.ndarray:
+    """Per row of cosines sorted best first: the best that is another photo than the first,
+    past the products sharing its photo, which tie with it (-inf where there is none)."""
+    other = scores < scores[:, :1] - (1 - SAME_PHOTO)
+    result: np.ndarray = np.where(other, scores, -np.inf).max(axis=1, initial=-np.inf)
+    return result
 
 
 def product_boxes(standing: np.ndarray, rows: int, columns: int, extents: Sequence[float]
