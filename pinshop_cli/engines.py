@@ -295,8 +295,9 @@ def cpus() -> int:
 
 @contextmanager
 def ray_session(address: str | None) -> Iterator[None]:
-    """Join the cluster at `address` (else RAY_ADDRESS), or start a local Ray, for the
-    length of the block; leave Ray as found when a caller (a notebook) already joined."""
+    """Join the cluster at `address` (else RAY_ADDRESS), or start a local Ray of the run's
+    own, for the length of the block; leave Ray as found when a caller (a notebook) already
+    joined."""
     import logging
 
     try:
@@ -307,15 +308,18 @@ def ray_session(address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    target = address or os.environ.get("RAY_ADDRESS") or None
-    if target:
+    # "local" starts a Ray of the run's own: without it, Ray joins whichever cluster was
+    # started last on the machine (another user's, another checkout's). "auto" joins one.
+    target = address or os.environ.get("RAY_ADDRESS") or "local"
+    if target != "local":
         _check_reachable(target)
     try:
         ray.init(address=target, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         first = first_line(exc)
-        raise PinshopError(f"cannot join the Ray cluster at {target}: {first}") from None
+        where = "start a local Ray" if target == "local" else f"join the Ray cluster at {target}"
+        raise PinshopError(f"cannot {where}: {first}") from None
     import ray.data
 
     # pinshop shows its own progress: Ray Data's INFO lines go to its log file only.
