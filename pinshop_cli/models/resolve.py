@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import MissingWeightsError
+from ..errors import MissingWeightsError, PinshopError
 from ..progress import Progress
 from ..workspace.storage import atomic_path, sha256_file
 from .chunks import ChunkedMirror
@@ -115,7 +115,14 @@ class ModelFile:
 
     def resolve(self, model_name: str, directory: Path, allow_download: bool = True,
                 progress: Progress | None = None) -> Path:
-        path, _ = self.locate(directory)
+        path, where = self.locate(directory)
+        if (path is not None and self.size is not None and path.is_file()
+                and path.stat().st_size != self.size):  # cut short: found before loading it
+            fix = (f"rm '{path}' && pinshop models pull {model_name}" if where == "cache"
+                   else f"reinstall the package that holds {path}")
+            # Not MissingWeightsError: an `auto` choice must not fall back past it silently.
+            raise PinshopError(f"{path} is damaged (size {path.stat().st_size:,} != expected "
+                               f"{self.size:,}). Fix: {fix}")
         target = directory / self.filename
         if path is None and self.chunks is not None:
             path = self.chunks.join_installed(target, progress)
@@ -138,7 +145,9 @@ class ModelFile:
             raise MissingWeightsError(
                 f"model {model_name!r} needs {self.filename}, found nowhere "
                 f"({'; '.join(sources)}). "
-                f"Fix: run `pinshop models pull {model_name}` on a machine with internet, "
-                f"or copy {self.filename} into {directory} (--models-dir / PINSHOP_MODELS)"
+                f"Fix: run `pinshop models pull {model_name}`"
+                + (" without PINSHOP_OFFLINE=1 (it fetches from the mirror or the hub)"
+                   if offline() else " on a machine with internet")
+                + f", or copy {self.filename} into {directory} (--models-dir / PINSHOP_MODELS)"
             )
         return path
