@@ -54,6 +54,8 @@ def recommend(
     if user is not None and (all_users or tune or evaluate):
         raise PinshopError("--user recommends for one shopper: leave out --all, --tune and "
                            "--evaluate")
+    if sum((all_users, tune, evaluate)) > 1:  # each is its own run: one at a time
+        raise PinshopError("--all, --tune and --evaluate are separate runs: pass one")
     if cut is not None and not evaluate:
         raise PinshopError("--cut is the evaluation's cut date: use it with --evaluate")
     with open_shop(workspace) as shop:
@@ -104,10 +106,13 @@ def _recommend(shop: Any, user: str | None, all_users: bool, evaluate: bool, tun
 
 
 def _show_tuning(tuning: dict) -> None:
+    from pinshop_cli.recommendation.tuning import NO_DECAY
+
     weights = ", ".join(f"{name} {value:g}" for name, value in tuning["weights"].items())
+    days = tuning["popularity_half_life_days"]
     table(f"blend fitted on {tuning['validation_users']} users' activity from "
           f"{tuning['validation_cut']} to {tuning['validation_end']}: {weights}; popularity "
-          f"half-life {tuning['popularity_half_life_days']:g} days",
+          "half-life " + ("none" if days >= NO_DECAY else f"{days:g} days"),
           ["on validation", "NDCG", "hit rate"],
           [[name, m["ndcg"], m["hit_rate"]] for name, m in tuning["validation"].items()])
     echo(tuning["note"], err=True)

@@ -163,6 +163,7 @@ def test_session_times_are_read_as_times_and_the_newest_weighs_most(tmp_path):
     (["--user", "t", "--all"], "--user recommends for one shopper"),
     (["--user", "t", "--evaluate"], "--user recommends for one shopper"),
     (["--all", "--cut", "2025-01-01"], "--cut is the evaluation's cut date"),
+    (["--tune", "--evaluate"], "separate runs: pass one"),  # ran --tune alone, silently
     (["--user", " "], "a user id cannot be blank"),
     (["--user", "t", "--per-category", "0"], "Invalid value for '--per-category'"),
 ])
@@ -543,3 +544,17 @@ def test_the_serendipity_slot_brings_what_the_same_style_cohort_liked_elsewhere(
     assert recommend(root, "me", replace(config, k=1)) == recommend(
         root, "me", replace(config, k=1, serendipity=False))
 
+
+
+def test_tune_refuses_a_history_that_is_all_validation(events_workspace, tmp_path):
+    """Every event at one moment: the fit chose among rows of zeros and reported success."""
+    from pinshop_cli.errors import PinshopError
+    from pinshop_cli.io.events import ingest_events
+    from pinshop_cli.recommendation.api import tune
+
+    source = tmp_path / "events.csv"
+    source.write_text("user_id,item_id,event,ts\n" + "".join(
+        f"u{n},A,purchase,2025-01-01 00:00:00\n" for n in range(5)))
+    ingest_events(source, events_workspace)
+    with pytest.raises(PinshopError, match="too little history to fit the blend on"):
+        tune(events_workspace)

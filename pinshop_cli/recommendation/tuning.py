@@ -88,7 +88,13 @@ def fit(scorer: Scorer, train_end: datetime) -> Tuning:
     cut = con.execute(f"SELECT quantile_disc(ts, {1 - VALIDATION_SHARE}) FROM all_events "
                       "WHERE ts < $end", {"end": train_end}).fetchall()[0][0]
     if cut is None:
-        raise PinshopError("no events to fit the blend on")
+        raise PinshopError(f"no events before {train_end} to fit the blend on (with "
+                           "--evaluate: choose a later --cut)")
+    if not con.execute("SELECT count(*) FROM all_events WHERE ts < $cut", {"cut": cut}
+                       ).fetchall()[0][0]:
+        # All on one day, or a single event: the fit would choose among zeros.
+        raise PinshopError(f"too little history to fit the blend on: every event before "
+                           f"{train_end} falls in the validation window (from {cut})")
     relevant_between(con, cut, train_end)
     users = con.sql(f"""
         SELECT DISTINCT user_id FROM relevant
