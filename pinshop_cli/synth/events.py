@@ -239,6 +239,7 @@ def generate_for_workspace(out: str | Path, config: SynthConfig,
         raise PinshopError(f"no whole shopping session fits in {config.events} events: ask "
                            "for more (a session holds about 5)")
     if out.suffix.lower() == ".csv":
+        out.parent.mkdir(parents=True, exist_ok=True)  # as write_parquet does
         pcsv.write_csv(events, out)
     else:
         write_parquet(events, out)
