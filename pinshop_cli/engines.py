@@ -120,7 +120,8 @@ class ActorPlacement:
     gpus: float = 0.0  # GPUs each actor reserves (a share when actors outnumber GPUs)
 
 
-def actor_placement(stages: list[Stage], workers: int | None) -> ActorPlacement:
+def actor_placement(stages: list[Stage], workers: int | None, models: int | None = None
+                    ) -> ActorPlacement:
     """By default one actor per node (with CPUs) and model stage, whose torch threads share
     the node's cores, as the local engine uses this machine. Actors reserve at most a CPU
     each and leave every node room for one light task (Ray Data would otherwise wait
@@ -131,7 +132,7 @@ def actor_placement(stages: list[Stage], workers: int | None) -> ActorPlacement:
     node_cpus = [cpus for resources in alive if (cpus := float(resources.get("CPU", 0))) > 0]
     if not node_cpus:
         raise PinshopError("the Ray cluster has no CPUs to run on")
-    models = max(1, sum(stage.model for stage in stages))
+    models = models or max(1, sum(stage.model for stage in stages))
     actors = workers or len(node_cpus)
     per_node = -(-actors * models // len(node_cpus))
     cpus = min(1.0, (min(node_cpus) - LIGHT_TASK_CPUS) / per_node)
@@ -237,6 +238,11 @@ class Engine(ABC):
     def job_threads(self, jobs: int) -> int:
         """Threads each of `jobs` parallel map jobs may use."""
 
+    @abstractmethod
+    def check_workers(self, model_stages: int, workers: int | None) -> None:
+        """Refuse, before any work, `workers` that a run's stages holding `model_stages`
+        models at once cannot fit (inside session())."""
+
 
 class LocalEngine(Engine):
     name = "local"
@@ -252,6 +258,9 @@ class LocalEngine(Engine):
     def job_threads(self, jobs: int) -> int:
         return max(1, cpus() // max(1, jobs))  # the jobs share this machine's cores
 
+    def check_workers(self, model_stages: int, workers: int | None) -> None:
+        return None  # --workers is a Ray option: each local stage runs one model
+
 
 class RayEngine(Engine):
     name = "ray"
@@ -261,6 +270,9 @@ class RayEngine(Engine):
 
     def session(self) -> AbstractContextManager[None]:
         return ray_session(self.address)
+
+    def check_workers(self, model_stages: int, workers: int | None) -> None:
+        actor_placement([], workers, model_stages)
 
     def _stream(self, plan: pa.Table, stages: list[Stage], options: EngineOptions
                 ) -> Iterator[pa.Table]:

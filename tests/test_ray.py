@@ -159,3 +159,15 @@ def test_shards_build_as_ray_tasks_and_search_equals_the_exact_ranking(
     exact = top_k_exact(stored.vectors, stored.vectors[:10], 10)[0]
     assert [[by_label[x] for x in row] for row in labels] == \
         [[stored.ids[x] for x in row] for row in exact]
+
+
+def test_workers_that_cannot_fit_the_pins_stage_are_refused_before_any_work(
+        two_nodes: object, tmp_path: Path, small_catalog: Path, pins_with_a_bad_file: Path
+        ) -> None:
+    """--workers 20 fitted the product stages (one model each) and was refused only at the
+    pins stage (two), after every product was embedded."""
+    from pinshop_cli.errors import PinshopError
+
+    with pytest.raises(PinshopError, match="--workers 20 does not fit"):
+        run(tmp_path / "ws", small_catalog, pins_with_a_bad_file, engine="ray", workers=20)
+    assert not list((tmp_path / "ws").glob("embeddings/*/*.parquet"))  # nothing embedded

@@ -345,6 +345,9 @@ def _ingest(ws: Workspace, catalog: str | Path | None, pins: str | Path | None,
 
     with ws.lock(), engine.session():
         run = _Run(ws, config, progress, engine)
+        # Pins hold two models at once (detector, embedder): --workers must fit them now,
+        # not after the products are embedded.
+        engine.check_workers(2 if pins is not None else 1, config.workers)
         # Lost or damaged parts: dropped now, so the plans below embed their rows again.
         writing = ("product_image", "product_text", *(("crop",) if pins is not None else ()))
         for message in repair_stores(ws, writing=writing):
