@@ -39,8 +39,9 @@ def list_(models_dir: ModelsDirOption = None, json: JsonOption = False) -> None:
     if json:
         print_json(rows)
         return
-    table("models", ["name", "task", "architecture", "license", "present", "where"],
-          [[r["name"], r["task"], r["architecture"], r["license"],
+    table("models", ["name", "task", "architecture", "size", "license", "present", "where"],
+          [[r["name"], r["task"], r["architecture"],
+            f"{r['size'] / 1e6:,.0f} MB" if r["size"] else "", r["license"],
             "yes" if r["present"] else "no", r["where"]] for r in rows], key="name")
 
 
