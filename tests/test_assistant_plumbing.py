@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
+from pinshop_cli import PinshopError
 from pinshop_cli.assistant.answer import Reply
 from pinshop_cli.assistant.dialogue import Dialogue
 from pinshop_cli.assistant.intent import Intent, IntentReader
@@ -144,7 +145,8 @@ def test_a_new_request_starts_afresh_and_the_dialogue_remembers_what_was_shown(r
     assert dialogue.last_products == LAMPS and dialogue.last_intent == rug
     assert dialogue.history == ["a black lamp under 150", "a rug"]
     assert [p.id for p in dialogue.subjects("compare #1 and #3", [], None)] == ["L1", "L3"]
-    assert dialogue.subjects("buy #12", [], None) == []  # past the shown items
+    with pytest.raises(PinshopError, match="there is no #12 to point at"):
+        dialogue.subjects("buy #12", [], None)  # past the shown items: an error, as in search
     assert dialogue.subjects("which lamp should I pick?", [], "lamp") == LAMPS
     assert dialogue.subjects("which sofa?", [], "sofa") == []
     dialogue.reset()

@@ -6,7 +6,11 @@ rows, a shopper's taste. These are the assistant's code paths, not a model's qua
 
 from __future__ import annotations
 
+import pytest
+
+from pinshop_cli import PinshopError
 from pinshop_cli.assistant.session import ShoppingAssistant
+from pinshop_cli.retrieval.retriever import Hit
 
 
 def test_cheaper_follow_up_lowers_the_price_bound(demo_workspace, fake_chat):
@@ -54,10 +58,16 @@ def test_compare_decide_and_buy_render_from_the_rows(demo_workspace, fake_chat):
     pick with reasons from its row, buy the row's stock and link (none here: said so)."""
     assistant = ShoppingAssistant(demo_workspace, fake_chat)
     shown = assistant.ask("a sofa under 1500").products
-    compared = assistant.ask("compare #1 and #2")
+    assert len(shown) == 1  # the fake model's answer cites one
+    with pytest.raises(PinshopError, match="there is no #2 to point at: the last answer "
+                                           "showed 1"):
+        assistant.ask("compare #1 and #2")  # it was a one-row table
+    other = next(p for p in assistant.retriever.products(
+        [Hit(pid, 0.0) for pid in ("P001", "P002", "P003")]) if p.id != shown[0].id)
+    compared = assistant.ask(f"compare #1 and {other.id}")
     assert compared.intent.action == "compare" and compared.intent_source == "rules"
-    assert [row["id"] for row in compared.table] == [p.id for p in shown[:2]]
-    for row, product in zip(compared.table, shown, strict=False):
+    assert [row["id"] for row in compared.table] == [shown[0].id, other.id]
+    for row, product in zip(compared.table, [shown[0], other], strict=True):
         assert row["price"] == product.price_text() and row["colour"] == product.color
         assert row["link"] == "none in the catalog"
     assert compared.answer.startswith("product ") and compared.to_dict()["table"]
@@ -120,6 +130,8 @@ def test_an_item_reference_points_at_a_shown_product_and_is_no_price(demo_worksp
     with pytest.raises(PinshopError, match="there is no #9 to point at: the last answer "
                                            "showed"):
         assistant.ask("#9")
+    with pytest.raises(PinshopError, match="there is no #9 to point at"):
+        assistant.ask("compare #1 and #9")  # it compared #1 alone, in a one-row table
     assistant.reset()  # nothing shown: "#1" is a word of the request, not a reference
     first = assistant.ask("what is your #1 sofa")
     assert first.intent.reference == "none" and first.intent.category == "sofa"

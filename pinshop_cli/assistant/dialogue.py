@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from ..errors import PinshopError
 from .intent import ORDINALS, Intent, is_follow_up
 
 if TYPE_CHECKING:
@@ -76,10 +77,14 @@ class Dialogue:
         text = question.lower()
         numbers = [int(a or b) for a, b in re.findall(r"#\s?(\d+)|\bnumber (\d+)\b", text)]
         numbers += [ORDINALS[w] for w in re.findall(r"\bthe (first|second|third|fourth)\b", text)]
-        chosen = [self.last_products[n - 1] for n in dict.fromkeys(numbers)
-                  if 0 < n <= len(self.last_products)]
+        shown = len(self.last_products)
+        if shown and (past := [n for n in numbers if not 0 < n <= shown]):
+            # "compare #1 and #2" after one product: not a one-row comparison
+            raise PinshopError(f"there is no #{past[0]} to point at: the last answer showed "
+                               f"{shown}")
+        chosen = [self.last_products[n - 1] for n in dict.fromkeys(numbers)] if shown else []
         chosen += [p for p in named if p not in chosen]
-        if chosen or numbers:  # an item number past the shown ones points at nothing shown
+        if chosen or numbers:  # with nothing shown, an item number points at nothing
             return chosen
         return [p for p in self.last_products if category in (None, p.category)]
 
