@@ -3,6 +3,9 @@ pick's reasons. (The model-backed journey runs in test_chat.py.)"""
 
 from __future__ import annotations
 
+import pytest
+
+from pinshop_cli import PinshopError
 from pinshop_cli.assistant import journey
 from pinshop_cli.assistant.session import ShoppingAssistant
 from pinshop_cli.retrieval.retriever import Hit
@@ -15,7 +18,8 @@ def test_subjects_follow_numbers_titles_and_named_categories(demo_workspace):
     assistant.dialogue.last_products = lamps
     assert [p.id for p in assistant.subjects("compare #1 and #3")] == ["P009", "P018"]
     assert [p.id for p in assistant.subjects("the second one please")] == ["P017"]
-    assert assistant.subjects("buy #12") == []  # past the shown items: nothing shown
+    with pytest.raises(PinshopError, match="there is no #12 to point at"):
+        assistant.subjects("buy #12")  # past the shown items: an error, as in search
     assert [p.id for p in assistant.subjects("compare the Slouchy Linen Sofa")] == ["P031"]
     assert assistant.subjects("I want to buy a sofa") == []  # a sofa was never shown
     assert assistant.subjects("which lamp should I pick?") == lamps
