@@ -41,7 +41,7 @@ def list_(models_dir: ModelsDirOption = None, json: JsonOption = False) -> None:
         return
     table("models", ["name", "task", "architecture", "size", "license", "present", "where"],
           [[r["name"], r["task"], r["architecture"],
-            f"{r['size'] / 1e6:,.0f} MB" if r["size"] else "", r["license"],
+            f"{float(r['size']) / 1e6:,.0f} MB" if r["size"] else "", r["license"],
             "yes" if r["present"] else "no", r["where"]] for r in rows], key="name")
 
 
