@@ -16,6 +16,7 @@ The model, all vectorized with numpy:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -42,8 +43,8 @@ class SynthConfig:
     chunk: int = 500_000  # views drawn at once (bounds memory; see also style_affinity)
 
 
-def generate_events(item_ids: list[str], categories: list[str], styles: np.ndarray,
-                    config: SynthConfig | None = None) -> pa.Table:
+def generate_events(item_ids: list[str], categories: Sequence[str] | np.ndarray,
+                    styles: np.ndarray, config: SynthConfig | None = None) -> pa.Table:
     """Events (user_id, item_id, event, ts) for a catalog with per-item style vectors."""
     import numpy as np
     import pyarrow as pa
@@ -210,6 +211,8 @@ def generate_for_workspace(out: str | Path, config: SynthConfig,
                            workspace: str | Path | None = None) -> int:
     """Events for the workspace's catalog, styled by its product text embeddings (every row
     has one), written to `out` (.parquet or .csv)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.csv as pcsv
 
     from ..errors import PinshopError
@@ -231,9 +234,10 @@ def generate_for_workspace(out: str | Path, config: SynthConfig,
     vectors = load_embeddings(ws, "product_text", model) if model else None
     if catalog is None or vectors is None or not vectors.ids:
         raise PinshopError(f"no embedded catalog in {ws.root}: run `pinshop ingest` first")
-    category = dict(zip(catalog.column("id").to_pylist(),
-                        catalog.column("category").to_pylist(), strict=True))
-    events = generate_events(vectors.ids, [category[i] or "" for i in vectors.ids],
+    # Each embedded product's category, by an Arrow lookup (not a dict of the catalog).
+    at = pc.index_in(pa.array(vectors.ids, pa.string()), catalog.column("id"))
+    categories = pc.fill_null(catalog.column("category").take(at), "")
+    events = generate_events(vectors.ids, categories.to_numpy(zero_copy_only=False),
                              vectors.vectors, config)
     if not events.num_rows:
         raise PinshopError(f"no whole shopping session fits in {config.events} events: ask "
