@@ -181,13 +181,24 @@ def test_a_filter_that_matches_no_product_says_so(demo_workspace, sample_dir):
                                   "together": {"category": "sofa", "max_price": 200}}.items()}
     assert "no product is in category 'spaceship' (the catalog has armchair, bed" in \
         " ".join(said["category"])
-    assert "no product's colour, title or photo is 'xyzzy'" in said["color"]
+    assert "no product's colour, title or photo is 'xyzzy'" in " ".join(said["color"])
     assert "no product costs 1 or less" in said["price"]
     assert not any(note.startswith("no product") for note in said["together"])  # each alone
     pin = sample_dir / "pins" / "7303782.jpg"  # matches some
     photo = match([pin], workspace=demo_workspace, color="xyzzy")
     assert all(not found.matches for found in photo.pins[0].objects)
-    assert "no product's colour, title or photo is 'xyzzy'" in photo.notes
+    assert "no product's colour, title or photo is 'xyzzy'" in " ".join(photo.notes)
+    # A word that names no colour says so: photos could never match it.
+    assert "'xyzzy': it names no colour pinshop knows" in " ".join(said["color"])
+    # `similar` says why its list is empty too, and a known colour gets no such hint.
+    from pinshop_cli import similar
+
+    unknown = similar("P005", workspace=demo_workspace, color="xyzzy").notes
+    assert any(note.startswith("no other product with a photo passes these filters: no "
+                               "product's colour, title or photo is 'xyzzy': it names no "
+                               "colour") for note in unknown), unknown
+    assert "names no colour" not in " ".join(
+        similar("P005", workspace=demo_workspace, color="chartreuse").notes)
 
 
 def test_a_regions_filtered_answer_does_not_depend_on_k_and_an_empty_one_says_why(

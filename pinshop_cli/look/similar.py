@@ -113,7 +113,9 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
                             f"filters ha{'ve' if unseen > 1 else 's'} no {what} and "
                             f"{'were' if unseen > 1 else 'was'} not compared")
     if not result.items:
+        why = retriever.store.why_empty(filters)
         result.notes.append(f"no other product with a {what} passes these filters" +
-                            (": nothing cheaper in this category" if cheaper else ""))
+                            (f": {why}" if why else
+                             ": nothing cheaper in this category" if cheaper else ""))
     result.notes.extend(retriever.notes)
     return result

@@ -267,7 +267,12 @@ class CatalogStore:
                 return (f"no product is in category {filters.category!r} (the catalog has "
                         f"{', '.join(known[:12])}{', ...' if len(known) > 12 else ''})")
             if name == "color":
-                return f"no product's colour, title or photo is {filters.color!r}"
+                from ..detection.colors import FAMILIES
+
+                unknown = "" if filters.color_family else (
+                    ": it names no colour pinshop knows, so no photo can match it (try a "
+                    f"CSS colour name or one of {', '.join(FAMILIES)})")
+                return f"no product's colour, title or photo is {filters.color!r}{unknown}"
             bound = "or more" if name == "min_price" else "or less"
             return f"no product costs {value:g} {bound}"
         return None
