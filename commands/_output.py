@@ -124,8 +124,14 @@ def check_report(report: Path | None) -> None:
     """Refuse a --report that cannot become a file, before any work is done."""
     from pinshop_cli.errors import PinshopError
 
-    if report is not None and report.is_dir():
+    if report is None:
+        return
+    if report.is_dir():
         raise PinshopError(f"--report {report} is a directory: pass a file name")
+    # The folders are made when the page is written; one that is a file cannot be.
+    blocking = next((parent for parent in report.parents if parent.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise PinshopError(f"--report {report}: {blocking} is a file, not a folder")
 
 
 def write_report_page(text: str, report: Path) -> None:

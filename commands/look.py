@@ -15,6 +15,7 @@ from ._output import (
     ModelsDirOption,
     RuntimeOption,
     WorkspaceOption,
+    check_report,
     note,
     open_shop,
     print_json,
@@ -90,6 +91,7 @@ def similar(
                                f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} "
                                "not apply to it")
         return _offers(reference, workspace, json)
+    check_report(report)
     with open_shop(workspace, models_dir, runtime, device) as shop:
         result = shop.similar(reference, cheaper=cheaper, max_price=max_price, color=color,
                               top_k=5 if top_k is None else top_k, category=category)
@@ -141,6 +143,7 @@ def complete(
     """
     from pinshop_cli.report.look import render_complete
 
+    check_report(report)
     with open_shop(workspace, models_dir, runtime, device) as shop:
         result = shop.complete(reference, top_k=top_k, detector=detector)
     if _report_or_json(result, render_complete, report, json):
@@ -167,6 +170,7 @@ def duplicates(
     from pinshop_cli.look.duplicates import measured_curve
     from pinshop_cli.report.look import render_duplicates
 
+    check_report(report)
     with open_shop(workspace) as shop:
         result = shop.duplicates(threshold=threshold)
     if _report_or_json(result, lambda r: render_duplicates(r, measured_curve()), report, json):
@@ -191,6 +195,7 @@ def audit(
     """
     from pinshop_cli.report.look import render_audit
 
+    check_report(report)
     with open_shop(workspace) as shop:
         result = shop.audit()
     if _report_or_json(result, render_audit, report, json):

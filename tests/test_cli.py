@@ -81,6 +81,14 @@ def test_a_report_that_cannot_be_a_file_is_refused_before_any_work(demo_workspac
         assert done.returncode == 1 and "Traceback" not in done.stderr
         assert done.stderr.strip() == f"Error: --report {tmp_path} is a directory: pass a " \
                                       "file name"
+    # A folder on the way that is a file (it said "File exists" after the work was done).
+    (tmp_path / "notes.txt").write_text("mine")
+    under_file = tmp_path / "notes.txt" / "out" / "report.html"
+    for command in (["match", "--text", "sofa"], ["audit"]):
+        done = pinshop(*command, "--report", str(under_file), "-w", str(demo_workspace))
+        assert done.returncode == 1 and done.stdout == ""
+        assert done.stderr.strip() == f"Error: --report {under_file}: " \
+                                      f"{tmp_path / 'notes.txt'} is a file, not a folder"
 
 
 def test_chat_arguments_and_image_paths_with_spaces(demo_workspace, tmp_path):
