@@ -56,6 +56,19 @@ def test_unknown_model_and_bad_paths_are_clear_errors(tmp_path):
         get_detector(str(tmp_path / "nope.pt"))
     with pytest.raises(UnknownModelError, match="not a detector"):
         get_detector("efficientnet-lite0")
+    # A models folder that is a file: pull told the user to copy weights "into" it.
+    from typer.testing import CliRunner
+
+    from commands.main import app
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    for argv in (["models", "pull", "clip-vit-b-32"], ["models", "export", "clip-vit-b-32"],
+                 ["models", "list"]):
+        done = CliRunner().invoke(app, argv, env={"PINSHOP_MODELS": str(notes)})
+        assert done.exit_code == 1 and f"the models folder {notes} (--models-dir / " \
+            "PINSHOP_MODELS) is a file: point it at a folder" in str(done.exception), argv
+    assert notes.read_text() == "mine"
 
 
 def test_auto_falls_back_visibly_when_nothing_resolves():

@@ -23,7 +23,12 @@ OFFLINE_SWITCHES = ("PINSHOP_OFFLINE", "HF_HUB_OFFLINE", "YOLO_OFFLINE")
 def models_dir(override: str | Path | None = None) -> Path:
     """--models-dir, else $PINSHOP_MODELS, else ~/.cache/pinshop/models."""
     chosen = override or os.environ.get("PINSHOP_MODELS")
-    return Path(chosen).expanduser() if chosen else Path.home() / ".cache" / "pinshop" / "models"
+    directory = (Path(chosen).expanduser() if chosen else
+                 Path.home() / ".cache" / "pinshop" / "models")
+    if directory.exists() and not directory.is_dir():
+        raise PinshopError(f"the models folder {directory} (--models-dir / PINSHOP_MODELS) "
+                           "is a file: point it at a folder (one that is missing is made)")
+    return directory
 
 
 def offline() -> bool:
