@@ -92,6 +92,9 @@ def test_ray_and_local_engines_agree_and_batches_run_on_both_nodes(
                   "embedded"):
         assert getattr(on_ray, field) == getattr(local, field), field
     assert on_ray.pins_rejected == 1
+    # Where the models ran, as the workers' stages said (it read "image: unused, text:
+    # unused": the driver's own embedder never ran a forward).
+    assert on_ray.runtime == local.runtime and "unused" not in on_ray.runtime, on_ray.runtime
     assert rejects(tmp_path / "ray") == rejects(tmp_path / "local")
     for name in ("catalog.parquet", "pins.parquet", "detections.parquet"):
         assert pq.read_table(tmp_path / "ray" / name).equals(

@@ -65,6 +65,7 @@ class _Run:
         self.catalog_written = False
         self.photo_rejects: pa.Table | None = None  # this run's unfetched photo URLs
         self._embedder: Embedder | None = None
+        self.stage_runtimes: set[str] = set()  # "image: onnx", ... as the stages reported
 
     @property
     def embedder(self) -> Embedder:
@@ -111,6 +112,7 @@ class _Run:
                     PartStore(side).commit(receipt["side_part"], receipt["rows"])
                 for node in receipt["nodes"]:
                     self.summary.nodes[node] = self.summary.nodes.get(node, 0) + 1
+                self.stage_runtimes.update(receipt["runtimes"])
                 for column in rejects:
                     rejects[column].extend(receipt[f"reject_{column}s"])
                 self.progress.advance(receipt["items"])
@@ -233,7 +235,11 @@ class _Run:
 
     def finish(self, detector_id: str | None) -> None:
         if self._embedder is not None:
-            self.summary.runtime = self._embedder.runtime_used
+            # The stages' own word where they ran forwards (Ray workers: the driver's
+            # embedder never runs one), else this process's embedder's.
+            ran = sorted(label for label in self.stage_runtimes
+                         if not label.endswith(": unused"))
+            self.summary.runtime = ", ".join(ran) or self._embedder.runtime_used
             for message in self._embedder.runtime_notes:
                 self.summary.notes.append(message)
                 self.progress.note(message)

@@ -217,6 +217,14 @@ class _Embed:
                                f"{expect} as on the driver: install the same models on every "
                                "node")
 
+    @property
+    def runtime(self) -> str:
+        """Where this stage's model ran, e.g. "image: onnx" (after its first forward)."""
+        side = "image" if self.image else "text"
+        label = self.embedder.runtime_used
+        return next((piece for piece in label.split(", ") if piece.startswith(f"{side}: ")),
+                    label)
+
 
 class NameColors:
     """`pixels` -> `color` (a family: blue, beige ...) and `color_name` (the nearest CSS
@@ -267,7 +275,8 @@ class EmbedImages(_Embed):
         batch = batch.drop_columns([c for c in ("pixels", "width", "height")
                                     if c in batch.column_names])
         return _with_columns(batch, {"vector": _vector_column(vectors, valid),
-                                     "node": pa.array([self.node] * batch.num_rows)})
+                                     "node": pa.array([self.node] * batch.num_rows),
+                                     "runtime": pa.array([self.runtime] * batch.num_rows)})
 
 
 class EmbedTexts(_Embed):
@@ -284,7 +293,8 @@ class EmbedTexts(_Embed):
         return _with_columns(batch, {
             "reject": pa.nulls(batch.num_rows, pa.string()),
             "vector": _vector_column(vectors, valid),
-            "node": pa.array([self.node] * batch.num_rows)})
+            "node": pa.array([self.node] * batch.num_rows),
+            "runtime": pa.array([self.runtime] * batch.num_rows)})
 
 
 DETECTION_COLUMNS = ("det_id", "pin_id", "path", "x1", "y1", "x2", "y2", "class_name",
@@ -330,6 +340,8 @@ class WriteParts:
             "kind": self.kind, "part": part, "side_part": side_part,
             "rows": good.num_rows, "items": items + bad.num_rows,
             "nodes": sorted(set(good.column("node").to_pylist())) if good.num_rows else [],
+            "runtimes": (sorted(set(good.column("runtime").to_pylist()))
+                         if good.num_rows else []),
             "reject_ids": bad.column("id").to_pylist(),
             "reject_reasons": bad.column("reject").to_pylist(),
             "reject_paths": (bad.column("path").to_pylist() if "path" in bad.column_names
@@ -344,5 +356,6 @@ def receipt_schema() -> pa.Schema:
     names = pa.list_(pa.string())
     return pa.schema([("kind", pa.string()), ("part", pa.string()),
                       ("side_part", pa.string()), ("rows", pa.int64()),
-                      ("items", pa.int64()), ("nodes", names), ("reject_ids", names),
+                      ("items", pa.int64()), ("nodes", names), ("runtimes", names),
+                      ("reject_ids", names),
                       ("reject_reasons", names), ("reject_paths", names)])
