@@ -109,7 +109,8 @@ def test_product_text_is_title_category_colour_brand(tmp_path, write_catalog):
     # decimals stay decimals (a numeric Parquet column, a dinar price).
     ("1 299,00 EUR", Decimal("1299.00")), ("1\u202f299,00\u202f€", Decimal("1299.00")),
     ("12,50\u00a0€", Decimal("12.50")), ("USD $1,299", Decimal("1299.00")),
-    ("1.250", Decimal("1.25")), ("2.500 KWD", Decimal("2.50")),
+    ("1.250", Decimal("1.25")), ("2.500 KWD", Decimal("2.50")), ("0.999 EUR", Decimal("1.00")),
+    ("1.299.000 EUR", Decimal("1299000.00")),
 ])
 def test_price_formats(tmp_path, price, expected):
     path = tmp_path / "c.csv"
@@ -121,6 +122,10 @@ def test_price_formats(tmp_path, price, expected):
     ("1e309", "price out of range"), ("1e30", "price out of range"),
     ("99999999999999999", "price out of range"), ("1,2,3", "unparsable price"),
     ("NaN", "unparsable price"), ("twelve", "unparsable price"), ("-1", "invalid price"),
+    # 1,299 or 1.299? A two-decimal currency cannot say (it was stored as 1.30).
+    ("1.299 EUR", "ambiguous price '1.299 EUR': a point between thousands or before "
+                  "decimals? write 1299 or 1.30 (EUR has two decimals)"),
+    ("€1.299", "ambiguous price"),
 ])
 def test_bad_prices_are_rejects_not_crashes(tmp_path, price, reason):
     path = tmp_path / "c.csv"

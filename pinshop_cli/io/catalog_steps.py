@@ -40,6 +40,9 @@ DERIVED_COLUMNS = ("image_sha256", "image_width", "image_height", "product_text"
                    "product_text_hash", "source_line")
 PRICE_TYPE = "DECIMAL(18, 2)"
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: Currencies with three decimals (ISO 4217): "1.299 KWD" is a decimal; "1.299 EUR" could
+#: be 1,299 (a point groups thousands in much of Europe) or a fuel price, so it is refused.
+THREE_DECIMALS = ('BHD', 'IQD', 'JOD', 'KWD', 'LYD', 'OMR', 'TND')
 MAX_PRICE = 1e16  # DECIMAL(18, 2) holds up to 9,999,999,999,999,999.99
 
 
@@ -208,6 +211,12 @@ def checked(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
                 'invalid price ' || q60(price_raw) || ' (negative)'
             WHEN price_raw IS NOT NULL AND price_value IS NULL THEN
                 'unparsable price ' || q60(price_raw)
+            WHEN price_text ~ '^[1-9]\\d{{0,2}}\\.\\d{{3}}$'
+                 AND upper(currency) NOT IN {THREE_DECIMALS} THEN
+                'ambiguous price ' || q60(price_raw) || ': a point between thousands or '
+                || 'before decimals? write ' || replace(price_text, '.', '') || ' or '
+                || CAST(price_value AS {PRICE_TYPE}) || ' (' || upper(currency)
+                || ' has two decimals)'
             WHEN price_value IS NOT NULL AND NOT (isfinite(price_value)
                  AND price_value < {MAX_PRICE}) THEN
                 'price out of range ' || q60(price_raw) || ' (at most 1e16)'
