@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._output import JsonOption, WorkspaceOption, echo, open_shop, print_json, table
+from ._output import JsonOption, WorkspaceOption, echo, note, open_shop, print_json, table
 
 
 def recommend(
@@ -83,9 +83,9 @@ def _recommend(shop: Any, user: str | None, all_users: bool, evaluate: bool, tun
               [[name, *(f"{v:.3f}" for v in (m.hit_rate, m.recall, m.ndcg, m.coverage)),
                 *("n/a" if v is None else f"{v:.3f}" for v in (m.novelty, m.diversity))]
                for name, m in result.methods.items()], key="method")
-        for note in result.notes:
-            if not result.tuning or note != result.tuning["note"]:  # shown with the fit
-                echo(note, err=True)
+        for line in result.notes:
+            if not result.tuning or line != result.tuning["note"]:  # shown with the fit
+                echo(line, err=True)
     elif all_users:
         rows = shop.recommend(config=config)
         if json:
@@ -93,7 +93,10 @@ def _recommend(shop: Any, user: str | None, all_users: bool, evaluate: bool, tun
         else:
             echo(f"{rows} recommendations written to recommendations.parquet", err=True)
     else:
-        recs = shop.recommend(user, config, session)
+        notes: list[str] = []
+        recs = shop.recommend(user, config, session, notes)
+        for message in notes:
+            note(message)
         if json:
             print_json(recs)
             return

@@ -339,18 +339,18 @@ class Shop:
         finally:
             strict.close()
 
-    def recommend(self, user: str | None = None, config: Any = None, session: Any = None
-                  ) -> Any:
+    def recommend(self, user: str | None = None, config: Any = None, session: Any = None,
+                  notes: list[str] | None = None) -> Any:
         """`pinshop recommend --user U [--session FILE]`: that user's recommendations (a
         cold user gets popular items); `session` (a file, an Arrow table or event dicts,
         as the chat and the API hold them) pulls in the neighbours of what is being looked
-        at, with or without a user. With neither, every user's, into
-        recommendations.parquet (returns the row count)."""
+        at, with or without a user (its ids not in the catalog are said in `notes`). With
+        neither, every user's, into recommendations.parquet (returns the row count)."""
         from . import recommend, recommend_all
 
         if user is None and session is None:
             return recommend_all(self.ws.root, config)
-        return recommend(self.ws.root, user, config, session)
+        return recommend(self.ws.root, user, config, session, notes)
 
     def evaluate(self, cut: Any = None, config: Any = None) -> Any:
         """`pinshop recommend --evaluate`: an Evaluation."""

@@ -70,10 +70,19 @@ def test_a_session_of_unknown_items_is_an_error_not_a_popular_list(shop, tmp_pat
     with pytest.raises(PinshopError, match=r"none of the session's items is in the catalog "
                                            r"\(e.g. 'NOPE', 'ZZZ'\)"):
         recommend(shop, None, POPULAR_ONLY, session=unknown)
-    # One known item is enough: the unknown ones are left out.
+    # One known item is enough: the unknown ones are left out, and said so.
     mixed = session_file(tmp_path, [("NOPE", "view"), ("A", "view")])
-    assert [r.item_id for r in recommend(shop, "new", POPULAR_ONLY, session=mixed)] == [
-        "C", "D", "B"]
+    notes: list[str] = []
+    assert [r.item_id for r in recommend(shop, "new", POPULAR_ONLY, session=mixed,
+                                         notes=notes)] == ["C", "D", "B"]
+    assert notes == ["1 of the session's 2 items is not in the catalog and pulls in nothing: "
+                     "'NOPE'"]
+    from typer.testing import CliRunner
+
+    from commands.main import app
+
+    done = CliRunner().invoke(app, ["recommend", "--session", str(mixed), "-w", str(shop)])
+    assert done.exit_code == 0 and "is not in the catalog and pulls in nothing" in done.output
 
 
 def test_the_newest_session_item_pulls_hardest(shop, tmp_path):

@@ -40,12 +40,13 @@ ANONYMOUS = "(session)"  # the user id of a session recommended for without one
 
 
 def _score(ws: Workspace, config: RecommendConfig | None, users: pa.Table | None,
-           session: Session | None = None, styles: bool = False
-           ) -> tuple[pa.Table, pa.Table | None]:
+           session: Session | None = None, styles: bool = False,
+           notes: list[str] | None = None) -> tuple[pa.Table, pa.Table | None]:
     """Blended top-k for `users` (everyone with events when None), as of the newest event,
-    with the workspace's fitted weights when there are some, and the pull of `session`;
-    with `styles`, also the style fit for the workspace's cache when it has none current
-    (for a writer to save under the lock)."""
+    with the workspace's fitted weights when there are some, and the pull of `session`
+    (what it names outside the catalog goes to `notes`); with `styles`, also the style
+    fit for the workspace's cache when it has none current (for a writer to save under
+    the lock)."""
     from .session import read_session, session_tables
 
     events = None if session is None else read_session(session)  # bad input: before work
@@ -56,7 +57,7 @@ def _score(ws: Workspace, config: RecommendConfig | None, users: pa.Table | None
                        components=tuple(c for c in COMPONENTS if getattr(weights, c) != 0),
                        in_stock_only=True)
         if events is not None:
-            session_tables(scorer, events)
+            session_tables(scorer, events, notes)
         blend(scorer, weights)
         return recommendations(scorer), uncached_styles(scorer) if styles else None
     finally:
@@ -108,11 +109,12 @@ def refresh_styles(workspace: str | Path | None = None, notes: list[str] | None 
 
 
 def recommend(workspace: str | Path | None = None, user: str | None = None,
-              config: RecommendConfig | None = None, session: Session | None = None
-              ) -> list[Recommendation]:
+              config: RecommendConfig | None = None, session: Session | None = None,
+              notes: list[str] | None = None) -> list[Recommendation]:
     """Top-k recommendations for one user (a cold user gets popular items); with
     `session`, the browsing session's neighbours are pulled in (session.py), also for no
-    user at all (an anonymous session)."""
+    user at all (an anonymous session); session ids not in the catalog are said in
+    `notes`."""
     import pyarrow as pa
 
     if user is None and session is None:
@@ -120,7 +122,8 @@ def recommend(workspace: str | Path | None = None, user: str | None = None,
     if user is not None and not user.strip():
         raise PinshopError("a user id cannot be blank")
     users = pa.table({"user_id": [ANONYMOUS if user is None else user]})
-    rows = _score(Workspace.open(workspace), config, users, session)[0].to_pylist()
+    rows = _score(Workspace.open(workspace), config, users, session,
+                  notes=notes)[0].to_pylist()
     return [Recommendation(**row) for row in rows]
 
 

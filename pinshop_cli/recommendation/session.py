@@ -99,10 +99,12 @@ def _events_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
                                     for row in rows], pa.string()) for key in keys})
 
 
-def session_tables(scorer: Scorer, session: pa.Table) -> None:
+def session_tables(scorer: Scorer, session: pa.Table, notes: list[str] | None = None
+                   ) -> None:
     """Tables session_part (user_id, item_id, part) and session_because (user_id, item_id,
     because) for every user in table `users` (the one being scored), from `session`
-    (read_session) and table `interactions` (built by Scorer.prepare)."""
+    (read_session) and table `interactions` (built by Scorer.prepare). Ids not in the
+    catalog are said in `notes` (none known at all is an error)."""
     import numpy as np
     import pyarrow as pa
 
@@ -114,13 +116,21 @@ def session_tables(scorer: Scorer, session: pa.Table) -> None:
                sum(s.weight * pow(0.5, s.position / $half_life)) AS strength
         FROM session_in s JOIN item_keys k ON k.item_id = s.item_id GROUP BY k.key
     """, half_life=SESSION_HALF_LIFE)
-    if session.num_rows and not scorer.con.execute("SELECT count(*) FROM session_items"
-                                                   ).fetchall()[0][0]:
-        # Every id unknown (a typo, another shop's export): not an anonymous popular list.
-        unknown = scorer.con.execute("SELECT DISTINCT item_id FROM session_in ORDER BY 1 "
-                                     "LIMIT 3").fetchall()
-        raise PinshopError("none of the session's items is in the catalog (e.g. "
-                           f"{', '.join(repr(r[0]) for r in unknown)})")
+    unknown, named, examples = scorer.con.execute("""
+        SELECT count(DISTINCT s.item_id) FILTER (WHERE k.key IS NULL),
+               count(DISTINCT s.item_id),
+               list(DISTINCT s.item_id ORDER BY s.item_id) FILTER (WHERE k.key IS NULL)[:3]
+        FROM session_in s LEFT JOIN item_keys k ON k.item_id = s.item_id""").fetchall()[0]
+    if unknown:
+        listed = ", ".join(repr(item) for item in examples)
+        if unknown == named:
+            # Every id unknown (a typo, another shop's export): not an anonymous popular list.
+            raise PinshopError(f"none of the session's items is in the catalog (e.g. {listed})")
+        if notes is not None:
+            notes.append(f"{unknown} of the session's {named} items "
+                         f"{'is' if unknown == 1 else 'are'} not in the catalog and "
+                         f"{'pulls' if unknown == 1 else 'pull'} in "
+                         f"nothing: {listed}{', ...' if unknown > 3 else ''}")
     scorer.con.unregister("session_in")
     scorer.sql("""
         CREATE OR REPLACE TEMP TABLE session_co AS
