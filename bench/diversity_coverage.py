@@ -50,12 +50,13 @@ CHUNK = 2000  # users per similarity tensor
 #: (name, lambda, diversity term, parameter): parameter is eps for safe_head
 GRID: list[tuple[str, float, str, float]] = [
     ("mmr", 1.0, "max", 0), ("mmr", 0.9, "max", 0), ("mmr", 0.5, "max", 0),
-    ("mmr", 0.7, "mean", 0), ("mmr", 0.6, "mean", 0), ("mmr", 0.5, "mean", 0),
-    ("mmr", 0.4, "mean", 0),
+    ("mmr", 0.7, "mean", 0), ("mmr", 0.5, "mean", 0), ("mmr", 0.4, "mean", 0),
     ("coverage", 0.99, "mean", 0), ("coverage", 0.98, "mean", 0),
     ("coverage", 0.97, "mean", 0), ("coverage", 0.95, "mean", 0),
     ("coverage", 0.9, "mean", 0), ("coverage", 0.97, "max", 0),
-    ("safe_head", 0.3, "mean", 0.01), ("safe_head", 0.5, "mean", 0.02),
+    ("safe_head", 0.5, "mean", 0.02), ("safe_head", 0.5, "mean", 0.05),
+    ("safe_head", 0.3, "mean", 0.03), ("safe_head", 0.0, "mean", 0.03),
+    ("safe_head", 0.0, "mean", 0.05),
 ]
 
 
@@ -198,6 +199,10 @@ def run_cut(ws: Workspace, cut: str, tuning: Tuning, pool_k: int
             "SELECT DISTINCT user_id FROM relevant").to_arrow_table())
         index = scorer.product_index()
         pool = ranked_pool(scorer, base.blend_weights, K * pool_k)
+        top = pool["hit"][:, :K]
+        print(f"{cut[:10]}: hits per user with a hit "
+              f"{top.sum(axis=1)[top.any(axis=1)].mean():.2f}; share of users hit at rank "
+              f"1..{K}: {np.round(top.mean(axis=0), 2).tolist()}", flush=True)
         results = {}
         for setting in GRID:
             name, lam, term, eps = setting
