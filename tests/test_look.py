@@ -104,6 +104,23 @@ def test_complete_picks_other_categories_learned_from_baskets(retriever):
                 ] == ids[:k]
 
 
+def test_a_photo_like_no_product_gets_its_categories_called_a_guess(retriever, tmp_path):
+    """A black square's nearest product is a weak vote: complete said "in it: armchair"
+    as surely as for a real photo."""
+    from PIL import Image
+
+    black = tmp_path / "black.png"
+    Image.new("RGB", (200, 200)).save(black)
+    guessed = complete(str(black), retriever=retriever, detector="none")
+    assert guessed.scene_categories and any(
+        note.startswith("nothing in the photo looks much like a catalog product (the nearest "
+                        "is ") and note.endswith(" is a guess") for note in guessed.notes)
+    real = complete(str(SAMPLE / "products" / "P005.jpg"), retriever=retriever,
+                    detector="none")
+    assert real.scene_categories == ["armchair"]
+    assert not any("is a guess" in note for note in real.notes)
+
+
 def test_duplicates_cluster_a_reshot_photo_and_a_shared_file(retriever):
     result = find_duplicates(retriever=retriever, write=False)
     clusters = {}

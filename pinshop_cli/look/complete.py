@@ -30,6 +30,9 @@ CANDIDATES = 50  # products fetched per compatible category before ranking
 CATEGORY_POOL = 10  # compatible categories ranked together, at least
 SOURCE_WORDS = {"pins": "pinned", "events": "saved or bought"}  # the verb of a source
 SCENE_WORDS = {"pins": "pins", "events": "baskets", "events+pins": "pins and baskets"}
+#: A photo whose nearest product is less alike than this share of same-category product
+#: pairs (the scale `similar` shows) has its categories guessed, and is said so.
+GUESS_PERCENT = 50
 
 
 @dataclass(frozen=True)
@@ -293,7 +296,9 @@ def complete(reference: str, workspace: str | Path | None = None, top_k: int = 5
     if ref.product is not None:
         result.scene_categories = [ref.category] if ref.category else []
     else:
-        result.scene_categories = scene_categories(retriever, reference, detector, models_dir)
+        result.scene_categories, guessed = scene_categories(retriever, reference, detector,
+                                                            models_dir)
+        result.notes.extend([guessed] if guessed else [])
     compatibility = compatibility_from_scenes(
         workspace_scenes(retriever.ws), [ref.product.id] if ref.product else [])
     if compatibility.pairs.num_rows == 0:
@@ -311,19 +316,28 @@ def complete(reference: str, workspace: str | Path | None = None, top_k: int = 5
 
 
 def scene_categories(retriever: Retriever, photo: str, detector: str,
-                     models_dir: str | None) -> list[str]:
+                     models_dir: str | None) -> tuple[list[str], str | None]:
     """Categories in a scene photo: each region's category, else its crop's nearest
-    products' vote (the whole photo when nothing is found)."""
+    products' vote (the whole photo when nothing is found); and a note when every one is
+    a vote among products that look little like the photo."""
     from ..detection.crops import PIN_DECODE_SIDE, detect_and_crop
     from ..io.images import load_image
     from ..retrieval.match import photo_detector, region_vectors
 
     image = load_image(Path(photo), min_side=PIN_DECODE_SIDE)
     regions = detect_and_crop(photo_detector(retriever, detector, models_dir), [image])[0]
+    vectors = region_vectors(retriever.embedder, regions)
     found: list[str] = []
-    for (detection, _), vector in zip(regions, region_vectors(retriever.embedder, regions),
-                                      strict=True):
+    for (detection, _), vector in zip(regions, vectors, strict=True):
         category = detection.category or voted_category(retriever, vector, "product_image")
         if category and category not in found:
             found.append(category)
-    return found
+    if not found or any(detection.category for detection, _ in regions):
+        return found, None
+    nearest = [hits[0].score for hits in
+               retriever.search(vectors, 1, "product_image").hits if hits]
+    percent = int(retriever.similarity_scale("product_image").percent(max(nearest)))
+    if percent >= GUESS_PERCENT:
+        return found, None
+    return found, (f"nothing in the photo looks much like a catalog product (the nearest is "
+                   f"{percent}% similar): {', '.join(found)} is a guess")
