@@ -138,11 +138,14 @@ def test_bad_prices_are_rejects_not_crashes(tmp_path, price, reason):
 def test_a_price_names_its_currency_beside_a_symbol_and_a_sale_keeps_to_it(tmp_path):
     path = tmp_path / "c.tsv"
     path.write_text("id\ttitle\tprice\tsale_price\nA\tChair\t$1,299.00 USD\t\n"
-                    "B\tLamp\t50.00 USD\t40.00 EUR\nC\tRug\t50.00 USD\t40.00 USD\n")
+                    "B\tLamp\t50.00 USD\t40.00 EUR\nC\tRug\t50.00 USD\t40.00 USD\n"
+                    "D\tVase\t50.00\t40.00 GBP\n")
     load = load_catalog(path)
     rows = rows_by_id(load)
     assert (rows["A"]["price"], rows["A"]["currency"]) == (Decimal("1299.00"), "USD")
     assert rows["C"]["sale_price"] == Decimal("40.00")
+    # A bare price takes the sale's currency (it had none, and the sale's went unchecked).
+    assert (rows["D"]["currency"], rows["D"]["sale_price"]) == ("GBP", Decimal("40.00"))
     # A sale in another currency was stored as the price's ("40 USD").
     assert reasons_by_line(load) == {3: "sale_price '40.00 EUR' is in EUR, the price in USD"}
 

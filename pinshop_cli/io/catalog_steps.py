@@ -163,8 +163,9 @@ Step = Callable[["duckdb.DuckDBPyConnection", str, Plan], str]
 def typed(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
     """Known columns trimmed (empty is NULL), the price cleaned of currency marks and read
     by its shape (`price_text`, `price_value`), its currency taken from a feed's "49.99 USD"
-    when no `currency` column says it, likewise `sale_price` (while its effective dates
-    hold); the category is the last
+    when no `currency` column says it (else from the sale price's "39.99 USD" when the
+    price shows no $ or ¥ of its own), likewise
+    `sale_price` (while its effective dates hold); the category is the last
     segment of a path ("Home > Furniture > Sofas" is "sofas", "Home > Sofas >" too),
     lower-cased; the feed
     spellings of availability ("in stock") as the spec's (`in_stock`); user columns
@@ -187,8 +188,9 @@ def typed(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
         SELECT line, problem, raw, {known},
                nullif(lower(trim(regexp_extract(rtrim({plan.text("category")}, '> '),
                                                 '([^>]*)$', 1))), '') AS category,
-               coalesce({plan.text("currency")}, {_PRICE_CURRENCY.format(p=price_raw)})
-                   AS currency,
+               coalesce({plan.text("currency")}, {_PRICE_CURRENCY.format(p=price_raw)},
+                        CASE WHEN NOT coalesce({price_raw} ~ '[$¥]', false)
+                             THEN {_PRICE_CURRENCY.format(p=sale_raw)} END) AS currency,
                CASE WHEN {spelled} IN ({feed_stock}) THEN {spelled} ELSE {stock} END
                    AS availability,
                {price_raw} AS price_raw, price_text,
