@@ -23,8 +23,10 @@ LISTINGS = [  # id, merchant, url, price, sale_price, availability
     ("A3", "Nordhus", "https://nordhus.example/p/a-blue", "100.00", None, "in_stock"),
     ("A4", "Bigbox", "https://bigbox.example/a", "120.00", None, "in_stock"),
     ("A5", "Greenshop", "https://greenshop.example/a", "95.00", None, "in_stock"),
+    ("A6", "Lampworld", "https://lampworld.example/a", "50.00", None, "in_stock"),
 ]
-COLOURS = ["natural", None, "blue", "Natural ", "black"]  # A5: another colour, a variant
+COLOURS = ["natural", None, "blue", "Natural ", "black", None]  # A5: another colour
+CATEGORIES = ["chair"] * 5 + ["lamp"]  # A6: another category, another product
 
 
 def _workspace(root: Path) -> Path:
@@ -41,6 +43,7 @@ def _workspace(root: Path) -> Path:
         "currency": ["EUR"] * len(ids),
         "availability": [row[5] for row in LISTINGS] + ["in_stock"] * singles,
         "color": COLOURS + [None] * singles,
+        "category": CATEGORIES + [None] * singles,
     }), root / "catalog.parquet")
     ws = Workspace.open(root / "ws", create=True)
     normalize_catalog(root / "catalog.parquet", ws.catalog, ws.rejects_dir / "catalog.parquet")
@@ -58,6 +61,22 @@ def _workspace(root: Path) -> Path:
     return ws.root
 
 
+def test_a_chain_of_alike_products_is_split_at_a_higher_bar() -> None:
+    """Plumbing: 150 products each near the next (0.8) chain into one cluster at 0.78;
+    inside it only the pairs at 0.99 count, and a cluster of 100 is left alone."""
+    from pinshop_cli.look.duplicates import MAX_CLUSTER, clusters_of, split_chains
+
+    left, right = np.arange(149), np.arange(1, 150)
+    scores = np.where(left % 3 == 0, 0.99, 0.8)
+    edges, bar = split_chains(left, right, scores, 0.78)
+    assert bar == 0.82 and set(edges) == set(np.flatnonzero(scores == 0.99))
+    _, component = clusters_of(left[edges], right[edges])
+    assert np.bincount(component).max() == 2
+    short = MAX_CLUSTER - 1  # edges of a 100-product chain
+    edges, bar = split_chains(left[:short], right[:short], scores[:short], 0.78)
+    assert bar == 0.78 and len(edges) == short
+
+
 def test_offers_list_other_merchants_cheapest_first(tmp_path: Path) -> None:
     root = _workspace(tmp_path)
     runner = CliRunner()
@@ -73,7 +92,8 @@ def test_offers_list_other_merchants_cheapest_first(tmp_path: Path) -> None:
 
     found = offers("A1")
     # A3 is at A1's own merchant: another listing there, not another offer; A5 is black,
-    # A1 natural: a variant, not another offer (A2 states no colour: it may be one).
+    # A1 natural: a variant, not another offer (A2 states no colour: it may be one); A6,
+    # in the cluster but a lamp, is another product.
     assert [(o["id"], o["merchant"], o["reference"]) for o in found["offers"]] == [
         ("A2", "cheapshop.example", False), ("A1", "Nordhus", True), ("A4", "Bigbox", False)]
     cheapest = found["offers"][0]

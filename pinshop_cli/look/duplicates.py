@@ -9,7 +9,7 @@ of those edges (union-find) are the clusters.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 NEIGHBOURS = 10  # nearest products per product that are considered as duplicates of it
+#: A cluster larger than this is a chain of products that are merely alike, each near the
+#: next (titles from one template, text alone at the photo-fitted threshold: 99,998 of a
+#: 100k catalog in one cluster): inside it the bar is raised by BAR_STEP until none is.
+MAX_CLUSTER = 100
+BAR_STEP = 0.02
 BATCH = 8192  # neighbour queries per hnswlib call
 # The default threshold and image weight (pair score = w * image cosine + (1 - w) * text
 # cosine) are the best F1 on planted duplicates of the real sample photos, measured by
@@ -152,11 +157,33 @@ def clusters_of(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.nda
     return ids, component
 
 
+def split_chains(left: np.ndarray, right: np.ndarray, scores: np.ndarray, threshold: float
+                 ) -> tuple[np.ndarray, float]:
+    """The edges (indices into the pairs) that make the clusters: pairs at `threshold`,
+    and inside a component of more than MAX_CLUSTER products only pairs at a bar raised
+    in BAR_STEPs until no component is that large (or the bar passes 1); and the highest
+    bar used (`threshold` when no chain was split)."""
+    import numpy as np
+
+    edges = np.flatnonzero(scores >= threshold)
+    bar = threshold
+    while bar < 1:
+        nodes, component = clusters_of(left[edges], right[edges])
+        chained = nodes[np.bincount(component)[component] > MAX_CLUSTER]
+        if len(chained) == 0:
+            break
+        bar = round(bar + BAR_STEP, 4)
+        inside = np.isin(left[edges], chained)  # an edge's two ends share a component
+        edges = edges[~inside | (scores[edges] >= bar)]
+    return edges, bar
+
+
 @dataclass
 class DuplicateClusters:
     threshold: float
     pairs_checked: int
     table: pa.Table  # one row per member: cluster, size, id, catalog columns, evidence
+    notes: list[str] = field(default_factory=list)
 
     @property
     def clusters(self) -> int:
@@ -176,7 +203,8 @@ class DuplicateClusters:
             grouped.setdefault(row["cluster"], []).append(row)
         return {"threshold": self.threshold, "pairs_checked": self.pairs_checked,
                 "clusters": self.clusters, "products": self.table.num_rows,
-                "shown": [{"cluster": c, "members": m} for c, m in grouped.items()]}
+                "shown": [{"cluster": c, "members": m} for c, m in grouped.items()],
+                "notes": self.notes}
 
 
 def find_duplicates(workspace: str | Path | None = None, threshold: float | None = None,
@@ -186,6 +214,7 @@ def find_duplicates(workspace: str | Path | None = None, threshold: float | None
     Threshold and image weight default to the measured ones (see `measured_curve`)."""
     import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     measured = measured_curve()
     threshold = measured["threshold"] if threshold is None else threshold
@@ -193,7 +222,7 @@ def find_duplicates(workspace: str | Path | None = None, threshold: float | None
     retriever = retriever or Retriever(workspace, allow_stale=False)
     pairs = candidate_pairs(retriever)
     scores = pairs.scores(image_weight)
-    edge = scores >= threshold
+    edge, bar = split_chains(pairs.left, pairs.right, scores, threshold)
     nodes, component = clusters_of(pairs.left[edge], pairs.right[edge])
     # Evidence per member: its best edge (the pair that put it in the cluster).
     edges = pa.table({"a": pairs.ids.take(pairs.left[edge]),
@@ -235,6 +264,19 @@ def find_duplicates(workspace: str | Path | None = None, threshold: float | None
         con.unregister("members")
         con.unregister("edges")
     result = DuplicateClusters(threshold, len(scores), table)
+    text_only = pc.sum(pc.equal(table.column("evidence"), "text only")).as_py() or 0
+    if text_only:
+        result.notes.append(
+            f"{text_only} product{'s are' if text_only > 1 else ' is'} clustered on text "
+            "alone (no photo on one side): texts that differ in one word (a material, a "
+            "model) score near 1, so check those; photos tell products apart better")
+    if bar > threshold:
+        largest = int(np.bincount(component).max()) if len(component) else 0
+        result.notes.append(
+            f"at {threshold:g} products chained into clusters of more than {MAX_CLUSTER} "
+            f"(alike, each near the next, not the same product): inside those only pairs "
+            f"at {bar:g} or more count" + (f"; the largest still holds {largest} products"
+                                           if largest > MAX_CLUSTER else ""))
     if write:
         with retriever.ws.lock():
             write_parquet(table, retriever.ws.root / "duplicates.parquet")
@@ -298,7 +340,8 @@ def offers(retriever: Retriever, product_id: str) -> Offers:
     `pinshop duplicates`) at other merchants, with the reference's own, cheapest first (the
     price paid: the lower of price and sale price), then in stock first. Prices and stock
     are the catalog's current ones; a listing at the reference's own merchant, or in
-    another stated colour, is left out (a variant or a re-listing, not another offer)."""
+    another stated colour, is left out (a variant or a re-listing, not another offer), as
+    is one in another stated category (another product)."""
     from ..errors import UnknownProductError
     from ..workspace.storage import sql_path
 
@@ -324,16 +367,19 @@ def offers(retriever: Retriever, product_id: str) -> Offers:
                        {column('sale_price', 'DOUBLE')} AS sale_price,
                        {column('currency')} AS currency, {column('availability')}
                            AS availability, {column('url')} AS url, c.id = $id AS reference,
-                       lower(trim({column('color')})) AS color
+                       lower(trim({column('color')})) AS color, c.category
                 FROM clusters d JOIN catalog c USING (id)
                 WHERE d.cluster = (SELECT cluster FROM clusters WHERE id = $id)
-            ), own AS (SELECT merchant, color FROM listings WHERE reference)
-            SELECT * EXCLUDE (color) FROM listings
+            ), own AS (SELECT merchant, color, category FROM listings WHERE reference)
+            SELECT * EXCLUDE (color, category) FROM listings
             WHERE reference OR ((merchant IS NULL OR merchant IS DISTINCT FROM
                                  (SELECT merchant FROM own))
                   -- another stated colour is a variant of it, not another offer
                   AND (color IS NULL OR (SELECT color FROM own) IS NULL
-                       OR color = (SELECT color FROM own)))
+                       OR color = (SELECT color FROM own))
+                  -- another stated category is another product
+                  AND (category IS NULL OR (SELECT category FROM own) IS NULL
+                       OR category = (SELECT category FROM own)))
             ORDER BY least(price, sale_price) NULLS LAST,
                      availability IS DISTINCT FROM 'in_stock', id""",
                         params={"id": product_id}).to_arrow_table()
