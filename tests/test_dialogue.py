@@ -135,6 +135,22 @@ def test_an_item_reference_points_at_a_shown_product_and_is_no_price(demo_worksp
     assistant.reset()  # nothing shown: "#1" is a word of the request, not a reference
     first = assistant.ask("what is your #1 sofa")
     assert first.intent.reference == "none" and first.intent.category == "sofa"
+    # Naming nothing, a number points at nothing: it compared two unrelated cushions.
+    assistant.reset()
+    for question in ("compare #1 and #2", "more like #2"):
+        with pytest.raises(PinshopError, match=r"there is no #\d to point at: nothing has "
+                                               "been shown yet"):
+            assistant.ask(question)
+
+
+def test_a_price_limit_of_0_is_a_limit(demo_workspace, fake_chat):
+    """"under 0" is read as no limit at all (0 was taken for "none") and answered with
+    sofas at 1290-1490."""
+    assistant = ShoppingAssistant(demo_workspace, fake_chat)
+    free = assistant.ask("a sofa under 0")
+    assert free.intent.max_price == 0 and free.intent.filters().max_price == 0
+    assert not free.exact and free.relaxed == ["price"]  # it said exact, with those sofas
+    assert free.answer.startswith("Nothing in the catalog matches a price up to 0")
 
 
 def test_like_this_but_in_black_finds_the_black_one_though_the_photo_is_not(

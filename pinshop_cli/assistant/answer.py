@@ -110,7 +110,7 @@ def _describe(intent: Intent, constraint: str) -> str:
     bounds = []
     if intent.min_price:
         bounds.append(f"from {intent.min_price:g}")
-    if intent.max_price:
+    if intent.max_price is not None:  # "under 0" is a bound too
         bounds.append(f"up to {intent.max_price:g}")
     return "a price " + " ".join(bounds)
 

@@ -45,14 +45,16 @@ class Dialogue:
                              query=intent.query or previous.query,
                              color=intent.color or previous.color,
                              min_price=intent.min_price or previous.min_price,
-                             max_price=intent.max_price or previous.max_price)
+                             max_price=(previous.max_price if intent.max_price is None
+                                        else intent.max_price))
         if pointed is not None and named is None and pointed.category:
             intent = replace(intent, category=pointed.category)  # "more like #2": its kind
         # "Cheaper" means cheaper than the product recommended first (and within any bound
         # still in force); "more expensive" lifts the old ceiling.
         price = shown[0].price if shown else None
         if intent.reference == "cheaper" and price is not None:
-            ceiling = max(0.0, min(price - 0.01, intent.max_price or price))
+            ceiling = max(0.0, min(price - 0.01,
+                                   price if intent.max_price is None else intent.max_price))
             intent = replace(intent, max_price=round(ceiling, 2), min_price=None)
         elif intent.reference == "more_expensive" and price is not None:
             floor = max(price + 0.01, intent.min_price or price)

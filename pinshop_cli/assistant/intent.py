@@ -84,7 +84,7 @@ class Intent:
     def filters(self) -> Filters:
         """The intent's constraints as catalog filters."""
         return Filters(category=self.category, min_price=self.min_price,
-                       max_price=self.max_price or None, color=self.color)
+                       max_price=self.max_price, color=self.color)
 
     def search_text(self) -> str:
         """The words a search embeds: colour, style, query and category ("" when none)."""

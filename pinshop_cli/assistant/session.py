@@ -28,7 +28,7 @@ from ..retrieval.retriever import Hit, Retriever
 from ..retrieval.store import Product
 from .answer import Answerer, Reply
 from .dialogue import Dialogue
-from .intent import STOP_WORDS, Intent, IntentReader, request_words
+from .intent import STOP_WORDS, Intent, IntentReader, item_reference, request_words
 from .journey import QUESTION_WORDS, SHOWN, Journey
 from .personal import ShopperTaste
 
@@ -101,6 +101,11 @@ class ShoppingAssistant:
 
     def _turn(self, question: str) -> Events:
         started = time.perf_counter()
+        if not self.dialogue.last_products and (number := item_reference(question)) and \
+                "category" not in self.intents.explicit(question) and \
+                not self.store.ids_in(question):  # "what is your #1 sofa" names what it means
+            raise PinshopError(f"there is no #{number} to point at: nothing has been shown "
+                               "yet (ask for products first, e.g. 'a green sofa')")
         ruled = self.rule_intent(question)
         intent = self.dialogue.resolve(ruled or self.extract_intent(question), question)
         if intent.action == "search" and intent.reference == "item_number" and \

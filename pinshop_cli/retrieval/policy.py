@@ -67,7 +67,7 @@ def retrieve(retriever: Retriever, filters: Filters, text: str, anchor: str | No
         # The anchor is left out of the answer: it must not be the only row that passes.
         if retriever.count(allowed, kind) > (
                 anchor is not None and retriever.store.passes(anchor, allowed)):
-            relaxed = [d for d in drop if getattr(filters, _FIELD[d])]
+            relaxed = [d for d in drop if getattr(filters, _FIELD[d]) not in (None, "")]
             break
     else:
         return Retrieved([], [])
