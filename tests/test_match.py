@@ -183,7 +183,8 @@ def test_a_filter_that_matches_no_product_says_so(demo_workspace, sample_dir):
         " ".join(said["category"])
     assert "no product's colour, title or photo is 'xyzzy'" in " ".join(said["color"])
     assert "no product costs 1 or less" in said["price"]
-    assert not any(note.startswith("no product") for note in said["together"])  # each alone
+    # Each alone matches some, together none: said so (an empty table had no reason).
+    assert "no product has all of: category 'sofa', at most 200" in said["together"]
     pin = sample_dir / "pins" / "7303782.jpg"  # matches some
     photo = match([pin], workspace=demo_workspace, color="xyzzy")
     assert all(not found.matches for found in photo.pins[0].objects)
@@ -199,6 +200,10 @@ def test_a_filter_that_matches_no_product_says_so(demo_workspace, sample_dir):
                                "colour") for note in unknown), unknown
     assert "names no colour" not in " ".join(
         similar("P005", workspace=demo_workspace, color="chartreuse").notes)
+    # --cheaper with a cap no armchair meets: the cap, not "nothing cheaper", empties it.
+    capped = similar("P006", workspace=demo_workspace, cheaper=True, max_price=100).notes
+    assert "no other product with a photo passes these filters: no product has all of: " \
+           "category 'armchair', at most 100" in capped, capped
 
 
 def test_a_regions_filtered_answer_does_not_depend_on_k_and_an_empty_one_says_why(

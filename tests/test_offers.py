@@ -38,7 +38,7 @@ def _workspace(root: Path) -> Path:
         "title": ["Oslo chair"] * len(LISTINGS) + [f"thing {n}" for n in range(singles)],
         "merchant": [row[1] for row in LISTINGS] + ["Elsewhere"] * singles,
         "url": [row[2] for row in LISTINGS] + [None] * singles,
-        "price": [row[3] for row in LISTINGS] + ["10.00"] * singles,
+        "price": [row[3] for row in LISTINGS] + ["0.00"] + ["10.00"] * (singles - 1),
         "sale_price": [row[4] for row in LISTINGS] + [None] * singles,
         "currency": ["EUR"] * len(ids),
         "availability": [row[5] for row in LISTINGS] + ["in_stock"] * singles,
@@ -107,3 +107,6 @@ def test_offers_list_other_merchants_cheapest_first(tmp_path: Path) -> None:
     assert table.exit_code == 0, table.output
     assert "80.00 EUR" in table.stdout and "this one" in table.stdout
     assert runner.invoke(app, ["similar", "nope", "--offers", "-w", str(root)]).exit_code == 1
+    # Nothing is cheaper than free (it said "max-price must be 0 or more, not -4.9e-324").
+    free = runner.invoke(app, ["similar", "S0", "--cheaper", "-w", str(root)])
+    assert free.exit_code == 1 and str(free.exception) == "S0 costs 0.00: nothing is cheaper"

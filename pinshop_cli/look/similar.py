@@ -7,12 +7,13 @@ variant may be shown)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import PinshopError
 from ..retrieval import families
+from ..retrieval.match import empty_because
 from ..retrieval.retriever import Retriever
 from ..retrieval.store import Filters, Product
 from .reference import resolve_reference
@@ -84,6 +85,8 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
         if reference_price is None:
             raise PinshopError(f"{reference} has no catalog price to be cheaper than: "
                                "pass a product id with a price, or --max-price")
+        if reference_price <= 0:  # (one below 0 would reach the filters as a bad bound)
+            raise PinshopError(f"{reference} costs {reference_price:.2f}: nothing is cheaper")
         below = float(np.nextafter(reference_price, -np.inf))  # strictly cheaper
         limit = below if limit is None else min(limit, below)
     notes = []
@@ -113,9 +116,10 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
                             f"filters ha{'ve' if unseen > 1 else 's'} no {what} and "
                             f"{'were' if unseen > 1 else 'was'} not compared")
     if not result.items:
-        why = retriever.store.why_empty(filters)
+        # The shopper's own filters first: when they pass products, --cheaper emptied it.
+        why = empty_because(retriever, replace(filters, max_price=max_price))
         result.notes.append(f"no other product with a {what} passes these filters" +
-                            (f": {why}" if why else
+                            (f": {why[0]}" if why else
                              ": nothing cheaper in this category" if cheaper else ""))
     result.notes.extend(retriever.notes)
     return result

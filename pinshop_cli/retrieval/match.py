@@ -114,20 +114,19 @@ def region_vectors(embedder: Embedder, regions: list[Region]) -> np.ndarray:
 def empty_because(retriever: Retriever, filters: Filters, kind: str | None = None
                   ) -> list[str]:
     """For an answer left empty: a note naming the filter that alone matches no product,
-    if one does (CatalogStore.why_empty); else, for a photo's region (`kind`
-    product_image), that the products passing have no photo a region could match."""
+    if one does (CatalogStore.why_empty), else that none has all of them; else, for a
+    photo's region (`kind` product_image), that the products passing have no photo a
+    region could match."""
     if filters.empty:
         return []
     why = retriever.store.why_empty(filters)
     if why:
         return [why]
-    loaded = retriever.index(kind) if kind == "product_image" else None
-    if loaded is None:
-        return []
     passing = retriever.store.count(filters)
     if not passing:
         return [f"no product has all of: {filters.describe()}"]
-    if not len(retriever.allowed(loaded, filters)):
+    loaded = retriever.index(kind) if kind == "product_image" else None
+    if loaded is not None and not len(retriever.allowed(loaded, filters)):
         return [f"{passing} product{'s have' if passing > 1 else ' has'} all of: "
                 f"{filters.describe()}; none has a photo a region could match "
                 "(`match --text` searches them)"]
