@@ -76,6 +76,14 @@ def test_unambiguous_words_are_read_by_rules_without_the_model(reader):
     assert (intent.category, intent.color, intent.max_price, intent.action) == (
         "lamp", "black", 150.0, "search")
     assert reader.by_rules("a lamp that is not black", shown=False) is None  # negation
+    # A colour asked against is no colour filter (it filtered for black).
+    from pinshop_cli.assistant.intent import Intent
+
+    for question in ("a lamp that is not black", "a lamp, not black", "a non-black lamp"):
+        assert "color" not in reader.explicit(question), question
+        read = reader.validated(Intent(category="lamp", color="black"), question, shown=False)
+        assert read.color is None, question
+    assert reader.explicit("a black lamp, not brass")["color"] == "black"
     assert reader.by_rules("something cosy for reading", shown=False) is None  # no category
     assert reader.by_rules("now in cream", shown=False) is None  # nothing shown to refine
     compare = reader.by_rules("compare #1 and #3", shown=True)

@@ -119,6 +119,12 @@ def item_reference(question: str) -> int | None:
     return None if m is None else int(m.group(1) or m.group(2) or ORDINALS[m.group(3)])
 
 
+def negated(text: str, word: str) -> bool:
+    """Whether `word` is asked against ("not green", "without any green", "non-green")."""
+    return re.search(rf"\b(?:not|no|without|except|never|non)[\s-]+(?:\w+\s+){{0,2}}"
+                     rf"{re.escape(word)}\b", text) is not None
+
+
 def _number(text: str) -> float:
     return float(text.replace(",", ""))
 
@@ -153,7 +159,7 @@ def explicit_constraints(question: str, categories: list[str], colors: list[str]
     elif re.search(r"\b(like (that|this|it)|similar)\b", text) and "reference" not in found:
         found["reference"] = "similar"
     for color in sorted(set(colors) | COLOURS, key=len, reverse=True):
-        if re.search(rf"\b{re.escape(color)}\b", text):
+        if re.search(rf"\b{re.escape(color)}\b", text) and not negated(text, color):
             found["color"] = color
             break
     for category in sorted(categories, key=len, reverse=True):
@@ -253,7 +259,8 @@ class IntentReader:
         said = set(re.findall(r"[a-z]+", text))
         intent = replace(
             intent,
-            color=intent.color if intent.color and intent.color in text else None,
+            color=(intent.color if intent.color and intent.color in text
+                   and not negated(text, intent.color) else None),
             style=[s for s in intent.style if s.lower() in said and s.lower() not in
                    STOP_WORDS and len(s) > 3],
             min_price=intent.min_price if intent.min_price in numbers else None,
