@@ -156,8 +156,8 @@ def complete(
 
 def duplicates(
     threshold: Annotated[float | None, typer.Option(
-        min=-1.0, max=1.0, help="Pair score needed to link two products (default: the best "
-                                "F1 on planted duplicates, see the report's curve).")] = None,
+        help="Pair score (a cosine, -1 to 1) needed to link two products (default: the best "
+             "F1 on planted duplicates, see the report's curve).")] = None,
     report: ReportOption = None,
     workspace: WorkspaceOption = None,
     json: JsonOption = False,

@@ -122,6 +122,11 @@ def test_a_photo_like_no_product_gets_its_categories_called_a_guess(retriever, t
 
 
 def test_duplicates_cluster_a_reshot_photo_and_a_shared_file(retriever):
+    from pinshop_cli import PinshopError
+
+    for bad in (float("nan"), 1.5):  # NaN was "should be less than or equal to 1"
+        with pytest.raises(PinshopError, match="--threshold is a cosine, from -1 to 1"):
+            find_duplicates(retriever=retriever, threshold=bad, write=False)
     result = find_duplicates(retriever=retriever, write=False)
     clusters = {}
     for row in result.table.to_pylist():

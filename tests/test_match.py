@@ -171,6 +171,8 @@ def test_nan_price_bound_is_a_clear_error_not_ignored(demo_workspace):
         match(text="sofa", workspace=demo_workspace, max_price=float("nan"))
     with pytest.raises(PinshopError, match="max-price must be 0 or more, not -5"):
         match(text="sofa", workspace=demo_workspace, max_price=-5)
+    with pytest.raises(PinshopError, match="--text is blank"):  # it searched for nothing
+        match(text="   ", workspace=demo_workspace)
 
 
 def test_a_filter_that_matches_no_product_says_so(demo_workspace, sample_dir):

@@ -218,6 +218,8 @@ def find_duplicates(workspace: str | Path | None = None, threshold: float | None
 
     measured = measured_curve()
     threshold = measured["threshold"] if threshold is None else threshold
+    if not -1 <= threshold <= 1:  # (NaN too: typer's range check called it "above 1")
+        raise PinshopError(f"--threshold is a cosine, from -1 to 1, not {threshold:g}")
     image_weight = measured["image_weight"] if image_weight is None else image_weight
     retriever = retriever or Retriever(workspace, allow_stale=False)
     pairs = candidate_pairs(retriever)

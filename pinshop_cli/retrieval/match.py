@@ -147,6 +147,8 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
     from ..detection.colors import dominant_colors
     from ..detection.crops import PIN_DECODE_SIDE, detect_and_crop
 
+    if text is not None and not text.strip():
+        raise PinshopError("--text is blank: pass the words to search for")
     if not images and not text:
         raise PinshopError("nothing to match: pass IMAGE paths and/or --text QUERY")
     retriever = retriever or Retriever(workspace, models_dir, rebuild, runtime)
