@@ -119,6 +119,11 @@ def test_a_photo_like_no_product_gets_its_categories_called_a_guess(retriever, t
                     detector="none")
     assert real.scene_categories == ["armchair"]
     assert not any("is a guess" in note for note in real.notes)
+    # `similar` from such a photo says it too; from a real one it does not.
+    assert any(note.endswith(" is a guess")
+               for note in similar(str(black), retriever=retriever).notes)
+    assert not any("is a guess" in note for note in similar(
+        str(SAMPLE / "products" / "P005.jpg"), retriever=retriever).notes)
 
 
 def test_duplicates_cluster_a_reshot_photo_and_a_shared_file(retriever):

@@ -18,7 +18,7 @@ from ..retrieval.retriever import Hit, Retriever
 from ..retrieval.store import Filters, Product
 from ..workspace import Workspace
 from ..workspace.storage import sql_path
-from .reference import resolve_reference, vectors_of, voted_category
+from .reference import guess_note, resolve_reference, vectors_of, voted_category
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,9 +30,6 @@ CANDIDATES = 50  # products fetched per compatible category before ranking
 CATEGORY_POOL = 10  # compatible categories ranked together, at least
 SOURCE_WORDS = {"pins": "pinned", "events": "saved or bought"}  # the verb of a source
 SCENE_WORDS = {"pins": "pins", "events": "baskets", "events+pins": "pins and baskets"}
-#: A photo whose nearest product is less alike than this share of same-category product
-#: pairs (the scale `similar` shows) has its categories guessed, and is said so.
-GUESS_PERCENT = 50
 
 
 @dataclass(frozen=True)
@@ -332,12 +329,6 @@ def scene_categories(retriever: Retriever, photo: str, detector: str,
         category = detection.category or voted_category(retriever, vector, "product_image")
         if category and category not in found:
             found.append(category)
-    if not found or any(detection.category for detection, _ in regions):
+    if any(detection.category for detection, _ in regions):
         return found, None
-    nearest = [hits[0].score for hits in
-               retriever.search(vectors, 1, "product_image").hits if hits]
-    percent = int(retriever.similarity_scale("product_image").percent(max(nearest)))
-    if percent >= GUESS_PERCENT:
-        return found, None
-    return found, (f"nothing in the photo looks much like a catalog product (the nearest is "
-                   f"{percent}% similar): {', '.join(found)} is a guess")
+    return found, guess_note(retriever, vectors, found)

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 VOTE_NEIGHBOURS = 10  # a photo's category: the vote of its nearest catalog products,
 VOTE_TEMPERATURE = 0.05  # each weighted by exp(-(best - score) / T): the nearest count most
+#: A photo whose nearest product is less alike than this share of same-category product
+#: pairs (the scale `similar` shows) has its category guessed, and is said so.
+GUESS_PERCENT = 50
 
 
 @dataclass
@@ -63,6 +66,22 @@ def voted_category(retriever: Retriever, vector: np.ndarray, kind: str) -> str |
             weight = math.exp(-(hits[0].score - hit.score) / VOTE_TEMPERATURE)
             votes[category] = votes.get(category, 0.0) + weight
     return max(votes, key=votes.__getitem__) if votes else None
+
+
+def guess_note(retriever: Retriever, vectors: np.ndarray, categories: list[str]
+               ) -> str | None:
+    """A note when even the product nearest to any of `vectors` (a photo's regions) is
+    less alike than GUESS_PERCENT of same-category pairs: the photo's `categories`, voted by
+    such products, are a guess (a black square got "armchair" as surely as a real one)."""
+    nearest = [hits[0].score for hits in
+               retriever.search(vectors, 1, "product_image").hits if hits]
+    if not nearest or not categories:
+        return None
+    percent = int(retriever.similarity_scale("product_image").percent(max(nearest)))
+    if percent >= GUESS_PERCENT:
+        return None
+    return (f"nothing in the photo looks much like a catalog product (the nearest is "
+            f"{percent}% similar): {', '.join(categories)} is a guess")
 
 
 def resolve_reference(retriever: Retriever, reference: str, category: str | None = None

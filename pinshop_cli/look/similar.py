@@ -16,7 +16,7 @@ from ..retrieval import families
 from ..retrieval.match import empty_because
 from ..retrieval.retriever import Retriever
 from ..retrieval.store import Filters, Product
-from .reference import resolve_reference
+from .reference import guess_note, resolve_reference
 
 
 @dataclass
@@ -94,6 +94,9 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
         notes.append(f"{reference} has no indexed photo: look-alikes by product text")
     if ref.category is None:
         notes.append("no category known for the reference: searching the whole catalog")
+    elif ref.category_source == "nearest products":
+        notes.extend(filter(None, [guess_note(retriever, ref.vector[None, :],
+                                              [ref.category])]))
     filters = Filters(category=ref.category, max_price=limit, color=color)
     found = families.search(retriever, ref.vector[None, :], top_k + 1, ref.kind, filters,
                             category=ref.category)
