@@ -83,6 +83,12 @@ def test_compatibility_counts_scenes_in_duckdb():
     # lamp: in 2 of 4 pins + 1 of 1 basket with a sofa; the pins say most.
     assert ranked[0][2] == "often pinned with sofa (3 of 5 pins and baskets)"
     assert ranked[0][1] == pytest.approx(3 / 6)
+    # Under a tenth of the scenes is not "often" (it said so of 1 of 107 baskets).
+    many = pa.concat_tables([scenes, pa.table({
+        "scene": [f"x{n}" for n in range(40)], "category": ["sofa"] * 40,
+        "item": pa.nulls(40, pa.string()), "source": ["pins"] * 40})])
+    assert compatibility_from_scenes(many).categories_for(["sofa"], top=1)[0][2] == \
+        "pinned with sofa (3 of 45 pins and baskets)"
     assert compatibility.bought_with("S1") == {"L1": 1}
     assert compatibility.popular_in("lamp", 5) == ["L1"]
 
@@ -94,7 +100,7 @@ def test_complete_picks_other_categories_learned_from_baskets(retriever):
     assert "armchair" not in categories and "plant" in categories  # 3 of 20 baskets
     # Each table was saved with P005 itself in 10 of its 20 baskets: they come first.
     assert {pick.product.id for pick in result.picks[:2]} == {"P010", "P012"}
-    assert "saved or bought with armchair (20 of 20 baskets)" in result.picks[0].reason
+    assert "often saved or bought with armchair (20 of 20 baskets)" in result.picks[0].reason
     assert "bought together 10 times" in result.picks[0].reason
     # A shorter list is the first picks of a longer one (k chose how many categories
     # competed, so -k 1 and -k 2 disagreed on the best pick).

@@ -30,6 +30,7 @@ CANDIDATES = 50  # products fetched per compatible category before ranking
 CATEGORY_POOL = 10  # compatible categories ranked together, at least
 SOURCE_WORDS = {"pins": "pinned", "events": "saved or bought"}  # the verb of a source
 SCENE_WORDS = {"pins": "pins", "events": "baskets", "events+pins": "pins and baskets"}
+OFTEN = 0.1  # "often saved with" from this share of the scenes on (not "1 of 107 baskets")
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ class Compatibility:
         for row in rows.to_pylist():  # at most scene x categories rows
             confidence = row["together"] / (row["scenes"] + SMOOTHING)
             if confidence > best.get(row["other"], (0.0, ""))[0]:
-                reason = (f"often {SOURCE_WORDS[row['source']]} with {row['category']} "
+                often = "often " if row["together"] >= OFTEN * row["scenes"] else ""
+                reason = (f"{often}{SOURCE_WORDS[row['source']]} with {row['category']} "
                           f"({row['together']} of {row['scenes']} "
                           f"{SCENE_WORDS[row['sources']]})")
                 best[row["other"]] = (confidence, reason)
