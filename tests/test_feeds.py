@@ -69,6 +69,17 @@ class PhotoServer(BaseHTTPRequestHandler):
         if path == "/slow.jpg":  # past POLICY's read timeout, each of the two tries
             time.sleep(4.5)
             return self._send(200, _jpeg(1), "image/jpeg")
+        if path == "/drip.jpg":  # a byte at a time: every read is quick, the whole is not
+            body = _jpeg(4)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for byte in body[:30]:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.1)
+            return None
         if path == "/page.jpg":
             return self._send(200, b"<html>hi</html>", "text/html; charset=utf-8")
         if path == "/loop.jpg":
@@ -118,7 +129,7 @@ def _closed_port() -> int:
 # A read timeout well above a loaded machine's answer time: at 0.3 s, a 404 answered late
 # under load was retried as a timeout, and the one-request count failed.
 POLICY = FetchPolicy(workers=8, per_host=4, connect_timeout=2.0, read_timeout=2.0, retries=1,
-                     backoff=0.05, max_redirects=3, max_bytes=100_000)
+                     backoff=0.05, max_redirects=3, max_bytes=100_000, download_timeout=1.0)
 
 TSV_HEADER = ("id\ttitle\tdescription\tlink\timage_link\tprice\tsale_price\tavailability\t"
               "product_type\titem_group_id\tcolor\tsize\tgtin\tcondition\tcustom_label_0\n")
@@ -259,6 +270,7 @@ def test_photo_urls_fetched_failures_kept_and_unchanged_never_downloaded_twice(
         "missing": (f"{server}/missing.jpg", "HTTP 404"),
         "broken": (f"{server}/broken.jpg", "HTTP 500"),
         "slow": (f"{server}/slow.jpg", "timed out after 2 s"),
+        "drip": (f"{server}/drip.jpg", "download took over 1 s"),
         "page": (f"{server}/page.jpg", "not an image: text/html"),
         "loop": (f"{server}/loop.jpg", "too many redirects"),
         "huge": (f"{server}/huge.jpg", "larger than 0.0953674 MB"),
@@ -290,6 +302,7 @@ def test_photo_urls_fetched_failures_kept_and_unchanged_never_downloaded_twice(
             assert failures[name].startswith(reason), (name, failures[name])
     assert PhotoServer.seen["/broken.jpg"] == 2  # one retry on 5xx
     assert PhotoServer.seen["/missing.jpg"] == 1  # none on 404
+    assert PhotoServer.seen["/drip.jpg"] == 1  # none on a drip: it would drip again
     assert PhotoServer.seen["/loop.jpg"] == 4  # the first try and 3 redirects
 
     before = PhotoServer.bodies.copy()

@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 
     from ..progress import Progress
 
-CHUNK = 1 << 16
-
 
 @dataclass(frozen=True)
 class FetchPolicy:
@@ -50,6 +48,9 @@ class FetchPolicy:
     per_host: int = 8
     connect_timeout: float = 5.0
     read_timeout: float = 10.0
+    #: One download, headers to last byte: a server dripping a byte every few seconds
+    #: never trips the read time-out (a photo took 97 s a try, and could take hours).
+    download_timeout: float = 60.0
     retries: int = 2  # after the first try; on 5xx and time-outs only
     backoff: float = 0.5  # seconds before the first retry, doubled after each
     max_redirects: int = 5
@@ -226,6 +227,7 @@ class PhotoStore:
         A kept-alive connection the server closed as it was reused is tried once afresh."""
         import httpx
 
+        deadline = time.monotonic() + self.policy.download_timeout
         for again in (False, True):
             try:
                 with client.stream("GET", url, headers=headers) as response:
@@ -236,7 +238,7 @@ class PhotoStore:
                         raise FetchFailed(f"HTTP {status}", retry=True)
                     if status != 200:
                         raise FetchFailed(f"HTTP {status}")
-                    return self._store(response)
+                    return self._store(response, deadline)
             except httpx.RemoteProtocolError as exc:  # no answer: once more, on a new one
                 if again:
                     raise self._failure(exc, url) from None
@@ -244,7 +246,7 @@ class PhotoStore:
                 raise self._failure(exc, url) from None
         raise AssertionError("unreachable")
 
-    def _store(self, response: httpx.Response) -> dict:
+    def _store(self, response: httpx.Response, deadline: float) -> dict:
         import httpx
 
         policy = self.policy
@@ -261,10 +263,13 @@ class PhotoStore:
         try:
             with open(incoming, "wb") as out:
                 try:
-                    for block in response.iter_bytes(CHUNK):
+                    for block in response.iter_bytes():  # as read: the deadline holds
                         size += len(block)
                         if size > policy.max_bytes:
                             raise FetchFailed(cap)
+                        if time.monotonic() > deadline:  # not tried again: it would drip
+                            raise FetchFailed(f"download took over "
+                                              f"{policy.download_timeout:g} s")
                         digest.update(block)
                         out.write(block)
                 except httpx.HTTPError as exc:  # the body cut off or stalled: tried again
