@@ -56,6 +56,20 @@ def test_every_reader_of_the_catalog_applies_the_change_log(copy_workspace: Any)
         "set_sale_price": True, "availability": "preorder", "set_availability": True}]
 
 
+def test_price_filters_judge_the_price_paid(copy_workspace: Any) -> None:
+    """A product on sale passes a cap its sale price meets (it was left out, and the note
+    said no product costs that little), in the store's SQL and in the index's masks."""
+    from pinshop_cli.retrieval.match import match
+
+    ws = Workspace.open(copy_workspace())
+    log_changes(ws, [ProductChange("P005", sale_price=15.0)])  # an armchair at 549
+    found = match(text="armchair", workspace=ws.root, max_price=16, top_k=3)
+    assert [m.id for m in found.text_matches] == ["P005"]
+    assert found.text_matches[0].paid == 15.0 and found.text_matches[0].price == 549.0
+    cheaper = pinshop_cli.similar("P006", workspace=ws.root, cheaper=True, top_k=10)
+    assert "P005" in [item.product.id for item in cheaper.items]
+
+
 def test_a_write_by_another_process_between_own_saves_is_noticed(copy_workspace: Any) -> None:
     """Another writer lands between two saves, also while a save is under way (queued
     behind the flush): the Shop reloads at the next refresh instead of taking that write

@@ -79,7 +79,7 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
             raise PinshopError(f"unknown category {category!r}; the catalog has: "
                                + ", ".join(known[:20]) + (" ..." if len(known) > 20 else ""))
     ref = resolve_reference(retriever, reference, category and category.lower())
-    reference_price = ref.product.price if ref.product else None
+    reference_price = ref.product.paid if ref.product else None
     limit = max_price
     if cheaper:
         if reference_price is None:
@@ -111,7 +111,7 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
     percents = scale.percent(np.asarray([p.score for p in products], dtype=np.float64))
     result = LookAlikes(reference, ref.product, ref.category, ref.category_source,
                         found.index, scale.population, notes=notes)
-    result.items = [LookAlike(p, int(pct), saving_percent(p.price, reference_price))
+    result.items = [LookAlike(p, int(pct), saving_percent(p.paid, reference_price))
                     for p, pct in zip(products, percents, strict=True)]
     what = "photo" if ref.kind == "product_image" else "text vector"
     if unseen > 0:

@@ -56,6 +56,13 @@ class Product:
                    row.get("photo_color"),
                    float(row["sale_price"]) if row.get("sale_price") is not None else None)
 
+    @property
+    def paid(self) -> float | None:
+        """What the shopper pays: the sale price while it is lower, else the price."""
+        if self.sale_price is not None and (self.price is None or self.sale_price < self.price):
+            return self.sale_price
+        return self.price
+
     def price_text(self) -> str:
         """'129.00 EUR', from the catalog only."""
         if self.price is None:
@@ -78,6 +85,9 @@ ID_WORD = re.compile(r"(?=[\w.\-]*[A-Za-z])[\w.\-]*\d[\w.\-]*")
 #: The photo's colour family, for a row whose catalog gives no colour of its own: a merchant's
 #: "natural" oak chair is not "cream" because its photo reads beige.
 PHOTO_COLOR = "CASE WHEN coalesce(trim(c.color), '') = '' THEN c.photo_color END"
+#: What the shopper pays: the sale price while a sale is lower, else the price. Price
+#: filters judge this ("under 16" finds a 20 tee on sale at 15), as `changes` does.
+PAID_PRICE = "CASE WHEN c.sale_price < c.price THEN c.sale_price ELSE c.price END"
 
 
 @dataclass(frozen=True)
@@ -128,10 +138,10 @@ class Filters:
             clauses.append("c.category = $category")
             params["category"] = self.category.lower()
         if self.min_price:
-            clauses.append("c.price >= $min_price")
+            clauses.append(f"{PAID_PRICE} >= $min_price")
             params["min_price"] = self.min_price
         if self.max_price is not None:
-            clauses.append("c.price <= $max_price")
+            clauses.append(f"{PAID_PRICE} <= $max_price")
             params["max_price"] = self.max_price
         if self.color:
             clauses.append("(contains(lower(coalesce(c.color, '') || ' ' || c.title), $color) "
@@ -149,7 +159,7 @@ class LabelColumns:
     labels: np.ndarray  # int64, the index's live labels
     category_codes: np.ndarray  # int32 code per label (-1: no category)
     categories: dict[str, int]  # category -> code
-    price: np.ndarray  # float64 per label (NaN: no price, never passes a price filter)
+    price: np.ndarray  # float64 price paid per label (NaN: none; passes no price filter)
     color_text: pa.Array  # lower(color || ' ' || title), for colour filters
     photo_color: pa.Array  # the colour family of each label's photo (PHOTO_COLOR)
 
@@ -207,15 +217,19 @@ class CatalogStore:
         ingest that replaces the catalog (and empties the log) meanwhile is read again."""
         import duckdb
 
+        from .changes import PRICE_TYPE
         from .updates import ChangeLog, catalog_identity
 
         for _ in range(LOAD_TRIES):
             base = catalog_identity(self.ws.catalog)  # which catalog the log rows must name
             self.con.execute(f"CREATE OR REPLACE TABLE catalog AS SELECT * FROM "
                              f"read_parquet({sql_path(self.ws.catalog)})")
-            # Catalogs ingested before photos were named have no photo colour yet.
+            # Catalogs ingested before photos were named have no photo colour yet, and
+            # catalogs without sales no sale price (price filters read it).
             self.con.execute("ALTER TABLE catalog ADD COLUMN IF NOT EXISTS photo_color "
                              "VARCHAR")
+            self.con.execute(f"ALTER TABLE catalog ADD COLUMN IF NOT EXISTS sale_price "
+                             f"{PRICE_TYPE}")
             try:
                 ChangeLog(self.ws).apply(self.con, base)
             except duckdb.IOException:  # a fold emptied the log after listing it
@@ -285,7 +299,7 @@ class CatalogStore:
         self.con.register("index_labels", label_table)
         try:
             table = self._arrow(
-                "SELECT l.label, c.category, c.price::DOUBLE AS price, "
+                f"SELECT l.label, c.category, ({PAID_PRICE})::DOUBLE AS price, "
                 "lower(coalesce(c.color, '') || ' ' || c.title) AS color_text, "
                 f"{PHOTO_COLOR} AS photo_color "
                 "FROM index_labels l JOIN catalog c ON c.id = l.id ORDER BY l.label")
@@ -304,11 +318,6 @@ class CatalogStore:
         """Set columns of one row in the served catalog (retrieval/updates.py: a live price
         or stock change); False when there is no such product. The ART index on id finds
         the row, so this costs the same at any catalog size."""
-        from .changes import PRICE_TYPE
-
-        if "sale_price" in assignments:  # catalogs without sales get the column on first use
-            self.con.execute(f"ALTER TABLE catalog ADD COLUMN IF NOT EXISTS sale_price "
-                             f"{PRICE_TYPE}")
         sets = ", ".join(f"{name} = ${name}" for name in assignments)
         found = self.con.execute(f"UPDATE catalog SET {sets} WHERE id = $id",
                                  {**assignments, "id": product_id}).fetchall()
