@@ -537,6 +537,13 @@ def test_web_page_in_headless_chromium(server: Server, tmp_path: Path) -> None:
         cards = browser.evaluate("document.querySelectorAll('#cards .card').length")
         assert boxes >= 1 and cards >= 1
         assert "% similar" in browser.evaluate("document.querySelector('#cards .meta').textContent")
+        # A product without a photo asks for none (every card requested one: 404s, broken
+        # images), and a sale price above the price is not what the shopper pays.
+        shown = browser.evaluate(
+            "(() => { const c = card({id: 'X', title: 'Tee', price: 7, sale_price: 9, "
+            "currency: 'EUR', image: null, score: 0.5}); "
+            "return [c.querySelectorAll('img').length, c.textContent]; })()")
+        assert shown[0] == 0 and "no photo" in shown[1] and "7.00 EUR" in shown[1], shown
 
         browser.evaluate("document.getElementById('message').value = 'a chair under 200';"
                          "document.getElementById('ask').requestSubmit()")

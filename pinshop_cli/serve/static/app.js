@@ -17,14 +17,23 @@ async function json(response) {
 function card(product) {
   const div = document.createElement("div");
   div.className = "card";
-  const img = document.createElement("img");
-  img.alt = product.title;
-  img.src = "/products/" + encodeURIComponent(product.id) + "/photo";
+  // The API gives a photo's URL, or null for a product without one (no broken image).
+  const img = document.createElement(product.image ? "img" : "div");
+  img.className = product.image ? "" : "nophoto";
+  if (product.image) {
+    img.alt = product.title;
+    img.src = product.image;
+  } else {
+    img.textContent = "no photo";
+  }
   const title = document.createElement("div");
   title.textContent = product.title;
   const meta = document.createElement("div");
   meta.className = "meta";
-  const price = product.sale_price ?? product.price;
+  // What the shopper pays: a sale price only while it is below the price.
+  const onSale = product.sale_price != null &&
+    (product.price == null || product.sale_price < product.price);
+  const price = onSale ? product.sale_price : product.price;
   meta.textContent = [
     price == null ? "price on request" : price.toFixed(2) + " " + (product.currency || ""),
     (product.availability || "").replace(/_/g, " "),
