@@ -70,6 +70,25 @@ def test_price_filters_judge_the_price_paid(copy_workspace: Any) -> None:
     assert "P005" in [item.product.id for item in cheaper.items]
 
 
+def test_a_change_a_killed_server_logged_reaches_the_history_before_an_ingest(
+        copy_workspace: Any, sample_dir: Any) -> None:
+    """A PATCH answered 200, then the server killed before its history write: the next
+    ingest replaced the catalog and the price that was served was never recorded. It is
+    folded first now, stamped with the change's own time."""
+    from datetime import datetime, timedelta
+
+    ws = Workspace.open(copy_workspace())
+    log_changes(ws, [ProductChange("P019", price=777.0)])  # the log, as a kill leaves it
+    logged = ChangeLog(ws).newest()
+    assert logged is not None and abs(datetime.utcnow() - logged) < timedelta(minutes=1)
+    pinshop_cli.ingest(ws.root, sample_dir / "catalog.csv")
+    history = pinshop_cli.run_sql("SELECT price::DOUBLE, seen_at FROM price_history WHERE "
+                                  "id = 'P019' ORDER BY seen_at", workspace=ws.root).rows
+    assert [price for price, _ in history][-2:] == [777.0, 45.0]  # served, then the feed's
+    assert [seen for price, seen in history if price == 777.0] == [logged]
+    assert ChangeLog(ws).rows() == 0
+
+
 def test_a_write_by_another_process_between_own_saves_is_noticed(copy_workspace: Any) -> None:
     """Another writer lands between two saves, also while a save is under way (queued
     behind the flush): the Shop reloads at the next refresh instead of taking that write

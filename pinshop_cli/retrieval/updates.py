@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = ["FOLD_AT", "LOG_DIR", "CatalogWriter", "ChangeLog", "ProductChange",
-           "catalog_identity", "log_changes", "record_history", "write_changes"]
+           "catalog_identity", "fold_log", "log_changes", "record_history", "write_changes"]
 
 LOG_DIR = "updates"
 #: Logged changes past which a server folds the log into catalog.parquet (in the
@@ -136,6 +136,21 @@ class ChangeLog:
                 con.unregister("logged_changes")
         return found.num_rows
 
+    def newest(self) -> datetime | None:
+        """When the newest change for the current catalog was logged (UTC, naive)."""
+        import duckdb
+
+        files = self.files()
+        if not files:
+            return None
+        parts = ", ".join(sql_path(path) for path in files)
+        with duckdb.connect() as con:
+            seq = con.execute(f"SELECT max(seq) FROM read_parquet([{parts}], union_by_name = "
+                              "true) WHERE base = $base",
+                              {"base": catalog_identity(self.ws.catalog)}).fetchall()[0][0]
+        return None if seq is None else datetime.fromtimestamp(
+            seq / 1e9, timezone.utc).replace(tzinfo=None)
+
     def append(self, changes: list[ProductChange], base: str) -> None:
         """Log `changes` for catalog `base` (the caller holds the workspace lock)."""
         import pyarrow as pa
@@ -199,28 +214,35 @@ def log_changes(ws: Workspace, changes: list[ProductChange], inside: Inside = nu
 
 def write_changes(ws: Workspace, changes: Sequence[ProductChange] = (),
                   inside: Inside = nullcontext) -> None:
-    """Fold: catalog.parquet rewritten with the log's changes and then `changes`, under the
-    writer lock, atomically, with the catalog's content versions (prices are not in them:
-    no index goes stale); then the log is emptied. The history gets what changed."""
+    """Fold (`fold_log`) under the writer lock."""
+    with ws.lock(), inside():
+        fold_log(ws, changes)
+
+
+def fold_log(ws: Workspace, changes: Sequence[ProductChange] = ()) -> None:
+    """Fold: catalog.parquet rewritten with the log's changes and then `changes`,
+    atomically, with the catalog's content versions (prices are not in them: no index goes
+    stale); then the log is emptied. The caller holds the writer lock. The history gets
+    what it has not seen yet (a change logged by a process killed before its history
+    write), stamped with the newest logged change's time, or now with `changes`. An ingest
+    folds before its catalog replaces this one, so a price that was served is recorded."""
     import duckdb
 
     from ..io.catalog import CATALOG_VERSIONS
     from ..io.history import record_snapshot
 
-    with ws.lock(), inside():
-        log = ChangeLog(ws)
-        if log.rows() or changes:
-            with duckdb.connect() as con:
-                con.execute(f"CREATE TABLE catalog AS SELECT * FROM "
-                            f"read_parquet({sql_path(ws.catalog)})")
-                if log.apply(con) or changes:
-                    apply_pending(con, list(changes))
-                    copy_to_parquet(con, "SELECT * FROM catalog", ws.catalog,
-                                    CATALOG_VERSIONS)
-                    # What the history has not seen yet (a change logged by a process
-                    # killed before its history write, and `changes`), stamped now.
-                    record_snapshot(ws.root, ws.catalog, _now())
-        log.clear()
+    log = ChangeLog(ws)
+    if (log.rows() or changes) and ws.catalog.exists():
+        newest = log.newest()
+        with duckdb.connect() as con:
+            con.execute(f"CREATE TABLE catalog AS SELECT * FROM "
+                        f"read_parquet({sql_path(ws.catalog)})")
+            if log.apply(con) or changes:
+                apply_pending(con, list(changes))
+                copy_to_parquet(con, "SELECT * FROM catalog", ws.catalog, CATALOG_VERSIONS)
+                record_snapshot(ws.root, ws.catalog,
+                                _now() if changes or newest is None else newest)
+    log.clear()
 
 
 def _now() -> datetime:
