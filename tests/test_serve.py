@@ -260,6 +260,9 @@ def test_live_update_needs_the_token_and_shows_in_the_next_search(server: Server
     assert server.patch("/products/P001", {"price": 999}, token="wrong")[0] == 401
     status, body = server.patch("/products/P001", {"price": "lots"})
     assert status == 400 and "price" in body["error"]
+    for tiny in (0.001, 1e-300):  # stored as 0.00: the product became free
+        status, body = server.patch("/products/P001", {"price": tiny})
+        assert status == 400 and "has more than 2 decimals" in body["error"], body
     assert server.patch("/products/NOPE", {"price": 1})[0] == 404
     for key in ("product_id", "self", "title"):  # only the documented fields
         status, body = server.patch("/products/P001", {key: "x"})

@@ -94,6 +94,10 @@ def _price(name: str, value: Any) -> float | None:
     if not math.isfinite(number) or number < 0 or number >= MAX_AMOUNT:
         raise PinshopError(f"{name} must be an amount from 0 to below {MAX_AMOUNT:.0e}, "
                            f"not {value!r}")
+    if abs(round(number, 2) - number) > 1e-9 * number:
+        # The catalog keeps cents: 0.001 was stored as 0.00, and the product was free.
+        raise PinshopError(f"{name} {value!r} has more than 2 decimals: the catalog keeps "
+                           "cents")
     return round(number, 2)
 
 
