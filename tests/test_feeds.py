@@ -80,6 +80,10 @@ class PhotoServer(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(0.1)
             return None
+        if path == "/untyped.jpg":  # a storage bucket's way: a photo as untyped bytes
+            return self._send(200, _jpeg(5), "application/octet-stream")
+        if path == "/untyped.txt":
+            return self._send(200, b"not a photo at all", None)
         if path == "/page.jpg":
             return self._send(200, b"<html>hi</html>", "text/html; charset=utf-8")
         if path == "/loop.jpg":
@@ -271,6 +275,8 @@ def test_photo_urls_fetched_failures_kept_and_unchanged_never_downloaded_twice(
         "broken": (f"{server}/broken.jpg", "HTTP 500"),
         "slow": (f"{server}/slow.jpg", "timed out after 2 s"),
         "drip": (f"{server}/drip.jpg", "download took over 1 s"),
+        "untyped": (f"{server}/untyped.jpg", None),
+        "untyped_text": (f"{server}/untyped.txt", "not an image (unrecognized format)"),
         "page": (f"{server}/page.jpg", "not an image: text/html"),
         "loop": (f"{server}/loop.jpg", "too many redirects"),
         "huge": (f"{server}/huge.jpg", "larger than 0.0953674 MB"),

@@ -60,6 +60,10 @@ class FetchPolicy:
     part_rows: int = 16
 
 
+#: Content types that say nothing of what the bytes are ("" for none).
+UNTYPED = ("", "application/octet-stream", "binary/octet-stream")
+
+
 class FetchFailed(Exception):
     """A photo that cannot be had; the message is the reason recorded."""
 
@@ -251,8 +255,10 @@ class PhotoStore:
 
         policy = self.policy
         kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if not kind.startswith("image/"):
-            raise FetchFailed(f"not an image: {kind or 'no content type'}")
+        # Storage buckets often serve photos as untyped bytes: those are decoded below, as
+        # every photo is; a page or a JSON error is refused here.
+        if not kind.startswith("image/") and kind not in UNTYPED:
+            raise FetchFailed(f"not an image: {kind}")
         cap = f"larger than {policy.max_bytes / (1 << 20):g} MB"
         length = response.headers.get("Content-Length", "")
         if length.isdigit() and int(length) > policy.max_bytes:
