@@ -270,6 +270,12 @@ def test_live_update_needs_the_token_and_shows_in_the_next_search(server: Server
     status, body = server.request("PATCH", "/products/P001", b"{price: 1", {
         "Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
     assert status == 400 and body["error"].startswith("the body is not valid JSON ("), body
+    status, body = server.request("PATCH", "/products/P001", b'{"price": 1}', {
+        "Content-Type": "text/plain", "Authorization": f"Bearer {TOKEN}"})
+    assert status == 422 and body["error"].startswith("the body: ") and \
+        "Content-Type: application/json" in body["error"], body  # it began ": Input ..."
+    status, body = server.get("/search?q=%20%20%20")  # it answered arbitrary matches
+    assert status == 400 and body["error"] == "q is blank: pass the words to search for"
 
     status, product = server.patch("/products/P001", {"price": 999, "sale_price": 899,
                                                       "availability": "out of stock"})

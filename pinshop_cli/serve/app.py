@@ -133,6 +133,9 @@ def _install_error_handlers(app: FastAPI) -> None:
             reason = first.get("ctx", {}).get("error", "decode error")
             return _error(400, f"the body is not valid JSON ({reason})")
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        if not where:  # the body as a whole: most often not sent as JSON
+            return _error(422, f"the body: {first.get('msg', 'invalid')} (send a JSON "
+                               "object with Content-Type: application/json)")
         return _error(422, f"{where}: {first.get('msg', 'invalid')}")
 
     @app.exception_handler(Exception)
@@ -167,6 +170,8 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
     async def search(q: Annotated[str, Query(min_length=1, max_length=MAX_TEXT)], k: K = 10,
                      category: str | None = None, max_price: float | None = None,
                      color: str | None = None) -> Response:
+        if not q.strip():
+            raise PinshopError("q is blank: pass the words to search for")
         result = await searches.search(TextQuery(q, k, category, max_price, color))
         return _json({"matches": result.to_dict()["text"]["matches"], "notes": result.notes})
 
