@@ -274,6 +274,10 @@ def test_live_update_needs_the_token_and_shows_in_the_next_search(server: Server
         "Content-Type": "text/plain", "Authorization": f"Bearer {TOKEN}"})
     assert status == 422 and body["error"].startswith("the body: ") and \
         "Content-Type: application/json" in body["error"], body  # it began ": Input ..."
+    big = json.dumps({"session": [], "user": "x" * (2 * 2**20)}).encode()
+    status, body = server.request("POST", "/recommend", big,  # read whole before: 0.6 GB
+                                  {"Content-Type": "application/json"})
+    assert status == 413 and body["error"] == "the body is over 1,024 KiB", body
     status, body = server.get("/search?q=%20%20%20")  # it answered arbitrary matches
     assert status == 400 and body["error"] == "q is blank: pass the words to search for"
 

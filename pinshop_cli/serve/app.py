@@ -30,6 +30,7 @@ from .guard import (
     MAX_UPLOAD_BYTES,
     MAX_UPLOAD_PIXELS,
     RETRY_AFTER,
+    BodyLimit,
     ChatBusy,
     ServedShop,
     Unauthorized,
@@ -151,6 +152,7 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
     searches = SearchBatcher(served)
     app = FastAPI(title="pinshop", summary="A shopping catalog that answers in real time.")
     _install_error_handlers(app)
+    app.add_middleware(BodyLimit)
     page = files("pinshop_cli.serve").joinpath("static")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

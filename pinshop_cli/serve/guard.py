@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from ..shop import Shop
 
@@ -21,8 +22,40 @@ MAX_TEXT = 500  # characters in a search query (a chat question has its own cap)
 MAX_SESSION_EVENTS = 1000  # a browsing session's events in one POST /recommend
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000  # a 8000 x 5000 photo; a decompression bomb is far above
+#: Any other body (JSON: a 1,000-event session is ~100 KB); a multipart upload gets
+#: MAX_UPLOAD_BYTES and room for the form around it.
+MAX_BODY_BYTES = 1024 * 1024
+FORM_ROOM = 64 * 1024
 CHAT_TURNS = 1  # chat turns generating at once (one model; more are refused, see ChatBusy)
 RETRY_AFTER = 1  # seconds a refused request is told to wait (Retry-After)
+
+
+class BodyLimit:
+    """ASGI middleware: a body whose Content-Length is over its cap is a 413, its pieces
+    let go as they arrive (a 200 MB JSON body was kept whole, 0.6 GB, before validation
+    refused it)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            upload = headers.get(b"content-type", b"").startswith(b"multipart/")
+            cap = MAX_UPLOAD_BYTES + FORM_ROOM if upload else MAX_BODY_BYTES
+            length = headers.get(b"content-length", b"")
+            if length.isdigit() and int(length) > cap:
+                from starlette.responses import JSONResponse
+
+                # Read to the end and let go of each piece: a client still sending when
+                # the answer came would see its connection reset instead of the 413.
+                while (await receive()).get("more_body", False):
+                    pass
+                refused = JSONResponse({"error": f"the body is over {cap // 1024:,} KiB"},
+                                       status_code=413)
+                await refused(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class Unauthorized(Exception):
