@@ -159,14 +159,12 @@ def clusters_of(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.nda
 
 def split_chains(left: np.ndarray, right: np.ndarray, scores: np.ndarray, threshold: float
                  ) -> tuple[np.ndarray, float]:
-    """The edges (indices into the pairs) that make the clusters: pairs at `threshold`,
-    and inside a component of more than MAX_CLUSTER products only pairs at a bar raised
-    in BAR_STEPs until no component is that large (or the bar passes 1); and the highest
-    bar used (`threshold` when no chain was split)."""
+    """The edges (indices into the pairs) making the clusters: pairs at `threshold`, and
+    inside a component of over MAX_CLUSTER products only pairs at a bar raised in BAR_STEPs
+    until none is that large (or it passes 1); and the highest bar used."""
     import numpy as np
 
-    edges = np.flatnonzero(scores >= threshold)
-    bar = threshold
+    edges, bar = np.flatnonzero(scores >= threshold), threshold
     while bar < 1:
         nodes, component = clusters_of(left[edges], right[edges])
         chained = nodes[np.bincount(component)[component] > MAX_CLUSTER]
