@@ -130,6 +130,11 @@ def test_health_and_docs(server: Server) -> None:
     status, spec = server.get("/openapi.json")
     assert status == 200 and {"/search", "/match", "/products/{product_id}",
                               "/chat"} <= set(spec["paths"])
+    # The docs page loads nothing from elsewhere (FastAPI's took Swagger from a CDN: blank
+    # offline); the web page test renders it.
+    with urllib.request.urlopen(server.url + "/docs", timeout=30) as response:
+        page = response.read().decode()
+    assert "/openapi.json" in page and "http://" not in page and "https://" not in page
 
 
 def test_a_port_in_use_or_no_workspace_is_an_error_before_serving_is_announced(
@@ -562,6 +567,11 @@ def test_web_page_in_headless_chromium(server: Server, tmp_path: Path) -> None:
                          "document.getElementById('ask').requestSubmit()")
         answer = browser.wait_for("document.querySelector('.answer[data-done]')?.textContent")
         assert answer.strip()
+        browser.open(server.url + "/docs")  # every endpoint, from /openapi.json
+        sections = browser.wait_for("document.querySelectorAll('#paths h2').length > 8 && "
+                                    "document.querySelector('#paths').textContent")
+        assert "/search" in sections and "/recommend" in sections
+        browser.open(server.url + "/")
         shot = browser.send("Page.captureScreenshot", format="png")["data"]
         screenshot = tmp_path / "serve-page.png"
         screenshot.write_bytes(base64.b64decode(shot))

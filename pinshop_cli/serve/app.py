@@ -150,7 +150,10 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
     served = ServedShop(shop, token)
     sessions = ChatSessions(served, chat_model)
     searches = SearchBatcher(served)
-    app = FastAPI(title="pinshop", summary="A shopping catalog that answers in real time.")
+    # FastAPI's own docs pages load their scripts from a CDN (blank offline): ours reads
+    # /openapi.json with nothing from elsewhere.
+    app = FastAPI(title="pinshop", summary="A shopping catalog that answers in real time.",
+                  docs_url=None, redoc_url=None)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit)
     page = files("pinshop_cli.serve").joinpath("static")
@@ -158,6 +161,10 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index() -> str:
         return page.joinpath("index.html").read_text(encoding="utf-8")
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs() -> str:
+        return page.joinpath("docs.html").read_text(encoding="utf-8")
 
     @app.get("/static/app.js", include_in_schema=False)
     def script() -> Response:
