@@ -15,18 +15,14 @@ the user's SQL:
   built-in extensions parquet, json and icu are loaded already: `LOAD json` is a no-op).
 
 `allow_writes=True` (opt-in) is a writer: it takes the workspace lock, uses an in-memory
-database and lets statements read and write files in `<workspace>/exports/` only
-(`allowed_directories`; DuckDB resolves `..` and links), e.g.
-`COPY (SELECT ...) TO '<workspace>/exports/top.parquet'`. Workspace tables stay untouchable.
+database, and statements read and write files in `<workspace>/exports/` only (DuckDB's
+`allowed_directories`), e.g. `COPY (SELECT ...) TO '<workspace>/exports/top.parquet'`.
 
-Every statement runs under limits: a timeout (60 s by default) after which the statement is
-interrupted inside DuckDB, Ctrl-C interrupting it the same way (the statement runs in a
-worker thread; the main thread waits and calls `interrupt()`), and a memory limit of half
-the memory available when it starts (DuckDB's own default is 80% of RAM). Spills go to a
-private temp directory, never the workspace.
-
-A file that is not readable Parquet (a stray or half-copied file in rejects/) does not break
-every query: it is skipped and named in `QueryResult.notes`, as is a damaged part.
+Limits: a timeout (60 s by default) and Ctrl-C interrupt a statement inside DuckDB (it runs
+in a worker thread; the main thread calls `interrupt()`); memory is capped at half of what is
+available, spills go to a private temp directory. A read-only query is one statement (of
+several only the last one's rows would show). A file that is not readable Parquet (a stray
+file in rejects/) is skipped and named in `QueryResult.notes`, as is a damaged part.
 """
 
 from __future__ import annotations
@@ -271,6 +267,8 @@ def run_sql(query: str, workspace: str | Path | None = None, allow_writes: bool 
         con = connect(ws.root, allow_writes=allow_writes, notes=notes,
                       memory_limit=memory_limit, spill_dir=spill)
         try:
+            if not allow_writes and _statements(con, query) > 1:
+                raise PinshopError("one query at a time: only the last one's rows would show")
             columns, rows = _run_limited(con, query, timeout, allow_writes,
                                          memory_limit_bytes(con), max_rows)
             more = max_rows is not None and len(rows) > max_rows
@@ -285,6 +283,13 @@ def run_sql(query: str, workspace: str | Path | None = None, allow_writes: bool 
             raise
         finally:
             con.close()
+
+
+def _statements(con: Any, query: str) -> int:
+    """How many statements `query` holds (1 when it does not parse: its run says why)."""
+    with contextlib.suppress(Exception):
+        return len(con.extract_statements(query))
+    return 1
 
 
 def _run_limited(con: Any, query: str, timeout: float | None, allow_writes: bool,

@@ -41,6 +41,10 @@ def test_views_answer_queries(ws: Path) -> None:
         ("a", "Lamp"), ("b", "Sofa")]
     assert run_sql("SELECT reason FROM rejects_catalog", ws).rows == [("missing id",)]
     assert run_sql("SELECT count(*), max(len(vector)) FROM embeddings", ws).rows == [(2, 2)]
+    # Two queries showed the second's rows only, silently; one with a trailing ';' is one.
+    with pytest.raises(PinshopError, match="one query at a time"):
+        run_sql("SELECT 1; SELECT 2", ws)
+    assert run_sql("SELECT 1;", ws).rows == [(1,)]
 
 
 def test_a_view_the_workspace_has_not_made_yet_names_what_makes_it(ws: Path) -> None:
