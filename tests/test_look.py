@@ -132,6 +132,19 @@ def test_a_photo_like_no_product_gets_its_categories_called_a_guess(retriever, t
         str(SAMPLE / "products" / "P005.jpg"), retriever=retriever).notes)
 
 
+def test_the_audit_page_says_what_it_leaves_out(retriever):
+    """A check not run read "none" (as if it found nothing); a section shows 60 findings
+    and said nothing of the rest."""
+    from pinshop_cli.report.look import render_audit
+
+    report = audit(retriever=retriever, write=False)
+    shown = report.counts["image"]
+    report.counts["category"], report.counts["image"] = None, 100_000  # as on a 100k catalog
+    page = render_audit(report)
+    assert "<h2>category</h2><p>not checked" in page
+    assert f"<h2>image</h2><p>the first {shown} of 100,000 (audit.parquet has all)" in page
+
+
 def test_duplicates_cluster_a_reshot_photo_and_a_shared_file(retriever):
     from pinshop_cli import PinshopError
 

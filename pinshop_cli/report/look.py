@@ -98,17 +98,27 @@ def render_duplicates(result: DuplicateClusters, curve: dict[str, Any]) -> str:
     return page("pinshop duplicates", body)
 
 
+def _heading(check: str, found: int | None, shown: int) -> str:
+    """A check's heading: not checked, or how many of its findings the page shows."""
+    if found is None:
+        return f"<h2>{check}</h2><p>not checked (see the notes above)</p>"
+    more = f"<p>the first {shown} of {found:,} (audit.parquet has all)</p>"
+    return f"<h2>{check}</h2>{more if found > shown else ''}"
+
+
 def render_audit(report: AuditReport) -> str:
     summary = report.to_dict(limit=SHOWN)
     body = [f"<p>{report.products} products · " + " · ".join(
         f"{check}: {'not checked' if count is None else count}"
         for check, count in report.counts.items()) + "</p>", *_notes(report.notes)]
     for check in ("category", "image"):
-        body.append(f"<h2>{check}</h2>")
-        body.append(_row([product_card(Product.from_row(f), f"{f['id']} · {f['detail']}")
-                          for f in summary["findings"][check]]))
+        body.append(_heading(check, report.counts.get(check), len(summary["findings"][check])))
+        if report.counts.get(check) is not None:  # "none" said a check not run found nothing
+            body.append(_row([product_card(Product.from_row(f), f"{f['id']} · {f['detail']}")
+                              for f in summary["findings"][check]]))
     for check in ("price", "title"):
-        body.append(f"<h2>{check}</h2><table>" + "".join(
+        body.append(_heading(check, report.counts.get(check),
+                             len(summary["findings"][check])) + "<table>" + "".join(
             f"<tr><td>{html.escape(f['id'])}</td><td>{html.escape(f['title'])}</td>"
             f"<td>{html.escape(f['detail'])}</td></tr>" for f in summary["findings"][check])
             + "</table>")
