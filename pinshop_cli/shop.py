@@ -256,8 +256,8 @@ class Shop:
         for change in saved:
             retriever.apply(change.id, change.assignments)
         rows = {row["id"]: row for row in retriever.rows(sorted({c.id for c in saved}))}
-        tracked = ("price", "sale_price", "currency", "availability")
-        applied = [replace(change, state={name: rows[change.id].get(name) for name in tracked})
+        kept = ("price", "sale_price", "currency", "availability", "title")  # history's
+        applied = [replace(change, state={name: rows[change.id].get(name) for name in kept})
                    for change in saved if change.id in rows]
         self._writer.queue_history(applied)
         return applied

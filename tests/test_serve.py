@@ -301,13 +301,16 @@ def test_live_update_needs_the_token_and_shows_in_the_next_search(server: Server
 
     deadline = time.monotonic() + 60
     while True:
-        history = run_sql("SELECT price::DOUBLE, availability FROM price_history WHERE id = "
-                          "'P001' ORDER BY seen_at DESC LIMIT 1", server.workspace).rows
-        if [tuple(r) for r in history] == [(999.0, "out_of_stock")] or \
+        history = run_sql("SELECT price::DOUBLE, availability, title FROM price_history "
+                          "WHERE id = 'P001' ORDER BY seen_at DESC LIMIT 1",
+                          server.workspace).rows
+        if [tuple(r)[:2] for r in history] == [(999.0, "out_of_stock")] or \
                 time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert [tuple(r) for r in history] == [(999.0, "out_of_stock")]
+    # With its title, as an ingest's rows have it (live rows had none).
+    assert [tuple(r) for r in history] == [(999.0, "out_of_stock",
+                                            "Oslo Bent Plywood Dining Chair")]
     from pinshop_cli.index.status import index_status
 
     assert not [s.name for s in index_status(server.workspace) if s.stale]

@@ -192,7 +192,8 @@ def record_history(ws: Workspace, changes: list[ProductChange], seen_at: datetim
         "sale_price": pa.array([_amount(s.get("sale_price")) for s in states],
                                pa.float64()),
         "currency": pa.array([s.get("currency") for s in states], pa.string()),
-        "availability": pa.array([s.get("availability") for s in states], pa.string())})
+        "availability": pa.array([s.get("availability") for s in states], pa.string()),
+        "title": pa.array([s.get("title") for s in states], pa.string())})
     scratch = ws.root / LOG_DIR / f".history-{os.getpid()}-{threading.get_ident()}.parquet"
     write_parquet(table, scratch)
     try:
