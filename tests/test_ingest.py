@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -136,6 +137,39 @@ def test_a_mistyped_pins_folder_is_an_error_before_any_model_work(tmp_path, samp
 
 def _ids(root: Path, kind: str) -> list[str]:
     return [r[0] for r in run_sql(f"SELECT id FROM embeddings WHERE kind = '{kind}'", root).rows]
+
+
+def test_plumbing_products_sharing_a_photo_are_embedded_once(tmp_path, write_catalog,
+                                                            fake_embedder):
+    """Plumbing (the fake embedder): 12 products over 3 photos cost 3 forwards, the others
+    get the photo's vector and colour; a later product with one of those photos costs none
+    (a 100k feed with 20 photos embedded 19,880 of them again)."""
+    from pinshop_cli.workspace import Workspace
+    from pinshop_cli.workspace.embeddings import load_embeddings
+
+    photos = ["products/P001.jpg", "products/P002.jpg", "products/P003.jpg"]
+    rows = [{"id": f"S{n:02d}", "title": f"Thing {n}", "image": photos[n % 3]}
+            for n in range(12)]
+    config = IngestConfig(embedder=fake_embedder)
+    summary = ingest(tmp_path / "ws", write_catalog(rows), config=config)
+    assert summary.embedded["product_image"] == 12
+    assert "9 product photos shared with another product: the vector copied, not embedded " \
+           "again" in summary.notes
+    ws = Workspace.open(tmp_path / "ws")
+    model = ws.settings()["image_model_id"]
+    found = load_embeddings(ws, "product_image", model)
+    vectors = dict(zip(found.ids, found.vectors, strict=True))
+    assert np.array_equal(vectors["S00"], vectors["S03"]) and not np.array_equal(
+        vectors["S00"], vectors["S01"])
+    colours = pq.read_table(ws.catalog, columns=["id", "photo_color"]).to_pylist()
+    assert all(row["photo_color"] for row in colours)
+    later = ingest(tmp_path / "ws", write_catalog(
+        [*rows, {"id": "S99", "title": "Late", "image": photos[0]}]), config=config)
+    assert later.embedded["product_image"] == 1 and any(
+        note.startswith("1 product photo shared") for note in later.notes)
+    again = load_embeddings(ws, "product_image", model)
+    assert np.array_equal(dict(zip(again.ids, again.vectors, strict=True))["S99"],
+                          vectors["S00"])
 
 
 def test_killed_run_resumes_without_duplicates(tmp_path, sample_dir):

@@ -40,6 +40,7 @@ from ..workspace.storage import (
 from .config import IngestConfig, IngestSummary
 from .pin_rows import duplicates_of_earlier, pins_table, with_rejects
 from .plan import pending_pins, pending_products
+from .shared_photos import consolidate_colors, copy_shared, split_shared
 from .stages import (
     DecodeImages,
     DetectAndCrop,
@@ -151,17 +152,28 @@ class _Run:
         model_id = self.embedder.image_model_id
         plan, total = pending_products(self.ws, "product_image", model_id)
         self.summary.already_done["product_image"] = total - plan.num_rows
+        # A photo embedded before (for another product) is copied; the rest once each.
+        leaders, followers = split_shared(copy_shared(self.ws, model_id, plan))
         self.summary.embedded["product_image"] = 0
-        self.progress.start("product images", plan.num_rows)
+        self.progress.start("product images", leaders.num_rows)
         # 2x the model input: headroom for a good-quality resize.
         decode = Stage(DecodeImages, {"max_pixels": self.config.max_pixels,
                                       "min_side": 2 * self.embedder.input_size})
         write = Stage(WriteParts, {"workspace": str(self.ws.root), "kind": "product_image",
                                    "model_id": model_id})
-        rejects = self.execute(plan, [decode, Stage(NameColors, {}),
-                                      self.embed_stage(model_id, EmbedImages), write],
+        rejects = self.execute(leaders, [decode, Stage(NameColors, {}),
+                                         self.embed_stage(model_id, EmbedImages), write],
                                self.config.batch_size)
-        for pid, reason, image in zip(rejects["id"], rejects["reason"], rejects["path"],
+        left = copy_shared(self.ws, model_id, followers)  # their photo's was refused
+        shared = plan.num_rows - leaders.num_rows - left.num_rows
+        if shared:
+            self.summary.embedded["product_image"] += shared
+            self.note(f"{shared} product photo{'s' if shared > 1 else ''} shared with "
+                      "another product: the vector copied, not embedded again")
+        for pid, reason, image in zip(rejects["id"] + left.column("id").to_pylist(),
+                                      rejects["reason"] + ["its photo, shared with another "
+                                                           "product, was refused"] * len(left),
+                                      rejects["path"] + left.column("path").to_pylist(),
                                       strict=True):  # e.g. the file changed since the check
             self.image_rejects.append({"source": "product images", "line": None, "id": pid,
                                        "reason": reason, "raw": image})
@@ -267,32 +279,6 @@ def _eq(table: pa.Table, column: str, value: str) -> Any:
     import pyarrow.compute as pc
 
     return pc.equal(table.column(column), value)
-
-
-def consolidate_colors(ws: Workspace) -> None:
-    """catalog.parquet with each product photo's colour beside the catalog's own `color`:
-    `photo_color` (a family: blue, beige ...) and `photo_color_name` (the nearest CSS name),
-    from the committed colour parts of its current image."""
-    import duckdb
-
-    from ..io.catalog import CATALOG_VERSIONS
-
-    files = PartStore(ws.color_parts_dir).files()
-    if not files or not ws.catalog.exists():
-        return
-    catalog = f"read_parquet({sql_path(ws.catalog)})"
-    with duckdb.connect() as con:
-        columns = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {catalog}").fetchall()}
-        earlier = [c for c in ("photo_color", "photo_color_name") if c in columns]
-        # The catalog's own row order is kept.
-        query = (f"SELECT c.* EXCLUDE ({', '.join(['pinshop_row', *earlier])}), "
-                 "p.color AS photo_color, p.color_name AS photo_color_name "
-                 f"FROM (SELECT *, row_number() OVER () AS pinshop_row FROM {catalog}) c "
-                 "LEFT JOIN (SELECT id, h, any_value(color) AS color, any_value(color_name) "
-                 f"AS color_name FROM read_parquet([{', '.join(sql_path(f) for f in files)}]) "
-                 "GROUP BY id, h) p ON p.id = c.id AND p.h = c.image_sha256 "
-                 "ORDER BY c.pinshop_row")
-        copy_to_parquet(con, query, ws.catalog, CATALOG_VERSIONS)
 
 
 def consolidate_detections(ws: Workspace, detector_id: str) -> int:
