@@ -170,6 +170,18 @@ def test_plumbing_products_sharing_a_photo_are_embedded_once(tmp_path, write_cat
     again = load_embeddings(ws, "product_image", model)
     assert np.array_equal(dict(zip(again.ids, again.vectors, strict=True))["S99"],
                           vectors["S00"])
+    # Re-shot: the same products share a new photo. Their copies are a part of their own
+    # (one named by ids alone was overwritten, and left out as damaged).
+    from pinshop_cli.workspace.embeddings import store
+
+    four = [{"id": f"V{n}", "title": f"Variant {n}", "image": photos[0]} for n in range(4)]
+    ingest(tmp_path / "ws2", write_catalog(four), config=config)
+    ingest(tmp_path / "ws2", write_catalog([{**row, "image": "products/P004.jpg"}
+                                            for row in four]), config=config)
+    notes: list[str] = []
+    ws2 = Workspace.open(tmp_path / "ws2")
+    assert store(ws2, "product_image").files(notes) and notes == []
+    assert sorted(load_embeddings(ws2, "product_image", model).ids) == ["V0", "V1", "V2", "V3"]
 
 
 def test_killed_run_resumes_without_duplicates(tmp_path, sample_dir):

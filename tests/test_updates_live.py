@@ -68,6 +68,16 @@ def test_price_filters_judge_the_price_paid(copy_workspace: Any) -> None:
     assert found.text_matches[0].paid == 15.0 and found.text_matches[0].price == 549.0
     cheaper = pinshop_cli.similar("P006", workspace=ws.root, cheaper=True, top_k=10)
     assert "P005" in [item.product.id for item in cheaper.items]
+    # Live, in a Shop whose index filters are loaded: a sale set after the first query
+    # counts (the filter columns took only `price` changes, and the list price at that).
+    with pinshop_cli.open(ws.root) as shop:
+        assert [m.id for m in shop.match(text="armchair", max_price=16).text_matches] == \
+            ["P005"]
+        shop.update_product("P006", sale_price=14)  # a lounge chair at 890
+        assert {m.id for m in shop.match(text="armchair", max_price=16).text_matches} == \
+            {"P005", "P006"}
+        shop.update_product("P006", price=900)  # still on sale at 14
+        assert "P006" in {m.id for m in shop.match(text="armchair", max_price=16).text_matches}
 
 
 def test_a_change_a_killed_server_logged_reaches_the_history_before_an_ingest(

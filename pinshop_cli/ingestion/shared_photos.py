@@ -45,13 +45,17 @@ def copy_shared(ws: Workspace, model_id: str, rows: pa.Table) -> pa.Table:
                         "USING (h) ORDER BY r.id", {"model": model_id}, tables={"rows": rows})
     if found.num_rows:
         import numpy as np
+        import pyarrow.compute as pc
 
         from ..workspace.embeddings import to_matrix
 
-        ids = found.column("id")
-        write_part(ws, KIND, model_id, ids, found.column("h"),
+        ids, hashes = found.column("id"), found.column("h")
+        # Named by ids and photos, as a batch's part is: the same products copied again
+        # for a new photo must not overwrite a listed part.
+        write_part(ws, KIND, model_id, ids, hashes,
                    np.asarray(to_matrix(found.column("vector")), np.float32),
-                   part_key(model_id, KIND, "shared", *ids.to_pylist()))
+                   part_key(model_id, KIND, "shared", *pc.binary_join_element_wise(
+                       ids, hashes, "/").to_pylist()))
     return query_arrow("SELECT * FROM rows ANTI JOIN found USING (id) ORDER BY id",
                        tables={"rows": rows, "found": found.select(["id"])})
 

@@ -334,7 +334,7 @@ class Retriever:
 
     def apply(self, product_id: str, assignments: dict[str, Any]) -> bool:
         """A live change to one product (retrieval/updates.py), visible to the next query:
-        its catalog row, and its price in the filter columns of every loaded index (one
+        its catalog row, and its price paid in the filter columns of every loaded index (one
         position each, found by binary search), with the filters prepared on old prices
         dropped. False when the catalog has no such product."""
         import numpy as np
@@ -342,7 +342,9 @@ class Retriever:
 
         if not self.store.apply(product_id, assignments):
             return False
-        if "price" in assignments:
+        if {"price", "sale_price"} & assignments.keys():
+            # The filters judge the price paid (a sale below the price counts).
+            paid = Product.from_row(self.store.rows([product_id])[0]).paid
             for name, columns in self._columns.items():
                 loaded = self._indexes.get(name)
                 if loaded is None:
@@ -353,7 +355,7 @@ class Retriever:
                 label = loaded.label_table.column("label")[at].as_py()
                 position = int(np.searchsorted(columns.labels, label))
                 if position < len(columns.labels) and columns.labels[position] == label:
-                    columns.price[position] = assignments["price"]
+                    columns.price[position] = np.nan if paid is None else paid
             for key in [k for k in self._filters if len(k) > 1 and isinstance(k[1], Filters)]:
                 del self._filters[key]
         return True

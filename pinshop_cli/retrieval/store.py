@@ -87,7 +87,8 @@ ID_WORD = re.compile(r"(?=[\w.\-]*[A-Za-z])[\w.\-]*\d[\w.\-]*")
 PHOTO_COLOR = "CASE WHEN coalesce(trim(c.color), '') = '' THEN c.photo_color END"
 #: What the shopper pays: the sale price while a sale is lower, else the price. Price
 #: filters judge this ("under 16" finds a 20 tee on sale at 15), as `changes` does.
-PAID_PRICE = "CASE WHEN c.sale_price < c.price THEN c.sale_price ELSE c.price END"
+PAID_PRICE = ("CASE WHEN c.sale_price < c.price OR c.price IS NULL THEN c.sale_price "
+              "ELSE c.price END")
 
 
 @dataclass(frozen=True)
