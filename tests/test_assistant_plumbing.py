@@ -84,6 +84,10 @@ def test_unambiguous_words_are_read_by_rules_without_the_model(reader):
         read = reader.validated(Intent(category="lamp", color="black"), question, shown=False)
         assert read.color is None, question
     assert reader.explicit("a black lamp, not brass")["color"] == "black"
+    for question, colour in (("a black lamp, not dark black", "black"),  # one mention asks
+                             ("a lamp without frills in black", "black"),
+                             ("a no frills white lamp", "white")):
+        assert reader.explicit(question).get("color") == colour, question
     assert reader.by_rules("something cosy for reading", shown=False) is None  # no category
     assert reader.by_rules("now in cream", shown=False) is None  # nothing shown to refine
     compare = reader.by_rules("compare #1 and #3", shown=True)

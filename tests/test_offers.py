@@ -72,6 +72,10 @@ def test_a_chain_of_alike_products_is_split_at_a_higher_bar() -> None:
     assert bar == 0.82 and set(edges) == set(np.flatnonzero(scores == 0.99))
     _, component = clusters_of(left[edges], right[edges])
     assert np.bincount(component).max() == 2
+    # 150 exact duplicates (float32 cosine 0.99999994) stay one cluster: lost every link.
+    same = np.full(149, np.float32(0.99999994))
+    edges, bar = split_chains(left, right, same, 0.78)
+    assert len(edges) == 149 and bar >= 1
     short = MAX_CLUSTER - 1  # edges of a 100-product chain
     edges, bar = split_chains(left[:short], right[:short], scores[:short], 0.78)
     assert bar == 0.78 and len(edges) == short

@@ -97,6 +97,12 @@ def test_a_change_a_killed_server_logged_reaches_the_history_before_an_ingest(
     assert [price for price, _ in history][-2:] == [777.0, 45.0]  # served, then the feed's
     assert [seen for price, seen in history if price == 777.0] == [logged]
     assert ChangeLog(ws).rows() == 0
+    # A damaged catalog is still replaced whole by the ingest, a logged change or not.
+    log_changes(ws, [ProductChange("P019", price=555.0)])
+    ws.catalog.write_bytes(ws.catalog.read_bytes()[:200])
+    pinshop_cli.ingest(ws.root, sample_dir / "catalog.csv")
+    assert pinshop_cli.run_sql("SELECT price::DOUBLE FROM catalog WHERE id = 'P019'",
+                               workspace=ws.root).rows == [(45.0,)]
 
 
 def test_a_write_by_another_process_between_own_saves_is_noticed(copy_workspace: Any) -> None:

@@ -119,10 +119,17 @@ def item_reference(question: str) -> int | None:
     return None if m is None else int(m.group(1) or m.group(2) or ORDINALS[m.group(3)])
 
 
+#: A negation just before a word, through filler only: "not green", "without any green",
+#: "non-green" ("no frills white sofa" and "a chair without arms in black" negate no colour).
+NEGATED = re.compile(r"\b(?:not|no|without|except|never|non)[\s-]+"
+                     r"(?:(?:any|a|an|the|in|so|too|anything|something)\s+)*$")
+
+
 def negated(text: str, word: str) -> bool:
-    """Whether `word` is asked against ("not green", "without any green", "non-green")."""
-    return re.search(rf"\b(?:not|no|without|except|never|non)[\s-]+(?:\w+\s+){{0,2}}"
-                     rf"{re.escape(word)}\b", text) is not None
+    """Whether every mention of `word` is asked against ("a blue rug, not navy blue" asks
+    for blue)."""
+    found = list(re.finditer(rf"\b{re.escape(word)}\b", text))
+    return bool(found) and all(NEGATED.search(text[:m.start()]) for m in found)
 
 
 def _number(text: str) -> float:

@@ -25,7 +25,7 @@ from ..io.photo_fetch import PhotoStore
 from ..io.pins import check_pins_source, scan_pins
 from ..models.recorded import record_embedder, workspace_embedder
 from ..progress import NullProgress, Progress
-from ..retrieval.updates import fold_log
+from ..retrieval.updates import ChangeLog, fold_log
 from ..workspace.embeddings import repair_stores, store
 from ..workspace.integrity import parquet_problem, require_catalog
 from ..workspace.layout import Workspace
@@ -353,8 +353,12 @@ def _ingest(ws: Workspace, catalog: str | Path | None, pins: str | Path | None,
         try:
             if catalog is not None:
                 # Live changes a server logged (and maybe could not fold: killed) reach
-                # the price history before the new catalog replaces the one they name.
-                fold_log(ws)
+                # the price history before the new catalog replaces the one they name;
+                # a damaged catalog has nothing to fold into, and the feed is the newer word.
+                if ws.catalog.exists() and parquet_problem(ws.catalog) is None:
+                    fold_log(ws)
+                else:
+                    ChangeLog(ws).clear()
                 run.catalog(Path(catalog))
             elif not ws.catalog.exists():
                 raise PinshopError("no catalog yet: pass a CATALOG file with the first ingest")

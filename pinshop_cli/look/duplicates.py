@@ -172,7 +172,8 @@ def split_chains(left: np.ndarray, right: np.ndarray, scores: np.ndarray, thresh
             break
         bar = round(bar + BAR_STEP, 4)
         inside = np.isin(left[edges], chained)  # an edge's two ends share a component
-        edges = edges[~inside | (scores[edges] >= bar)]
+        # (float32 cosines of identical vectors reach 0.99999994: they pass a bar of 1)
+        edges = edges[~inside | (scores[edges] >= min(bar, 1 - 1e-6))]
     return edges, bar
 
 
