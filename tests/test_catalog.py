@@ -126,6 +126,7 @@ def test_price_formats(tmp_path, price, expected):
     ("1.299 EUR", "ambiguous price '1.299 EUR': a point between thousands or before "
                   "decimals? write 1299 or 1.30 (EUR has two decimals)"),
     ("€1.299", "ambiguous price"),
+    ("$1.299", "ambiguous price '$1.299'"),  # a dollar's tenth of a cent, or 1,299 pesos?
 ])
 def test_bad_prices_are_rejects_not_crashes(tmp_path, price, reason):
     path = tmp_path / "c.csv"

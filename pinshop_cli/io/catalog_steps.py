@@ -214,11 +214,12 @@ def checked(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
             WHEN price_raw IS NOT NULL AND price_value IS NULL THEN
                 'unparsable price ' || q60(price_raw)
             WHEN price_text ~ '^[1-9]\\d{{0,2}}\\.\\d{{3}}$'
-                 AND upper(currency) NOT IN {THREE_DECIMALS} THEN
+                 AND coalesce(upper(currency) NOT IN {THREE_DECIMALS},
+                              price_raw ~ '[$¥]') THEN  -- "$1.299": a dollar or a peso?
                 'ambiguous price ' || q60(price_raw) || ': a point between thousands or '
                 || 'before decimals? write ' || replace(price_text, '.', '') || ' or '
-                || CAST(price_value AS {PRICE_TYPE}) || ' (' || upper(currency)
-                || ' has two decimals)'
+                || CAST(price_value AS {PRICE_TYPE}) || ' (' || coalesce(upper(currency)
+                || ' has', 'prices in most currencies have') || ' two decimals)'
             WHEN price_value IS NOT NULL AND NOT (isfinite(price_value)
                  AND price_value < {MAX_PRICE}) THEN
                 'price out of range ' || q60(price_raw) || ' (at most 1e16)'
