@@ -23,13 +23,13 @@ KIND = "product_image"
 
 def split_shared(plan: pa.Table) -> tuple[pa.Table, pa.Table]:
     """(one row per photo hash: the first id, the rest) of a pending plan (id, h, ...)."""
-    numbered = ("SELECT *, row_number() OVER (PARTITION BY h ORDER BY id) AS shared_n "
-                "FROM plan")
-    leaders = query_arrow(f"SELECT * EXCLUDE (shared_n) FROM ({numbered}) WHERE shared_n = 1 "
-                          "ORDER BY id", tables={"plan": plan})
-    followers = query_arrow(f"SELECT * EXCLUDE (shared_n) FROM ({numbered}) "
-                            "WHERE shared_n > 1 ORDER BY id", tables={"plan": plan})
-    return leaders, followers
+    import pyarrow.compute as pc
+
+    first = query_arrow("SELECT *, row_number() OVER (PARTITION BY h ORDER BY id) = 1 AS first "
+                        "FROM plan ORDER BY id", tables={"plan": plan})
+    leading = first.column("first")
+    first = first.drop_columns(["first"])
+    return first.filter(leading), first.filter(pc.invert(leading))
 
 
 def copy_shared(ws: Workspace, model_id: str, rows: pa.Table) -> pa.Table:
