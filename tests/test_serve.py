@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,9 @@ class Server:
     def __init__(self, url: str, workspace: Path) -> None:
         self.url, self.workspace = url, workspace
 
-    def request(self, method: str, path: str, body: bytes | None = None,
+    def request(self, method: str, path: str, body: bytes | Iterable[bytes] | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        """(status, parsed JSON body) for one request."""
+        """(status, parsed JSON body) for one request; an iterable body is sent chunked."""
         req = urllib.request.Request(self.url + path, data=body, method=method,
                                      headers=headers or {})
         try:
@@ -60,6 +60,12 @@ class Server:
                 ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
         return self.request("POST", "/match?k=3" + query, body,
                             {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+
+def pieces(data: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
+    """`data` as a chunked request body."""
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
 
 
 def bomb_png() -> bytes:
@@ -200,6 +206,12 @@ def test_match_answers_one_pin_and_bad_uploads_are_one_line_errors(server: Serve
     assert status == 400 and body["error"].startswith("not a photo")
     status, body = server.upload(b"\xff\xd8" + b"\0" * (11 * 2**20))
     assert status == 413
+    boundary = uuid.uuid4().hex  # a chunked upload: no Content-Length to refuse it by
+    status, body = server.request("POST", "/match", pieces(
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg"
+        f"\"\r\n\r\n".encode() + b"\xff\xd8" + b"\0" * (11 * 2**20)),
+        {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 413 and body["error"] == "the body is over 10,304 KiB", body
     status, body = server.upload(bomb_png(), "bomb.png")
     assert status == 413 and "pixels" in body["error"]
     assert server.get("/health")[0] == 200  # still up
@@ -282,6 +294,9 @@ def test_live_update_needs_the_token_and_shows_in_the_next_search(server: Server
     big = json.dumps({"session": [], "user": "x" * (2 * 2**20)}).encode()
     status, body = server.request("POST", "/recommend", big,  # read whole before: 0.6 GB
                                   {"Content-Type": "application/json"})
+    assert status == 413 and body["error"] == "the body is over 1,024 KiB", body
+    status, body = server.request("POST", "/recommend", pieces(big),  # no Content-Length:
+                                  {"Content-Type": "application/json"})  # read whole too
     assert status == 413 and body["error"] == "the body is over 1,024 KiB", body
     status, body = server.get("/search?q=%20%20%20")  # it answered arbitrary matches
     assert status == 400 and body["error"] == "q is blank: pass the words to search for"

@@ -26,36 +26,61 @@ MAX_UPLOAD_PIXELS = 40_000_000  # a 8000 x 5000 photo; a decompression bomb is f
 #: MAX_UPLOAD_BYTES and room for the form around it.
 MAX_BODY_BYTES = 1024 * 1024
 FORM_ROOM = 64 * 1024
+#: How much more of an oversized body is read, in caps, before the connection is dropped.
+DRAIN_FACTOR = 4
 CHAT_TURNS = 1  # chat turns generating at once (one model; more are refused, see ChatBusy)
 RETRY_AFTER = 1  # seconds a refused request is told to wait (Retry-After)
 
 
 class BodyLimit:
-    """ASGI middleware: a body whose Content-Length is over its cap is a 413, its pieces
-    let go as they arrive (a 200 MB JSON body was kept whole, 0.6 GB, before validation
-    refused it)."""
+    """ASGI middleware: a body over its cap is a 413, whether its Content-Length says so
+    (before any of it is read) or a chunked body runs over while the app reads it (a 200 MB
+    JSON body was kept whole, 0.6 GB, before validation refused it). Its pieces are let go
+    as they arrive, and at most DRAIN_FACTOR caps more are read so that the client, still
+    sending, sees the 413 rather than a reset connection; past that the connection closes."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            headers = dict(scope["headers"])
-            upload = headers.get(b"content-type", b"").startswith(b"multipart/")
-            cap = MAX_UPLOAD_BYTES + FORM_ROOM if upload else MAX_BODY_BYTES
-            length = headers.get(b"content-length", b"")
-            if length.isdigit() and int(length) > cap:
-                from starlette.responses import JSONResponse
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        upload = headers.get(b"content-type", b"").startswith(b"multipart/")
+        cap = MAX_UPLOAD_BYTES + FORM_ROOM if upload else MAX_BODY_BYTES
+        message = f"the body is over {cap // 1024:,} KiB"
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > cap:
+            from starlette.responses import JSONResponse
 
-                # Read to the end and let go of each piece: a client still sending when
-                # the answer came would see its connection reset instead of the 413.
-                while (await receive()).get("more_body", False):
-                    pass
-                refused = JSONResponse({"error": f"the body is over {cap // 1024:,} KiB"},
-                                       status_code=413)
-                await refused(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+            await _drain(receive, DRAIN_FACTOR * cap)
+            await JSONResponse({"error": message}, status_code=413)(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Any:
+            nonlocal seen
+            piece = await receive()
+            seen += len(piece.get("body", b""))
+            if seen > cap:
+                from starlette.exceptions import HTTPException
+
+                if piece.get("more_body", False):
+                    await _drain(receive, DRAIN_FACTOR * cap)
+                raise HTTPException(413, message)  # the app's handler answers it
+            return piece
+
+        await self.app(scope, counted, send)
+
+
+async def _drain(receive: Any, budget: int) -> None:
+    """Read and let go of the rest of a request body, at most `budget` bytes."""
+    while budget > 0:
+        piece = await receive()
+        budget -= len(piece.get("body", b""))
+        if not piece.get("more_body", False):
+            return
 
 
 class Unauthorized(Exception):
