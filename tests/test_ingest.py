@@ -184,6 +184,44 @@ def test_plumbing_products_sharing_a_photo_are_embedded_once(tmp_path, write_cat
     assert sorted(load_embeddings(ws2, "product_image", model).ids) == ["V0", "V1", "V2", "V3"]
 
 
+def test_plumbing_a_shared_photo_refused_at_one_path_is_tried_at_the_next(
+        tmp_path, write_catalog, fake_embedder):
+    """Plumbing (the fake embedder): the first product's copy of a shared photo changes
+    after the check; the same bytes at another path are embedded and copied to the rest
+    (before, every product with those bytes was rejected untried)."""
+    from pinshop_cli.workspace import Workspace
+    from pinshop_cli.workspace.embeddings import load_embeddings
+
+    photo = tmp_path / "products" / "P001.jpg"
+    write_catalog([])  # the sample photos, copied beside the catalog
+    for name in ("copy1.jpg", "copy2.jpg"):
+        shutil.copy(photo, tmp_path / "products" / name)
+    images = {"A": "P001.jpg", "B": "copy1.jpg", "C": "copy2.jpg", "D": "copy1.jpg"}
+    catalog = write_catalog([{"id": pid, "title": f"Lamp {pid}", "image": f"products/{name}"}
+                             for pid, name in images.items()])
+
+    class ChangesThePhoto:
+        def start(self, stage: str, total: int) -> None:
+            if stage == "product images":  # after the check, before the decode
+                photo.write_bytes(b"not a photo any more")
+
+        def note(self, message: str) -> None:
+            pass
+
+        def advance(self, count: int = 1) -> None:
+            pass
+
+    summary = ingest(tmp_path / "ws", catalog, config=IngestConfig(embedder=fake_embedder),
+                     progress=ChangesThePhoto())
+    assert summary.embedded["product_image"] == 3
+    assert [row[0] for row in run_sql("SELECT id FROM rejects_product_images",
+                                      tmp_path / "ws").rows] == ["A"]
+    ws = Workspace.open(tmp_path / "ws")
+    found = load_embeddings(ws, "product_image", ws.settings()["image_model_id"])
+    assert sorted(found.ids) == ["B", "C", "D"]
+    assert np.array_equal(found.vectors[0], found.vectors[2])
+
+
 def test_killed_run_resumes_without_duplicates(tmp_path, sample_dir):
     """SIGKILL a real `pinshop ingest` subprocess mid-run, then run it again."""
     root = tmp_path / "ws"

@@ -40,7 +40,7 @@ from ..workspace.storage import (
 from .config import IngestConfig, IngestSummary
 from .pin_rows import duplicates_of_earlier, pins_table, with_rejects
 from .plan import pending_pins, pending_products
-from .shared_photos import consolidate_colors, copy_shared, split_shared
+from .shared_photos import consolidate_colors, copy_shared, leave_out, split_shared, unrefused
 from .stages import (
     DecodeImages,
     DetectAndCrop,
@@ -161,11 +161,22 @@ class _Run:
                                       "min_side": 2 * self.embedder.input_size})
         write = Stage(WriteParts, {"workspace": str(self.ws.root), "kind": "product_image",
                                    "model_id": model_id})
-        rejects = self.execute(leaders, [decode, Stage(NameColors, {}),
-                                         self.embed_stage(model_id, EmbedImages), write],
-                               self.config.batch_size)
+        stages = [decode, Stage(NameColors, {}), self.embed_stage(model_id, EmbedImages), write]
+        rejects = self.execute(leaders, stages, self.config.batch_size)
+        embedded = leaders.num_rows
         left = copy_shared(self.ws, model_id, followers)  # their photo's was refused
-        shared = plan.num_rows - leaders.num_rows - left.num_rows
+        # ... at its first product's path (e.g. the file changed since the check): the same
+        # bytes at another path are tried, until one is embedded or no other path is left.
+        while (retry := unrefused(left, rejects["path"])).num_rows:
+            leaders, _ = split_shared(retry)
+            self.progress.note(f"{leaders.num_rows} refused photo"
+                               f"{'s' if leaders.num_rows > 1 else ''} tried at another path")
+            for column, values in self.execute(leaders, stages,
+                                               self.config.batch_size).items():
+                rejects[column] += values
+            embedded += leaders.num_rows
+            left = copy_shared(self.ws, model_id, leave_out(left, leaders))
+        shared = plan.num_rows - embedded - left.num_rows
         if shared:
             self.summary.embedded["product_image"] += shared
             self.note(f"{shared} product photo{'s' if shared > 1 else ''} shared with "

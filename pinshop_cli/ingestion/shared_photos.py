@@ -32,6 +32,21 @@ def split_shared(plan: pa.Table) -> tuple[pa.Table, pa.Table]:
     return first.filter(leading), first.filter(pc.invert(leading))
 
 
+def unrefused(rows: pa.Table, refused_paths: list[str]) -> pa.Table:
+    """The `rows` (id, h, path, ...) whose path is not among `refused_paths`."""
+    import pyarrow as pa
+
+    refused = pa.table({"path": pa.array(refused_paths, pa.string())})
+    return query_arrow("SELECT * FROM rows WHERE path NOT IN (SELECT path FROM refused) "
+                       "ORDER BY id", tables={"rows": rows, "refused": refused})
+
+
+def leave_out(rows: pa.Table, done: pa.Table) -> pa.Table:
+    """The `rows` whose id is not in `done`."""
+    return query_arrow("SELECT * FROM rows ANTI JOIN done USING (id) ORDER BY id",
+                       tables={"rows": rows, "done": done.select(["id"])})
+
+
 def copy_shared(ws: Workspace, model_id: str, rows: pa.Table) -> pa.Table:
     """Write, for each of `rows` (id, h, ...) whose photo `model_id` has embedded already
     (for any product), that vector under its own id; returns the rows left (photos not
@@ -56,8 +71,7 @@ def copy_shared(ws: Workspace, model_id: str, rows: pa.Table) -> pa.Table:
                    np.asarray(to_matrix(found.column("vector")), np.float32),
                    part_key(model_id, KIND, "shared", *pc.binary_join_element_wise(
                        ids, hashes, "/").to_pylist()))
-    return query_arrow("SELECT * FROM rows ANTI JOIN found USING (id) ORDER BY id",
-                       tables={"rows": rows, "found": found.select(["id"])})
+    return leave_out(rows, found)
 
 
 def consolidate_colors(ws: Workspace) -> None:
