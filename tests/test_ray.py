@@ -128,11 +128,11 @@ class DieAfter:
 
 
 def test_a_ray_run_stopped_midway_resumes_without_redoing_committed_batches(
-        two_nodes: object, tmp_path: Path, sample_dir: Path) -> None:
+        two_nodes: object, tmp_path: Path, small_catalog: Path) -> None:
     config = IngestConfig(detector="none", batch_size=4, engine="ray", workers=2)
     with pytest.raises(DriverDies):
-        ingest(tmp_path / "ws", sample_dir / "catalog.csv", None, config, DieAfter(3))
-    resumed = ingest(tmp_path / "ws", sample_dir / "catalog.csv", None, config)
+        ingest(tmp_path / "ws", small_catalog, None, config, DieAfter(3))
+    resumed = ingest(tmp_path / "ws", small_catalog, None, config)
 
     images = resumed.embedded["product_image"] + resumed.already_done["product_image"]
     assert resumed.already_done["product_image"] >= 3 * 4  # the 3 committed batches kept
@@ -140,7 +140,7 @@ def test_a_ray_run_stopped_midway_resumes_without_redoing_committed_batches(
     stored = load_embeddings(Workspace.open(tmp_path / "ws"), "product_image",
                              "efficientnet-lite0")
     assert len(stored.ids) == len(set(stored.ids)) == images
-    again = ingest(tmp_path / "ws", sample_dir / "catalog.csv", None, config)
+    again = ingest(tmp_path / "ws", small_catalog, None, config)
     assert not again.model_work_done
 
 
