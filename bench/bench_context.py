@@ -46,7 +46,8 @@ else:
     import duckdb
     items = [r[0] for r in duckdb.sql(
         f"SELECT item_id FROM read_parquet('{root}/events.parquet') LIMIT 10").fetchall()]
-    session = [{"item_id": i, "event": "view", "ts": f"2030-01-01 10:00:{n:02d}"}
+    session = [{"item_id": i, "event": "view",  # just now: after every stored event
+                "ts": time.strftime("%Y-%m-%d %H:%M:", time.gmtime()) + f"{n:02d}"}
                for n, i in enumerate(items)] if what == "one_session" else None
     recommend(root, "u000042", RecommendConfig(weights=BlendWeights()), session=session)
 print(json.dumps({"seconds": time.perf_counter() - started}))

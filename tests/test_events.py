@@ -85,18 +85,21 @@ def test_timestamps_outside_the_window_are_rejected_per_row(events_workspace, tm
         "u2,B,view,2100-01-01,\n"                # 10 first instant outside
         "u2,B,view,1969-12-31 23:59:59,\n"       # 11 before 1970
         "u2,B,view,99999-01-01,\n"               # 12
-        "u2,C,view,2099-12-31 23:59:59,\n"       # 13 ok: last second inside
+        "u2,C,view,2099-12-31 23:59:59,\n"       # 13 in the window, but in the future
         "u2,C,view,,\n"                          # 14 no ts
         "u2,D,view,2025-06-01T12:00:00+02:00,\n"  # 15 ok: offset converted to UTC
     ))
-    assert (summary.rows_ok, summary.rows_rejected) == (4, 10)
+    assert (summary.rows_ok, summary.rows_rejected) == (3, 11)
     assert reasons[2] == "bad timestamp 'NaN'"
     assert reasons[3].startswith("bad timestamp '1e20': not between 1970-01-01 and 2100")
     assert reasons[4].endswith("(read as epoch milliseconds)")
     assert all(reasons[line].startswith("bad timestamp") for line in (5, 6, 7, 10, 11, 12))
+    assert reasons[13].startswith("bad timestamp '2099-12-31 23:59:59': in the future "
+                                  "(after ") and reasons[13].endswith(
+        "UTC, a day past this machine's clock)")  # it made every other event weigh nothing
     assert reasons[14] == "missing ts"
     assert [row[3] for row in stored] == ["2023-11-14 22:13:20", "2025-01-01 10:00:00",
-                                          "2025-06-01 10:00:00", "2099-12-31 23:59:59"]
+                                          "2025-06-01 10:00:00"]
 
 
 def test_bad_weights_are_rejected_and_never_stored(events_workspace, tmp_path):

@@ -56,6 +56,25 @@ def test_cold_user_gets_popular_items_in_popularity_order(shop):
     assert recs[0].reason == "popular in chair"
 
 
+def test_an_event_dated_in_the_future_in_an_older_workspace_is_left_out(shop):
+    """ingest-events refuses it now; one stored before (2045) made every other event weigh
+    nothing: the list was that item first and every other at 0."""
+    from datetime import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    decayed = RecommendConfig(weights=BlendWeights(0, 0, 1), popularity_half_life_days=30)
+    before = [(r.item_id, round(r.score, 6)) for r in recommend(shop, "nobody", decayed)]
+    events = shop / "events.parquet"
+    stored = pq.read_table(events)
+    future = pa.table({"user_id": ["x"], "item_id": ["C"], "event": ["purchase"],
+                       "ts": [datetime(2045, 6, 29)], "weight": [10.0]}).cast(stored.schema)
+    pq.write_table(pa.concat_tables([stored, future]), events)
+    assert [(r.item_id, round(r.score, 6))
+            for r in recommend(shop, "nobody", decayed)] == before
+
+
 def test_diversity_caps_items_per_category(shop):
     capped = RecommendConfig(weights=BlendWeights(0, 0, 1), per_category=1, **NO_DECAY)
     assert ids(recommend(shop, "nobody", capped)) == ["A", "D"]  # one chair, one lamp

@@ -15,7 +15,9 @@ What is accepted:
   is read as milliseconds. Only instants from 1970-01-01 00:00:00 UTC up to, not including,
   2100-01-01 are accepted: `infinity`, `NaN`, far past/future dates (a millisecond value
   mistaken for seconds, a sign error) are data errors, and would overflow the date
-  arithmetic of `pinshop recommend` later;
+  arithmetic of `pinshop recommend` later. Nor is an instant more than a day ahead of this
+  machine's clock: recommendations age every event from the newest, so one event dated
+  2045 made every other event weigh nothing, for every shopper;
 - weight (optional): a finite number from 0 to 1e9; empty means the event type's default.
 
 Reading the file (`text.scan_text`, then `records.read_csv` or `records.read_parquet`, the
@@ -42,6 +44,7 @@ from __future__ import annotations
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +66,8 @@ FIELDS = (*REQUIRED, "weight")
 #: Accepted timestamps: [TS_MIN, TS_MAX) in UTC, and the same bounds in epoch seconds.
 TS_MIN, TS_MAX = "1970-01-01", "2100-01-01"
 TS_MIN_S, TS_MAX_S = 0, 4_102_444_800
+#: How far past this machine's clock an event may be (another time zone's clock, a skew).
+FUTURE_TOLERANCE = timedelta(days=1)
 #: A numeric ts above this is epoch milliseconds (as seconds it would be after 5138).
 MILLIS_ABOVE = 1e11
 MAX_WEIGHT = 1e9  # "must be from 0 to 1e9" in the reject reason
@@ -179,6 +184,7 @@ def check_events(con: Any, columns: dict[str, int], catalog: Path | None,
                  f"AND ts_tz < TIMESTAMPTZ '{TS_MAX} 00:00:00+00'")
     seconds_ok = f"isfinite(ts_s) AND ts_s >= {TS_MIN_S} AND ts_s < {TS_MAX_S}"
     window = f"not between {TS_MIN} and {TS_MAX}"
+    latest = (datetime.now(timezone.utc) + FUTURE_TOLERANCE).strftime("%Y-%m-%d %H:%M:%S")
     return _arrow(con, f"""
         WITH raw AS (
             SELECT line, problem,
@@ -222,6 +228,9 @@ def check_events(con: Any, columns: dict[str, int], catalog: Path | None,
                              THEN ' (read as epoch milliseconds)' ELSE '' END
             WHEN p.ts IS NULL AND p.ts_raw IS NOT NULL
                 THEN 'bad timestamp ''' || p.ts_raw || ''''
+            WHEN p.ts > TIMESTAMP '{latest}'
+                THEN 'bad timestamp ''' || p.ts_raw || ''': in the future (after {latest} '
+                     || 'UTC, a day past this machine''s clock)'
             WHEN p.weight_raw IS NOT NULL AND p.weight IS NULL
                 THEN 'bad weight ''' || p.weight_raw || ''''
             WHEN NOT isfinite(p.weight)

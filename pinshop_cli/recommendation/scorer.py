@@ -42,10 +42,11 @@ carries the reason of its largest weighted term.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError
+from ..io.events import FUTURE_TOLERANCE
 from ..workspace.layout import Workspace
 from .config import COMPONENTS, LIKED_EVENTS, BlendWeights, RecommendConfig
 from .tables import connect, label_items, select_users
@@ -374,8 +375,12 @@ class Scorer:
 
 
 def scoring_date(scorer: Scorer) -> datetime:
-    """Just after the newest event: every event counts, the newest with full weight."""
-    newest = scorer.con.execute("SELECT max(ts) FROM all_events").fetchone()
+    """Just after the newest event: every event counts, the newest with full weight. Events
+    dated more than a day past this machine's clock are left out (`ingest-events` refuses
+    them now; one dated 2045 in an older workspace made every other event weigh nothing)."""
+    latest = datetime.now(timezone.utc).replace(tzinfo=None) + FUTURE_TOLERANCE
+    newest = scorer.con.execute("SELECT max(ts) FROM all_events WHERE ts <= $latest",
+                                {"latest": latest}).fetchone()
     if newest is None or newest[0] is None:
-        raise PinshopError("events.parquet is empty: ingest some events first")
+        raise PinshopError("events.parquet has no events up to now: ingest some events first")
     return newest[0] + timedelta(seconds=1)
