@@ -3,6 +3,7 @@ traceback; and the named command repairs it."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -63,6 +64,29 @@ def test_sql_over_a_catalog_that_is_another_table_answers_without_a_traceback(
         (with_events / "rejects" / "catalog.parquet").read_bytes())
     assert run_sql("SELECT count(*) FROM events", with_events).rows == [(3,)]
     assert run_sql("SELECT count(*) FROM catalog", with_events).rows[0][0] >= 0
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), [
+    ("weights", {"cf": float("nan")}, "weight 'cf' is nan, not a number from 0 up"),
+    ("weights", {"zzz": 1}, "unknown weight 'zzz': one of cf, "),  # a TypeError traceback
+    ("weights", {"cf": -5}, "weight 'cf' is -5, not a number from 0 up"),
+    ("popularity_half_life_days", 0, "popularity_half_life_days is 0, not a number above 0"),
+    ("mmr_lambda", 5, "mmr_lambda is 5, not a number from 0 to 1"),
+    ("chosen", "bogus", "chosen is 'bogus': blend, most_popular or one component")])
+def test_a_hand_edited_tuning_record(with_events: Path, field: str, value: object,
+                                     reason: str) -> None:
+    """Each value was used as it was: NaN scored every item NaN (and `--json` printed a bare
+    NaN), an unknown weight was a traceback."""
+    from pinshop_cli.recommendation.tuning import TUNING_FILE
+
+    tuning = {"weights": {"cf": 1.0}, "popularity_half_life_days": 7.0, "chosen": "blend",
+              "note": "", "validation_cut": "", "validation_end": "", "validation_users": 0,
+              "validation": {}, field: value}
+    (with_events / TUNING_FILE).write_text(json.dumps(tuning))
+    for command in (["recommend", "--user", "ann"], ["recommend", "--all"]):
+        error = fails_as_damaged(*command, "-w", str(with_events))
+        assert error.reason.startswith(reason), error.reason
+        assert error.fix.startswith("`pinshop recommend --tune`")
 
 
 @pytest.mark.parametrize("damage", ["garbled", "deleted"])

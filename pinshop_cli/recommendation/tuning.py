@@ -28,6 +28,7 @@ MIN_MMR_USERS users in that half nothing is measurable, and lambda stays 1.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -202,9 +203,34 @@ def load(ws: Workspace) -> Tuning | None:
         return None
     fix = "`pinshop recommend --tune` (or delete it to use the default weights)"
     try:
-        return Tuning(**read_json_object(path, fix))
+        tuning = Tuning(**read_json_object(path, fix))
     except TypeError:
         raise DamagedFileError(path, "not a tuning record", fix) from None
+    if problem := _problem(tuning):  # a hand edit: NaN scored every item NaN, silently
+        raise DamagedFileError(path, problem, fix)
+    return tuning
+
+
+def _problem(tuning: Tuning) -> str | None:
+    """What makes a tuning record unusable (None when it is fine)."""
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and \
+            math.isfinite(value)
+
+    if not isinstance(tuning.weights, dict):
+        return "weights is not an object"
+    if unknown := sorted(set(tuning.weights) - set(COMPONENTS)):
+        return f"unknown weight {unknown[0]!r}: one of {', '.join(COMPONENTS)}"
+    if bad := [c for c, w in tuning.weights.items() if not number(w) or w < 0]:
+        return f"weight {bad[0]!r} is {tuning.weights[bad[0]]!r}, not a number from 0 up"
+    if not number(tuning.popularity_half_life_days) or tuning.popularity_half_life_days <= 0:
+        return (f"popularity_half_life_days is {tuning.popularity_half_life_days!r}, not a "
+                "number above 0")
+    if not number(tuning.mmr_lambda) or not 0 <= tuning.mmr_lambda <= 1:
+        return f"mmr_lambda is {tuning.mmr_lambda!r}, not a number from 0 to 1"
+    if tuning.chosen not in ("blend", BASELINE, *COMPONENTS):
+        return f"chosen is {tuning.chosen!r}: blend, {BASELINE} or one component"
+    return None
 
 
 def apply(config: RecommendConfig, tuning: Tuning | None) -> RecommendConfig:
