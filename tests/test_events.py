@@ -44,6 +44,20 @@ def test_reingesting_the_same_file_adds_nothing(events_workspace, tmp_path):
     assert (again.added, again.total) == (0, 2)
 
 
+def test_rejects_of_earlier_files_are_kept_and_a_file_again_replaces_its_own(
+        events_workspace, tmp_path):
+    """Each run wrote over rejects/events.parquet: a clean second file erased the first's."""
+    first, second = tmp_path / "monday.csv", tmp_path / "tuesday.csv"
+    first.write_text("user_id,item_id,event,ts\nu1,ZZZ,view,2025-01-01\nu1,A,like,2025-01-01\n")
+    second.write_text("user_id,item_id,event,ts\nu1,A,view,2025-01-02\n")
+    expected = [("monday.csv", 2, "unknown item id 'ZZZ'"),
+                ("monday.csv", 3, "unknown event type 'like'")]
+    for path in (first, second, first):  # the third time, not twice over
+        ingest_events(path, events_workspace)
+        assert run_sql("SELECT source, line, reason FROM rejects_events ORDER BY line",
+                       events_workspace).rows == expected
+
+
 def test_parquet_events_and_missing_columns(events_workspace, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -121,7 +121,9 @@ def ingest_events(path: str | Path, workspace: str | Path | None = None) -> Even
                                  f"written again from {path.name}; ingest the others again")
                 before, merged = _merge(con, new, ws.events)
                 write_parquet(merged, ws.events)
-                write_parquet(rejects, ws.rejects_dir / "events.parquet")
+                write_parquet(_with_earlier_rejects(con, rejects, ws.rejects_dir /
+                                                    "events.parquet", path.name, notes),
+                              ws.rejects_dir / "events.parquet")
         except duckdb.Error as exc:
             raise PinshopError(f"cannot ingest {path.name}: {first_line(exc)}") from None
     added = merged.num_rows - before
@@ -258,6 +260,20 @@ def _rejects(con: Any, source: str, checked: pa.Table) -> pa.Table:
         LEFT JOIN (SELECT line, raw FROM records WHERE problem IS NOT NULL) r USING (line)
         WHERE c.reason IS NOT NULL ORDER BY c.line""", {"source": source},
                   tables={"checked": checked})
+
+
+def _with_earlier_rejects(con: Any, rejects: pa.Table, stored: Path, source: str,
+                          notes: list[str]) -> pa.Table:
+    """`rejects` after those of the other files ingested before (events come in many files;
+    each run wrote over the last one's reasons). A file ingested again replaces its own."""
+    if not stored.exists():
+        return rejects
+    if damage := parquet_problem(stored):
+        notes.append(f"{stored} was damaged ({damage}): the rejects of earlier files are lost")
+        return rejects
+    return _arrow(con, "SELECT * FROM read_parquet($stored) WHERE source <> $source "
+                       "UNION ALL BY NAME SELECT * FROM rejects",
+                  {"stored": str(stored), "source": source}, tables={"rejects": rejects})
 
 
 def _merge(con: Any, new: pa.Table, events: Path) -> tuple[int, pa.Table]:
