@@ -41,6 +41,7 @@ def with_events(copy_workspace: Callable[[], Path], tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("command", [
     ["match", "--text", "green velvet sofa"], ["similar", "P005"], ["index"],
+    ["index", "--status"],  # a pyarrow traceback
     ["recommend", "--user", "ann"], ["changes"]])
 def test_a_damaged_catalog(with_events: Path, command: list[str]) -> None:
     garble(with_events / "catalog.parquet")
@@ -52,6 +53,13 @@ def test_a_damaged_catalog(with_events: Path, command: list[str]) -> None:
         (with_events / "rejects" / "catalog.parquet").read_bytes())
     error = fails_as_damaged(*command, "-w", str(with_events))
     assert error.reason.startswith("not a catalog pinshop wrote: no column title")
+
+
+def test_damaged_detections_in_index_status(copy_workspace: Callable[[], Path]) -> None:
+    root = copy_workspace()
+    garble(root / "detections.parquet")  # a pyarrow traceback
+    error = fails_as_damaged("index", "--status", "-w", str(root))
+    assert error.path.endswith("detections.parquet") and error.fix == "`pinshop ingest --pins DIR`"
 
 
 def test_sql_over_a_catalog_that_is_another_table_answers_without_a_traceback(

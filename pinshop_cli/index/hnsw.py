@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..engines import Engine, get_engine
 from ..errors import DamagedFileError, PinshopError
 from ..workspace.embeddings import current_rows_sql, repair_stores, snapshot_hash, to_matrix
-from ..workspace.integrity import require_catalog, require_parquet
+from ..workspace.integrity import DETECTIONS_FIX, require_catalog, require_parquet
 from ..workspace.layout import EMBEDDING_KINDS, RECORD_AGAIN, Workspace
 from ..workspace.storage import atomic_path, query_arrow, sql_path, write_json, write_parquet
 from .generations import (
@@ -58,7 +58,7 @@ __all__ = ["IndexManifest", "IndexStatus", "LoadedIndex", "build_indexes", "inde
 
 SPACE = "ip"  # vectors are L2-normalized, so inner product == cosine similarity
 #: Where a catalog or detections file comes from again.
-REINGEST = {"detections": "`pinshop ingest --pins DIR`"}
+REINGEST = {"detections": DETECTIONS_FIX}
 
 
 def _current(ws: Workspace, kind: str, model_id: str) -> pa.Table:

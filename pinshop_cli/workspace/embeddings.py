@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .integrity import DETECTIONS_FIX, require_catalog, require_parquet
 from .layout import EMBEDDING_KINDS, Workspace
 from .parts import PartStore
 from .storage import query_arrow, sha256_text, sql_path
@@ -154,11 +155,16 @@ def load_embeddings(ws: Workspace, kind: str, model_id: str) -> EmbeddingSet:
 
 def table_version(path: Path, kind: str) -> str:
     """The content version of `kind`'s source rows, written into the table's Parquet footer
-    (else its size and time, for files written before versions existed)."""
+    (else its size and time, for files written before versions existed); DamagedFileError
+    when the file is there but unreadable."""
     import pyarrow.parquet as pq
 
     if not path.exists():
         return "absent"
+    if kind == "crop":
+        require_parquet(path, DETECTIONS_FIX)
+    else:
+        require_catalog(path)
     metadata = pq.read_metadata(path).metadata or {}
     key = f"pinshop_version_{kind}".encode()
     if key in metadata:

@@ -140,6 +140,7 @@ def require_parquet(path: Path, fix: str, columns: tuple[str, ...] = ()) -> None
 CATALOG_COLUMNS = ("id", "title", "category", "price", "currency", "availability", "image",
                    "image_sha256", "product_text_hash")
 CATALOG_FIX = "`pinshop ingest CATALOG`"
+DETECTIONS_FIX = "`pinshop ingest --pins DIR`"
 
 
 def require_catalog(path: Path) -> None:
