@@ -55,6 +55,20 @@ def test_a_damaged_catalog(with_events: Path, command: list[str]) -> None:
     assert error.reason.startswith("not a catalog pinshop wrote: no column title")
 
 
+def test_a_deleted_index_manifest_is_damage_not_no_index(with_events: Path) -> None:
+    """Its files still there, the index was treated as never built: `recommend` answered
+    without the photo index, `index --status` left it out, `similar` blamed the product."""
+    from pinshop_cli import index_status
+
+    (with_events / "indexes" / "product_image.json").unlink()
+    error = fails_as_damaged("recommend", "--user", "ann", "-w", str(with_events))
+    assert error.path.endswith("product_image.json") and error.reason == "missing"
+    assert [s.state for s in index_status(with_events) if s.name == "product_image"] == [
+        "DAMAGED: run `pinshop index`"]
+    build_indexes(with_events)
+    assert all(s.state == "current" for s in index_status(with_events))
+
+
 def test_damaged_detections_in_index_status(copy_workspace: Callable[[], Path]) -> None:
     root = copy_workspace()
     garble(root / "detections.parquet")  # a pyarrow traceback

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import os
 import re
 from pathlib import Path
@@ -31,7 +32,14 @@ from pathlib import Path
 from ..errors import DamagedFileError
 from ..workspace.integrity import FileRecord, file_problem, record_file
 from ..workspace.storage import remove
-from .manifest import REPAIR, IndexHome, IndexManifest, manifest_names, read_manifest
+from .manifest import (
+    REPAIR,
+    IndexHome,
+    IndexManifest,
+    manifest_names,
+    manifest_path,
+    read_manifest,
+)
 
 GRAPH, IDS, VECTORS = "hnsw", "ids.parquet", "vectors.npy"
 #: name.g<N>.<role>, or the layout before generations (name.<role>, name.shard<i>-<tag>).
@@ -137,6 +145,27 @@ def hold(ws: IndexHome, manifest: IndexManifest) -> Hold | None:
         os.close(fd)
         return None
     return Hold(fd)
+
+
+def unlisted_files(ws: IndexHome, name: str) -> bool:
+    """Whether index `name` has files but no manifest: it was deleted, or a first build
+    was killed before writing it. Either way the index is not usable until rebuilt."""
+    return not manifest_path(ws, name).exists() and any(
+        _index_of(path) == name for path in ws.indexes_dir.glob(f"{glob.escape(name)}.*"))
+
+
+def unlisted_names(ws: IndexHome) -> list[str]:
+    """The indexes with files but no manifest (see unlisted_files)."""
+    if not ws.indexes_dir.is_dir():
+        return []
+    found = {name for path in ws.indexes_dir.iterdir() if (name := _index_of(path))}
+    return sorted(found - set(manifest_names(ws)))
+
+
+def _index_of(path: Path) -> str | None:
+    """The index a generation file (or a file of the layout before generations) is of."""
+    match = GENERATION_FILE.match(path.name) or LEGACY_FILE.match(path.name)
+    return match["name"] if match and not path.name.startswith(".") else None
 
 
 def sweep_generations(ws: IndexHome, only: str | None = None) -> None:

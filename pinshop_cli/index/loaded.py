@@ -19,8 +19,16 @@ from ..workspace.embeddings import snapshot_hash
 from ..workspace.integrity import readers_verify
 from ..workspace.layout import Workspace
 from ..workspace.storage import read_parquet
-from .generations import Hold, graph_files, hold, ids_file, require_whole, vectors_file
-from .manifest import REPAIR, IndexManifest, index_name, read_manifest
+from .generations import (
+    Hold,
+    graph_files,
+    hold,
+    ids_file,
+    require_whole,
+    unlisted_files,
+    vectors_file,
+)
+from .manifest import REPAIR, IndexManifest, index_name, manifest_path, read_manifest
 from .shards import ShardedIndex
 
 if TYPE_CHECKING:
@@ -121,6 +129,8 @@ def load_index(ws: Workspace, kind: str, category: str | None = None,
     seen: int | None = None
     for _attempt in range(ATTEMPTS):
         manifest = read_manifest(ws, name)
+        if manifest is None and unlisted_files(ws, name):  # answered as if there were none
+            raise DamagedFileError(manifest_path(ws, name), "missing", REPAIR)
         if manifest is None:
             raise FileNotFoundError(f"no {name} index in {ws.root}: run `pinshop index` first")
         if manifest.generation == seen:  # the same manifest names a file that is gone

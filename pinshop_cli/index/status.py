@@ -8,8 +8,8 @@ from pathlib import Path
 from ..errors import DamagedFileError
 from ..workspace.embeddings import snapshot_hash
 from ..workspace.layout import Workspace
-from .generations import damage_of
-from .manifest import IndexStatus, manifest_names, read_manifest
+from .generations import damage_of, unlisted_names
+from .manifest import IndexStatus, manifest_names, manifest_path, read_manifest
 
 
 def index_status(workspace: str | Path | None = None, full: bool = True) -> list[IndexStatus]:
@@ -30,4 +30,6 @@ def index_status(workspace: str | Path | None = None, full: bool = True) -> list
             snapshots[key] = snapshot_hash(ws, manifest.kind, manifest.model_id)
         statuses.append(IndexStatus(name, manifest, manifest.snapshot != snapshots[key],
                                     damage_of(ws, manifest, full)))
-    return statuses
+    for name in unlisted_names(ws):  # its manifest deleted: the index answered nothing
+        statuses.append(IndexStatus(name, None, False, f"{manifest_path(ws, name)}: missing"))
+    return sorted(statuses, key=lambda status: status.name)
