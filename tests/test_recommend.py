@@ -75,6 +75,22 @@ def test_an_event_dated_in_the_future_in_an_older_workspace_is_left_out(shop):
             for r in recommend(shop, "nobody", decayed)] == before
 
 
+def test_taste_from_product_texts_is_not_called_visual(tmp_path, write_catalog,
+                                                      fake_embedder):
+    """Plumbing (the fake embedder): a catalog without photos has text taste profiles; the
+    reason said "visually similar to your saves"."""
+    from pinshop_cli import IngestConfig, build_indexes, ingest
+
+    root = tmp_path / "text-only"
+    ingest(root, write_catalog([{"id": i, "title": f"Oak chair {i}", "category": "chair"}
+                                for i in "ABCD"]), config=IngestConfig(embedder=fake_embedder))
+    build_indexes(root)
+    (tmp_path / "ev.csv").write_text("user_id,item_id,event,ts\nt,A,save,2025-01-01\n")
+    ingest_events(tmp_path / "ev.csv", root)
+    recs = recommend(root, "t", RecommendConfig(weights=BlendWeights(0, 1, 0)))
+    assert recs and {r.reason for r in recs} == {"like the products you saved"}
+
+
 def test_diversity_caps_items_per_category(shop):
     capped = RecommendConfig(weights=BlendWeights(0, 0, 1), per_category=1, **NO_DECAY)
     assert ids(recommend(shop, "nobody", capped)) == ["A", "D"]  # one chair, one lamp

@@ -51,6 +51,10 @@ def blend(scorer: Scorer, weights: BlendWeights, popularity: str = "popularity",
     styled = ("SELECT t.item_id, n.name AS style FROM trending_items t "
               "JOIN style_names n USING (style)" if "trending" in scorer.components else
               "SELECT item_id, NULL::VARCHAR AS style FROM recs_ranked WHERE false")
+    # A catalog without photos has taste profiles of product texts: not "visually".
+    index = scorer.product_index() if "taste" in scorer.components else None
+    taste = ("visually similar to your saves" if index is None
+             or index.manifest.kind == "product_image" else "like the products you saved")
     scorer.sql(f"""
         CREATE OR REPLACE TEMP TABLE recs AS
         WITH explained AS ({explained}), looked AS ({looked}), styled AS ({styled})
@@ -62,7 +66,7 @@ def blend(scorer: Scorer, weights: BlendWeights, popularity: str = "popularity",
                    WHEN t.session THEN 'because you looked at ' || s.title
                    WHEN t.cf THEN 'because you '
                        || (CASE i.top_event {verbs} END) || ' ' || b.title
-                   WHEN t.taste THEN 'visually similar to your saves'
+                   WHEN t.taste THEN '{taste}'
                    WHEN t.pop THEN 'popular in ' || coalesce(c.category, 'the catalog')
                    WHEN t.bestseller THEN 'a best seller in the shop'
                    WHEN t.trending THEN coalesce('trending: ' || y.style,
