@@ -30,11 +30,22 @@ def test_manifest_records_what_the_index_was_built_from(demo_workspace):
 
 
 def test_by_category_builds_one_index_per_category(copy_workspace):
-    manifests = build_indexes(copy_workspace(), by_category=True, recall_sample=0)
+    root = copy_workspace()
+    manifests = build_indexes(root, by_category=True, recall_sample=0)
     names = {m.name for m in manifests}
     assert {"product_image@chair", "product_text@sofa", "crop"} <= names
     chairs = next(m for m in manifests if m.name == "product_text@chair")
     assert chairs.count == 3 and chairs.category == "chair"
+    # Switched off, the per-category indexes go (they stayed, STALE for good), their files
+    # too; the crop index of the kinds not rebuilt is kept.
+    notes: list[str] = []
+    build_indexes(root, kinds=("product_text",), by_category=False, recall_sample=0,
+                  notes=notes)
+    left = {s.name for s in index_status(root)}
+    assert "product_text@chair" not in left and "product_image@chair" in left
+    assert any(note.startswith("removed ") and "per-category indexes no longer built"
+               in note for note in notes), notes
+    assert not list((root / "indexes").glob("product_text@*"))
 
 
 def test_changed_embeddings_make_the_index_stale(renamed_sofa_workspace):

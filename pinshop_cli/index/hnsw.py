@@ -40,6 +40,7 @@ from .manifest import (
     IndexManifest,
     IndexStatus,
     index_name,
+    manifest_names,
     manifest_path,
     read_manifest,
     read_manifests,
@@ -350,7 +351,22 @@ def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = 
                     built.append(_build_one(ws, rows, name, generation, kind, category,
                                             model_id, snapshot, M, ef_construction,
                                             recall_sample))
+        notes += _drop_unbuilt(ws, kinds, {manifest.name for manifest in built})
     if not built:
         raise PinshopError(f"no embeddings in {ws.root}: run `pinshop ingest` first")
     notes += _kept_settings(kept, asked)
     return built
+
+
+def _drop_unbuilt(ws: Workspace, kinds: tuple[str, ...], built: set[str]) -> list[str]:
+    """Remove the per-category indexes of `kinds` this build did not make (their category
+    gone from the catalog, or `by_category` off): they stayed STALE for good."""
+    dropped = [name for name in manifest_names(ws) if "@" in name
+               and name.split("@")[0] in kinds and name not in built]
+    for name in dropped:
+        manifest_path(ws, name).unlink()
+        sweep_generations(ws, only=name)
+    if not dropped:
+        return []
+    return [f"removed {len(dropped)} per-category index{'es' if len(dropped) > 1 else ''} "
+            f"no longer built ({', '.join(dropped[:3])}{', ...' if len(dropped) > 3 else ''})"]
