@@ -102,7 +102,7 @@ def fit(scorer: Scorer, train_end: datetime) -> Tuning:
         ORDER BY hash(user_id), user_id LIMIT {MAX_VALIDATION_USERS}""").to_arrow_table()
     if users.num_rows == 0:
         raise PinshopError(f"no saves, carts or purchases between {cut} and {train_end} to "
-                           "fit the blend on")
+                           "fit the blend on (with --evaluate: choose a later --cut)")
     scorer.prepare(cut, users, popularity=False)
     # The search half and the judging half (relevant_fit, relevant_check).
     for half, parity in (("fit", 0), ("check", 1)):
