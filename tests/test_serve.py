@@ -383,6 +383,26 @@ def test_live_changes_fold_into_the_catalog_file(copy_workspace: Any) -> None:
     assert log.pending().num_rows == 0 and on_disk(root, ["P006"])[0][0] != 1.0
 
 
+def test_a_killed_servers_changes_reach_the_history_when_the_next_server_starts(
+        copy_workspace: Any) -> None:
+    """`pinshop serve` folds a log left behind before serving (fold_left_behind); it was
+    recorded at the next ingest only, or at a new server's stop if that server changed
+    something itself."""
+    import pinshop_cli
+    from pinshop_cli.retrieval.updates import ChangeLog, fold_left_behind, log_changes
+    from pinshop_cli.sql import run_sql
+
+    root = copy_workspace()
+    newest = "SELECT price::DOUBLE FROM price_history WHERE id = 'P006' ORDER BY seen_at DESC"
+    with pinshop_cli.open(root) as shop:  # logged, and the process killed before its fold
+        log_changes(shop.ws, [shop.prepare_update("P006", price=1)])
+        ws = shop.ws
+    assert run_sql(newest, root).rows[0] != (1.0,)
+    assert fold_left_behind(ws)
+    assert run_sql(newest, root).rows[0] == (1.0,) and ChangeLog(ws).rows() == 0
+    assert not fold_left_behind(ws)  # nothing left
+
+
 def test_a_shops_own_saves_do_not_make_it_reload(copy_workspace: Any) -> None:
     """Shop.refresh lets go of the catalog for another process's write, not for its own
     saves, concurrent ones included (a reload costs a full catalog load)."""

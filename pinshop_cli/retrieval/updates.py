@@ -246,6 +246,23 @@ def fold_log(ws: Workspace, changes: Sequence[ProductChange] = ()) -> None:
     log.clear()
 
 
+def fold_left_behind(ws: Workspace) -> bool:
+    """Fold a log that a process left unfolded (a server killed before its fold), so its
+    changes reach the price history now, not at the next ingest. False when there was none,
+    or another process holds the lock (an ingest, which folds it first)."""
+    from ..errors import WorkspaceLockedError
+    from ..workspace.integrity import parquet_problem
+
+    if not ChangeLog(ws).rows() or parquet_problem(ws.catalog) is not None:
+        return False  # a damaged catalog: the Shop says so
+    try:
+        with ws.lock():
+            fold_log(ws)
+    except WorkspaceLockedError:
+        return False
+    return True
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 

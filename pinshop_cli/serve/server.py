@@ -29,10 +29,12 @@ def serve(workspace: str | Path | None, token: str, host: str = "127.0.0.1", por
     before `ready` is called with the address served."""
     import uvicorn
 
+    from ..retrieval.updates import fold_left_behind
     from .app import create_app
 
     sock = listen(host, port)
     with sock, _sigterm_raises(), Shop(workspace, models_dir, runtime, device) as shop:
+        fold_left_behind(shop.ws)  # a killed server's changes reach the price history now
         shop.match([], text="warm up", top_k=1)  # catalog, text model, index: before requests
         app = create_app(shop, token, chat_model)
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=10)
