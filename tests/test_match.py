@@ -175,6 +175,30 @@ def test_nan_price_bound_is_a_clear_error_not_ignored(demo_workspace):
         match(text="   ", workspace=demo_workspace)
 
 
+def test_a_price_limit_over_several_currencies_says_it_compares_numbers(
+        tmp_path, write_catalog, fake_embedder, demo_workspace):
+    """Plumbing (the fake embedder): a cap of 4.5 returned 1.30 KWD, 3 EUR and 4 USD side
+    by side, without a word; a one-currency catalog gets no such note."""
+    from pinshop_cli import IngestConfig, build_indexes, ingest
+    from pinshop_cli.look.similar import similar
+
+    root = tmp_path / "ws"
+    rows = [{"id": f"L{n}", "title": f"Lamp {n}", "category": "lamp", "price": price,
+             "currency": currency}
+            for n, (price, currency) in enumerate([(1.3, "KWD"), (3, "EUR"), (4, "USD")])]
+    ingest(root, write_catalog(rows), config=IngestConfig(embedder=fake_embedder))
+    build_indexes(root)
+    caveat = ("price limits compare amounts as numbers across the catalog's 3 currencies "
+              "(EUR, KWD, USD)")
+    found = match(text="lamp", workspace=root, max_price=4.5)
+    assert len(found.text_matches) == 3
+    assert any(note.startswith(caveat) for note in found.notes), found.notes
+    assert any(note.startswith(caveat) for note in similar("L1", root, cheaper=True).notes)
+    assert not any(note.startswith(caveat) for note in match(text="lamp", workspace=root).notes)
+    assert not any("currencies" in note for note in match(
+        text="sofa", workspace=demo_workspace, max_price=500).notes)
+
+
 def test_a_filter_that_matches_no_product_says_so(demo_workspace, sample_dir):
     """An empty answer names the filter that alone matches nothing, for text and photos."""
     said = {name: match(text="sofa", workspace=demo_workspace, **options).notes

@@ -124,5 +124,5 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
         result.notes.append(f"no other product with a {what} passes these filters" +
                             (f": {why[0]}" if why else
                              ": nothing cheaper in this category" if cheaper else ""))
-    result.notes.extend(retriever.notes)
+    result.notes.extend(retriever.store.price_caveat(filters) + retriever.notes)
     return result

@@ -204,6 +204,7 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
                                 if not found.matches):
         result.notes += [note for note in empty_because(retriever, wanted, "product_image")
                          if note not in result.notes]
+    result.notes += retriever.store.price_caveat(filters)
     result.runtime = embedder.runtime_used
     result.notes.extend(embedder.runtime_notes + retriever.notes)
     return result
