@@ -701,13 +701,17 @@ def events_ws(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     return ws
 
 
+#: The latest instant drawn: more than a day past the clock is refused (in the future).
+#: Read once: a strategy must draw the same way every time.
+NOW_S = int(time.time())
+
+
 @st.composite
 def valid_ts(draw: st.DrawFn) -> tuple[str, datetime]:
     """A timestamp text pinshop must accept, and the naive UTC instant it means."""
-    now = int(time.time())  # later than a day from now is refused (in the future)
     seconds = draw(st.one_of(
-        st.integers(0, now),
-        st.sampled_from([0, now, 1_700_000_000, 951_782_400])))
+        st.integers(0, NOW_S),
+        st.sampled_from([0, NOW_S, 1_700_000_000, 951_782_400])))
     instant = T_MIN + timedelta(seconds=seconds)
     form = draw(st.sampled_from(["iso", "iso_t", "iso_z", "offset", "epoch", "epoch_ms"]))
     if form == "epoch_ms" and seconds < 10**8 + 1:
