@@ -151,6 +151,29 @@ def test_a_price_names_its_currency_beside_a_symbol_and_a_sale_keeps_to_it(tmp_p
     assert reasons_by_line(load) == {3: "sale_price '40.00 EUR' is in EUR, the price in USD"}
 
 
+def test_currency_codes_are_upper_case_and_a_price_keeps_to_its_own(tmp_path):
+    """`usd` was stored as written, so 10 USD -> 8 usd was a currency change and no drop;
+    "12,50 EUR" beside currency USD was stored as 12.50 USD; a negative sale was
+    "unparsable"; a sale ending on a date alone ended as that day began."""
+    from datetime import date, timedelta
+
+    today = date.today()
+    path = tmp_path / "c.csv"
+    path.write_text(
+        "id,title,price,currency,sale_price,sale_price_effective_date\n"
+        "A,Chair,10,usd,,\nB,Lamp,12 eur,,,\nC,Rug,\"12,50 EUR\",USD,,\n"
+        "D,Vase,10,USD,-5,\n"
+        f"E,Bowl,10,EUR,8,{today - timedelta(days=6)}/{today}\n"
+        f"F,Cup,10,EUR,8,{today - timedelta(days=6)}/{today - timedelta(days=1)}\n")
+    load = load_catalog(path)
+    rows = rows_by_id(load)
+    assert (rows["A"]["currency"], rows["B"]["currency"]) == ("USD", "EUR")
+    assert reasons_by_line(load) == {
+        4: "price '12,50 EUR' is in EUR, the currency column says USD",
+        5: "invalid sale_price '-5' (negative)"}
+    assert (rows["E"]["sale_price"], rows["F"]["sale_price"]) == (Decimal("8.00"), None)
+
+
 def test_latin1_and_mixed_encodings(tmp_path):
     latin = tmp_path / "latin.csv"
     latin.write_bytes(b"id,title\nP1,Caf\xe9\n")

@@ -142,8 +142,11 @@ _PRICE_CURRENCY = (
     f"WHEN {_SPACED} ~ '^£\\s*{_AMOUNT}$|^{_AMOUNT}\\s*£$' THEN 'GBP' END")
 #: A sale whose effective dates ("2026-11-01T00:00-08:00/2026-11-30T23:59-08:00") both
 #: parse and do not hold now is no sale; dates that do not parse leave the sale as given.
+#: An end given as a date alone ("2026-12-01/2026-12-07") includes that day.
 _SALE_OVER = ("coalesce(NOT (now() BETWEEN try_cast(split_part({d}, '/', 1) AS TIMESTAMPTZ) "
-              "AND try_cast(split_part({d}, '/', 2) AS TIMESTAMPTZ)), false)")
+              "AND try_cast(split_part({d}, '/', 2) AS TIMESTAMPTZ) + CASE WHEN "
+              "trim(split_part({d}, '/', 2)) ~ '^\\d{{4}}-\\d{{2}}-\\d{{2}}$' "
+              "THEN INTERVAL 1 DAY ELSE INTERVAL 0 DAY END), false)")
 _PRICE_SQL = """
     CASE
         WHEN {c} ~ '^\\d{{1,3}}( \\d{{3}})+(,\\d+)?$' THEN replace(replace({c}, ' ', ''), ',', '.')
@@ -188,9 +191,11 @@ def typed(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
         SELECT line, problem, raw, {known},
                nullif(lower(trim(regexp_extract(rtrim({plan.text("category")}, '> '),
                                                 '([^>]*)$', 1))), '') AS category,
-               coalesce({plan.text("currency")}, {_PRICE_CURRENCY.format(p=price_raw)},
-                        CASE WHEN NOT coalesce({price_raw} ~ '[$¥]', false)
-                             THEN {_PRICE_CURRENCY.format(p=sale_raw)} END) AS currency,
+               upper(coalesce({plan.text("currency")}, {_PRICE_CURRENCY.format(p=price_raw)},
+                              CASE WHEN NOT coalesce({price_raw} ~ '[$¥]', false)
+                                   THEN {_PRICE_CURRENCY.format(p=sale_raw)} END))
+                   AS currency,
+               {_PRICE_CURRENCY.format(p=price_raw)} AS price_currency,
                CASE WHEN {spelled} IN ({feed_stock}) THEN {spelled} ELSE {stock} END
                    AS availability,
                {price_raw} AS price_raw, price_text,
@@ -223,12 +228,17 @@ def checked(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
             WHEN price_value IS NOT NULL AND NOT (isfinite(price_value)
                  AND price_value < {MAX_PRICE}) THEN
                 'price out of range ' || q60(price_raw) || ' (at most 1e16)'
+            WHEN price_currency <> currency THEN  -- "12,50 EUR" with currency USD
+                'price ' || q60(price_raw) || ' is in ' || price_currency
+                || ', the currency column says ' || currency
+            WHEN sale_raw IS NOT NULL AND sale_raw ~ '^\s*-' THEN
+                'invalid sale_price ' || q60(sale_raw) || ' (negative)'
             WHEN sale_raw IS NOT NULL AND NOT coalesce(sale_parsed >= 0
                  AND sale_parsed < {MAX_PRICE}, false) THEN
                 'unparsable sale_price ' || q60(sale_raw)
-            WHEN sale_currency <> upper(currency) THEN
+            WHEN sale_currency <> currency THEN
                 'sale_price ' || q60(sale_raw) || ' is in ' || sale_currency
-                || ', the price in ' || upper(currency)
+                || ', the price in ' || currency
         END AS reason
         FROM {rows}"""
 
