@@ -405,8 +405,9 @@ def test_price_history_keeps_first_rows_and_changes_only(tmp_path: Path) -> None
     assert snapshot(3, [(1, "29.00 USD", "in_stock"), (2, "20.00 USD", "out_of_stock"),
                         (3, "5.00 USD", "in stock"), (4, "1.00 USD", "in_stock")]) == 4
     found = {(c.id, c.kind) for c in changes(ws.root)}
-    assert found == {("SKU-1", "price drop"), ("SKU-2", "sold out"),
-                     ("SKU-3", "back in stock")}
+    # Drops first (they came after "back in stock", alphabetically).
+    assert [(c.id, c.kind) for c in changes(ws.root)] == [
+        ("SKU-1", "price drop"), ("SKU-2", "sold out"), ("SKU-3", "back in stock")]
     assert {(c.id, c.kind) for c in changes(ws.root, "2026-11-02")} == found
     assert {c.title for c in changes(ws.root)} == {"Linen sofa 1", "Linen sofa 2",
                                                    "Linen sofa 3"}
@@ -416,6 +417,15 @@ def test_price_history_keeps_first_rows_and_changes_only(tmp_path: Path) -> None
     assert {(c.id, c.kind) for c in changes(ws.root, "2026-10-01")} == found
     history = run_sql("SELECT id, count(*) FROM price_history GROUP BY id ORDER BY id", ws.root)
     assert history.rows == [("SKU-1", 2), ("SKU-2", 2), ("SKU-3", 2), ("SKU-4", 1)]
+    # A snapshot that only adds a product: the last one that changed is shown (it said
+    # "no price or stock changes").
+    assert snapshot(4, [(1, "29.00 USD", "in_stock"), (2, "20.00 USD", "out_of_stock"),
+                        (3, "5.00 USD", "in stock"), (4, "1.00 USD", "in_stock"),
+                        (5, "2.00 USD", "in_stock")]) == 1
+    latest = changes(ws.root)
+    assert {(c.id, c.kind) for c in latest} == found
+    assert latest.notes == ["the latest snapshot (2026-11-04 00:00) changed no price or "
+                            "stock: showing the last one that did"]
 
     import json
 

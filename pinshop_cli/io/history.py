@@ -141,9 +141,10 @@ def changes(root: Path, since: str | None = None, limit: int | None = None) -> C
         raise PinshopError("no price history yet: it starts with the next `pinshop ingest` "
                            "of a catalog")
     paths = history_rows_sql(files)
-    params: dict[str, Any] = {}
+    catalog = Path(root) / "catalog.parquet"
+    if catalog.exists():  # titles come from it: damaged, one line naming the fix
+        require_catalog(catalog)
     if since is not None:
-        params["since"] = parse_date(since, "--since")
         new = _latest_sql(files)
         # A product first seen since then (or all, when the history starts later) is
         # compared from its first row: its changes within the period still show.
@@ -151,16 +152,48 @@ def changes(root: Path, since: str | None = None, limit: int | None = None) -> C
                f"SELECT * FROM (SELECT * FROM {paths} WHERE seen_at >= $since AND id NOT IN "
                f"(SELECT id FROM {paths} WHERE seen_at < $since) QUALIFY row_number() OVER "
                "(PARTITION BY id ORDER BY seen_at) = 1)")
-    else:  # the last snapshot's rows against the row before each
-        new = f"SELECT * FROM {paths} WHERE seen_at = (SELECT max(seen_at) FROM {paths})"
-        old = (f"SELECT * FROM {paths} WHERE seen_at < (SELECT max(seen_at) FROM {paths}) "
+        table = _changes(paths, catalog, new, old, limit, {"since": parse_date(since,
+                                                                                "--since")})
+    else:  # the last snapshot with a change: its rows against the row before each
+        new = f"SELECT * FROM {paths} WHERE seen_at = $at"
+        old = (f"SELECT * FROM {paths} WHERE seen_at < $at "
                "QUALIFY row_number() OVER (PARTITION BY id ORDER BY seen_at DESC) = 1")
-    catalog = Path(root) / "catalog.parquet"
-    if catalog.exists():  # titles come from it: damaged, one line naming the fix
-        require_catalog(catalog)
+        snapshots = query_arrow(f"SELECT DISTINCT seen_at FROM {paths} ORDER BY 1 DESC "
+                                f"LIMIT {SNAPSHOTS_LOOKED_AT}").column("seen_at").to_pylist()
+        for at in snapshots or [None]:  # most often the first (one that added products only
+            table = _changes(paths, catalog, new, old, limit, {"at": at})  # has none)
+            if table.num_rows:
+                if at != snapshots[0]:
+                    notes.append(f"the latest snapshot ({snapshots[0]:%Y-%m-%d %H:%M}) "
+                                 "changed no price or stock: showing the last one that did")
+                break
+        else:
+            if len(snapshots) == SNAPSHOTS_LOOKED_AT:
+                notes.append(f"none of the last {SNAPSHOTS_LOOKED_AT} snapshots changed a "
+                             "price or stock: pass --since DATE to look further back")
+    rows = table.drop_columns(["total"]).to_pylist()  # at most `limit`: what is shown
+    found = Changes(Change(**row) for row in rows)
+    found.total = table.column("total")[0].as_py() if table.num_rows else 0
+    found.notes = notes
+    return found
+
+
+#: Without --since, how many of the latest snapshots are searched for one with changes.
+SNAPSHOTS_LOOKED_AT = 10
+#: The order `changes` lists kinds in.
+KIND_ORDER = ("price drop", "price rise", "sold out", "back in stock", "removed",
+              "back in the feed")
+
+
+def _changes(paths: str, catalog: Path, new: str, old: str, limit: int | None,
+             params: dict[str, Any]) -> pa.Table:
+    """The changes between each product's row in `new` and its row in `old` (SQL over the
+    history rows `paths`), at most `limit`: by kind (KIND_ORDER), then the largest share
+    of the old price first (amounts in different currencies do not compare)."""
     titles = (f"SELECT id, title FROM read_parquet({sql_path(catalog)})" if catalog.exists()
               else "SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS title WHERE false")
-    table: pa.Table = query_arrow(f"""
+    order = ", ".join(f"'{kind}'" for kind in KIND_ORDER)
+    return query_arrow(f"""
         WITH pairs AS (
             SELECT n.id, n.seen_at, least(o.price, o.sale_price)::DOUBLE AS old_price,
                    least(n.price, n.sale_price)::DOUBLE AS new_price, n.currency,
@@ -194,10 +227,6 @@ def changes(root: Path, since: str | None = None, limit: int | None = None) -> C
                count(*) OVER () AS total
         FROM kinds k LEFT JOIN ({titles}) c ON c.id = k.id
         WHERE kind IS NOT NULL
-        ORDER BY kind, new_price - old_price, k.id
+        ORDER BY list_position([{order}], kind),
+                 abs(new_price - old_price) / nullif(old_price, 0) DESC NULLS LAST, k.id
         {"" if limit is None else f"LIMIT {int(limit)}"}""", params)
-    rows = table.drop_columns(["total"]).to_pylist()  # at most `limit`: what is shown
-    found = Changes(Change(**row) for row in rows)
-    found.total = table.column("total")[0].as_py() if table.num_rows else 0
-    found.notes = notes
-    return found
