@@ -174,6 +174,22 @@ def test_currency_codes_are_upper_case_and_a_price_keeps_to_its_own(tmp_path):
     assert (rows["E"]["sale_price"], rows["F"]["sale_price"]) == (Decimal("8.00"), None)
 
 
+def test_a_feed_cut_short_and_a_product_rejected_this_time_are_said(tmp_path):
+    """A download cut short removed half a catalog with only "1 rejected" to say so; a
+    product whose row was rejected this time counted as delisted."""
+    target, rejects = tmp_path / "catalog.parquet", tmp_path / "rejects.parquet"
+    feed = tmp_path / "feed.csv"
+    rows = [f"P{n},Lamp {n},{n + 1}" for n in range(400)]
+    feed.write_text("id,title,price\n" + "\n".join(rows) + "\n")
+    assert normalize_catalog(feed, target, rejects).notes == []
+    feed.write_text("id,title,price\n" + "\n".join(rows[:200]) + "\nP300,Lamp 300,N/A\nP30")
+    notes = normalize_catalog(feed, target, rejects).notes
+    assert "1 of the 200 products removed have a rejected row in this file " \
+           "(rejects_catalog): they are out until it is fixed" in notes
+    assert "200 products (50% of the catalog) left the feed: if the file was cut short, " \
+           "ingest it again whole" in notes
+
+
 def test_latin1_and_mixed_encodings(tmp_path):
     latin = tmp_path / "latin.csv"
     latin.write_bytes(b"id,title\nP1,Caf\xe9\n")

@@ -227,17 +227,32 @@ def _changes(con: duckdb.DuckDBPyConnection, previous: Path, notes: list[str]
         # The image is compared by content (image_sha256), not by where the file lies.
         differs = " OR ".join(f"n.{ident(c)} IS DISTINCT FROM o.{ident(c)}" for c in after
                               if c in before and c not in ("id", "source_line", "image"))
-        added, removed, changed = con.execute(f"""
+        added, removed, changed, before, refused = con.execute(f"""
             SELECT count(*) FILTER (WHERE o.id IS NULL),
                    count(*) FILTER (WHERE n.id IS NULL),
                    count(*) FILTER (WHERE o.id IS NOT NULL AND n.id IS NOT NULL
-                                    AND ({differs or 'false'}))
+                                    AND ({differs or 'false'})),
+                   count(o.id),
+                   count(*) FILTER (WHERE n.id IS NULL
+                                    AND o.id IN (SELECT id FROM rejects_out))
             FROM catalog_out n FULL JOIN (SELECT * FROM {old}) o ON n.id = o.id""").fetchall()[0]
     except duckdb.Error as exc:  # e.g. a column whose type changed between versions
         notes.append(f"cannot compare with the previous {previous.name}: "
                      f"{first_line(exc, 200)}")
         return 0, 0, 0
+    if refused:  # not delisted by the merchant: a bad row this time
+        notes.append(f"{refused} of the {removed} products removed have a rejected row in "
+                     "this file (rejects_catalog): they are out until it is fixed")
+    if removed >= CUT_SHORT_MIN and removed > CUT_SHORT_SHARE * before:
+        notes.append(f"{removed:,} products ({removed / before:.0%} of the catalog) left the "
+                     "feed: if the file was cut short, ingest it again whole")
     return int(added), int(removed), int(changed)
+
+
+#: A feed that removes more than this share of the catalog (and at least CUT_SHORT_MIN
+#: products) gets a warning: a download cut short removed half a 100k catalog with only
+#: "1 rejected: too few fields" to say so.
+CUT_SHORT_SHARE, CUT_SHORT_MIN = 0.2, 100
 
 
 def rejects_schema() -> pa.Schema:
