@@ -298,6 +298,17 @@ def test_live_update_needs_the_token_and_shows_in_the_next_search(server: Server
     status, body = server.request("POST", "/recommend", pieces(big),  # no Content-Length:
                                   {"Content-Type": "application/json"})  # read whole too
     assert status == 413 and body["error"] == "the body is over 1,024 KiB", body
+    # The connection closes after a 413 (uvicorn kept it, reading any body to its end).
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(server.url)
+    connection = http.client.HTTPConnection(where.hostname or "", where.port, timeout=60)
+    connection.request("POST", "/recommend", pieces(big), {"Content-Type": "application/json"},
+                       encode_chunked=True)
+    refused = connection.getresponse()
+    assert (refused.status, refused.getheader("Connection")) == (413, "close")
+    connection.close()
     status, body = server.get("/search?q=%20%20%20")  # it answered arbitrary matches
     assert status == 400 and body["error"] == "q is blank: pass the words to search for"
 

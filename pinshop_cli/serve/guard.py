@@ -55,7 +55,8 @@ class BodyLimit:
             from starlette.responses import JSONResponse
 
             await _drain(receive, DRAIN_FACTOR * cap)
-            await JSONResponse({"error": message}, status_code=413)(scope, receive, send)
+            await JSONResponse({"error": message}, status_code=413,
+                               headers=CLOSE)(scope, receive, send)
             return
         seen = 0
 
@@ -68,10 +69,14 @@ class BodyLimit:
 
                 if piece.get("more_body", False):
                     await _drain(receive, DRAIN_FACTOR * cap)
-                raise HTTPException(413, message)  # the app's handler answers it
+                raise HTTPException(413, message, CLOSE)  # the app's handler answers it
             return piece
 
         await self.app(scope, counted, send)
+
+
+#: On a 413: without it uvicorn keeps the connection and reads the rest of the body.
+CLOSE = {"Connection": "close"}
 
 
 async def _drain(receive: Any, budget: int) -> None:
