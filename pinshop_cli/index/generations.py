@@ -148,17 +148,20 @@ def hold(ws: IndexHome, manifest: IndexManifest) -> Hold | None:
 
 
 def unlisted_files(ws: IndexHome, name: str) -> bool:
-    """Whether index `name` has files but no manifest: it was deleted, or a first build
-    was killed before writing it. Either way the index is not usable until rebuilt."""
-    return not manifest_path(ws, name).exists() and any(
+    """Whether the global index `name` has files but no manifest: it was deleted, or a
+    first build was killed before writing it; either way not usable until rebuilt. (A
+    category index is never said so: one dropped while a reader holds its files, or being
+    built for the first time, is no index, and searches use the global one.)"""
+    return "@" not in name and not manifest_path(ws, name).exists() and any(
         _index_of(path) == name for path in ws.indexes_dir.glob(f"{glob.escape(name)}.*"))
 
 
 def unlisted_names(ws: IndexHome) -> list[str]:
-    """The indexes with files but no manifest (see unlisted_files)."""
+    """The global indexes with files but no manifest (see unlisted_files)."""
     if not ws.indexes_dir.is_dir():
         return []
-    found = {name for path in ws.indexes_dir.iterdir() if (name := _index_of(path))}
+    found = {name for path in ws.indexes_dir.iterdir()
+             if (name := _index_of(path)) and "@" not in name}
     return sorted(found - set(manifest_names(ws)))
 
 
