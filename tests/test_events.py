@@ -44,10 +44,10 @@ def test_reingesting_the_same_file_adds_nothing(events_workspace, tmp_path):
     assert (again.added, again.total) == (0, 2)
 
 
-def test_rejects_of_earlier_files_are_kept_and_a_file_again_replaces_its_own(
-        events_workspace, tmp_path):
+def test_rejects_of_earlier_files_are_kept_and_none_twice(events_workspace, tmp_path):
     """Each run wrote over rejects/events.parquet: a clean second file erased the first's."""
-    first, second = tmp_path / "monday.csv", tmp_path / "tuesday.csv"
+    first, second, third = (tmp_path / "monday.csv", tmp_path / "tuesday.csv",
+                            tmp_path / "next" / "monday.csv")
     first.write_text("user_id,item_id,event,ts\nu1,ZZZ,view,2025-01-01\nu1,A,like,2025-01-01\n")
     second.write_text("user_id,item_id,event,ts\nu1,A,view,2025-01-02\n")
     expected = [("monday.csv", 2, "unknown item id 'ZZZ'"),
@@ -56,6 +56,12 @@ def test_rejects_of_earlier_files_are_kept_and_a_file_again_replaces_its_own(
         ingest_events(path, events_workspace)
         assert run_sql("SELECT source, line, reason FROM rejects_events ORDER BY line",
                        events_workspace).rows == expected
+    third.parent.mkdir()  # another file of the same name keeps the first one's too
+    third.write_text("user_id,item_id,event,ts\nu2,YYY,view,2025-01-08\n")
+    ingest_events(third, events_workspace)
+    assert run_sql("SELECT source, line, reason FROM rejects_events ORDER BY line, id",
+                   events_workspace).rows == [
+        ("monday.csv", 2, "unknown item id 'YYY'"), *expected]
 
 
 def test_parquet_events_and_missing_columns(events_workspace, tmp_path):

@@ -122,7 +122,7 @@ def ingest_events(path: str | Path, workspace: str | Path | None = None) -> Even
                 before, merged = _merge(con, new, ws.events)
                 write_parquet(merged, ws.events)
                 write_parquet(_with_earlier_rejects(con, rejects, ws.rejects_dir /
-                                                    "events.parquet", path.name, notes),
+                                                    "events.parquet", notes),
                               ws.rejects_dir / "events.parquet")
         except duckdb.Error as exc:
             raise PinshopError(f"cannot ingest {path.name}: {first_line(exc)}") from None
@@ -262,18 +262,20 @@ def _rejects(con: Any, source: str, checked: pa.Table) -> pa.Table:
                   tables={"checked": checked})
 
 
-def _with_earlier_rejects(con: Any, rejects: pa.Table, stored: Path, source: str,
-                          notes: list[str]) -> pa.Table:
-    """`rejects` after those of the other files ingested before (events come in many files;
-    each run wrote over the last one's reasons). A file ingested again replaces its own."""
+def _with_earlier_rejects(con: Any, rejects: pa.Table, stored: Path, notes: list[str]
+                          ) -> pa.Table:
+    """`rejects` with those of the files ingested before (events come in many files; each
+    run wrote over the last one's reasons), each reject once: a file ingested again adds
+    none twice. (Matched by content, not by name: days/01/events.csv and days/02/events.csv
+    are two files.)"""
     if not stored.exists():
         return rejects
     if damage := parquet_problem(stored):
         notes.append(f"{stored} was damaged ({damage}): the rejects of earlier files are lost")
         return rejects
-    return _arrow(con, "SELECT * FROM read_parquet($stored) WHERE source <> $source "
-                       "UNION ALL BY NAME SELECT * FROM rejects",
-                  {"stored": str(stored), "source": source}, tables={"rejects": rejects})
+    return _arrow(con, "SELECT DISTINCT * FROM (SELECT * FROM read_parquet($stored) "
+                       "UNION ALL BY NAME SELECT * FROM rejects) ORDER BY source, line",
+                  {"stored": str(stored)}, tables={"rejects": rejects})
 
 
 def _merge(con: Any, new: pa.Table, events: Path) -> tuple[int, pa.Table]:
