@@ -222,6 +222,28 @@ def test_plumbing_a_shared_photo_refused_at_one_path_is_tried_at_the_next(
     assert np.array_equal(found.vectors[0], found.vectors[2])
 
 
+def test_refused_bytes_that_did_not_change_are_not_tried_again(tmp_path):
+    """Only a photo whose refused file changed since the check is tried at another path:
+    the same bytes would be refused at every path (a placeholder shared by 500 products
+    cost 500 runs of the model stage)."""
+    import hashlib
+
+    import pyarrow as pa
+
+    from pinshop_cli.ingestion.shared_photos import refused_leaders, worth_retrying
+
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"the bytes checked")
+    h = hashlib.sha256(photo.read_bytes()).hexdigest()
+    leaders = pa.table({"id": ["A"], "h": [h], "path": [str(photo)]})
+    rows = pa.table({"id": ["B", "C"], "h": [h, h],
+                     "path": [str(tmp_path / "b.jpg"), str(photo)]})
+    refused = refused_leaders(leaders, ["A"])
+    assert worth_retrying(rows, refused).num_rows == 0  # refused as they are
+    photo.write_bytes(b"changed since the check")
+    assert worth_retrying(rows, refused).column("id").to_pylist() == ["B"]
+
+
 def test_killed_run_resumes_without_duplicates(tmp_path, sample_dir):
     """SIGKILL a real `pinshop ingest` subprocess mid-run, then run it again."""
     root = tmp_path / "ws"

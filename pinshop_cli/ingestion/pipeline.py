@@ -37,10 +37,10 @@ from ..workspace.storage import (
     sql_path,
     write_parquet,
 )
+from . import shared_photos as shared
 from .config import IngestConfig, IngestSummary
 from .pin_rows import duplicates_of_earlier, pins_table, with_rejects
 from .plan import pending_pins, pending_products
-from .shared_photos import consolidate_colors, copy_shared, leave_out, split_shared, unrefused
 from .stages import (
     DecodeImages,
     DetectAndCrop,
@@ -153,7 +153,7 @@ class _Run:
         plan, total = pending_products(self.ws, "product_image", model_id)
         self.summary.already_done["product_image"] = total - plan.num_rows
         # A photo embedded before (for another product) is copied; the rest once each.
-        leaders, followers = split_shared(copy_shared(self.ws, model_id, plan))
+        leaders, followers = shared.split_shared(shared.copy_shared(self.ws, model_id, plan))
         self.summary.embedded["product_image"] = 0
         self.progress.start("product images", leaders.num_rows)
         # 2x the model input: headroom for a good-quality resize.
@@ -164,22 +164,24 @@ class _Run:
         stages = [decode, Stage(NameColors, {}), self.embed_stage(model_id, EmbedImages), write]
         rejects = self.execute(leaders, stages, self.config.batch_size)
         embedded = leaders.num_rows
-        left = copy_shared(self.ws, model_id, followers)  # their photo's was refused
-        # ... at its first product's path (e.g. the file changed since the check): the same
-        # bytes at another path are tried, until one is embedded or no other path is left.
-        while (retry := unrefused(left, rejects["path"])).num_rows:
-            leaders, _ = split_shared(retry)
+        left = shared.copy_shared(self.ws, model_id, followers)  # their photo's was refused
+        # ... at its first product's path, the file changed since the check: the same bytes
+        # at another path are tried, until one is embedded or no other path is left.
+        refused = shared.refused_leaders(leaders, rejects["id"])
+        while (retry := shared.worth_retrying(left, refused)).num_rows:
+            leaders, _ = shared.split_shared(retry)
             self.progress.note(f"{leaders.num_rows} refused photo"
                                f"{'s' if leaders.num_rows > 1 else ''} tried at another path")
-            for column, values in self.execute(leaders, stages,
-                                               self.config.batch_size).items():
+            more = self.execute(leaders, stages, self.config.batch_size)
+            for column, values in more.items():
                 rejects[column] += values
             embedded += leaders.num_rows
-            left = copy_shared(self.ws, model_id, leave_out(left, leaders))
-        shared = plan.num_rows - embedded - left.num_rows
-        if shared:
-            self.summary.embedded["product_image"] += shared
-            self.note(f"{shared} product photo{'s' if shared > 1 else ''} shared with "
+            refused = shared.refused_leaders(leaders, more["id"], refused)
+            left = shared.copy_shared(self.ws, model_id, shared.leave_out(left, leaders))
+        copied = plan.num_rows - embedded - left.num_rows
+        if copied:
+            self.summary.embedded["product_image"] += copied
+            self.note(f"{copied} product photo{'s' if copied > 1 else ''} shared with "
                       "another product: the vector copied, not embedded again")
         for pid, reason, image in zip(rejects["id"] + left.column("id").to_pylist(),
                                       rejects["reason"] + ["its photo, shared with another "
@@ -278,7 +280,7 @@ class _Run:
         if detector_id is not None:
             self.summary.detections = consolidate_detections(self.ws, detector_id)
         if self.catalog_written or self.summary.embedded.get("product_image"):
-            consolidate_colors(self.ws)
+            shared.consolidate_colors(self.ws)
 
 
 def _utc_now() -> datetime:

@@ -7,6 +7,7 @@ A 100k-row feed with 20 distinct photos embedded 19,880 of them again (403 s her
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..workspace.embeddings import part_key, parts_sql, write_part
@@ -32,13 +33,40 @@ def split_shared(plan: pa.Table) -> tuple[pa.Table, pa.Table]:
     return first.filter(leading), first.filter(pc.invert(leading))
 
 
-def unrefused(rows: pa.Table, refused_paths: list[str]) -> pa.Table:
-    """The `rows` (id, h, path, ...) whose path is not among `refused_paths`."""
+def refused_leaders(leaders: pa.Table, refused_ids: list[str],
+                    earlier: pa.Table | None = None) -> pa.Table:
+    """(path, h) of the `leaders` whose ids were refused, after those refused `earlier`."""
     import pyarrow as pa
 
-    refused = pa.table({"path": pa.array(refused_paths, pa.string())})
+    found = query_arrow("SELECT path, h FROM leaders WHERE id IN (SELECT id FROM refused)",
+                        tables={"leaders": leaders,
+                                "refused": pa.table({"id": pa.array(refused_ids, pa.string())})})
+    return found if earlier is None else pa.concat_tables([earlier, found])
+
+
+def worth_retrying(rows: pa.Table, refused: pa.Table) -> pa.Table:
+    """The `rows` (id, h, path, ...) to try at their own path, their photo's first product
+    refused: those of a photo whose refused file no longer holds the bytes checked (changed
+    or gone since), at a path not refused. Bytes that were refused as they are would be at
+    every path (a placeholder shared by 500 products cost 500 runs of the model stage)."""
+    import pyarrow as pa
+
+    from ..workspace.storage import sha256_file
+
+    def holds(path: str, h: str) -> bool:
+        try:
+            return sha256_file(Path(path)) == h
+        except OSError:
+            return False
+
+    # One hash per refused photo: its first products, few (the refused are rare).
+    changed = [h for path, h in zip(refused.column("path").to_pylist(),
+                                    refused.column("h").to_pylist(), strict=True)
+               if not holds(path, h)]
     return query_arrow("SELECT * FROM rows WHERE path NOT IN (SELECT path FROM refused) "
-                       "ORDER BY id", tables={"rows": rows, "refused": refused})
+                       "AND h IN (SELECT h FROM changed) ORDER BY id",
+                       tables={"rows": rows, "refused": refused.select(["path"]),
+                               "changed": pa.table({"h": pa.array(changed, pa.string())})})
 
 
 def leave_out(rows: pa.Table, done: pa.Table) -> pa.Table:
