@@ -97,7 +97,12 @@ def server(demo_workspace: Path, models_cache: Path,
     shutil.copytree(demo_workspace, workspace, ignore=shutil.ignore_patterns(".lock"))
     events = workspace.parent / "events.parquet"  # a few shoppers, for /recommend
     generate_for_workspace(events, SynthConfig(users=20, events=1000), workspace)
-    pinshop_cli.open(workspace).ingest_events(events)
+    with pinshop_cli.open(workspace) as shop:
+        shop.ingest_events(events)
+        # A change a killed server logged and never folded: this server folds it first.
+        from pinshop_cli.retrieval.updates import log_changes
+
+        log_changes(shop.ws, [shop.prepare_update("P020", price=77)])
     port = free_port()
     env = {**os.environ, "PINSHOP_OFFLINE": "1", "PINSHOP_MODELS": str(models_cache),
            "PINSHOP_TOKEN": TOKEN}
@@ -395,14 +400,16 @@ def test_live_changes_fold_into_the_catalog_file(copy_workspace: Any) -> None:
 
 
 def test_a_killed_servers_changes_reach_the_history_when_the_next_server_starts(
-        copy_workspace: Any) -> None:
-    """`pinshop serve` folds a log left behind before serving (fold_left_behind); it was
-    recorded at the next ingest only, or at a new server's stop if that server changed
-    something itself."""
+        server: Server, copy_workspace: Any) -> None:
+    """`pinshop serve` folds a log left behind before serving (the module's server started
+    on one); it was recorded at the next ingest only, or at a new server's stop if that
+    server changed something itself."""
     import pinshop_cli
     from pinshop_cli.retrieval.updates import ChangeLog, fold_left_behind, log_changes
     from pinshop_cli.sql import run_sql
 
+    assert run_sql("SELECT price::DOUBLE FROM price_history WHERE id = 'P020' ORDER BY "
+                   "seen_at DESC LIMIT 1", server.workspace).rows == [(77.0,)]
     root = copy_workspace()
     newest = "SELECT price::DOUBLE FROM price_history WHERE id = 'P006' ORDER BY seen_at DESC"
     with pinshop_cli.open(root) as shop:  # logged, and the process killed before its fold

@@ -227,7 +227,7 @@ def _changes(con: duckdb.DuckDBPyConnection, previous: Path, notes: list[str]
         # The image is compared by content (image_sha256), not by where the file lies.
         differs = " OR ".join(f"n.{ident(c)} IS DISTINCT FROM o.{ident(c)}" for c in after
                               if c in before and c not in ("id", "source_line", "image"))
-        added, removed, changed, before, refused = con.execute(f"""
+        added, removed, changed, old_rows, refused = con.execute(f"""
             SELECT count(*) FILTER (WHERE o.id IS NULL),
                    count(*) FILTER (WHERE n.id IS NULL),
                    count(*) FILTER (WHERE o.id IS NOT NULL AND n.id IS NOT NULL
@@ -243,8 +243,8 @@ def _changes(con: duckdb.DuckDBPyConnection, previous: Path, notes: list[str]
     if refused:  # not delisted by the merchant: a bad row this time
         notes.append(f"{refused} of the {removed} products removed have a rejected row in "
                      "this file (rejects_catalog): they are out until it is fixed")
-    if removed >= CUT_SHORT_MIN and removed > CUT_SHORT_SHARE * before:
-        notes.append(f"{removed:,} products ({removed / before:.0%} of the catalog) left the "
+    if removed >= CUT_SHORT_MIN and removed > CUT_SHORT_SHARE * old_rows:
+        notes.append(f"{removed:,} products ({removed / old_rows:.0%} of the catalog) left the "
                      "feed: if the file was cut short, ingest it again whole")
     return int(added), int(removed), int(changed)
 

@@ -231,7 +231,7 @@ def checked(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
             WHEN price_currency <> currency THEN  -- "12,50 EUR" with currency USD
                 'price ' || q60(price_raw) || ' is in ' || price_currency
                 || ', the currency column says ' || currency
-            WHEN sale_raw IS NOT NULL AND sale_raw ~ '^\s*-' THEN
+            WHEN sale_raw IS NOT NULL AND sale_raw ~ '^\\s*-' THEN
                 'invalid sale_price ' || q60(sale_raw) || ' (negative)'
             WHEN sale_raw IS NOT NULL AND NOT coalesce(sale_parsed >= 0
                  AND sale_parsed < {MAX_PRICE}, false) THEN

@@ -198,7 +198,8 @@ def _changes(paths: str, catalog: Path, new: str, old: str, limit: int | None,
             SELECT n.id, n.seen_at, least(o.price, o.sale_price)::DOUBLE AS old_price,
                    least(n.price, n.sale_price)::DOUBLE AS new_price, n.currency,
                    o.availability AS old_availability, n.availability AS new_availability,
-                   o.currency IS NOT DISTINCT FROM n.currency AS same_currency,
+                   -- (codes were stored as written before: usd and USD are one)
+                   upper(o.currency) IS NOT DISTINCT FROM upper(n.currency) AS same_currency,
                    coalesce(n.title, o.title) AS title
             FROM ({new}) n JOIN ({old}) o USING (id)
         ), kinds AS (

@@ -156,8 +156,9 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
     scorer = Scorer(ws, config)
     con = scorer.con
     try:
-        if cut is None:
-            row = con.execute("SELECT quantile_disc(ts, 0.8) FROM all_events").fetchone()
+        if cut is None:  # (events dated past the clock are left out, as scoring_date does)
+            row = con.execute("SELECT quantile_disc(ts, 0.8) FROM all_events WHERE ts <= $at",
+                              {"at": scoring_date(scorer)}).fetchone()
             cut_at = row[0] if row else None
         else:
             cut_at = cut if isinstance(cut, datetime) else parse_date(cut, "--cut")

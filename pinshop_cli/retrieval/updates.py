@@ -249,8 +249,9 @@ def fold_log(ws: Workspace, changes: Sequence[ProductChange] = ()) -> None:
 def fold_left_behind(ws: Workspace) -> bool:
     """Fold a log that a process left unfolded (a server killed before its fold), so its
     changes reach the price history now, not at the next ingest. False when there was none,
-    or another process holds the lock (an ingest, which folds it first)."""
-    from ..errors import WorkspaceLockedError
+    or the lock could not be had (another writer holds it: an ingest folds the log first,
+    anything else leaves it for the next start or ingest)."""
+    from ..errors import PinshopError
     from ..workspace.integrity import parquet_problem
 
     if not ChangeLog(ws).rows() or parquet_problem(ws.catalog) is not None:
@@ -258,7 +259,7 @@ def fold_left_behind(ws: Workspace) -> bool:
     try:
         with ws.lock():
             fold_log(ws)
-    except WorkspaceLockedError:
+    except PinshopError:  # WorkspaceLockedError, or a file system without locks
         return False
     return True
 
