@@ -66,8 +66,50 @@ def doctor(workspace: str | Path | None = None, models_dir: str | Path | None = 
         report.checks.append(generation_check(directory, chat_model))
     root = Path(workspace or os.environ.get("PINSHOP_HOME") or DEFAULT_WORKSPACE).expanduser()
     report.checks.append(directory_check("workspace", root))
+    if root.is_dir() and ((root / "workspace.json").exists() or (root / "catalog.parquet")
+                          .exists()):
+        report.checks.append(workspace_data_check(root))
     report.checks.append(directory_check("models directory", directory))
     return report
+
+
+def workspace_data_check(root: Path) -> Check:
+    """The workspace's own files: its settings and tables readable, its indexes whole and
+    current (a quick check: sizes, not every byte). Reads only."""
+    from .errors import DamagedFileError
+    from .index.status import index_status
+    from .workspace.integrity import DETECTIONS_FIX, require_catalog, require_parquet
+    from .workspace.layout import EVENTS_AGAIN, Workspace
+
+    ws = Workspace.open(root)
+    problems: list[tuple[str, str]] = []  # (what, its fix)
+    tables = [(ws.catalog, lambda path: require_catalog(path)),
+              (ws.events, lambda path: require_parquet(path, EVENTS_AGAIN)),
+              (ws.detections, lambda path: require_parquet(path, DETECTIONS_FIX)),
+              (ws.pins, lambda path: require_parquet(path, DETECTIONS_FIX))]
+    for path, check in tables:
+        try:
+            if path.exists():
+                check(path)
+        except DamagedFileError as exc:
+            problems.append((f"{Path(exc.path).name}: {exc.reason}", exc.fix))
+    try:
+        ws.settings()
+        # The indexes are judged against the tables: not while one of those is damaged.
+        for index in [] if problems else index_status(ws.root, full=False):
+            if index.damage or index.stale:
+                problems.append((f"index {index.name}: {index.damage or 'stale'}",
+                                 "`pinshop index`"))
+    except DamagedFileError as exc:
+        problems.append((f"{Path(exc.path).name}: {exc.reason}", exc.fix))
+    if not problems:
+        return Check("workspace data", "ok", f"{root}: tables readable, indexes current")
+    fixes = list(dict.fromkeys(fix for _, fix in problems))
+    shown = "; ".join(what for what, _ in problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    # A stale index still answers (with a note): a warning; anything damaged fails.
+    status = "warn" if all(what.endswith(": stale") for what, _ in problems) else "fail"
+    return Check("workspace data", status, f"{shown}{more}", "run " + ", then ".join(fixes))
 
 
 # -- versions -----------------------------------------------------------------------------

@@ -80,6 +80,27 @@ def test_a_workspace_path_through_a_file_fails(tmp_path: Path) -> None:
     assert check.status == "fail" and "is a file" in check.detail and check.fix
 
 
+def test_the_workspace_data_check_finds_damage_and_stale_indexes(
+        demo_workspace: Path, renamed_sofa_workspace: Path) -> None:
+    """It said "workspace ok" over a truncated catalog: only space and permissions were
+    checked."""
+    from pinshop_cli.doctor import workspace_data_check
+
+    assert workspace_data_check(demo_workspace).status == "ok"
+    root = renamed_sofa_workspace  # re-ingested, not re-indexed
+    stale = workspace_data_check(root)
+    assert stale.status == "warn" and stale.detail.startswith("index product_text: stale; ")
+    (root / "indexes" / "crop.json").unlink()
+    check = workspace_data_check(root)
+    assert (check.status, check.fix) == ("fail", "run `pinshop index`")
+    assert check.detail.startswith("index crop: ") and ": missing; " in check.detail
+    (root / "catalog.parquet").write_bytes(b"not what was written")
+    check = workspace_data_check(root)  # the indexes are not judged against a bad table
+    assert (check.status, check.detail, check.fix) == (
+        "fail", "catalog.parquet: not a Parquet file (no magic bytes)",
+        "run `pinshop ingest CATALOG`")
+
+
 def test_a_fix_is_printed_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fixes are commands to copy: brackets in them are text, not terminal markup (rich
     dropped "[data]" from "ray[data]", which installs Ray without Ray Data)."""
