@@ -445,6 +445,25 @@ def test_price_history_keeps_first_rows_and_changes_only(tmp_path: Path) -> None
     assert max(map(len, shown.stdout.splitlines())) <= 80
 
 
+def test_a_product_whose_row_is_rejected_one_week_is_not_removed(tmp_path: Path) -> None:
+    """Its price was 'N/A' for a week: the history said "removed", then "back in the feed"."""
+    from datetime import datetime
+
+    from pinshop_cli.io.history import changes, record_snapshot
+    from pinshop_cli.sql import run_sql
+    from pinshop_cli.workspace.layout import Workspace
+
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    feed = tmp_path / "feed.tsv"
+    for day, second in ((1, "49.99 USD"), (2, "N/A"), (3, "49.99 USD")):
+        feed.write_text(TSV_HEADER + _tsv_row(1, "") + _tsv_row(2, "", second))
+        normalize_catalog(feed, ws.catalog, ws.rejects_dir / "catalog.parquet")
+        record_snapshot(ws.root, ws.catalog, datetime(2026, 11, day))
+        assert list(changes(ws.root, "2026-10-01")) == []
+    assert run_sql("SELECT count(*) FROM price_history WHERE id = 'SKU-2'",
+                   ws.root).rows == [(1,)]
+
+
 def test_a_preorder_that_runs_out_is_sold_out(tmp_path: Path) -> None:
     from datetime import datetime
 

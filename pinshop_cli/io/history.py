@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError, parse_date
-from ..workspace.integrity import require_catalog
+from ..workspace.integrity import parquet_problem, require_catalog
 from ..workspace.layout import Workspace
 from ..workspace.parts import PartStore
 from ..workspace.storage import query_arrow, sql_path
@@ -70,7 +70,9 @@ def record_snapshot(root: Path, catalog: Path, seen_at: datetime,
     stamped `seen_at` (naive UTC); return how many. When `catalog` is the whole catalog
     (`whole`; by default, when it is the workspace's catalog.parquet, as after an ingest or
     a fold of live updates), each product in the history but no longer in it gets a
-    REMOVED row; a file of only some rows (a batch of live changes) removes nothing."""
+    REMOVED row, unless the last ingest rejected its row (the feed still lists it, badly:
+    its last state stands, not "removed" this week and "back in the feed" the next); a file
+    of only some rows (a batch of live changes) removes nothing."""
     store = history_store(root)
     if whole is None:
         whole = Path(catalog).resolve() == (Path(root) / "catalog.parquet").resolve()
@@ -86,7 +88,8 @@ def record_snapshot(root: Path, catalog: Path, seen_at: datetime,
         SELECT l.id, $seen_at::TIMESTAMP, l.price, l.sale_price, l.currency, '{REMOVED}',
                l.title
         FROM ({latest}) l ANTI JOIN read_parquet({sql_path(catalog)}) c ON c.id = l.id
-        WHERE l.availability IS DISTINCT FROM '{REMOVED}'""" if whole else ""
+        WHERE l.availability IS DISTINCT FROM '{REMOVED}'{_not_rejected(root)}""" \
+        if whole else ""
     changed = query_arrow(f"""
         SELECT c.id, $seen_at::TIMESTAMP AS seen_at, c.price::DECIMAL(18, 2) AS price,
                {sale}::DECIMAL(18, 2) AS sale_price, c.currency, c.availability,
@@ -101,6 +104,15 @@ def record_snapshot(root: Path, catalog: Path, seen_at: datetime,
     if changed.num_rows:
         store.append(changed, f"{seen_at:%Y%m%dT%H%M%S%f}")
     return changed.num_rows
+
+
+def _not_rejected(root: Path) -> str:
+    """SQL: `AND` the history row's id was not rejected by the last catalog ingest."""
+    rejects = Workspace(Path(root)).rejects_dir / "catalog.parquet"
+    if not rejects.exists() or parquet_problem(rejects) is not None:
+        return ""
+    return (f" AND l.id NOT IN (SELECT id FROM read_parquet({sql_path(rejects)}) "
+            "WHERE id IS NOT NULL)")
 
 
 @dataclass(frozen=True)
