@@ -78,19 +78,22 @@ def workspace_data_check(root: Path) -> Check:
     current (a quick check: sizes, not every byte). Reads only."""
     from .errors import DamagedFileError
     from .index.status import index_status
-    from .workspace.integrity import DETECTIONS_FIX, require_catalog, require_parquet
+    from .workspace.integrity import (
+        CATALOG_COLUMNS,
+        CATALOG_FIX,
+        DETECTIONS_FIX,
+        require_parquet,
+    )
     from .workspace.layout import EVENTS_AGAIN, Workspace
 
     ws = Workspace.open(root)
     problems: list[tuple[str, str]] = []  # (what, its fix)
-    tables = [(ws.catalog, lambda path: require_catalog(path)),
-              (ws.events, lambda path: require_parquet(path, EVENTS_AGAIN)),
-              (ws.detections, lambda path: require_parquet(path, DETECTIONS_FIX)),
-              (ws.pins, lambda path: require_parquet(path, DETECTIONS_FIX))]
-    for path, check in tables:
+    tables = [(ws.catalog, CATALOG_FIX, CATALOG_COLUMNS), (ws.events, EVENTS_AGAIN, ()),
+              (ws.detections, DETECTIONS_FIX, ()), (ws.pins, DETECTIONS_FIX, ())]
+    for path, fix, columns in tables:
         try:
             if path.exists():
-                check(path)
+                require_parquet(path, fix, columns)
         except DamagedFileError as exc:
             problems.append((f"{Path(exc.path).name}: {exc.reason}", exc.fix))
     try:
