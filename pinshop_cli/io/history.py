@@ -97,7 +97,8 @@ def record_snapshot(root: Path, catalog: Path, seen_at: datetime,
         FROM read_parquet({sql_path(catalog)}) c
         LEFT JOIN ({latest}) l ON l.id = c.id
         WHERE l.id IS NULL OR c.price IS DISTINCT FROM l.price
-           OR {sale} IS DISTINCT FROM l.sale_price OR c.currency IS DISTINCT FROM l.currency
+           OR {sale} IS DISTINCT FROM l.sale_price  -- (older rows may hold 'usd')
+           OR upper(c.currency) IS DISTINCT FROM upper(l.currency)
            OR c.availability IS DISTINCT FROM l.availability{removed}""",
                           {"seen_at": seen_at})
     store.ensure()
