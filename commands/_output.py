@@ -108,8 +108,31 @@ def plain(data: Any) -> Any:
 
 
 def print_json(data: Any) -> None:
+    sys.stdout.write(_json_text(data) + "\n")
+
+
+def _json_text(data: Any) -> str:
     text = json.dumps(plain(data), indent=2, default=str, ensure_ascii=False)
-    sys.stdout.write(UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
+    return UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+class JsonRows:
+    """Rows printed as one JSON array of objects as they come, laid out as print_json lays
+    out a list: a result of any size in flat memory (`sql --json`)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def write(self, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        # One chunk's list, without its brackets ("[\n" ... "\n]"): the array goes on.
+        text = _json_text([dict(zip(columns, row, strict=True)) for row in rows])[2:-2]
+        sys.stdout.write(("[\n" if not self.count else ",\n") + text)
+        self.count += len(rows)
+
+    def close(self) -> None:
+        sys.stdout.write("\n]\n" if self.count else "[]\n")
 
 
 def open_shop(workspace: Path | None, models_dir: Path | None = None,

@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from ._output import JsonOption, WorkspaceOption, note, open_shop, print_json, table
+from ._output import JsonOption, JsonRows, WorkspaceOption, note, open_shop, table
 
 
 def sql(
@@ -21,7 +21,7 @@ def sql(
         "--memory-limit", help="DuckDB memory limit, e.g. 4GB (default: half the memory "
                                "available).")] = None,
     limit: Annotated[int, typer.Option(
-        min=1, help="Rows shown in the table (--json writes them all).")] = 1000,
+        min=1, help="Rows shown in the table (--json writes them all, as they come).")] = 1000,
     workspace: WorkspaceOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -35,13 +35,16 @@ def sql(
 
     Example: `pinshop sql "SELECT category, count(*) FROM catalog GROUP BY 1"`
     """
+    rows = JsonRows() if json else None  # streamed: none held (1M rows held were 2 GB)
     with open_shop(workspace) as shop:  # a table fetches only the rows it shows
         result = shop.sql(query, allow_writes=allow_writes, timeout=timeout or None,
-                          memory_limit=memory_limit, max_rows=None if json else limit)
+                          memory_limit=memory_limit, max_rows=None if json else limit,
+                          on_rows=rows.write if rows else None)
+    if rows is not None:
+        rows.close()
     for message in result.notes:
         note(message)
     if json:
-        print_json([dict(zip(result.columns, row, strict=True)) for row in result.rows])
         return
     # A terminal table of 100k rows took minutes to draw and was unreadable.
     if result.more:

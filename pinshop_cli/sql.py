@@ -32,17 +32,19 @@ import os
 import re
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import DamagedFileError, PinshopError, first_line
 from .io.history import history_store
-from .limits import default_memory_limit, memory_limit_bytes
+from .limits import default_memory_limit, memory_limit_bytes, resident_bytes
 from .workspace.embeddings import SOURCE_HASH, store
 from .workspace.layout import EMBEDDING_KINDS, Workspace
 
 DEFAULT_TIMEOUT = 60.0
+OnRows = Callable[[list[str], list[tuple[Any, ...]]], None]
 #: Rows fetched per step, so a stop request is seen between steps of a huge result.
 FETCH_ROWS = 50_000
 #: Seconds a Ctrl-C waits for the query thread to begin before leaving it to quit alone.
@@ -253,11 +255,13 @@ def connect(workspace: str | Path | None = None, allow_writes: bool = False,
 
 def run_sql(query: str, workspace: str | Path | None = None, allow_writes: bool = False,
             timeout: float | None = DEFAULT_TIMEOUT, memory_limit: str | None = None,
-            max_rows: int | None = None) -> QueryResult:
+            max_rows: int | None = None, on_rows: OnRows | None = None) -> QueryResult:
     """Run `query` over the workspace views; DuckDB errors become one-line PinshopErrors.
     `timeout` (seconds; None or 0: none) interrupts the statement inside DuckDB, as does
     Ctrl-C; `memory_limit` bounds DuckDB's memory (default: half of what is available);
-    `max_rows` stops the fetch there (`QueryResult.more` says whether rows were left)."""
+    `max_rows` stops the fetch there (`QueryResult.more` says whether rows were left);
+    `on_rows(columns, rows)` is handed each fetched chunk instead, none kept (a result of
+    any size in flat memory: `sql --json`)."""
     if not query.strip():
         raise PinshopError("no SQL to run: pass a query")
     ws = Workspace.open(workspace)
@@ -270,7 +274,7 @@ def run_sql(query: str, workspace: str | Path | None = None, allow_writes: bool 
             if not allow_writes and _statements(con, query) > 1:
                 raise PinshopError("one query at a time: only the last one's rows would show")
             columns, rows = _run_limited(con, query, timeout, allow_writes,
-                                         memory_limit_bytes(con), max_rows)
+                                         memory_limit_bytes(con), max_rows, on_rows)
             more = max_rows is not None and len(rows) > max_rows
             return QueryResult(columns, rows[:max_rows] if more else rows, notes, more)
         except PinshopError as exc:  # a view left out for damage fails as "does not exist"
@@ -293,7 +297,7 @@ def _statements(con: Any, query: str) -> int:
 
 
 def _run_limited(con: Any, query: str, timeout: float | None, allow_writes: bool,
-                 budget: int, max_rows: int | None = None
+                 budget: int, max_rows: int | None = None, on_rows: OnRows | None = None
                  ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Execute and fetch in a worker thread; the main thread waits, and interrupts DuckDB
     at the deadline or on Ctrl-C (a signal never reaches a thread blocked inside DuckDB).
@@ -307,7 +311,7 @@ def _run_limited(con: Any, query: str, timeout: float | None, allow_writes: bool
         try:
             if stop.is_set():  # Ctrl-C came while the thread was starting
                 raise KeyboardInterrupt
-            outcome["result"] = _fetch(con, query, stop, budget, max_rows)
+            outcome["result"] = _fetch(con, query, stop, budget, max_rows, on_rows)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             outcome["error"] = exc
         finally:
@@ -346,36 +350,31 @@ def _interrupt(con: Any, done: threading.Event) -> None:
 
 
 def _fetch(con: Any, query: str, stop: threading.Event, budget: int,
-           max_rows: int | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+           max_rows: int | None = None, on_rows: OnRows | None = None
+           ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run `query` and fetch its rows in chunks. DuckDB's memory limit does not cover the
     Python rows of a huge result, so the process may grow by at most `budget` bytes while
     it runs (a cross join of two 10^9 ranges reached 8 GB in 12 s without this)."""
-    baseline = _resident_bytes()
+    baseline = resident_bytes()
     con.execute(query)
     if con.description is None:  # a statement with no result set
         return [], []
     columns, rows = [column[0] for column in con.description], []
     wanted = FETCH_ROWS if max_rows is None else min(FETCH_ROWS, max_rows + 1)
     while not stop.is_set() and (chunk := con.fetchmany(wanted)):
+        if on_rows is not None:
+            on_rows(columns, chunk)
+            continue
         rows.extend(chunk)
         if max_rows is not None and len(rows) > max_rows:  # one more: there are more
             break
-        if _resident_bytes() - baseline > budget:
+        if resident_bytes() - baseline > budget:
             raise PinshopError(f"SQL error: the result outgrew the memory limit "
                                f"({budget >> 20} MiB) after {len(rows):,} rows: add a LIMIT, "
                                "or COPY it to exports/ with --allow-writes")
     if stop.is_set():
         raise KeyboardInterrupt
     return columns, rows
-
-
-def _resident_bytes() -> int:
-    """This process's resident memory now (Linux), else its peak so far."""
-    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _one_line(exc: BaseException, allow_writes: bool) -> BaseException:

@@ -272,13 +272,23 @@ def test_views_show_one_current_vector_per_id_after_a_change(renamed_sofa_worksp
 
 def test_a_large_result_shows_its_first_rows_and_says_how_many(demo_workspace):
     """A terminal table of every row (100k: minutes to draw, 2 GB) shows --limit rows and
-    says so; --json writes them all; an empty query is an error."""
+    says so; --json writes them all, as they come; an empty query is an error."""
     query = "SELECT * FROM range(5000)"
     shown = CliRunner().invoke(app, ["sql", query, "--limit", "3", "-w", str(demo_workspace)])
     assert shown.exit_code == 0 and "showing the first 3 rows; there are more" in shown.output
     assert "4999" not in shown.stdout
     every = CliRunner().invoke(app, ["sql", query, "--json", "-w", str(demo_workspace)])
     assert len(json.loads(every.stdout)) == 5000
+    # --json streams the rows (1M rows held whole were 2 GB): a result the memory budget
+    # refuses to hold is written whole, in print_json's layout.
+    many = "SELECT range AS n, 'row ' || range AS s FROM range(300000)"
+    with pytest.raises(PinshopError, match="the result outgrew the memory limit"):
+        run_sql(many, demo_workspace, memory_limit="16MB")
+    streamed = CliRunner().invoke(app, ["sql", many, "--json", "--memory-limit", "16MB",
+                                        "-w", str(demo_workspace)])
+    assert streamed.exit_code == 0, streamed.output
+    assert streamed.stdout.startswith('[\n  {\n    "n": 0,\n    "s": "row 0"\n  },\n')
+    assert len(json.loads(streamed.stdout)) == 300000
     fetched = run_sql(query, demo_workspace, max_rows=10)  # only what is shown is fetched
     assert (len(fetched.rows), fetched.more) == (10, True)
     assert not run_sql(query, demo_workspace, max_rows=5000).more
