@@ -244,6 +244,28 @@ def test_refused_bytes_that_did_not_change_are_not_tried_again(tmp_path):
     assert worth_retrying(rows, refused).column("id").to_pylist() == ["B"]
 
 
+def test_a_run_killed_after_replacing_the_catalog_has_its_changes_reported_again(
+        tmp_path, write_catalog, fake_embedder):
+    """Plumbing (the fake embedder): killed once the new catalog was written, the re-run
+    found it unchanged and reported 0 added, 0 removed, 0 changed (a cron log keeps that)."""
+    from pinshop_cli.io.catalog import normalize_catalog
+    from pinshop_cli.workspace import Workspace
+
+    config = IngestConfig(embedder=fake_embedder)
+    rows = [{"id": f"L{n}", "title": f"Lamp {n}", "price": 10 + n} for n in range(6)]
+    ingest(tmp_path / "ws", write_catalog(rows), config=config)
+    week2 = write_catalog([{**row, "price": 99} if row["id"] == "L0" else row
+                           for row in rows[1:]] + [{"id": "L9", "title": "Lamp 9"}])
+    ws = Workspace.open(tmp_path / "ws")  # the catalog step of a run killed right after it
+    normalize_catalog(week2, ws.catalog, ws.rejects_dir / "catalog.parquet")
+    again = ingest(ws.root, week2, config=config)
+    assert (again.rows_added, again.rows_removed, again.rows_changed) == (1, 1, 0)
+    assert not again.unchanged and any("was stopped before it finished" in note
+                                       for note in again.notes)
+    third = ingest(ws.root, week2, config=config)  # reported once
+    assert third.unchanged and (third.rows_added, third.rows_removed) == (0, 0)
+
+
 def test_killed_run_resumes_without_duplicates(tmp_path, sample_dir):
     """SIGKILL a real `pinshop ingest` subprocess mid-run, then run it again."""
     root = tmp_path / "ws"

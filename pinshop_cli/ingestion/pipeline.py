@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..detection.crops import PIN_DECODE_SIDE
 from ..engines import Engine, Stage, get_engine
 from ..errors import DamagedFileError, PinshopError, WorkspaceLockedError
-from ..io.catalog import normalize_catalog, rejects_schema
+from ..io.catalog import normalize_catalog, rejects_schema, report_delivered
 from ..io.history import record_snapshot
 from ..io.photo_fetch import PhotoStore
 from ..io.pins import check_pins_source, scan_pins
@@ -394,4 +394,6 @@ def _ingest(ws: Workspace, catalog: str | Path | None, pins: str | Path | None,
                 run.pins(Path(pins), detector)
         finally:
             run.finish(detector_id)
+        if catalog is not None:
+            report_delivered(ws.catalog)  # this summary holds the catalog's changes
     return run.summary

@@ -12,6 +12,7 @@ rejects out, without a Python loop over rows.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -20,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError, first_line
 from ..workspace.integrity import parquet_problem
-from ..workspace.storage import atomic_path, copy_to_parquet, rows_version_sql, sql_path
+from ..workspace.storage import (
+    atomic_path,
+    copy_to_parquet,
+    rows_version_sql,
+    sql_path,
+    write_json,
+)
 from . import records
 from .catalog_steps import Plan, ident, normalize, output_names, split
 from .feeds import xml_to_parquet
@@ -197,14 +204,48 @@ def normalize_catalog(path: str | Path, catalog_target: Path, rejects_target: Pa
                     "line, reason FROM rejects_catalog\"`)" if catalog_target.exists()
                     else "; no catalog was written")
             raise PinshopError(f"{path.name} has no usable rows ({seen}){kept}")
-        added, removed, changed = _changes(con, catalog_target, notes)
+        counts = _changes(con, catalog_target, notes)
+        if counts == (0, 0, 0) and catalog_target.exists():  # this catalog, again?
+            counts = _undelivered(catalog_target, notes)
+        added, removed, changed = counts
         copy_to_parquet(con, "SELECT * FROM catalog_out", catalog_target, CATALOG_VERSIONS)
+        write_json({"catalog": _signature(catalog_target), "added": added,
+                    "removed": removed, "changed": changed}, _changes_path(catalog_target))
         photo_rejects = con.sql("SELECT * FROM photo_rejects_out").to_arrow_table()
         return CatalogSummary(int(ok), int(rejected), notes, added, removed, changed,
                               photo_rejects)
     finally:
         con.close()
         scratch.cleanup()
+
+
+def report_delivered(catalog: Path) -> None:
+    """The ingest that wrote `catalog` has reported its changes (see `_undelivered`)."""
+    _changes_path(catalog).unlink(missing_ok=True)
+
+
+def _undelivered(catalog: Path, notes: list[str]) -> tuple[int, int, int]:
+    """The changes an ingest counted when it wrote `catalog` and was then stopped before
+    it reported them: its re-run finds the catalog already replaced, unchanged (a cron log
+    keeps the re-run's "0 added, 0 removed, 0 changed"). (0, 0, 0) when there are none."""
+    try:
+        written = json.loads(_changes_path(catalog).read_text())
+        if written["catalog"] == _signature(catalog):
+            notes.append("the ingest that wrote this catalog was stopped before it finished: "
+                         "its changes are counted here")
+            return int(written["added"]), int(written["removed"]), int(written["changed"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none, or not ours to read
+    return 0, 0, 0
+
+
+def _changes_path(catalog: Path) -> Path:
+    return catalog.with_name(".catalog-changes.json")
+
+
+def _signature(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size}-{stat.st_mtime_ns}"
 
 
 def _changes(con: duckdb.DuckDBPyConnection, previous: Path, notes: list[str]
