@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import PinshopError
 from ..retrieval import families
-from ..retrieval.match import empty_because
+from ..retrieval.match import empty_because, price_caveat
 from ..retrieval.retriever import Retriever
 from ..retrieval.store import Filters, Product
 from .reference import guess_note, resolve_reference
@@ -124,5 +124,5 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
         result.notes.append(f"no other product with a {what} passes these filters" +
                             (f": {why[0]}" if why else
                              ": nothing cheaper in this category" if cheaper else ""))
-    result.notes.extend(retriever.store.price_caveat(filters) + retriever.notes)
+    result.notes.extend(price_caveat(retriever, filters) + retriever.notes)
     return result

@@ -133,6 +133,17 @@ def empty_because(retriever: Retriever, filters: Filters, kind: str | None = Non
     return []
 
 
+def price_caveat(retriever: Retriever, filters: Filters) -> list[str]:
+    """A note when price filters compare amounts across the catalog's currencies (a cap of
+    4.5 let 1.30 KWD, 0 USD and 3 EUR through together)."""
+    priced = filters.min_price or filters.max_price is not None
+    if not priced or len(found := retriever.store.currencies) < 2:
+        return []
+    return [f"price limits compare amounts as numbers across the catalog's {len(found)} "
+            f"currencies ({', '.join(found[:5])}{', ...' if len(found) > 5 else ''}): "
+            "a product in another currency passes by its number alone"]
+
+
 def match(images: Sequence[str | Path] = (), text: str | None = None,
           workspace: str | Path | None = None, top_k: int = 5, category: str | None = None,
           max_price: float | None = None, color: str | None = None, rebuild: bool = False,
@@ -204,7 +215,7 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
                                 if not found.matches):
         result.notes += [note for note in empty_because(retriever, wanted, "product_image")
                          if note not in result.notes]
-    result.notes += retriever.store.price_caveat(filters)
+    result.notes += price_caveat(retriever, filters)
     result.runtime = embedder.runtime_used
     result.notes.extend(embedder.runtime_notes + retriever.notes)
     return result

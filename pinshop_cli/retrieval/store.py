@@ -292,17 +292,10 @@ class CatalogStore:
             return f"no product costs {value:g} {bound}"
         return None
 
-    def price_caveat(self, filters: Filters) -> list[str]:
-        """A note when price filters compare amounts across the catalog's currencies (a
-        cap of 4.5 let 1.30 KWD, 0 USD and 3 EUR through together)."""
-        if not filters.min_price and filters.max_price is None:
-            return []
-        found = [code.upper() for code in self.distinct("currency")]
-        if len(found) < 2:
-            return []
-        return [f"price limits compare amounts as numbers across the catalog's {len(found)} "
-                f"currencies ({', '.join(found[:5])}{', ...' if len(found) > 5 else ''}): "
-                "a product in another currency passes by its number alone"]
+    @cached_property
+    def currencies(self) -> list[str]:
+        """The catalog's currency codes, read once (no live change sets one)."""
+        return [code.upper() for code in self.distinct("currency")]
 
     def label_columns(self, label_table: pa.Table) -> LabelColumns:
         """The filter columns of the catalog aligned with an index's labels."""
