@@ -257,8 +257,7 @@ def fold_left_behind(ws: Workspace) -> bool:
     if not ChangeLog(ws).rows() or parquet_problem(ws.catalog) is not None:
         return False  # a damaged catalog: the Shop says so
     try:
-        with ws.lock():
-            fold_log(ws)
+        write_changes(ws)
     except PinshopError:  # WorkspaceLockedError, or a file system without locks
         return False
     return True
