@@ -174,6 +174,43 @@ def test_currency_codes_are_upper_case_and_a_price_keeps_to_its_own(tmp_path):
     assert (rows["E"]["sale_price"], rows["F"]["sale_price"]) == (Decimal("8.00"), None)
 
 
+def test_availability_spellings_and_sales_that_cannot_hold(tmp_path):
+    """`discontinued` was kept as written and recommended as in stock (PATCH refused it);
+    a sale whose dates end before they start was dropped without a word; "$12.50" with a
+    "£10" sale was stored with no currency and a sale in pounds."""
+    path = tmp_path / "c.csv"
+    path.write_text(
+        "id,title,price,currency,availability,sale_price,sale_price_effective_date\n"
+        "A,Chair,10,USD,Discontinued,,\n"
+        "B,Lamp,10,USD,https://schema.org/InStock,,\n"
+        "C,Rug,10,USD,sold-out,,\n"
+        "D,Vase,10,USD,Pre-Order,,\n"
+        "E,Bowl,10,USD,maybe,,\n"
+        "F,Cup,10,USD,in stock,8,2026-12-07/2026-12-01\n"
+        "G,Mug,$12.50,,,£10,\n"
+        "H,Jug,10,EUR,,$8,\n"
+        "I,Pot,10,USD,,8,not a date\n")
+    load = load_catalog(path)
+    rows = rows_by_id(load)
+    assert {i: rows[i]["availability"] for i in "ABCD"} == {
+        "A": "out_of_stock", "B": "in_stock", "C": "out_of_stock", "D": "preorder"}
+    assert reasons_by_line(load) == {
+        6: "availability 'maybe' is not one of in_stock, out_of_stock, preorder, backorder "
+           "(or their schema.org names, such as InStock or Discontinued)",
+        7: "sale_price_effective_date '2026-12-07/2026-12-01' ends before it starts",
+        8: "price '$12.50' is not in GBP",
+        9: "sale_price '$8' is not in EUR"}
+    assert rows["I"]["sale_price"] == Decimal("8.00")  # dates that do not parse: as given
+    # A live change (PATCH /products/ID) reads the same spellings and says the same.
+    from pinshop_cli.retrieval.changes import ProductChange
+
+    assert ProductChange.parse("A", {"availability": "Discontinued"}).availability == \
+        "out_of_stock"
+    with pytest.raises(PinshopError) as refused:
+        ProductChange.parse("A", {"availability": "maybe"})
+    assert str(refused.value) == reasons_by_line(load)[6]
+
+
 def test_a_feed_cut_short_and_a_product_rejected_this_time_are_said(tmp_path):
     """A download cut short removed half a catalog with only "1 rejected" to say so; a
     product whose row was rejected this time counted as delisted."""

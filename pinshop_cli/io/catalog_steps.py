@@ -4,7 +4,9 @@ of the step's name, so every stage can be queried while debugging:
 
 1. typed: known columns trimmed, category lower-cased, the price read by its shape;
 2. checked: the first rule a row breaks (the reader's problem, missing id or title,
-   unparsable, negative or out-of-range price), as its reason;
+   unparsable, negative or out-of-range price, a price or sale price in two currencies,
+   sale dates that end before they start, an availability of no known spelling), as its
+   reason;
 3. imaged: distinct image files are checked and hashed in parallel threads, and joined in;
 4. deduplicated: a second usable row of one id is refused (first on line N).
 
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import first_line
 from ..workspace.storage import sha256_file
-from .feeds import AVAILABILITY, feed_sources
+from .feeds import AVAILABILITY_PROBLEM, availability_sql, feed_sources
 from .images import ImageRejected, check_image
 
 if TYPE_CHECKING:
@@ -147,6 +149,9 @@ _SALE_OVER = ("coalesce(NOT (now() BETWEEN try_cast(split_part({d}, '/', 1) AS T
               "AND try_cast(split_part({d}, '/', 2) AS TIMESTAMPTZ) + CASE WHEN "
               "trim(split_part({d}, '/', 2)) ~ '^\\d{{4}}-\\d{{2}}-\\d{{2}}$' "
               "THEN INTERVAL 1 DAY ELSE INTERVAL 0 DAY END), false)")
+#: Effective dates that both parse, the end before the start: a typo no date can satisfy.
+_SALE_REVERSED = ("coalesce(try_cast(split_part({d}, '/', 2) AS TIMESTAMPTZ) "
+                  "< try_cast(split_part({d}, '/', 1) AS TIMESTAMPTZ), false)")
 _PRICE_SQL = """
     CASE
         WHEN {c} ~ '^\\d{{1,3}}( \\d{{3}})+(,\\d+)?$' THEN replace(replace({c}, ' ', ''), ',', '.')
@@ -171,15 +176,15 @@ def typed(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
     `sale_price` (while its effective dates hold); the category is the last
     segment of a path ("Home > Furniture > Sofas" is "sofas", "Home > Sofas >" too),
     lower-cased; the feed
-    spellings of availability ("in stock") as the spec's (`in_stock`); user columns
+    spellings of availability ("in stock", schema.org's "InStock") as the spec's
+    (`in_stock`), NULL when unknown (`availability_raw` keeps it); user columns
     trimmed."""
     price_raw, sale_raw = plan.text("price"), plan.text("sale_price")
     known = ", ".join(f"{plan.text(name)} AS {name}" for name in KNOWN_COLUMNS
                       if name not in ("price", "category", "currency", "availability"))
     extras = "".join(f", nullif(trim({c}), '') AS {c}" for c, _ in plan.extras)
     stock = plan.text("availability")
-    spelled = f"replace(lower({stock}), ' ', '_')"
-    feed_stock = ", ".join(f"'{value}'" for value in AVAILABILITY)
+    sale_dates = plan.text("sale_price_effective_date")
     return f"""
         WITH cleaned AS (
             SELECT *, {_PRICE_CLEAN.format(p=price_raw)} AS price_clean,
@@ -196,14 +201,15 @@ def typed(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
                                    THEN {_PRICE_CURRENCY.format(p=sale_raw)} END))
                    AS currency,
                {_PRICE_CURRENCY.format(p=price_raw)} AS price_currency,
-               CASE WHEN {spelled} IN ({feed_stock}) THEN {spelled} ELSE {stock} END
-                   AS availability,
+               {availability_sql(stock)} AS availability, {stock} AS availability_raw,
                {price_raw} AS price_raw, price_text,
                try_cast(price_text AS DOUBLE) AS price_value,
                {sale_raw} AS sale_raw, try_cast(sale_text AS DOUBLE) AS sale_parsed,
                {_PRICE_CURRENCY.format(p=sale_raw)} AS sale_currency,
-               CASE WHEN {_SALE_OVER.format(d=plan.text("sale_price_effective_date"))}
-                    THEN NULL ELSE try_cast(sale_text AS DOUBLE) END AS sale_value{extras}
+               CASE WHEN {_SALE_OVER.format(d=sale_dates)}
+                    THEN NULL ELSE try_cast(sale_text AS DOUBLE) END AS sale_value,
+               {sale_dates} AS sale_dates, {_SALE_REVERSED.format(d=sale_dates)}
+                   AS sale_reversed{extras}
         FROM shaped"""
 
 
@@ -239,6 +245,16 @@ def checked(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
             WHEN sale_currency <> currency THEN
                 'sale_price ' || q60(sale_raw) || ' is in ' || sale_currency
                 || ', the price in ' || currency
+            -- $ and ¥ name no currency of their own, but never the euro or the pound
+            WHEN price_raw ~ '[$¥]' AND coalesce(currency, sale_currency) IN ('EUR', 'GBP')
+                THEN 'price ' || q60(price_raw) || ' is not in '
+                     || coalesce(currency, sale_currency)
+            WHEN sale_raw ~ '[$¥]' AND currency IN ('EUR', 'GBP') THEN
+                'sale_price ' || q60(sale_raw) || ' is not in ' || currency
+            WHEN sale_raw IS NOT NULL AND sale_reversed THEN
+                'sale_price_effective_date ' || q60(sale_dates) || ' ends before it starts'
+            WHEN availability_raw IS NOT NULL AND availability IS NULL THEN
+                'availability ' || q60(availability_raw) || '{AVAILABILITY_PROBLEM}'
         END AS reason
         FROM {rows}"""
 

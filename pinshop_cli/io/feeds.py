@@ -26,8 +26,43 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "image": ("image_link",),
     "category": ("product_type", "google_product_category"),
 }
-#: Feed values of `availability` -> the spec's own spelling ("in stock" is the older one).
+#: The spec's values of `availability` (Google Merchant Center's).
 AVAILABILITY = ("in_stock", "out_of_stock", "preorder", "backorder")
+#: Each spelling feeds use, as `availability_key` reduces it -> the spec's value. Besides
+#: Merchant Center's own ("in stock", its retired "available for order"), schema.org's
+#: ItemAvailability ("https://schema.org/InStock", "Discontinued"), which product pages and
+#: many exporters write. A product no longer made cannot be bought: out of stock.
+AVAILABILITY_SPELLINGS = {
+    "instock": "in_stock", "outofstock": "out_of_stock", "preorder": "preorder",
+    "backorder": "backorder", "availablefororder": "in_stock",
+    "limitedavailability": "in_stock", "onlineonly": "in_stock", "instoreonly": "in_stock",
+    "soldout": "out_of_stock", "discontinued": "out_of_stock", "presale": "preorder",
+}  # fmt: skip
+#: What `availability_key` drops: a schema.org prefix, then case, spaces, "_" and "-".
+_SCHEMA_ORG = r"^\s*https?://schema\.org/"
+_SEPARATORS = r"[\s_-]"
+
+
+def availability_key(value: str) -> str:
+    """"In Stock", "in_stock" and "https://schema.org/InStock" -> "instock"."""
+    import re
+
+    return re.sub(_SEPARATORS, "", re.sub(_SCHEMA_ORG, "", value, flags=re.I).lower())
+
+
+def availability_sql(text: str) -> str:
+    """SQL for the spec's value of the availability in the expression `text`, NULL when
+    its spelling is not known (availability_key and AVAILABILITY_SPELLINGS, in SQL)."""
+    key = (f"regexp_replace(lower(regexp_replace({text}, '{_SCHEMA_ORG}', '', 'i')), "
+           f"'{_SEPARATORS}', '', 'g')")
+    cases = " ".join(f"WHEN '{spelling}' THEN '{value}'"
+                     for spelling, value in AVAILABILITY_SPELLINGS.items())
+    return f"CASE {key} {cases} END"
+
+
+#: Why an availability of no known spelling is refused, after the value.
+AVAILABILITY_PROBLEM = (f" is not one of {', '.join(AVAILABILITY)} (or their schema.org "
+                        "names, such as InStock or Discontinued)")
 XML_SUFFIXES = (".xml", ".rss", ".atom")
 #: Items per Parquet row group while an XML feed is converted.
 XML_BATCH = 20_000

@@ -12,12 +12,11 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError
+from ..io.feeds import AVAILABILITY_PROBLEM, AVAILABILITY_SPELLINGS, availability_key
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-#: Google Merchant Center's availability values (a feed's own spelling is normalized).
-AVAILABILITY = ("in_stock", "out_of_stock", "preorder", "backorder")
 FIELDS = ("price", "sale_price", "availability")
 PRICE_TYPE = "DECIMAL(18,2)"  # the catalog's price column (io/catalog_steps.py)
 MAX_AMOUNT = 1e16  # DECIMAL(18,2) holds 16 digits before the point
@@ -51,9 +50,10 @@ class ProductChange:
         sale = _price("sale_price", values.get("sale_price"))
         availability = values.get("availability")
         if "availability" in values:
-            availability = str(availability or "").strip().lower().replace(" ", "_")
-            if availability not in AVAILABILITY:
-                raise PinshopError(f"availability must be one of {', '.join(AVAILABILITY)}")
+            written = str(availability or "")
+            availability = AVAILABILITY_SPELLINGS.get(availability_key(written))
+            if availability is None:
+                raise PinshopError(f"availability '{written[:60]}'{AVAILABILITY_PROBLEM}")
         return cls(product_id, price, sale, availability,
                    clear_sale="sale_price" in values and sale is None)
 
