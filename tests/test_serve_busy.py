@@ -147,3 +147,31 @@ def test_a_chat_turn_while_the_model_is_busy_is_a_503_and_other_requests_go_on(
     served.model.generating.clear()
     status, _, body = served.request("POST", "/chat", {"message": "a chair under 200"})
     assert status == 200 and "event: reply" in body  # the gate was let go
+
+
+def test_a_chat_client_that_leaves_mid_answer_frees_the_chat(served: Served) -> None:
+    """A client gone mid-answer (a page reloaded while the model spoke) kept the one chat
+    slot: Starlette stopped reading the turn and closed nothing, so every later chat was a
+    503 until the server restarted."""
+    from urllib.parse import urlsplit
+
+    where = urlsplit(served.url)
+    body = json.dumps({"message": "a chair under 200"}).encode()
+    with socket.create_connection((where.hostname or "", where.port or 0), timeout=60) as sock:
+        sock.sendall(b"POST /chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        seen = b""
+        while b"event: session" not in seen:  # the turn has begun
+            piece = sock.recv(4096)
+            assert piece, seen
+            seen += piece
+        assert served.model.generating.wait(120)  # and the model is answering
+    time.sleep(0.5)  # the server sees the client gone before the model's next piece
+    served.model.generating.clear()
+    served.model.release.set()
+    for _ in range(100):  # the abandoned turn ends as the model hands over its next piece
+        status, _, text = served.request("POST", "/chat", {"message": "a chair under 200"})
+        if status != 503:
+            break
+        time.sleep(0.1)
+    assert status == 200 and "event: reply" in text, (status, text)

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from fastapi import Body, FastAPI, File, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from ..assistant.session import MAX_QUESTION_CHARS
@@ -22,7 +22,7 @@ from ..errors import PinshopError, UnknownProductError, WorkspaceLockedError
 from ..retrieval.batch import TextQuery
 from ..shop import Shop
 from .batching import SearchBatcher
-from .chat import ChatSessions
+from .chat import ChatSessions, TurnResponse
 from .guard import (
     MAX_K,
     MAX_SESSION_EVENTS,
@@ -269,12 +269,10 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
 
     @app.post("/chat")
     def chat(message: Annotated[str, Body(min_length=1, max_length=MAX_QUESTION_CHARS)],
-             session: Annotated[str | None, Body(max_length=64)] = None) -> StreamingResponse:
+             session: Annotated[str | None, Body(max_length=64)] = None) -> TurnResponse:
         """Server-Sent Events: `session`, then `token` pieces, then `reply` (or `error`);
         503 (Retry-After) while the chat model is busy with another conversation."""
-        return StreamingResponse(sessions.stream(message, session),
-                                 media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store"})
+        return TurnResponse(sessions.stream(message, session))
 
     return app
 

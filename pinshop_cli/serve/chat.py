@@ -8,7 +8,6 @@ while the model generates; sending a piece to the client holds nothing."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import secrets
@@ -16,6 +15,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
+
+from fastapi.responses import StreamingResponse
 
 from ..errors import PinshopError
 from ..models.base import ChatModel
@@ -72,6 +73,49 @@ class Unlocking(ChatModel):
         return self.model.count_tokens(text)
 
 
+class Turn:
+    """A begun turn's events, read one at a time in worker threads. `close` ends the turn
+    (its `finally` gives back the chat slot and stops the model) once a read still running
+    in another thread is done."""
+
+    def __init__(self, first: str, rest: Generator[str, None, None]) -> None:
+        self._first: str | None = first
+        self._rest = rest
+        self._reading = threading.Lock()  # a generator cannot be closed while it runs
+
+    def __iter__(self) -> Turn:
+        return self
+
+    def __next__(self) -> str:
+        with self._reading:
+            if self._first is not None:
+                first, self._first = self._first, None
+                return first
+            return next(self._rest)
+
+    def close(self) -> None:
+        with self._reading:
+            self._rest.close()
+
+
+class TurnResponse(StreamingResponse):
+    """A turn as Server-Sent Events, ended with the response however the response ends.
+    When the client leaves mid-answer, Starlette stops reading but closes nothing, so the
+    turn, and the one chat slot with it, stayed taken until the garbage collector came
+    by: every later chat was a 503, for minutes or until a restart."""
+
+    def __init__(self, turn: Turn) -> None:
+        super().__init__(turn, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-store"})
+        self.turn = turn
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:  # in a thread: a read may still be waiting on the model
+            threading.Thread(target=self.turn.close, daemon=True).start()
+
+
 class ChatSessions:
     """Conversations by id, each a ShoppingAssistant on the served Shop's chat model."""
 
@@ -100,7 +144,7 @@ class ChatSessions:
                 self._sessions.popitem(last=False)
         return assistant
 
-    def stream(self, message: str, session: str | None) -> Iterator[str]:
+    def stream(self, message: str, session: str | None) -> Turn:
         """The events of one turn: `session` (its id), `token` pieces as the guard passes
         them, then `reply` (the `chat --json` shape), or `error` with a one-line reason.
         ChatBusy, raised here before any event, when the chat model is busy with other
@@ -109,9 +153,9 @@ class ChatSessions:
         self.served.begin_turn()
         events = self._events(message, session)
         first = next(events)  # begun: its `finally` ends the turn however the stream ends
-        return itertools.chain([first], events)
+        return Turn(first, events)
 
-    def _events(self, message: str, session: str) -> Iterator[str]:
+    def _events(self, message: str, session: str) -> Generator[str, None, None]:
         try:
             yield event("session", {"session": session})
             yield from self._turn(message, session)
