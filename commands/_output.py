@@ -151,10 +151,22 @@ def check_report(report: Path | None) -> None:
         return
     if report.is_dir():
         raise PinshopError(f"--report {report} is a directory: pass a file name")
+    if report.exists() and not _is_html(report):  # a photo, a catalog: it would be lost
+        raise PinshopError(f"--report {report} is a file that is not an HTML page, and it "
+                           "would be overwritten: pass a new file name")
     # The folders are made when the page is written; one that is a file cannot be.
     blocking = next((parent for parent in report.parents if parent.exists()), None)
     if blocking is not None and not blocking.is_dir():
         raise PinshopError(f"--report {report}: {blocking} is a file, not a folder")
+
+
+def _is_html(path: Path) -> bool:
+    try:
+        with open(path, "rb") as file:
+            start = file.read(512).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    except OSError:
+        return True  # not readable: writing it will say why
+    return not start or start.startswith((b"<!doctype html", b"<html"))
 
 
 def write_report_page(text: str, report: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -75,7 +76,7 @@ def test_match_json_on_stdout_and_report(demo_workspace, sample_dir, tmp_path):
 
 
 def test_a_report_that_cannot_be_a_file_is_refused_before_any_work(demo_workspace,
-                                                                    tmp_path):
+                                                                    sample_dir, tmp_path):
     for command in (["match", "--text", "sofa"], ["similar", "P005"]):
         done = pinshop(*command, "--report", str(tmp_path), "-w", str(demo_workspace))
         assert done.returncode == 1 and "Traceback" not in done.stderr
@@ -89,6 +90,19 @@ def test_a_report_that_cannot_be_a_file_is_refused_before_any_work(demo_workspac
         assert done.returncode == 1 and done.stdout == ""
         assert done.stderr.strip() == f"Error: --report {under_file}: " \
                                       f"{tmp_path / 'notes.txt'} is a file, not a folder"
+    # A file that is not a report (the photo being matched, the workspace's catalog) was
+    # overwritten with the page; an earlier report is written over as before.
+    photo = tmp_path / "room.jpg"
+    shutil.copy(sorted((sample_dir / "pins").glob("*.jpg"))[0], photo)
+    before = photo.read_bytes()
+    done = pinshop("match", str(photo), "--report", str(photo), "-w", str(demo_workspace))
+    assert done.returncode == 1 and photo.read_bytes() == before
+    assert done.stderr.strip() == f"Error: --report {photo} is a file that is not an HTML " \
+                                  "page, and it would be overwritten: pass a new file name"
+    page = tmp_path / "page.html"
+    for _ in range(2):
+        done = pinshop("audit", "--report", str(page), "-w", str(demo_workspace))
+        assert done.returncode == 0 and page.read_text().startswith("<!doctype html>")
 
 
 def test_chat_arguments_and_image_paths_with_spaces(demo_workspace, tmp_path):
