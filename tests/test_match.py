@@ -226,6 +226,19 @@ def test_a_filter_that_matches_no_product_says_so(demo_workspace, sample_dir):
                                "colour") for note in unknown), unknown
     assert "names no colour" not in " ".join(
         similar("P005", workspace=demo_workspace, color="chartreuse").notes)
+    # --cheaper and a colour no cheaper armchair has: the colour is named with it.
+    black = similar("P005", workspace=demo_workspace, cheaper=True, color="black").notes
+    assert "no other product with a photo passes these filters: nothing cheaper in this " \
+           "category with colour 'black'" in black, black
+    # Either spelling of grey finds the catalog's "grey" (gray found nothing).
+    def found(word: str) -> set[str]:
+        text = match(text="stool", workspace=demo_workspace, color=word)
+        photo = match([sample_dir / "pins" / "7303782.jpg"], workspace=demo_workspace,
+                      color=word)
+        return {m.id for m in text.text_matches} | {
+            m.id for region in photo.pins[0].objects for m in region.matches}
+
+    assert found("gray") == found("grey") != set()
     # --cheaper with a cap no armchair meets: the cap, not "nothing cheaper", empties it.
     capped = similar("P006", workspace=demo_workspace, cheaper=True, max_price=100).notes
     assert "no other product with a photo passes these filters: no product has all of: " \

@@ -120,9 +120,11 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
                             f"{'were' if unseen > 1 else 'was'} not compared")
     if not result.items:
         # The shopper's own filters first: when they pass products, --cheaper emptied it.
-        why = empty_because(retriever, replace(filters, max_price=max_price))
-        result.notes.append(f"no other product with a {what} passes these filters" +
-                            (f": {why[0]}" if why else
-                             ": nothing cheaper in this category" if cheaper else ""))
+        own = replace(filters, max_price=max_price)
+        why = empty_because(retriever, own)
+        besides = replace(own, category=None).describe()  # it blamed the price alone
+        result.notes.append(f"no other product with a {what} passes these filters" + (
+            f": {why[0]}" if why else ": nothing cheaper in this category" +
+            (f" with {besides}" if besides else "") if cheaper else ""))
     result.notes.extend(price_caveat(retriever, filters) + retriever.notes)
     return result

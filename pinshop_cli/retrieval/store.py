@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, replace
+from functools import cached_property, reduce
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError
@@ -112,6 +112,12 @@ class Filters:
                 raise PinshopError(f"{name.replace('_', '-')} must be 0 or more, not {value:g}")
 
     @property
+    def color_spellings(self) -> list[str]:
+        """The colour word, lower-cased, in both spellings of grey ("gray" missed "grey")."""
+        word = (self.color or "").lower()
+        return sorted({word, word.replace("gray", "grey"), word.replace("grey", "gray")})
+
+    @property
     def color_family(self) -> str | None:
         """The family the colour names (detection/colors.py), matched against photos."""
         from ..detection.colors import word_family
@@ -145,9 +151,10 @@ class Filters:
             clauses.append(f"{PAID_PRICE} <= $max_price")
             params["max_price"] = self.max_price
         if self.color:
-            clauses.append("(contains(lower(coalesce(c.color, '') || ' ' || c.title), $color) "
-                           f"OR {PHOTO_COLOR} = $color_family)")
-            params["color"] = self.color.lower()
+            said = " OR ".join(f"contains(lower(coalesce(c.color, '') || ' ' || c.title), "
+                               f"$color_{n})" for n in range(len(self.color_spellings)))
+            clauses.append(f"({said} OR {PHOTO_COLOR} = $color_family)")
+            params.update({f"color_{n}": word for n, word in enumerate(self.color_spellings)})
             params["color_family"] = self.color_family
         return " AND ".join(clauses), params
 
@@ -185,7 +192,8 @@ class LabelColumns:
             rows = np.flatnonzero(mask)
             every = len(rows) == len(mask)
             text = self.color_text if every else self.color_text.take(rows)
-            found = pc.match_substring(text, filters.color.lower())
+            found = reduce(pc.or_, [pc.match_substring(text, word)
+                                    for word in filters.color_spellings])
             if filters.color_family:
                 photo = self.photo_color if every else self.photo_color.take(rows)
                 found = pc.or_kleene(found, pc.equal(photo, filters.color_family))
@@ -271,8 +279,6 @@ class CatalogStore:
     def why_empty(self, filters: Filters) -> str | None:
         """For an answer the filters left empty: the filter that alone matches no product,
         said so (None when each matches some: then only together, or near the query, none)."""
-        from dataclasses import replace
-
         for name in ("category", "color", "min_price", "max_price"):
             value = getattr(filters, name)
             if value in (None, "") or self.count(replace(Filters(), **{name: value})):
