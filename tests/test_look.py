@@ -232,6 +232,24 @@ def test_shared_titles_are_grouped_and_a_text_only_catalog_skips_the_photo_check
     assert report.notes[0].startswith("category check not run: no product_image index")
 
 
+def test_a_photo_asked_of_a_text_only_catalog_says_there_is_nothing_to_match(
+        tmp_path, write_catalog, sample_dir):
+    """`pinshop index` was the fix given, which cannot help: no product has a photo."""
+    from pinshop_cli import build_indexes, ingest, match
+
+    rows = [{"id": f"T{n}", "title": f"Oak Chair {n}", "category": "chair", "price": 10 + n}
+            for n in range(4)]
+    ingest(tmp_path / "ws", write_catalog(rows))
+    build_indexes(tmp_path / "ws")
+    photo = sorted((sample_dir / "pins").glob("*.jpg"))[0]
+    for ask in (lambda: match([photo], workspace=tmp_path / "ws"),
+                lambda: similar(str(photo), tmp_path / "ws")):
+        with pytest.raises(PinshopError, match="no product in its catalog has a photo, so "
+                           r"there is none to match a photo against \(text queries work"):
+            ask()
+    assert match(text="chair", workspace=tmp_path / "ws").text_matches
+
+
 def test_an_unknown_category_names_the_known_ones(retriever):
     with pytest.raises(PinshopError, match="unknown category 'sofas'; the catalog has: "):
         similar("P006", retriever=retriever, category="sofas")

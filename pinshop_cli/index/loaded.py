@@ -120,6 +120,19 @@ class LoadedIndex:
         return ids
 
 
+def missing_index(ws: Workspace, kind: str, category: str | None = None) -> str:
+    """Why the workspace has no index of `kind` (for `category`), and the fix: `pinshop
+    index`, unless nothing in the catalog could go into one (a text-only catalog has no
+    product photos; `pinshop index` said to a user it would not help)."""
+    from ..workspace.embeddings import parts_sql
+
+    name = index_name(kind, category)
+    if kind == "product_image" and parts_sql(ws, kind) is None:
+        return (f"no {name} index in {ws.root}: no product in its catalog has a photo, so "
+                "there is none to match a photo against (text queries work: --text)")
+    return f"no {name} index in {ws.root}: run `pinshop index` first"
+
+
 def load_index(ws: Workspace, kind: str, category: str | None = None,
                allow_stale: bool = False) -> LoadedIndex:
     """The current generation of index (kind, category), held and checked. FileNotFoundError
@@ -132,7 +145,7 @@ def load_index(ws: Workspace, kind: str, category: str | None = None,
         if manifest is None and unlisted_files(ws, name):  # answered as if there were none
             raise DamagedFileError(manifest_path(ws, name), "missing", REPAIR)
         if manifest is None:
-            raise FileNotFoundError(f"no {name} index in {ws.root}: run `pinshop index` first")
+            raise FileNotFoundError(missing_index(ws, kind, category))
         if manifest.generation == seen:  # the same manifest names a file that is gone
             raise DamagedFileError(ws.indexes_dir / ids_file(manifest), "missing", REPAIR)
         seen = manifest.generation

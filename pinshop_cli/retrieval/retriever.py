@@ -23,13 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError, StaleIndexError
-from ..index.hnsw import (
-    LoadedIndex,
-    build_indexes,
-    index_name,
-    load_index,
-    top_k_exact,
-)
+from ..index.hnsw import LoadedIndex, build_indexes, index_name, load_index, top_k_exact
+from ..index.loaded import missing_index
 from ..models.recorded import workspace_embedder
 from ..workspace import Workspace
 from .calibration import SimilarityScale, similarity_scale
@@ -231,7 +226,7 @@ class Retriever:
                 return routed
         loaded = self.index(kind)
         if loaded is None:
-            raise PinshopError(f"no {kind} index in {self.ws.root}: run `pinshop index` first")
+            raise PinshopError(missing_index(self.ws, kind))
         return loaded
 
     def search(self, queries: np.ndarray, k: int, kind: str, filters: Filters | None = None,
