@@ -50,6 +50,14 @@ def test_cheaper_look_alikes_are_strictly_cheaper_with_the_saving(retriever):
     assert all(item.product.price <= 500 for item in capped.items)
 
 
+def test_a_saving_is_never_shown_as_the_whole_price_unless_free() -> None:
+    from pinshop_cli.look.similar import saving_percent
+
+    assert [saving_percent(p, 60_000) for p in (163.81, 0, 30_000, 60_000, 61_000)] == [
+        99, 100, 50, 0, -2]
+    assert saving_percent(None, 10) is None and saving_percent(5, 0) is None
+
+
 def test_similar_to_a_photo_votes_its_category(retriever):
     result = similar(str(SAMPLE / "products" / "P028.jpg"), retriever=retriever, top_k=3)
     assert result.category_source == "nearest products"

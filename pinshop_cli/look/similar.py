@@ -59,7 +59,8 @@ class LookAlikes:
 def saving_percent(price: float | None, reference_price: float | None) -> int | None:
     if price is None or not reference_price:
         return None
-    return round(100 * (reference_price - price) / reference_price)
+    saved = round(100 * (reference_price - price) / reference_price)
+    return min(saved, 99) if price > 0 else saved  # 163.81 against 60,000 is not "100%"
 
 
 def similar(reference: str, workspace: str | Path | None = None, cheaper: bool = False,
