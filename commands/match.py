@@ -59,9 +59,20 @@ def match(
     from pinshop_cli.report.html import render_report
 
     check_report(report)
-    images = [photo for path in images or [] for photo in photos_in(path)]  # folders opened
+    photos: list[Path] = []
+    for path in images or []:  # folders opened; what they hold that is no photo is said
+        found, left_out = photos_in(path)
+        photos += found
+        if left_out:
+            first, why = left_out[0]
+            note(f"{path}: {len(left_out)} file(s) left out ({first.name}: {why}"
+                 f"{', ...' if len(left_out) > 1 else ''})")
+        if not found:
+            note(f"{path}: a folder with no JPEG, PNG or WebP photo in it")
+    if images and not photos and text is None:
+        raise PinshopError(f"no photo to match in {', '.join(map(str, images))}")
     with open_shop(workspace, models_dir, runtime, device) as shop:
-        result = shop.match(images, text=text, top_k=top_k, category=category,
+        result = shop.match(photos, text=text, top_k=top_k, category=category,
                             max_price=max_price, color=color, rebuild=rebuild,
                             detector=detector)
     if report:
@@ -84,5 +95,5 @@ def match(
             table(f"text: {result.text}", ["id", "title", "price", "category", "score"],
                   [_row(m) for m in result.text_matches])
     unread = [pin for pin in result.pins if pin.error]
-    if images and len(unread) == len(result.pins) and result.text is None:
+    if photos and len(unread) == len(result.pins) and result.text is None:
         raise PinshopError(f"no image could be read ({unread[0].image}: {unread[0].error})")

@@ -73,6 +73,21 @@ def test_match_json_on_stdout_and_report(demo_workspace, sample_dir, tmp_path):
     pins = json.loads(folder.stdout)["pins"]
     assert len(pins) == len(list((sample_dir / "pins").glob("*.jpg"))) > 1
     assert not any(pin["error"] for pin in pins)
+    # A folder with no photo was dropped without a word ("nothing to match" when alone),
+    # and so was a .gif inside a folder.
+    empty, gifs = tmp_path / "empty.jpg", tmp_path / "gifs"
+    empty.mkdir()
+    gifs.mkdir()
+    (gifs / "a.gif").write_bytes(b"GIF89a")
+    alone = pinshop("match", str(empty), "-w", str(demo_workspace))
+    assert alone.returncode == 1 and alone.stderr.strip().splitlines()[-1] == \
+        f"Error: no photo to match in {empty}"
+    mixed = pinshop("match", str(sample_dir / "pins" / "7303994.jpg"), str(empty), str(gifs),
+                    "--top-k", "1", "--json", "-w", str(demo_workspace))
+    assert mixed.returncode == 0 and len(json.loads(mixed.stdout)["pins"]) == 1
+    for said in (f"{empty}: a folder with no JPEG, PNG or WebP photo in it",
+                 f"{gifs}: 1 file(s) left out (a.gif: not an image file (.gif))"):
+        assert said in " ".join(mixed.stderr.split()), mixed.stderr  # notes wrap
 
 
 def test_a_report_that_cannot_be_a_file_is_refused_before_any_work(demo_workspace,

@@ -117,12 +117,14 @@ def _candidates(source: Path) -> Iterable[Candidate]:
     return [(source, "")] if _is_image(source) else _listed(source)
 
 
-def photos_in(source: Path) -> list[Path]:
-    """The photos a path names: a directory's images, walked as `ingest --pins` walks it;
-    any other path as it is (its reader says why it is no photo)."""
+def photos_in(source: Path) -> tuple[list[Path], list[Candidate]]:
+    """The photos a path names, and what was left out with why: a directory's images,
+    walked as `ingest --pins` walks it (a .gif, a folder it cannot list); any other path as
+    it is (its reader says why it is no photo)."""
     if not source.is_dir():
-        return [source]
-    return [path for path, reason in _walk(source) if not reason]
+        return [source], []
+    found = _walk(source)
+    return [path for path, reason in found if not reason], [c for c in found if c[1]]
 
 
 def _inspect(path: Path, max_pixels: int) -> tuple[str, int, int, str, int]:
