@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,14 @@ class Served:
         return float(json.loads(body)["price"])
 
 
-@pytest.fixture
-def served(copy_workspace: Any) -> Iterator[Served]:
+@contextmanager
+def serving(workspace: Path) -> Iterator[Served]:
+    """The app on a Shop over `workspace`, in uvicorn on a free loopback port."""
     import uvicorn
 
     from pinshop_cli.serve import create_app
 
-    shop = pinshop_cli.open(copy_workspace())
+    shop = pinshop_cli.open(workspace)
     model = StuckChatModel()
     shop._chat_models[("stuck", 4096, None)] = model  # noqa: SLF001
     with socket.socket() as sock:
@@ -76,6 +78,12 @@ def served(copy_workspace: Any) -> Iterator[Served]:
         server.should_exit = True
         thread.join(60)
         shop.close()
+
+
+@pytest.fixture
+def served(copy_workspace: Any) -> Iterator[Served]:
+    with serving(copy_workspace()) as running:
+        yield running
 
 
 def on_disk(workspace: Path, product_id: str) -> float:
@@ -175,3 +183,28 @@ def test_a_chat_client_that_leaves_mid_answer_frees_the_chat(served: Served) -> 
             break
         time.sleep(0.1)
     assert status == 200 and "event: reply" in text, (status, text)
+
+
+def test_a_product_id_with_a_slash_is_served_on_every_route(
+        tmp_path: Path, write_catalog: Any, sample_dir: Path) -> None:
+    """"SKU/1" (sent as SKU%2F1, which the server decodes) was a 404 on every product route,
+    and its photo URL, which the API hands out, a dead link."""
+    from urllib.parse import quote
+
+    photos = sorted((sample_dir / "products").glob("*.jpg"))
+    rows = [{"id": pid, "title": f"Oak Chair {n}", "category": "chair", "price": 10 + n,
+             "image": str(photo)} for n, (pid, photo) in enumerate(zip(
+                 ["SKU/1", "SKU/2", "plain"], photos, strict=False))]
+    pinshop_cli.ingest(tmp_path / "ws", write_catalog(rows))
+    pinshop_cli.build_indexes(tmp_path / "ws")
+    with serving(tmp_path / "ws") as served:
+        path = f"/products/{quote('SKU/1', safe='')}"
+        status, _, body = served.request("GET", path)
+        assert status == 200 and json.loads(body)["image"] == f"{path}/photo"
+        with urllib.request.urlopen(served.url + f"{path}/photo", timeout=60) as photo:
+            assert photo.read() == photos[0].read_bytes()
+        status, _, body = served.request("PATCH", path, {"price": 5}, token=TOKEN)
+        assert status == 200 and json.loads(body)["price"] == 5
+        status, _, body = served.request("GET", f"/similar/{quote('SKU/1', safe='')}")
+        assert status == 200 and {i["id"] for i in json.loads(body)["items"]} == {
+            "SKU/2", "plain"}

@@ -205,12 +205,9 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
         pin.update(image=image.filename or "upload", notes=result.notes)
         return _json(pin)
 
-    @app.get("/products/{product_id}", response_class=JSONResponse)
-    def product(product_id: str) -> Response:
-        with served.using() as current:
-            return _json(current.product(product_id))
-
-    @app.get("/products/{product_id}/photo", include_in_schema=False)
+    # Ids are paths: an id with a slash ("SKU/1", sent as SKU%2F1, which the server decodes)
+    # was a 404 on every product route. The photo's route comes first, so it wins.
+    @app.get("/products/{product_id:path}/photo", include_in_schema=False)
     def photo(product_id: str) -> FileResponse:
         with served.using() as current:
             image = current.product(product_id).image
@@ -218,7 +215,12 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
             raise HTTPException(404, f"product {product_id!r} has no photo")
         return FileResponse(image)
 
-    @app.patch("/products/{product_id}", response_class=JSONResponse)
+    @app.get("/products/{product_id:path}", response_class=JSONResponse)
+    def product(product_id: str) -> Response:
+        with served.using() as current:
+            return _json(current.product(product_id))
+
+    @app.patch("/products/{product_id:path}", response_class=JSONResponse)
     def update(product_id: str, changes: Annotated[dict[str, Any], Body()],
                authorization: Annotated[str | None, Header()] = None) -> Response:
         """Set `price`, `sale_price` (null ends a sale) and/or `availability`; needs
@@ -235,19 +237,19 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
 
     # The CLI's reference may also be a photo's path; a client's is a product id only (a
     # path would read the server's files): an unknown id is a 404 before any lookup.
-    @app.get("/similar/{product_id}", response_class=JSONResponse)
+    @app.get("/similar/{product_id:path}", response_class=JSONResponse)
     def similar(product_id: str, cheaper: bool = False, k: K = 10) -> Response:
         with served.using() as current:
             current.product(product_id)
             return _json(current.similar(product_id, cheaper=cheaper, top_k=k))
 
-    @app.get("/complete/{product_id}", response_class=JSONResponse)
+    @app.get("/complete/{product_id:path}", response_class=JSONResponse)
     def complete(product_id: str, k: K = 5) -> Response:
         with served.using() as current:
             current.product(product_id)
             return _json(current.complete(product_id, top_k=k))
 
-    @app.get("/recommend/{user}", response_class=JSONResponse)
+    @app.get("/recommend/{user:path}", response_class=JSONResponse)
     def recommend(user: str, k: K = 10) -> Response:
         return recommend_in_session([], user, k)
 
