@@ -209,6 +209,8 @@ def test_availability_spellings_and_sales_that_cannot_hold(tmp_path):
     with pytest.raises(PinshopError) as refused:
         ProductChange.parse("A", {"availability": "maybe"})
     assert str(refused.value) == reasons_by_line(load)[6]
+    with pytest.raises(PinshopError, match=r"^availability cannot be null \(a product keeps"):
+        ProductChange.parse("A", {"availability": None})
 
 
 def test_a_feed_cut_short_and_a_product_rejected_this_time_are_said(tmp_path):

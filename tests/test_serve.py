@@ -294,8 +294,13 @@ def test_live_update_needs_the_token_and_shows_in_the_next_search(server: Server
     assert status == 400 and body["error"].startswith("the body is not valid JSON ("), body
     status, body = server.request("PATCH", "/products/P001", b'{"price": 1}', {
         "Content-Type": "text/plain", "Authorization": f"Bearer {TOKEN}"})
-    assert status == 422 and body["error"].startswith("the body: ") and \
-        "Content-Type: application/json" in body["error"], body  # it began ": Input ..."
+    sent_as = "the body was sent as {}: send a JSON object with Content-Type: application/json"
+    assert (status, body["error"]) == (422, sent_as.format("text/plain")), body
+    # Fields of a body not sent as JSON were "Field required" (`message`, `session`).
+    for path, kind in (("/chat", "text/plain"),
+                       ("/recommend", "application/x-www-form-urlencoded")):
+        status, body = server.request("POST", path, b'{"message": "hi"}', {"Content-Type": kind})
+        assert (status, body["error"]) == (422, sent_as.format(kind)), body
     big = json.dumps({"session": [], "user": "x" * (2 * 2**20)}).encode()
     status, body = server.request("POST", "/recommend", big,  # read whole before: 0.6 GB
                                   {"Content-Type": "application/json"})

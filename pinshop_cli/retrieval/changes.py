@@ -50,7 +50,9 @@ class ProductChange:
         sale = _price("sale_price", values.get("sale_price"))
         availability = values.get("availability")
         if "availability" in values:
-            written = str(availability or "")
+            if availability is None:  # it read "availability '' is not one of ..."
+                raise PinshopError("availability cannot be null (a product keeps one)")
+            written = str(availability)
             availability = AVAILABILITY_SPELLINGS.get(availability_key(written))
             if availability is None:
                 raise PinshopError(f"availability '{written[:60]}'{AVAILABILITY_PROBLEM}")

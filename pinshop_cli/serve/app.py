@@ -129,11 +129,17 @@ def _install_error_handlers(app: FastAPI) -> None:
                             headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
         if first.get("type") == "json_invalid":  # its loc is a character offset
             reason = first.get("ctx", {}).get("error", "decode error")
             return _error(400, f"the body is not valid JSON ({reason})")
+        sent = request.headers.get("content-type", "")
+        if tuple(first.get("loc", ()))[:1] == ("body",) and not any(
+                kind in sent.lower() for kind in ("json", "multipart/form-data")):
+            # FastAPI reads such a body as no fields at all: "message: Field required"
+            return _error(422, f"the body was sent as {sent or 'no Content-Type'}: send a "
+                               "JSON object with Content-Type: application/json")
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
         if not where:  # the body as a whole: most often not sent as JSON
             return _error(422, f"the body: {first.get('msg', 'invalid')} (send a JSON "
