@@ -107,7 +107,7 @@ def similar(
 
 
 def _offers(reference: str, workspace: Path | None, json: bool) -> None:
-    from pinshop_cli.look.duplicates import offers
+    from pinshop_cli.look.offers import offers
 
     with open_shop(workspace) as shop:
         result = offers(shop.retriever, reference)

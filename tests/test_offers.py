@@ -29,7 +29,7 @@ COLOURS = ["natural", None, "blue", "Natural ", "black", None]  # A5: another co
 CATEGORIES = ["chair"] * 5 + ["lamp"]  # A6: another category, another product
 
 
-def _workspace(root: Path) -> Path:
+def _workspace(root: Path, colours: list[str | None] = COLOURS) -> Path:
     rng = np.random.default_rng(5)
     singles = 30
     ids = [row[0] for row in LISTINGS] + [f"S{n}" for n in range(singles)]
@@ -42,7 +42,7 @@ def _workspace(root: Path) -> Path:
         "sale_price": [row[4] for row in LISTINGS] + [None] * singles,
         "currency": ["EUR"] * len(ids),
         "availability": [row[5] for row in LISTINGS] + ["in_stock"] * singles,
-        "color": COLOURS + [None] * singles,
+        "color": colours + [None] * singles,
         "category": CATEGORIES + [None] * singles,
     }), root / "catalog.parquet")
     ws = Workspace.open(root / "ws", create=True)
@@ -79,6 +79,20 @@ def test_a_chain_of_alike_products_is_split_at_a_higher_bar() -> None:
     short = MAX_CLUSTER - 1  # edges of a 100-product chain
     edges, bar = split_chains(left[:short], right[:short], scores[:short], 0.78)
     assert bar == 0.78 and len(edges) == short
+
+
+def test_duplicates_never_join_two_stated_colours(tmp_path: Path) -> None:
+    """Plumbing: six listings with one text vector; a yellow and a grey one are two
+    products however alike (colour variants share a text), navy and blue are one family."""
+    from pinshop_cli.look.duplicates import find_duplicates
+
+    root = _workspace(tmp_path, ["yellow", "grey", "navy", "Blue", "yellow", "gray"])
+    found = find_duplicates(root, threshold=0.95, write=False).table
+    members: dict[int, set[str]] = {}
+    for cluster, product in zip(found.column("cluster").to_pylist(),
+                                found.column("id").to_pylist(), strict=True):
+        members.setdefault(cluster, set()).add(product)
+    assert sorted(members.values(), key=sorted) == [{"A1", "A5"}, {"A2", "A6"}, {"A3", "A4"}]
 
 
 def test_offers_list_other_merchants_cheapest_first(tmp_path: Path) -> None:

@@ -105,25 +105,31 @@ class CandidatePairs:
     right: np.ndarray
     image: np.ndarray  # float32, NaN where a product has no image vector
     text: np.ndarray
+    #: Both products state a colour, of different families (a yellow bed, a grey bed):
+    #: two products, however alike their texts or photos (colour variants look alike).
+    colours_differ: np.ndarray
 
     def scores(self, image_weight: float) -> np.ndarray:
-        """w * image + (1 - w) * text; the one that exists where the other is missing."""
+        """w * image + (1 - w) * text; the one that exists where the other is missing;
+        -inf where the stated colours differ."""
         import numpy as np
 
         mixed = image_weight * self.image + (1 - image_weight) * self.text
-        return np.where(np.isnan(self.image), self.text,
-                        np.where(np.isnan(self.text), self.image, mixed))
+        scores = np.where(np.isnan(self.image), self.text,
+                          np.where(np.isnan(self.text), self.image, mixed))
+        return np.where(self.colours_differ, -np.inf, scores)
 
 
 def candidate_pairs(retriever: Retriever, k: int = NEIGHBOURS) -> CandidatePairs:
     import numpy as np
 
-    from ..retrieval.store import Filters
-
     indexes = {kind: retriever.index(kind) for kind in ("product_image", "product_text")}
     if not any(indexes.values()):
         raise PinshopError(f"no product index in {retriever.ws.root}: run `pinshop index`")
-    ids = retriever.store.ids(Filters())
+    con = retriever.store.con
+    colour = "color" if "color" in con.sql("SELECT * FROM catalog LIMIT 0").columns else "NULL"
+    catalog = con.sql(f"SELECT id, {colour} AS color FROM catalog").to_arrow_table()
+    ids, families = catalog.column("id").combine_chunks(), colour_families(catalog)
     n = len(ids)
     keys, maps = [], {}
     for kind, loaded in indexes.items():
@@ -140,7 +146,24 @@ def candidate_pairs(retriever: Retriever, k: int = NEIGHBOURS) -> CandidatePairs
     return CandidatePairs(
         ids, left, right,
         pair_cosines(indexes["product_image"], maps.get("product_image"), left, right),
-        pair_cosines(indexes["product_text"], maps.get("product_text"), left, right))
+        pair_cosines(indexes["product_text"], maps.get("product_text"), left, right),
+        (families[left] >= 0) & (families[right] >= 0) & (families[left] != families[right]))
+
+
+def colour_families(catalog: pa.Table) -> np.ndarray:
+    """Each row's stated colour as the code of its family (detection/colors.py: "navy" and
+    "blue" are one), -1 where none is stated or known: one lookup per distinct colour."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from ..detection.colors import FAMILIES, word_family
+
+    if "color" not in catalog.column_names:
+        return np.full(catalog.num_rows, -1, np.int64)
+    colours = pc.dictionary_encode(catalog.column("color")).combine_chunks()
+    codes = np.asarray([FAMILIES.index(f) if (f := word_family(c)) else -1
+                        for c in colours.dictionary.to_pylist()] + [-1], np.int64)
+    return codes[pc.fill_null(colours.indices, -1).to_numpy()]
 
 
 def clusters_of(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -282,119 +305,3 @@ def find_duplicates(workspace: str | Path | None = None, threshold: float | None
         with retriever.ws.lock():
             write_parquet(table, retriever.ws.root / "duplicates.parquet")
     return result
-
-
-#: Catalog columns naming who sells a listing, first present and non-empty wins; a listing
-#: without any is known by its link's host name.
-MERCHANT_COLUMNS = ("merchant", "seller_name", "store", "external_seller_id")
-
-
-@dataclass
-class Offer:
-    """One listing of a product: who sells it, at what price, and whether it is in stock."""
-
-    id: str
-    title: str
-    merchant: str | None
-    price: float | None
-    sale_price: float | None
-    currency: str | None
-    availability: str | None
-    url: str | None
-    reference: bool  # the listing asked about
-
-    def price_text(self) -> str:
-        paid = min((p for p in (self.price, self.sale_price) if p is not None), default=None)
-        if paid is None:
-            return "price on request"
-        return f"{paid:.2f} {self.currency or ''}".strip()
-
-
-@dataclass
-class Offers:
-    """The same product at other merchants (its duplicates cluster), cheapest first."""
-
-    reference: str
-    cluster: int | None
-    offers: list[Offer]
-    notes: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        return {"reference": self.reference, "cluster": self.cluster,
-                "offers": [asdict(o) for o in self.offers], "notes": self.notes}
-
-
-def merchant_sql(columns: set[str], alias: str = "c") -> str:
-    """SQL for a listing's merchant: a merchant column, else its link's host name."""
-    named = [f"nullif(trim({alias}.{name}::VARCHAR), '')" for name in MERCHANT_COLUMNS
-             if name in columns]
-    if "url" in columns:
-        named.append(f"nullif(regexp_extract(lower({alias}.url), "
-                     "'^[a-z][a-z0-9+.-]*://(www\\.)?([^/:?#]+)', 2), '')")
-    return f"coalesce({', '.join(named)})" if named else "NULL::VARCHAR"
-
-
-def offers(retriever: Retriever, product_id: str) -> Offers:
-    """The listings in `product_id`'s duplicates cluster (duplicates.parquet, written by
-    `pinshop duplicates`) at other merchants, with the reference's own, cheapest first (the
-    price paid: the lower of price and sale price), then in stock first. Prices and stock
-    are the catalog's current ones; a listing at the reference's own merchant, or in
-    another stated colour, is left out (a variant or a re-listing, not another offer), as
-    is one in another stated category (another product)."""
-    from ..errors import UnknownProductError
-    from ..workspace.storage import sql_path
-
-    path = retriever.ws.root / "duplicates.parquet"
-    if not retriever.rows([product_id]):
-        raise UnknownProductError(f"no product {product_id!r} in the catalog")
-    if not path.exists():
-        raise PinshopError("no duplicates clusters yet: run `pinshop duplicates` first "
-                           "(it finds the same product across ids and merchants)")
-    con = retriever.store.con.cursor()
-    try:
-        columns = {r[0] for r in con.execute(
-            "SELECT column_name FROM (DESCRIBE catalog)").fetchall()}
-
-        def column(name: str, kind: str = "VARCHAR") -> str:
-            return f"c.{name}::{kind}" if name in columns else f"NULL::{kind}"
-
-        table = con.sql(f"""
-            WITH clusters AS (SELECT id, cluster FROM read_parquet({sql_path(path)})),
-            listings AS (
-                SELECT d.cluster, c.id, c.title, {merchant_sql(columns)} AS merchant,
-                       {column('price', 'DOUBLE')} AS price,
-                       {column('sale_price', 'DOUBLE')} AS sale_price,
-                       {column('currency')} AS currency, {column('availability')}
-                           AS availability, {column('url')} AS url, c.id = $id AS reference,
-                       lower(trim({column('color')})) AS color, c.category
-                FROM clusters d JOIN catalog c USING (id)
-                WHERE d.cluster = (SELECT cluster FROM clusters WHERE id = $id)
-            ), own AS (SELECT merchant, color, category FROM listings WHERE reference)
-            SELECT * EXCLUDE (color, category) FROM listings
-            WHERE reference OR ((merchant IS NULL OR merchant IS DISTINCT FROM
-                                 (SELECT merchant FROM own))
-                  -- another stated colour is a variant of it, not another offer
-                  AND (color IS NULL OR (SELECT color FROM own) IS NULL
-                       OR color = (SELECT color FROM own))
-                  -- another stated category is another product
-                  AND (category IS NULL OR (SELECT category FROM own) IS NULL
-                       OR category = (SELECT category FROM own)))
-            ORDER BY least(price, sale_price) NULLS LAST,
-                     availability IS DISTINCT FROM 'in_stock', id""",
-                        params={"id": product_id}).to_arrow_table()
-    finally:
-        con.close()
-    rows = table.to_pylist()  # one cluster's listings: what is shown
-    notes = []
-    if path.stat().st_mtime_ns < retriever.ws.catalog.stat().st_mtime_ns:
-        notes.append("duplicates.parquet is older than the catalog: run `pinshop duplicates` "
-                     "to bring the clusters up to date (prices and stock are current)")
-    if len(rows) <= 1:
-        notes.append(f"no other merchant's listing of {product_id} is known: it is in no "
-                     "duplicates cluster with another merchant")
-    cluster = rows[0]["cluster"] if rows else None
-    return Offers(product_id, cluster,
-                  [Offer(**{k: v for k, v in row.items() if k != "cluster"}) for row in rows],
-                  notes)
