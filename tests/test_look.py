@@ -151,6 +151,9 @@ def test_the_audit_page_says_what_it_leaves_out(retriever):
     page = render_audit(report)
     assert "<h2>category</h2><p>not checked" in page
     assert f"<h2>image</h2><p>the first {shown} of 100,000 (audit.parquet has all)" in page
+    # --json showed 20 of each check and said nothing of the rest either.
+    assert "image: the first 20 of 100,000 findings (audit.parquet has all)" in \
+        report.to_dict()["notes"]
 
 
 def test_duplicates_cluster_a_reshot_photo_and_a_shared_file(retriever):

@@ -185,12 +185,15 @@ class AuditReport:
     notes: list[str] = field(default_factory=list)  # checks that could not run, and why
 
     def to_dict(self, limit: int = 20) -> dict[str, Any]:
-        """Counts, the reject summary and the first `limit` findings of each check."""
+        """Counts, the reject summary and the first `limit` findings of each check (a note
+        says which checks have more)."""
         import pyarrow.compute as pc
 
         shown = {check: self.findings.filter(pc.equal(self.findings.column("check_name"), check))
                  .slice(0, limit).to_pylist() for check in CHECKS}
-        return {"products": self.products, "counts": self.counts, "notes": self.notes,
+        cut = [f"{check}: the first {limit} of {count:,} findings (audit.parquet has all)"
+               for check, count in self.counts.items() if count is not None and count > limit]
+        return {"products": self.products, "counts": self.counts, "notes": self.notes + cut,
                 "findings": shown, "rejects": self.rejects.to_pylist()}
 
 
