@@ -57,19 +57,28 @@ HUES = ((15, "pink"), (50, "red"), (75, "orange"), (105, "yellow"), (170, "green
         (240, "teal"), (315, "blue"), (345, "purple"), (360, "pink"))
 
 
-def family(lab: np.ndarray) -> str:
+#: Lightness (CIELAB L*) above which an unsaturated colour is white. A colour word is an
+#: sRGB value (darkgray is L* 69: a grey); a photo of a white thing indoors is mostly
+#: L* 55-70, rarely lighter, and a photo's greys sit lower.
+WHITE_WORD, WHITE_PHOTO = 70.0, 55.0
+
+
+def family(lab: np.ndarray, white_above: float = WHITE_WORD) -> str:
     """The family of one CIELAB colour: greys by lightness, the rest by hue angle, with
     beige and brown for the light and the dark low-chroma warm tones furniture is full of."""
     lightness, a, b = (float(v) for v in lab)
     chroma = (a * a + b * b) ** 0.5
     hue = float(np.degrees(np.arctan2(b, a)) % 360)
-    # Photos of white things are rarely lighter than L* 75 indoors: white starts at 70.
-    if chroma < 10 or (lightness < 20 and chroma < 20):
-        return "black" if lightness < 25 else "white" if lightness > 70 else "grey"
+    # A dark colour has little chroma however tinted: a plant in shade (L* 12, C* 13) is
+    # dark green, not black, so below L* 17 the bar falls with lightness (to 5 at most).
+    if chroma < min(10.0, max(5.0, 0.6 * lightness)):
+        return "black" if lightness < 25 else "white" if lightness > white_above else "grey"
     if 40 <= hue < 115 and chroma < 40 and lightness > 65:
         return "beige"
     if 15 <= hue < 90 and lightness < 50 and chroma < 45:
         return "brown"
+    if 90 <= hue < 115 and lightness < 55:
+        return "green"  # olive: a dark yellow is a shopper's green (olive green, khaki)
     name = next(name for upper, name in HUES if hue < upper)
     return "red" if name == "pink" and lightness < 60 else name
 
@@ -133,7 +142,7 @@ def dominant_colors(image: Image.Image, top: int = 2) -> list[NamedColor]:
     found = []
     for c in order:
         rgb = pixels.reshape(-1, 3)[labels == c].mean(axis=0)
-        found.append(NamedColor(nearest_name(centres[c]), family(centres[c]),
+        found.append(NamedColor(nearest_name(centres[c]), family(centres[c], WHITE_PHOTO),
                                 round(float(mass[c] / total), 3),
                                 (int(rgb[0]), int(rgb[1]), int(rgb[2]))))
     return found
