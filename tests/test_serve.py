@@ -219,6 +219,13 @@ def test_match_answers_one_pin_and_bad_uploads_are_one_line_errors(server: Serve
     assert status == 413 and body["error"] == "the body is over 10,304 KiB", body
     status, body = server.upload(bomb_png(), "bomb.png")
     assert status == 413 and "pixels" in body["error"]
+    part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg"
+            f"\"\r\n\r\n").encode() + (SAMPLE / "pins" / "7303782.jpg").read_bytes() + b"\r\n"
+    status, body = server.request(  # two photos: only the last was matched, unsaid
+        "POST", "/match", part + part + f"--{boundary}--\r\n".encode(),
+        {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 400 and body["error"] == \
+        "send one photo a request: this one has 2 image parts", body
     assert server.get("/health")[0] == 200  # still up
 
 

@@ -192,9 +192,14 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
         return _json({"matches": result.to_dict()["text"]["matches"], "notes": result.notes})
 
     @app.post("/match", response_class=JSONResponse)
-    def match(image: Annotated[UploadFile, File()], k: K = 5, category: str | None = None,
-              max_price: float | None = None, color: str | None = None) -> Response:
-        data = image.file.read(MAX_UPLOAD_BYTES + 1)
+    def match(image: Annotated[list[UploadFile], File()], k: K = 5,
+              category: str | None = None, max_price: float | None = None,
+              color: str | None = None) -> Response:
+        if len(image) > 1:  # (one UploadFile answered the last part, the others unread)
+            raise PinshopError(f"send one photo a request: this one has {len(image)} image "
+                               "parts")
+        upload = image[0]
+        data = upload.file.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
             raise HTTPException(413, f"the photo is over {MAX_UPLOAD_BYTES // 2**20} MiB")
         with tempfile.TemporaryDirectory(prefix="pinshop-upload-") as scratch:
@@ -208,7 +213,7 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
         if pin["error"]:
             raise PinshopError(f"the photo could not be read: {pin['error']}")
         # As /search: an answer a filter left empty says which filter.
-        pin.update(image=image.filename or "upload", notes=result.notes)
+        pin.update(image=upload.filename or "upload", notes=result.notes)
         return _json(pin)
 
     # Ids are paths: an id with a slash ("SKU/1", sent as SKU%2F1, which the server decodes)
