@@ -268,6 +268,9 @@ def test_products_similar_complete_recommend(server: Server) -> None:
     assert status == 400 and body["error"] == (
         "session event 1: unknown event type 'stare'")
     assert server.post("/recommend", {"session": []})[0] == 400
+    for k in (True, "3", 2.5):  # true was read as k = 1
+        status, body = server.post("/recommend", {"session": looked, "k": k})
+        assert status == 422 and "k" in body["error"], (k, body)
     assert server.get("/recommend/%20")[0] == 400  # a blank user id
 
 

@@ -268,7 +268,7 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
     def recommend_in_session(
             session: Annotated[list[dict[str, Any]], Body(max_length=MAX_SESSION_EVENTS)],
             user: Annotated[str | None, Body(min_length=1, max_length=200)] = None,
-            k: Annotated[int, Body(ge=1, le=MAX_K)] = 10) -> Response:
+            k: Annotated[int, Body(ge=1, le=MAX_K, strict=True)] = 10) -> Response:
         """The browsing session's events (`item_id`, `event`; `ts`, `weight` optional, the
         last the newest without ts) pull in their neighbours, for `user` or, without one,
         an anonymous shopper: `recommend --session`."""
