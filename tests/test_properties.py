@@ -143,6 +143,7 @@ KNOWN_OPTIONAL = ("description", "category", "brand", "color", "price", "currenc
 CLEAN_ID = re.compile(r"\A[A-Za-z0-9]{1,8}\Z")
 CLEAN_TITLE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9 ]*\Z")
 CLEAN_PRICE = re.compile(r"\A[0-9]{1,12}(\.[0-9]{1,2})?\Z")
+CLEAN_AVAILABILITY = ("", "in_stock", "out_of_stock", "preorder", "backorder")
 
 
 # ==========================================================================================
@@ -291,7 +292,8 @@ def csv_catalogs(draw: st.DrawFn) -> dict:
 
     # Records that are plainly valid must be accepted (one owner per known column only).
     clean: dict[int, Decimal | None] = {}
-    simple = all(len(column.get(k, [])) <= 1 for k in ("id", "title", "price", "image"))
+    simple = all(len(column.get(k, [])) <= 1
+                 for k in ("id", "title", "price", "image", "availability"))
     if has_required and simple:
         ids = Counter(values[column["id"][0]].strip() for values, _e, shape, _b in records
                       if len(values) > column["id"][0])
@@ -300,13 +302,15 @@ def csv_catalogs(draw: st.DrawFn) -> dict:
                 continue
             if not (all_utf8 or chunk.isascii()):
                 continue
-            get = {k: values[column[k][0]] for k in ("id", "title", "price", "image")
-                   if k in column}
+            get = {k: values[column[k][0]]
+                   for k in ("id", "title", "price", "image", "availability") if k in column}
             price = get.get("price", "")
             if (CLEAN_ID.match(get["id"]) and ids[get["id"]] == 1
                     and CLEAN_TITLE.match(get["title"])
                     and (price == "" or CLEAN_PRICE.match(price))
-                    and get.get("image", "") == ""):
+                    and get.get("image", "") == ""
+                    # an unknown availability is a reject (unknown stock is not in stock)
+                    and get.get("availability", "").strip() in CLEAN_AVAILABILITY):
                 clean[start] = Decimal(price) if price else None
     return {"data": bytes(data), "starts": starts, "has_required": has_required,
             "clean": clean, "encoding": encoding}
