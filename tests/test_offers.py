@@ -25,7 +25,8 @@ LISTINGS = [  # id, merchant, url, price, sale_price, availability
     ("A5", "Greenshop", "https://greenshop.example/a", "95.00", None, "in_stock"),
     ("A6", "Lampworld", "https://lampworld.example/a", "50.00", None, "in_stock"),
 ]
-COLOURS = ["natural", None, "blue", "Natural ", "black", None]  # A5: another colour
+# A4's colour is A1's in other words; A5's is another colour.
+COLOURS = ["natural", None, "blue", "Natural oak", "black", None]
 CATEGORIES = ["chair"] * 5 + ["lamp"]  # A6: another category, another product
 
 
@@ -83,16 +84,26 @@ def test_a_chain_of_alike_products_is_split_at_a_higher_bar() -> None:
 
 def test_duplicates_never_join_two_stated_colours(tmp_path: Path) -> None:
     """Plumbing: six listings with one text vector; a yellow and a grey one are two
-    products however alike (colour variants share a text), navy and blue are one family."""
+    products however alike (colour variants share a text), navy and blue are one family,
+    silver and grey neighbours (two merchants' words for one colour)."""
     from pinshop_cli.look.duplicates import find_duplicates
 
-    root = _workspace(tmp_path, ["yellow", "grey", "navy", "Blue", "yellow", "gray"])
-    found = find_duplicates(root, threshold=0.95, write=False).table
+    root = _workspace(tmp_path, ["yellow", "grey", "navy", "Blue", "yellow", "silver"])
+    result = find_duplicates(root, threshold=0.95, write=False)
+    assert not any("two stated colours" in note for note in result.notes)
+    found = result.table
     members: dict[int, set[str]] = {}
     for cluster, product in zip(found.column("cluster").to_pylist(),
                                 found.column("id").to_pylist(), strict=True):
         members.setdefault(cluster, set()).add(product)
     assert sorted(members.values(), key=sorted) == [{"A1", "A5"}, {"A2", "A6"}, {"A3", "A4"}]
+    # A listing that states no colour links a yellow and a grey one: said in a note.
+    (tmp_path / "joined").mkdir()
+    joined = find_duplicates(_workspace(tmp_path / "joined", ["yellow", None, "grey", None,
+                                                              None, None]),
+                             threshold=0.95, write=False)
+    assert joined.clusters == 1 and any(
+        note.startswith("1 cluster holds two stated colours") for note in joined.notes)
 
 
 def test_offers_list_other_merchants_cheapest_first(tmp_path: Path) -> None:

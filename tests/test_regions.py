@@ -172,6 +172,7 @@ def test_a_packshot_names_its_object_not_its_background(rgb, expected) -> None:
     ((95, 90, 30), "green", "green"),  # olive: a dark yellow reads green
     ((150, 150, 147), "white", "grey"),  # L* 62: a white thing indoors, a grey word
     ((12, 12, 14), "black", "black"),
+    ((20, 22, 30), "black", "black"),  # a black sofa in cool light, not blue
 ])
 def test_photo_lighting_moves_white_but_not_a_word(rgb, in_photo, as_word) -> None:
     """Measured on 89 real photos with stated colours (BENCHMARKS.md, "Regions")."""

@@ -70,17 +70,33 @@ def family(lab: np.ndarray, white_above: float = WHITE_WORD) -> str:
     chroma = (a * a + b * b) ** 0.5
     hue = float(np.degrees(np.arctan2(b, a)) % 360)
     # A dark colour has little chroma however tinted: a plant in shade (L* 12, C* 13) is
-    # dark green, not black, so below L* 17 the bar falls with lightness (to 5 at most).
-    if chroma < min(10.0, max(5.0, 0.6 * lightness)):
+    # dark green, not black, so below L* 17 the bar falls with lightness, to no less than
+    # 8 (a black sofa in cool light, L* 7 C* 6, stays black).
+    if chroma < min(10.0, max(8.0, 0.6 * lightness)):
         return "black" if lightness < 25 else "white" if lightness > white_above else "grey"
     if 40 <= hue < 115 and chroma < 40 and lightness > 65:
         return "beige"
     if 15 <= hue < 90 and lightness < 50 and chroma < 45:
         return "brown"
     if 90 <= hue < 115 and lightness < 55:
-        return "green"  # olive: a dark yellow is a shopper's green (olive green, khaki)
+        return "green"  # olive: a dark yellow is a shopper's green (olive green)
     name = next(name for upper, name in HUES if hue < upper)
     return "red" if name == "pink" and lightness < 60 else name
+
+
+#: Families two merchants may both use for one product's colour (silver and grey, cream and
+#: ivory, charcoal and black, sand and mustard, tan and rust): not two colours.
+NEIGHBOURS = frozenset(frozenset(pair) for pair in (
+    ("white", "grey"), ("white", "beige"), ("grey", "black"), ("beige", "brown"),
+    ("beige", "yellow"), ("brown", "orange")))
+
+
+@lru_cache(maxsize=1)
+def different_families() -> np.ndarray:
+    """(F, F) booleans over FAMILIES: True where two stated colours name two products
+    (neither the same family nor neighbours), as duplicates and offers read them."""
+    return np.array([[a != b and frozenset((a, b)) not in NEIGHBOURS for b in FAMILIES]
+                     for a in FAMILIES])
 
 
 @lru_cache(maxsize=1)

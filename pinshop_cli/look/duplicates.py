@@ -105,9 +105,14 @@ class CandidatePairs:
     right: np.ndarray
     image: np.ndarray  # float32, NaN where a product has no image vector
     text: np.ndarray
-    #: Both products state a colour, of different families (a yellow bed, a grey bed):
-    #: two products, however alike their texts or photos (colour variants look alike).
-    colours_differ: np.ndarray
+    families: np.ndarray  # each product's stated colour family (colour_families)
+
+    @property
+    def colours_differ(self) -> np.ndarray:
+        """Both products of a pair state a colour, of two families that are not neighbours
+        (a yellow bed, a grey bed; detection/colors.py): two products, however alike their
+        texts or photos (colour variants look alike)."""
+        return colours_differ(self.families[self.left], self.families[self.right])
 
     def scores(self, image_weight: float) -> np.ndarray:
         """w * image + (1 - w) * text; the one that exists where the other is missing;
@@ -147,7 +152,31 @@ def candidate_pairs(retriever: Retriever, k: int = NEIGHBOURS) -> CandidatePairs
         ids, left, right,
         pair_cosines(indexes["product_image"], maps.get("product_image"), left, right),
         pair_cosines(indexes["product_text"], maps.get("product_text"), left, right),
-        (families[left] >= 0) & (families[right] >= 0) & (families[left] != families[right]))
+        families)
+
+
+def colours_differ(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Per pair of colour family codes (colour_families; -1: none stated): True where both
+    state a colour and they name two products (colors.different_families)."""
+    import numpy as np
+
+    from ..detection.colors import different_families
+
+    stated = (left >= 0) & (right >= 0)
+    return stated & different_families()[np.maximum(left, 0), np.maximum(right, 0)]
+
+
+def clusters_of_two_colours(families: np.ndarray, component: np.ndarray) -> int:
+    """How many clusters (`component` per member) hold two members whose stated colour
+    families (`families` per member) name two products."""
+    import numpy as np
+
+    from ..detection.colors import FAMILIES, different_families
+
+    stated = families >= 0
+    present = np.zeros((int(component.max(initial=-1)) + 1, len(FAMILIES)))
+    present[component[stated], families[stated]] = 1.0
+    return int((((present @ different_families()) * present).sum(axis=1) > 0).sum())
 
 
 def colour_families(catalog: pa.Table) -> np.ndarray:
@@ -294,6 +323,12 @@ def find_duplicates(workspace: str | Path | None = None, threshold: float | None
             f"{text_only} product{'s are' if text_only > 1 else ' is'} clustered on text "
             "alone (no photo on one side): texts that differ in one word (a material, a "
             "model) score near 1, so check those; photos tell products apart better")
+    mixed = clusters_of_two_colours(pairs.families[nodes], component)
+    if mixed:
+        result.notes.append(
+            f"{mixed} cluster{'s hold' if mixed > 1 else ' holds'} two stated colours, "
+            "linked through a product that states none (a pair of two colours is never "
+            "linked itself): check them; `similar --offers` leaves the other colour out")
     if bar > threshold:
         largest = int(np.bincount(component).max()) if len(component) else 0
         result.notes.append(

@@ -70,8 +70,11 @@ def offers(retriever: Retriever, product_id: str) -> Offers:
     are the catalog's current ones; a listing at the reference's own merchant, or in
     another stated colour, is left out (a variant or a re-listing, not another offer), as
     is one in another stated category (another product)."""
+    import pyarrow as pa
+
     from ..errors import UnknownProductError
     from ..workspace.storage import sql_path
+    from .duplicates import colour_families, colours_differ
 
     path = retriever.ws.root / "duplicates.parquet"
     if not retriever.rows([product_id]):
@@ -95,16 +98,13 @@ def offers(retriever: Retriever, product_id: str) -> Offers:
                        {column('sale_price', 'DOUBLE')} AS sale_price,
                        {column('currency')} AS currency, {column('availability')}
                            AS availability, {column('url')} AS url, c.id = $id AS reference,
-                       lower(trim({column('color')})) AS color, c.category
+                       {column('color')} AS color, c.category
                 FROM clusters d JOIN catalog c USING (id)
                 WHERE d.cluster = (SELECT cluster FROM clusters WHERE id = $id)
-            ), own AS (SELECT merchant, color, category FROM listings WHERE reference)
-            SELECT * EXCLUDE (color, category) FROM listings
+            ), own AS (SELECT merchant, category FROM listings WHERE reference)
+            SELECT * EXCLUDE (category) FROM listings
             WHERE reference OR ((merchant IS NULL OR merchant IS DISTINCT FROM
                                  (SELECT merchant FROM own))
-                  -- another stated colour is a variant of it, not another offer
-                  AND (color IS NULL OR (SELECT color FROM own) IS NULL
-                       OR color = (SELECT color FROM own))
                   -- another stated category is another product
                   AND (category IS NULL OR (SELECT category FROM own) IS NULL
                        OR category = (SELECT category FROM own)))
@@ -113,7 +113,14 @@ def offers(retriever: Retriever, product_id: str) -> Offers:
                         params={"id": product_id}).to_arrow_table()
     finally:
         con.close()
-    rows = table.to_pylist()  # one cluster's listings: what is shown
+    # Another stated colour is a variant of it, not another offer (as duplicates reads
+    # colours: navy is blue, silver may be grey).
+    families = colour_families(table)
+    reference = table.column("reference").to_numpy(zero_copy_only=False)
+    if reference.any():
+        other_colour = colours_differ(families, families[reference][:1].repeat(len(families)))
+        table = table.filter(pa.array(reference | ~other_colour))
+    rows = table.drop_columns(["color"]).to_pylist()  # one cluster's listings: shown
     notes = []
     if path.stat().st_mtime_ns < retriever.ws.catalog.stat().st_mtime_ns:
         notes.append("duplicates.parquet is older than the catalog: run `pinshop duplicates` "
