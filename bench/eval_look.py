@@ -277,28 +277,42 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=["duplicates", "audit", "complete"])
     parser.add_argument("--out", type=Path, default=HERE.parent / "BENCHMARKS.md")
     args = parser.parse_args()
-    sections = []
     with tempfile.TemporaryDirectory() as tmp:
         if "duplicates" in args.parts:
             (Path(tmp) / "dup").mkdir()
-            lines, chosen = eval_duplicates(Path(tmp) / "dup")
-            print("\n".join(lines))
-            sections += ["### Duplicates (planted copies of real product photos)", "", *lines, ""]
+            lines, _ = eval_duplicates(Path(tmp) / "dup")
+            write_part(args.out, "### Duplicates (planted copies of real product photos)", lines)
         if "audit" in args.parts:
             (Path(tmp) / "audit").mkdir()
-            lines = eval_audit(Path(tmp) / "audit")
-            print("\n".join(lines))
-            sections += ["### Audit (wrong categories and prices planted in the sample)", "",
-                         *lines, ""]
+            write_part(args.out, "### Audit (wrong categories and prices planted in the sample)",
+                       eval_audit(Path(tmp) / "audit"))
         if "complete" in args.parts:
-            lines = eval_complete(Path(tmp))
-            print("\n".join(lines))
-            sections += ["### Complete the look (leave-one-out on real baskets)", "", *lines,
-                         ""]
-    if sections:
-        write_section(args.out, "## Look features: quality",
-                      "\n".join(["## Look features: quality (planted faults, real baskets)", "",
-                                 "`python bench/eval_look.py`", "", *sections]))
+            write_part(args.out, "### Complete the look (leave-one-out on real baskets)",
+                       eval_complete(Path(tmp)))
+
+
+SECTION = "## Look features: quality (planted faults, real baskets)"
+
+
+def write_part(path: Path, heading: str, lines: list[str]) -> None:
+    """Print one part and replace its subsection of SECTION in BENCHMARKS.md, leaving the
+    parts not run this time as they are (a missing one is added at the section's end)."""
+    print("\n".join(lines))
+    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    if SECTION not in text:
+        write_section(path, SECTION, f"{SECTION}\n\n`python bench/eval_look.py`\n")
+        text = path.read_text()
+    start = text.index(SECTION)
+    end = text.find("\n## ", start + len(SECTION))
+    end = len(text) if end == -1 else end + 1
+    body = "\n".join([heading, "", *lines, "", ""])
+    at = text.find(heading, start, end)
+    if at == -1:  # a new part: at the section's end
+        text = text[:end].rstrip("\n") + "\n\n" + body + text[end:]
+    else:
+        following = text.find("\n### ", at + len(heading), end)
+        text = text[:at] + body + text[(end if following == -1 else following + 1):]
+    path.write_text(text)
 
 
 if __name__ == "__main__":
