@@ -85,10 +85,10 @@ def test_a_chain_of_alike_products_is_split_at_a_higher_bar() -> None:
 def test_duplicates_never_join_two_stated_colours(tmp_path: Path) -> None:
     """Plumbing: six listings with one text vector; a yellow and a grey one are two
     products however alike (colour variants share a text), navy and blue are one family,
-    silver and grey neighbours (two merchants' words for one colour)."""
+    as are gray and grey."""
     from pinshop_cli.look.duplicates import find_duplicates
 
-    root = _workspace(tmp_path, ["yellow", "grey", "navy", "Blue", "yellow", "silver"])
+    root = _workspace(tmp_path, ["yellow", "grey", "navy", "Blue", "yellow", "gray"])
     result = find_duplicates(root, threshold=0.95, write=False)
     assert not any("two stated colours" in note for note in result.notes)
     found = result.table

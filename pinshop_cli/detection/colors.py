@@ -84,21 +84,6 @@ def family(lab: np.ndarray, white_above: float = WHITE_WORD) -> str:
     return "red" if name == "pink" and lightness < 60 else name
 
 
-#: Families two merchants may both use for one product's colour (silver and grey, cream and
-#: ivory, charcoal and black, sand and mustard, tan and rust): not two colours.
-NEIGHBOURS = frozenset(frozenset(pair) for pair in (
-    ("white", "grey"), ("white", "beige"), ("grey", "black"), ("beige", "brown"),
-    ("beige", "yellow"), ("brown", "orange")))
-
-
-@lru_cache(maxsize=1)
-def different_families() -> np.ndarray:
-    """(F, F) booleans over FAMILIES: True where two stated colours name two products
-    (neither the same family nor neighbours), as duplicates and offers read them."""
-    return np.array([[a != b and frozenset((a, b)) not in NEIGHBOURS for b in FAMILIES]
-                     for a in FAMILIES])
-
-
 @lru_cache(maxsize=1)
 def _table() -> tuple[list[str], np.ndarray, list[str]]:
     """(names, CIELAB, source) of every colour in data/colors.csv."""
