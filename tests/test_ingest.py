@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -60,6 +61,30 @@ def test_reingest_unchanged_input_does_no_model_work(copy_workspace, sample_dir)
     assert not summary.model_work_done
     assert summary.already_done == {"product_image": 34, "product_text": 44, "crop": 6}
     assert sorted(p.name for p in Path(root, "embeddings").rglob("*.parquet")) == before
+
+
+def test_photo_colours_named_under_older_rules_are_named_again(copy_workspace, sample_dir,
+                                                               monkeypatch):
+    """A colour-naming change reached only new photos: a photo embedded before kept the
+    name the old rules gave it. Now ingest names it again, without embedding it again."""
+    from pinshop_cli.detection import colors
+
+    root = copy_workspace()
+    monkeypatch.setattr(colors, "RULES", colors.RULES + 1)  # as if the rules had changed
+    embeddings = sorted(p.name for p in Path(root, "embeddings").rglob("*.parquet"))
+    summary = ingest(root, sample_dir / "catalog.csv")
+    assert not summary.model_work_done and summary.already_done["product_image"] == 34
+    assert any(n.startswith("34 product photo colours named again") for n in summary.notes)
+    assert sorted(p.name for p in Path(root, "embeddings").rglob("*.parquet")) == embeddings
+    parts = PartStore(Workspace.open(root).color_parts_dir)
+    rows = pa.concat_tables(pq.read_table(f) for f in parts.files()
+                            if "color_rules" in pq.read_schema(f).names).to_pylist()
+    assert len({r["h"] for r in rows if r["color_rules"] == colors.RULES}) == 34  # each photo
+    named = run_sql("SELECT count(*) FROM catalog WHERE photo_color IS NOT NULL", root).rows
+    assert named[0][0] == 34
+    before = parts.files()
+    ingest(root, sample_dir / "catalog.csv")  # all named under these rules: nothing to do
+    assert parts.files() == before
 
 
 def test_changed_row_is_the_only_model_work(copy_workspace, sample_dir, tmp_path):

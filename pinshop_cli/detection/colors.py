@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 TABLE = Path(__file__).resolve().parent.parent / "data" / "colors.csv"
 FAMILIES = ("black", "white", "grey", "beige", "brown", "red", "orange", "yellow", "green",
             "teal", "blue", "purple", "pink")
+#: The version of the naming rules below: ingest names a product photo named under an
+#: older one again (2: indoor light, 2026-12).
+RULES = 2
 THUMBNAIL = 48  # pixels a side: colour needs few
 CLUSTERS = 4
 BACKGROUND_BORDER_SHARE = 0.6  # a cluster holding this much of the border is background

@@ -1,5 +1,5 @@
 """The pins table of a run: the scanned files as rows, with the rejects the stages found
-and the duplicates of pins that earlier runs kept."""
+and the duplicates of pins that earlier runs kept; and the detections they end in."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..workspace.storage import query_arrow, sql_path
+from ..workspace.parts import PartStore
+from ..workspace.storage import copy_to_parquet, query_arrow, rows_version_sql, sql_path
 
 #: What str.splitlines breaks lines at.
 LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from ..io.pins import PinFile
+    from ..workspace.layout import Workspace
 
 
 def pins_table(pins: list[PinFile]) -> pa.Table:
@@ -57,3 +59,22 @@ def with_rejects(pins: pa.Table, pin_ids: list[str], reasons: list[str]) -> pa.T
         "AS status, coalesce(r.why, p.reason) AS reason) FROM pins p "
         "LEFT JOIN rejected r USING (pin_id) ORDER BY p.path",
         tables={"pins": pins, "rejected": rejected}).cast(pins.schema)
+
+
+def consolidate_detections(ws: Workspace, detector_id: str) -> int:
+    """detections.parquet = the committed per-batch parts for the current pins and detector."""
+    import duckdb
+
+    files = PartStore(ws.detection_parts_dir).files()
+    if not files or not ws.pins.exists():
+        return 0
+    query = (f"SELECT d.* FROM read_parquet([{', '.join(sql_path(f) for f in files)}], "
+             "union_by_name = true) d "
+             f"JOIN read_parquet({sql_path(ws.pins)}) p ON p.pin_id = d.pin_id "
+             "AND p.status = 'ok' WHERE d.detector = $detector "
+             "QUALIFY row_number() OVER (PARTITION BY d.det_id) = 1 "
+             "ORDER BY d.pin_id, d.det_id")
+    params = {"detector": detector_id}
+    with duckdb.connect() as con:
+        copy_to_parquet(con, query, ws.detections, {"crop": rows_version_sql("det_id")}, params)
+        return int(con.execute(f"SELECT count(*) FROM ({query})", params).fetchall()[0][0])

@@ -31,15 +31,13 @@ from ..workspace.integrity import parquet_problem, require_catalog
 from ..workspace.layout import Workspace
 from ..workspace.parts import MANIFEST, PartStore
 from ..workspace.storage import (
-    copy_to_parquet,
     query_arrow,
-    rows_version_sql,
     sql_path,
     write_parquet,
 )
 from . import shared_photos as shared
 from .config import IngestConfig, IngestSummary
-from .pin_rows import duplicates_of_earlier, pins_table, with_rejects
+from .pin_rows import consolidate_detections, duplicates_of_earlier, pins_table, with_rejects
 from .plan import pending_pins, pending_products
 from .stages import (
     DecodeImages,
@@ -47,6 +45,7 @@ from .stages import (
     EmbedImages,
     EmbedTexts,
     NameColors,
+    WriteColors,
     WriteParts,
 )
 
@@ -64,7 +63,7 @@ class _Run:
         self.ws, self.config, self.progress, self.engine = ws, config, progress, engine
         self.summary = IngestSummary(str(ws.root), engine=config.engine)
         self.image_rejects: list[dict[str, Any]] = []
-        self.catalog_written = False
+        self.catalog_written = self.recoloured = False
         self.photo_rejects: pa.Table | None = None  # this run's unfetched photo URLs
         self._embedder: Embedder | None = None
         self.stage_runtimes: set[str] = set()  # "image: onnx", ... as the stages reported
@@ -190,6 +189,14 @@ class _Run:
                                       strict=True):  # e.g. the file changed since the check
             self.image_rejects.append({"source": "product images", "line": None, "id": pid,
                                        "reason": reason, "raw": image})
+        # Photos embedded before whose colours were named under older rules: named again.
+        if (stale := shared.stale_colours(self.ws, model_id)).num_rows:
+            self.progress.start("photo colours, named again", stale.num_rows)
+            left = self.execute(stale, [decode, Stage(NameColors, {}), Stage(
+                WriteColors, {"workspace": str(self.ws.root)})], self.config.batch_size)["id"]
+            self.recoloured = True
+            self.note(f"{stale.num_rows - len(left)} product photo colours named again: the "
+                      "colour-naming rules changed (the photos were not embedded again)")
         self.timed("product images", started)
 
     def product_texts(self) -> None:
@@ -279,7 +286,8 @@ class _Run:
             self.summary.rows_rejected += len(self.image_rejects)
         if detector_id is not None:
             self.summary.detections = consolidate_detections(self.ws, detector_id)
-        if self.catalog_written or self.summary.embedded.get("product_image"):
+        if self.catalog_written or self.recoloured or self.summary.embedded.get(
+                "product_image"):
             shared.consolidate_colors(self.ws)
 
 
@@ -292,25 +300,6 @@ def _eq(table: pa.Table, column: str, value: str) -> Any:
     import pyarrow.compute as pc
 
     return pc.equal(table.column(column), value)
-
-
-def consolidate_detections(ws: Workspace, detector_id: str) -> int:
-    """detections.parquet = the committed per-batch parts for the current pins and detector."""
-    import duckdb
-
-    files = PartStore(ws.detection_parts_dir).files()
-    if not files or not ws.pins.exists():
-        return 0
-    query = (f"SELECT d.* FROM read_parquet([{', '.join(sql_path(f) for f in files)}], "
-             "union_by_name = true) d "
-             f"JOIN read_parquet({sql_path(ws.pins)}) p ON p.pin_id = d.pin_id "
-             "AND p.status = 'ok' WHERE d.detector = $detector "
-             "QUALIFY row_number() OVER (PARTITION BY d.det_id) = 1 "
-             "ORDER BY d.pin_id, d.det_id")
-    params = {"detector": detector_id}
-    with duckdb.connect() as con:
-        copy_to_parquet(con, query, ws.detections, {"crop": rows_version_sql("det_id")}, params)
-        return int(con.execute(f"SELECT count(*) FROM ({query})", params).fetchall()[0][0])
 
 
 def ingest(workspace: str | Path | None = None, catalog: str | Path | None = None,

@@ -121,8 +121,36 @@ def consolidate_colors(ws: Workspace) -> None:
         query = (f"SELECT c.* EXCLUDE ({', '.join(['pinshop_row', *earlier])}), "
                  "p.color AS photo_color, p.color_name AS photo_color_name "
                  f"FROM (SELECT *, row_number() OVER () AS pinshop_row FROM {catalog}) c "
-                 "LEFT JOIN (SELECT h, any_value(color) AS color, any_value(color_name) "
-                 f"AS color_name FROM read_parquet([{', '.join(sql_path(f) for f in files)}]) "
-                 "GROUP BY h) p ON p.h = c.image_sha256 "  # a photo's colour, by its hash
+                 # a photo's colour, by its hash, under the newest rules that named it
+                 "LEFT JOIN (SELECT h, arg_max(color, rules) AS color, arg_max(color_name, "
+                 f"rules) AS color_name FROM {colour_rows(files)} GROUP BY h) p "
+                 "ON p.h = c.image_sha256 "
                  "ORDER BY c.pinshop_row")
         copy_to_parquet(con, query, ws.catalog, CATALOG_VERSIONS)
+
+
+def colour_rows(files: list[Path]) -> str:
+    """A FROM-clause over colour parts, with `rules` (1: named before rules were versioned)."""
+    return (f"(SELECT *, coalesce(color_rules, 1) AS rules FROM read_parquet("
+            f"[{', '.join(sql_path(f) for f in files)}], union_by_name = true))")
+
+
+def stale_colours(ws: Workspace, model_id: str) -> pa.Table:
+    """One product (id, path, h) per photo that `model_id` has embedded but whose colour was
+    named under older rules (detection/colors.py RULES), or never: ingest names it again."""
+    from ..detection.colors import RULES
+
+    parts, files = parts_sql(ws, "product_image"), PartStore(ws.color_parts_dir).files()
+    if parts is None or not ws.catalog.exists():
+        return query_arrow("SELECT NULL::VARCHAR AS id, NULL::VARCHAR AS path, "
+                           "NULL::VARCHAR AS h WHERE false")
+    named = (f"(SELECT h FROM {colour_rows(files)} WHERE rules = {RULES})" if files
+             else "(SELECT NULL::VARCHAR AS h WHERE false)")
+    return query_arrow(f"""
+        SELECT c.id, c.image AS path, c.image_sha256 AS h
+        FROM read_parquet({sql_path(ws.catalog)}) c
+        SEMI JOIN (SELECT id, source_hash FROM {parts} WHERE model_id = $model) d
+            ON d.id = c.id AND d.source_hash = c.image_sha256
+        ANTI JOIN {named} k ON k.h = c.image_sha256
+        QUALIFY row_number() OVER (PARTITION BY c.image_sha256 ORDER BY c.id) = 1
+        ORDER BY c.id""", {"model": model_id})

@@ -233,7 +233,7 @@ class NameColors:
     def __call__(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
 
-        from ..detection.colors import dominant_colors
+        from ..detection.colors import RULES, dominant_colors
 
         valid = _valid(batch).to_numpy(zero_copy_only=False)
         found = iter([dominant_colors(image, top=1)[0]
@@ -241,7 +241,39 @@ class NameColors:
         named = [next(found) if ok else None for ok in valid]
         return _with_columns(batch, {
             "color": pa.array([c.family if c else None for c in named], pa.string()),
-            "color_name": pa.array([c.name if c else None for c in named], pa.string())})
+            "color_name": pa.array([c.name if c else None for c in named], pa.string()),
+            "color_rules": pa.array([RULES if c else None for c in named], pa.int16())})
+
+
+COLOR_COLUMNS = ["id", "h", "color", "color_name", "color_rules"]
+
+
+class WriteColors:
+    """A batch's photo colours alone (photos embedded before, named under older rules) as
+    an unlisted colour part, and the receipt WriteParts gives."""
+
+    def __init__(self, workspace: str) -> None:
+        self.workspace = workspace
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        valid = _valid(batch)
+        good, bad = batch.filter(valid), batch.filter(pc.invert(valid))
+        side_part = None
+        if good.num_rows:
+            key = part_key("colors", *pc.binary_join_element_wise(
+                good.column("id"), good.column("h"), "/").to_pylist())
+            side_part = PartStore(Workspace(Path(self.workspace)).color_parts_dir).write(
+                good.select(COLOR_COLUMNS), key)
+        return pa.Table.from_pylist([{
+            "kind": "product_color", "part": None, "side_part": side_part,
+            "rows": good.num_rows, "items": batch.num_rows,
+            "nodes": [node_name()] if good.num_rows else [], "runtimes": [],
+            "reject_ids": bad.column("id").to_pylist(),
+            "reject_reasons": bad.column("reject").to_pylist(),
+            "reject_paths": bad.column("path").to_pylist()}], receipt_schema())
 
 
 class EmbedImages(_Embed):
@@ -331,8 +363,8 @@ class WriteParts:
                 side_part = PartStore(ws.detection_parts_dir).write(
                     detections.select(list(DETECTION_COLUMNS)), key)
             elif "color" in good.column_names:  # product photos' colours
-                side_part = PartStore(ws.color_parts_dir).write(
-                    good.select(["id", "h", "color", "color_name"]), key)
+                side_part = PartStore(ws.color_parts_dir).write(good.select(COLOR_COLUMNS),
+                                                                key)
         # Items finished: products one per row; pins once, at their first region.
         items = (good.num_rows if self.kind != "crop"
                  else pc.sum(pc.equal(good.column("region"), 0)).as_py() or 0)
