@@ -87,6 +87,19 @@ def test_photo_colours_named_under_older_rules_are_named_again(copy_workspace, s
     assert parts.files() == before
 
 
+def test_colour_parts_from_before_the_rules_version_read_as_version_1(tmp_path) -> None:
+    """Plumbing: an older release's colour parts have no color_rules column at all (the
+    first ingest after the upgrade failed: 'Referenced column "color_rules" not found')."""
+    from pinshop_cli.ingestion.shared_photos import colour_rows
+    from pinshop_cli.workspace.storage import query_arrow
+
+    old = tmp_path / "old.parquet"
+    pq.write_table(pa.table({"id": ["P1"], "h": ["ab"], "color": ["grey"],
+                             "color_name": ["gray"]}), old)
+    assert query_arrow(f"SELECT rules FROM {colour_rows([old])}").column("rules").to_pylist() \
+        == [1]
+
+
 def test_changed_row_is_the_only_model_work(copy_workspace, sample_dir, tmp_path):
     root = copy_workspace()
     shutil.copytree(sample_dir / "products", tmp_path / "products")

@@ -130,9 +130,12 @@ def consolidate_colors(ws: Workspace) -> None:
 
 
 def colour_rows(files: list[Path]) -> str:
-    """A FROM-clause over colour parts, with `rules` (1: named before rules were versioned)."""
-    return (f"(SELECT *, coalesce(color_rules, 1) AS rules FROM read_parquet("
-            f"[{', '.join(sql_path(f) for f in files)}], union_by_name = true))")
+    """A FROM-clause over colour parts, with `rules` (1: named before rules were versioned,
+    in parts without the column)."""
+    source = f"read_parquet([{', '.join(sql_path(f) for f in files)}], union_by_name = true)"
+    versioned = "color_rules" in query_arrow(f"SELECT * FROM {source} LIMIT 0").column_names
+    return (f"(SELECT *, {'coalesce(color_rules, 1)' if versioned else '1'} AS rules "
+            f"FROM {source})")
 
 
 def stale_colours(ws: Workspace, model_id: str) -> pa.Table:
