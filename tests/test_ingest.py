@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+import pinshop_cli
 from pinshop_cli import (
     IngestConfig,
     ModelMismatchError,
@@ -85,6 +86,18 @@ def test_photo_colours_named_under_older_rules_are_named_again(copy_workspace, s
     before = parts.files()
     ingest(root, sample_dir / "catalog.csv")  # all named under these rules: nothing to do
     assert parts.files() == before
+    # A pins-only ingest that renames colours rewrites catalog.parquet: a live price change
+    # logged against it (by a server still running) is folded in first, not lost with the
+    # catalog it named.
+    server = pinshop_cli.open(root)
+    server.update_product("P001", price=1.5)
+    monkeypatch.setattr(colors, "RULES", colors.RULES + 1)
+    monkeypatch.setattr(colors, "family", lambda lab, white_above=70.0: "purple")  # new names
+    ingest(root, pins=sample_dir / "pins")
+    with pinshop_cli.open(root) as shop:
+        product = shop.product("P001")
+        assert float(product.price) == 1.5 and product.photo_color == "purple"
+    server.close()
 
 
 def test_colour_parts_from_before_the_rules_version_read_as_version_1(tmp_path) -> None:

@@ -192,11 +192,14 @@ class _Run:
         # Photos embedded before whose colours were named under older rules: named again.
         if (stale := shared.stale_colours(self.ws, model_id)).num_rows:
             self.progress.start("photo colours, named again", stale.num_rows)
-            left = self.execute(stale, [decode, Stage(NameColors, {}), Stage(
-                WriteColors, {"workspace": str(self.ws.root)})], self.config.batch_size)["id"]
-            self.recoloured = True
-            self.note(f"{stale.num_rows - len(left)} product photo colours named again: the "
-                      "colour-naming rules changed (the photos were not embedded again)")
+            unread = self.execute(stale, [decode, Stage(NameColors, {}), Stage(
+                WriteColors, {"workspace": str(self.ws.root)})], self.config.batch_size)
+            named = stale.num_rows - len(unread["id"])
+            self.recoloured = named > 0
+            self.note(f"{named} product photo colours named again: the colour-naming rules "
+                      "changed (the photos were not embedded again)" + (
+                          f"; {len(unread['id'])} photos could not be read, first "
+                          f"{unread['id'][0]}: {unread['reason'][0]}" if unread["id"] else ""))
         self.timed("product images", started)
 
     def product_texts(self) -> None:
@@ -288,6 +291,8 @@ class _Run:
             self.summary.detections = consolidate_detections(self.ws, detector_id)
         if self.catalog_written or self.recoloured or self.summary.embedded.get(
                 "product_image"):
+            if not self.catalog_written:  # live changes name this catalog.parquet: first in
+                fold_log(self.ws)
             shared.consolidate_colors(self.ws)
 
 

@@ -259,11 +259,13 @@ class WriteColors:
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        from ..detection.colors import RULES
+
         valid = _valid(batch)
         good, bad = batch.filter(valid), batch.filter(pc.invert(valid))
         side_part = None
-        if good.num_rows:
-            key = part_key("colors", *pc.binary_join_element_wise(
+        if good.num_rows:  # (the rules in the name: a later version never overwrites it)
+            key = part_key("colors", str(RULES), *pc.binary_join_element_wise(
                 good.column("id"), good.column("h"), "/").to_pylist())
             side_part = PartStore(Workspace(Path(self.workspace)).color_parts_dir).write(
                 good.select(COLOR_COLUMNS), key)
