@@ -256,7 +256,6 @@ class WriteColors:
         self.workspace = workspace
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import pyarrow as pa
         import pyarrow.compute as pc
 
         from ..detection.colors import RULES
@@ -269,13 +268,8 @@ class WriteColors:
                 good.column("id"), good.column("h"), "/").to_pylist())
             side_part = PartStore(Workspace(Path(self.workspace)).color_parts_dir).write(
                 good.select(COLOR_COLUMNS), key)
-        return pa.Table.from_pylist([{
-            "kind": "product_color", "part": None, "side_part": side_part,
-            "rows": good.num_rows, "items": batch.num_rows,
-            "nodes": [node_name()] if good.num_rows else [], "runtimes": [],
-            "reject_ids": bad.column("id").to_pylist(),
-            "reject_reasons": bad.column("reject").to_pylist(),
-            "reject_paths": bad.column("path").to_pylist()}], receipt_schema())
+        return receipt("product_color", None, side_part, good, bad, batch.num_rows,
+                       [node_name()] if good.num_rows else [], [])
 
 
 class EmbedImages(_Embed):
@@ -344,7 +338,6 @@ class WriteParts:
         self.workspace, self.kind, self.model_id = workspace, kind, model_id
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        import pyarrow as pa
         import pyarrow.compute as pc
 
         from ..workspace.embeddings import to_matrix
@@ -370,17 +363,25 @@ class WriteParts:
         # Items finished: products one per row; pins once, at their first region.
         items = (good.num_rows if self.kind != "crop"
                  else pc.sum(pc.equal(good.column("region"), 0)).as_py() or 0)
-        return pa.Table.from_pylist([{
-            "kind": self.kind, "part": part, "side_part": side_part,
-            "rows": good.num_rows, "items": items + bad.num_rows,
-            "nodes": sorted(set(good.column("node").to_pylist())) if good.num_rows else [],
-            "runtimes": (sorted(set(good.column("runtime").to_pylist()))
-                         if good.num_rows else []),
-            "reject_ids": bad.column("id").to_pylist(),
-            "reject_reasons": bad.column("reject").to_pylist(),
-            "reject_paths": (bad.column("path").to_pylist() if "path" in bad.column_names
-                             else [None] * bad.num_rows),
-        }], receipt_schema())
+        return receipt(
+            self.kind, part, side_part, good, bad, items + bad.num_rows,
+            sorted(set(good.column("node").to_pylist())) if good.num_rows else [],
+            sorted(set(good.column("runtime").to_pylist())) if good.num_rows else [])
+
+
+def receipt(kind: str, part: str | None, side_part: str | None, good: pa.Table,
+            bad: pa.Table, items: int, nodes: list[str], runtimes: list[str]) -> pa.Table:
+    """The one-row receipt of a written batch: its parts, and the rows it rejected."""
+    import pyarrow as pa
+
+    return pa.Table.from_pylist([{
+        "kind": kind, "part": part, "side_part": side_part, "rows": good.num_rows,
+        "items": items, "nodes": nodes, "runtimes": runtimes,
+        "reject_ids": bad.column("id").to_pylist(),
+        "reject_reasons": bad.column("reject").to_pylist(),
+        "reject_paths": (bad.column("path").to_pylist() if "path" in bad.column_names
+                         else [None] * bad.num_rows),
+    }], receipt_schema())
 
 
 def receipt_schema() -> pa.Schema:

@@ -107,22 +107,17 @@ class CandidatePairs:
     text: np.ndarray
     families: np.ndarray  # each product's stated colour family (colour_families)
 
-    @property
-    def colours_differ(self) -> np.ndarray:
-        """Both products of a pair state a colour, of two families (a yellow bed, a grey
-        bed; detection/colors.py): two products, however alike their texts or photos
-        (colour variants look alike)."""
-        return colours_differ(self.families[self.left], self.families[self.right])
-
     def scores(self, image_weight: float) -> np.ndarray:
         """w * image + (1 - w) * text; the one that exists where the other is missing;
-        -inf where the stated colours differ."""
+        -inf where both state a colour, of two families (a yellow bed, a grey bed): two
+        products, however alike their texts or photos (colour variants look alike)."""
         import numpy as np
 
         mixed = image_weight * self.image + (1 - image_weight) * self.text
         scores = np.where(np.isnan(self.image), self.text,
                           np.where(np.isnan(self.text), self.image, mixed))
-        return np.where(self.colours_differ, -np.inf, scores)
+        two_colours = colours_differ(self.families[self.left], self.families[self.right])
+        return np.where(two_colours, -np.inf, scores)
 
 
 def candidate_pairs(retriever: Retriever, k: int = NEIGHBOURS) -> CandidatePairs:
