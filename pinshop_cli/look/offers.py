@@ -113,12 +113,12 @@ def offers(retriever: Retriever, product_id: str) -> Offers:
                         params={"id": product_id}).to_arrow_table()
     finally:
         con.close()
-    # Another stated colour is a variant of it, not another offer (as duplicates reads
-    # colours: navy is blue, silver may be grey).
+    # Another stated colour is a variant of it, not another offer (colours read as
+    # duplicates reads them: navy is blue, gray is grey).
     families = colour_families(table)
     reference = table.column("reference").to_numpy(zero_copy_only=False)
     if reference.any():
-        other_colour = colours_differ(families, families[reference][:1].repeat(len(families)))
+        other_colour = colours_differ(families, families[reference][:1])
         table = table.filter(pa.array(reference | ~other_colour))
     rows = table.drop_columns(["color"]).to_pylist()  # one cluster's listings: shown
     notes = []
