@@ -216,8 +216,10 @@ class Shop:
         from .retrieval.updates import ProductChange
 
         change = ProductChange.parse(product_id, values)
-        if not self.retriever.rows([product_id]):
+        rows = self.retriever.rows([product_id])
+        if not rows:
             raise UnknownProductError(f"no product {product_id!r} in the catalog")
+        change.check_sale(rows[0])
         return change
 
     def save_update(self, change: ProductChange) -> None:

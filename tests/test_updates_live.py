@@ -78,6 +78,9 @@ def test_price_filters_judge_the_price_paid(copy_workspace: Any) -> None:
             {"P005", "P006"}
         shop.update_product("P006", price=900)  # still on sale at 14
         assert "P006" in {m.id for m in shop.match(text="armchair", max_price=16).text_matches}
+        with pytest.raises(pinshop_cli.PinshopError, match="is above the price"):
+            shop.update_product("P006", price=13)  # below its sale: refused, nothing saved
+        assert float(shop.product("P006").price) == 900.0
 
 
 def test_a_change_a_killed_server_logged_reaches_the_history_before_an_ingest(

@@ -251,6 +251,8 @@ def checked(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
                      || coalesce(currency, sale_currency)
             WHEN sale_raw ~ '[$¥]' AND currency IN ('EUR', 'GBP') THEN
                 'sale_price ' || q60(sale_raw) || ' is not in ' || currency
+            WHEN sale_parsed > price_value THEN  -- a sale lowers the price
+                'sale_price ' || q60(sale_raw) || ' is above the price ' || q60(price_raw)
             WHEN sale_raw IS NOT NULL AND sale_reversed THEN
                 'sale_price_effective_date ' || q60(sale_dates) || ' ends before it starts'
             WHEN availability_raw IS NOT NULL AND availability IS NULL THEN

@@ -59,6 +59,16 @@ class ProductChange:
         return cls(product_id, price, sale, availability,
                    clear_sale="sale_price" in values and sale is None)
 
+    def check_sale(self, row: dict[str, Any]) -> None:
+        """A PinshopError when, after this change, the product `row` (its catalog row now)
+        would be on sale above its price: a sale lowers the price."""
+        after = {**row, **self.assignments}
+        price, sale = after.get("price"), after.get("sale_price")
+        if price is not None and sale is not None and float(sale) > float(price):
+            raise PinshopError(f"sale_price {float(sale):.2f} is above the price "
+                               f"{float(price):.2f}: a sale lowers the price (end it with "
+                               "sale_price null)")
+
     @classmethod
     def from_assignments(cls, product_id: str, found: dict[str, Any]) -> ProductChange:
         sale = found.get("sale_price")
