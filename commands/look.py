@@ -175,6 +175,9 @@ def duplicates(
         result = shop.duplicates(threshold=threshold)
     if _report_or_json(result, lambda r: render_duplicates(r, measured_curve()), report, json):
         return
+    if not result.clusters:
+        note(f"no near-duplicate products at threshold {result.threshold:g}")
+        return
     note(f"{result.clusters} cluster(s) of {result.table.num_rows} products at threshold "
          f"{result.threshold:g}; all in duplicates.parquet")
     table(None, ["cluster", "id", "title", "brand", "price", "nearest", "score"],

@@ -200,6 +200,15 @@ def test_price_outliers_use_the_log_price_within_a_category(tmp_path, write_cata
     assert flagged == {"L7", "L8"}
 
 
+def test_no_duplicates_is_said_not_shown_as_an_empty_table(copy_workspace):
+    """The demo catalog's only near pair is a colour variant: 0 clusters printed a table
+    with a header and no rows."""
+    result = CliRunner().invoke(app, ["duplicates", "-w", str(copy_workspace())])
+    assert result.exit_code == 0, result.output
+    assert "no near-duplicate products at threshold" in result.output
+    assert "cluster" not in result.stdout
+
+
 def test_look_commands_write_json_reports_and_parquet(look_workspace, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["similar", "P006", "--cheaper", "--json", "-w",
