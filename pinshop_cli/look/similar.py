@@ -74,11 +74,6 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
     import numpy as np
 
     retriever = retriever or Retriever(workspace, models_dir, runtime=runtime)
-    if category:
-        known = retriever.store.distinct("category")
-        if category.lower() not in known:
-            raise PinshopError(f"unknown category {category!r}; the catalog has: "
-                               + ", ".join(known[:20]) + (" ..." if len(known) > 20 else ""))
     ref = resolve_reference(retriever, reference, category and category.lower())
     reference_price = ref.product.paid if ref.product else None
     limit = max_price
