@@ -188,6 +188,24 @@ def test_items_the_history_shows_rebought_may_be_recommended_again(events_worksp
     assert "B" in recs and "A" not in recs
 
 
+def test_buy_again_ranks_a_staple_bought_often_above_one_bought_twice_lately(
+        events_workspace, tmp_path):
+    """u1 bought B on 8 days last autumn and C on 2 days this month. Scored by decayed
+    strength (30 days) C came first; by days bought times the share of re-buyers, B does
+    (on completejourney this was +0.012 hit@10, BENCHMARKS.md)."""
+    autumn = [f"2024-10-{day:02d}" for day in range(1, 29, 4)] + ["2024-10-29"]
+    rows = [("u1", "B", day) for day in autumn] + [("u1", "C", "2025-01-01"),
+                                                   ("u1", "C", "2025-01-08")]
+    rows += [(u, i, day) for u in ("u2", "u3") for i in "BC"
+             for day in ("2024-12-01", "2024-12-15")]
+    ingest_events(purchases(tmp_path, rows), events_workspace)
+    again_only = RecommendConfig(weights=BlendWeights.alone("again"))
+    recs = recommend(events_workspace, "u1", again_only)
+    assert ids(recs) == ["B", "C"]
+    assert recs[1].score == pytest.approx(2 / 8)  # both re-bought by all their buyers
+    assert {r.reason for r in recs} == {"buy it again"}
+
+
 def test_ease_ranks_what_the_same_buyers_bought_together(events_workspace, tmp_path):
     from pinshop_cli.recommendation.ease import ease_table
 
