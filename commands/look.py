@@ -97,6 +97,8 @@ def similar(
                               top_k=5 if top_k is None else top_k, category=category)
     if _report_or_json(result, render_similar, report, json):
         return
+    if not result.items:
+        return  # the notes (printed) say why
     title = (result.reference_product.render() if result.reference_product
              else result.reference)
     table(f"like {title} · {result.category or 'any category'} ({result.index}; similarity "

@@ -217,12 +217,13 @@ def test_a_sale_above_the_price_is_a_reject(tmp_path):
     """A sale price above the price was stored, and every reader took the lower of the two
     as the price paid without a word to the merchant; a sale equal to the price stands."""
     path = tmp_path / "c.csv"
-    path.write_text("id,title,price,sale_price\nA,Chair,49.99 USD,59.99 USD\n"
-                    "B,Lamp,20,20\nC,Rug,20,15\n")
+    path.write_text("id,title,price,sale_price,sale_price_effective_date\n"
+                    "A,Chair,49.99 USD,59.99 USD,\nB,Lamp,20,20,\nC,Rug,20,15,\n"
+                    "D,Vase,20,25,2020-01-01/2020-01-31\n")  # over: the sale is not stored
     load = load_catalog(path)
     assert reasons_by_line(load) == {2: "sale_price '59.99 USD' is above the price '49.99 USD'"}
     assert {i: r["sale_price"] for i, r in rows_by_id(load).items()} == {
-        "B": Decimal("20.00"), "C": Decimal("15.00")}
+        "B": Decimal("20.00"), "C": Decimal("15.00"), "D": None}
     # A live change (PATCH /products/ID) is held to the same rule, against the row it changes.
     from pinshop_cli.retrieval.changes import ProductChange
 
@@ -232,6 +233,9 @@ def test_a_sale_above_the_price_is_a_reject(tmp_path):
     for values in ({"price": 14.99}, {"sale_price": 21}, {"price": 10, "sale_price": 12}):
         with pytest.raises(PinshopError, match=r"^sale_price .* is above the price "):
             ProductChange.parse("C", values).check_sale(on_sale)
+    # A stock change alone is not refused for prices stored before this rule.
+    ProductChange.parse("C", {"availability": "out_of_stock"}).check_sale(
+        {"price": Decimal("10.00"), "sale_price": Decimal("12.00")})
 
 
 def test_a_feed_cut_short_and_a_product_rejected_this_time_are_said(tmp_path):

@@ -218,6 +218,14 @@ def test_look_commands_write_json_reports_and_parquet(look_workspace, tmp_path):
     assert data["items"] and all(i["caption"].endswith("cheaper") for i in data["items"])
     assert "data:image/jpeg;base64," in (tmp_path / "s.html").read_text()
 
+    # An empty answer is its note alone (it printed a table header with no rows).
+    result = runner.invoke(app, ["similar", "P006", "--category", "spaceship", "-w",
+                                 str(look_workspace)])
+    assert result.exit_code == 0, result.output
+    assert "no other product with a photo passes these filters: no product is in " \
+        "category 'spaceship'" in " ".join(result.output.split())
+    assert "similarity" not in result.stdout
+
     result = runner.invoke(app, ["duplicates", "-w", str(look_workspace), "--report",
                                  str(tmp_path / "d.html")])
     assert result.exit_code == 0, result.output

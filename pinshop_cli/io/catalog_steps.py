@@ -5,7 +5,8 @@ of the step's name, so every stage can be queried while debugging:
 1. typed: known columns trimmed, category lower-cased, the price read by its shape;
 2. checked: the first rule a row breaks (the reader's problem, missing id or title,
    unparsable, negative or out-of-range price, a price or sale price in two currencies,
-   sale dates that end before they start, an availability of no known spelling), as its
+   a running sale above the price, sale dates that end before they start, an
+   availability of no known spelling), as its
    reason;
 3. imaged: distinct image files are checked and hashed in parallel threads, and joined in;
 4. deduplicated: a second usable row of one id is refused (first on line N).
@@ -251,7 +252,8 @@ def checked(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
                      || coalesce(currency, sale_currency)
             WHEN sale_raw ~ '[$¥]' AND currency IN ('EUR', 'GBP') THEN
                 'sale_price ' || q60(sale_raw) || ' is not in ' || currency
-            WHEN sale_parsed > price_value THEN  -- a sale lowers the price
+            -- a sale lowers the price (one not running now is not stored: no matter)
+            WHEN round(sale_value, 2) > round(price_value, 2) THEN
                 'sale_price ' || q60(sale_raw) || ' is above the price ' || q60(price_raw)
             WHEN sale_raw IS NOT NULL AND sale_reversed THEN
                 'sale_price_effective_date ' || q60(sale_dates) || ' ends before it starts'

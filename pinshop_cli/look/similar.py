@@ -119,7 +119,8 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
         own = replace(filters, max_price=max_price)
         why = empty_because(retriever, own)
         besides = replace(own, category=None).describe()  # it blamed the price alone
-        result.notes.append(f"no other product with a {what} passes these filters" + (
+        other = "other " if ref.product else ""  # a photo path is no catalog product
+        result.notes.append(f"no {other}product with a {what} passes these filters" + (
             f": {why[0]}" if why else ": nothing cheaper in this category" +
             (f" with {besides}" if besides else "") if cheaper else ""))
     result.notes.extend(price_caveat(retriever, filters) + retriever.notes)

@@ -71,9 +71,9 @@ class RecommendConfig:
     #: `recommend --tune` fits it (with the default head and pool).
     mmr_lambda: float = 1.0
     #: MMR keeps the blend's first `mmr_head` places as they are and picks the rest from a
-    #: pool of the blend's best `mmr_pool` k. Not fitted: on completejourney they raised the
-    #: diversity reached at hit@10 0.889-0.890 from +7% to +9-11%, but at the plain blend's
-    #: 0.894 gave no more than lambda 0.9 alone (+2.7%; BENCHMARKS.md).
+    #: pool of the blend's best `mmr_pool` k. Not fitted: on completejourney lambda 0.5, a
+    #: head of 5 and a pool of 10 k give +12% diversity at hit@10 0.896 (the plain blend:
+    #: 0.901), but give up 5% of NDCG@10, more than the fit's rule allows (BENCHMARKS.md).
     mmr_head: int = 0
     mmr_pool: int = 3
     #: One slot of each list for an item outside the user's categories that shoppers of

@@ -17,8 +17,10 @@ The search is small and deterministic:
 The search picks among dozens of trials, so its own validation score flatters it. The
 validation users are therefore split in two by a hash of their id: the search runs on
 one half, and the other half judges (significance.py) whether its choice beats the
-simplest strong baseline, all-time most-popular (global popularity without decay). Only a
-gain whose paired-bootstrap 95% interval lies above 0 moves away from the baseline;
+simplest strong baseline, all-time most-popular (global popularity without decay), by
+NDCG@k alone: the objective's hit rate is a tie-breaker among blends, not a reason to
+leave the baseline. Only a gain whose paired-bootstrap 95% interval lies above 0 moves
+away from the baseline;
 otherwise the baseline is used, and the fit says so.
 
 Last, MMR's lambda (mmr.py) for the chosen weights: the smallest of MMR_LAMBDAS (the most

@@ -60,8 +60,12 @@ class ProductChange:
                    clear_sale="sale_price" in values and sale is None)
 
     def check_sale(self, row: dict[str, Any]) -> None:
-        """A PinshopError when, after this change, the product `row` (its catalog row now)
-        would be on sale above its price: a sale lowers the price."""
+        """A PinshopError when this change sets a price or sale price that puts the product
+        `row` (its catalog row now) on sale above its price: a sale lowers the price. (A
+        stock change alone is not refused for prices already stored. Two price changes to
+        one product at once are each checked against the row before both.)"""
+        if not {"price", "sale_price"} & self.assignments.keys():
+            return
         after = {**row, **self.assignments}
         price, sale = after.get("price"), after.get("sale_price")
         if price is not None and sale is not None and float(sale) > float(price):
