@@ -193,15 +193,27 @@ def echo(message: str, err: bool = False) -> None:
     typer.echo(clean(message), err=err)
 
 
+#: A terminal table is cut after this many rows, with a note: `match --top-k 100000` took a
+#: minute to draw rows no one reads (--json writes them all, in seconds).
+TABLE_ROWS = 1000
+
+
 def table(title: str | None, columns: list[str], rows: list[list[Any]],
-          wrap: str | None = None, key: str | None = None) -> None:
-    """Rows as a table on stdout. Values are data, never markup: a title holding "[/]" or
-    "[bold]" prints as written. With `wrap`, only that column wraps on a narrow terminal
-    (a title), the others keep their values on one line. The `key` column (what tells
-    rows apart: a name) is never cut short; the others give way to it."""
+          wrap: str | None = None, key: str | None = None,
+          limit: int | None = TABLE_ROWS) -> None:
+    """Rows as a table on stdout, the first `limit` of them (None: all). Values are data,
+    never markup: a title holding "[/]" or "[bold]" prints as written. With `wrap`, only
+    that column wraps on a narrow terminal (a title), the others keep their values on one
+    line. The `key` column (what tells rows apart: a name) is never cut short; the others
+    give way to it."""
     from rich.cells import cell_len
     from rich.markup import escape
     from rich.table import Table
+
+    if limit is not None and len(rows) > limit:
+        note(f"{clean(title) + ': ' if title else ''}showing the first {limit:,} of "
+             f"{len(rows):,} rows (--json writes them all)")
+        rows = rows[:limit]
 
     shown = [["" if v is None else clean(str(v)) for v in row] for row in rows]
     grid = Table(title=escape(clean(title)) if title else None, title_justify="left")

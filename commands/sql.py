@@ -50,4 +50,4 @@ def sql(
     if result.more:
         note(f"showing the first {limit:,} rows; there are more (--limit N; --json writes "
              "them all)")
-    table(None, result.columns, [list(row) for row in result.rows])
+    table(None, result.columns, [list(row) for row in result.rows], limit=None)  # --limit

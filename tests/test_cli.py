@@ -150,6 +150,21 @@ def test_ingest_json_then_state_through_the_library(tmp_path, write_catalog):
     assert again["model_work_done"] is False
 
 
+def test_a_long_table_shows_its_first_rows_and_says_so(capsys, demo_workspace):
+    """`match --top-k 100000` drew 100k rows for a minute; a table is cut at 1,000 rows with
+    a note, except `sql`, whose --limit says how many."""
+    from commands._output import table
+
+    table("text: chair", ["n"], [[n] for n in range(1500)])
+    printed = capsys.readouterr()
+    assert "999" in printed.out and "1000" not in printed.out
+    assert "text: chair: showing the first 1,000 of 1,500 rows (--json writes them all)" \
+        in " ".join(printed.err.split())
+    shown = CliRunner().invoke(app, ["sql", "SELECT * FROM range(1500)", "--limit", "2000",
+                                     "-w", str(demo_workspace)])
+    assert shown.exit_code == 0 and "1499" in shown.stdout
+
+
 def test_terminal_control_characters_in_data_are_shown_not_obeyed(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
