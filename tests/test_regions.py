@@ -198,6 +198,10 @@ def test_photo_colours_are_stored_and_filter_search(copy_workspace) -> None:
     assert named[0][0] == 34  # every product with a photo
     colours = run_sql("SELECT count(*) FROM detections WHERE color IS NULL", root).rows
     assert colours[0][0] == 0
+    # Each region says which colour rules named it (they are not named again on a change).
+    from pinshop_cli.detection.colors import RULES
+
+    assert run_sql("SELECT DISTINCT color_rules FROM detections", root).rows == [(RULES,)]
     pin = Path(__file__).parent.parent / "sample_data/pins/7303782.jpg"
     black = match([pin], workspace=root, top_k=3, color="black", detector="none")
     assert all("black" in f"{m.color} {m.title} {m.photo_color}".lower()

@@ -327,7 +327,7 @@ class EmbedTexts(_Embed):
 
 DETECTION_COLUMNS = ("det_id", "pin_id", "path", "x1", "y1", "x2", "y2", "class_name",
                      "source", "category", "score", "detector", "fallback", "regions",
-                     "color", "color_name")
+                     "color", "color_name", "color_rules")
 
 
 class WriteParts:
