@@ -144,6 +144,9 @@ def test_ingest_json_then_state_through_the_library(tmp_path, write_catalog):
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert (summary["rows_ok"], summary["rows_rejected"]) == (1, 1)
+    # The first reason is said at once (it took a second command, `pinshop sql`).
+    assert "catalog rows: 1 rejected, the first at line 3: unparsable price 'x'" in \
+        summary["notes"]
     assert run_sql("SELECT id, title FROM catalog", tmp_path / "ws").rows == [("a", "Lamp")]
     again = json.loads(pinshop("ingest", str(catalog), "-w", str(tmp_path / "ws"),
                                "--json").stdout)

@@ -195,15 +195,17 @@ def normalize_catalog(path: str | Path, catalog_target: Path, rejects_target: Pa
         with atomic_path(rejects_target) as tmp:
             con.execute(f"COPY rejects_out TO {sql_path(tmp)} (FORMAT parquet, "
                         "COMPRESSION zstd)")
+        first = con.execute("SELECT line, reason FROM rejects_out ORDER BY line LIMIT 1"
+                            ).fetchall()
+        seen = (f"{rejected} rejected, the first at line {first[0][0]}: {first[0][1]}"
+                if first else "no data rows")
         if ok == 0:
-            first = con.execute("SELECT line, reason FROM rejects_out ORDER BY line LIMIT 1"
-                                ).fetchall()
-            seen = (f"{rejected} rejected, the first at line {first[0][0]}: {first[0][1]}"
-                    if first else "no data rows")
             kept = ("; the existing catalog was kept (every reason: `pinshop sql \"SELECT "
                     "line, reason FROM rejects_catalog\"`)" if catalog_target.exists()
                     else "; no catalog was written")
             raise PinshopError(f"{path.name} has no usable rows ({seen}){kept}")
+        if first:  # the reason at once, not only behind a second command
+            notes.append(f"catalog rows: {seen}")
         counts = _changes(con, catalog_target, notes)
         if counts == (0, 0, 0) and catalog_target.exists():  # this catalog, again?
             counts = _undelivered(catalog_target, notes)

@@ -286,7 +286,7 @@ class CatalogStore:
             if name == "category":
                 known = self.distinct("category")
                 return (f"no product is in category {filters.category!r} (the catalog has "
-                        f"{', '.join(known[:12])}{', ...' if len(known) > 12 else ''})")
+                        f"{', '.join(known[:20])}{', ...' if len(known) > 20 else ''})")
             if name == "color":
                 from ..detection.colors import FAMILIES
 
