@@ -113,9 +113,10 @@ def _show_tuning(tuning: dict) -> None:
 
     weights = ", ".join(f"{name} {value:g}" for name, value in tuning["weights"].items())
     days = tuning["popularity_half_life_days"]
-    table(f"blend fitted on {tuning['validation_users']} users' activity from "
-          f"{tuning['validation_cut']} to {tuning['validation_end']}: {weights}; popularity "
-          "half-life " + ("none" if days >= NO_DECAY else f"{days:g} days"),
-          ["on validation", "NDCG", "hit rate"],
+    # Said as a line, not as the table's title: a title wraps at the narrow table's width.
+    echo(f"blend fitted on {tuning['validation_users']} users' activity from "
+         f"{tuning['validation_cut'][:19]} to {tuning['validation_end'][:19]}: {weights}; "
+         "popularity half-life " + ("none" if days >= NO_DECAY else f"{days:g} days"))
+    table(None, ["on validation", "NDCG", "hit rate"],
           [[name, m["ndcg"], m["hit_rate"]] for name, m in tuning["validation"].items()])
     echo(tuning["note"], err=True)

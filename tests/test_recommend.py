@@ -231,6 +231,13 @@ def test_tune_stores_a_deterministic_fit_that_recommend_then_uses(copy_workspace
     assert result.exit_code == 0, result.output
     ingest_events(tmp_path / "ev.parquet", root)
     first = tune(root).to_dict()
+    shown = CliRunner().invoke(app, ["recommend", "--tune", "-w", str(root)],
+                               env={"COLUMNS": "80"})
+    assert shown.exit_code == 0, shown.output
+    # The fit's summary is one line (as the table's title it wrapped at the table's width,
+    # splitting its timestamps).
+    line = next(x for x in shown.stdout.splitlines() if x.startswith("blend fitted on"))
+    assert "popularity half-life" in line and line.count(":") == 5, line  # hh:mm:ss twice
     assert tune(root).to_dict() == first
     stored = json.loads((root / TUNING_FILE).read_text())
     assert stored == first and first["chosen"] in {"blend", "most_popular", *COMPONENTS}
