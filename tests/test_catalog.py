@@ -219,9 +219,13 @@ def test_a_sale_above_the_price_is_a_reject(tmp_path):
     path = tmp_path / "c.csv"
     path.write_text("id,title,price,sale_price,sale_price_effective_date\n"
                     "A,Chair,49.99 USD,59.99 USD,\nB,Lamp,20,20,\nC,Rug,20,15,\n"
-                    "D,Vase,20,25,2020-01-01/2020-01-31\n")  # over: the sale is not stored
+                    "D,Vase,20,25,2020-01-01/2020-01-31\n"  # over: the sale is not stored
+                    "E,Sofa,1399 EUR,1.299 EUR,\n")  # read as 1.30, a 99.9% sale
     load = load_catalog(path)
-    assert reasons_by_line(load) == {2: "sale_price '59.99 USD' is above the price '49.99 USD'"}
+    assert reasons_by_line(load) == {
+        2: "sale_price '59.99 USD' is above the price '49.99 USD'",
+        6: "ambiguous sale_price '1.299 EUR': a point between thousands or before decimals? "
+           "write 1299 or 1.30 (EUR has two decimals)"}
     assert {i: r["sale_price"] for i, r in rows_by_id(load).items()} == {
         "B": Decimal("20.00"), "C": Decimal("15.00"), "D": None}
     # A live change (PATCH /products/ID) is held to the same rule, against the row it changes.

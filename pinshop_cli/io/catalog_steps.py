@@ -205,13 +205,25 @@ def typed(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
                {availability_sql(stock)} AS availability, {stock} AS availability_raw,
                {price_raw} AS price_raw, price_text,
                try_cast(price_text AS DOUBLE) AS price_value,
-               {sale_raw} AS sale_raw, try_cast(sale_text AS DOUBLE) AS sale_parsed,
+               {sale_raw} AS sale_raw, sale_text, try_cast(sale_text AS DOUBLE) AS sale_parsed,
                {_PRICE_CURRENCY.format(p=sale_raw)} AS sale_currency,
                CASE WHEN {_SALE_OVER.format(d=sale_dates)}
                     THEN NULL ELSE try_cast(sale_text AS DOUBLE) END AS sale_value,
                {sale_dates} AS sale_dates, {_SALE_REVERSED.format(d=sale_dates)}
                    AS sale_reversed{extras}
         FROM shaped"""
+
+
+def _ambiguous(name: str, text: str, raw: str, value: str) -> str:
+    """The WHEN clause refusing an amount such as "1.299" whose point may part thousands: in
+    a two-decimal currency, or beside $ or ¥ (a dollar's tenth of a cent, or 1,299 pesos?).
+    It was stored as 1.30."""
+    return f"""WHEN {text} ~ '^[1-9]\\d{{0,2}}\\.\\d{{3}}$'
+                 AND coalesce(upper(currency) NOT IN {THREE_DECIMALS}, {raw} ~ '[$¥]') THEN
+                'ambiguous {name} ' || q60({raw}) || ': a point between thousands or '
+                || 'before decimals? write ' || replace({text}, '.', '') || ' or '
+                || CAST({value} AS {PRICE_TYPE}) || ' (' || coalesce(upper(currency)
+                || ' has', 'prices in most currencies have') || ' two decimals)'"""
 
 
 def checked(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
@@ -225,13 +237,7 @@ def checked(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
                 'invalid price ' || q60(price_raw) || ' (negative)'
             WHEN price_raw IS NOT NULL AND price_value IS NULL THEN
                 'unparsable price ' || q60(price_raw)
-            WHEN price_text ~ '^[1-9]\\d{{0,2}}\\.\\d{{3}}$'
-                 AND coalesce(upper(currency) NOT IN {THREE_DECIMALS},
-                              price_raw ~ '[$¥]') THEN  -- "$1.299": a dollar or a peso?
-                'ambiguous price ' || q60(price_raw) || ': a point between thousands or '
-                || 'before decimals? write ' || replace(price_text, '.', '') || ' or '
-                || CAST(price_value AS {PRICE_TYPE}) || ' (' || coalesce(upper(currency)
-                || ' has', 'prices in most currencies have') || ' two decimals)'
+            {_ambiguous("price", "price_text", "price_raw", "price_value")}
             WHEN price_value IS NOT NULL AND NOT (isfinite(price_value)
                  AND price_value < {MAX_PRICE}) THEN
                 'price out of range ' || q60(price_raw) || ' (at most 1e16)'
@@ -243,6 +249,7 @@ def checked(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
             WHEN sale_raw IS NOT NULL AND NOT coalesce(sale_parsed >= 0
                  AND sale_parsed < {MAX_PRICE}, false) THEN
                 'unparsable sale_price ' || q60(sale_raw)
+            {_ambiguous("sale_price", "sale_text", "sale_raw", "sale_parsed")}
             WHEN sale_currency <> currency THEN
                 'sale_price ' || q60(sale_raw) || ' is in ' || sale_currency
                 || ', the price in ' || currency
