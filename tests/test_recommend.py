@@ -248,6 +248,45 @@ def test_tune_stores_a_deterministic_fit_that_recommend_then_uses(copy_workspace
     assert ids(recommend(root, "u000003")) == ids(recommend(root, "u000003", fitted))
 
 
+def test_plumbing_the_fit_compares_trials_by_ndcg_plus_hit_rate(copy_workspace, tmp_path,
+                                                                 monkeypatch):
+    """Plumbing: the validation metrics are stand-ins, keyed by the weights ranked. Buy it
+    again alone ranks its hits as high as the blend with category popularity (NDCG), but
+    the blend holds a hit for more shoppers: the search keeps the blend, where comparing by
+    NDCG alone kept buy it again by itself (completejourney, BENCHMARKS.md)."""
+    from pinshop_cli.recommendation import tuning
+    from pinshop_cli.recommendation.api import tune
+    from pinshop_cli.recommendation.config import Metrics
+    from pinshop_cli.recommendation.scorer import Scorer
+
+    root = copy_workspace()
+    result = CliRunner().invoke(app, ["generate-events", str(tmp_path / "ev.parquet"),
+                                      "--users", "120", "--events", "8000", "-w", str(root)])
+    assert result.exit_code == 0, result.output
+    ingest_events(tmp_path / "ev.parquet", root)
+    ranked: list[BlendWeights] = []  # the weights of each ranking, the last measured next
+    rank = Scorer.rank
+
+    def recorded(self, weights, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        ranked.append(weights)
+        return rank(self, weights, *args, **kwargs)
+
+    monkeypatch.setattr(Scorer, "rank", recorded)
+
+    def stand_in(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        w = ranked[-1]
+        if w.again and w.popularity and not (w.cf or w.taste or w.global_popularity
+                                             or w.trending or w.seasonal or w.tastemates):
+            return Metrics(hit_rate=0.9, recall=0.5, ndcg=0.5, coverage=0.1)
+        if w.again and not w.popularity:
+            return Metrics(hit_rate=0.8, recall=0.5, ndcg=0.5, coverage=0.1)
+        return Metrics(hit_rate=0.1, recall=0.1, ndcg=0.05, coverage=0.1)
+
+    monkeypatch.setattr(tuning, "measure", stand_in)
+    fitted = tune(root)
+    assert fitted.validation["blend"] == {"ndcg": 0.5, "hit_rate": 0.9}, fitted.validation
+
+
 def test_fixed_weights_build_only_their_components_and_rank_as_with_all(shop):
     """Scoring with fixed weights skips the components weighted 0; the top k, scores and
     reasons are those of a scorer that built every component."""
