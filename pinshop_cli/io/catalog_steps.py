@@ -6,8 +6,7 @@ of the step's name, so every stage can be queried while debugging:
 2. checked: the first rule a row breaks (the reader's problem, missing id or title,
    unparsable, negative or out-of-range price, a price or sale price in two currencies,
    a running sale above the price, sale dates that end before they start, an
-   availability of no known spelling), as its
-   reason;
+   availability of no known spelling), as its reason;
 3. imaged: distinct image files are checked and hashed in parallel threads, and joined in;
 4. deduplicated: a second usable row of one id is refused (first on line N).
 

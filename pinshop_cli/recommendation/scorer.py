@@ -128,7 +128,7 @@ class Scorer:
         self.sql("""
             CREATE OR REPLACE TEMP TABLE rebuyable AS
             SELECT item_id, avg((days >= 2)::DOUBLE) AS rate FROM bought_days GROUP BY item_id
-            HAVING count(*) >= $min_buyers AND avg((days >= 2)::DOUBLE) >= $rate
+            HAVING count(*) >= $min_buyers AND rate >= $rate
         """, min_buyers=REBUY_MIN_BUYERS, rate=c.rebuy_rate)
         if "cf" in components:
             self._cf()

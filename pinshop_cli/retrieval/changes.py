@@ -64,9 +64,10 @@ class ProductChange:
         `row` (its catalog row now) on sale above its price: a sale lowers the price. (A
         stock change alone is not refused for prices already stored. Two price changes to
         one product at once are each checked against the row before both.)"""
-        if not {"price", "sale_price"} & self.assignments.keys():
+        setting = self.assignments
+        if not {"price", "sale_price"} & setting.keys():
             return
-        after = {**row, **self.assignments}
+        after = {**row, **setting}
         price, sale = after.get("price"), after.get("sale_price")
         if price is not None and sale is not None and float(sale) > float(price):
             raise PinshopError(f"sale_price {float(sale):.2f} is above the price "

@@ -235,9 +235,8 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
     def update(product_id: str, changes: Annotated[dict[str, Any], Body()],
                authorization: Annotated[str | None, Header()] = None) -> Response:
         """Set `price`, `sale_price` (null ends a sale; not above the price) and/or
-        `availability`; needs
-        `Authorization: Bearer <token>`. 503 (Retry-After) when another process holds the
-        workspace's lock: then the change is made nowhere."""
+        `availability`; needs `Authorization: Bearer <token>`. 503 (Retry-After) when
+        another process holds the workspace's lock: then the change is made nowhere."""
         served.check_token(authorization)
         with served.using() as current:
             change = current.prepare_update(product_id, **changes)
