@@ -19,6 +19,7 @@ from pinshop_cli.detection.regions import (
     Acceptance,
     RegionSettings,
     non_max_suppression,
+    peak_boxes,
     product_boxes,
     standing_out,
     strongest_boxes,
@@ -106,6 +107,29 @@ def test_a_styled_room_gets_one_region_per_product_with_its_colour(demo_workspac
     firsts = [o.matches[0].id for o in objects]
     assert {"P018", "P019", "P020"} <= set(firsts) and len(firsts) == len(set(firsts))
     assert all(o.source == "regions" and o.color and o.color_name for o in objects)
+
+
+def test_plumbing_peak_boxes_centre_on_local_maxima_strongest_first_past_taken_boxes(
+        ) -> None:
+    standing = np.zeros((8, 10, 2), np.float32)  # (rows, columns, products)
+    standing[1, 1, 0], standing[6, 8, 1], standing[4, 4, 0] = 5.0, 4.0, 3.0
+    standing[4, 5, 1] = 2.0  # beside the 3.0 peak: not a local maximum of its own
+    to_pixels = np.array([10, 20, 10, 20], np.float32)  # a cell is 10 x 20 pixels
+    settings = RegionSettings(peaks=2, peak_side=3)
+    taken = np.array([[0, 0, 30, 60]], np.float32)  # the 5.0 peak's box, taken already
+    boxes = peak_boxes(standing.reshape(80, 2), 8, 10, to_pixels, taken, settings)
+    # The 4.0 peak's box clipped to the map's edge, then the 3.0 peak's, centred on it.
+    assert boxes.tolist() == [[70, 100, 100, 160], [30, 60, 60, 120]]
+    assert len(peak_boxes(standing.reshape(80, 2), 8, 10, to_pixels, taken,
+                          RegionSettings(peaks=0))) == 0
+
+
+def test_plumbing_a_small_box_must_lead_its_second_best_product() -> None:
+    acceptance = Acceptance(threshold=0.8, floor=0.5, margin=0.1)
+    best, second = np.array([0.9, 0.9, 0.6]), np.array([0.85, 0.7, 0.45])
+    assert acceptance.accepts(best, second).tolist() == [True, True, True]
+    small = np.array([True, True, True])
+    assert acceptance.accepts(best, second, small).tolist() == [False, True, True]
 
 
 def test_odd_photos_get_regions_or_the_whole_photo(demo_workspace, tmp_path: Path) -> None:
