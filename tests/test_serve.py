@@ -255,14 +255,21 @@ def test_products_similar_complete_recommend(server: Server) -> None:
             status, body = server.get(f"/{endpoint}/{name}")
             assert status == 404 and body["error"] == f"no product {name!r} in the catalog"
     status, body = server.get("/recommend/u1?k=2")
-    assert status == 200 and len(body) == 2 and body[0]["item_id"]
+    assert status == 200 and body["notes"] == []
+    assert len(body["recommendations"]) == 2 and body["recommendations"][0]["item_id"]
     # The browsing session a client holds, with or without a user (recommend --session).
     looked = [{"item_id": "P001", "event": "view"}, {"item_id": "P002", "event": "save"}]
     for who in ({"user": "u1"}, {}):
         status, body = server.post("/recommend", {"session": looked, "k": 3, **who})
-        assert status == 200 and len(body) == 3, body
-        assert not {"P001", "P002"} & {r["item_id"] for r in body}  # being looked at
-        assert any(r["reason"].startswith("because you looked at ") for r in body)
+        found = body["recommendations"]
+        assert status == 200 and len(found) == 3, body
+        assert not {"P001", "P002"} & {r["item_id"] for r in found}  # being looked at
+        assert any(r["reason"].startswith("because you looked at ") for r in found)
+    # An id the catalog does not hold is said, as the CLI says it (it was dropped unsaid).
+    status, body = server.post("/recommend", {"session": [*looked, {"item_id": "GONE",
+                                                                    "event": "view"}]})
+    assert status == 200 and body["recommendations"]
+    assert [note for note in body["notes"] if "not in the catalog" in note], body["notes"]
     status, body = server.post("/recommend", {"session": [{"item_id": "P001",
                                                             "event": "stare"}]})
     assert status == 400 and body["error"] == (

@@ -271,14 +271,17 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
             k: Annotated[int, Body(ge=1, le=MAX_K, strict=True)] = 10) -> Response:
         """The browsing session's events (`item_id`, `event`; `ts`, `weight` optional, the
         last the newest without ts) pull in their neighbours, for `user` or, without one,
-        an anonymous shopper: `recommend --session`."""
+        an anonymous shopper: `recommend --session`. As /search, the answer carries its
+        notes (session ids not in the catalog), which the CLI prints apart."""
         from ..recommendation.config import RecommendConfig, with_overrides
 
         if user is None and not session:  # else Shop.recommend would write everyone's
             raise PinshopError("say who for: a user, or the session's events")
+        notes: list[str] = []
         with served.using() as current:
-            return _json(current.recommend(user, with_overrides(RecommendConfig(), k=k),
-                                           session or None))
+            found = current.recommend(user, with_overrides(RecommendConfig(), k=k),
+                                      session or None, notes)
+        return _json({"recommendations": found, "notes": notes})
 
     @app.post("/chat")
     def chat(message: Annotated[str, Body(min_length=1, max_length=MAX_QUESTION_CHARS)],
