@@ -232,6 +232,7 @@ def test_match_answers_one_pin_and_bad_uploads_are_one_line_errors(server: Serve
 def test_products_similar_complete_recommend(server: Server) -> None:
     status, product = server.get("/products/P001")
     assert status == 200 and product["id"] == "P001" and product["title"]
+    assert product["score"] is None  # no search ranked it (it read 0.0, a search's worst)
     # A photo is the URL that serves it, never a path on the server's disk.
     assert product["image"] == "/products/P001/photo"
     with urllib.request.urlopen(server.url + product["image"], timeout=60) as response:

@@ -145,7 +145,7 @@ class ShoppingAssistant:
         pin = result.pins[0]
         if pin.error:
             raise PinshopError(f"cannot read {image}: {pin.error}")
-        found = {o.matches[0].id: o.matches[0].score
+        found = {o.matches[0].id: o.matches[0].score or 0.0  # (a match always has one)
                  for o in sorted(pin.objects, key=lambda o: -o.score) if o.matches}
         products = self.retriever.products([Hit(pid, score)
                                             for pid, score in list(found.items())[:SHOWN]])

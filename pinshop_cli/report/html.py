@@ -42,12 +42,14 @@ def data_uri(image: Image.Image, side: int) -> str:
 
 
 def product_card(product: Product, caption: str | None = None) -> str:
-    """A product thumbnail with title, price and a caption (default: id and score)."""
+    """A product thumbnail with title, price and a caption (default: id and score, where a
+    search gave one)."""
     thumb = "<div style='width:140px;height:140px;background:#eee'></div>"
     if product.image:
         with contextlib.suppress(ImageRejected):
             thumb = f"<img src='{data_uri(load_image(Path(product.image)), 200)}' alt=''>"
-    caption = caption or f"{product.id} · score {product.score:.3f}"
+    caption = caption or product.id + ("" if product.score is None
+                                       else f" · score {product.score:.3f}")
     return (f"<div class='match'>{thumb}<div>{html.escape(product.title)}</div>"
             f"<div class='price'>{html.escape(product.price_text())}</div>"
             f"<div class='score'>{html.escape(caption)}</div></div>")

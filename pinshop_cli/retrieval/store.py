@@ -32,7 +32,7 @@ class Product:
     title: str
     price: float | None
     category: str | None
-    score: float = 0.0
+    score: float | None = None  # the search's cosine; None where no search ranked it
     currency: str | None = None
     brand: str | None = None
     color: str | None = None
@@ -47,10 +47,11 @@ class Product:
     family: dict[str, Any] | None = None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any], score: float = 0.0) -> Product:
+    def from_row(cls, row: dict[str, Any], score: float | None = None) -> Product:
         """A row as CatalogStore.rows returns it."""
         price = float(row["price"]) if row.get("price") is not None else None
-        return cls(row["id"], row["title"], price, row.get("category"), round(score, 4),
+        return cls(row["id"], row["title"], price, row.get("category"),
+                   None if score is None else round(score, 4),
                    row.get("currency"), row.get("brand"), row.get("color"), row.get("image"),
                    row.get("url"), row.get("availability"), row.get("description"),
                    row.get("photo_color"),

@@ -37,8 +37,8 @@ function card(product) {
   meta.textContent = [
     price == null ? "price on request" : price.toFixed(2) + " " + (product.currency || ""),
     (product.availability || "").replace(/_/g, " "),
-    Math.round(product.score * 100) + "% similar",
-  ].join(" · ");
+    product.score == null ? "" : Math.round(product.score * 100) + "% similar",
+  ].filter(Boolean).join(" · ");
   div.append(img, title, meta);
   return div;
 }
