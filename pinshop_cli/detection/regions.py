@@ -132,7 +132,7 @@ class CatalogRegions(Detector):
         labels, scores = self.products.search(vectors, min(len(self.products), 2 + TWINS))
         second = np.maximum(second_photo(scores), -1.0)  # -1: no other photo
         passing = self.acceptance.accepts(scores[:, 0], second, small)
-        return self.accept(boxes, vectors, labels[:, 0], scores[:, 0], passing)
+        return self.accept(boxes, vectors, labels[:, 0], scores[:, 0], passing, small)
 
     # -- step 1-2 --------------------------------------------------------------------------
     def propose(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
@@ -154,10 +154,13 @@ class CatalogRegions(Detector):
 
     # -- step 4 ----------------------------------------------------------------------------
     def accept(self, boxes: np.ndarray, vectors: np.ndarray, labels: np.ndarray,
-               scores: np.ndarray, accepted: np.ndarray) -> list[Detection]:
+               scores: np.ndarray, accepted: np.ndarray, small: np.ndarray) -> list[Detection]:
         passing = np.flatnonzero(accepted)
         best: dict[int, int] = {}  # product label -> its best region
-        for i in passing[np.argsort(-scores[passing], kind="stable")].tolist():
+        # A product's own box before a small one, which holds a part of the object: small
+        # boxes add products, and do not move one found already (nor its score, by which
+        # chat picks the photo's lead product).
+        for i in passing[np.lexsort((-scores[passing], small[passing]))].tolist():
             best.setdefault(int(labels[i]), i)
         chosen = np.asarray(list(best.values()), dtype=np.int64)
         if not len(chosen):
