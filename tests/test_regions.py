@@ -122,6 +122,8 @@ def test_plumbing_peak_boxes_centre_on_local_maxima_strongest_first_past_taken_b
     assert boxes.tolist() == [[70, 100, 100, 160], [30, 60, 60, 120]]
     assert len(peak_boxes(standing.reshape(80, 2), 8, 10, to_pixels, taken,
                           RegionSettings(peaks=0))) == 0
+    flat = np.ones((80, 2), np.float32)  # no cell stands out more than its neighbours
+    assert len(peak_boxes(flat, 8, 10, to_pixels, taken[:0], settings)) == 0
 
 
 def test_plumbing_a_small_box_must_lead_its_second_best_product() -> None:

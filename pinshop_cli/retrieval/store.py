@@ -32,7 +32,9 @@ class Product:
     title: str
     price: float | None
     category: str | None
-    score: float | None = None  # the search's cosine; None where no search ranked it
+    #: The search's cosine; None where no search ranked it (a row a search lists without a
+    #: vector of its kind, to fill its answer, carries 0.0).
+    score: float | None = None
     currency: str | None = None
     brand: str | None = None
     color: str | None = None
