@@ -226,6 +226,12 @@ def test_match_answers_one_pin_and_bad_uploads_are_one_line_errors(server: Serve
         {"Content-Type": f"multipart/form-data; boundary={boundary}"})
     assert status == 400 and body["error"] == \
         "send one photo a request: this one has 2 image parts", body
+    # A photo sent as the raw body, or nothing sent: the advice was to send JSON.
+    for raw, kind in ((b"\xff\xd8", "image/jpeg"), (None, None)):
+        status, body = server.request("POST", "/match", raw,
+                                      {"Content-Type": kind} if kind else {})
+        assert status == 422 and "multipart/form-data part named image" in body["error"]
+        assert "JSON" not in body["error"], body
     assert server.get("/health")[0] == 200  # still up
 
 

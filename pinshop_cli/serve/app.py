@@ -135,6 +135,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             reason = first.get("ctx", {}).get("error", "decode error")
             return _error(400, f"the body is not valid JSON ({reason})")
         sent = request.headers.get("content-type", "")
+        if tuple(first.get("loc", ()))[:2] == ("body", "image"):  # /match: a file, not JSON
+            return _error(422, f"no image part (the body was sent as {sent or 'nothing'}): "
+                               "send the photo as a multipart/form-data part named image, "
+                               "e.g. curl -F image=@photo.jpg")
         if tuple(first.get("loc", ()))[:1] == ("body",) and not any(
                 kind in sent.lower() for kind in ("json", "multipart/form-data")):
             # FastAPI reads such a body as no fields at all: "message: Field required"
