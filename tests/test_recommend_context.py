@@ -105,7 +105,8 @@ def test_session_input_is_checked(tmp_path):
         read_session([{"item_id": "A"}])
     assert read_session([]).num_rows == 0  # a conversation that has shown nothing yet
     # A key that only later events carry is read (the first event set the columns).
-    with pytest.raises(PinshopError, match="session event 1: missing ts"):
+    with pytest.raises(PinshopError, match="session event 1: missing ts; give ts on every "
+                                           r"event or on none \(without ts, the last"):
         read_session([{"item_id": "A", "event": "view"},
                       {"item_id": "B", "event": "view", "ts": "2024-01-02"}])
     weighted = read_session([{"item_id": "A", "event": "view"},

@@ -78,7 +78,9 @@ def read_session(source: str | Path | pa.Table | Sequence[Mapping[str, Any]]) ->
                           "WHERE reason IS NOT NULL ORDER BY line LIMIT 1").fetchone()
         if bad is not None:
             more = f" (and {bad[2] - 1} more)" if bad[2] > 1 else ""
-            raise PinshopError(f"{row} {bad[0]}: {bad[1]}{more}")
+            rule = ("; give ts on every event or on none (without ts, the last event is the "
+                    "newest)" if bad[1] == "missing ts" else "")
+            raise PinshopError(f"{row} {bad[0]}: {bad[1]}{more}{rule}")
         if checked.num_rows == 0:
             raise PinshopError(f"{name} has no events: a session needs at least one "
                                "(item_id, event)")
