@@ -134,6 +134,18 @@ def test_plumbing_a_small_box_must_lead_its_second_best_product() -> None:
     assert acceptance.accepts(best, second, small).tolist() == [False, True, True]
 
 
+def test_a_photo_colour_name_is_a_word_of_its_family(sample_dir: Path) -> None:
+    """The name is the nearest CSS colour of the family the photo's light gives: a shaded
+    plant read brown was named "gray" (any name, nearest of all)."""
+    photos = sorted((sample_dir / "products").glob("*.jpg"))
+    pin = Image.open(sample_dir / "pins" / "7303782.jpg")
+    crops = [pin.crop((x, y, x + 160, y + 160)) for x in range(0, pin.width - 160, 160)
+             for y in range(0, pin.height - 160, 160)]
+    named = [c for image in [*map(Image.open, photos), *crops] for c in dominant_colors(image)]
+    assert len(named) > 100
+    assert [(c.name, c.family) for c in named if word_family(c.name) != c.family] == []
+
+
 def test_odd_photos_get_regions_or_the_whole_photo(demo_workspace, tmp_path: Path) -> None:
     pin = Image.open(Path(__file__).parent.parent / "sample_data/pins/7303782.jpg")
     odd = {"tiny.png": pin.resize((48, 60)), "panorama.jpg": pin.resize((6000, 300)),

@@ -3,9 +3,10 @@
 The dominant colours of a crop come from k-means in CIELAB over a thumbnail, each pixel
 weighted by a centre prior (an object sits in the middle of its box). When one cluster holds
 most of the border (a packshot's plain background, a wall behind a lamp) it is background
-and dropped. The heaviest remaining cluster is named against the CSS colour names shipped in
-data/colors.csv (nearest in CIELAB), and put in one of a few families (blue, green, ...) by
-its lightness, chroma and hue, so a filter for "blue" finds navy and steelblue alike.
+and dropped. The heaviest remaining cluster is put in one of a few families (blue, green,
+...) by its lightness, chroma and hue, so a filter for "blue" finds navy and steelblue alike,
+and named after the nearest (in CIELAB) of the CSS colour names shipped in data/colors.csv
+that are words of that family, so that name and family never disagree.
 Catalog words CSS has no name for (walnut, oak, cream, terracotta ...) are in the same file,
 used to read catalog colours and queries, never to name a photo.
 """
@@ -96,12 +97,25 @@ def _table() -> tuple[list[str], np.ndarray, list[str]]:
     return [r["name"] for r in rows], srgb_to_lab(rgb), [r["source"] for r in rows]
 
 
-def nearest_name(lab: np.ndarray) -> str:
-    """The CSS colour nearest to `lab` (CIE76 distance)."""
+def nearest_name(lab: np.ndarray, in_family: str | None = None) -> str:
+    """The CSS colour nearest to `lab` (CIE76 distance); with `in_family`, the nearest
+    whose word is of that family (a shaded plant the photo's light makes brown was called
+    "gray", the nearest name of all), or the family itself where no CSS name is of it
+    (CSS's browns are saturated: sienna and saddlebrown are orange words)."""
     names, table, sources = _table()
     distances = np.linalg.norm(table - lab, axis=1)
     distances[np.asarray(sources) != "css"] = np.inf
+    if in_family is not None:
+        distances = np.where(_css_families() == in_family, distances, np.inf)
+        if not np.isfinite(distances).any():
+            return in_family
     return names[int(distances.argmin())]
+
+
+@lru_cache(maxsize=1)
+def _css_families() -> np.ndarray:
+    """The family of each colour of data/colors.csv as a word (see word_family)."""
+    return np.asarray([family(lab) for lab in _table()[1]])
 
 
 def word_family(text: str | None) -> str | None:
@@ -146,7 +160,8 @@ def dominant_colors(image: Image.Image, top: int = 2) -> list[NamedColor]:
     found = []
     for c in order:
         rgb = pixels.reshape(-1, 3)[labels == c].mean(axis=0)
-        found.append(NamedColor(nearest_name(centres[c]), family(centres[c], WHITE_PHOTO),
+        named = family(centres[c], WHITE_PHOTO)
+        found.append(NamedColor(nearest_name(centres[c], named), named,
                                 round(float(mass[c] / total), 3),
                                 (int(rgb[0]), int(rgb[1]), int(rgb[2]))))
     return found
