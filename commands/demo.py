@@ -33,23 +33,27 @@ def demo(
     err.rule("2. index")
     for manifest in (m for m in result.indexes if m.category is None):
         echo(f"{manifest.name}: {manifest.count} vectors, recall@10 "
-                   f"{manifest.recall_at_10}, built in {manifest.build_seconds}s", err=True)
+             f"{manifest.recall_at_10}, built in {manifest.build_seconds}s at "
+             f"{manifest.built_at}", err=True)
+    for message in result.index_notes:
+        note(message)
     per_category = [m for m in result.indexes if m.category is not None]
     echo(f"+ {len(per_category)} per-category indexes (a detected sofa searches the "
                "sofas)", err=True)
     err.rule("3. match every pin (best product per object)")
     for message in result.match.notes:
         note(message)
-    rows = [[Path(pin.image).name, obj.category or obj.class_name, m.id, m.title, m.price,
-             f"{m.score:.3f}"]
+    rows = [[Path(pin.image).name, obj.category or obj.class_name, m.id, m.title,
+             m.price_text(), f"{m.score:.3f}"]
             for pin in result.match.pins for obj in pin.objects for m in obj.matches[:1]]
     table("pin -> best match", ["pin", "object", "id", "title", "price", "score"], rows)
     table(f"text: {result.match.text}", ["id", "title", "price", "score"],
-          [[m.id, m.title, m.price, f"{m.score:.3f}"] for m in result.match.text_matches])
+          [[m.id, m.title, m.price_text(), f"{m.score:.3f}"]
+           for m in result.match.text_matches])
     err.rule("4. recommend (200 synthetic shoppers, 20k events)")
     table(f"recommendations for {result.user}, the most active shopper",
           ["rank", "product", "price", "reason"],
-          [[r.rank, r.title, r.price, r.reason] for r in result.recommendations[:5]])
+          [[r.rank, r.title, r.price_text(), r.reason] for r in result.recommendations[:5]])
     evaluation = result.evaluation
     table(f"evaluation @{evaluation.k} (train before {evaluation.cut[:10]})",
           ["method", "hit rate", "NDCG", "coverage"],

@@ -102,9 +102,7 @@ def _recommend(shop: Any, user: str | None, all_users: bool, evaluate: bool, tun
             return
         table(f"recommendations for {user or 'this session'}",
               ["rank", "product", "price", "category", "reason"],
-              [[r.rank, f"{r.title} ({r.item_id})",
-                "" if r.price is None else f"{r.price:.2f} {r.currency or ''}".strip(),
-                r.category, r.reason]
+              [[r.rank, f"{r.title} ({r.item_id})", r.price_text(), r.category, r.reason]
                for r in recs])
 
 

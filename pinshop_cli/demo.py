@@ -29,6 +29,7 @@ class DemoResult:
     workspace: Path
     ingest: IngestSummary
     indexes: list[IndexManifest]
+    index_notes: list[str]  # e.g. that every index was up to date (a second demo)
     match: MatchResult
     user: str  # the most active synthetic shopper, whose recommendations are shown
     recommendations: list[Recommendation]
@@ -58,7 +59,8 @@ def run_demo(workspace: str | Path = "pinshop-demo", data: str | Path | None = N
     progress = progress or NullProgress()
     config = config or IngestConfig()
     summary = ingest(workspace, sample / "catalog.csv", sample / "pins", config, progress)
-    manifests = build_indexes(workspace)
+    index_notes: list[str] = []
+    manifests = build_indexes(workspace, notes=index_notes)
     pins = sorted((sample / "pins").glob("*.jpg"))
     result = match(pins, text="green velvet sofa", workspace=workspace, top_k=3,
                    detector=config.detector)
@@ -77,5 +79,5 @@ def run_demo(workspace: str | Path = "pinshop-demo", data: str | Path | None = N
                 audit(retriever=retriever))
     finally:
         retriever.close()
-    return DemoResult(Path(workspace).resolve(), summary, manifests, result, user,
+    return DemoResult(Path(workspace).resolve(), summary, manifests, index_notes, result, user,
                       recommendations, evaluation, *look)

@@ -235,3 +235,13 @@ def test_graph_settings_out_of_range_are_refused_before_any_work(copy_workspace)
     kept = {m.name: m for m in build_indexes(root, M=32, notes=notes)}["product_text"]
     assert kept.M == 16 and len([n for n in notes if "M 32 applies to new builds" in n
                                  and "--rebuild" in n]) == 1, notes
+
+
+def test_an_index_run_with_nothing_to_build_says_so(copy_workspace) -> None:
+    """It printed the table of the last build, with its build seconds, as if it had just
+    built every index."""
+    root = copy_workspace()
+    current = CliRunner().invoke(app, ["index", "-w", str(root)])
+    assert current.exit_code == 0 and "every index was up to date" in current.stderr
+    rebuilt = CliRunner().invoke(app, ["index", "--rebuild", "-w", str(root)])
+    assert rebuilt.exit_code == 0 and "up to date" not in rebuilt.stderr

@@ -293,7 +293,8 @@ def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = 
     Look searches a detected sofa among sofas). An existing index is updated in place when
     products were added, changed or removed; it is rebuilt only on a model change, a new
     shard count, damage, or with `rebuild`. Recall@10 against exact search is measured after
-    every build or update. What was repaired is appended to `notes`.
+    every build or update. What was repaired is appended to `notes`, and that nothing was
+    built when every index was current.
 
     `shards` > 1 splits each kind's global index into that many graphs, built in parallel
     (processes, or Ray tasks with engine="ray"); None keeps what an existing index has
@@ -308,6 +309,7 @@ def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = 
     notes = notes if notes is not None else []
     built: list[IndexManifest] = []
     kept: list[IndexManifest] = []  # kept or updated in place: their graph settings stay
+    current = 0  # indexes that needed no work
     runner = get_engine(engine, ray_address)
     with ws.lock(), runner.session():
         notes += repair_stores(ws)
@@ -329,6 +331,7 @@ def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = 
                 if old is not None and old.snapshot == snapshot and not rebuild:
                     built.append(old)
                     kept.append(old)
+                    current += 1
                     continue
                 if every is None:
                     every = _current(ws, kind, model_id)
@@ -355,6 +358,9 @@ def build_indexes(workspace: str | Path | None = None, kinds: tuple[str, ...] = 
     if not built:
         raise PinshopError(f"no embeddings in {ws.root}: run `pinshop ingest` first")
     notes += _kept_settings(kept, asked)
+    if current == len(built):
+        notes.append("every index was up to date: nothing was built (the build times shown "
+                     "are the last builds'; --rebuild builds them anew)")
     return built
 
 

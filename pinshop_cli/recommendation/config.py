@@ -108,6 +108,10 @@ class Recommendation:
     score: float
     reason: str
 
+    def price_text(self) -> str:
+        """'129.00 EUR', or '' without a price."""
+        return "" if self.price is None else f"{self.price:.2f} {self.currency or ''}".strip()
+
 
 @dataclass
 class Metrics:
