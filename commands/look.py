@@ -118,6 +118,8 @@ def _offers(reference: str, workspace: Path | None, json: bool) -> None:
         return
     for message in result.notes:
         note(message)
+    if not result.offers:  # the note says why
+        return
     table(f"offers for {reference}" + (f" · duplicates cluster {result.cluster}"
                                        if result.cluster is not None else ""),
           ["id", "merchant", "title", "price", "stock", ""],

@@ -135,6 +135,8 @@ def test_offers_list_other_merchants_cheapest_first(tmp_path: Path) -> None:
     table = runner.invoke(app, ["similar", "A1", "--offers", "-w", str(root)])
     assert table.exit_code == 0, table.output
     assert "80.00 EUR" in table.stdout and "this one" in table.stdout
+    # No other offer: the note alone (an empty table with a blank column was drawn).
+    assert runner.invoke(app, ["similar", "S3", "--offers", "-w", str(root)]).stdout == ""
     assert runner.invoke(app, ["similar", "nope", "--offers", "-w", str(root)]).exit_code == 1
     # Nothing is cheaper than free (it said "max-price must be 0 or more, not -4.9e-324").
     free = runner.invoke(app, ["similar", "S0", "--cheaper", "-w", str(root)])
