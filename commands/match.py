@@ -77,9 +77,11 @@ def match(
                             detector=detector)
     if report:
         write_report_page(render_report(result), report)
+    unread = [pin for pin in result.pins if pin.error]
+    nothing_read = bool(photos) and len(unread) == len(result.pins) and result.text is None
     if json:
         print_json(result)
-    else:
+    elif not nothing_read:  # else the error alone says it, once
         for message in result.notes:
             note(message)
         for pin in result.pins:
@@ -94,6 +96,7 @@ def match(
         if result.text is not None:
             table(f"text: {result.text}", ["id", "title", "price", "category", "score"],
                   [_row(m) for m in result.text_matches])
-    unread = [pin for pin in result.pins if pin.error]
-    if photos and len(unread) == len(result.pins) and result.text is None:
-        raise PinshopError(f"no image could be read ({unread[0].image}: {unread[0].error})")
+    if nothing_read:
+        more = f"; and {len(unread) - 1} more" if len(unread) > 1 else ""
+        raise PinshopError(f"no image could be read ({unread[0].image}: {unread[0].error}"
+                           f"{more})")

@@ -82,6 +82,12 @@ def test_match_json_on_stdout_and_report(demo_workspace, sample_dir, tmp_path):
     alone = pinshop("match", str(empty), "-w", str(demo_workspace))
     assert alone.returncode == 1 and alone.stderr.strip().splitlines()[-1] == \
         f"Error: no photo to match in {empty}"
+    # A photo that is not there: one line (a detector note and "skipped" came first).
+    gone = pinshop("match", str(tmp_path / "gone.jpg"), "-w", str(demo_workspace),
+                   env={"COLUMNS": "500"})
+    assert gone.returncode == 1 and gone.stderr.strip().splitlines() == [
+        f"Error: no image could be read ({tmp_path / 'gone.jpg'}: image not found: "
+        f"{tmp_path / 'gone.jpg'})"], gone.stderr
     mixed = pinshop("match", str(sample_dir / "pins" / "7303994.jpg"), str(empty), str(gifs),
                     "--top-k", "1", "--json", "-w", str(demo_workspace),
                     env={"COLUMNS": "500"})  # notes wrap at the terminal's width
