@@ -106,15 +106,16 @@ def nearest_name(lab: np.ndarray, in_family: str | None = None) -> str:
     distances = np.linalg.norm(table - lab, axis=1)
     distances[np.asarray(sources) != "css"] = np.inf
     if in_family is not None:
-        distances = np.where(_css_families() == in_family, distances, np.inf)
+        distances = np.where(_word_families() == in_family, distances, np.inf)
         if not np.isfinite(distances).any():
             return in_family
     return names[int(distances.argmin())]
 
 
 @lru_cache(maxsize=1)
-def _css_families() -> np.ndarray:
-    """The family of each colour of data/colors.csv as a word (see word_family)."""
+def _word_families() -> np.ndarray:
+    """The family of each colour of data/colors.csv read as a word (word_family's rule),
+    CSS names and catalog words alike, in the table's order."""
     return np.asarray([family(lab) for lab in _table()[1]])
 
 

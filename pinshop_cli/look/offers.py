@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PinshopError
+from ..retrieval.store import money
 
 if TYPE_CHECKING:
     from ..retrieval.retriever import Retriever
@@ -31,10 +32,8 @@ class Offer:
     reference: bool  # the listing asked about
 
     def price_text(self) -> str:
-        paid = min((p for p in (self.price, self.sale_price) if p is not None), default=None)
-        if paid is None:
-            return "price on request"
-        return f"{paid:.2f} {self.currency or ''}".strip()
+        return money(min((p for p in (self.price, self.sale_price) if p is not None),
+                         default=None), self.currency)
 
 
 @dataclass

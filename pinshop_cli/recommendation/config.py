@@ -110,7 +110,9 @@ class Recommendation:
 
     def price_text(self) -> str:
         """'129.00 EUR', or '' without a price."""
-        return "" if self.price is None else f"{self.price:.2f} {self.currency or ''}".strip()
+        from ..retrieval.store import money
+
+        return money(self.price, self.currency, missing="")
 
 
 @dataclass

@@ -24,6 +24,13 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
+def money(amount: float | None, currency: str | None, missing: str = "price on request"
+          ) -> str:
+    """How an amount is written everywhere: '129.00 EUR' ('129.00' without a currency),
+    `missing` without an amount."""
+    return missing if amount is None else f"{amount:.2f} {currency or ''}".strip()
+
+
 @dataclass
 class Product:
     """A catalog row as shown to people: match results, chat answers, look-alikes."""
@@ -68,9 +75,7 @@ class Product:
 
     def price_text(self) -> str:
         """'129.00 EUR', from the catalog only."""
-        if self.price is None:
-            return "price on request"
-        return f"{self.price:.2f} {self.currency or ''}".strip()
+        return money(self.price, self.currency)
 
     def titled(self) -> str:
         """The title; for a product shown for its family, with what else it comes in:
