@@ -254,9 +254,15 @@ class RichProgress:
         self.bar.stop()
 
     def start(self, stage: str, total: int) -> None:
+        if total == 0:  # a re-run's finished stage: one line, not an empty "0/0" bar
+            self.task = None
+            self.note(f"{stage}: nothing to do")
+            return
         self.task = self.bar.add_task(stage, total=total, rate="")
 
     def advance(self, count: int = 1) -> None:
+        if self.task is None:
+            return
         self.bar.advance(self.task, count)
         speed = self.bar.tasks[self.task].speed
         self.bar.update(self.task, rate=f"{speed:.1f}/s" if speed else "")

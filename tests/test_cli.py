@@ -174,6 +174,20 @@ def test_a_long_table_shows_its_first_rows_and_says_so(capsys, demo_workspace):
     assert shown.exit_code == 0 and "1499" in shown.stdout
 
 
+def test_a_stage_with_nothing_to_do_says_so_instead_of_an_empty_bar(capsys):
+    """A re-run's finished stages drew bars reading 0/0."""
+    from commands._output import RichProgress
+
+    with RichProgress() as progress:
+        progress.start("product images", 0)
+        progress.advance(0)
+        progress.start("pins", 2)
+        progress.advance(2)
+    printed = " ".join(capsys.readouterr().err.split())
+    assert "product images: nothing to do" in printed and "0/0" not in printed
+    assert "2/2" in printed
+
+
 def test_terminal_control_characters_in_data_are_shown_not_obeyed(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
