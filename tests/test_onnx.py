@@ -163,3 +163,41 @@ def test_a_refused_fp32_export_is_remembered(tiny_clip: str, tmp_path: Path,
     again.embed_texts(["sofa"])
     assert again.runtime_used == "image: unused, text: torch"
     assert "differs from torch" in again.runtime_notes[0]
+
+
+class NotesProgress:
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def start(self, stage: str, total: int) -> None:
+        pass
+
+    def advance(self, count: int = 1) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+
+def test_a_first_ingest_says_it_will_export_the_models(tmp_path: Path,
+                                                       demo_workspace: Path) -> None:
+    """The first ingest's ONNX exports took about 30 s a model with no word while its bar
+    sat still. Plumbing: the note is checked, the exports are not made (they cost time)."""
+    from pinshop_cli.engines import get_engine
+    from pinshop_cli.ingestion.config import IngestConfig
+    from pinshop_cli.ingestion.pipeline import _Run
+    from pinshop_cli.workspace.layout import Workspace
+
+    fresh = tmp_path / "empty-cache"
+    assert get_embedder("offline", fresh).exports_to_make() == [
+        "efficientnet-lite0", "all-MiniLM-L6-v2"]
+    assert get_embedder("offline", fresh, runtime="torch").exports_to_make() == []
+    assert get_embedder("offline").exports_to_make() == []  # the demo made them
+    progress = NotesProgress()
+    run = _Run(Workspace.open(tmp_path / "ws", create=True), IngestConfig(
+        embedder="offline", models_dir=str(fresh)), progress, get_engine("local"))
+    assert run.embedder.image_model_id == "efficientnet-lite0"
+    assert progress.notes == [
+        "first use of efficientnet-lite0 and all-MiniLM-L6-v2: exporting to ONNX Runtime "
+        "and checking it against torch, once (about 30 s a model); later runs load the "
+        "export"]

@@ -80,6 +80,10 @@ class _Run:
             if self._embedder.note:
                 self.summary.notes.append(self._embedder.note)
                 self.progress.note(self._embedder.note)
+            if exports := self._embedder.exports_to_make():  # said now: only a wait follows
+                self.progress.note(f"first use of {' and '.join(exports)}: exporting to ONNX "
+                                   "Runtime and checking it against torch, once (about 30 s "
+                                   "a model); later runs load the export")
         return self._embedder
 
     def note(self, message: str) -> None:

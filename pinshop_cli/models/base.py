@@ -64,6 +64,11 @@ class Embedder(ABC):
         """Why a runtime other than the requested one was used (e.g. a failed export)."""
         return []
 
+    def exports_to_make(self) -> list[str]:
+        """The model parts whose ONNX export the first forward will make and check (about
+        half a minute each on 2 cores), so a caller can say why the first run waits."""
+        return []
+
     @abstractmethod
     def preprocess_image(self, image: Image.Image) -> np.ndarray:
         """CPU-side transform (safe to run in reader threads): PIL image -> float32 CHW."""

@@ -114,6 +114,12 @@ class _TwoForwards(Embedder):
     def runtime_notes(self) -> list[str]:
         return [forward.note for forward in self._forwards() if forward.note]
 
+    def exports_to_make(self) -> list[str]:
+        if self.runtime == "torch" or self.placement.device.is_gpu:  # GPU: maybe torch
+            return []
+        return [part.model_id for part in self._parts
+                if find_export(part, "fp32", self.models_dir) is None]
+
     def embed_image_tensors(self, batch: np.ndarray) -> np.ndarray:
         return l2_normalize(self._forwards()[0]({"pixels": batch}))
 
