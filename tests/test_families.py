@@ -183,3 +183,30 @@ def test_match_text_and_photo_show_each_family_once(tmp_path: Path, tiny_clip: s
     table = runner.invoke(app, ["match", "--text", "a sofa", "-k", "8", "-w", str(root)])
     assert table.exit_code == 0, table.output
     assert table.stdout.count("colours") == 4  # "Sofa 0 · 3 colours, 2 sizes" (may wrap)
+
+
+def test_chat_rows_without_a_photo_have_no_score(tmp_path: Path, tiny_clip: str) -> None:
+    """In a CLIP workspace a text request searches product photos; a lamp with no photo
+    still passes and is shown after the rest, as never compared (it said "0% similar").
+    Plumbing: a tiny CLIP with random weights."""
+    from pinshop_cli import IngestConfig, ingest
+    from pinshop_cli.retrieval.policy import retrieve
+    from pinshop_cli.retrieval.store import Filters
+
+    photos = sorted(SAMPLE_PRODUCTS.glob("*.jpg"))[:2]
+    rows = [["id", "title", "category", "price", "image"],
+            ["L1", "Lamp one", "lamp", "40", str(photos[0])],
+            ["L2", "Lamp two", "lamp", "45", str(photos[1])],
+            ["L3", "Lamp three", "lamp", "50", ""]]
+    catalog = tmp_path / "catalog.csv"
+    with open(catalog, "w", newline="") as out:
+        csv.writer(out).writerows(rows)
+    root = tmp_path / "ws"
+    ingest(root, catalog, config=IngestConfig(embedder=tiny_clip))
+    build_indexes(root)
+    retriever = Retriever(root)
+    found = retrieve(retriever, Filters(category="lamp"), "a lamp", shown=3)
+    retriever.close()
+    scores = {p.id: p.score for p in found.products}
+    assert scores["L3"] is None and [p.id for p in found.products][-1] == "L3"
+    assert all(isinstance(scores[pid], float) for pid in ("L1", "L2"))

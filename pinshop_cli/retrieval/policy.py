@@ -87,10 +87,15 @@ def retrieve(retriever: Retriever, filters: Filters, text: str, anchor: str | No
         best = retriever.search_text(request, 1).hits[0]
         if not best or best[0].score < floor:
             relaxed.append("query")
-    if len(hits) < shown:  # rows without a vector of this kind still count
+    unscored: set[str] = set()
+    if len(hits) < shown:  # rows without a vector of this kind still count, after the rest
         extra = retriever.store.without_vectors(index.label_table, allowed, shown + 1)
-        hits += [Hit(pid, 0.0) for pid in extra if pid != anchor][:shown - len(hits)]
+        filled = [pid for pid in extra if pid != anchor][:shown - len(hits)]
+        hits += [Hit(pid, 0.0) for pid in filled]
+        unscored = set(filled)
     products = retriever.products(hits)
     for product in products:  # the shown rows only
         product.family = found.families.get(product.id)
+        if product.id in unscored:  # never compared: no score, not "0% similar"
+            product.score = None
     return Retrieved(products, relaxed)
