@@ -41,6 +41,7 @@ from .errors import DamagedFileError, PinshopError, first_line
 from .io.history import history_store
 from .limits import default_memory_limit, memory_limit_bytes, resident_bytes
 from .workspace.embeddings import SOURCE_HASH, store
+from .workspace.integrity import readers_verify, recorded_problem
 from .workspace.layout import EMBEDDING_KINDS, Workspace
 
 DEFAULT_TIMEOUT = 60.0
@@ -82,16 +83,21 @@ class QueryResult:
 
 def _readable_parquet(paths: list[Path], notes: list[str]) -> dict[Path, Any]:
     """The paths whose Parquet footer parses, with their Arrow schemas; the others are
-    named in `notes`."""
+    named in `notes`, as are tables changed since pinshop wrote them."""
     import pyarrow.parquet as pq
 
     good = {}
     for path in paths:
         try:
-            good[path] = pq.read_schema(path)
+            schema = pq.read_schema(path)
         except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError
             notes.append(f"skipped {path}: not a readable Parquet file "
                          f"({first_line(exc)})")
+            continue
+        if readers_verify() and (problem := recorded_problem(path)):
+            # Still shown (sql is where one looks at such a file), but not as trustworthy.
+            notes.append(f"{path} is damaged ({problem}): its rows may be wrong")
+        good[path] = schema
     return good
 
 

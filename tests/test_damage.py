@@ -171,3 +171,35 @@ def test_a_damaged_part_is_left_out_then_embedded_again_by_the_next_ingest(
     assert any("dropped from the manifest" in note for note in summary.notes)
     again = run_sql("SELECT count(*) FROM embeddings_product_image", root)
     assert again.rows == [(34,)] and not again.notes
+
+
+def flip_a_byte_in_column(path: Path, column: str) -> None:
+    """A byte inside `column`'s data flipped: the footer still parses, the values do not."""
+    import pyarrow.parquet as pq
+
+    chunk = pq.read_metadata(path).row_group(0).column(
+        pq.read_schema(path).get_field_index(column))
+    data = bytearray(path.read_bytes())
+    data[chunk.data_page_offset + chunk.total_compressed_size // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_in_the_catalog_is_damage_not_a_wrong_answer(
+        with_events: Path, sample_dir: Path) -> None:
+    """The footer parsed, so prices read 723401728380803.16 with exit 0, and `doctor`
+    said the tables were fine. Checked tables carry their writer's size and checksums."""
+    from pinshop_cli import ingest, run_sql
+    from pinshop_cli.doctor import workspace_data_check
+
+    flip_a_byte_in_column(with_events / "catalog.parquet", "price")
+    for command in (["match", "--text", "green velvet sofa"], ["similar", "P005"],
+                    ["recommend", "--user", "ann"]):
+        error = fails_as_damaged(*command, "-w", str(with_events))
+        assert error.reason == "changed since pinshop wrote it (checksum mismatch)"
+        assert "pinshop ingest CATALOG" in error.fix
+    shown = run_sql("SELECT count(*) FROM catalog", with_events)
+    assert any("catalog.parquet is damaged (changed since pinshop wrote it" in note
+               for note in shown.notes)
+    assert workspace_data_check(with_events).status != "ok"
+    ingest(with_events, sample_dir / "catalog.csv")  # the fix the error names
+    assert CliRunner().invoke(app, ["similar", "P005", "-w", str(with_events)]).exit_code == 0

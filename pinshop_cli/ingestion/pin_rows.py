@@ -76,5 +76,6 @@ def consolidate_detections(ws: Workspace, detector_id: str) -> int:
              "ORDER BY d.pin_id, d.det_id")
     params = {"detector": detector_id}
     with duckdb.connect() as con:
-        copy_to_parquet(con, query, ws.detections, {"crop": rows_version_sql("det_id")}, params)
+        copy_to_parquet(con, query, ws.detections, {"crop": rows_version_sql("det_id")}, params,
+                        checked=True)
         return int(con.execute(f"SELECT count(*) FROM ({query})", params).fetchall()[0][0])

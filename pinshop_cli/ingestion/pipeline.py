@@ -268,7 +268,7 @@ class _Run:
                 f"SELECT * FROM read_parquet({sql_path(self.ws.pins)}) ANTI JOIN new USING "
                 "(path) UNION ALL BY NAME SELECT * FROM new ORDER BY path",
                 tables={"new": pins}).cast(pins.schema)
-        write_parquet(pins, self.ws.pins)
+        write_parquet(pins, self.ws.pins, checked=True)
         write_parquet(pins.filter(_eq(pins, "status", "rejected")),
                       self.ws.rejects_dir / "pins.parquet")
         self.timed("pins", started)

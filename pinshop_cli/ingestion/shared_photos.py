@@ -126,7 +126,7 @@ def consolidate_colors(ws: Workspace) -> None:
                  f"rules) AS color_name FROM {colour_rows(files)} GROUP BY h) p "
                  "ON p.h = c.image_sha256 "
                  "ORDER BY c.pinshop_row")
-        copy_to_parquet(con, query, ws.catalog, CATALOG_VERSIONS)
+        copy_to_parquet(con, query, ws.catalog, CATALOG_VERSIONS, checked=True)
 
 
 def colour_rows(files: list[Path]) -> str:

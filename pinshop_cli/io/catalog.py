@@ -210,7 +210,8 @@ def normalize_catalog(path: str | Path, catalog_target: Path, rejects_target: Pa
         if counts == (0, 0, 0) and catalog_target.exists():  # this catalog, again?
             counts = _undelivered(catalog_target, notes)
         added, removed, changed = counts
-        copy_to_parquet(con, "SELECT * FROM catalog_out", catalog_target, CATALOG_VERSIONS)
+        copy_to_parquet(con, "SELECT * FROM catalog_out", catalog_target, CATALOG_VERSIONS,
+                        checked=True)
         write_json({"catalog": _signature(catalog_target), "added": added,
                     "removed": removed, "changed": changed}, _changes_path(catalog_target))
         photo_rejects = con.sql("SELECT * FROM photo_rejects_out").to_arrow_table()

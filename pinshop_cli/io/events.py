@@ -120,7 +120,7 @@ def ingest_events(path: str | Path, workspace: str | Path | None = None) -> Even
                     notes.append(f"{ws.events} was damaged ({damage}), moved to {aside.name}: "
                                  f"written again from {path.name}; ingest the others again")
                 before, merged = _merge(con, new, ws.events)
-                write_parquet(merged, ws.events)
+                write_parquet(merged, ws.events, checked=True)
                 write_parquet(_with_earlier_rejects(con, rejects, ws.rejects_dir /
                                                     "events.parquet", notes),
                               ws.rejects_dir / "events.parquet")

@@ -240,7 +240,8 @@ def fold_log(ws: Workspace, changes: Sequence[ProductChange] = ()) -> None:
                         f"read_parquet({sql_path(ws.catalog)})")
             if log.apply(con) or changes:
                 apply_pending(con, list(changes))
-                copy_to_parquet(con, "SELECT * FROM catalog", ws.catalog, CATALOG_VERSIONS)
+                copy_to_parquet(con, "SELECT * FROM catalog", ws.catalog, CATALOG_VERSIONS,
+                                checked=True)
                 record_snapshot(ws.root, ws.catalog,
                                 _now() if changes or newest is None else newest)
     log.clear()

@@ -94,9 +94,46 @@ def file_problem(path: Path, record: FileRecord, full: bool) -> str | None:
     return None if matches else "checksum mismatch"
 
 
+def check_record_path(path: Path) -> Path:
+    """Where the writer of a checked table (catalog, events, pins, detections) records its
+    size and checksums: beside it, hidden."""
+    return path.with_name(f".{path.name}.check.json")
+
+
+def recorded(path: Path) -> list[FileRecord] | None:
+    """The records left by the writer of `path`: None for a file written unchecked (or
+    before checks were recorded), [] for a damaged record. Two records only while a write
+    is being renamed into place (the new file's and the old one's): either file is whole."""
+    try:
+        data = json.loads(check_record_path(path).read_bytes())
+        return [FileRecord.from_dict(record) for record in data["records"]]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def recorded_problem(path: Path, full: bool = False) -> str | None:
+    """Why `path` is not the file its writer recorded (a flipped byte in a price leaves
+    the Parquet readable and the answers wrong), or None."""
+    records = recorded(path)
+    if records is None:
+        return None
+    if not records:
+        return f"its check record {check_record_path(path).name} is damaged"
+    problems = [file_problem(path, record, full) for record in records]
+    return None if None in problems else f"changed since pinshop wrote it ({problems[0]})"
+
+
 def parquet_problem(path: Path) -> str | None:
     """Why `path` is not a readable Parquet file (its footer is what every reader needs
-    first), or None."""
+    first) or, for a checked table, not the file its writer recorded; or None."""
+    if (problem := _footer_problem(path)) is not None:
+        return problem
+    return recorded_problem(path) if readers_verify() else None
+
+
+def _footer_problem(path: Path) -> str | None:
     try:
         with open(path, "rb") as handle:
             head = handle.read(4)
@@ -127,13 +164,15 @@ def parquet_metadata(path: Path) -> pq.FileMetaData:
 def require_parquet(path: Path, fix: str, columns: tuple[str, ...] = ()) -> None:
     """Raise DamagedFileError unless `path` (which must exist) is readable Parquet with
     `columns` (another table copied over it is as damaged as a truncated one)."""
-    if (problem := parquet_problem(path)) is not None:
+    if (problem := _footer_problem(path)) is not None:
         raise DamagedFileError(path, problem, fix)
     if columns:
         have = set(parquet_metadata(path).schema.names)
         if missing := [c for c in columns if c not in have]:
             raise DamagedFileError(path, f"not a catalog pinshop wrote: no column "
                                    f"{', '.join(missing[:3])}", fix)
+    if readers_verify() and (problem := recorded_problem(path)) is not None:
+        raise DamagedFileError(path, problem, fix)
 
 
 #: What every reader of catalog.parquet relies on (io/catalog_steps.py writes them).

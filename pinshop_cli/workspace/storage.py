@@ -17,20 +17,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .faults import fault_point
+from .integrity import FileRecord, check_record_path, record_file, recorded
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 
 @contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temp path beside `target`; on success fsync it and rename it into place."""
+def atomic_path(target: Path, checked: bool = False) -> Iterator[Path]:
+    """Yield a temp path beside `target`; on success fsync it and rename it into place.
+    `checked`: record its size and checksums beside it (workspace/integrity.py), so a
+    reader can tell it from a file damaged later."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _new_temp(target)
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        if checked:  # the old file's record stays until the rename: a kill leaves a match
+            new = record_file(tmp)
+            old = recorded(target) or ([record_file(target)] if target.exists() else [])
+            _write_records(target, [new, *old[:1]])
         fault_point("write", target)
         os.replace(tmp, target)
         fault_point("rename", target)
@@ -39,8 +46,15 @@ def atomic_path(target: Path) -> Iterator[Path]:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+        if checked:
+            _write_records(target, [new])
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _write_records(target: Path, records: list[FileRecord]) -> None:
+    write_json({"records": [record.to_dict() for record in records]},
+               check_record_path(target))
 
 
 def _new_temp(target: Path) -> Path:
@@ -62,10 +76,10 @@ def remove(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-def write_parquet(table: pa.Table, target: Path) -> None:
+def write_parquet(table: pa.Table, target: Path, checked: bool = False) -> None:
     import pyarrow.parquet as pq
 
-    with atomic_path(target) as tmp:
+    with atomic_path(target, checked) as tmp:
         pq.write_table(table, tmp, compression="zstd")
 
 
@@ -116,10 +130,10 @@ def sql_path(path: Any) -> str:
 
 def copy_to_parquet(con: Any, query: str, target: Path,
                     versions: dict[str, str] | None = None,
-                    params: dict[str, Any] | None = None) -> None:
-    """COPY a DuckDB query to Parquet atomically. `versions` maps a name to SQL over the
-    query's rows (aliased `t`) returning one string: the file carries each as a content
-    version in its footer (see workspace.embeddings.table_version)."""
+                    params: dict[str, Any] | None = None, checked: bool = False) -> None:
+    """COPY a DuckDB query to Parquet atomically (`checked`: see atomic_path). `versions`
+    maps a name to SQL over the query's rows (aliased `t`) returning one string: the file
+    carries each as a content version in its footer (see workspace.embeddings.table_version)."""
     options = "FORMAT parquet, COMPRESSION zstd"
     if versions:
         selects = ", ".join(f"({sql})" for sql in versions.values())
@@ -127,7 +141,7 @@ def copy_to_parquet(con: Any, query: str, target: Path,
         pairs = ", ".join(f"'pinshop_version_{name}': '{str(value).replace(chr(39), '')}'"
                           for name, value in zip(versions, values, strict=True))
         options += f", KV_METADATA {{{pairs}}}"
-    with atomic_path(target) as tmp:
+    with atomic_path(target, checked) as tmp:
         con.execute(f"COPY ({query}) TO {sql_path(tmp)} ({options})", params or None)
 
 
