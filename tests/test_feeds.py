@@ -226,6 +226,22 @@ ATOM_ENTRY = """<entry><g:id>A{n}</g:id><title>Oak table {n}</title>
 <g:google_product_category>Furniture &gt; Tables</g:google_product_category></entry>"""
 
 
+def test_a_repeated_image_link_is_one_more_photo_not_one_joined_url(tmp_path: Path) -> None:
+    """Two <g:image_link> were joined into "b.jpg,a.jpg", fetched as one URL and reported
+    as HTTP 404. The spec's image_link is one photo; more are additional_image_link."""
+    feed = tmp_path / "feed.xml"
+    feed.write_text(RSS.format(items=(
+        "<item><g:id>X4</g:id><title>Lamp</title><title>Lamp, again</title>"
+        "<g:price>10.00 EUR</g:price>"
+        "<g:image_link>https://img.example/b.jpg</g:image_link>"
+        "<g:additional_image_link>https://img.example/c.jpg</g:additional_image_link>"
+        "<g:image_link>https://img.example/a.jpg</g:image_link></item>")))
+    row = load_catalog(feed).table.to_pylist()[0]
+    assert row["image_link"] == "https://img.example/b.jpg"
+    assert row["additional_image_link"] == "https://img.example/c.jpg,https://img.example/a.jpg"
+    assert row["title"] == "Lamp"  # a field the spec does not repeat keeps its first value
+
+
 def test_rss_and_atom_feeds_read_like_the_tsv(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     rss, atom = tmp_path / "feed.xml", tmp_path / "feed.atom"

@@ -64,6 +64,10 @@ def availability_sql(text: str) -> str:
 AVAILABILITY_PROBLEM = (f" is not one of {', '.join(AVAILABILITY)} (or their schema.org "
                         "names, such as InStock or Discontinued)")
 XML_SUFFIXES = (".xml", ".rss", ".atom")
+#: Fields an XML item may give more than once (Merchant Center's repeated attributes).
+REPEATED = frozenset({"additional_image_link", "lifestyle_image_link", "shipping",
+                      "product_detail", "product_highlight", "included_destination",
+                      "excluded_destination"})
 #: Items per Parquet row group while an XML feed is converted.
 XML_BATCH = 20_000
 
@@ -81,7 +85,7 @@ def feed_sources(columns: dict[str, str]) -> dict[str, list[str]]:
 def xml_to_parquet(path: Path, target: Path) -> None:
     """Stream an RSS 2.0 (`channel/item`) or Atom (`feed/entry`) feed into a Parquet file,
     one row per item, one text column per field (namespaces dropped: `g:price` is `price`).
-    A field given more than once (`additional_image_link`) is joined with commas; a nested
+    A field given more than once is read as `_fields` says; a nested
     field (`g:shipping`) is its children's texts joined with colons, as the TSV form writes
     it. Atom's `<link href=...>` is the item's `link`. Parsing is the one per-item loop on
     the catalog path: no SQL engine here reads XML. Items go out in batches, each its own
@@ -140,7 +144,10 @@ def xml_to_parquet(path: Path, target: Path) -> None:
 
 
 def _fields(item: ET.Element) -> dict[str, str]:
-    """An item's fields by name, in the order the feed gives them."""
+    """An item's fields by name, in the order the feed gives them. A field the spec lets
+    repeat (REPEATED) joins its values with commas; a second `image_link` is one more
+    `additional_image_link` (joined, it was fetched as one URL and reported as a 404);
+    any other field keeps its first value."""
     fields: dict[str, str] = {}
     for child in item:
         name = _local(child.tag)
@@ -150,8 +157,11 @@ def _fields(item: ET.Element) -> dict[str, str]:
             value = ":".join((c.text or "").strip() for c in child)
         else:
             value = (child.text or "").strip()
-        if value:
-            fields[name] = f"{fields[name]},{value}" if name in fields else value
+        if name == "image_link" and name in fields:
+            name = "additional_image_link"
+        if not value or (name in fields and name not in REPEATED):
+            continue
+        fields[name] = f"{fields[name]},{value}" if name in fields else value
     return fields
 
 
