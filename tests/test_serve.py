@@ -424,7 +424,7 @@ def test_live_changes_fold_into_the_catalog_file(copy_workspace: Any) -> None:
     with duckdb.connect() as con:  # a new catalog, as an ingest writes it
         con.execute(f"CREATE TABLE c AS SELECT * FROM '{catalog}'")
         con.execute("UPDATE c SET title = title || ' (new feed)' WHERE id = 'P001'")
-        copy_to_parquet(con, "SELECT * FROM c", catalog)
+        copy_to_parquet(con, "SELECT * FROM c", catalog, checked=True)
     assert log.pending().num_rows == 0 and on_disk(root, ["P006"])[0][0] != 1.0
 
 
