@@ -107,6 +107,13 @@ def test_the_models_reading_keeps_only_what_the_words_support(reader):
     assert (intent.min_price, intent.max_price) == (None, 150.0)  # "under 150" is a ceiling
     assert intent.reference == "none"  # nothing was shown to be cheaper than
     assert intent.style == ["cosy"] and intent.action == "search"  # no buying words
+    # A tiny model copied the schema's wording into the query, and gave "like this but in
+    # blue", with nothing shown, a category from nowhere (it searched beds).
+    copied = ScriptedChatModel([{"category": "rug", "color": "blue", "reference": "similar",
+                                 "query": "a few words describing the product (type, "
+                                          "material, style),"}])
+    intent = reader.by_model(copied, "like this but in blue", None, shown=False)
+    assert (intent.category, intent.query, intent.color) == (None, "", "blue")
     garbled = ScriptedChatModel(["{not json"])
     assert reader.by_model(garbled, "a lamp", None, shown=False) == Intent(category="lamp")
 

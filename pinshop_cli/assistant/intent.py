@@ -281,8 +281,13 @@ class IntentReader:
         if intent.action not in ("search", "out_of_scope", named) or (
                 intent.action == "out_of_scope" and "category" in explicit):
             intent.action = named
-        if shown and is_follow_up(question) and "category" not in explicit:
-            intent.category = None  # "in cream" refines the last request; it names no category
+        if is_follow_up(question) and "category" not in explicit:
+            # "in cream" refines the last request and names no category; with nothing
+            # shown, "like this but in blue" points at nothing: a category is a guess.
+            intent.category = None
+        copied = intent.query.lower().strip(" ,.;")
+        if len(copied.split()) >= 3 and copied in INTENT_PROMPT.lower():
+            intent.query = ""  # the schema's own wording copied back ("a few words ...")
         if "max_price" in explicit and "min_price" not in explicit:
             intent.min_price = None  # "under 600" never means "from 600"
         if "min_price" in explicit and "max_price" not in explicit:
