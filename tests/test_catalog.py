@@ -151,6 +151,20 @@ def test_a_price_names_its_currency_beside_a_symbol_and_a_sale_keeps_to_it(tmp_p
     assert reasons_by_line(load) == {3: "sale_price '40.00 EUR' is in EUR, the price in USD"}
 
 
+def test_a_currency_is_an_iso_4217_code(tmp_path):
+    """XYZ, BTC, 123, EUROS and "00 €" were all stored as currencies."""
+    path = tmp_path / "c.csv"
+    path.write_text("id,title,price,currency\nA,a,10,XYZ\nB,b,10,btc\nC,c,10,123\n"
+                    "D,d,10,EUROS\nE,e,10,00 €\nF,f,12.00 ZZZ,\nG,g,10,chf\nH,h,10 XOF,\n")
+    load = load_catalog(path)
+    assert {r: why for r, why in reasons_by_line(load).items()} == {
+        line: f"currency '{code}' is not an ISO 4217 code (such as EUR or USD)"
+        for line, code in ((2, "XYZ"), (3, "BTC"), (4, "123"), (5, "EUROS"), (6, "00 €"),
+                           (7, "ZZZ"))}
+    rows = rows_by_id(load)
+    assert (rows["G"]["currency"], rows["H"]["currency"]) == ("CHF", "XOF")
+
+
 def test_currency_codes_are_upper_case_and_a_price_keeps_to_its_own(tmp_path):
     """`usd` was stored as written, so 10 USD -> 8 usd was a currency change and no drop;
     "12,50 EUR" beside currency USD was stored as 12.50 USD; a negative sale was

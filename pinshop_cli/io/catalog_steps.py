@@ -45,6 +45,18 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: Currencies with three decimals (ISO 4217): "1.299 KWD" is a decimal; "1.299 EUR" could
 #: be 1,299 (a point groups thousands in much of Europe) or a fuel price, so it is refused.
 THREE_DECIMALS = ('BHD', 'IQD', 'JOD', 'KWD', 'LYD', 'OMR', 'TND')
+#: ISO 4217 codes a shop can price in (the list's currencies and fund codes, a few just
+#: withdrawn; not precious metals, bond units or the test codes XTS and XXX).
+_ISO_4217 = """
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD
+    BTN BWP BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP
+    DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HRK HTG HUF IDR ILS
+    INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD
+    MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR
+    PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS
+    SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW
+    UZS VED VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG ZWL"""
+CURRENCIES = tuple(_ISO_4217.split())
 MAX_PRICE = 1e16  # DECIMAL(18, 2) holds up to 9,999,999,999,999,999.99
 
 
@@ -240,6 +252,8 @@ def checked(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
             WHEN price_value IS NOT NULL AND NOT (isfinite(price_value)
                  AND price_value < {MAX_PRICE}) THEN
                 'price out of range ' || q60(price_raw) || ' (at most 1e16)'
+            WHEN currency NOT IN {CURRENCIES} THEN
+                'currency ' || q60(currency) || ' is not an ISO 4217 code (such as EUR or USD)'
             WHEN price_currency <> currency THEN  -- "12,50 EUR" with currency USD
                 'price ' || q60(price_raw) || ' is in ' || price_currency
                 || ', the currency column says ' || currency
