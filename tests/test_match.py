@@ -167,9 +167,9 @@ def test_html_report_is_self_contained_and_shows_boxes_and_products(demo_workspa
 def test_nan_price_bound_is_a_clear_error_not_ignored(demo_workspace):
     from pinshop_cli import PinshopError
 
-    with pytest.raises(PinshopError, match="max-price must be a finite number"):
+    with pytest.raises(PinshopError, match="max price must be a finite number"):
         match(text="sofa", workspace=demo_workspace, max_price=float("nan"))
-    with pytest.raises(PinshopError, match="max-price must be 0 or more, not -5"):
+    with pytest.raises(PinshopError, match="max price must be 0 or more, not -5"):
         match(text="sofa", workspace=demo_workspace, max_price=-5)
     with pytest.raises(PinshopError, match="--text is blank"):  # it searched for nothing
         match(text="   ", workspace=demo_workspace)

@@ -114,10 +114,10 @@ class Filters:
         for name in ("min_price", "max_price"):
             value = getattr(self, name)
             if value is not None and not math.isfinite(value):
-                raise PinshopError(f"{name.replace('_', '-')} must be a finite number, "
+                raise PinshopError(f"{name.replace('_', ' ')} must be a finite number, "
                                    f"not {value}")
             if value is not None and value < 0:
-                raise PinshopError(f"{name.replace('_', '-')} must be 0 or more, not {value:g}")
+                raise PinshopError(f"{name.replace('_', ' ')} must be 0 or more, not {value:g}")
 
     @property
     def color_spellings(self) -> list[str]:
