@@ -159,6 +159,14 @@ def test_ingest_json_then_state_through_the_library(tmp_path, write_catalog):
     assert again["model_work_done"] is False
 
 
+def test_a_catalog_url_is_refused_before_anything_is_said(tmp_path):
+    """It printed "reading catalog http:/127.0.0.1:9/feed.tsv" (a slash lost) first."""
+    result = CliRunner().invoke(app, ["ingest", "http://127.0.0.1:9/feed.tsv", "-w",
+                                      str(tmp_path / "ws")])
+    assert "download the feed first" in str(result.exception)
+    assert "reading catalog" not in result.stderr
+
+
 def test_a_long_table_shows_its_first_rows_and_says_so(capsys, demo_workspace):
     """`match --top-k 100000` drew 100k rows for a minute; a table is cut at 1,000 rows with
     a note, except `sql`, whose --limit says how many."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..detection.crops import PIN_DECODE_SIDE
 from ..engines import Engine, Stage, get_engine
 from ..errors import DamagedFileError, PinshopError, WorkspaceLockedError
-from ..io.catalog import normalize_catalog, rejects_schema, report_delivered
+from ..io.catalog import normalize_catalog, refuse_url, rejects_schema, report_delivered
 from ..io.history import record_snapshot
 from ..io.photo_fetch import PhotoStore
 from ..io.pins import check_pins_source, scan_pins
@@ -126,6 +126,7 @@ class _Run:
     # -- catalog ---------------------------------------------------------------------------
     def catalog(self, path: Path) -> None:
         started = time.perf_counter()
+        refuse_url(path)  # before "reading catalog http:/host/...", with one slash lost
         self.progress.note(f"reading catalog {path}")
         photos = PhotoStore(self.ws.root / "photos", progress=self.progress)
         loaded = normalize_catalog(path, self.ws.catalog, self.ws.rejects_dir / "catalog.parquet",

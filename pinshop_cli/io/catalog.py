@@ -111,14 +111,19 @@ def _id_column(names: list[str]) -> list[int]:
     return [out.index("id")] if "id" in out else []
 
 
+def refuse_url(path: str | Path) -> None:
+    """A catalog is read from a file, not fetched: said before anything else is."""
+    if str(path).startswith(("http:/", "https:/")):  # a Path keeps one slash of "//"
+        raise PinshopError("pinshop reads a catalog from a file: download the feed first "
+                           "(e.g. curl -o feed.xml URL), then ingest that file")
+
+
 def _run(path: Path, max_pixels: int, threads: int, photos: PhotoStore | None = None
          ) -> tuple[duckdb.DuckDBPyConnection,
                                                               list[str], Any]:
     import duckdb
 
-    if str(path).startswith(("http:/", "https:/")):  # a Path keeps one slash of "//"
-        raise PinshopError("pinshop reads a catalog from a file: download the feed first "
-                           "(e.g. curl -o feed.xml URL), then ingest that file")
+    refuse_url(path)
     path = Path(path)
     if not path.is_file():
         raise PinshopError(f"catalog not found: {path}")
