@@ -85,6 +85,16 @@ def test_a_session_of_unknown_items_is_an_error_not_a_popular_list(shop, tmp_pat
     assert done.exit_code == 0 and "is not in the catalog and pulls in nothing" in done.output
 
 
+def test_a_session_file_that_is_not_utf8_says_how_it_was_read(shop, tmp_path):
+    """A stray 0xFF made the whole file Windows-1252 without a word: the only sign was
+    "'P\xff06' is not in the catalog"."""
+    path = tmp_path / "session.csv"
+    path.write_bytes(b"item_id,event\nA,view\nB\xff,view\n")
+    notes: list[str] = []
+    recommend(shop, None, POPULAR_ONLY, session=path, notes=notes)
+    assert notes[0] == "session.csv is not UTF-8: read as windows-1252"
+
+
 def test_the_newest_session_item_pulls_hardest(shop, tmp_path):
     # D then A: A, the newest, weighs 1; D, one event older, 0.5 ** (1/5).
     recs = recommend(shop, None, POPULAR_ONLY,
@@ -128,6 +138,8 @@ def test_session_input_is_checked(tmp_path):
     ("item_id,event,ts\n", "session.csv has no events"),
     ("", "cannot read session.csv|session.csv is empty"),
     (b"\x00\x01\x02PK\x03\x04" * 50, "session.csv"),
+    ("item_id;event\nA;view\n", "lacks column\\(s\\) item_id, event; .* \\(its header is "
+     "one column, 'item_id;event': fields are separated by commas\\)"),
 ])
 def test_a_bad_session_file_is_a_one_line_error(tmp_path, content, error):
     from pinshop_cli import PinshopError

@@ -49,7 +49,8 @@ def _score(ws: Workspace, config: RecommendConfig | None, users: pa.Table | None
     the lock)."""
     from .session import read_session, session_tables
 
-    events = None if session is None else read_session(session)  # bad input: before work
+    # Bad input is an error before any work.
+    events = None if session is None else read_session(session, notes)
     scorer = Scorer(ws, apply(config or RecommendConfig(), load(ws)))
     try:
         weights = scorer.config.blend_weights

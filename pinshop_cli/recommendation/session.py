@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import PinshopError
 from ..io.events import check_events, check_format, columns, default_weight_sql, read_records
 from ..io.records import read_arrow
+from ..io.text import EIGHT_BIT
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -43,9 +44,11 @@ SESSION_HALF_LIFE = 5.0  # events: the fifth-newest look counts half as much as 
 PULLING_ITEMS = 100
 
 
-def read_session(source: str | Path | pa.Table | Sequence[Mapping[str, Any]]) -> pa.Table:
+def read_session(source: str | Path | pa.Table | Sequence[Mapping[str, Any]],
+                 notes: list[str] | None = None) -> pa.Table:
     """The session's events as a table (item_id, event, weight, position), position 0 the
-    newest: from a CSV or Parquet file, an Arrow table or a list of event dicts.
+    newest: from a CSV or Parquet file, an Arrow table or a list of event dicts. A CSV with
+    no UTF-8 at all is read as Windows-1252, as events are, and `notes` says so.
 
     Each row is checked as an ingested event is (io/events.py), except that user_id is
     not needed and ts may be left out (then the rows' order is the session's, the last row
@@ -66,8 +69,10 @@ def read_session(source: str | Path | pa.Table | Sequence[Mapping[str, Any]]) ->
         if isinstance(source, (str, Path)):
             path = Path(source)
             check_format(path, "session")
-            names, _ = read_records(con, path, Path(tmp))
+            names, encoding = read_records(con, path, Path(tmp))
             name, row = path.name, f"{path.name} line"
+            if encoding == EIGHT_BIT and notes is not None:  # else ids read wrong, unsaid
+                notes.append(f"{path.name} is not UTF-8: read as {EIGHT_BIT}")
         else:
             names, name, row = read_arrow(con, table), "the session", "session event"
         found = columns(name, names, ("item_id", "event"))
