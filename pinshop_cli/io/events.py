@@ -161,8 +161,12 @@ def columns(name: str, names: list[str], required: tuple[str, ...]) -> dict[str,
         found.setdefault(column.strip().lower(), index)
     if missing := [c for c in required if c not in found]:
         optional = ", ".join(f for f in FIELDS if f not in required)
+        # "user_id;item_id;event" read as one column: the separator, not the names, is wrong
+        separator = next((c for c in ";\t|" if len(names) == 1 and c in names[0]), None)
+        hint = (f" (its header is one column, {names[0][:60]!r}: fields are separated by "
+                "commas)" if separator else "")
         raise PinshopError(f"{name} lacks column(s) {', '.join(missing)}; "
-                           f"it needs {', '.join(required)} ({optional} optional)")
+                           f"it needs {', '.join(required)} ({optional} optional){hint}")
     return {f: found[f] for f in FIELDS if f in found}
 
 
