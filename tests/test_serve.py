@@ -138,6 +138,7 @@ def server(demo_workspace: Path, models_cache: Path,
 
 def test_health_and_docs(server: Server) -> None:
     assert server.get("/health") == (200, {"status": "ok"})
+    assert server.request("HEAD", "/health")[0] == 200  # health checkers probe so (was 405)
     status, spec = server.get("/openapi.json")
     assert status == 200 and {"/search", "/match", "/products/{product_id}",
                               "/chat"} <= set(spec["paths"])
@@ -281,7 +282,8 @@ def test_products_similar_complete_recommend(server: Server) -> None:
                                                             "event": "stare"}]})
     assert status == 400 and body["error"] == (
         "session event 1: unknown event type 'stare'")
-    assert server.post("/recommend", {"session": []})[0] == 400
+    assert server.post("/recommend", {"session": []}) == (400, {
+        "error": "the session has no events: give at least one (item_id, event), or a user"})
     for k in (True, "3", 2.5):  # true was read as k = 1
         status, body = server.post("/recommend", {"session": looked, "k": k})
         assert status == 422 and "k" in body["error"], (k, body)

@@ -182,7 +182,7 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
         return Response(page.joinpath("app.js").read_text(encoding="utf-8"),
                         media_type="text/javascript")
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])  # load balancers probe with HEAD
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
@@ -280,7 +280,8 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
         from ..recommendation.config import RecommendConfig, with_overrides
 
         if user is None and not session:  # else Shop.recommend would write everyone's
-            raise PinshopError("say who for: a user, or the session's events")
+            raise PinshopError("the session has no events: give at least one (item_id, "
+                               "event), or a user")
         notes: list[str] = []
         with served.using() as current:
             found = current.recommend(user, with_overrides(RecommendConfig(), k=k),
