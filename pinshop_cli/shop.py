@@ -374,12 +374,13 @@ class Shop:
         from .assistant.session import ShoppingAssistant
         from .models import get_chat_model
 
+        workspace = self.ws  # a missing workspace is said before a missing model
         key = (model, n_ctx, threads)
         if key not in self._chat_models:
             self._chat_models[key] = get_chat_model(model, self.models_dir, n_ctx=n_ctx,
                                                     n_threads=threads, progress=progress,
                                                     device=self.device)
-        return ShoppingAssistant(self.ws, self._chat_models[key], models_dir=self.models_dir,
+        return ShoppingAssistant(workspace, self._chat_models[key], models_dir=self.models_dir,
                                  retriever=self.retriever, runtime=self.runtime, user=user)
 
     def changes(self, since: str | None = None, limit: int | None = None) -> Any:

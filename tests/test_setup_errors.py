@@ -108,6 +108,17 @@ def test_cli_workspace_that_is_a_file(tmp_path: Path) -> None:
     assert_one_line_error(pinshop("ingest-events", str(events), "-w", str(path)), "workspace")
 
 
+def test_chat_on_a_missing_workspace_says_so_before_the_model(tmp_path: Path) -> None:
+    """It named the missing chat model and never the missing workspace."""
+    from typer.testing import CliRunner
+
+    from pinshop_cli.commands.main import app
+
+    result = CliRunner().invoke(app, ["chat", "--once", "hi", "-w", str(tmp_path / "nope"),
+                                      "--models-dir", str(tmp_path / "no-models")])
+    assert str(result.exception).startswith(f"no workspace at {tmp_path / 'nope'}")
+
+
 # -- detector -----------------------------------------------------------------------------
 
 @pytest.fixture
