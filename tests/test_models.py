@@ -45,6 +45,8 @@ def test_missing_weights_error_names_the_file_and_the_fix(offline_models):
     message = str(error.value)
     assert "yolo11n.pt" in message and str(offline_models) in message
     assert "pinshop models pull yolo11n" in message and "hub (offline)" in message
+    # It said "(it fetches from the mirror or the hub)" for a model no mirror holds.
+    assert "without PINSHOP_OFFLINE=1 (it fetches from the hub)" in message
     with pytest.raises(MissingWeightsError, match="ViT-B-32-laion2b_s34b_b79k.bin"):
         get_embedder("clip")
 

@@ -147,11 +147,14 @@ class ModelFile:
                 sources.append(f"mirror ({self.chunks.hint()})")
             if self.url:
                 sources.append("hub (offline)" if offline() else "hub (unreachable)")
+            mirrored = self.mirror_hint or self.chunks is not None
+            fetched_from = ("the mirror or the hub" if mirrored and self.url
+                            else "the mirror" if mirrored else "the hub")
             raise MissingWeightsError(
                 f"model {model_name!r} needs {self.filename}, found nowhere "
                 f"({'; '.join(sources)}). "
                 f"Fix: run `pinshop models pull {model_name}`"
-                + (" without PINSHOP_OFFLINE=1 (it fetches from the mirror or the hub)"
+                + (f" without PINSHOP_OFFLINE=1 (it fetches from {fetched_from})"
                    if offline() else " on a machine with internet")
                 + f", or copy {self.filename} into {directory} (--models-dir / PINSHOP_MODELS)"
             )
