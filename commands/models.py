@@ -7,7 +7,7 @@ import typer
 from ._output import JsonOption, ModelsDirOption, echo, print_json, table
 
 app = typer.Typer(help="Which models are configured, where each comes from, and whether it "
-                       "is present.", no_args_is_help=True)
+                       "is present.\n\nExample: `pinshop models list`", no_args_is_help=True)
 NameArgument = Annotated[str, typer.Argument(
     help="Model name or alias (see `pinshop models list`).")]
 
