@@ -141,7 +141,7 @@ def test_health_and_docs(server: Server) -> None:
     assert server.request("HEAD", "/health")[0] == 200  # health checkers probe so (was 405)
     status, spec = server.get("/openapi.json")
     assert status == 200 and {"/search", "/match", "/products/{product_id}",
-                              "/chat"} <= set(spec["paths"])
+                              "/products/{product_id}/photo", "/chat"} <= set(spec["paths"])
     # The docs page loads nothing from elsewhere (FastAPI's took Swagger from a CDN: blank
     # offline); the web page test renders it.
     with urllib.request.urlopen(server.url + "/docs", timeout=30) as response:

@@ -222,8 +222,11 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
 
     # Ids are paths: an id with a slash ("SKU/1", sent as SKU%2F1, which the server decodes)
     # was a 404 on every product route. The photo's route comes first, so it wins.
-    @app.get("/products/{product_id:path}/photo", include_in_schema=False)
+    @app.get("/products/{product_id:path}/photo", response_class=FileResponse,
+             responses={200: {"content": {"image/*": {}}, "description": "The photo."},
+                        404: {"description": "No such product, or it has no photo."}})
     def photo(product_id: str) -> FileResponse:
+        """The product's photo, as the catalog holds it (`image` in product answers)."""
         with served.using() as current:
             image = current.product(product_id).image
         if not image or not Path(image).is_file():
