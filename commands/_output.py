@@ -4,6 +4,7 @@ Every text a command prints goes through here, cleaned of terminal control chara
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from dataclasses import asdict, is_dataclass
@@ -42,8 +43,12 @@ class SafeConsole(Console):
 
 
 # Logs, notes and progress go to stderr; stdout carries only results (tables or --json).
+PIPED_WIDTH = 200  # the columns of a table written to a pipe or a file
 err = SafeConsole(stderr=True)
 out = SafeConsole()
+if not out.is_terminal and "COLUMNS" not in os.environ:
+    # A pipe or a file has no width: rich's 80 columns cut every column to "det…".
+    out.width = PIPED_WIDTH
 
 WorkspaceOption = Annotated[
     Path | None,

@@ -173,6 +173,15 @@ def test_ingest_json_then_state_through_the_library(tmp_path, write_catalog):
     assert again["model_work_done"] is False
 
 
+def test_a_table_written_to_a_pipe_is_not_cut_to_80_columns():
+    """Piped, every column but the name was cut to three letters ("det…", "AGP…")."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    done = subprocess.run([sys.executable, "-m", "pinshop_cli.commands.main", "models",
+                           "list"], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and "…" not in done.stdout
+    assert "prompt-free (a built-in vocabulary of ~4,600 classes)" in done.stdout
+
+
 def test_a_catalog_url_is_refused_before_anything_is_said(tmp_path):
     """It printed "reading catalog http:/127.0.0.1:9/feed.tsv" (a slash lost) first."""
     result = CliRunner().invoke(app, ["ingest", "http://127.0.0.1:9/feed.tsv", "-w",
