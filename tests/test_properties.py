@@ -50,6 +50,7 @@ from hypothesis.errors import InvalidArgument
 
 from pinshop_cli.errors import PinshopError
 from pinshop_cli.io.catalog import CatalogLoad
+from pinshop_cli.io.catalog_steps import CURRENCIES
 
 #: Just over 1,000 in all, the slowest kinds trimmed first, so the suite stays within its 4
 #: minutes on two cores; a deeper run scales them all (PINSHOP_PROPERTIES_SCALE below).
@@ -293,7 +294,7 @@ def csv_catalogs(draw: st.DrawFn) -> dict:
     # Records that are plainly valid must be accepted (one owner per known column only).
     clean: dict[int, Decimal | None] = {}
     simple = all(len(column.get(k, [])) <= 1
-                 for k in ("id", "title", "price", "image", "availability"))
+                 for k in ("id", "title", "price", "image", "availability", "currency"))
     if has_required and simple:
         ids = Counter(values[column["id"][0]].strip() for values, _e, shape, _b in records
                       if len(values) > column["id"][0])
@@ -303,14 +304,16 @@ def csv_catalogs(draw: st.DrawFn) -> dict:
             if not (all_utf8 or chunk.isascii()):
                 continue
             get = {k: values[column[k][0]]
-                   for k in ("id", "title", "price", "image", "availability") if k in column}
+                   for k in ("id", "title", "price", "image", "availability", "currency")
+                   if k in column}
             price = get.get("price", "")
             if (CLEAN_ID.match(get["id"]) and ids[get["id"]] == 1
                     and CLEAN_TITLE.match(get["title"])
                     and (price == "" or CLEAN_PRICE.match(price))
                     and get.get("image", "") == ""
                     # an unknown availability is a reject (unknown stock is not in stock)
-                    and get.get("availability", "").strip() in CLEAN_AVAILABILITY):
+                    and get.get("availability", "").strip() in CLEAN_AVAILABILITY
+                    and get.get("currency", "").strip().upper() in ("", *CURRENCIES)):
                 clean[start] = Decimal(price) if price else None
     return {"data": bytes(data), "starts": starts, "has_required": has_required,
             "clean": clean, "encoding": encoding}
