@@ -17,10 +17,12 @@ from pinshop_cli.detection.colors import dominant_colors, family, srgb_to_lab, w
 from pinshop_cli.detection.regions import (
     BOX_CHUNK,
     Acceptance,
+    CatalogRegions,
     RegionSettings,
     non_max_suppression,
     peak_boxes,
     product_boxes,
+    second_product,
     standing_out,
     strongest_boxes,
 )
@@ -83,6 +85,46 @@ def test_plumbing_products_sharing_a_photo_leave_the_acceptance_bars_as_they_wer
     # The same distribution, each value twice (quantiles interpolate a little differently).
     assert np.allclose([twinned.threshold, twinned.floor, twinned.margin],
                        [alone.threshold, alone.floor, alone.margin], rtol=0.05)
+
+
+def test_plumbing_a_familys_variants_are_one_product_to_the_bars_and_the_regions() -> None:
+    """Variants photographed apart (a sofa in three colours, one `item_group_id`): each
+    product's nearest other was its sibling, the bars rose to a cosine of 0.93 and a room
+    of such products found almost nothing; and a crop led its sibling by nothing."""
+    import pyarrow as pa
+
+    from pinshop_cli.detection.products import ProductPhotos, _in_memory_index
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(30, 16)).astype(np.float32)
+    siblings = base + 0.05 * rng.normal(size=base.shape).astype(np.float32)
+    rows = np.concatenate([base, siblings])
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    family = np.concatenate([np.arange(30), np.arange(30)])  # label n and n + 30: one family
+
+    def photos(vectors: np.ndarray, groups: np.ndarray | None) -> ProductPhotos:
+        ids = pa.array([f"P{n}" for n in range(len(vectors))])
+        return ProductPhotos(_in_memory_index(vectors, ids, "m"), np.full(len(vectors), None),
+                             vectors, groups)
+
+    alone = Acceptance.calibrate(photos(rows[:30], None))
+    families = Acceptance.calibrate(photos(rows, family))
+    assert Acceptance.calibrate(photos(rows, None)).threshold > 0.99  # siblings as rivals
+    assert np.allclose([families.threshold, families.floor, families.margin],
+                       [alone.threshold, alone.floor, alone.margin], atol=0.05)
+    # A crop of product 0: its sibling (label 30) is no rival, product 7 is.
+    labels = np.array([[0, 30, 7]])
+    scores = np.array([[0.9, 0.89, 0.5]])
+    assert second_product(scores, labels, family).tolist() == [0.5]
+    assert second_product(scores, labels, None).tolist() == [0.89]
+    # Two regions of one family are one region (the better).
+    regions = CatalogRegions.__new__(CatalogRegions)
+    regions.settings, regions.products = RegionSettings(), photos(rows, family)
+    boxes = np.array([[0, 0, 10, 10], [50, 50, 60, 60]], np.float32)
+    kept = regions.accept(boxes, np.zeros((2, 16), np.float32), np.array([0, 30]),
+                          np.array([0.8, 0.9]), np.array([True, True]),
+                          np.array([False, False]))
+    assert [d.box for d in kept] == [(50.0, 50.0, 60.0, 60.0)]
 
 
 def test_acceptance_is_calibrated_on_the_catalog(demo_workspace) -> None:

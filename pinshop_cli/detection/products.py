@@ -1,12 +1,14 @@
 """The catalog's product photos as regions see them: vectors by label, a nearest-product
-search and each label's category. At query time they are the saved product-image index; an
-ingest of pins before any `pinshop index` builds the same graph in memory (never saved:
-only `pinshop index` writes indexes)."""
+search, each label's category and, in a catalog with families (`item_group_id`), each
+label's family: a colour variant photographed apart is the same product to a region, not a
+rival. At query time they are the saved product-image index; an ingest of pins before any
+`pinshop index` builds the same graph in memory (never saved: only `pinshop index` writes
+indexes)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ..retrieval.retriever import search_index
@@ -20,11 +22,28 @@ if TYPE_CHECKING:
     from ..workspace import Workspace
 
 
+#: The most variants of one family a search looks past for another product (a region's
+#: second-best, a photo's nearest other): more would widen every search of every crop.
+FAMILY_LOOK = 64
+
+
 @dataclass
 class ProductPhotos:
     index: LoadedIndex
     categories: np.ndarray  # object: the category of each label (None where unknown)
     vectors: np.ndarray | None = None  # by label, when the index has no saved copy
+    #: By label, a code the variants of one family share and any other photo has alone;
+    #: None in a catalog without families.
+    groups: np.ndarray | None = None
+
+    @cached_property
+    def largest_family(self) -> int:
+        """Photos in the largest family (1 without families), at most FAMILY_LOOK."""
+        import numpy as np
+
+        if self.groups is None:
+            return 1
+        return min(int(np.bincount(self.groups[self.labels]).max()), FAMILY_LOOK)
 
     @property
     def labels(self) -> np.ndarray:
@@ -55,10 +74,13 @@ class ProductPhotos:
             return None
         columns = retriever.label_columns(loaded)
         names = np.asarray(list(columns.categories), dtype=object)
-        categories = np.full(loaded.index.get_max_elements(), None, dtype=object)
+        size = loaded.index.get_max_elements()
+        categories = np.full(size, None, dtype=object)
         known = columns.category_codes >= 0
         categories[columns.labels[known]] = names[columns.category_codes[known]]
-        return cls(loaded, categories)
+        table = loaded.label_table
+        return cls(loaded, categories, groups=family_groups(
+            retriever.ws, table.column("label"), table.column("id"), size))
 
     @classmethod
     def from_workspace(cls, ws: Workspace, model_id: str) -> ProductPhotos | None:
@@ -72,6 +94,7 @@ class ProductPhotos:
     @classmethod
     def _load(cls, ws: Workspace, model_id: str) -> ProductPhotos | None:
         import numpy as np
+        import pyarrow as pa
 
         from ..retrieval.retriever import Retriever
 
@@ -86,7 +109,39 @@ class ProductPhotos:
             return None
         vectors = to_matrix(rows.column("vector"))
         categories = np.asarray(rows.column("category").to_pylist(), dtype=object)
-        return cls(_in_memory_index(vectors, rows.column("id"), model_id), categories, vectors)
+        labels = pa.array(np.arange(rows.num_rows), pa.int64())
+        return cls(_in_memory_index(vectors, rows.column("id"), model_id), categories, vectors,
+                   family_groups(ws, labels, rows.column("id"), rows.num_rows))
+
+
+def family_groups(ws: Workspace, labels: Any, ids: Any, size: int) -> np.ndarray | None:
+    """By label (`size` of them), a code shared by the photos of one family's variants and
+    unique to every other photo; None when no two of these photos share a family. One
+    DuckDB join of the photos' ids with the catalog."""
+    import numpy as np
+    import pyarrow as pa
+
+    from ..retrieval.families import FAMILY_COLUMN
+    from ..workspace.integrity import parquet_metadata
+    from ..workspace.storage import query_arrow, sql_path
+
+    if not ws.catalog.exists() or FAMILY_COLUMN not in parquet_metadata(
+            ws.catalog).schema.names:
+        return None
+    found = query_arrow(f"""
+        SELECT p.label, dense_rank() OVER (ORDER BY c.family) - 1 AS code
+        FROM photos p JOIN (
+            SELECT id, nullif(trim({FAMILY_COLUMN}::VARCHAR), '') AS family
+            FROM read_parquet({sql_path(ws.catalog)})) c USING (id)
+        WHERE c.family IS NOT NULL
+        QUALIFY count(*) OVER (PARTITION BY c.family) > 1""",
+        tables={"photos": pa.table({"label": labels, "id": ids})})
+    if not found.num_rows:
+        return None
+    codes = found.column("code").to_numpy()
+    groups = np.arange(size, dtype=np.int64) + int(codes.max()) + 1  # alone by default
+    groups[found.column("label").to_numpy()] = codes
+    return groups
 
 
 @lru_cache(maxsize=2)

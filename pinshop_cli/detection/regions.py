@@ -16,8 +16,10 @@
 3. Each proposal is cut from the full-resolution photo and embedded as a crop, exactly as
    `match` embeds any region, and searched among the product photos.
 4. A proposal is kept when its best product clears the acceptance bars calibrated on the
-   catalog itself (`Acceptance`); one region per product; of two regions that overlap
-   much, the better one. A region carries its crop's vector, so it is not embedded twice.
+   catalog itself (`Acceptance`); one region per product (per family, where the catalog
+   has `item_group_id`: a variant photographed apart is the same product, not a rival);
+   of two regions that overlap much, the better one. A region carries its crop's vector,
+   so it is not embedded twice.
 
 Pooling every window's mean from an integral image over the same map and ranking those
 windows localized worse (BENCHMARKS.md, "Regions").
@@ -61,7 +63,10 @@ class Acceptance:
       by `margin`, more than three quarters of products are ahead of their second nearest
       (a dim or cluttered photo lowers every cosine, but a true match still stands out).
     A small box around a peak (see peak_boxes) must lead by `margin` either way: it holds a
-    part of an object, which looks a little like many products."""
+    part of an object, which looks a little like many products. "Other" products are
+    other photos and, in a catalog with families, other families: with each product's
+    variants photographed apart, the nearest other was its own sibling, the bars rose to
+    a cosine of 0.93, and a bench of 58 products found 9 of them (43 now; BENCHMARKS.md)."""
 
     threshold: float
     floor: float
@@ -75,14 +80,21 @@ class Acceptance:
             return cls(0.0, 0.0, 0.0)
         rng = np.random.default_rng(seed)
         picked = rng.choice(labels, size=min(sample, len(labels)), replace=False)
-        found, scores = photos.search(photos.vectors_of(picked), min(len(photos), 3 + TWINS))
-        # The nearest and second-nearest other photos: each product's own hit dropped, and
-        # the products sharing its photo (colour variants, other merchants' listings), which
-        # would put every bar at a cosine of 1.
+        found, scores = photos.search(photos.vectors_of(picked),
+                                      min(len(photos), 2 + TWINS + photos.largest_family))
+        # The nearest and second-nearest other products: each product's own hit dropped,
+        # the products sharing its photo (other merchants' listings) and its family's other
+        # variants (the same sofa in blue), which would put every bar near a cosine of 1.
         own = (found == picked[:, None]) | (scores >= SAME_PHOTO)
-        others = -np.sort(-np.where(own, -np.inf, scores), axis=1)
-        nearest, second = others[:, 0], second_photo(others)
-        whole = np.isfinite(second)
+        if photos.groups is not None:
+            own |= photos.groups[found] == photos.groups[picked][:, None]
+        masked = np.where(own, -np.inf, scores)
+        order = np.argsort(-masked, axis=1)
+        others = np.take_along_axis(masked, order, axis=1)
+        nearest = others[:, 0]
+        second = second_product(others, np.take_along_axis(found, order, axis=1),
+                                photos.groups)
+        whole = np.isfinite(nearest) & np.isfinite(second)
         if not whole.any():
             return cls(0.0, 0.0, 0.0)
         nearest, gap = nearest[whole], nearest[whole] - second[whole]
@@ -130,8 +142,10 @@ class CatalogRegions(Detector):
         if not len(boxes):
             return []
         vectors = self.embedder.embed_images([image.crop(tuple(box)) for box in boxes.tolist()])
-        labels, scores = self.products.search(vectors, min(len(self.products), 2 + TWINS))
-        second = np.maximum(second_photo(scores), -1.0)  # -1: no other photo
+        labels, scores = self.products.search(
+            vectors, min(len(self.products), 1 + TWINS + self.products.largest_family))
+        # -1: no other product among those searched
+        second = np.maximum(second_product(scores, labels, self.products.groups), -1.0)
         passing = self.acceptance.accepts(scores[:, 0], second, small)
         return self.accept(boxes, vectors, labels[:, 0], scores[:, 0], passing, small)
 
@@ -157,12 +171,13 @@ class CatalogRegions(Detector):
     def accept(self, boxes: np.ndarray, vectors: np.ndarray, labels: np.ndarray,
                scores: np.ndarray, accepted: np.ndarray, small: np.ndarray) -> list[Detection]:
         passing = np.flatnonzero(accepted)
-        best: dict[int, int] = {}  # product label -> its best region
+        groups = self.products.groups
+        best: dict[int, int] = {}  # product (its family, if any) -> its best region
         # A product's own box before a small one, which holds a part of the object: small
         # boxes add products, and do not move one found already (nor its score, by which
         # chat picks the photo's lead product).
         for i in passing[np.lexsort((-scores[passing], small[passing]))].tolist():
-            best.setdefault(int(labels[i]), i)
+            best.setdefault(int(labels[i] if groups is None else groups[labels[i]]), i)
         chosen = np.asarray(list(best.values()), dtype=np.int64)
         if not len(chosen):
             return []
@@ -186,10 +201,14 @@ def standing_out(features: np.ndarray, products: np.ndarray) -> np.ndarray:
     return standing
 
 
-def second_photo(scores: np.ndarray) -> np.ndarray:
-    """Per row of cosines sorted best first: the best that is another photo than the first,
-    past the products sharing its photo, which tie with it (-inf where there is none)."""
+def second_product(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray | None
+                   ) -> np.ndarray:
+    """Per row of cosines sorted best first (of `labels`): the best that is another photo
+    than the first, past the products sharing its photo, which tie with it, and of another
+    family where the catalog has families (`groups` by label): -inf where there is none."""
     other = scores < scores[:, :1] - (1 - SAME_PHOTO)
+    if groups is not None:
+        other &= groups[labels] != groups[labels[:, :1]]
     result: np.ndarray = np.where(other, scores, -np.inf).max(axis=1, initial=-np.inf)
     return result
 
