@@ -93,7 +93,7 @@ def workspace_data_check(root: Path) -> Check:
     for path, fix, columns in tables:
         try:
             if path.exists():
-                require_parquet(path, fix, columns)
+                require_parquet(path, fix, columns, full=True)  # every byte, not a sample
         except DamagedFileError as exc:
             problems.append((f"{Path(exc.path).name}: {exc.reason}", exc.fix))
     try:

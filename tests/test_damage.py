@@ -174,14 +174,17 @@ def test_a_damaged_part_is_left_out_then_embedded_again_by_the_next_ingest(
 
 
 def flip_a_byte_in_column(path: Path, column: str) -> None:
-    """A byte inside `column`'s data flipped: the footer still parses, the values do not."""
+    """A byte inside `column`'s data flipped, as a disk does it (the modification time
+    kept): the footer still parses, the values do not."""
     import pyarrow.parquet as pq
 
     chunk = pq.read_metadata(path).row_group(0).column(
         pq.read_schema(path).get_field_index(column))
+    stat = path.stat()
     data = bytearray(path.read_bytes())
     data[chunk.data_page_offset + chunk.total_compressed_size // 2] ^= 0x01
     path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as damage on disk leaves it
 
 
 def test_a_flipped_byte_in_the_catalog_is_damage_not_a_wrong_answer(

@@ -231,9 +231,12 @@ def fold_log(ws: Workspace, changes: Sequence[ProductChange] = ()) -> None:
 
     from ..io.catalog import CATALOG_VERSIONS
     from ..io.history import record_snapshot
+    from ..workspace.integrity import require_catalog
 
     log = ChangeLog(ws)
     if (log.rows() or changes) and ws.catalog.exists():
+        # A damaged catalog is not rewritten: its new check record would vouch for it.
+        require_catalog(ws.catalog)
         newest = log.newest()
         with duckdb.connect() as con:
             con.execute(f"CREATE TABLE catalog AS SELECT * FROM "

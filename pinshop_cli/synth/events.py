@@ -195,7 +195,7 @@ def write_synthetic_workspace(root: str, items: int = 2000, users: int = 2000,
     source = ws.root / "synthetic-catalog.csv"
     pcsv.write_csv(catalog, source)
     normalized = load_catalog(source).table
-    write_parquet(normalized, ws.catalog)
+    write_parquet(normalized, ws.catalog, checked=True)
     ids = catalog.column("id").to_pylist()
     hashes = normalized.column("product_text_hash").to_pylist()
     for start in range(0, items, 10_000):

@@ -5,7 +5,9 @@ A writer records each file it lists in a manifest: its size, its sha256 and a *s
 digest (the size plus 16 evenly spaced 64 KiB blocks). Readers check the size always, the
 full sha256 of files up to FULL_CHECK_BYTES, and the sample of bigger ones (a 5 GB vector
 file costs a 1 MiB read, not 3 s of hashing); writers (`pinshop index`, `pinshop ingest`)
-check full checksums before they trust a file.
+check full checksums before they trust an index file. The tables (catalog, events, pins,
+detections) keep their record beside them (`check_record_path`); `pinshop doctor` checks
+them in full, readers by the same rule as index files.
 """
 
 from __future__ import annotations
@@ -96,17 +98,36 @@ def file_problem(path: Path, record: FileRecord, full: bool) -> str | None:
 
 def check_record_path(path: Path) -> Path:
     """Where the writer of a checked table (catalog, events, pins, detections) records its
-    size and checksums: beside it, hidden."""
+    size, checksums and modification time: beside it, hidden."""
     return path.with_name(f".{path.name}.check.json")
 
 
-def recorded(path: Path) -> list[FileRecord] | None:
+@dataclass(frozen=True)
+class TableRecord:
+    """A checked table as its writer left it: the file's record and its modification time.
+    A file with another modification time was written since by something else (a restore
+    from a backup, an older pinshop): not this record's to judge. Damage on disk keeps the
+    time; so does a copy that keeps times (shutil.copytree, cp -p)."""
+
+    file: FileRecord
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> TableRecord:
+        return cls(record_file(path), path.stat().st_mtime_ns)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.file.to_dict(), "mtime_ns": self.mtime_ns}
+
+
+def recorded(path: Path) -> list[TableRecord] | None:
     """The records left by the writer of `path`: None for a file written unchecked (or
     before checks were recorded), [] for a damaged record. Two records only while a write
     is being renamed into place (the new file's and the old one's): either file is whole."""
     try:
         data = json.loads(check_record_path(path).read_bytes())
-        return [FileRecord.from_dict(record) for record in data["records"]]
+        return [TableRecord(FileRecord.from_dict(record), int(record["mtime_ns"]))
+                for record in data["records"]]
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError):
@@ -115,14 +136,60 @@ def recorded(path: Path) -> list[FileRecord] | None:
 
 def recorded_problem(path: Path, full: bool = False) -> str | None:
     """Why `path` is not the file its writer recorded (a flipped byte in a price leaves
-    the Parquet readable and the answers wrong), or None."""
+    the Parquet readable and the answers wrong), or None. A writer may replace the file
+    and its record while this reads them: a mismatch is looked at again when either moved."""
+    problem = None
+    for _ in range(3):
+        before = _identity(path)
+        problem = _record_problem(path, full)
+        if problem is None or (before is not None and before == _identity(path)):
+            return problem
+    return problem
+
+
+def _identity(path: Path) -> tuple[bytes, int, int, int] | None:
+    """The record's bytes and the file's inode, size and time: what a writer changes."""
+    try:
+        stat = path.stat()
+        return (check_record_path(path).read_bytes(), stat.st_ino, stat.st_size,
+                stat.st_mtime_ns)
+    except OSError:
+        return None
+
+
+def _record_problem(path: Path, full: bool) -> str | None:
     records = recorded(path)
     if records is None:
         return None
     if not records:
         return f"its check record {check_record_path(path).name} is damaged"
-    problems = [file_problem(path, record, full) for record in records]
-    return None if None in problems else f"changed since pinshop wrote it ({problems[0]})"
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    mine = [r.file for r in records if r.mtime_ns == mtime]
+    if not mine:  # written since by another writer: not judged
+        return None
+    problems = [file_problem(path, record, full) for record in mine]
+    if None in problems:
+        return None
+    first = problems[0] or ""
+    return first if first.startswith("unreadable") else f"changed since pinshop wrote it ({first})"
+
+
+def record_to_keep(path: Path) -> list[TableRecord]:
+    """For a writer about to replace `path`: the record of the file there now, kept beside
+    the new one until the rename, so a kill before it leaves a record that matches. An
+    unchecked file (or one written by another writer) is recorded as it is; a damaged one
+    keeps no record and stays damaged."""
+    if not path.exists():
+        return []
+    records = recorded(path)
+    mtime = path.stat().st_mtime_ns
+    if records is None or not any(r.mtime_ns == mtime for r in records):
+        return [TableRecord.of(path)]
+    return [r for r in records
+            if r.mtime_ns == mtime and file_problem(path, r.file, full=False) is None][:1]
 
 
 def parquet_problem(path: Path) -> str | None:
@@ -161,7 +228,8 @@ def parquet_metadata(path: Path) -> pq.FileMetaData:
     return pq.read_metadata(path)
 
 
-def require_parquet(path: Path, fix: str, columns: tuple[str, ...] = ()) -> None:
+def require_parquet(path: Path, fix: str, columns: tuple[str, ...] = (),
+                    full: bool = False) -> None:
     """Raise DamagedFileError unless `path` (which must exist) is readable Parquet with
     `columns` (another table copied over it is as damaged as a truncated one)."""
     if (problem := _footer_problem(path)) is not None:
@@ -171,7 +239,7 @@ def require_parquet(path: Path, fix: str, columns: tuple[str, ...] = ()) -> None
         if missing := [c for c in columns if c not in have]:
             raise DamagedFileError(path, f"not a catalog pinshop wrote: no column "
                                    f"{', '.join(missing[:3])}", fix)
-    if readers_verify() and (problem := recorded_problem(path)) is not None:
+    if readers_verify() and (problem := recorded_problem(path, full)) is not None:
         raise DamagedFileError(path, problem, fix)
 
 

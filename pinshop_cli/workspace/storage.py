@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .faults import fault_point
-from .integrity import FileRecord, check_record_path, record_file, recorded
+from .integrity import TableRecord, check_record_path, record_to_keep
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -35,9 +35,8 @@ def atomic_path(target: Path, checked: bool = False) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         if checked:  # the old file's record stays until the rename: a kill leaves a match
-            new = record_file(tmp)
-            old = recorded(target) or ([record_file(target)] if target.exists() else [])
-            _write_records(target, [new, *old[:1]])
+            new = TableRecord.of(tmp)
+            _write_records(target, [new, *record_to_keep(target)])
         fault_point("write", target)
         os.replace(tmp, target)
         fault_point("rename", target)
@@ -52,7 +51,7 @@ def atomic_path(target: Path, checked: bool = False) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def _write_records(target: Path, records: list[FileRecord]) -> None:
+def _write_records(target: Path, records: list[TableRecord]) -> None:
     write_json({"records": [record.to_dict() for record in records]},
                check_record_path(target))
 
