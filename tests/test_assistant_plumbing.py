@@ -114,6 +114,10 @@ def test_the_models_reading_keeps_only_what_the_words_support(reader):
                                           "material, style),"}])
     intent = reader.by_model(copied, "like this but in blue", None, shown=False)
     assert (intent.category, intent.query, intent.color) == (None, "", "blue")
+    # A first request with a pronoun keeps the category the model read from its words.
+    for question in ("a carpet for my hall, it should be soft", "a couch that seats three"):
+        said = ScriptedChatModel([{"category": "rug" if "carpet" in question else "sofa"}])
+        assert reader.by_model(said, question, None, shown=False).category is not None
     garbled = ScriptedChatModel(["{not json"])
     assert reader.by_model(garbled, "a lamp", None, shown=False) == Intent(category="lamp")
 

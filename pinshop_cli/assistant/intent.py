@@ -49,6 +49,8 @@ FOLLOW_UP_WORDS = re.compile(r"\b(that|it|this|those|them|one|ones|instead|now|a
                              r"again|another|other|cheaper|pricier)\b", re.IGNORECASE)
 CONSTRAINT_ONLY = re.compile(r"^\s*(?:(?:in|under|below|over|above|for|at most|less than|"
                              r"up to)\s+)?[$€£]?[\w,.-]{1,12}\s*[?.!]?\s*$", re.IGNORECASE)
+#: Words that point at a thing rather than name it: "like this", "the same as that one".
+POINTING = re.compile(r"\b(?:like|as|than)\s+(?:this|that|these|those|it)\b", re.IGNORECASE)
 #: A shown item pointed at: "#2", "number 2", "the second one".
 ITEM_REFERENCE = re.compile(r"#\s?(\d{1,2})\b|\bnumber (\d{1,2})\b|"
                             r"\bthe (first|second|third|fourth) one\b", re.IGNORECASE)
@@ -281,7 +283,8 @@ class IntentReader:
         if intent.action not in ("search", "out_of_scope", named) or (
                 intent.action == "out_of_scope" and "category" in explicit):
             intent.action = named
-        if is_follow_up(question) and "category" not in explicit:
+        if "category" not in explicit and (
+                (shown and is_follow_up(question)) or POINTING.search(question)):
             # "in cream" refines the last request and names no category; with nothing
             # shown, "like this but in blue" points at nothing: a category is a guess.
             intent.category = None
