@@ -46,9 +46,17 @@ class SafeConsole(Console):
 PIPED_WIDTH = 200  # the columns of a table written to a pipe or a file
 err = SafeConsole(stderr=True)
 out = SafeConsole()
-if not out.is_terminal and "COLUMNS" not in os.environ:
-    # A pipe or a file has no width: rich's 80 columns cut every column to "det…".
-    out.width = PIPED_WIDTH
+
+
+def results() -> SafeConsole:
+    """`out`, or where no terminal says how wide to draw (stdout a pipe or a file, no tty
+    on stdin or stderr, no COLUMNS) one PIPED_WIDTH wide: rich's 80 columns cut every
+    column to "det…"."""
+    streams = (sys.stdin, sys.stderr)
+    if out.is_terminal or os.environ.get("COLUMNS") or any(
+            stream is not None and stream.isatty() for stream in streams):
+        return out
+    return SafeConsole(width=PIPED_WIDTH)
 
 WorkspaceOption = Annotated[
     Path | None,
@@ -228,7 +236,7 @@ def table(title: str | None, columns: list[str], rows: list[list[Any]],
                         no_wrap=(wrap is not None and column != wrap) or column == key)
     for row in shown:
         grid.add_row(*(escape(value) for value in row))
-    out.print(grid)
+    results().print(grid)
 
 
 class RichProgress:

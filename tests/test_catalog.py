@@ -163,6 +163,12 @@ def test_a_currency_is_an_iso_4217_code(tmp_path):
                            (7, "ZZZ"))}
     rows = rows_by_id(load)
     assert (rows["G"]["currency"], rows["H"]["currency"]) == ("CHF", "XOF")
+    # A symbol or a common name for a code is that code; a priceless row's placeholder is
+    # no reason to refuse the product (the review's finds).
+    path.write_text("id,title,price,currency\nA,a,10,€\nB,b,10,rmb\nC,c,,n/a\n")
+    load = load_catalog(path)
+    assert reasons_by_line(load) == {}
+    assert [rows_by_id(load)[i]["currency"] for i in "AB"] == ["EUR", "CNY"]
 
 
 def test_currency_codes_are_upper_case_and_a_price_keeps_to_its_own(tmp_path):

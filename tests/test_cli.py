@@ -177,7 +177,8 @@ def test_a_table_written_to_a_pipe_is_not_cut_to_80_columns():
     """Piped, every column but the name was cut to three letters ("det…", "AGP…")."""
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     done = subprocess.run([sys.executable, "-m", "pinshop_cli.commands.main", "models",
-                           "list"], capture_output=True, text=True, env=env, timeout=120)
+                           "list"], capture_output=True, text=True, env=env, timeout=120,
+                          stdin=subprocess.DEVNULL)
     assert done.returncode == 0 and "…" not in done.stdout
     assert "prompt-free (a built-in vocabulary of ~4,600 classes)" in done.stdout
 

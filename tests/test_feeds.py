@@ -220,6 +220,7 @@ ATOM = """<?xml version="1.0"?>
 <feed xmlns="http://www.w3.org/2005/Atom" xmlns:g="http://base.google.com/ns/1.0">
 <title>Shop</title>{items}</feed>"""
 ATOM_ENTRY = """<entry><g:id>A{n}</g:id><title>Oak table {n}</title>
+<link rel="self" href="https://shop.example/feed/{n}"/>
 <link href="https://shop.example/t/{n}"/><summary>Solid &amp; oiled</summary>
 <g:image_link>https://img.example/{n}.jpg</g:image_link>
 <g:price>129.00 USD</g:price><g:availability>backorder</g:availability>

@@ -139,7 +139,7 @@ def test_session_input_is_checked(tmp_path):
     ("", "cannot read session.csv|session.csv is empty"),
     (b"\x00\x01\x02PK\x03\x04" * 50, "session.csv"),
     ("item_id;event\nA;view\n", "lacks column\\(s\\) item_id, event; .* \\(its header is "
-     "one column, 'item_id;event': fields are separated by commas\\)"),
+     "one column, 'item_id;event': fields are separated by commas, not ';'\\)"),
 ])
 def test_a_bad_session_file_is_a_one_line_error(tmp_path, content, error):
     from pinshop_cli import PinshopError

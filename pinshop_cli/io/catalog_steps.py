@@ -57,6 +57,9 @@ _ISO_4217 = """
     SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW
     UZS VED VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG ZWL"""
 CURRENCIES = tuple(_ISO_4217.split())
+#: What a currency column writes for a code: the symbols that name one currency, and the
+#: common names that are not the ISO code.
+CURRENCY_ALIASES = {"€": "EUR", "£": "GBP", "RMB": "CNY", "NTD": "TWD"}
 MAX_PRICE = 1e16  # DECIMAL(18, 2) holds up to 9,999,999,999,999,999.99
 
 
@@ -208,7 +211,8 @@ def typed(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
         SELECT line, problem, raw, {known},
                nullif(lower(trim(regexp_extract(rtrim({plan.text("category")}, '> '),
                                                 '([^>]*)$', 1))), '') AS category,
-               upper(coalesce({plan.text("currency")}, {_PRICE_CURRENCY.format(p=price_raw)},
+               upper(coalesce({_currency_column(plan.text("currency"))},
+                              {_PRICE_CURRENCY.format(p=price_raw)},
                               CASE WHEN NOT coalesce({price_raw} ~ '[$¥]', false)
                                    THEN {_PRICE_CURRENCY.format(p=sale_raw)} END))
                    AS currency,
@@ -237,6 +241,12 @@ def _ambiguous(name: str, text: str, raw: str, value: str) -> str:
                 || ' has', 'prices in most currencies have') || ' two decimals)'"""
 
 
+def _currency_column(text: str) -> str:
+    """SQL for a currency column's value with CURRENCY_ALIASES read as their codes."""
+    cases = " ".join(f"WHEN '{alias}' THEN '{code}'" for alias, code in CURRENCY_ALIASES.items())
+    return f"CASE upper(trim({text})) {cases} ELSE {text} END"
+
+
 def checked(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
     """`reason`: the reader's problem, else the first rule the row breaks."""
     return f"""
@@ -252,7 +262,7 @@ def checked(con: duckdb.DuckDBPyConnection, rows: str, plan: Plan) -> str:
             WHEN price_value IS NOT NULL AND NOT (isfinite(price_value)
                  AND price_value < {MAX_PRICE}) THEN
                 'price out of range ' || q60(price_raw) || ' (at most 1e16)'
-            WHEN currency NOT IN {CURRENCIES} THEN
+            WHEN currency NOT IN {CURRENCIES} AND coalesce(price_raw, sale_raw) IS NOT NULL THEN
                 'currency ' || q60(currency) || ' is not an ISO 4217 code (such as EUR or USD)'
             WHEN price_currency <> currency THEN  -- "12,50 EUR" with currency USD
                 'price ' || q60(price_raw) || ' is in ' || price_currency

@@ -164,7 +164,7 @@ def columns(name: str, names: list[str], required: tuple[str, ...]) -> dict[str,
         # "user_id;item_id;event" read as one column: the separator, not the names, is wrong
         separator = next((c for c in ";\t|" if len(names) == 1 and c in names[0]), None)
         hint = (f" (its header is one column, {names[0][:60]!r}: fields are separated by "
-                "commas)" if separator else "")
+                f"commas, not {separator!r})" if separator else "")
         raise PinshopError(f"{name} lacks column(s) {', '.join(missing)}; "
                            f"it needs {', '.join(required)} ({optional} optional){hint}")
     return {f: found[f] for f in FIELDS if f in found}

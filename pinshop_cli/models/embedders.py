@@ -115,7 +115,10 @@ class _TwoForwards(Embedder):
         return [forward.note for forward in self._forwards() if forward.note]
 
     def exports_to_make(self) -> list[str]:
-        if self.runtime == "torch" or self.placement.device.is_gpu:  # GPU: maybe torch
+        import importlib.util
+
+        if (self.runtime == "torch" or self.placement.device.is_gpu  # GPU: maybe torch
+                or importlib.util.find_spec("onnxruntime") is None):  # auto: torch then
             return []
         return [part.model_id for part in self._parts
                 if find_export(part, "fp32", self.models_dir) is None]

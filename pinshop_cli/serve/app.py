@@ -182,9 +182,13 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
         return Response(page.joinpath("app.js").read_text(encoding="utf-8"),
                         media_type="text/javascript")
 
-    @app.api_route("/health", methods=["GET", "HEAD"])  # load balancers probe with HEAD
+    @app.get("/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.head("/health", include_in_schema=False)  # load balancers probe with HEAD
+    def health_head() -> Response:
+        return Response()
 
     @app.get("/search", response_class=JSONResponse)
     async def search(q: Annotated[str, Query(min_length=1, max_length=MAX_TEXT)], k: K = 10,
