@@ -143,12 +143,25 @@ def test_a_catalog_without_families_is_searched_as_before(tmp_path: Path) -> Non
     assert found.families == {}
 
 
+def clip_workspace(tmp_path: Path, tiny_clip: str, rows: list[list[str]]) -> Path:
+    """A workspace of catalog `rows` (a header first), ingested with the tiny CLIP and
+    indexed."""
+    from pinshop_cli import IngestConfig, ingest
+
+    catalog = tmp_path / "catalog.csv"
+    with open(catalog, "w", newline="") as out:
+        csv.writer(out).writerows(rows)
+    root = tmp_path / "ws"
+    ingest(root, catalog, config=IngestConfig(embedder=tiny_clip))
+    build_indexes(root)
+    return root
+
+
 def test_match_text_and_photo_show_each_family_once(tmp_path: Path, tiny_clip: str) -> None:
     """End to end through the CLI (plumbing: a tiny CLIP with random weights)."""
     from typer.testing import CliRunner
 
     from commands.main import app
-    from pinshop_cli import IngestConfig, ingest
 
     photos = sorted(SAMPLE_PRODUCTS.glob("*.jpg"))[:8]
     rows = [["id", "title", "category", "price", "image", "item_group_id", "color", "size"]]
@@ -157,12 +170,7 @@ def test_match_text_and_photo_show_each_family_once(tmp_path: Path, tiny_clip: s
                  for c in COLOURS for s in SIZES]
     rows += [[f"P{n}", f"Chair {n}", "sofa", "50", str(photo), "", "", ""]
              for n, photo in enumerate(photos[4:])]
-    catalog = tmp_path / "catalog.csv"
-    with open(catalog, "w", newline="") as out:
-        csv.writer(out).writerows(rows)
-    root = tmp_path / "ws"
-    ingest(root, catalog, config=IngestConfig(embedder=tiny_clip))
-    build_indexes(root)
+    root = clip_workspace(tmp_path, tiny_clip, rows)
     runner = CliRunner()
     for args in (["--text", "a sofa"], [str(photos[0]), "--detector", "none"]):
         printed = runner.invoke(app, ["match", *args, "-k", "8", "--json", "-w", str(root)])
@@ -189,7 +197,6 @@ def test_chat_rows_without_a_photo_have_no_score(tmp_path: Path, tiny_clip: str)
     """In a CLIP workspace a text request searches product photos; a lamp with no photo
     still passes and is shown after the rest, as never compared (it said "0% similar").
     Plumbing: a tiny CLIP with random weights."""
-    from pinshop_cli import IngestConfig, ingest
     from pinshop_cli.retrieval.policy import retrieve
     from pinshop_cli.retrieval.store import Filters
 
@@ -198,12 +205,7 @@ def test_chat_rows_without_a_photo_have_no_score(tmp_path: Path, tiny_clip: str)
             ["L1", "Lamp one", "lamp", "40", str(photos[0])],
             ["L2", "Lamp two", "lamp", "45", str(photos[1])],
             ["L3", "Lamp three", "lamp", "50", ""]]
-    catalog = tmp_path / "catalog.csv"
-    with open(catalog, "w", newline="") as out:
-        csv.writer(out).writerows(rows)
-    root = tmp_path / "ws"
-    ingest(root, catalog, config=IngestConfig(embedder=tiny_clip))
-    build_indexes(root)
+    root = clip_workspace(tmp_path, tiny_clip, rows)
     retriever = Retriever(root)
     found = retrieve(retriever, Filters(category="lamp"), "a lamp", shown=3)
     retriever.close()
