@@ -81,8 +81,8 @@ def _read(con: duckdb.DuckDBPyConnection, path: Path, kind: str, scratch: Path
         return records.read_parquet(con, path, path.name), []
     if kind == "xml":  # RSS 2.0 / Atom: converted once, then read like Parquet
         converted = scratch / "feed.parquet"
-        xml_to_parquet(path, converted)
-        return records.read_parquet(con, converted, path.name), []
+        notes = xml_to_parquet(path, converted)
+        return records.read_parquet(con, converted, path.name), notes
     text = scan_text(path, scratch, path.name, fix_line_ends=kind == "csv",
                      mark_undecodable=kind == "jsonl")
     if kind == "jsonl":

@@ -9,6 +9,7 @@ feeds that column and is also kept under its own name, so the full category path
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,7 +83,7 @@ def feed_sources(columns: dict[str, str]) -> dict[str, list[str]]:
     return {name: fields for name, fields in sources.items() if fields}
 
 
-def xml_to_parquet(path: Path, target: Path) -> None:
+def xml_to_parquet(path: Path, target: Path) -> list[str]:
     """Stream an RSS 2.0 (`channel/item`) or Atom (`feed/entry`) feed into a Parquet file,
     one row per item, one text column per field (namespaces dropped: `g:price` is `price`).
     A field given more than once is read as `_fields` says; a nested
@@ -90,7 +91,8 @@ def xml_to_parquet(path: Path, target: Path) -> None:
     it. Atom's `<link href=...>` is the item's `link`. Parsing is the one per-item loop on
     the catalog path: no SQL engine here reads XML. Items go out in batches, each its own
     part, and DuckDB joins the parts by column name, so a field first seen late (a sale
-    price from item 50,000 on) is a column like any other."""
+    price from item 50,000 on) is a column like any other. Returns notes: the fields items
+    gave twice where the spec gives them once (the first value kept)."""
     import xml.etree.ElementTree as ET
 
     import duckdb
@@ -101,6 +103,7 @@ def xml_to_parquet(path: Path, target: Path) -> None:
     parts.mkdir(exist_ok=True)
     columns: dict[str, list[str | None]] = {}
     count = seen = 0
+    repeated: Counter[str] = Counter()  # items that gave an unrepeatable field twice
 
     def flush() -> None:
         nonlocal columns, count
@@ -118,7 +121,7 @@ def xml_to_parquet(path: Path, target: Path) -> None:
             stack.pop()
             if _local(element.tag) not in ("item", "entry"):
                 continue
-            fields = _fields(element)
+            fields = _fields(element, repeated)
             for name in [n for n in fields if n not in columns]:
                 columns[name] = [None] * count
             for name, values in columns.items():
@@ -141,14 +144,18 @@ def xml_to_parquet(path: Path, target: Path) -> None:
         con.execute("COPY (SELECT * FROM read_parquet($parts, union_by_name = true)) TO "
                     f"{sql_path(target)} (FORMAT parquet)",
                     {"parts": sorted(str(p) for p in parts.glob("*.parquet"))})
+    return [f"{items} item{'s' if items > 1 else ''} of {path.name} gave <{name}> more than "
+            "once (the spec gives it once): the first value kept"
+            for name, items in repeated.most_common(3)]
 
 
-def _fields(item: ET.Element) -> dict[str, str]:
+def _fields(item: ET.Element, repeated: Counter[str]) -> dict[str, str]:
     """An item's fields by name, in the order the feed gives them. A field the spec lets
     repeat (REPEATED) joins its values with commas; a second `image_link` is one more
     `additional_image_link` (joined, it was fetched as one URL and reported as a 404);
-    any other field keeps its first value."""
+    any other field keeps its first value (counted in `repeated`, once an item)."""
     fields: dict[str, str] = {}
+    dropped: set[str] = set()
     for child in item:
         name = _local(child.tag)
         if name == "link" and child.get("rel", "alternate") != "alternate":
@@ -161,9 +168,13 @@ def _fields(item: ET.Element) -> dict[str, str]:
             value = (child.text or "").strip()
         if name == "image_link" and name in fields:
             name = "additional_image_link"
-        if not value or (name in fields and name not in REPEATED):
+        if not value:
+            continue
+        if name in fields and name not in REPEATED:
+            dropped.add(name)
             continue
         fields[name] = f"{fields[name]},{value}" if name in fields else value
+    repeated.update(dropped)
     return fields
 
 
