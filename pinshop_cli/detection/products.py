@@ -121,7 +121,7 @@ def family_groups(ws: Workspace, labels: Any, ids: Any, size: int) -> np.ndarray
     import numpy as np
     import pyarrow as pa
 
-    from ..retrieval.families import FAMILY_COLUMN
+    from ..retrieval.families import FAMILY_COLUMN, FAMILY_SQL
     from ..workspace.integrity import parquet_metadata
     from ..workspace.storage import query_arrow, sql_path
 
@@ -131,7 +131,7 @@ def family_groups(ws: Workspace, labels: Any, ids: Any, size: int) -> np.ndarray
     found = query_arrow(f"""
         SELECT p.label, dense_rank() OVER (ORDER BY c.family) - 1 AS code
         FROM photos p JOIN (
-            SELECT id, nullif(trim({FAMILY_COLUMN}::VARCHAR), '') AS family
+            SELECT id, {FAMILY_SQL} AS family
             FROM read_parquet({sql_path(ws.catalog)})) c USING (id)
         WHERE c.family IS NOT NULL
         QUALIFY count(*) OVER (PARTITION BY c.family) > 1""",

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 FAMILY_COLUMN = "item_group_id"
+#: A row's family in SQL: its item_group_id trimmed, none when blank.
+FAMILY_SQL = f"nullif(trim({FAMILY_COLUMN}::VARCHAR), '')"
 OVERSAMPLE = 4  # candidates fetched per family shown, before any widening
 WIDEN = 4  # how much wider each further fetch is, for queries still short of k families
 MAX_FETCH = 4_096  # candidates per query the widening stops at (a search, not a scan)
@@ -99,7 +101,7 @@ def _make_index(store: CatalogStore) -> FamilyIndex | None:
 
         con.execute(f"""
             CREATE TEMP TABLE members AS
-            SELECT id, nullif(trim({FAMILY_COLUMN}::VARCHAR), '') AS family,
+            SELECT id, {FAMILY_SQL} AS family,
                    {text('color')} AS colour, {text('size')} AS size FROM catalog""")
         families = con.sql("""
             SELECT family, count(*) AS variants, count(DISTINCT colour) AS colours,

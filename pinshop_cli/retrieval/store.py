@@ -39,8 +39,8 @@ class Product:
     title: str
     price: float | None
     category: str | None
-    #: The search's cosine; None where no search ranked it (a row a search lists without a
-    #: vector of its kind, to fill its answer, carries 0.0).
+    #: The search's cosine; None where no search ranked it (also a row a search lists
+    #: without a vector of its kind, to fill its answer: retrieval/policy.py).
     score: float | None = None
     currency: str | None = None
     brand: str | None = None
