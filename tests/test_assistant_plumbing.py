@@ -198,6 +198,22 @@ def test_a_turn_streams_its_text_then_the_reply(demo_workspace):
     assert assistant.dialogue.last_products == reply.products
 
 
+def test_an_id_written_without_brackets_is_rendered_and_cited(demo_workspace):
+    """SmolLM2 wrote '"P012"' where the prompt asks for [P012]: the shopper saw a bare id.
+    A shown id written bare is a citation like any other; a bare number is left alone."""
+    from pinshop_cli.assistant.session import ShoppingAssistant
+
+    def bare(messages: list[dict[str, str]]) -> str:
+        return _cite_first(messages).replace("[", '"').replace("]", '"') + " Buy 2 of them."
+
+    assistant = ShoppingAssistant(demo_workspace, ScriptedChatModel([bare]))
+    reply = assistant.ask("a black lamp under 150")
+    first = reply.candidates[0]
+    assert reply.grounded and reply.products[0].id == first.id
+    assert first.render() in reply.answer and f'"{first.id}"' not in reply.answer
+    assert "Buy 2 of them." in reply.answer and "Here is what the catalog has" not in reply.answer
+
+
 def test_a_failing_sentence_stops_the_model_and_the_template_takes_over(demo_workspace):
     from pinshop_cli.assistant.session import ShoppingAssistant
 

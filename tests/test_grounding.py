@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from pinshop_cli.assistant.grounding import check
+from pinshop_cli.assistant.grounding import bracket_bare_ids, check
 from pinshop_cli.assistant.intent import explicit_constraints
 
 
@@ -143,3 +143,12 @@ def test_descriptive_claims_must_be_in_the_row():
     no_stock = Product("P9", "Luna Table", 690.0, "table")  # no availability column value
     assert unsupported_claims("The table is in stock.", [no_stock])
     assert unsupported_claims("The chair is in stock.", [chair]) == []
+
+
+def test_bare_ids_become_citations_but_numbers_words_and_markup_stay():
+    ids = ["P012", "P1", "12", "sofa", "SKU-9"]
+    assert bracket_bare_ids('Try "P012", or P1.', ids) == "Try [P012], or [P1]."
+    assert bracket_bare_ids("[P012] and SKU-9 fit", ids) == "[P012] and [SKU-9] fit"
+    for text in ("buy 12 of them", "a sofa", "P0123 is not shown", "see /img/P012.jpg",
+                 '<product id="P012">'):
+        assert bracket_bare_ids(text, ids) == text

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .grounding import (
     ID_PATTERN,
     Violation,
+    bracket_bare_ids,
     check,
     cited_ids,
     unsupported_claims,
@@ -142,6 +143,7 @@ class Answerer:
         # Products shown earlier in the conversation are catalog rows too: the model may
         # refer back to them ("cheaper than the armchair"), rendered from the catalog.
         known = products + [p for p in dialogue.last_products if p not in products]
+        known_ids = [p.id for p in known]
         shown: list[str] = []
         removed: list[str] = []
         violations: list[Violation] = []
@@ -159,6 +161,7 @@ class Answerer:
             """The sentence as shown; "" when cut for an unsupported claim; None when it
             fails a hard check or is the lead and cut (the answer stops there)."""
             nonlocal violations, subjects, lead_cut, named_yet
+            sentence = bracket_bare_ids(sentence, known_ids)
             titles = self.store.titles_in(sentence)
             problems = check(sentence, known, titles, changes)
             if problems:

@@ -157,6 +157,20 @@ def without_past_prices(text: str) -> str:
     return text
 
 
+def bracket_bare_ids(text: str, ids: Iterable[str]) -> str:
+    """`text` with the shown `ids` it writes bare (P012, "P012") as citations ([P012]), so
+    they are checked and rendered like any other: small chat models drop the brackets
+    (SmolLM2 wrote '"P012"'). Only ids holding both a letter and a digit: a bare number
+    is a price or a quantity as often as an id, and a word id ("sofa") is a word."""
+    distinct = sorted((i for i in ids if re.search(r"[^\W\d_]", i) and re.search(r"\d", i)),
+                      key=len, reverse=True)
+    if not distinct:
+        return text
+    bare = re.compile(r"""(?<![\w\[=\-/.])(?<!=["'])["'`]?(""" + "|".join(map(re.escape, distinct))
+                      + r""")["'`]?(?![\w\]\-/])""")
+    return bare.sub(lambda m: f"[{m.group(1)}]", text)
+
+
 def cited_ids(text: str) -> list[str]:
     return list(dict.fromkeys(ID_PATTERN.findall(text)))
 
