@@ -66,9 +66,10 @@ AVAILABILITY_PROBLEM = (f" is not one of {', '.join(AVAILABILITY)} (or their sch
                         "names, such as InStock or Discontinued)")
 XML_SUFFIXES = (".xml", ".rss", ".atom")
 #: Fields an XML item may give more than once (Merchant Center's repeated attributes).
-REPEATED = frozenset({"additional_image_link", "lifestyle_image_link", "shipping",
+REPEATED = frozenset({"additional_image_link", "lifestyle_image_link", "shipping", "tax",
                       "product_detail", "product_highlight", "included_destination",
-                      "excluded_destination"})
+                      "excluded_destination", "shopping_ads_excluded_country",
+                      "promotion_id", "certification", "free_shipping_threshold"})
 #: Items per Parquet row group while an XML feed is converted.
 XML_BATCH = 20_000
 
