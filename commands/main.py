@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Annotated
 
@@ -41,6 +42,7 @@ class _Flags:
     """What the top-level options decide for this process (the CLI's own state)."""
 
     debug = False
+    interrupted = False  # Ctrl-C was pressed (see _interrupt)
 
 
 @app.callback()
@@ -76,10 +78,20 @@ LIBRARY_ENVIRONMENT = {"YOLO_AUTOINSTALL": "false", "YOLO_VERBOSE": "false",
                        "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """Python's own Ctrl-C, remembered: DuckDB turns the KeyboardInterrupt raised inside a
+    query into its own error ("Query interrupted"), and closing a connection still busy
+    with that query raises another, so the exception that arrives is not always a
+    KeyboardInterrupt (a traceback and exit 1, where the user pressed Ctrl-C)."""
+    _Flags.interrupted = True
+    raise KeyboardInterrupt
+
+
 def run() -> None:
     """Console-script entry point."""
     for name, value in LIBRARY_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         app()
     except PinshopError as exc:
@@ -93,6 +105,10 @@ def run() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception:
+        if _Flags.interrupted and not _Flags.debug:
+            sys.exit(130)
+        raise
 
 
 if __name__ == "__main__":

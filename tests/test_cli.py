@@ -59,6 +59,32 @@ def test_usage_error_exits_2():
     assert CliRunner().invoke(app, ["match", "--top-k", "zero"]).exit_code == 2
 
 
+CTRL_C_IN_A_QUERY = """
+import os, signal, sys, threading
+import duckdb
+from pinshop_cli.commands import main
+
+@main.app.command("spin")
+def spin() -> None:
+    duckdb.connect().execute(
+        "SELECT sum(a.range * b.range) FROM range(1000000) a, range(1000000) b").fetchall()
+
+threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+sys.argv = ["pinshop", "spin"]
+main.run()
+"""
+
+
+def test_ctrl_c_inside_a_duckdb_query_exits_130_without_a_traceback():
+    """Plumbing (a command added for the test, running a long DuckDB query in the main
+    thread as `recommend` does): Ctrl-C there came out as DuckDB's "RuntimeError: Query
+    interrupted", a traceback and exit 1, where Ctrl-C elsewhere exits 130."""
+    done = subprocess.run([sys.executable, "-c", CTRL_C_IN_A_QUERY], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 130, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+
+
 def test_user_error_is_one_line_and_exit_1(tmp_path):
     done = pinshop("match", "x.jpg", "-w", str(tmp_path / "nowhere"))
     assert done.returncode == 1
