@@ -66,16 +66,20 @@ def measure_recall(index: Any, vectors: np.ndarray, sample: int = 200, k: int = 
                    seed: int = 0, labels: np.ndarray | None = None) -> float:
     """recall@k of the index against exact search at the breadth queries use, queries
     drawn from the indexed vectors (`labels[i]` is the label of vectors[i]; default
-    0..n-1)."""
+    0..n-1). A result as close as the exact k-th is a hit: among identical vectors (one
+    photo under many listings) exact search picks k of the tied ones arbitrarily, and
+    counting ids, a catalog of 34 photos under 77k products read 0.0 for a working index."""
     import numpy as np
 
     k = min(k, vectors.shape[0])
     rng = np.random.default_rng(seed)
     picks = rng.choice(vectors.shape[0], size=min(sample, vectors.shape[0]), replace=False)
     queries = vectors[picks]
-    truth = top_k_exact(vectors, queries, k)[0]
+    kth = top_k_exact(vectors, queries, k)[1][:, -1:]
     found, _ = knn(index, queries, k, vectors.shape[0])
-    if labels is not None:
-        truth = labels[truth]
-    hits = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(found, truth, strict=True))
-    return round(hits / (len(picks) * k), 4)
+    if labels is not None:  # labels -> rows of `vectors`
+        row_of = np.zeros(int(labels.max()) + 1, np.int64)
+        row_of[labels] = np.arange(len(labels))
+        found = row_of[found]
+    scores = np.einsum("qd,qkd->qk", queries, vectors[found])
+    return round(float(np.mean(scores >= kth - 1e-5)), 4)
