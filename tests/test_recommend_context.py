@@ -76,13 +76,27 @@ def test_a_session_of_unknown_items_is_an_error_not_a_popular_list(shop, tmp_pat
     assert [r.item_id for r in recommend(shop, "new", POPULAR_ONLY, session=mixed,
                                          notes=notes)] == ["C", "D", "B"]
     assert notes == ["1 of the session's 2 items is not in the catalog and pulls in nothing: "
-                     "'NOPE'"]
+                     "'NOPE'", "user 'new' has no events: popular items and what the "
+                     "session pulls in"]
     from typer.testing import CliRunner
 
     from commands.main import app
 
     done = CliRunner().invoke(app, ["recommend", "--session", str(mixed), "-w", str(shop)])
     assert done.exit_code == 0 and "is not in the catalog and pulls in nothing" in done.output
+
+
+def test_a_user_without_events_is_said_so(shop):
+    """A mistyped user id got the bestsellers with no word: nothing told it from a real
+    shopper's list."""
+    notes: list[str] = []
+    assert recommend(shop, "u9", POPULAR_ONLY, notes=notes)
+    assert notes == ["user 'u9' has no events: popular items"]
+    notes.clear()
+    recommend(shop, "u1", POPULAR_ONLY, notes=notes)
+    assert notes == []
+    done = CliRunner().invoke(app, ["recommend", "--user", "u9", "-w", str(shop)])
+    assert done.exit_code == 0 and "user 'u9' has no events: popular items" in done.output
 
 
 def test_a_session_file_that_is_not_utf8_says_how_it_was_read(shop, tmp_path):

@@ -262,8 +262,8 @@ def test_products_similar_complete_recommend(server: Server) -> None:
         for name in (beside, "no-such-file.jpg"):
             status, body = server.get(f"/{endpoint}/{name}")
             assert status == 404 and body["error"] == f"no product {name!r} in the catalog"
-    status, body = server.get("/recommend/u1?k=2")
-    assert status == 200 and body["notes"] == []
+    status, body = server.get("/recommend/u1?k=2")  # the demo's users are u000001, ...
+    assert status == 200 and body["notes"] == ["user 'u1' has no events: popular items"]
     assert len(body["recommendations"]) == 2 and body["recommendations"][0]["item_id"]
     # The browsing session a client holds, with or without a user (recommend --session).
     looked = [{"item_id": "P001", "event": "view"}, {"item_id": "P002", "event": "save"}]

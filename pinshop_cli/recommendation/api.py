@@ -59,10 +59,26 @@ def _score(ws: Workspace, config: RecommendConfig | None, users: pa.Table | None
                        in_stock_only=True)
         if events is not None:
             session_tables(scorer, events, notes)
+        if notes is not None and users is not None and users.num_rows == 1:
+            _note_a_stranger(scorer, str(users.column("user_id")[0]), events, notes)
         blend(scorer, weights)
         return recommendations(scorer), uncached_styles(scorer) if styles else None
     finally:
         scorer.close()
+
+
+def _note_a_stranger(scorer: Scorer, user: str, session: pa.Table | None,
+                     notes: list[str]) -> None:
+    """Say so when `user` has no events: a mistyped id got the bestsellers unsaid, like
+    any shopper's list."""
+    if user == ANONYMOUS:
+        return
+    known = scorer.con.execute("SELECT count(*) FROM train JOIN user_keys k ON "
+                               "train.user_id = k.key WHERE k.user_id = $user",
+                               {"user": user}).fetchone()
+    if known is not None and known[0] == 0:
+        pulled = " and what the session pulls in" if session is not None else ""
+        notes.append(f"user {user!r} has no events: popular items{pulled}")
 
 
 def tune(workspace: str | Path | None = None, config: RecommendConfig | None = None
