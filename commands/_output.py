@@ -124,9 +124,18 @@ def print_json(data: Any) -> None:
     sys.stdout.write(_json_text(data) + "\n")
 
 
-def _json_text(data: Any) -> str:
-    text = json.dumps(plain(data), indent=2, default=str, ensure_ascii=False)
+def _json_text(data: Any, compact: bool = False) -> str:
+    text = json.dumps(plain(data), indent=None if compact else 2, default=_json_value,
+                      ensure_ascii=False)
     return UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _json_value(value: Any) -> Any:
+    """What JSON has no type for: a DECIMAL (a price in SQL) as a number, not the string
+    "46.03" every other command's prices are not; the rest (dates) as text."""
+    from decimal import Decimal
+
+    return float(value) if isinstance(value, Decimal) else str(value)
 
 
 class JsonRows:
@@ -139,8 +148,13 @@ class JsonRows:
     def write(self, columns: list[str], rows: list[tuple[Any, ...]]) -> None:
         if not rows:
             return
-        # One chunk's list, without its brackets ("[\n" ... "\n]"): the array goes on.
-        text = _json_text([dict(zip(columns, row, strict=True)) for row in rows])[2:-2]
+        objects = [dict(zip(columns, row, strict=True)) for row in rows]
+        if any(isinstance(value, (list, tuple, dict)) for value in objects[0].values()):
+            # A row holding a vector on one line: laid out by print_json, each of its 384
+            # numbers took a line (1 GB for 100k embeddings).
+            text = ",\n".join("  " + _json_text(row, compact=True) for row in objects)
+        else:  # one chunk's list, without its brackets ("[\n" ... "\n]"): the array goes on
+            text = _json_text(objects)[2:-2]
         sys.stdout.write(("[\n" if not self.count else ",\n") + text)
         self.count += len(rows)
 

@@ -4,6 +4,8 @@ from typing import Annotated
 
 import typer
 
+from pinshop_cli.errors import PinshopError
+
 from ._output import JsonOption, JsonRows, WorkspaceOption, note, open_shop, table
 
 
@@ -37,9 +39,16 @@ def sql(
     """
     rows = JsonRows() if json else None  # streamed: none held (1M rows held were 2 GB)
     with open_shop(workspace) as shop:  # a table fetches only the rows it shows
-        result = shop.sql(query, allow_writes=allow_writes, timeout=timeout or None,
-                          memory_limit=memory_limit, max_rows=None if json else limit,
-                          on_rows=rows.write if rows else None)
+        try:
+            result = shop.sql(query, allow_writes=allow_writes, timeout=timeout or None,
+                              memory_limit=memory_limit, max_rows=None if json else limit,
+                              on_rows=rows.write if rows else None)
+        except PinshopError as exc:
+            if rows is None or not rows.count:
+                raise
+            # The rows written stay, the array open: a reader must not take them as whole.
+            raise PinshopError(f"{exc}; {rows.count:,} rows were written before it stopped "
+                               "(the JSON array is left open)") from None
     if rows is not None:
         rows.close()
     for message in result.notes:

@@ -48,6 +48,9 @@ DEFAULT_TIMEOUT = 60.0
 OnRows = Callable[[list[str], list[tuple[Any, ...]]], None]
 #: Rows fetched per step, so a stop request is seen between steps of a huge result.
 FETCH_ROWS = 50_000
+#: Rows fetched at a time when a column holds lists (vectors): 50,000 rows of 384 floats
+#: are 19M Python floats, and `sql --json` of 100k embeddings peaked at 4.1 GB.
+NESTED_FETCH_ROWS = 1_000
 #: Seconds a Ctrl-C waits for the query thread to begin before leaving it to quit alone.
 STARTUP_WAIT = 1.0
 
@@ -366,7 +369,10 @@ def _fetch(con: Any, query: str, stop: threading.Event, budget: int,
     if con.description is None:  # a statement with no result set
         return [], []
     columns, rows = [column[0] for column in con.description], []
-    wanted = FETCH_ROWS if max_rows is None else min(FETCH_ROWS, max_rows + 1)
+    nested = any("[" in str(kind) or str(kind).startswith(("STRUCT", "MAP", "UNION"))
+                 for _, kind, *_ in con.description)
+    chunk_rows = NESTED_FETCH_ROWS if nested else FETCH_ROWS
+    wanted = chunk_rows if max_rows is None else min(chunk_rows, max_rows + 1)
     while not stop.is_set() and (chunk := con.fetchmany(wanted)):
         if on_rows is not None:
             on_rows(columns, chunk)

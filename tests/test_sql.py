@@ -4,6 +4,7 @@ workspace when asked, and junk files in the workspace never break every query.""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -268,6 +269,33 @@ def test_views_show_one_current_vector_per_id_after_a_change(renamed_sofa_worksp
     assert dupes.rows == []
     total = run_sql("SELECT count(*) FROM embeddings WHERE kind = 'product_text'", root)
     assert total.rows == [(44,)]
+
+
+def test_json_writes_a_vector_row_on_one_line_and_decimals_as_numbers(demo_workspace):
+    """`sql --json` of 100k embeddings wrote each float on its own line (1.09 GB) and
+    fetched 50,000 rows of vectors at a time (4.1 GB); a DECIMAL price came out as the
+    string "46.03"."""
+    done = CliRunner().invoke(app, ["sql", "SELECT id, vector FROM embeddings_product_text "
+                                           "ORDER BY id LIMIT 3", "--json",
+                                    "-w", str(demo_workspace)])
+    assert done.exit_code == 0, done.output
+    lines = done.stdout.splitlines()
+    assert len(lines) == 5 and lines[0] == "[" and lines[-1] == "]"  # a row a line
+    rows = json.loads(done.stdout)
+    assert len(rows) == 3 and len(rows[0]["vector"]) == 384
+    priced = CliRunner().invoke(app, ["sql", "SELECT 46.03::DECIMAL(10, 2) AS price", "--json",
+                                      "-w", str(demo_workspace)])
+    assert json.loads(priced.stdout) == [{"price": 46.03}]
+
+
+def test_a_json_stream_stopped_by_the_timeout_says_what_was_written(demo_workspace):
+    """All 100k rows were written, then "ran longer than 60 s": it read as if the output
+    were partial, and it was not valid JSON. Now the error counts the rows written."""
+    done = CliRunner().invoke(app, ["sql", "SELECT range AS n FROM range(1000000000)",
+                                    "--json", "--timeout", "1", "-w", str(demo_workspace)])
+    assert done.exit_code == 1 and done.stdout.startswith("[\n")
+    assert re.search(r"ran longer than 1 s and was stopped .*; [\d,]+ rows were written "
+                     r"before it stopped \(the JSON array is left open\)", str(done.exception))
 
 
 def test_a_large_result_shows_its_first_rows_and_says_how_many(demo_workspace):
