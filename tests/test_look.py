@@ -37,6 +37,8 @@ def test_similar_keeps_the_category_and_leaves_out_the_reference(retriever):
     similarities = [item.similarity for item in result.items]
     assert similarities == sorted(similarities, reverse=True)
     assert all(0 <= s <= 100 for s in similarities)
+    # The reference is looked up, not found by a search: no score (it read "score": 0.0).
+    assert result.reference_product is not None and result.reference_product.score is None
 
 
 def test_cheaper_look_alikes_are_strictly_cheaper_with_the_saving(retriever):

@@ -91,6 +91,7 @@ def resolve_reference(retriever: Retriever, reference: str, category: str | None
     found = retriever.products([Hit(reference, 0.0)])
     if found:
         product = found[0]
+        product.score = None  # the reference itself: not a search result ("score": 0.0)
         for kind in ("product_image", "product_text"):
             vector = vector_of(retriever, reference, kind)
             if vector is not None:
