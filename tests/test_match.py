@@ -85,6 +85,7 @@ def test_text_query_uses_product_texts_with_the_offline_pair(demo_workspace):
     result = match(text="green velvet sofa", workspace=demo_workspace, top_k=2)
     assert result.text_matches[0].id == "P036"
     assert any("needs a CLIP embedder" in n for n in result.notes)
+    assert result.to_dict()["detector"] is None  # no photo, no detector (it read "")
 
 
 @pytest.mark.parametrize("step", [2, 50])  # half allowed (HNSW + mask), 1/50 (exact)

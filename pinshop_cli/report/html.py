@@ -70,8 +70,8 @@ def write_page(text: str, target: str | Path) -> Path:
 
 
 def render_report(result: MatchResult) -> str:
-    parts = [f"<p>embedder {html.escape(result.model)} · detector {html.escape(result.detector)}"
-             "</p>"]
+    detector = html.escape(result.detector or "none")
+    parts = [f"<p>embedder {html.escape(result.model)} · detector {detector}</p>"]
     parts += [f"<p class='note'>{html.escape(note)}</p>" for note in result.notes]
     for pin in result.pins:
         parts.append(f"<h2>{html.escape(pin.image)}</h2>")

@@ -49,7 +49,7 @@ class PinMatches:
 @dataclass
 class MatchResult:
     model: str
-    detector: str
+    detector: str | None  # None: no photo was matched (text only)
     pins: list[PinMatches] = field(default_factory=list)
     text: str | None = None
     text_matches: list[Match] = field(default_factory=list)
@@ -166,7 +166,7 @@ def match(images: Sequence[str | Path] = (), text: str | None = None,
     filters = Filters(category=category, max_price=max_price, color=color)
     embedder = retriever.embedder
     result = MatchResult(model=f"{embedder.image_model_id} / {embedder.text_model_id}",
-                         detector="")
+                         detector=None)
     if images:
         found_detector = photo_detector(retriever, detector, models_dir)
         result.detector = found_detector.model_id
