@@ -162,6 +162,9 @@ def duplicates(
     threshold: Annotated[float | None, typer.Option(
         help="Pair score (a cosine, -1 to 1) needed to link two products (default: the best "
              "F1 on planted duplicates, see the report's curve).")] = None,
+    limit: Annotated[int, typer.Option(
+        min=1, help="Clusters shown, largest first, in the table and --json (each with its "
+                    "20 nearest members); duplicates.parquet has them all.")] = 50,
     report: ReportOption = None,
     workspace: WorkspaceOption = None,
     json: JsonOption = False,
@@ -177,17 +180,24 @@ def duplicates(
     check_report(report)
     with open_shop(workspace) as shop:
         result = shop.duplicates(threshold=threshold)
-    if _report_or_json(result, lambda r: render_duplicates(r, measured_curve()), report, json):
+    if report:
+        write_report_page(render_duplicates(result, measured_curve()), report)
+    shown = result.to_dict(limit=limit)
+    if json:
+        print_json(shown)
         return
+    for message in result.notes:
+        note(message)
     if not result.clusters:
         note(f"no near-duplicate products at threshold {result.threshold:g}")
         return
-    note(f"{result.clusters} cluster(s) of {result.table.num_rows} products at threshold "
-         f"{result.threshold:g}; all in duplicates.parquet")
+    largest = f"the {limit} largest shown, " if result.clusters > limit else ""
+    note(f"{result.clusters:,} cluster(s) of {result.table.num_rows:,} products at threshold "
+         f"{result.threshold:g}; {largest}all in duplicates.parquet")
     table(None, ["cluster", "id", "title", "brand", "price", "nearest", "score"],
           [[m["cluster"], m["id"], m["title"], m["brand"],
             "" if m["price"] is None else f"{m['price']:.2f}", m["nearest"], f"{m['score']:.3f}"]
-           for c in result.to_dict(limit=20)["shown"] for m in c["members"]])
+           for c in shown["shown"] for m in c["members"]])
 
 
 def audit(

@@ -234,6 +234,14 @@ def test_look_commands_write_json_reports_and_parquet(look_workspace, tmp_path):
     assert "<polyline" in (tmp_path / "d.html").read_text()  # the threshold curve
     written = pq.read_table(look_workspace / "duplicates.parquet")
     assert {"cluster", "id", "nearest", "score"} <= set(written.column_names)
+    # --limit: how many clusters the table and --json show (--json kept 50 with no way to
+    # ask for more, the table 20 with no word that there were more).
+    result = runner.invoke(app, ["duplicates", "--limit", "1", "--json", "-w",
+                                 str(look_workspace)])
+    data = json.loads(result.stdout)
+    assert data["clusters"] >= 2 and [c["cluster"] for c in data["shown"]] == [1]
+    result = runner.invoke(app, ["duplicates", "--limit", "1", "-w", str(look_workspace)])
+    assert "the 1 largest shown, all in duplicates.parquet" in " ".join(result.output.split())
 
     result = runner.invoke(app, ["audit", "--json", "-w", str(look_workspace)])
     assert result.exit_code == 0, result.output
