@@ -676,3 +676,19 @@ def test_serve_help_and_argument_errors_import_no_web_stack_or_torch(argv: list[
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "HEAVY [] EXIT" in done.stdout, done.stdout + done.stderr
     assert done.stdout.strip().endswith("EXIT 0" if "--help" in argv else "EXIT 2")
+
+
+def test_errors_for_a_client_name_this_machines_folders_by_what_they_are(tmp_path: Path):
+    """A user without events got "no events in /srv/shop/data: ...": the server's layout,
+    to any client. The workspace, the models folder and the home folder are named."""
+    from pinshop_cli.serve.guard import ServedShop
+    from pinshop_cli.shop import Shop
+    from pinshop_cli.workspace import Workspace
+
+    Workspace.open(tmp_path / "ws", create=True)
+    served = ServedShop(Shop(tmp_path / "ws", models_dir=str(tmp_path / "models")), "token")
+    assert served.public(f"no events in {tmp_path / 'ws'}: run `pinshop ingest-events FILE`"
+                         ) == "no events in the workspace: run `pinshop ingest-events FILE`"
+    assert served.public(f"no chat model at {tmp_path / 'models'}/qwen.gguf") == \
+        "no chat model at the models folder/qwen.gguf"
+    assert served.public(f"{Path.home()}/notes.txt is missing") == "~/notes.txt is missing"

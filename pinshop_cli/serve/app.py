@@ -99,15 +99,16 @@ def _busy(message: str) -> JSONResponse:
                         headers={"Retry-After": str(RETRY_AFTER)})
 
 
-def _install_error_handlers(app: FastAPI) -> None:
-    """Every error is a JSON body with one line; no stack trace leaves the process."""
+def _install_error_handlers(app: FastAPI, served: ServedShop) -> None:
+    """Every error is a JSON body with one line; no stack trace, and no folder of this
+    machine, leaves the process."""
     @app.exception_handler(UnknownProductError)
     async def unknown(_: Request, exc: UnknownProductError) -> JSONResponse:
-        return _error(404, str(exc))
+        return _error(404, served.public(str(exc)))
 
     @app.exception_handler(PinshopError)
     async def refused(_: Request, exc: PinshopError) -> JSONResponse:
-        return _error(400, str(exc))
+        return _error(400, served.public(str(exc)))
 
     @app.exception_handler(WorkspaceLockedError)
     async def locked(_: Request, exc: WorkspaceLockedError) -> JSONResponse:
@@ -165,7 +166,7 @@ def create_app(shop: Shop, token: str, chat_model: str = "qwen2.5-coder-1.5b") -
     # /openapi.json with nothing from elsewhere.
     app = FastAPI(title="pinshop", summary="A shopping catalog that answers in real time.",
                   docs_url=None, redoc_url=None)
-    _install_error_handlers(app)
+    _install_error_handlers(app, served)
     app.add_middleware(BodyLimit)
     page = files("pinshop_cli.serve").joinpath("static")
 

@@ -180,7 +180,7 @@ class ChatSessions:
                 else:
                     yield event("token", {"text": piece})
         except PinshopError as exc:
-            yield event("error", {"error": str(exc)})
+            yield event("error", {"error": self.served.public(str(exc))})
         except Exception:  # the stream has begun: say so in it, keep the trace in the log
             log.exception("chat turn failed")
             yield event("error", {"error": "internal error (see the server's log)"})

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..shop import Shop
@@ -104,9 +105,27 @@ class ServedShop:
     token: str
 
     def __post_init__(self) -> None:
+        from ..models.resolve import models_dir
+
         self._lock = threading.Lock()
+        # This machine's folders, longest first, by what they are to a client
+        # (see `public`).
+        folders = {str(self.shop.ws.root.resolve()): "the workspace",
+                   str(self.shop.ws.root): "the workspace",
+                   str(models_dir(self.shop.models_dir)): "the models folder",
+                   str(Path.home()): "~"}
+        self._folders = sorted(((folder, name) for folder, name in folders.items()
+                                if folder.strip("/")), key=lambda item: -len(item[0]))
         self._turns = 0  # chat turns under way: the Shop is not reloaded under them
         self._chat_gate = threading.BoundedSemaphore(CHAT_TURNS)
+
+    def public(self, message: str) -> str:
+        """An error message for a client, with this machine's folders named by what they
+        are ("no events in the workspace"): it said "no events in /srv/shop/data", the
+        server's layout, to anyone who asked for a user without events."""
+        for folder, name in self._folders:
+            message = message.replace(folder, name)
+        return message
 
     @contextmanager
     def using(self) -> Iterator[Shop]:
