@@ -4,7 +4,14 @@ from typing import Annotated
 
 import typer
 
-from ._output import DeviceOption, ModelsDirOption, RuntimeOption, WorkspaceOption, err
+from ._output import (
+    DeviceOption,
+    ModelsDirOption,
+    RuntimeOption,
+    WorkspaceOption,
+    err,
+    note,
+)
 
 
 def serve(
@@ -36,9 +43,11 @@ def serve(
     generated = not token
     token = token or secrets.token_urlsafe(24)
 
-    def ready(address: str) -> None:  # once listening, the workspace loaded
+    def ready(address: str, notes: list[str]) -> None:  # listening, the workspace loaded
         if generated:
             err.print(f"token for live updates: {token}", highlight=False)
+        for message in notes:
+            note(message)
         err.print(f"serving on {address} (API docs at /docs; Ctrl-C stops)", highlight=False)
 
     run_server(workspace, token, host, port, model, str(models_dir) if models_dir else None,

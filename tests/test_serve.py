@@ -692,3 +692,21 @@ def test_errors_for_a_client_name_this_machines_folders_by_what_they_are(tmp_pat
     assert served.public(f"no chat model at {tmp_path / 'models'}/qwen.gguf") == \
         "no chat model at the models folder/qwen.gguf"
     assert served.public(f"{Path.home()}/notes.txt is missing") == "~/notes.txt is missing"
+
+
+def test_a_chat_model_that_is_not_here_is_said_when_the_server_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """`serve` started quietly without its chat model: a client's first POST /chat was the
+    first sign."""
+    from pinshop_cli.serve.server import chat_model_note
+
+    monkeypatch.setenv("PINSHOP_OFFLINE", "1")
+    empty = str(tmp_path / "models")
+    assert chat_model_note("qwen2.5-coder-1.5b", empty) == (
+        "chat model qwen2.5-coder-1.5b is not in the models folder and models are not "
+        "fetched offline: POST /chat will answer with an error (`pinshop models pull "
+        "qwen2.5-coder-1.5b` where the hub is reachable)")
+    assert "neither registered nor a .gguf file" in chat_model_note("nope", empty)
+    gguf = tmp_path / "mine.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert chat_model_note(str(gguf), empty) is None

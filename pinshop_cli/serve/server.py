@@ -21,12 +21,13 @@ class _Stopped(Exception):
 def serve(workspace: str | Path | None, token: str, host: str = "127.0.0.1", port: int = 8000,
           chat_model: str = "qwen2.5-coder-1.5b", models_dir: str | None = None,
           runtime: str = "auto", device: str = "auto",
-          ready: Callable[[str], None] | None = None) -> None:
+          ready: Callable[[str, list[str]], None] | None = None) -> None:
     """Serve `workspace` until SIGINT or SIGTERM (uvicorn finishes the requests in flight,
     then the Shop lets go of its catalog, indexes and chat workers, its live changes
     folded into catalog.parquet and the price history). The address is bound and the
     workspace loaded first, so that a port in use or a missing workspace is an error
-    before `ready` is called with the address served."""
+    before `ready` is called with the address served and notes for the operator (a chat
+    model that is not here)."""
     import uvicorn
 
     from ..retrieval.updates import fold_left_behind
@@ -40,9 +41,35 @@ def serve(workspace: str | Path | None, token: str, host: str = "127.0.0.1", por
         config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=10)
         if ready is not None:
             bound_host, bound_port = sock.getsockname()[:2]
+            note = chat_model_note(chat_model, models_dir)
             ready(f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:"
-                  f"{bound_port}")
+                  f"{bound_port}", [note] if note else [])
         uvicorn.Server(config).run(sockets=[sock])
+
+
+def chat_model_note(name: str, models_dir: str | None = None) -> str | None:
+    """Why POST /chat will not answer at once, said when the server starts (a client's
+    first chat was the first sign); None when the model is here."""
+    from ..models.registry import find_spec, model_status
+    from ..models.resolve import offline
+
+    spec = find_spec(name)
+    if spec is None:
+        path = Path(name).expanduser()
+        if path.is_file() and path.suffix == ".gguf":
+            return None
+        return (f"chat model {name!r} is neither registered nor a .gguf file: POST /chat will "
+                "answer with an error (see `pinshop models list`)")
+    if spec.task != "chat":
+        return (f"{spec.name} is a {spec.task} model, not a chat model: POST /chat will "
+                "answer with an error")
+    if model_status(spec, models_dir).present:
+        return None
+    if offline():
+        return (f"chat model {spec.name} is not in the models folder and models are not "
+                "fetched offline: POST /chat will answer with an error (`pinshop models "
+                f"pull {spec.name}` where the hub is reachable)")
+    return f"chat model {spec.name} is not in the models folder: the first POST /chat fetches it"
 
 
 def listen(host: str, port: int) -> socket.socket:
