@@ -15,10 +15,39 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import duckdb
+    import numpy as np
 
 MAX_ITEMS = 20_000
 LAMBDA = 200.0
 USER_CHUNK = 2048
+
+
+def ease_weights(gram: np.ndarray, lam: float, rows: int = 1024) -> np.ndarray:
+    """B (float32) from the items x items Gram matrix X^T X (float64, overwritten). P is
+    the inverse of a symmetric positive definite matrix, so LAPACK's Cholesky inverse
+    writes it in place (half the flops of a general inverse), and B is written `rows` at a
+    time from its upper triangle: 10,396 items took 55 s at 3.9 GB with np.linalg.inv and
+    its temporaries (BENCHMARKS.md)."""
+    import numpy as np
+    from scipy.linalg import lapack
+
+    n = gram.shape[0]
+    gram[np.diag_indices(n)] += lam
+    factor, info = lapack.dpotrf(gram, lower=False, overwrite_a=True, clean=False)
+    if info == 0:
+        inverse, info = lapack.dpotri(factor, lower=False, overwrite_c=True)
+    if info != 0:  # lambda > 0 keeps it positive definite; this is a numerical breakdown
+        raise np.linalg.LinAlgError(f"EASE: Cholesky inverse failed (LAPACK info {info})")
+    diagonal = np.diag(inverse).copy()
+    weights = np.empty((n, n), np.float32)
+    columns = np.arange(n)
+    for start in range(0, n, rows):  # P[r, c] for c >= r is in the upper triangle, else P[c, r]
+        stop = min(start + rows, n)
+        below = columns[None, :] < np.arange(start, stop)[:, None]
+        block = np.where(below, inverse[:, start:stop].T, inverse[start:stop])
+        weights[start:stop] = -block / diagonal
+    weights[np.diag_indices(n)] = 0.0
+    return weights
 
 
 def ease_table(con: duckdb.DuckDBPyConnection, candidates: int, lam: float = LAMBDA,
@@ -57,11 +86,7 @@ def ease_table(con: duckdb.DuckDBPyConnection, candidates: int, lam: float = LAM
     rows, cols = pairs.column("row").to_numpy(), pairs.column("col").to_numpy()
     x = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)),
                       shape=(int(rows.max()) + 1, n_items))
-    gram = (x.T @ x).toarray().astype(np.float64)
-    gram[np.diag_indices(n_items)] += lam
-    inverse = np.linalg.inv(gram)
-    weights = (-inverse / np.diag(inverse)).astype(np.float32)
-    weights[np.diag_indices(n_items)] = 0.0
+    weights = ease_weights((x.T @ x.astype(np.float64)).toarray(), lam)
     item_ids = np.empty(n_items, dtype=object)
     item_ids[cols] = pairs.column("item_id").to_numpy(zero_copy_only=False)
     target = pairs.filter(pairs.column("target"))
