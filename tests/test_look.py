@@ -295,3 +295,19 @@ def test_an_unknown_category_names_the_known_ones(retriever):
     assert not found.items
     assert any("no product is in category 'sofas' (the catalog has armchair, " in n
                for n in found.notes), found.notes
+
+
+def test_the_same_photo_is_100_percent_similar_however_many_pairs_share_it():
+    """A catalog where a tenth of same-category pairs share one photo: their float32
+    cosines (0.99999994) tied the top quantiles, and an identical listing read "90%
+    similar"."""
+    import numpy as np
+
+    from pinshop_cli.retrieval.calibration import SimilarityScale
+
+    cosines = np.concatenate([np.linspace(0.2, 0.9, 900), np.full(100, 1.0)])
+    quantiles = np.quantile(cosines, np.linspace(0, 1, 101))
+    quantiles = np.maximum.accumulate(quantiles - np.arange(100, -1, -1) * 1e-9)
+    scale = SimilarityScale(quantiles, "same-category pairs")
+    assert scale.percent(np.float32(0.99999994)) == 100
+    assert scale.percent(np.array([0.56, 0.2])).tolist() == [46, 0]  # the rest as before

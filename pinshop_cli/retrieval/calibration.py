@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..detection.regions import SAME_PHOTO
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -29,6 +31,9 @@ class SimilarityScale:
         import numpy as np
 
         levels = np.interp(cosine, self.quantiles, np.arange(101))
+        # The same photo is 100%: where many pairs share one photo, their float32 cosines
+        # (0.99999994) tie the top quantiles, and an identical listing read "90% similar".
+        levels = np.where(np.asarray(cosine) >= SAME_PHOTO, 100, levels)
         return np.floor(np.nan_to_num(levels, nan=0.0)).astype(np.int64)
 
 
