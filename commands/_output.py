@@ -132,10 +132,13 @@ def _json_text(data: Any, compact: bool = False) -> str:
 
 def _json_value(value: Any) -> Any:
     """What JSON has no type for: a DECIMAL (a price in SQL) as a number, not the string
-    "46.03" every other command's prices are not; the rest (dates) as text."""
+    "46.03" every other command's prices are not, unless a double would round it (over 15
+    digits: kept exact, as text); the rest (dates) as text."""
     from decimal import Decimal
 
-    return float(value) if isinstance(value, Decimal) else str(value)
+    if isinstance(value, Decimal) and len(value.as_tuple().digits) <= 15:
+        return float(value)
+    return str(value)
 
 
 class JsonRows:
@@ -149,7 +152,7 @@ class JsonRows:
         if not rows:
             return
         objects = [dict(zip(columns, row, strict=True)) for row in rows]
-        if any(isinstance(value, (list, tuple, dict)) for value in objects[0].values()):
+        if any(isinstance(value, (list, tuple, dict)) for row in rows for value in row):
             # A row holding a vector on one line: laid out by print_json, each of its 384
             # numbers took a line (1 GB for 100k embeddings).
             text = ",\n".join("  " + _json_text(row, compact=True) for row in objects)

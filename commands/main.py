@@ -87,6 +87,19 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _from_ctrl_c(exc: BaseException) -> bool:
+    """Whether `exc` is what a Ctrl-C became: DuckDB's error for it, or an error raised
+    while one was being handled. (Not any error after a Ctrl-C: chat handles one and goes
+    on, and a later crash must still show its traceback.)"""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt) or (
+                isinstance(seen, RuntimeError) and str(seen) == "Query interrupted"):
+            return True
+        seen = seen.__context__
+    return False
+
+
 def run() -> None:
     """Console-script entry point."""
     for name, value in LIBRARY_ENVIRONMENT.items():
@@ -105,8 +118,8 @@ def run() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception:
-        if _Flags.interrupted and not _Flags.debug:
+    except Exception as exc:
+        if _Flags.interrupted and not _Flags.debug and _from_ctrl_c(exc):
             sys.exit(130)
         raise
 

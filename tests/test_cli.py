@@ -83,6 +83,15 @@ def test_ctrl_c_inside_a_duckdb_query_exits_130_without_a_traceback():
                           text=True, timeout=120)
     assert done.returncode == 130, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+    # A Ctrl-C handled and gone past (chat stops an answer and goes on) does not hide a
+    # later crash: it keeps its traceback and exit 1.
+    later = CTRL_C_IN_A_QUERY.replace(
+        "    duckdb.connect()", "    try:\n        duckdb.connect()").replace(
+        ".fetchall()\n", ".fetchall()\n    except RuntimeError:\n        pass\n"
+        "    raise ValueError('a later bug')\n")
+    done = subprocess.run([sys.executable, "-c", later], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and "ValueError: a later bug" in done.stderr
 
 
 def test_user_error_is_one_line_and_exit_1(tmp_path):

@@ -147,8 +147,11 @@ def test_descriptive_claims_must_be_in_the_row():
 
 def test_bare_ids_become_citations_but_numbers_words_and_markup_stay():
     ids = ["P012", "P1", "12", "sofa", "SKU-9"]
-    assert bracket_bare_ids('Try "P012", or P1.', ids) == "Try [P012], or [P1]."
+    assert bracket_bare_ids('Try "P012", or \u201cP014\u201d.', ids + ["P014"]) == \
+        "Try [P012], or [P014]."
     assert bracket_bare_ids("[P012] and SKU-9 fit", ids) == "[P012] and [SKU-9] fit"
+    assert bracket_bare_ids('"P012 chair" or \u201cP1\u201d', ids + ["P14"]) == \
+        '"[P012] chair" or \u201cP1\u201d'  # quotes in pairs only; "P1" is too short
     for text in ("buy 12 of them", "a sofa", "P0123 is not shown", "see /img/P012.jpg",
-                 '<product id="P012">'):
+                 '<product id="P012">', "Compare [P012, P1, SKU-9]"):  # the last: for check
         assert bracket_bare_ids(text, ids) == text

@@ -692,6 +692,13 @@ def test_errors_for_a_client_name_this_machines_folders_by_what_they_are(tmp_pat
     assert served.public(f"no chat model at {tmp_path / 'models'}/qwen.gguf") == \
         "no chat model at the models folder/qwen.gguf"
     assert served.public(f"{Path.home()}/notes.txt is missing") == "~/notes.txt is missing"
+    # Whole path parts only, and a relative --models-dir by its absolute path alone.
+    for text in (f"{Path.home()}x/photo.jpg", "run `pinshop models list`", "a .gguf file"):
+        assert served.public(text) == text
+    relative = ServedShop(Shop(tmp_path / "ws", models_dir="models"), "token")
+    assert relative.public("run `pinshop models list`") == "run `pinshop models list`"
+    assert relative.public(f"{Path.cwd() / 'models'}/x.gguf is missing") == \
+        "the models folder/x.gguf is missing"
 
 
 def test_a_chat_model_that_is_not_here_is_said_when_the_server_starts(
@@ -710,3 +717,23 @@ def test_a_chat_model_that_is_not_here_is_said_when_the_server_starts(
     gguf = tmp_path / "mine.gguf"
     gguf.write_bytes(b"GGUF")
     assert chat_model_note(str(gguf), empty) is None
+    # Chunk packages installed: joined on first use, offline too (plumbing: two tiny
+    # packages standing in for the 22 of a real model).
+    from pinshop_cli.models.chunks import ChunkedMirror
+    from pinshop_cli.models.registry import register, unregister
+    from pinshop_cli.models.resolve import ModelFile
+    from pinshop_cli.models.spec import ModelSpec
+
+    for n in (1, 2):
+        (tmp_path / f"tiny_chat_model_part{n}.py").write_text(
+            f"def get_part_path():\n    return {str(tmp_path / f'part{n}')!r}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = ModelSpec("tiny-chat", "chat", "test", "MIT", (ModelFile(
+        "tiny.gguf", chunks=ChunkedMirror("tiny-chat-model", 2, "1.0")),))
+    register(spec)
+    try:
+        assert chat_model_note("tiny-chat", empty) == (
+            "chat model tiny-chat is not joined yet: the first POST /chat joins it from its "
+            "installed packages")
+    finally:
+        unregister("tiny-chat")

@@ -283,9 +283,14 @@ def test_json_writes_a_vector_row_on_one_line_and_decimals_as_numbers(demo_works
     assert len(lines) == 5 and lines[0] == "[" and lines[-1] == "]"  # a row a line
     rows = json.loads(done.stdout)
     assert len(rows) == 3 and len(rows[0]["vector"]) == 384
-    priced = CliRunner().invoke(app, ["sql", "SELECT 46.03::DECIMAL(10, 2) AS price", "--json",
-                                      "-w", str(demo_workspace)])
-    assert json.loads(priced.stdout) == [{"price": 46.03}]
+    priced = CliRunner().invoke(app, ["sql", "SELECT 46.03::DECIMAL(10, 2) AS price, "
+                                             "12345678901234567890.12::DECIMAL(38, 2) AS big",
+                                      "--json", "-w", str(demo_workspace)])
+    assert json.loads(priced.stdout) == [{"price": 46.03, "big": "12345678901234567890.12"}]
+    # A chunk whose first row has no vector is laid out by the others' (a row a line).
+    nulls = CliRunner().invoke(app, ["sql", "SELECT * FROM (VALUES (NULL), ([1.5, 2.5])) "
+                                            "AS t(v)", "--json", "-w", str(demo_workspace)])
+    assert nulls.stdout.splitlines()[1:3] == ['  {"v": null},', '  {"v": [1.5, 2.5]}']
 
 
 def test_a_json_stream_stopped_by_the_timeout_says_what_was_written(demo_workspace):

@@ -160,15 +160,25 @@ def without_past_prices(text: str) -> str:
 def bracket_bare_ids(text: str, ids: Iterable[str]) -> str:
     """`text` with the shown `ids` it writes bare (P012, "P012") as citations ([P012]), so
     they are checked and rendered like any other: small chat models drop the brackets
-    (SmolLM2 wrote '"P012"'). Only ids holding both a letter and a digit: a bare number
-    is a price or a quantity as often as an id, and a word id ("sofa") is a word."""
-    distinct = sorted((i for i in ids if re.search(r"[^\W\d_]", i) and re.search(r"\d", i)),
-                      key=len, reverse=True)
+    (SmolLM2 wrote '"P012"'). Only ids of 3 to 40 characters holding a letter and a digit
+    (a bare number is a price or a quantity as often as an id; "3D" and "4K" are words),
+    and never inside brackets already ("[P012, P013]" stays for the id check to refuse)."""
+    distinct = sorted((i for i in ids if 3 <= len(i) <= 40 and re.search(r"[^\W\d_]", i)
+                       and re.search(r"\d", i)), key=len, reverse=True)
     if not distinct:
         return text
-    bare = re.compile(r"""(?<![\w\[=\-/.])(?<!=["'])["'`]?(""" + "|".join(map(re.escape, distinct))
-                      + r""")["'`]?(?![\w\]\-/])""")
-    return bare.sub(lambda m: f"[{m.group(1)}]", text)
+    alternatives = "|".join(map(re.escape, distinct))
+    bare = re.compile(r"""(?<![\w\[=\-/.])(?<!=["'])"""
+                      rf"""(?:(?P<quote>["'`])(?P<quoted>{alternatives})(?P=quote)"""
+                      rf"""|\u201c(?P<curly>{alternatives})\u201d|(?P<plain>{alternatives}))"""
+                      r"""(?![\w\]\-/])""")
+
+    def cite(match: re.Match[str]) -> str:
+        return f"[{match.group('quoted') or match.group('curly') or match.group('plain')}]"
+
+    # Text outside any [...] span, one piece at a time.
+    pieces = re.split(r"(\[[^\[\]\n]*\])", text)
+    return "".join(piece if n % 2 else bare.sub(cite, piece) for n, piece in enumerate(pieces))
 
 
 def cited_ids(text: str) -> list[str]:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..models.base import Detection, Detector
+from ..retrieval.calibration import SAME_PHOTO
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 REGIONS = "regions"  # the source and class name of a catalog-guided region
 SKETCH = 512  # product photos each cell is compared with
 BOX_CHUNK = 64  # products whose boxes are drawn at a time (see propose)
-SAME_PHOTO = 0.9999  # a cosine this close to 1: the same photo under two products
 TWINS = 8  # products sharing one photo that the bars look past
 GRID_SCALES = (0.9, 0.6, 0.4, 0.25)  # window sides, as a share of the photo, without a map
 

@@ -33,6 +33,10 @@ class ChunkedMirror:
         return (f"{self.count} PyPI packages {self.package}-part1..{self.count}=={self.version}"
                 " (fetched by `pinshop models pull`)")
 
+    def installed(self) -> bool:
+        """Whether every chunk's package is installed (offline, they can still be joined)."""
+        return self._installed_parts() is not None
+
     def _installed_parts(self) -> list[Path] | None:
         module = self.package.replace("-", "_")
         parts = []

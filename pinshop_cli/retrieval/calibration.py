@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..detection.regions import SAME_PHOTO
-
 if TYPE_CHECKING:
     import numpy as np
 
@@ -17,6 +15,7 @@ if TYPE_CHECKING:
 
 PAIRS = 20_000  # sampled pairs: percentiles stable to about 1 point
 MIN_SAME_CATEGORY = 200  # below this, same-category pairs are too few to rank against
+SAME_PHOTO = 0.9999  # a cosine this close to 1: one photo under two products
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ that other requests need."""
 from __future__ import annotations
 
 import hmac
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,23 +109,26 @@ class ServedShop:
         from ..models.resolve import models_dir
 
         self._lock = threading.Lock()
-        # This machine's folders, longest first, by what they are to a client
-        # (see `public`).
-        folders = {str(self.shop.ws.root.resolve()): "the workspace",
-                   str(self.shop.ws.root): "the workspace",
-                   str(models_dir(self.shop.models_dir)): "the models folder",
-                   str(Path.home()): "~"}
-        self._folders = sorted(((folder, name) for folder, name in folders.items()
-                                if folder.strip("/")), key=lambda item: -len(item[0]))
         self._turns = 0  # chat turns under way: the Shop is not reloaded under them
         self._chat_gate = threading.BoundedSemaphore(CHAT_TURNS)
+        # This machine's folders by what they are to a client (see `public`): absolute,
+        # as given and resolved, longest first, each only as a whole path part.
+        named = [(self.shop.ws.root, "the workspace"), (self.shop.ws.root.resolve(),
+                 "the workspace"), (models_dir(self.shop.models_dir), "the models folder"),
+                 (models_dir(self.shop.models_dir).resolve(), "the models folder"),
+                 (Path.home(), "~")]
+        folders = {str(folder): name for folder, name in named
+                   if folder.is_absolute() and str(folder).strip("/")}
+        self._folders = [(re.compile(rf"(?<![\w.\-]){re.escape(folder)}(?=[/\\\s\"'`:;,)]|$)"),
+                          name) for folder, name in sorted(folders.items(),
+                                                           key=lambda item: -len(item[0]))]
 
     def public(self, message: str) -> str:
         """An error message for a client, with this machine's folders named by what they
         are ("no events in the workspace"): it said "no events in /srv/shop/data", the
         server's layout, to anyone who asked for a user without events."""
         for folder, name in self._folders:
-            message = message.replace(folder, name)
+            message = folder.sub(name, message)
         return message
 
     @contextmanager

@@ -65,6 +65,10 @@ def chat_model_note(name: str, models_dir: str | None = None) -> str | None:
                 "answer with an error")
     if model_status(spec, models_dir).present:
         return None
+    chunks = spec.files[0].chunks if spec.files else None
+    if chunks is not None and chunks.installed():
+        return (f"chat model {spec.name} is not joined yet: the first POST /chat joins it "
+                "from its installed packages")
     if offline():
         return (f"chat model {spec.name} is not in the models folder and models are not "
                 "fetched offline: POST /chat will answer with an error (`pinshop models "
