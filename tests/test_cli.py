@@ -59,39 +59,55 @@ def test_usage_error_exits_2():
     assert CliRunner().invoke(app, ["match", "--top-k", "zero"]).exit_code == 2
 
 
-CTRL_C_IN_A_QUERY = """
-import os, signal, sys, threading
-import duckdb
+CTRL_C_IN_WORK = """
+import os, signal, sys, threading, time
 from pinshop_cli.commands import main
+
+started, stopped = threading.Event(), threading.Event()
+
+
+def press_ctrl_c() -> None:
+    started.wait()
+    while not stopped.wait(0.5):
+        os.kill(os.getpid(), signal.SIGINT)
+
 
 @main.app.command("spin")
 def spin() -> None:
-    duckdb.connect().execute(
-        "SELECT sum(a.range * b.range) FROM range(1000000) a, range(1000000) b").fetchall()
+    started.set()
+    try:
+        while True:
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        stopped.set()
+    if LATER_BUG:  # the Ctrl-C handled and gone past, as chat stops an answer; then a bug
+        raise ValueError("a later bug")
+    # What DuckDB's client raises for a Ctrl-C inside a query: its own error, no context
+    # (seen with recommend --evaluate; a real query in a test does not always see the
+    # signal under load).
+    raise RuntimeError("Query interrupted")
 
-threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+threading.Thread(target=press_ctrl_c, daemon=True).start()
 sys.argv = ["pinshop", "spin"]
 main.run()
 """
 
 
-def test_ctrl_c_inside_a_duckdb_query_exits_130_without_a_traceback():
-    """Plumbing (a command added for the test, running a long DuckDB query in the main
-    thread as `recommend` does): Ctrl-C there came out as DuckDB's "RuntimeError: Query
-    interrupted", a traceback and exit 1, where Ctrl-C elsewhere exits 130."""
-    done = subprocess.run([sys.executable, "-c", CTRL_C_IN_A_QUERY], capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 130, done.stderr[-2000:]
-    assert "Traceback" not in done.stderr
-    # A Ctrl-C handled and gone past (chat stops an answer and goes on) does not hide a
-    # later crash: it keeps its traceback and exit 1.
-    later = CTRL_C_IN_A_QUERY.replace(
-        "    duckdb.connect()", "    try:\n        duckdb.connect()").replace(
-        ".fetchall()\n", ".fetchall()\n    except RuntimeError:\n        pass\n"
-        "    raise ValueError('a later bug')\n")
-    done = subprocess.run([sys.executable, "-c", later], capture_output=True, text=True,
+@pytest.mark.parametrize("later_bug", [False, True])
+def test_ctrl_c_inside_a_duckdb_query_exits_130_without_a_traceback(later_bug):
+    """Plumbing (a command added for the test): Ctrl-C inside a DuckDB query came out as
+    DuckDB's "RuntimeError: Query interrupted", a traceback and exit 1, where Ctrl-C
+    elsewhere exits 130. A Ctrl-C handled and gone past does not hide a later crash: it
+    keeps its traceback and exit 1."""
+    code = f"LATER_BUG = {later_bug}\n" + CTRL_C_IN_WORK
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
-    assert done.returncode == 1 and "ValueError: a later bug" in done.stderr
+    if later_bug:
+        assert done.returncode == 1 and "ValueError: a later bug" in done.stderr
+    else:
+        assert done.returncode == 130, done.stderr[-2000:]
+        assert "Traceback" not in done.stderr
 
 
 def test_user_error_is_one_line_and_exit_1(tmp_path):
