@@ -141,6 +141,13 @@ def _json_value(value: Any) -> Any:
     return str(value)
 
 
+def _holds_lists(rows: list[tuple[Any, ...]]) -> bool:
+    """Whether a column of `rows` holds lists (or structs): judged on each column's first
+    value that is not NULL, so a chunk of scalars is not scanned value by value."""
+    return any(isinstance(next((row[j] for row in rows if row[j] is not None), None),
+                          (list, tuple, dict)) for j in range(len(rows[0])))
+
+
 class JsonRows:
     """Rows printed as one JSON array of objects as they come, laid out as print_json lays
     out a list: a result of any size in flat memory (`sql --json`)."""
@@ -152,7 +159,7 @@ class JsonRows:
         if not rows:
             return
         objects = [dict(zip(columns, row, strict=True)) for row in rows]
-        if any(isinstance(value, (list, tuple, dict)) for row in rows for value in row):
+        if _holds_lists(rows):
             # A row holding a vector on one line: laid out by print_json, each of its 384
             # numbers took a line (1 GB for 100k embeddings).
             text = ",\n".join("  " + _json_text(row, compact=True) for row in objects)

@@ -31,13 +31,13 @@ TopKOption = Annotated[int, typer.Option("--top-k", "-k", min=1, help="How many 
 
 
 def _report_or_json(result: Any, render: Callable[[Any], str], report: Path | None,
-                    json: bool) -> bool:
-    """Write the HTML report when asked; then print the JSON (True: done) or the notes
-    (False: the caller prints its table)."""
+                    json: bool, data: Any = None) -> bool:
+    """Write the HTML report when asked; then print the JSON (`data`, else the result's
+    own; True: done) or the notes (False: the caller prints its table)."""
     if report:
         write_report_page(render(result), report)
     if json:
-        print_json(result)
+        print_json(result if data is None else data)
         return True
     for message in getattr(result, "notes", []):
         note(message)
@@ -180,14 +180,10 @@ def duplicates(
     check_report(report)
     with open_shop(workspace) as shop:
         result = shop.duplicates(threshold=threshold)
-    if report:
-        write_report_page(render_duplicates(result, measured_curve()), report)
     shown = result.to_dict(limit=limit)
-    if json:
-        print_json(shown)
+    if _report_or_json(result, lambda r: render_duplicates(r, measured_curve()), report, json,
+                       shown):
         return
-    for message in result.notes:
-        note(message)
     if not result.clusters:
         note(f"no near-duplicate products at threshold {result.threshold:g}")
         return

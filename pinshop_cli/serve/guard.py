@@ -113,9 +113,9 @@ class ServedShop:
         self._chat_gate = threading.BoundedSemaphore(CHAT_TURNS)
         # This machine's folders by what they are to a client (see `public`): absolute,
         # as given and resolved, longest first, each only as a whole path part.
-        named = [(self.shop.ws.root, "the workspace"), (self.shop.ws.root.resolve(),
-                 "the workspace"), (models_dir(self.shop.models_dir), "the models folder"),
-                 (models_dir(self.shop.models_dir).resolve(), "the models folder"),
+        root, models = self.shop.ws.root, models_dir(self.shop.models_dir)
+        named = [(root, "the workspace"), (root.resolve(), "the workspace"),
+                 (models, "the models folder"), (models.resolve(), "the models folder"),
                  (Path.home(), "~")]
         folders = {str(folder): name for folder, name in named
                    if folder.is_absolute() and str(folder).strip("/")}
