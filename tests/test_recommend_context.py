@@ -25,10 +25,10 @@ def shop(hand_worked_events):
     return hand_worked_events
 
 
-def session_file(tmp_path, rows):  # noqa: ANN001, ANN201
+def session_file(tmp_path, rows, user="new"):  # noqa: ANN001, ANN201
     path = tmp_path / "session.csv"
     path.write_text("user_id,item_id,event,ts\n" + "".join(
-        f"new,{i},{e},2025-02-01 10:00:{n:02d}\n" for n, (i, e) in enumerate(rows)))
+        f"{user},{i},{e},2025-02-01 10:00:{n:02d}\n" for n, (i, e) in enumerate(rows)))
     return path
 
 
@@ -84,6 +84,37 @@ def test_a_session_of_unknown_items_is_an_error_not_a_popular_list(shop, tmp_pat
 
     done = CliRunner().invoke(app, ["recommend", "--session", str(mixed), "-w", str(shop)])
     assert done.exit_code == 0 and "is not in the catalog and pulls in nothing" in done.output
+
+
+def test_a_session_is_one_shoppers_events(shop, tmp_path):
+    """A session file's user_id column was not read: another user's session, or an export
+    mixing several, was taken as this shopper's without a word."""
+    from pinshop_cli.errors import PinshopError
+
+    path = tmp_path / "session.csv"
+    path.write_text("user_id,item_id,event\nnew,A,view\nann,D,view\n,C,view\n")
+    notes: list[str] = []
+    only_new = recommend(shop, "new", POPULAR_ONLY, session=path, notes=notes)
+    # D, ann's, is left out: it is neither pulled from nor kept out of the list.
+    assert "D" in [r.item_id for r in only_new]
+    assert {"A", "C"}.isdisjoint(r.item_id for r in only_new)
+    assert notes[0] == "the session's events of users other than 'new' were left out (1 of 3)"
+    with pytest.raises(PinshopError, match="session.csv mixes the events of 2 users "
+                                           r"\('ann', 'new'\): a session is one shopper's"):
+        recommend(shop, None, POPULAR_ONLY, session=path)
+    with pytest.raises(PinshopError, match="session.csv holds no events of user 'bob': its "
+                                           "user_id names 'ann', 'new'"):
+        path.write_text("user_id,item_id,event\nnew,A,view\nann,D,view\n")
+        recommend(shop, "bob", POPULAR_ONLY, session=path)
+    path.write_text("user_id,item_id,event\nann,A,view\n")
+    notes.clear()
+    recommend(shop, None, POPULAR_ONLY, session=path, notes=notes)
+    assert notes == ["the session names user 'ann': recommended for an anonymous shopper; "
+                     "give the user id to add their history"]
+    done = CliRunner().invoke(app, ["recommend", "--user", "bob", "--session", str(path),
+                                    "-w", str(shop)])
+    assert done.exit_code == 1
+    assert "holds no events of user 'bob'" in done.output + str(done.exception)
 
 
 def test_a_user_without_events_is_said_so(shop):
@@ -212,7 +243,7 @@ def test_recommend_refuses_options_that_do_not_go_together(shop, argv, error):
 
 def test_session_option_on_the_command_line(shop, tmp_path):
     result = CliRunner().invoke(app, ["recommend", "--user", "t", "--session",
-                                      str(session_file(tmp_path, [("B", "save")])),
+                                      str(session_file(tmp_path, [("B", "save")], "t")),
                                       "-w", str(shop), "--json"])
     assert result.exit_code == 0, result.output
     recs = json.loads(result.stdout)

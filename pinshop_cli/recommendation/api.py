@@ -50,7 +50,9 @@ def _score(ws: Workspace, config: RecommendConfig | None, users: pa.Table | None
     from .session import read_session, session_tables
 
     # Bad input is an error before any work.
-    events = None if session is None else read_session(session, notes)
+    user = None if users is None or users.num_rows != 1 else str(users.column("user_id")[0])
+    events = None if session is None else read_session(
+        session, notes, None if user == ANONYMOUS else user)
     scorer = Scorer(ws, apply(config or RecommendConfig(), load(ws)))
     try:
         weights = scorer.config.blend_weights
@@ -59,8 +61,8 @@ def _score(ws: Workspace, config: RecommendConfig | None, users: pa.Table | None
                        in_stock_only=True)
         if events is not None:
             session_tables(scorer, events, notes)
-        if notes is not None and users is not None and users.num_rows == 1:
-            _note_a_stranger(scorer, str(users.column("user_id")[0]), events, notes)
+        if notes is not None and user is not None:
+            _note_a_stranger(scorer, user, events, notes)
         blend(scorer, weights)
         return recommendations(scorer), uncached_styles(scorer) if styles else None
     finally:

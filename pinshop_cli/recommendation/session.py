@@ -45,7 +45,7 @@ PULLING_ITEMS = 100
 
 
 def read_session(source: str | Path | pa.Table | Sequence[Mapping[str, Any]],
-                 notes: list[str] | None = None) -> pa.Table:
+                 notes: list[str] | None = None, user: str | None = None) -> pa.Table:
     """The session's events as a table (item_id, event, weight, position), position 0 the
     newest: from a CSV or Parquet file, an Arrow table or a list of event dicts. A CSV with
     no UTF-8 at all is read as Windows-1252, as events are, and `notes` says so.
@@ -53,7 +53,12 @@ def read_session(source: str | Path | pa.Table | Sequence[Mapping[str, Any]],
     Each row is checked as an ingested event is (io/events.py), except that user_id is
     not needed and ts may be left out (then the rows' order is the session's, the last row
     the newest): a bad row is an error that names it. Item ids are matched to the catalog
-    when the session is scored; one that is not there pulls in nothing."""
+    when the session is scored; one that is not there pulls in nothing.
+
+    A session is one shopper's. Where rows name a user_id, those of users other than
+    `user` (the shopper recommended for, None: an anonymous one) are left out and said so;
+    a session of other users' events only, or one mixing several users' events for an
+    anonymous shopper, is an error: it was taken as this shopper's without a word."""
     import duckdb
     import pyarrow as pa
 
@@ -89,11 +94,45 @@ def read_session(source: str | Path | pa.Table | Sequence[Mapping[str, Any]],
         if checked.num_rows == 0:
             raise PinshopError(f"{name} has no events: a session needs at least one "
                                "(item_id, event)")
+        others_out = _leave_out_others(con, name, user, notes)
         return con.sql(f"""
             SELECT item_id, event,
                    coalesce(weight, CASE event {default_weight_sql()} END) AS weight,
                    row_number() OVER (ORDER BY ts DESC NULLS LAST, line DESC) - 1 AS position
-            FROM checked ORDER BY position""").to_arrow_table()
+            FROM checked
+            WHERE NOT $others_out OR user_id IS NULL OR user_id = $user
+            ORDER BY position""", params={"others_out": others_out, "user": user}
+                       ).to_arrow_table()
+
+
+def _leave_out_others(con: Any, name: str, user: str | None, notes: list[str] | None
+                      ) -> bool:
+    """Whether rows of `checked` naming a user other than `user` are to be left out (and
+    said so); an error where no row would be left, or an anonymous session mixes users."""
+    users, others, named = con.execute(
+        "SELECT count(DISTINCT user_id), count(*) FILTER (user_id IS DISTINCT FROM $user "
+        "AND user_id IS NOT NULL), list(DISTINCT user_id ORDER BY user_id) FILTER "
+        "(user_id IS NOT NULL)[:3] FROM checked", {"user": user}).fetchall()[0]
+    listed = ", ".join(repr(u) for u in named or ()) + (", ..." if users > 3 else "")
+    if user is None:
+        if users > 1:
+            raise PinshopError(f"{name} mixes the events of {users} users ({listed}): a "
+                               "session is one shopper's; recommend for one of them by "
+                               "user id, or leave user_id out")
+        if users == 1 and notes is not None:
+            notes.append(f"the session names user {named[0]!r}: recommended for an "
+                         "anonymous shopper; give the user id to add their history")
+        return False
+    if others == 0:
+        return False
+    total = con.execute("SELECT count(*) FROM checked").fetchall()[0][0]
+    if others == total:
+        raise PinshopError(f"{name} holds no events of user {user!r}: its user_id names "
+                           f"{listed}")
+    if notes is not None:
+        notes.append(f"the session's events of users other than {user!r} were left out "
+                     f"({others} of {total})")
+    return True
 
 
 def _events_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
