@@ -4,7 +4,16 @@ from typing import Annotated, Any
 
 import typer
 
-from ._output import JsonOption, WorkspaceOption, echo, note, open_shop, print_json, table
+from ._output import (
+    JsonOption,
+    RichProgress,
+    WorkspaceOption,
+    echo,
+    note,
+    open_shop,
+    print_json,
+    table,
+)
 
 
 def recommend(
@@ -71,7 +80,8 @@ def _recommend(shop: Any, user: str | None, all_users: bool, evaluate: bool, tun
             return
         _show_tuning(fitted.to_dict())
     elif evaluate:
-        result = shop.evaluate(cut, config)
+        with RichProgress() as progress:  # a minute or more at a million events
+            result = shop.evaluate(cut, config, progress)
         if json:
             print_json(result)
             return

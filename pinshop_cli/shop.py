@@ -354,11 +354,11 @@ class Shop:
             return recommend_all(self.ws.root, config)
         return recommend(self.ws.root, user, config, session, notes)
 
-    def evaluate(self, cut: Any = None, config: Any = None) -> Any:
+    def evaluate(self, cut: Any = None, config: Any = None, progress: Any = None) -> Any:
         """`pinshop recommend --evaluate`: an Evaluation."""
         from . import evaluate
 
-        return evaluate(self.ws.root, cut, config)
+        return evaluate(self.ws.root, cut, config, progress)
 
     def tune(self, config: Any = None) -> Any:
         """`pinshop recommend --tune`: the fitted blend, stored in the workspace."""

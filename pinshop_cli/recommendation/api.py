@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import PinshopError, parse_date
+from ..progress import NullProgress, Progress
 from ..workspace.layout import Workspace
 from ..workspace.storage import write_parquet
 from .config import COMPONENTS, BlendWeights, Evaluation, Recommendation, RecommendConfig
@@ -160,7 +161,8 @@ def recommend_all(workspace: str | Path | None = None,
 
 
 def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = None,
-             config: RecommendConfig | None = None) -> Evaluation:
+             config: RecommendConfig | None = None, progress: Progress | None = None
+             ) -> Evaluation:
     """Time split: train on events before `cut` (default: the 80th percentile of event
     times), fit the blend inside that training period (tuning.py; unless `config` fixes
     the weights), score the users active after the cut, and measure hit-rate@k, recall@k,
@@ -169,8 +171,10 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
     paired NDCG gain over most-popular (significance.py), for the fitted blend (with its
     MMR and serendipity slot, without the slot, and without either), the unfitted default
     blend, each component alone, global most-popular and EASE. Relevant
-    items: those a user saved, carted or bought after the cut."""
+    items: those a user saved, carted or bought after the cut. `progress` hears of each
+    stage (a minute or more at a million events)."""
     config = config or RecommendConfig()
+    progress = progress or NullProgress()
     ws = Workspace.open(workspace)
     scorer = Scorer(ws, config)
     con = scorer.con
@@ -183,7 +187,11 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
             cut_at = cut if isinstance(cut, datetime) else parse_date(cut, "--cut")
         if cut_at is None:
             raise PinshopError("events.parquet is empty: ingest some events first")
-        tuning = fit(scorer, cut_at) if config.weights is None else None
+        tuning = None
+        if config.weights is None:
+            progress.start("fitting blend", 1)
+            tuning = fit(scorer, cut_at)
+            progress.advance()
         scorer.config = apply(config, tuning)
         relevant_between(con, cut_at, scoring_date(scorer))
         test_users = con.sql("SELECT DISTINCT user_id FROM relevant").to_arrow_table()
@@ -202,8 +210,10 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
             SELECT u.user_id, top.item_id, top.score FROM users u CROSS JOIN top
         """, {"pool": config.popular_pool})
         scorer.normalize("most_popular")
+        progress.start("EASE baseline", 1)
         notes = [ease_table(con, config.candidates)]
         scorer.normalize("ease")
+        progress.advance()
         # Each component alone, and the baselines ranked in the category-popularity slot
         # under the same rules (exclusions, diversity cap).
         # (weights, table in the popularity slot, MMR lambda, serendipity slot); None: the
@@ -225,11 +235,13 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
         }
         results, users = {}, {}
         index = scorer.product_index()
+        progress.start("methods", len(methods))
         for name, (weights, table, lam, surprise) in methods.items():
             blend(scorer, weights, table, lam, surprise)
             results[name] = replace(measure(con, config.k), novelty=novelty(con),
                                     diversity=diversity(con, index))
             users[name] = per_user(con, config.k)
+            progress.advance()
         notes += [f"{name} recommended nothing at this cut" + (
                       ": it needs sales in the same weeks a year before"
                       if name == "seasonal" else "")
