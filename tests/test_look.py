@@ -68,6 +68,37 @@ def test_similar_to_a_photo_votes_its_category(retriever):
         similar(str(SAMPLE / "products" / "P028.jpg"), retriever=retriever, cheaper=True)
 
 
+def test_listings_of_one_photo_are_one_result_in_a_search_by_photo(retriever):
+    """X003 reuses P001's photo file and X004 repeats P005's row: in a search by photo each
+    pair tied for every place, two identical cards (five at 100k rows of shared photos)."""
+    from pinshop_cli.retrieval import families
+    from pinshop_cli.retrieval.match import match
+
+    # similar: another listing of the reference's very photo is no look-alike...
+    assert "X003" not in [i.product.id for i in similar("P001", retriever=retriever,
+                                                         top_k=10).items]
+    # ...but with --cheaper it is the same product for less (139.00 against 149.00).
+    first = similar("P001", retriever=retriever, cheaper=True, top_k=3).items[0]
+    assert first.product.id == "X003" and first.caption() == "100% similar, 7% cheaper"
+    assert first.product.family == {"id": None, "variants": 2, "colours": 1, "sizes": 0,
+                                    "summary": "2 listings share this photo"}
+    # match: the photo's region shows one of the two, said to be two listings.
+    found = match([SAMPLE / "products" / "P005.jpg"], retriever=retriever, top_k=5)
+    ids = [p.id for region in found.pins[0].objects for p in region.matches]
+    assert len({"P005", "X004"} & set(ids)) == 1, ids
+    shown = next(p for p in found.pins[0].objects[0].matches if p.id in {"P005", "X004"})
+    assert shown.titled().endswith(" · 2 listings share this photo")
+    # complete: one pick for the two, and the listing bought with the table is the one
+    # named (the style search showed X004; P005 was saved with P012 in 10 baskets).
+    picks = {p.product.id: p for p in complete("P012", retriever=retriever, top_k=10).picks}
+    assert "X004" not in picks and "bought together 10 times" in picks["P005"].reason
+    assert picks["P005"].product.family["summary"] == "2 listings share this photo"
+    # A search by text keeps them apart: their texts are alike, not one vector.
+    vector = retriever.embedder.embed_texts(["Nimbus Boucle Armchair"])
+    by_text = families.search(retriever, vector, 5, "product_text").hits[0]
+    assert {"P005", "X004"} <= {hit.id for hit in by_text}
+
+
 def test_an_unknown_reference_is_a_clear_error(retriever):
     with pytest.raises(PinshopError, match="neither a product id in the catalog nor an image"):
         similar("NOPE-1", retriever=retriever)

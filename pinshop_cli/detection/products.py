@@ -32,13 +32,13 @@ class ProductPhotos:
     index: LoadedIndex
     categories: np.ndarray  # object: the category of each label (None where unknown)
     vectors: np.ndarray | None = None  # by label, when the index has no saved copy
-    #: By label, a code the variants of one family share and any other photo has alone;
-    #: None in a catalog without families.
+    #: By label, a code the variants of one family share (or the listings outside any
+    #: family that share one photo file) and any other photo has alone; None without any.
     groups: np.ndarray | None = None
 
     @cached_property
     def largest_family(self) -> int:
-        """Photos in the largest family (1 without families), at most FAMILY_LOOK."""
+        """Photos in the largest family or shared photo (1 without), at most FAMILY_LOOK."""
         import numpy as np
 
         if self.groups is None:
@@ -115,9 +115,10 @@ class ProductPhotos:
 
 
 def family_groups(ws: Workspace, labels: Any, ids: Any, size: int) -> np.ndarray | None:
-    """By label (`size` of them), a code shared by the photos of one family's variants and
-    unique to every other photo; None when no two of these photos share a family. One
-    DuckDB join of the photos' ids with the catalog."""
+    """By label (`size` of them), a code shared by the photos of one family's variants, or
+    of listings outside any family that share one photo file, and unique to every other
+    photo; None when there is no such group. One DuckDB join of the photos' ids with the
+    catalog."""
     import numpy as np
     import pyarrow as pa
 
@@ -125,16 +126,18 @@ def family_groups(ws: Workspace, labels: Any, ids: Any, size: int) -> np.ndarray
     from ..workspace.integrity import parquet_metadata
     from ..workspace.storage import query_arrow, sql_path
 
-    if not ws.catalog.exists() or FAMILY_COLUMN not in parquet_metadata(
-            ws.catalog).schema.names:
+    if not ws.catalog.exists():
         return None
+    names = parquet_metadata(ws.catalog).schema.names
+    family = FAMILY_SQL if FAMILY_COLUMN in names else "NULL::VARCHAR"
+    photo = "nullif(trim(image_sha256::VARCHAR), '')" if "image_sha256" in names else "NULL"
     found = query_arrow(f"""
-        SELECT p.label, dense_rank() OVER (ORDER BY c.family) - 1 AS code
+        SELECT p.label, dense_rank() OVER (ORDER BY c.family, c.photo) - 1 AS code
         FROM photos p JOIN (
-            SELECT id, {FAMILY_SQL} AS family
+            SELECT id, {family} AS family, CASE WHEN {family} IS NULL THEN {photo} END AS photo
             FROM read_parquet({sql_path(ws.catalog)})) c USING (id)
-        WHERE c.family IS NOT NULL
-        QUALIFY count(*) OVER (PARTITION BY c.family) > 1""",
+        WHERE c.family IS NOT NULL OR c.photo IS NOT NULL
+        QUALIFY count(*) OVER (PARTITION BY c.family, c.photo) > 1""",
         tables={"photos": pa.table({"label": labels, "id": ids})})
     if not found.num_rows:
         return None

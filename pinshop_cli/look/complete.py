@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..retrieval import families
 from ..retrieval.retriever import Hit, Retriever
 from ..retrieval.store import Filters, Product
 from ..workspace import Workspace
@@ -237,11 +238,12 @@ def rank_picks(retriever: Retriever, compatibility: Compatibility, scene: list[s
             products = retriever.products([Hit(pid, 0.0) for pid in
                                            compatibility.popular_in(category, top_k)])
         else:
-            found = retriever.search(vector[None, :], CANDIDATES, kind,
-                                     Filters(category=category), category=category)
-            products = retriever.products(found.hits[0])
-            products += _bought_beyond(retriever, compatibility, bought, category, products,
-                                       vector, kind)
+            # A family, or one photo's listings, is one candidate (its best variant).
+            products = families.search(retriever, vector[None, :], CANDIDATES, kind,
+                                       Filters(category=category), category=category
+                                       ).products(retriever)[0]
+            products = _with_bought(retriever, products, _bought_beyond(
+                retriever, compatibility, bought, category, products, vector, kind), kind)
         if not products:
             continue
         percents = scale.percent(np.asarray([p.score for p in products], np.float64))
@@ -278,6 +280,25 @@ def _bought_beyond(retriever: Retriever, compatibility: Compatibility, bought: d
     ids, vectors = vectors_of(retriever, wanted[:CANDIDATES], kind)
     return retriever.products([Hit(i, float(v @ vector))
                                for i, v in zip(ids, vectors, strict=True)])
+
+
+def _with_bought(retriever: Retriever, products: list[Product], bought: list[Product],
+                 kind: str) -> list[Product]:
+    """`products` with the `bought` ones added, each in place of the variant, or other
+    listing of its photo, that showed its family (the one bought with the reference is
+    the one to name)."""
+    import numpy as np
+
+    index = families.family_index(retriever.store, kind)
+    if not bought or index is None:
+        return products + bought
+    codes = index.codes_of(np.asarray([p.id for p in bought], dtype=object))
+    for product, code in zip(bought, codes.tolist(), strict=True):
+        if code >= 0:
+            product.family = index.describe(code)
+    shown = index.codes_of(np.asarray([p.id for p in products], dtype=object))
+    replaced = np.isin(shown, codes[codes >= 0]) & (shown >= 0)
+    return [p for p, gone in zip(products, replaced.tolist(), strict=True) if not gone] + bought
 
 
 def _times(count: int) -> str:

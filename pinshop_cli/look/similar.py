@@ -3,7 +3,8 @@ strictly cheaper ones ("92% similar, 38% cheaper"). A product family (`item_grou
 shown once, as its most similar variant with its `family` summary (retrieval/families.py);
 the reference's own family is the reference's, so its other colours and sizes are not
 look-alikes (with --cheaper the reference is filtered out, and its family's best cheaper
-variant may be shown)."""
+variant may be shown). So are other listings of the reference's very photo: with --cheaper
+the cheapest match is the same product for less, "100% similar, 7% cheaper"."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from ..errors import PinshopError
 from ..retrieval import families
+from ..retrieval.calibration import SAME_PHOTO
 from ..retrieval.match import empty_because, price_caveat
 from ..retrieval.retriever import Retriever
 from ..retrieval.store import Filters, Product
@@ -102,7 +104,9 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
     unseen = 0
     if every.live_count < retriever.store.size:
         unseen = retriever.store.count(filters) - len(retriever.allowed(every, filters))
-    products = [p for p in found.products(retriever)[0] if p.id != reference][:top_k]
+    same_photo = ref.product is not None and ref.kind == families.PHOTO_KIND and not cheaper
+    products = [p for p in found.products(retriever)[0] if p.id != reference and not (
+        same_photo and p.score is not None and p.score >= SAME_PHOTO)][:top_k]
     scale = retriever.similarity_scale(ref.kind)
     percents = scale.percent(np.asarray([p.score for p in products], dtype=np.float64))
     result = LookAlikes(reference, ref.product, ref.category, ref.category_source,

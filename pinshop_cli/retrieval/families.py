@@ -1,6 +1,9 @@
 """Product families: the variants of one product (a feed's `item_group_id`, a Shopify
 export's `Handle`) shown once in search and `match`, as the best-scoring variant with a
-summary of the rest ("3 colours, 4 sizes").
+summary of the rest ("3 colours, 4 sizes"). In a search by photo, listings outside any
+family that share one photo file (a feed's placeholder, one maker's photo under several
+sellers) are a family too: their vectors are one vector, so they tied for every place
+("5 listings share this photo").
 
 The search over-fetches (OVERSAMPLE candidates per answer); numpy over the hit table finds
 each hit's family (a binary search in the sorted member ids), keeps each family's best hit
@@ -9,8 +12,8 @@ candidates exist is searched again with a wider fetch, up to MAX_FETCH candidate
 first fetch, when k alone asks for more): past that, a query whose candidates are still a
 few families' variants gets fewer than k. The families and their sizes
 (variants, distinct colours and sizes) are GROUP BYs over the catalog in DuckDB, made once
-per catalog store and kept as arrays. A catalog without `item_group_id`, and every product
-without one, is searched exactly as before.
+per catalog store and kind of search and kept as arrays. A catalog without `item_group_id`
+or shared photos, and every product in neither, is searched exactly as before.
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ if TYPE_CHECKING:
 FAMILY_COLUMN = "item_group_id"
 #: A row's family in SQL: its item_group_id trimmed, none when blank.
 FAMILY_SQL = f"nullif(trim({FAMILY_COLUMN}::VARCHAR), '')"
+PHOTO_KIND = "product_image"  # the searches where one photo under several listings is one
 OVERSAMPLE = 4  # candidates fetched per family shown, before any widening
 WIDEN = 4  # how much wider each further fetch is, for queries still short of k families
 MAX_FETCH = 4_096  # candidates per query the widening stops at (a search, not a scan)
 
-_prepared: weakref.WeakKeyDictionary[CatalogStore, FamilyIndex | None] = \
+_prepared: weakref.WeakKeyDictionary[CatalogStore, dict[bool, FamilyIndex | None]] = \
     weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
@@ -51,11 +55,11 @@ def summary(colours: int, sizes: int, variants: int) -> str:
 class FamilyIndex:
     """The catalog's families of two variants or more, as arrays: the member ids sorted
     (binary search finds a hit's family) with their family codes, and per code the
-    family's id, variants, distinct colours and sizes."""
+    family's id (None: listings sharing a photo), variants, distinct colours and sizes."""
 
     member_ids: np.ndarray  # object (str), sorted
     member_codes: np.ndarray  # int64 family code of each member
-    names: np.ndarray  # object: family id per code
+    names: np.ndarray  # object: family id per code, None for a shared photo's listings
     variants: np.ndarray  # int64 per code
     colours: np.ndarray
     sizes: np.ndarray
@@ -72,49 +76,63 @@ class FamilyIndex:
     def describe(self, code: int) -> dict[str, Any]:
         variants, colours, sizes = (int(self.variants[code]), int(self.colours[code]),
                                     int(self.sizes[code]))
-        return {"id": str(self.names[code]), "variants": variants, "colours": colours,
-                "sizes": sizes, "summary": summary(colours, sizes, variants)}
+        name = self.names[code]
+        return {"id": None if name is None else str(name), "variants": variants,
+                "colours": colours, "sizes": sizes,
+                "summary": f"{variants} listings share this photo" if name is None
+                else summary(colours, sizes, variants)}
 
 
-def family_index(store: CatalogStore) -> FamilyIndex | None:
-    """The catalog's families (None without any): two GROUP BYs over the catalog in
-    DuckDB on the first call per store, kept while the store lives."""
+def family_index(store: CatalogStore, kind: str | None = None) -> FamilyIndex | None:
+    """The catalog's families (None without any) for a search of `kind`, with the shared
+    photos' listings for a search by photo: GROUP BYs over the catalog in DuckDB on the
+    first call per store and kind, kept while the store lives."""
+    photos = kind == PHOTO_KIND
     with _lock:
-        if store not in _prepared:
-            _prepared[store] = _make_index(store)
-        return _prepared[store]
+        made = _prepared.setdefault(store, {})
+        if photos not in made:
+            made[photos] = _make_index(store, photos)
+        return made[photos]
 
 
-def _make_index(store: CatalogStore) -> FamilyIndex | None:
+def _make_index(store: CatalogStore, photos: bool) -> FamilyIndex | None:
     import numpy as np
 
     con = store.con.cursor()
     try:
         columns = {r[0] for r in con.execute(
             "SELECT column_name FROM (DESCRIBE catalog)").fetchall()}
-        if FAMILY_COLUMN not in columns:
+        family = FAMILY_SQL if FAMILY_COLUMN in columns else "NULL::VARCHAR"
+        photo = ("nullif(trim(image_sha256::VARCHAR), '')" if photos and
+                 "image_sha256" in columns else "NULL::VARCHAR")
+        if family == photo:  # neither: nothing to group
             return None
 
         def text(name: str) -> str:
             return (f"nullif(lower(trim({name}::VARCHAR)), '')" if name in columns
                     else "NULL::VARCHAR")
 
+        # A listing in a family is its family's; one outside any, its photo's.
         con.execute(f"""
             CREATE TEMP TABLE members AS
-            SELECT id, {FAMILY_SQL} AS family,
-                   {text('color')} AS colour, {text('size')} AS size FROM catalog""")
+            SELECT id, {family} AS family, CASE WHEN {family} IS NULL THEN {photo} END
+                   AS photo, {text('color')} AS colour, {text('size')} AS size
+            FROM catalog""")
         families = con.sql("""
-            SELECT family, count(*) AS variants, count(DISTINCT colour) AS colours,
+            SELECT family, photo, count(*) AS variants, count(DISTINCT colour) AS colours,
                    count(DISTINCT size) AS sizes,
-                   (row_number() OVER (ORDER BY family) - 1)::BIGINT AS code
-            FROM members WHERE family IS NOT NULL GROUP BY family HAVING count(*) > 1
-            ORDER BY family""").to_arrow_table()
+                   (row_number() OVER (ORDER BY family, photo) - 1)::BIGINT AS code
+            FROM members WHERE family IS NOT NULL OR photo IS NOT NULL
+            GROUP BY family, photo HAVING count(*) > 1
+            ORDER BY family, photo""").to_arrow_table()
         if not families.num_rows:
             return None
-        con.register("family_codes", families.select(["family", "code"]))
+        con.register("family_codes", families.select(["family", "photo", "code"]))
         # Byte order of UTF-8 is code point order: numpy's binary search agrees with it.
-        members = con.sql("SELECT m.id, f.code FROM members m JOIN family_codes f "
-                          "USING (family) ORDER BY m.id").to_arrow_table()
+        members = con.sql("""
+            SELECT m.id, f.code FROM members m JOIN family_codes f
+              ON m.family IS NOT DISTINCT FROM f.family AND m.photo IS NOT DISTINCT FROM f.photo
+            ORDER BY m.id""").to_arrow_table()
     finally:
         con.close()
     return FamilyIndex(
@@ -196,7 +214,7 @@ def search(retriever: Retriever, queries: np.ndarray, k: int, kind: str,
     short then returns the best families among those candidates, fewer than k: each its
     best variant, best first, never a plain search's scan of the whole catalog."""
     store = retriever.store
-    found_families = family_index(store)
+    found_families = family_index(store, kind)
     if found_families is None:
         plain = retriever.search(queries, k, kind, filters, category)
         return FamilySearch(plain.hits, plain.index)
