@@ -116,6 +116,29 @@ def test_filtered_search_equals_exact_search_on_the_allowed_set(step):
     assert np.allclose(scores[:, 0], truth_scores[:, 0], atol=1e-4)
 
 
+def test_a_search_reaching_every_vector_of_one_photo_is_answered():
+    """500 listings of 2 photos: hnswlib refuses a top-k that leaves any vector
+    unreachable ("Cannot return the results in a contiguous 2D array"), and a search
+    looking past one photo's listings widens to such a k (a match at 100k rows crashed)."""
+    import hnswlib
+    import pyarrow as pa
+
+    n, dim = 500, 16
+    rng = np.random.default_rng(0)
+    photos = rng.normal(size=(2, dim)).astype(np.float32)
+    photos /= np.linalg.norm(photos, axis=1, keepdims=True)
+    vectors = photos[np.arange(n) % 2]
+    index = hnswlib.Index(space="ip", dim=dim)
+    index.init_index(max_elements=n, M=16, ef_construction=100)
+    index.add_items(vectors)
+    labels = pa.table({"label": np.arange(n), "id": [f"id{i}" for i in range(n)]})
+    manifest = IndexManifest("t", "product_image", None, "m", dim, "ip", 16, 100, n, "", "", 0,
+                             0, None)
+    found, scores = search_index(LoadedIndex(manifest, index, labels), photos[:1], n)
+    assert sorted(found[0].tolist()) == list(range(n))
+    assert np.allclose(scores[0, :250], 1, atol=1e-5) and (found[0, :250] % 2 == 0).all()
+
+
 def test_json_shape_matches_the_documented_contract(demo_workspace, sample_dir):
     data = match([sample_dir / "pins" / "7303782.jpg"], workspace=demo_workspace,
                  top_k=2).to_dict()

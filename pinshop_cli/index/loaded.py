@@ -63,9 +63,19 @@ class LoadedIndex:
     def knn(self, queries: np.ndarray, k: int, ef: int | None = None
             ) -> tuple[np.ndarray, np.ndarray]:
         """(labels, cosines) of the k nearest live labels per query (search.knn)."""
-        from .search import knn
+        from .search import knn, top_k_exact
 
-        return knn(self.index, queries, k, self.live_count, ef)
+        try:
+            return knn(self.index, queries, k, self.live_count, ef)
+        except RuntimeError as exc:
+            # hnswlib refuses a query that reaches fewer than k vectors: k near the live
+            # count in a graph of many identical vectors (one photo under 2,273 listings of
+            # a category) leaves some unreachable. Such a k is a scan anyway: do it exactly.
+            if "contiguous 2D array" not in str(exc):
+                raise
+            live = self.label_table.column("label").to_numpy()
+            positions, scores = top_k_exact(self.vectors_of(live), queries, k)
+            return live[positions], scores
 
     @cached_property
     def vectors(self) -> np.ndarray | None:

@@ -104,9 +104,10 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
     unseen = 0
     if every.live_count < retriever.store.size:
         unseen = retriever.store.count(filters) - len(retriever.allowed(every, filters))
-    same_photo = ref.product is not None and ref.kind == families.PHOTO_KIND and not cheaper
-    products = [p for p in found.products(retriever)[0] if p.id != reference and not (
-        same_photo and p.score is not None and p.score >= SAME_PHOTO)][:top_k]
+    own_photo = ref.product is not None and ref.kind == families.PHOTO_KIND and not cheaper
+    shown = found.products(retriever)[0]
+    twins = [p for p in shown if own_photo and p.score is not None and p.score >= SAME_PHOTO]
+    products = [p for p in shown if p.id != reference and p not in twins][:top_k]
     scale = retriever.similarity_scale(ref.kind)
     percents = scale.percent(np.asarray([p.score for p in products], dtype=np.float64))
     result = LookAlikes(reference, ref.product, ref.category, ref.category_source,
@@ -118,7 +119,12 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
         result.notes.append(f"{unseen} product{'s' if unseen > 1 else ''} passing these "
                             f"filters ha{'ve' if unseen > 1 else 's'} no {what} and "
                             f"{'were' if unseen > 1 else 'was'} not compared")
-    if not result.items:
+    listings = twins[0].family["variants"] if twins and twins[0].family else 0
+    if not result.items and listings > 1:
+        result.notes.append(f"every product found shares {reference}'s own photo (its "
+                            f"{listings - 1} other listing{'s' if listings > 2 else ''}): "
+                            "no look-alike to show")
+    elif not result.items:
         # The shopper's own filters first: when they pass products, --cheaper emptied it.
         own = replace(filters, max_price=max_price)
         why = empty_because(retriever, own)
