@@ -212,3 +212,29 @@ def test_chat_rows_without_a_photo_have_no_score(tmp_path: Path, tiny_clip: str)
     scores = {p.id: p.score for p in found.products}
     assert scores["L3"] is None and [p.id for p in found.products][-1] == "L3"
     assert all(isinstance(scores[pid], float) for pid in ("L1", "L2"))
+
+
+def test_listings_sharing_a_photo_group_with_its_family_in_a_search_by_photo() -> None:
+    """In a search by photo, a listing outside any family that shares a photo file with a
+    family's variant is that family's (they were two identical cards), listings sharing a
+    photo otherwise are one group, and no photo (NULL) groups nothing."""
+    import duckdb
+
+    catalog = pa.table({
+        "id": ["A", "B", "C", "D", "E", "G", "H"],
+        "item_group_id": ["F", None, None, " ", None, None, "F2"],
+        "image_sha256": ["s1", "s1", "s2", "s2", None, None, None]})
+    con = duckdb.connect()
+    con.register("catalog", catalog)
+
+    def groups(photos: bool) -> dict[str, tuple[str | None, str | None]]:
+        sql = families.group_keys_sql(catalog.column_names, "catalog", photos)
+        return {i: (f, p) for i, f, p in con.execute(f"{sql} ORDER BY id").fetchall()}
+
+    assert groups(True) == {"A": ("F", None), "B": ("F", None), "C": (None, "s2"),
+                            "D": (None, "s2"), "E": (None, None), "G": (None, None),
+                            "H": ("F2", None)}
+    assert groups(False) == {"A": ("F", None), "B": (None, None), "C": (None, None),
+                             "D": (None, None), "E": (None, None), "G": (None, None),
+                             "H": ("F2", None)}
+    assert families.group_keys_sql(["id", "title"], "catalog", True) is None

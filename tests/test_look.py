@@ -80,6 +80,11 @@ def test_listings_of_one_photo_are_one_result_in_a_search_by_photo(retriever):
     assert chairs.items == [] and chairs.notes[-1] == (
         "every product found shares P001's own photo (its 1 other listing): no look-alike "
         "to show")
+    # ...and where look-alikes remain, the left-out listing is said.
+    armchairs = similar("P005", retriever=retriever, top_k=3)
+    assert armchairs.items and "X004" not in [i.product.id for i in armchairs.items]
+    assert ("1 other listing of P005's own photo left out: the same product, not a "
+            "look-alike (--cheaper shows the cheaper ones)") in armchairs.notes
     # ...but with --cheaper it is the same product for less (139.00 against 149.00).
     first = similar("P001", retriever=retriever, cheaper=True, top_k=3).items[0]
     assert first.product.id == "X003" and first.caption() == "100% similar, 7% cheaper"

@@ -116,7 +116,7 @@ def test_filtered_search_equals_exact_search_on_the_allowed_set(step):
     assert np.allclose(scores[:, 0], truth_scores[:, 0], atol=1e-4)
 
 
-def test_a_search_reaching_every_vector_of_one_photo_is_answered():
+def test_a_search_reaching_every_vector_of_one_photo_is_answered(monkeypatch):
     """500 listings of 2 photos: hnswlib refuses a top-k that leaves any vector
     unreachable ("Cannot return the results in a contiguous 2D array"), and a search
     looking past one photo's listings widens to such a k (a match at 100k rows crashed)."""
@@ -134,6 +134,7 @@ def test_a_search_reaching_every_vector_of_one_photo_is_answered():
     labels = pa.table({"label": np.arange(n), "id": [f"id{i}" for i in range(n)]})
     manifest = IndexManifest("t", "product_image", None, "m", dim, "ip", 16, 100, n, "", "", 0,
                              0, None)
+    monkeypatch.setattr("pinshop_cli.index.loaded.EXACT_CHUNK", 128)  # 4 chunks, merged
     found, scores = search_index(LoadedIndex(manifest, index, labels), photos[:1], n)
     assert sorted(found[0].tolist()) == list(range(n))
     assert np.allclose(scores[0, :250], 1, atol=1e-5) and (found[0, :250] % 2 == 0).all()

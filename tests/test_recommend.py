@@ -147,7 +147,7 @@ def test_evaluation_json_shape_and_blend_beats_the_popularity_baseline(copy_work
     assert data["k"] == 10 and data["cut"]
     # Each stage is said on stderr as it goes (a minute or more at a million events).
     assert all(stage in out.stderr for stage in ("fitting blend", "EASE baseline",
-                                                  "methods")), out.stderr
+                                                  "scoring methods")), out.stderr
     assert set(data["methods"]) == {"blend", "blend_with_serendipity",
                                     "blend_without_serendipity",
                                     "blend_without_mmr", "default_blend", "cf",

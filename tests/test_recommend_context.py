@@ -98,7 +98,8 @@ def test_a_session_is_one_shoppers_events(shop, tmp_path):
     # D, ann's, is left out: it is neither pulled from nor kept out of the list.
     assert "D" in [r.item_id for r in only_new]
     assert {"A", "C"}.isdisjoint(r.item_id for r in only_new)
-    assert notes[0] == "the session's events of users other than 'new' were left out (1 of 3)"
+    assert notes[0] == ("1 of the session's 3 events names another user than 'new' ('ann') "
+                        "and were left out")
     with pytest.raises(PinshopError, match="session.csv mixes the events of 2 users "
                                            r"\('ann', 'new'\): a session is one shopper's"):
         recommend(shop, None, POPULAR_ONLY, session=path)

@@ -122,20 +122,19 @@ def family_groups(ws: Workspace, labels: Any, ids: Any, size: int) -> np.ndarray
     import numpy as np
     import pyarrow as pa
 
-    from ..retrieval.families import FAMILY_COLUMN, FAMILY_SQL
+    from ..retrieval.families import group_keys_sql
     from ..workspace.integrity import parquet_metadata
     from ..workspace.storage import query_arrow, sql_path
 
     if not ws.catalog.exists():
         return None
-    names = parquet_metadata(ws.catalog).schema.names
-    family = FAMILY_SQL if FAMILY_COLUMN in names else "NULL::VARCHAR"
-    photo = "nullif(trim(image_sha256::VARCHAR), '')" if "image_sha256" in names else "NULL"
+    keys = group_keys_sql(parquet_metadata(ws.catalog).schema.names,
+                          f"read_parquet({sql_path(ws.catalog)})", photos=True)
+    if keys is None:
+        return None
     found = query_arrow(f"""
         SELECT p.label, dense_rank() OVER (ORDER BY c.family, c.photo) - 1 AS code
-        FROM photos p JOIN (
-            SELECT id, {family} AS family, CASE WHEN {family} IS NULL THEN {photo} END AS photo
-            FROM read_parquet({sql_path(ws.catalog)})) c USING (id)
+        FROM photos p JOIN ({keys}) c USING (id)
         WHERE c.family IS NOT NULL OR c.photo IS NOT NULL
         QUALIFY count(*) OVER (PARTITION BY c.family, c.photo) > 1""",
         tables={"photos": pa.table({"label": labels, "id": ids})})

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 #: Times a reader reads the manifest again when a writer swept the generation it named.
 ATTEMPTS = 5
+EXACT_CHUNK = 65_536  # vectors scored at once where a search falls back to exact
 
 
 @dataclass
@@ -63,19 +64,39 @@ class LoadedIndex:
     def knn(self, queries: np.ndarray, k: int, ef: int | None = None
             ) -> tuple[np.ndarray, np.ndarray]:
         """(labels, cosines) of the k nearest live labels per query (search.knn)."""
-        from .search import knn, top_k_exact
+        from .search import knn
 
         try:
             return knn(self.index, queries, k, self.live_count, ef)
         except RuntimeError as exc:
             # hnswlib refuses a query that reaches fewer than k vectors: k near the live
             # count in a graph of many identical vectors (one photo under 2,273 listings of
-            # a category) leaves some unreachable. Such a k is a scan anyway: do it exactly.
+            # a category) leaves some unreachable. Search exactly instead: a scan of the
+            # index's vectors, only where the graph cannot answer.
             if "contiguous 2D array" not in str(exc):
                 raise
-            live = self.label_table.column("label").to_numpy()
-            positions, scores = top_k_exact(self.vectors_of(live), queries, k)
-            return live[positions], scores
+            return self.exact_knn(queries, k)
+
+    def exact_knn(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, cosines) of the exact k nearest live labels per query, EXACT_CHUNK
+        vectors at a time (a million 1280-d vectors are 5 GB)."""
+        import numpy as np
+
+        from .search import top_k_exact
+
+        live = self.label_table.column("label").to_numpy()
+        labels = np.empty((len(queries), 0), np.int64)
+        scores = np.empty((len(queries), 0), np.float32)
+        for start in range(0, len(live), EXACT_CHUNK):
+            chunk = live[start:start + EXACT_CHUNK]
+            at, found = top_k_exact(self.vectors_of(chunk), queries, k)
+            # The best k of the best so far and this chunk's.
+            labels = np.concatenate([labels, chunk[at]], axis=1)
+            scores = np.concatenate([scores, found.astype(np.float32)], axis=1)
+            keep = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            labels = np.take_along_axis(labels, keep, axis=1)
+            scores = np.take_along_axis(scores, keep, axis=1)
+        return labels, scores
 
     @cached_property
     def vectors(self) -> np.ndarray | None:

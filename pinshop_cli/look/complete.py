@@ -243,7 +243,8 @@ def rank_picks(retriever: Retriever, compatibility: Compatibility, scene: list[s
                                        Filters(category=category), category=category
                                        ).products(retriever)[0]
             products = _with_bought(retriever, products, _bought_beyond(
-                retriever, compatibility, bought, category, products, vector, kind), kind)
+                retriever, compatibility, bought, category, products, vector, kind), bought,
+                kind)
         if not products:
             continue
         percents = scale.percent(np.asarray([p.score for p in products], np.float64))
@@ -282,23 +283,29 @@ def _bought_beyond(retriever: Retriever, compatibility: Compatibility, bought: d
                                for i, v in zip(ids, vectors, strict=True)])
 
 
-def _with_bought(retriever: Retriever, products: list[Product], bought: list[Product],
-                 kind: str) -> list[Product]:
-    """`products` with the `bought` ones added, each in place of the variant, or other
-    listing of its photo, that showed its family (the one bought with the reference is
-    the one to name)."""
+def _with_bought(retriever: Retriever, products: list[Product], extra: list[Product],
+                 bought: dict[str, int], kind: str) -> list[Product]:
+    """`products` and the `extra` ones bought with the reference, a family (or one photo's
+    listings) once: as its listing bought with the reference most often (the one to name),
+    else as the search showed it."""
     import numpy as np
 
     index = families.family_index(retriever.store, kind)
-    if not bought or index is None:
-        return products + bought
-    codes = index.codes_of(np.asarray([p.id for p in bought], dtype=object))
-    for product, code in zip(bought, codes.tolist(), strict=True):
-        if code >= 0:
+    together = products + extra
+    if not extra or index is None:
+        return together
+    codes = index.codes_of(np.asarray([p.id for p in together], dtype=object))
+    times = np.asarray([bought.get(p.id, 0) for p in together])
+    # Per family, the most bought first, then the search's order; a product without one
+    # is its own (a negative code of its own).
+    own = np.where(codes >= 0, codes, -1 - np.arange(len(together)))
+    order = np.lexsort((np.arange(len(together)), -times, own))
+    first = np.zeros(len(together), dtype=bool)
+    first[order[np.r_[True, own[order][1:] != own[order][:-1]]]] = True
+    for product, code in zip(together, codes.tolist(), strict=True):
+        if code >= 0 and product.family is None:
             product.family = index.describe(code)
-    shown = index.codes_of(np.asarray([p.id for p in products], dtype=object))
-    replaced = np.isin(shown, codes[codes >= 0]) & (shown >= 0)
-    return [p for p, gone in zip(products, replaced.tolist(), strict=True) if not gone] + bought
+    return [p for p, kept in zip(together, first.tolist(), strict=True) if kept]
 
 
 def _times(count: int) -> str:

@@ -141,6 +141,7 @@ def recommend(workspace: str | Path | None = None, user: str | None = None,
         raise PinshopError("say who for: a user, a session, or recommend_all")
     if user is not None and not user.strip():
         raise PinshopError("a user id cannot be blank")
+    user = None if user is None else user.strip()  # as events' user ids are read
     users = pa.table({"user_id": [ANONYMOUS if user is None else user]})
     rows = _score(Workspace.open(workspace), config, users, session,
                   notes=notes)[0].to_pylist()
@@ -235,7 +236,7 @@ def evaluate(workspace: str | Path | None = None, cut: datetime | str | None = N
         }
         results, users = {}, {}
         index = scorer.product_index()
-        progress.start("methods", len(methods))
+        progress.start("scoring methods", len(methods))
         for name, (weights, table, lam, surprise) in methods.items():
             blend(scorer, weights, table, lam, surprise)
             results[name] = replace(measure(con, config.k), novelty=novelty(con),

@@ -130,8 +130,10 @@ def _leave_out_others(con: Any, name: str, user: str | None, notes: list[str] | 
         raise PinshopError(f"{name} holds no events of user {user!r}: its user_id names "
                            f"{listed}")
     if notes is not None:
-        notes.append(f"the session's events of users other than {user!r} were left out "
-                     f"({others} of {total})")
+        strangers = [repr(u) for u in named if u != user]
+        notes.append(f"{others} of the session's {total} events "
+                     f"name{'s' if others == 1 else ''} another user than "
+                     f"{user!r} ({', '.join(strangers) or listed}) and were left out")
     return True
 
 

@@ -27,7 +27,7 @@ from .retriever import Hit, Retriever, SearchResult
 from .store import CatalogStore, Filters, Product
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Mapping, Sequence
 
     import numpy as np
 
@@ -89,10 +89,34 @@ def family_index(store: CatalogStore, kind: str | None = None) -> FamilyIndex | 
     first call per store and kind, kept while the store lives."""
     photos = kind == PHOTO_KIND
     with _lock:
-        made = _prepared.setdefault(store, {})
-        if photos not in made:
-            made[photos] = _make_index(store, photos)
-        return made[photos]
+        made = _prepared.get(store, {})
+        if photos in made:
+            return made[photos]
+    found = _make_index(store, photos)  # a scan of the catalog: no other lookup waits on it
+    with _lock:
+        return _prepared.setdefault(store, {}).setdefault(photos, found)
+
+
+def group_keys_sql(names: Collection[str], source: str, photos: bool,
+                   extra: Mapping[str, str] | None = None) -> str | None:
+    """SQL selecting (id, family, photo, *extra) from `source`, a table with the catalog's
+    column `names`: a listing's family, and for a search by photo (`photos`), for a listing
+    outside any, the family of a listing with the same photo file, else that photo's
+    sha256 (as `photo`). None where the catalog has neither column: nothing to group."""
+    grouped_photos = photos and "image_sha256" in names
+    if FAMILY_COLUMN not in names and not grouped_photos:
+        return None
+    family = FAMILY_SQL if FAMILY_COLUMN in names else "NULL::VARCHAR"
+    photo = "nullif(trim(image_sha256::VARCHAR), '')" if grouped_photos else "NULL::VARCHAR"
+    shared = ("coalesce(own_family, CASE WHEN photo IS NOT NULL THEN max(own_family) OVER "
+              "(PARTITION BY photo) END)" if grouped_photos else "own_family")
+    columns = "".join(f", {sql} AS {name}" for name, sql in (extra or {}).items())
+    names_out = "".join(f", {name}" for name in extra or {})
+    return f"""
+        SELECT id, family, CASE WHEN family IS NULL THEN photo END AS photo{names_out}
+        FROM (SELECT *, {shared} AS family
+              FROM (SELECT id, {family} AS own_family, {photo} AS photo{columns}
+                    FROM {source}))"""
 
 
 def _make_index(store: CatalogStore, photos: bool) -> FamilyIndex | None:
@@ -102,22 +126,16 @@ def _make_index(store: CatalogStore, photos: bool) -> FamilyIndex | None:
     try:
         columns = {r[0] for r in con.execute(
             "SELECT column_name FROM (DESCRIBE catalog)").fetchall()}
-        family = FAMILY_SQL if FAMILY_COLUMN in columns else "NULL::VARCHAR"
-        photo = ("nullif(trim(image_sha256::VARCHAR), '')" if photos and
-                 "image_sha256" in columns else "NULL::VARCHAR")
-        if family == photo:  # neither: nothing to group
-            return None
 
         def text(name: str) -> str:
             return (f"nullif(lower(trim({name}::VARCHAR)), '')" if name in columns
                     else "NULL::VARCHAR")
 
-        # A listing in a family is its family's; one outside any, its photo's.
-        con.execute(f"""
-            CREATE TEMP TABLE members AS
-            SELECT id, {family} AS family, CASE WHEN {family} IS NULL THEN {photo} END
-                   AS photo, {text('color')} AS colour, {text('size')} AS size
-            FROM catalog""")
+        keys = group_keys_sql(columns, "catalog", photos,
+                              {"colour": text("color"), "size": text("size")})
+        if keys is None:
+            return None
+        con.execute(f"CREATE TEMP TABLE members AS {keys}")
         families = con.sql("""
             SELECT family, photo, count(*) AS variants, count(DISTINCT colour) AS colours,
                    count(DISTINCT size) AS sizes,

@@ -259,6 +259,15 @@ class CatalogStore:
     def close(self) -> None:
         self.con.close()
 
+    def photo_sharers(self, product_id: str) -> int:
+        """How many other catalog rows have `product_id`'s photo file (its sha256)."""
+        if "image_sha256" not in self.con.table("catalog").columns:
+            return 0
+        return int(self._arrow(
+            "SELECT count(*) AS n FROM catalog WHERE image_sha256 = (SELECT image_sha256 "
+            "FROM catalog WHERE id = $id) AND id <> $id", {"id": product_id}
+        ).column("n")[0].as_py())
+
     def _arrow(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
         return self.con.sql(sql, params=params or None).to_arrow_table()
 
