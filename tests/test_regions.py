@@ -168,6 +168,36 @@ def test_plumbing_peak_boxes_centre_on_local_maxima_strongest_first_past_taken_b
     assert len(peak_boxes(flat, 8, 10, to_pixels, taken[:0], settings)) == 0
 
 
+def test_a_finer_second_map_adds_small_boxes_after_the_first_maps(demo_workspace) -> None:
+    """The second map's peaks come after every box of the first map, as small boxes, and
+    none overlaps a box proposed before it by more than `overlap`."""
+    from dataclasses import replace
+
+    from interior_photos import get_photo_dir
+    from PIL import Image
+
+    from pinshop_cli.detection.products import ProductPhotos
+    from pinshop_cli.detection.regions import CatalogRegions
+    from pinshop_cli.retrieval.retriever import Retriever
+
+    retriever = Retriever(demo_workspace)
+    regions = CatalogRegions(retriever.embedder, ProductPhotos.from_retriever(retriever))
+    room = Image.open(f"{get_photo_dir()}/pexels-6707631.jpg").convert("RGB")
+    with_fine, small = regions.propose(room)
+    regions.settings = replace(regions.settings, fine_side=0)
+    alone, alone_small = regions.propose(room)
+    assert np.array_equal(with_fine[:len(alone)], alone)
+    assert np.array_equal(small[:len(alone)], alone_small)
+    added = with_fine[len(alone):]
+    assert 0 < len(added) <= regions.settings.peaks and small[len(alone):].all()
+    for n in range(len(added)):
+        earlier = np.concatenate([alone, added[:n]])
+        assert non_max_suppression(np.concatenate([earlier, added[n:n + 1]]), np.r_[
+            np.full(len(earlier), 1.0), 0.0], regions.settings.overlap).tolist() == list(
+                range(len(earlier) + 1))
+    retriever.close()
+
+
 def test_plumbing_a_small_box_must_lead_its_second_best_product() -> None:
     acceptance = Acceptance(threshold=0.8, floor=0.5, margin=0.1)
     best, second = np.array([0.9, 0.9, 0.6]), np.array([0.85, 0.7, 0.45])

@@ -12,7 +12,9 @@
    Small objects (a cup, a cushion) cover a cell or two, and their product's peak is often
    elsewhere, so each local maximum of "some product stands out here" also proposes a box
    of a few cells around itself, unless a box already proposed overlaps it by more than
-   `overlap`.
+   `overlap`. A second map at a finer scale (long side `fine_side`, cells a third
+   smaller) proposes small boxes around its own peaks the same way: objects of a cell or
+   less at 640 px (a hanging fern, a cup) peak there.
 3. Each proposal is cut from the full-resolution photo and embedded as a crop, exactly as
    `match` embeds any region, and searched among the product photos.
 4. A proposal is kept when its best product clears the acceptance bars calibrated on the
@@ -111,12 +113,15 @@ class Acceptance:
 @dataclass(frozen=True)
 class RegionSettings:
     long_side: int = 640  # the photo's side for the feature map (cells of 32 px)
-    proposals: int = 32  # boxes embedded as crops per photo
+    proposals: int = 28  # products' boxes embedded as crops per photo
     #: A product's boxes: the connected cells standing out at least each share of its peak.
     extents: tuple[float, ...] = (0.5, 0.65)
     overlap: float = 0.5  # IoU above which two boxes or regions are one
     peaks: int = 12  # small boxes around local maxima, beyond `proposals` (see peak_boxes)
     peak_side: int = 3  # their side, in cells
+    #: The photo's side for a second, finer map whose peaks add `peaks` more small boxes
+    #: (0: none). On rooms never used to choose it: found@1 0.71 -> 0.76 (BENCHMARKS.md).
+    fine_side: int = 960
 
 
 class CatalogRegions(Detector):
@@ -153,19 +158,29 @@ class CatalogRegions(Detector):
     def propose(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
         """Candidate boxes (N, 4) in the photo's pixels, best first, and which of them are
         small boxes around peaks."""
-        scene_pixels = getattr(self.embedder, "scene_pixels", None)
-        if scene_pixels is None:
+        if not hasattr(self.embedder, "scene_pixels"):
             windows = grid_windows(*image.size)
             return windows, np.zeros(len(windows), bool)
-        pixels = scene_pixels(image, self.settings.long_side)
+        standing, rows, columns, to_pixels = self.stand_out(image, self.settings.long_side)
+        boxes = strongest_boxes(standing, rows, columns, to_pixels, self.settings)
+        small = peak_boxes(standing, rows, columns, to_pixels, boxes, self.settings)
+        if self.settings.fine_side:
+            taken = np.concatenate([boxes, small])
+            small = np.concatenate([small, peak_boxes(
+                *self.stand_out(image, self.settings.fine_side), taken, self.settings)])
+        return (np.concatenate([boxes, small]),
+                np.arange(len(boxes) + len(small)) >= len(boxes))
+
+    def stand_out(self, image: Image.Image, long_side: int
+                  ) -> tuple[np.ndarray, int, int, np.ndarray]:
+        """How much each sketched product stands out in each cell of the photo's feature
+        map at `long_side` (standing_out), the map's rows and columns, and a cell's size
+        in the photo's pixels (x, y, x, y)."""
+        pixels = self.embedder.scene_pixels(image, long_side)  # type: ignore[attr-defined]
         features = self.embedder.feature_map(pixels[None])[0]  # type: ignore[attr-defined]
         rows, columns = features.shape[1:]
         to_pixels = np.array([image.width / columns, image.height / rows] * 2, np.float32)
-        standing = standing_out(features, self.sketch)
-        boxes = strongest_boxes(standing, rows, columns, to_pixels, self.settings)
-        small = peak_boxes(standing, rows, columns, to_pixels, boxes, self.settings)
-        return (np.concatenate([boxes, small]),
-                np.arange(len(boxes) + len(small)) >= len(boxes))
+        return standing_out(features, self.sketch), rows, columns, to_pixels
 
     # -- step 4 ----------------------------------------------------------------------------
     def accept(self, boxes: np.ndarray, vectors: np.ndarray, labels: np.ndarray,
