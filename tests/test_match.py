@@ -88,25 +88,32 @@ def test_text_query_uses_product_texts_with_the_offline_pair(demo_workspace):
     assert result.to_dict()["detector"] is None  # no photo, no detector (it read "")
 
 
-@pytest.mark.parametrize("step", [2, 50])  # half allowed (HNSW + mask), 1/50 (exact)
-def test_filtered_search_equals_exact_search_on_the_allowed_set(step):
+def loaded_graph(vectors: np.ndarray) -> LoadedIndex:
+    """An hnswlib graph of `vectors` (M=16, ef_construction=100) loaded as an index,
+    labels 0..n-1 with ids id0, id1, ... (plumbing: no workspace)."""
     import hnswlib
     import pyarrow as pa
 
-    n, dim = 40_000, 16
-    rng = np.random.default_rng(0)
-    vectors = rng.normal(size=(n, dim)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    n, dim = vectors.shape
     index = hnswlib.Index(space="ip", dim=dim)
     index.init_index(max_elements=n, M=16, ef_construction=100)
     index.add_items(vectors)
     labels = pa.table({"label": np.arange(n), "id": [f"id{i}" for i in range(n)]})
     manifest = IndexManifest("t", "product_image", None, "m", dim, "ip", 16, 100, n, "", "", 0,
                              0, None)
+    return LoadedIndex(manifest, index, labels)
+
+
+@pytest.mark.parametrize("step", [2, 50])  # half allowed (HNSW + mask), 1/50 (exact)
+def test_filtered_search_equals_exact_search_on_the_allowed_set(step):
+    n, dim = 40_000, 16
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     allowed = np.arange(0, n, step)
     assert use_exact(len(allowed), 5, n) == (step == 50)  # both paths are exercised
     queries = vectors[1:21]
-    loaded = LoadedIndex(manifest, index, labels)
+    loaded = loaded_graph(vectors)
     found, scores = search_index(loaded, queries, 5, AllowedSet(loaded, allowed))
     assert np.isin(found, allowed).all()
     truth, truth_scores = top_k_exact(vectors[allowed], queries, 5)
@@ -120,22 +127,12 @@ def test_a_search_reaching_every_vector_of_one_photo_is_answered(monkeypatch):
     """500 listings of 2 photos: hnswlib refuses a top-k that leaves any vector
     unreachable ("Cannot return the results in a contiguous 2D array"), and a search
     looking past one photo's listings widens to such a k (a match at 100k rows crashed)."""
-    import hnswlib
-    import pyarrow as pa
-
-    n, dim = 500, 16
+    n = 500
     rng = np.random.default_rng(0)
-    photos = rng.normal(size=(2, dim)).astype(np.float32)
+    photos = rng.normal(size=(2, 16)).astype(np.float32)
     photos /= np.linalg.norm(photos, axis=1, keepdims=True)
-    vectors = photos[np.arange(n) % 2]
-    index = hnswlib.Index(space="ip", dim=dim)
-    index.init_index(max_elements=n, M=16, ef_construction=100)
-    index.add_items(vectors)
-    labels = pa.table({"label": np.arange(n), "id": [f"id{i}" for i in range(n)]})
-    manifest = IndexManifest("t", "product_image", None, "m", dim, "ip", 16, 100, n, "", "", 0,
-                             0, None)
     monkeypatch.setattr("pinshop_cli.index.loaded.EXACT_CHUNK", 128)  # 4 chunks, merged
-    found, scores = search_index(LoadedIndex(manifest, index, labels), photos[:1], n)
+    found, scores = search_index(loaded_graph(photos[np.arange(n) % 2]), photos[:1], n)
     assert sorted(found[0].tolist()) == list(range(n))
     assert np.allclose(scores[0, :250], 1, atol=1e-5) and (found[0, :250] % 2 == 0).all()
 
