@@ -110,7 +110,7 @@ def _recommend(shop: Any, user: str | None, all_users: bool, evaluate: bool, tun
         if json:
             print_json(recs)
             return
-        table(f"recommendations for {user or 'this session'}",
+        table(f"recommendations for {user.strip() if user else 'this session'}",
               ["rank", "product", "price", "category", "reason"],
               [[r.rank, f"{r.title} ({r.item_id})", r.price_text(), r.category, r.reason]
                for r in recs])

@@ -116,11 +116,16 @@ def test_a_family_filling_the_first_fetch_is_searched_wider(tmp_path: Path) -> N
 def test_the_widening_stops_at_max_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                          ) -> None:
     """A query whose first MAX_FETCH candidates are all one family's variants gets that
-    family alone (fewer than k), the same as collapsing a plain search of MAX_FETCH."""
+    family alone (fewer than k), the same as collapsing a plain search of MAX_FETCH, unless
+    k + 1 times the largest family is allowed further (MAX_GROUP_FETCH)."""
     ws, vectors, ids = _vector_workspace(tmp_path, groups=2, singles=60, big=50)
-    monkeypatch.setattr(families, "MAX_FETCH", 20)
     retriever = Retriever(ws)
     query = vectors[[ids.index("BIG-0")]]
+    # The 50 variants of one family do not hide the rest: (4 + 1) x 50 may be fetched.
+    monkeypatch.setattr(families, "MAX_FETCH", 20)
+    past = families.search(retriever, query, 4, "product_text").hits[0]
+    assert len(past) == 4 and sum(h.id.startswith("BIG") for h in past) == 1
+    monkeypatch.setattr(families, "MAX_GROUP_FETCH", 20)
     found = families.search(retriever, query, 4, "product_text")
     plain = retriever.search(query, 20, "product_text")
     assert all(h.id.startswith("BIG") for h in plain.hits[0])  # 20 of the 50 variants
@@ -238,3 +243,29 @@ def test_listings_sharing_a_photo_group_with_its_family_in_a_search_by_photo() -
                              "D": (None, None), "E": (None, None), "G": (None, None),
                              "H": ("F2", None)}
     assert families.group_keys_sql(["id", "title"], "catalog", True) is None
+
+
+def test_one_photo_files_listings_are_found_by_its_hash_cheapest_first(tmp_path: Path) -> None:
+    """What the searches by photo lean on, read off the sha256 a normalized catalog
+    records: the labels repeating a photo file (searched once, detection/products.py), its
+    group, and its cheapest other listing (`similar --cheaper`)."""
+    from pinshop_cli.detection.products import catalog_groups
+    from pinshop_cli.retrieval.store import CatalogStore, Filters
+
+    (tmp_path / "catalog.csv").write_text(
+        "id,title,price,image\n"
+        f"A,Armchair,549,{SAMPLE_PRODUCTS / 'P005.jpg'}\n"
+        f"B,Armchair (seller 2),100,{SAMPLE_PRODUCTS / 'P005.jpg'}\n"
+        f"C,Armchair (seller 3),50,{SAMPLE_PRODUCTS / 'P005.jpg'}\n"
+        f"D,Lounge chair,10,{SAMPLE_PRODUCTS / 'P006.jpg'}\n")
+    ws = Workspace.open(tmp_path / "ws", create=True)
+    normalize_catalog(tmp_path / "catalog.csv", ws.catalog, ws.rejects_dir / "catalog.parquet")
+    groups, repeats = catalog_groups(ws, pa.array([0, 1, 2, 3]), pa.array(["A", "B", "C", "D"]),
+                                     4)
+    assert repeats is not None and repeats.tolist() == [1, 2]
+    assert groups is not None and groups[0] == groups[1] == groups[2] != groups[3]
+    store = CatalogStore(ws)
+    assert store.cheapest_sharing("A", Filters()) == "C"
+    assert store.cheapest_sharing("A", Filters(min_price=60)) == "B"
+    assert store.cheapest_sharing("D", Filters()) is None
+    assert store.photo_sharers("A") == 2 and store.photo_sharers("D") == 0

@@ -99,7 +99,7 @@ def test_a_session_is_one_shoppers_events(shop, tmp_path):
     assert "D" in [r.item_id for r in only_new]
     assert {"A", "C"}.isdisjoint(r.item_id for r in only_new)
     assert notes[0] == ("1 of the session's 3 events names another user than 'new' ('ann') "
-                        "and were left out")
+                        "and was left out")
     with pytest.raises(PinshopError, match="session.csv mixes the events of 2 users "
                                            r"\('ann', 'new'\): a session is one shopper's"):
         recommend(shop, None, POPULAR_ONLY, session=path)

@@ -87,6 +87,34 @@ def test_plumbing_products_sharing_a_photo_leave_the_acceptance_bars_as_they_wer
                        [alone.threshold, alone.floor, alone.margin], rtol=0.05)
 
 
+def test_plumbing_a_photo_under_hundreds_of_listings_is_searched_once() -> None:
+    """200 listings of each of 30 photos: a search deep enough for a few twins (the bars
+    look 74 deep) found only copies of the product's own photo, so the bars read 0 and
+    every box was accepted (a 100k catalog of 34 photos gave 16 regions to a room of 7).
+    A photo's repeats are left out of the searches: its first listing stands for it."""
+    import pyarrow as pa
+
+    from pinshop_cli.detection.products import ProductPhotos, _in_memory_index
+
+    vectors = np.random.default_rng(0).normal(size=(30, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rows = np.tile(vectors, (200, 1))  # label n repeats label n % 30's photo
+
+    def photos(rows: np.ndarray, repeats: np.ndarray | None) -> ProductPhotos:
+        ids = pa.array([f"P{n}" for n in range(len(rows))])
+        return ProductPhotos(_in_memory_index(rows, ids, "m"), np.full(len(rows), None), rows,
+                             None, repeats)
+
+    alone = Acceptance.calibrate(photos(vectors, None))
+    assert Acceptance.calibrate(photos(rows, None)) == Acceptance(0.0, 0.0, 0.0)
+    once = photos(rows, np.arange(30, len(rows)))
+    fixed = Acceptance.calibrate(once)
+    assert np.allclose([fixed.threshold, fixed.floor, fixed.margin],
+                       [alone.threshold, alone.floor, alone.margin], atol=1e-6)
+    labels, scores = once.search(vectors[:2], 5)
+    assert labels[:, 0].tolist() == [0, 1] and (labels < 30).all()  # 5 photos, not 5 copies
+
+
 def test_plumbing_a_familys_variants_are_one_product_to_the_bars_and_the_regions() -> None:
     """Variants photographed apart (a sofa in three colours, one `item_group_id`): each
     product's nearest other was its sibling, the bars rose to a cosine of 0.93 and a room

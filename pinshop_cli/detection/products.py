@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
-from ..retrieval.retriever import search_index
+from ..retrieval.retriever import AllowedSet, search_index
 from ..workspace.embeddings import to_matrix
 
 if TYPE_CHECKING:
@@ -35,6 +35,20 @@ class ProductPhotos:
     #: By label, a code the variants of one family share (or the listings outside any
     #: family that share one photo file) and any other photo has alone; None without any.
     groups: np.ndarray | None = None
+    #: The labels whose photo file a lower label has (None: none): one vector under many
+    #: listings is searched once, so that a search's k nearest are k photos, not k copies
+    #: of one (2,273 copies of a photo left the bars nothing to read: no other product).
+    repeats: np.ndarray | None = None
+
+    @cached_property
+    def searched(self) -> AllowedSet | None:
+        """The labels searches look at: all but `repeats` (None: all)."""
+        import numpy as np
+
+        if self.repeats is None:
+            return None
+        return AllowedSet(self.index, np.setdiff1d(self.labels, self.repeats,
+                                                   assume_unique=True))
 
     @cached_property
     def largest_family(self) -> int:
@@ -58,8 +72,9 @@ class ProductPhotos:
         return self.index.vectors_of(labels)
 
     def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(labels, cosines) of the k nearest product photos per vector, best first."""
-        return search_index(self.index, vectors, k)
+        """(labels, cosines) of the k nearest product photos per vector, best first, a
+        photo file shared by several listings once (fewer than k where there are fewer)."""
+        return search_index(self.index, vectors, k, self.searched)
 
     def category(self, label: int) -> str:
         return str(self.categories[label] or "")
@@ -79,7 +94,7 @@ class ProductPhotos:
         known = columns.category_codes >= 0
         categories[columns.labels[known]] = names[columns.category_codes[known]]
         table = loaded.label_table
-        return cls(loaded, categories, groups=family_groups(
+        return cls(loaded, categories, None, *catalog_groups(
             retriever.ws, table.column("label"), table.column("id"), size))
 
     @classmethod
@@ -111,14 +126,16 @@ class ProductPhotos:
         categories = np.asarray(rows.column("category").to_pylist(), dtype=object)
         labels = pa.array(np.arange(rows.num_rows), pa.int64())
         return cls(_in_memory_index(vectors, rows.column("id"), model_id), categories, vectors,
-                   family_groups(ws, labels, rows.column("id"), rows.num_rows))
+                   *catalog_groups(ws, labels, rows.column("id"), rows.num_rows))
 
 
-def family_groups(ws: Workspace, labels: Any, ids: Any, size: int) -> np.ndarray | None:
-    """By label (`size` of them), a code shared by the photos of one family's variants, or
-    of listings outside any family that share one photo file, and unique to every other
-    photo; None when there is no such group. One DuckDB join of the photos' ids with the
-    catalog."""
+def catalog_groups(ws: Workspace, labels: Any, ids: Any, size: int
+                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(groups, repeats) of ProductPhotos: by label (`size` of them), a code shared by the
+    photos of one family's variants, or of listings outside any family that share one
+    photo file, and unique to every other photo (None: no such group); and the labels
+    whose photo file a lower label has (None: none). DuckDB joins of the photos' ids with
+    the catalog."""
     import numpy as np
     import pyarrow as pa
 
@@ -127,23 +144,29 @@ def family_groups(ws: Workspace, labels: Any, ids: Any, size: int) -> np.ndarray
     from ..workspace.storage import query_arrow, sql_path
 
     if not ws.catalog.exists():
-        return None
-    keys = group_keys_sql(parquet_metadata(ws.catalog).schema.names,
-                          f"read_parquet({sql_path(ws.catalog)})", photos=True)
+        return None, None
+    names = parquet_metadata(ws.catalog).schema.names
+    keys = group_keys_sql(names, f"read_parquet({sql_path(ws.catalog)})", photos=True, extra={
+        "file": "nullif(trim(image_sha256::VARCHAR), '')" if "image_sha256" in names
+        else "NULL::VARCHAR"})
     if keys is None:
-        return None
+        return None, None
+    photos = {"photos": pa.table({"label": labels, "id": ids})}
     found = query_arrow(f"""
         SELECT p.label, dense_rank() OVER (ORDER BY c.family, c.photo) - 1 AS code
         FROM photos p JOIN ({keys}) c USING (id)
         WHERE c.family IS NOT NULL OR c.photo IS NOT NULL
-        QUALIFY count(*) OVER (PARTITION BY c.family, c.photo) > 1""",
-        tables={"photos": pa.table({"label": labels, "id": ids})})
+        QUALIFY count(*) OVER (PARTITION BY c.family, c.photo) > 1""", tables=photos)
+    repeats = query_arrow(f"""
+        SELECT p.label FROM photos p JOIN ({keys}) c USING (id) WHERE c.file IS NOT NULL
+        QUALIFY row_number() OVER (PARTITION BY c.file ORDER BY p.label) > 1""",
+        tables=photos).column("label").to_numpy()
     if not found.num_rows:
-        return None
+        return None, repeats if len(repeats) else None
     codes = found.column("code").to_numpy()
     groups = np.arange(size, dtype=np.int64) + int(codes.max()) + 1  # alone by default
     groups[found.column("label").to_numpy()] = codes
-    return groups
+    return groups, np.sort(repeats) if len(repeats) else None
 
 
 @lru_cache(maxsize=2)

@@ -77,7 +77,8 @@ class Acceptance:
     @classmethod
     def calibrate(cls, photos: ProductPhotos, sample: int = 2000, seed: int = 0
                   ) -> Acceptance:
-        labels = photos.labels
+        # One label per photo file: a photo under 2,273 listings is one product photo.
+        labels = photos.labels if photos.searched is None else photos.searched.labels
         if len(labels) < 3:
             return cls(0.0, 0.0, 0.0)
         rng = np.random.default_rng(seed)

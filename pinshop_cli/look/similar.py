@@ -107,6 +107,8 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
         unseen = retriever.store.count(filters) - len(retriever.allowed(every, filters))
     own_photo = ref.product is not None and ref.kind == families.PHOTO_KIND and not cheaper
     shown = found.products(retriever)[0]
+    if cheaper and ref.product is not None:
+        shown = _cheapest_of_own_photo(retriever, reference, shown, filters)
     twins = [p for p in shown if own_photo and p.score is not None and p.score >= SAME_PHOTO]
     products = [p for p in shown if p.id != reference and p not in twins][:top_k]
     scale = retriever.similarity_scale(ref.kind)
@@ -117,8 +119,11 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
                     for p, pct in zip(products, percents, strict=True)]
     what = "photo" if ref.kind == "product_image" else "text vector"
     if unseen > 0:
-        result.notes.append(f"{unseen} product{'s' if unseen > 1 else ''} passing these "
-                            f"filters ha{'ve' if unseen > 1 else 's'} no {what} and "
+        # The category alone is the reference's, not a filter the shopper gave.
+        among = ("passing these filters" if replace(filters, category=None).describe()
+                 else f"in {ref.category}" if ref.category else "in the catalog")
+        result.notes.append(f"{unseen} product{'s' if unseen > 1 else ''} {among} "
+                            f"ha{'ve' if unseen > 1 else 's'} no {what} and "
                             f"{'were' if unseen > 1 else 'was'} not compared")
     others = _other_listings(retriever, reference, twins)
     listings = f"{others} other listing{'s' if others > 1 else ''}"
@@ -147,3 +152,18 @@ def _other_listings(retriever: Retriever, reference: str, twins: list[Product]) 
     if not twins:  # (one scan of the catalog: 10-30 ms at a million rows)
         return 0
     return retriever.store.photo_sharers(reference)
+
+
+def _cheapest_of_own_photo(retriever: Retriever, reference: str, shown: list[Product],
+                           filters: Filters) -> list[Product]:
+    """`shown` with the hit of the reference's very photo (one of its tied listings, found
+    first) replaced by its cheapest listing passing `filters`: "the same product for
+    less" at the least."""
+    at = next((n for n, p in enumerate(shown) if p.score is not None and
+               p.score >= SAME_PHOTO), None)
+    cheapest = None if at is None else retriever.store.cheapest_sharing(reference, filters)
+    if at is None or cheapest is None or cheapest == shown[at].id:
+        return shown
+    row = Product.from_row(retriever.store.rows([cheapest])[0], shown[at].score)
+    row.family = shown[at].family
+    return [*shown[:at], row, *shown[at + 1:]]

@@ -109,14 +109,20 @@ def _leave_out_others(con: Any, name: str, user: str | None, notes: list[str] | 
                       ) -> bool:
     """Whether rows of `checked` naming a user other than `user` are to be left out (and
     said so); an error where no row would be left, or an anonymous session mixes users."""
-    users, others, named = con.execute(
-        "SELECT count(DISTINCT user_id), count(*) FILTER (user_id IS DISTINCT FROM $user "
-        "AND user_id IS NOT NULL), list(DISTINCT user_id ORDER BY user_id) FILTER "
-        "(user_id IS NOT NULL)[:3] FROM checked", {"user": user}).fetchall()[0]
-    listed = ", ".join(repr(u) for u in named or ()) + (", ..." if users > 3 else "")
+    users, others, named, strangers = con.execute("""
+        SELECT count(DISTINCT user_id), count(*) FILTER (stranger),
+               list(DISTINCT user_id ORDER BY user_id) FILTER (user_id IS NOT NULL)[:3],
+               count(DISTINCT user_id) FILTER (stranger)
+        FROM (SELECT *, user_id IS DISTINCT FROM $user AND user_id IS NOT NULL AS stranger
+              FROM checked)""", {"user": user}).fetchall()[0]
+
+    def listed(ids: list[str], count: int) -> str:
+        return ", ".join(repr(u) for u in ids) + (", ..." if count > len(ids) else "")
+
     if user is None:
         if users > 1:
-            raise PinshopError(f"{name} mixes the events of {users} users ({listed}): a "
+            raise PinshopError(f"{name} mixes the events of {users} users "
+                               f"({listed(named, users)}): a "
                                "session is one shopper's; recommend for one of them by "
                                "user id, or leave user_id out")
         if users == 1 and notes is not None:
@@ -128,12 +134,15 @@ def _leave_out_others(con: Any, name: str, user: str | None, notes: list[str] | 
     total = con.execute("SELECT count(*) FROM checked").fetchall()[0][0]
     if others == total:
         raise PinshopError(f"{name} holds no events of user {user!r}: its user_id names "
-                           f"{listed}")
+                           f"{listed(named, users)}")
     if notes is not None:
-        strangers = [repr(u) for u in named if u != user]
-        notes.append(f"{others} of the session's {total} events "
-                     f"name{'s' if others == 1 else ''} another user than "
-                     f"{user!r} ({', '.join(strangers) or listed}) and were left out")
+        shown = con.execute("SELECT DISTINCT user_id FROM checked WHERE user_id <> $user "
+                            "ORDER BY user_id LIMIT 3", {"user": user}).fetchall()
+        one = others == 1
+        notes.append(f"{others} of the session's {total} events name{'s' if one else ''} "
+                     f"another user than {user!r} "
+                     f"({listed([u for (u,) in shown], strangers)}) and "
+                     f"{'was' if one else 'were'} left out")
     return True
 
 

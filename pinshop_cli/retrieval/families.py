@@ -9,11 +9,13 @@ The search over-fetches (OVERSAMPLE candidates per answer); numpy over the hit t
 each hit's family (a binary search in the sorted member ids), keeps each family's best hit
 per query and then the best k per query; a query left with fewer than k families while more
 candidates exist is searched again with a wider fetch, up to MAX_FETCH candidates (or the
-first fetch, when k alone asks for more): past that, a query whose candidates are still a
-few families' variants gets fewer than k. The families and their sizes
-(variants, distinct colours and sizes) are GROUP BYs over the catalog in DuckDB, made once
-per catalog store and kind of search and kept as arrays. A catalog without `item_group_id`
-or shared photos, and every product in neither, is searched exactly as before.
+first fetch, when k alone asks for more; or k + 1 times the largest family, up to
+MAX_GROUP_FETCH, so that thousands of listings of one photo do not hide the rest): past that,
+a query whose candidates are still a few families' variants gets fewer than k. The families
+and their sizes (variants, distinct colours and sizes) are GROUP BYs over the catalog in
+DuckDB, made once per catalog store and kind of search and kept as arrays. A catalog
+without `item_group_id` or shared photos, and every product in neither, is searched exactly
+as before.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ PHOTO_KIND = "product_image"  # the searches where one photo under several listi
 OVERSAMPLE = 4  # candidates fetched per family shown, before any widening
 WIDEN = 4  # how much wider each further fetch is, for queries still short of k families
 MAX_FETCH = 4_096  # candidates per query the widening stops at (a search, not a scan)
+#: ... unless k + 1 of the largest family (one photo under 2,273 listings) take more, up to
+#: this: past it, a query among a few huge groups shows fewer than k.
+MAX_GROUP_FETCH = 65_536
 
 _prepared: weakref.WeakKeyDictionary[CatalogStore, dict[bool, FamilyIndex | None]] = \
     weakref.WeakKeyDictionary()
@@ -237,7 +242,8 @@ def search(retriever: Retriever, queries: np.ndarray, k: int, kind: str,
         plain = retriever.search(queries, k, kind, filters, category)
         return FamilySearch(plain.hits, plain.index)
     fetch = min(k * OVERSAMPLE, store.size)
-    limit = min(store.size, max(MAX_FETCH, fetch))
+    largest = int(found_families.variants.max())
+    limit = min(store.size, max(MAX_FETCH, fetch, min((k + 1) * largest, MAX_GROUP_FETCH)))
     found: SearchResult = retriever.search(queries, fetch, kind, filters, category)
     hits, families = collapse(found_families, found.hits, k)
     while fetch < limit:

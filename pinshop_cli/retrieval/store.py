@@ -259,6 +259,17 @@ class CatalogStore:
     def close(self) -> None:
         self.con.close()
 
+    def cheapest_sharing(self, product_id: str, filters: Filters) -> str | None:
+        """The cheapest other listing of `product_id`'s photo file passing `filters`."""
+        if "image_sha256" not in self.con.table("catalog").columns:
+            return None
+        condition, params = filters.where()
+        found = self._arrow(
+            f"SELECT id FROM catalog c WHERE c.image_sha256 = (SELECT image_sha256 FROM "
+            f"catalog WHERE id = $ref) AND c.id <> $ref AND {condition} "
+            f"ORDER BY {PAID_PRICE} NULLS LAST, c.id LIMIT 1", {**params, "ref": product_id})
+        return str(found.column("id")[0]) if found.num_rows else None
+
     def photo_sharers(self, product_id: str) -> int:
         """How many other catalog rows have `product_id`'s photo file (its sha256)."""
         if "image_sha256" not in self.con.table("catalog").columns:
