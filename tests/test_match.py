@@ -123,6 +123,30 @@ def test_filtered_search_equals_exact_search_on_the_allowed_set(step):
     assert np.allclose(scores[:, 0], truth_scores[:, 0], atol=1e-4)
 
 
+def test_only_the_queries_short_of_allowed_labels_search_wider():
+    """One query whose neighbourhood the filter leaves out widened every query of its batch
+    (a placeholder photo under 3,000 listings: 2,000 queries at 8,384 candidates each)."""
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(4000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    loaded = loaded_graph(vectors)
+    queries = vectors[[0, 1]]
+    crowd = np.argsort(-(vectors @ queries[0]))[:600]  # query 0's 600 nearest: left out
+    allowed = AllowedSet(loaded, np.setdiff1d(np.arange(4000), crowd))
+    batch_sizes = []
+    knn = loaded.knn
+
+    def counting(batch, k, ef=None):  # noqa: ANN001, ANN202
+        batch_sizes.append(len(batch))
+        return knn(batch, k, ef)
+
+    loaded.knn = counting  # type: ignore[method-assign]
+    found, _ = search_index(loaded, queries, 5, allowed)
+    assert batch_sizes[0] == 2 and set(batch_sizes[1:]) == {1}
+    truth, _ = top_k_exact(vectors[allowed.labels], queries, 5)
+    assert found.tolist() == allowed.labels[truth].tolist()
+
+
 def test_a_search_reaching_every_vector_of_one_photo_is_answered(monkeypatch):
     """500 listings of 2 photos: hnswlib refuses a top-k that leaves any vector
     unreachable ("Cannot return the results in a contiguous 2D array"), and a search

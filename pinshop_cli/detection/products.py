@@ -57,7 +57,8 @@ class ProductPhotos:
 
         if self.groups is None:
             return 1
-        return min(int(np.bincount(self.groups[self.labels]).max()), FAMILY_LOOK)
+        searched = self.labels if self.searched is None else self.searched.labels
+        return min(int(np.bincount(self.groups[searched]).max()), FAMILY_LOOK)
 
     @property
     def labels(self) -> np.ndarray:
@@ -151,22 +152,28 @@ def catalog_groups(ws: Workspace, labels: Any, ids: Any, size: int
         else "NULL::VARCHAR"})
     if keys is None:
         return None, None
-    photos = {"photos": pa.table({"label": labels, "id": ids})}
+    # One join: the group code of each photo in a group of two or more (codes may skip
+    # numbers), and whether a lower label has its photo file.
     found = query_arrow(f"""
-        SELECT p.label, dense_rank() OVER (ORDER BY c.family, c.photo) - 1 AS code
-        FROM photos p JOIN ({keys}) c USING (id)
-        WHERE c.family IS NOT NULL OR c.photo IS NOT NULL
-        QUALIFY count(*) OVER (PARTITION BY c.family, c.photo) > 1""", tables=photos)
-    repeats = query_arrow(f"""
-        SELECT p.label FROM photos p JOIN ({keys}) c USING (id) WHERE c.file IS NOT NULL
-        QUALIFY row_number() OVER (PARTITION BY c.file ORDER BY p.label) > 1""",
-        tables=photos).column("label").to_numpy()
-    if not found.num_rows:
-        return None, repeats if len(repeats) else None
-    codes = found.column("code").to_numpy()
+        SELECT label, CASE WHEN (family IS NOT NULL OR photo IS NOT NULL) AND
+                                count(*) OVER (PARTITION BY family, photo) > 1
+                           THEN dense_rank() OVER (ORDER BY family, photo) END AS code,
+               coalesce(file IS NOT NULL AND
+                        row_number() OVER (PARTITION BY file ORDER BY label) > 1, false)
+                   AS repeat
+        FROM photos p JOIN ({keys}) c USING (id)""",
+        tables={"photos": pa.table({"label": labels, "id": ids})})
+    label = found.column("label").to_numpy()
+    code = found.column("code").to_numpy(zero_copy_only=False)
+    repeat = found.column("repeat").to_numpy(zero_copy_only=False)
+    repeats = np.sort(label[repeat]) if repeat.any() else None
+    grouped = ~np.isnan(code.astype(np.float64))
+    if not grouped.any():
+        return None, repeats
+    codes = code[grouped].astype(np.int64)
     groups = np.arange(size, dtype=np.int64) + int(codes.max()) + 1  # alone by default
-    groups[found.column("label").to_numpy()] = codes
-    return groups, np.sort(repeats) if len(repeats) else None
+    groups[label[grouped]] = codes
+    return groups, repeats
 
 
 @lru_cache(maxsize=2)

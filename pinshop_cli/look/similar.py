@@ -107,7 +107,7 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
         unseen = retriever.store.count(filters) - len(retriever.allowed(every, filters))
     own_photo = ref.product is not None and ref.kind == families.PHOTO_KIND and not cheaper
     shown = found.products(retriever)[0]
-    if cheaper and ref.product is not None:
+    if cheaper and ref.product is not None and ref.kind == families.PHOTO_KIND:
         shown = _cheapest_of_own_photo(retriever, reference, shown, filters)
     twins = [p for p in shown if own_photo and p.score is not None and p.score >= SAME_PHOTO]
     products = [p for p in shown if p.id != reference and p not in twins][:top_k]
@@ -156,14 +156,14 @@ def _other_listings(retriever: Retriever, reference: str, twins: list[Product]) 
 
 def _cheapest_of_own_photo(retriever: Retriever, reference: str, shown: list[Product],
                            filters: Filters) -> list[Product]:
-    """`shown` with the hit of the reference's very photo (one of its tied listings, found
-    first) replaced by its cheapest listing passing `filters`: "the same product for
-    less" at the least."""
-    at = next((n for n, p in enumerate(shown) if p.score is not None and
-               p.score >= SAME_PHOTO), None)
+    """`shown` with the listing of the reference's very photo file (one of its tied
+    listings, found first) replaced by its cheapest listing passing `filters`: "the same
+    product for less" at the least."""
+    sharing = retriever.store.sharing_photo(reference, [p.id for p in shown])
+    at = next((n for n, p in enumerate(shown) if p.id in sharing), None)
     cheapest = None if at is None else retriever.store.cheapest_sharing(reference, filters)
     if at is None or cheapest is None or cheapest == shown[at].id:
         return shown
     row = Product.from_row(retriever.store.rows([cheapest])[0], shown[at].score)
     row.family = shown[at].family
-    return [*shown[:at], row, *shown[at + 1:]]
+    return [row if n == at else p for n, p in enumerate(shown) if p.id != cheapest]

@@ -42,7 +42,7 @@ WIDEN = 4  # how much wider each further fetch is, for queries still short of k 
 MAX_FETCH = 4_096  # candidates per query the widening stops at (a search, not a scan)
 #: ... unless k + 1 of the largest family (one photo under 2,273 listings) take more, up to
 #: this: past it, a query among a few huge groups shows fewer than k.
-MAX_GROUP_FETCH = 65_536
+MAX_GROUP_FETCH = 16_384
 
 _prepared: weakref.WeakKeyDictionary[CatalogStore, dict[bool, FamilyIndex | None]] = \
     weakref.WeakKeyDictionary()

@@ -41,13 +41,16 @@ OVERFETCH = 2.0  # candidates fetched per expected survivor of the mask
 # allowed**2 <= EXACT_FACTOR * OVERFETCH * k * total: up to ~2.8k of 20k products, ~20k
 # of a million (measured in bench/bench_scale.py).
 EXACT_FACTOR = 20
+#: ... and never past this many (a search by photo may ask for 16k candidates, which the
+#: rule above would answer by gathering the vectors of 800k products).
+EXACT_MAX = 65_536
 # Filters prepared per retriever; each costs a mask (1 MB at 10^6 labels) and, for a set
 # searched exactly, its vectors (at most ~30 MB at 10^6 products).
 PREPARED = 16
 
 
 def use_exact(allowed: int, k: int, total: int) -> bool:
-    return allowed ** 2 <= EXACT_FACTOR * OVERFETCH * k * total
+    return allowed <= EXACT_MAX and allowed ** 2 <= EXACT_FACTOR * OVERFETCH * k * total
 
 
 class AllowedSet:
@@ -118,18 +121,23 @@ def search_index(loaded: LoadedIndex, queries: np.ndarray, k: int,
     if allowed is None:
         return loaded.knn(queries, k)
     fetch = int(min(total, k * OVERFETCH * total / len(allowed) + k))
-    while True:
-        labels, cosines = loaded.knn(queries, fetch, ef=fetch)
+    chosen = np.full((len(queries), k), -1, np.int64)
+    scores = np.full((len(queries), k), -np.inf, np.float32)
+    rows = np.arange(len(queries))  # the queries still short of k allowed labels
+    while len(rows):
+        labels, cosines = loaded.knn(queries[rows], fetch, ef=fetch)
         keep = allowed.mask[labels]
-        if not escalate or keep.sum(axis=1).min() >= k or fetch >= total:
-            break
-        fetch = min(total, fetch * 4)
-    # Stable per-row selection of the first k kept candidates (already best first).
-    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
-    chosen = np.take_along_axis(labels, order, axis=1)
-    scores = np.take_along_axis(cosines, order, axis=1)
-    valid = np.take_along_axis(keep, order, axis=1)
-    return np.where(valid, chosen, -1), np.where(valid, scores, -np.inf)
+        done = (keep.sum(axis=1) >= k) | (not escalate) | (fetch >= total)
+        # Stable per-row selection of the first k kept candidates (already best first).
+        kept = keep[done]
+        order = np.argsort(~kept, axis=1, kind="stable")[:, :k]
+        valid = np.take_along_axis(kept, order, axis=1)
+        chosen[rows[done]] = np.where(valid, np.take_along_axis(labels[done], order, 1), -1)
+        scores[rows[done]] = np.where(valid, np.take_along_axis(cosines[done], order, 1),
+                                      -np.inf)
+        # Only the short queries search wider (one crowded query widened them all).
+        rows, fetch = rows[~done], min(total, fetch * 4)
+    return chosen, scores
 
 
 def to_hits(loaded: LoadedIndex, labels: np.ndarray, scores: np.ndarray) -> list[list[Hit]]:

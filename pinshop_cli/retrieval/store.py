@@ -270,6 +270,23 @@ class CatalogStore:
             f"ORDER BY {PAID_PRICE} NULLS LAST, c.id LIMIT 1", {**params, "ref": product_id})
         return str(found.column("id")[0]) if found.num_rows else None
 
+    def sharing_photo(self, product_id: str, ids: list[str]) -> set[str]:
+        """Those of `ids` (a few shown products) whose photo file is `product_id`'s."""
+        import pyarrow as pa
+
+        if "image_sha256" not in self.con.table("catalog").columns or not ids:
+            return set()
+        con = self.con.cursor()  # its own registered table: a server shares the store
+        try:
+            con.register("shown_ids", pa.table({"id": pa.array(ids, pa.string())}))
+            found = con.sql(
+                "SELECT c.id FROM catalog c JOIN shown_ids USING (id) WHERE c.image_sha256 = "
+                "(SELECT image_sha256 FROM catalog WHERE id = $ref)",
+                params={"ref": product_id}).to_arrow_table()
+        finally:
+            con.close()
+        return set(found.column("id").to_pylist())
+
     def photo_sharers(self, product_id: str) -> int:
         """How many other catalog rows have `product_id`'s photo file (its sha256)."""
         if "image_sha256" not in self.con.table("catalog").columns:
