@@ -297,7 +297,7 @@ class RichProgress:
             return
         self.task = self.bar.add_task(stage, total=total, rate="")
         if not self.bar.console.is_terminal:  # a job's log: bars are drawn once, at the end
-            self.note(f"{stage}: {total:,} to do")
+            self.note(f"{stage}..." if total == 1 else f"{stage}: {total:,} to do")
 
     def advance(self, count: int = 1) -> None:
         if self.task is None:
