@@ -157,17 +157,18 @@ def catalog_groups(ws: Workspace, labels: Any, ids: Any, size: int
     found = query_arrow(f"""
         SELECT label, CASE WHEN (family IS NOT NULL OR photo IS NOT NULL) AND
                                 count(*) OVER (PARTITION BY family, photo) > 1
-                           THEN dense_rank() OVER (ORDER BY family, photo) END AS code,
+                           THEN dense_rank() OVER (ORDER BY family, photo) ELSE -1 END
+                   AS code,
                coalesce(file IS NOT NULL AND
                         row_number() OVER (PARTITION BY file ORDER BY label) > 1, false)
                    AS repeat
         FROM photos p JOIN ({keys}) c USING (id)""",
         tables={"photos": pa.table({"label": labels, "id": ids})})
     label = found.column("label").to_numpy()
-    code = found.column("code").to_numpy(zero_copy_only=False)
+    code = found.column("code").to_numpy()
     repeat = found.column("repeat").to_numpy(zero_copy_only=False)
     repeats = np.sort(label[repeat]) if repeat.any() else None
-    grouped = ~np.isnan(code.astype(np.float64))
+    grouped = code >= 0  # (-1: alone)
     if not grouped.any():
         return None, repeats
     codes = code[grouped].astype(np.int64)

@@ -105,12 +105,14 @@ def similar(reference: str, workspace: str | Path | None = None, cheaper: bool =
     unseen = 0
     if every.live_count < retriever.store.size:
         unseen = retriever.store.count(filters) - len(retriever.allowed(every, filters))
-    own_photo = ref.product is not None and ref.kind == families.PHOTO_KIND and not cheaper
+    by_photo = ref.product is not None and ref.kind == families.PHOTO_KIND
     shown = found.products(retriever)[0]
-    if cheaper and ref.product is not None and ref.kind == families.PHOTO_KIND:
+    if by_photo and cheaper:
         shown = _cheapest_of_own_photo(retriever, reference, shown, filters)
-    twins = [p for p in shown if own_photo and p.score is not None and p.score >= SAME_PHOTO]
-    products = [p for p in shown if p.id != reference and p not in twins][:top_k]
+    twins = [p for p in shown if by_photo and not cheaper and p.score is not None
+             and p.score >= SAME_PHOTO]
+    left_out = {reference, *(p.id for p in twins)}
+    products = [p for p in shown if p.id not in left_out][:top_k]
     scale = retriever.similarity_scale(ref.kind)
     percents = scale.percent(np.asarray([p.score for p in products], dtype=np.float64))
     result = LookAlikes(reference, ref.product, ref.category, ref.category_source,

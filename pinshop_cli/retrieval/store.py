@@ -97,6 +97,8 @@ PHOTO_COLOR = "CASE WHEN coalesce(trim(c.color), '') = '' THEN c.photo_color END
 #: filters judge this ("under 16" finds a 20 tee on sale at 15), as `changes` does.
 PAID_PRICE = ("CASE WHEN c.sale_price < c.price OR c.price IS NULL THEN c.sale_price "
               "ELSE c.price END")
+#: A row (alias c) whose photo file is that of the product $ref.
+SAME_FILE = "c.image_sha256 = (SELECT image_sha256 FROM catalog WHERE id = $ref)"
 
 
 @dataclass(frozen=True)
@@ -259,42 +261,35 @@ class CatalogStore:
     def close(self) -> None:
         self.con.close()
 
+    @cached_property
+    def photo_hashes(self) -> bool:
+        """Whether the catalog records its photo files' sha256 (every ingest does)."""
+        return "image_sha256" in self.con.table("catalog").columns
+
     def cheapest_sharing(self, product_id: str, filters: Filters) -> str | None:
         """The cheapest other listing of `product_id`'s photo file passing `filters`."""
-        if "image_sha256" not in self.con.table("catalog").columns:
+        if not self.photo_hashes:
             return None
         condition, params = filters.where()
         found = self._arrow(
-            f"SELECT id FROM catalog c WHERE c.image_sha256 = (SELECT image_sha256 FROM "
-            f"catalog WHERE id = $ref) AND c.id <> $ref AND {condition} "
+            f"SELECT id FROM catalog c WHERE {SAME_FILE} AND c.id <> $ref AND {condition} "
             f"ORDER BY {PAID_PRICE} NULLS LAST, c.id LIMIT 1", {**params, "ref": product_id})
         return str(found.column("id")[0]) if found.num_rows else None
 
     def sharing_photo(self, product_id: str, ids: list[str]) -> set[str]:
         """Those of `ids` (a few shown products) whose photo file is `product_id`'s."""
-        import pyarrow as pa
-
-        if "image_sha256" not in self.con.table("catalog").columns or not ids:
+        if not self.photo_hashes or not ids:
             return set()
-        con = self.con.cursor()  # its own registered table: a server shares the store
-        try:
-            con.register("shown_ids", pa.table({"id": pa.array(ids, pa.string())}))
-            found = con.sql(
-                "SELECT c.id FROM catalog c JOIN shown_ids USING (id) WHERE c.image_sha256 = "
-                "(SELECT image_sha256 FROM catalog WHERE id = $ref)",
-                params={"ref": product_id}).to_arrow_table()
-        finally:
-            con.close()
+        found = self._arrow(f"SELECT id FROM catalog c WHERE {SAME_FILE} AND "
+                            "list_contains($ids, c.id)", {"ref": product_id, "ids": ids})
         return set(found.column("id").to_pylist())
 
     def photo_sharers(self, product_id: str) -> int:
-        """How many other catalog rows have `product_id`'s photo file (its sha256)."""
-        if "image_sha256" not in self.con.table("catalog").columns:
+        """How many other catalog rows have `product_id`'s photo file."""
+        if not self.photo_hashes:
             return 0
-        return int(self._arrow(
-            "SELECT count(*) AS n FROM catalog WHERE image_sha256 = (SELECT image_sha256 "
-            "FROM catalog WHERE id = $id) AND id <> $id", {"id": product_id}
-        ).column("n")[0].as_py())
+        return int(self._arrow(f"SELECT count(*) AS n FROM catalog c WHERE {SAME_FILE} AND "
+                               "c.id <> $ref", {"ref": product_id}).column("n")[0].as_py())
 
     def _arrow(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
         return self.con.sql(sql, params=params or None).to_arrow_table()
